@@ -1,0 +1,401 @@
+//! The task graph in compact form: tasks are `u32` indices into
+//! `Workflow::tasks`, edges live in two CSR arrays (needs and dependants).
+//!
+//! Hand-written rather than petgraph because the planner's budget is a
+//! million tasks in well under a second: interning names once, then working
+//! on flat integer arrays, keeps every pass O(V+E) and cache-friendly.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::problem::{Code, Path, Problem};
+use crate::spec::Task;
+
+const MISSING: u32 = u32::MAX;
+/// Tasks resolved per parallel work unit; large enough to amortise rayon's
+/// scheduling, small enough to balance two cores.
+const CHUNK: usize = 16 * 1024;
+/// Enough cycles to show the shape of the mistake without flooding.
+const CYCLE_REPORT_LIMIT: usize = 20;
+
+/// A checked, acyclic task graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dag {
+    needs: Csr,
+    dependants: Csr,
+    /// Longest distance from a root: roots are level 0.
+    levels: Vec<u32>,
+    level_count: u32,
+}
+
+/// Compressed sparse rows: the neighbours of node `i` are
+/// `targets[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Csr {
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Csr {
+    fn row(&self, node: u32) -> &[u32] {
+        let node = node as usize;
+        &self.targets[self.offsets[node] as usize..self.offsets[node + 1] as usize]
+    }
+
+    /// The same edges pointing the other way.
+    fn reversed(&self, nodes: usize) -> Csr {
+        let mut counts = vec![0u32; nodes + 1];
+        for &target in &self.targets {
+            counts[target as usize + 1] += 1;
+        }
+        for index in 1..counts.len() {
+            counts[index] += counts[index - 1];
+        }
+        let mut cursor = counts.clone();
+        let mut targets = vec![0u32; self.targets.len()];
+        for source in 0..nodes as u32 {
+            for &target in self.row(source) {
+                let slot = &mut cursor[target as usize];
+                targets[*slot as usize] = source;
+                *slot += 1;
+            }
+        }
+        Csr {
+            offsets: counts,
+            targets,
+        }
+    }
+}
+
+impl Dag {
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// Indices of the tasks `task` needs, in the order written.
+    pub fn needs(&self, task: u32) -> &[u32] {
+        self.needs.row(task)
+    }
+
+    /// Indices of the tasks that need `task`.
+    pub fn dependants(&self, task: u32) -> &[u32] {
+        self.dependants.row(task)
+    }
+
+    pub fn level(&self, task: u32) -> u32 {
+        self.levels[task as usize]
+    }
+
+    pub fn level_count(&self) -> u32 {
+        self.level_count
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.needs.targets.len()
+    }
+
+    /// Whether `ancestor` is upstream of `task` (reachable through needs).
+    /// Levels prune the search: an ancestor always sits on a lower level.
+    pub fn is_ancestor(&self, ancestor: u32, task: u32, seen: &mut Vec<bool>) -> bool {
+        let floor = self.level(ancestor);
+        if floor >= self.level(task) {
+            return false;
+        }
+        seen.clear();
+        seen.resize(self.len(), false);
+        let mut stack = vec![task];
+        while let Some(node) = stack.pop() {
+            for &need in self.needs(node) {
+                if need == ancestor {
+                    return true;
+                }
+                if !seen[need as usize] && self.level(need) > floor {
+                    seen[need as usize] = true;
+                    stack.push(need);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Interns task ids: each id to its index in `tasks`. A repeated id is a
+/// problem; the later task wins the name.
+pub(crate) fn index<'a>(tasks: &'a [Task], problems: &mut Vec<Problem>) -> FxHashMap<&'a str, u32> {
+    let mut index: FxHashMap<&str, u32> = FxHashMap::default();
+    index.reserve(tasks.len());
+    for (position, task) in tasks.iter().enumerate() {
+        if index.insert(task.id.as_str(), position as u32).is_some() {
+            problems.push(
+                Problem::new(
+                    Code::DuplicateTask,
+                    Path::task(&task.id),
+                    format!("task id `{}` is used more than once", task.id),
+                )
+                .at_key(),
+            );
+        }
+    }
+    index
+}
+
+/// The graph of `tasks`, or the problems that keep it from being a DAG.
+/// Edge problems (missing, self or repeated needs) do not stop the build;
+/// the graph is built without those edges so cycles are still found.
+/// `unloaded` names tasks that exist in the source but did not load.
+pub(crate) fn build(tasks: &[Task], index: &FxHashMap<&str, u32>, unloaded: &[String]) -> (Option<Dag>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let resolved: Vec<Vec<u32>> = tasks
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut out = Vec::with_capacity(chunk.iter().map(|task| task.needs.len()).sum());
+            for task in chunk {
+                out.extend(task.needs.iter().map(|need| index.get(need.as_str()).copied().unwrap_or(MISSING)));
+            }
+            out
+        })
+        .collect();
+
+    let mut needs = Csr {
+        offsets: Vec::with_capacity(tasks.len() + 1),
+        targets: Vec::with_capacity(resolved.iter().map(Vec::len).sum()),
+    };
+    needs.offsets.push(0);
+    let mut resolved_needs = resolved.iter().flatten().copied();
+    for (position, task) in tasks.iter().enumerate() {
+        let row_start = needs.targets.len();
+        for (need_index, need) in task.needs.iter().enumerate() {
+            let target = resolved_needs.next().expect("one resolution per need");
+            let path = || Path::task(&task.id).key("needs").index(need_index);
+            if target == MISSING {
+                if !unloaded.contains(need) {
+                    problems.push(missing_dependency(index, &task.id, need, path()));
+                }
+            } else if target == position as u32 {
+                problems.push(Problem::new(
+                    Code::SelfDependency,
+                    path(),
+                    format!("task `{}` needs itself", task.id),
+                ));
+            } else if needs.targets[row_start..].contains(&target) {
+                problems.push(Problem::new(
+                    Code::DuplicateNeed,
+                    path(),
+                    format!("task `{}` lists `{need}` in needs twice", task.id),
+                ));
+            } else {
+                needs.targets.push(target);
+            }
+        }
+        needs.offsets.push(needs.targets.len() as u32);
+    }
+
+    let dependants = needs.reversed(tasks.len());
+    match levels(&needs, &dependants) {
+        Ok((levels, level_count)) => {
+            let dag = Dag {
+                needs,
+                dependants,
+                levels,
+                level_count,
+            };
+            (Some(dag), problems)
+        }
+        Err(remaining) => {
+            problems.extend(cycles(tasks, &dependants, &remaining));
+            (None, problems)
+        }
+    }
+}
+
+fn missing_dependency(index: &FxHashMap<&str, u32>, id: &str, need: &str, path: Path) -> Problem {
+    let problem = Problem::new(
+        Code::MissingDependency,
+        path,
+        format!("task `{id}` needs `{need}`, which does not exist"),
+    );
+    match super::suggest_task(index, need) {
+        Some(help) => problem.with_help(help),
+        None => problem,
+    }
+}
+
+/// Kahn's algorithm: each task's level, or the tasks left over when a cycle
+/// stops it (a `true` marks a task that never became ready).
+fn levels(needs: &Csr, dependants: &Csr) -> Result<(Vec<u32>, u32), Vec<bool>> {
+    let nodes = needs.offsets.len() - 1;
+    let mut waiting: Vec<u32> = (0..nodes as u32).map(|node| needs.row(node).len() as u32).collect();
+    let mut levels = vec![0u32; nodes];
+    let mut frontier: Vec<u32> = (0..nodes as u32).filter(|&node| waiting[node as usize] == 0).collect();
+    let mut next = Vec::new();
+    let mut done = 0usize;
+    let mut level = 0u32;
+    while !frontier.is_empty() {
+        done += frontier.len();
+        for &node in &frontier {
+            levels[node as usize] = level;
+            for &dependant in dependants.row(node) {
+                let count = &mut waiting[dependant as usize];
+                *count -= 1;
+                if *count == 0 {
+                    next.push(dependant);
+                }
+            }
+        }
+        std::mem::swap(&mut frontier, &mut next);
+        next.clear();
+        level += 1;
+    }
+    if done == nodes {
+        Ok((levels, level))
+    } else {
+        Err(waiting.iter().map(|&count| count > 0).collect())
+    }
+}
+
+/// The cycles among `remaining` tasks, each as the path `a -> b -> a` in run
+/// order (every task needs the one before it), starting from its smallest id.
+fn cycles(tasks: &[Task], dependants: &Csr, remaining: &[bool]) -> Vec<Problem> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Colour {
+        White,
+        Grey,
+        Black,
+    }
+    let mut colour = vec![Colour::White; remaining.len()];
+    let mut reported: Vec<Vec<u32>> = Vec::new();
+    let mut problems = Vec::new();
+    for start in (0..remaining.len() as u32).filter(|&node| remaining[node as usize]) {
+        if colour[start as usize] != Colour::White {
+            continue;
+        }
+        let mut stack: Vec<(u32, usize)> = vec![(start, 0)];
+        colour[start as usize] = Colour::Grey;
+        while let Some((node, next_edge)) = stack.last_mut() {
+            let Some(&next) = dependants.row(*node).get(*next_edge) else {
+                colour[*node as usize] = Colour::Black;
+                stack.pop();
+                continue;
+            };
+            *next_edge += 1;
+            if !remaining[next as usize] {
+                continue;
+            }
+            match colour[next as usize] {
+                Colour::White => {
+                    colour[next as usize] = Colour::Grey;
+                    stack.push((next, 0));
+                }
+                Colour::Grey if reported.len() < CYCLE_REPORT_LIMIT => {
+                    let from = stack
+                        .iter()
+                        .position(|(node, _)| *node == next)
+                        .expect("grey nodes are on the stack");
+                    let mut cycle: Vec<u32> = stack[from..].iter().map(|(node, _)| *node).collect();
+                    let mut members = cycle.clone();
+                    members.sort_unstable();
+                    if !reported.contains(&members) {
+                        reported.push(members);
+                        let smallest = (0..cycle.len())
+                            .min_by_key(|&at| &tasks[cycle[at] as usize].id)
+                            .expect("a cycle has tasks");
+                        cycle.rotate_left(smallest);
+                        problems.push(cycle_problem(tasks, &cycle));
+                    }
+                }
+                Colour::Grey | Colour::Black => {}
+            }
+        }
+    }
+    problems
+}
+
+/// `cycle` in run order: each task needs the one before it, and the first
+/// needs the last. The problem points at that last need of the first task.
+fn cycle_problem(tasks: &[Task], cycle: &[u32]) -> Problem {
+    let names: Vec<&str> = cycle.iter().map(|&node| tasks[node as usize].id.as_str()).collect();
+    let first = &tasks[cycle[0] as usize];
+    let closing = names[names.len() - 1];
+    let need_index = first.needs.iter().position(|need| need == closing).unwrap_or(0);
+    Problem::new(
+        Code::Cycle,
+        Path::task(&first.id).key("needs").index(need_index),
+        format!("tasks form a cycle: {} -> {}", names.join(" -> "), names[0]),
+    )
+    .with_help("each task in the cycle needs the one before it; remove one of these needs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::TaskKind;
+
+    fn graph(edges: &[(&str, &[&str])]) -> (Option<Dag>, Vec<String>) {
+        let tasks: Vec<Task> = edges
+            .iter()
+            .map(|(id, needs)| {
+                let mut task = Task::new(*id, TaskKind::Noop);
+                task.needs = needs.iter().map(|need| need.to_string()).collect();
+                task
+            })
+            .collect();
+        let mut problems = Vec::new();
+        let index = index(&tasks, &mut problems);
+        let (dag, edge_problems) = build(&tasks, &index, &[]);
+        problems.extend(edge_problems);
+        (dag, problems.iter().map(|problem| problem.message.clone()).collect())
+    }
+
+    #[test]
+    fn levels_are_longest_distances_from_roots() {
+        let (dag, problems) = graph(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"]), ("d", &[])]);
+        assert!(problems.is_empty());
+        let dag = dag.unwrap();
+        assert_eq!((0..4).map(|task| dag.level(task)).collect::<Vec<_>>(), [0, 1, 2, 0]);
+        assert_eq!(dag.level_count(), 3);
+        assert_eq!(dag.dependants(0), [1, 2]);
+        assert_eq!(dag.edge_count(), 3);
+    }
+
+    #[test]
+    fn a_cycle_is_printed_as_its_path_from_the_smallest_id() {
+        let (dag, problems) = graph(&[("c", &["b"]), ("b", &["a"]), ("a", &["c"]), ("x", &["a"])]);
+        assert!(dag.is_none());
+        assert_eq!(problems, ["tasks form a cycle: a -> b -> c -> a"]);
+    }
+
+    #[test]
+    fn separate_cycles_are_each_reported_once() {
+        let (_, problems) = graph(&[("a", &["b"]), ("b", &["a"]), ("c", &["d"]), ("d", &["c"])]);
+        assert_eq!(problems, ["tasks form a cycle: a -> b -> a", "tasks form a cycle: c -> d -> c"]);
+    }
+
+    #[test]
+    fn edge_problems_are_all_reported_and_the_rest_still_builds() {
+        let (dag, problems) = graph(&[("a", &["a", "zz"]), ("b", &["a", "a", "c"])]);
+        assert!(dag.is_some());
+        assert_eq!(
+            problems,
+            [
+                "task `a` needs itself",
+                "task `a` needs `zz`, which does not exist",
+                "task `b` lists `a` in needs twice",
+                "task `b` needs `c`, which does not exist",
+            ]
+        );
+    }
+
+    #[test]
+    fn ancestry_follows_needs_transitively() {
+        let (dag, _) = graph(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]);
+        let dag = dag.unwrap();
+        let mut seen = Vec::new();
+        assert!(dag.is_ancestor(0, 2, &mut seen));
+        assert!(!dag.is_ancestor(3, 2, &mut seen));
+        assert!(!dag.is_ancestor(2, 0, &mut seen));
+    }
+}

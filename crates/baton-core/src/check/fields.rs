@@ -1,0 +1,165 @@
+//! Checks of single values that the types alone cannot express: numbers
+//! that must be positive, choices that must contain the default, and so on.
+
+use crate::problem::{Code, Path, Problem};
+use crate::spec::{Approval, Backoff, Reduce, RetryPolicy, Task, TaskKind, Timeout, Workflow};
+
+pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>) {
+    let root = Path::root();
+    if workflow.name.trim().is_empty() {
+        problems.push(Problem::new(Code::InvalidSetting, root.clone().key("name"), "the workflow name is empty"));
+    }
+    if workflow.concurrency == Some(0) {
+        problems.push(
+            Problem::new(Code::InvalidSetting, root.clone().key("concurrency"), "concurrency 0 would never run a task")
+                .with_help("remove it for no limit, or give a positive number"),
+        );
+    }
+    if workflow.timeout.is_some_and(|timeout| timeout.is_zero()) {
+        problems.push(Problem::new(Code::InvalidTimeout, root.clone().key("timeout"), "a run timeout of 0s ends every run at once"));
+    }
+    for (name, input) in &workflow.inputs {
+        if let Some(default) = &input.default
+            && !input.kind.accepts(default)
+        {
+            problems.push(Problem::new(
+                Code::InvalidInput,
+                root.clone().key("inputs").key(name.clone()).key("default"),
+                format!("the default of input `{name}` is not of type {}", input.kind.name()),
+            ));
+        }
+    }
+    if let Some(retry) = &workflow.defaults.retry {
+        retry_problems(retry, root.clone().key("defaults").key("retry"), problems);
+    }
+    if let Some(timeout) = &workflow.defaults.timeout {
+        timeout_problems(timeout, root.key("defaults").key("timeout"), problems);
+    }
+}
+
+pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
+    let path = Path::task(&task.id);
+    if !is_valid_id(&task.id) {
+        problems.push(
+            Problem::new(Code::InvalidTaskId, path.clone(), format!("task id `{}` is not valid", task.id))
+                .at_key()
+                .with_help("use letters, digits, `_` and `-`, starting with a letter or `_`"),
+        );
+    }
+    if let Some(retry) = &task.retry {
+        retry_problems(retry, path.clone().key("retry"), problems);
+    }
+    if let Some(timeout) = &task.timeout {
+        timeout_problems(timeout, path.clone().key("timeout"), problems);
+    }
+    match &task.kind {
+        TaskKind::Approval(approval) => approval_problems(approval, path.clone().key("approval"), problems),
+        TaskKind::Http(http) if http.json.is_some() && http.body.is_some() => problems.push(Problem::new(
+            Code::InvalidSetting,
+            path.clone().key("http").key("body"),
+            "an HTTP task sends `json` or `body`, not both",
+        )),
+        TaskKind::Command(argv) if argv.is_empty() => {
+            problems.push(Problem::new(Code::InvalidSetting, path.clone().key("command"), "a command needs at least the program to run"))
+        }
+        _ => {}
+    }
+    if let Some(foreach) = &task.foreach
+        && foreach.concurrency == Some(0)
+    {
+        problems.push(Problem::new(Code::InvalidSetting, path.clone().key("foreach").key("concurrency"), "foreach concurrency 0 would never run an item"));
+    }
+    if let Some(repeat) = &task.repeat
+        && repeat.max == 0
+    {
+        problems.push(Problem::new(Code::InvalidSetting, path.clone().key("repeat").key("max"), "repeat max 0 would never run the task"));
+    }
+    if let Some(swarm) = &task.swarm {
+        let size = if swarm.variants.is_empty() { swarm.count.unwrap_or(0) } else { swarm.variants.len() as u32 };
+        if size == 0 {
+            problems.push(Problem::new(Code::InvalidSetting, path.clone().key("swarm"), "a swarm needs `count` of at least 1 or a list of `variants`"));
+        }
+        if let Reduce::Quorum(quorum) = swarm.reduce
+            && (quorum == 0 || quorum > size)
+        {
+            problems.push(Problem::new(
+                Code::InvalidSetting,
+                path.clone().key("swarm").key("reduce").key("quorum"),
+                format!("a quorum of {quorum} cannot be met by a swarm of {size}"),
+            ));
+        }
+    }
+    if task.escalate.as_deref() == Some(task.id.as_str()) {
+        problems.push(Problem::new(Code::InvalidSetting, path.key("escalate"), "a task cannot escalate to itself"));
+    }
+}
+
+/// Task ids appear in templates (`tasks.NAME`), file names and URLs, so
+/// they stay within a small alphabet.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
+fn retry_problems(retry: &RetryPolicy, path: Path, problems: &mut Vec<Problem>) {
+    let mut invalid = |field: &str, message: String| {
+        problems.push(Problem::new(Code::InvalidRetry, path.clone().key(field), message));
+    };
+    if retry.max_attempts == 0 {
+        invalid("max_attempts", "max_attempts counts the first attempt too, so it is at least 1".to_owned());
+    }
+    if !(0.0..=1.0).contains(&retry.jitter) {
+        invalid("jitter", format!("jitter is a fraction of the delay from 0 to 1, not {}", retry.jitter));
+    }
+    if retry.backoff == Backoff::Exponential && !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
+        invalid("multiplier", format!("an exponential multiplier below 1 would shrink delays ({})", retry.multiplier));
+    }
+    if let Some(max) = retry.max
+        && max < retry.initial
+    {
+        invalid("max", format!("max delay {max} is shorter than the initial delay {}", retry.initial));
+    }
+}
+
+fn timeout_problems(timeout: &Timeout, path: Path, problems: &mut Vec<Problem>) {
+    if timeout.after.is_zero() {
+        problems.push(Problem::new(Code::InvalidTimeout, path, "a timeout of 0s fails the task before it starts"));
+    }
+}
+
+fn approval_problems(approval: &Approval, path: Path, problems: &mut Vec<Problem>) {
+    if approval.choices.is_empty() {
+        problems.push(Problem::new(Code::InvalidApproval, path.clone().key("choices"), "an approval needs at least one choice"));
+    }
+    for (index, choice) in approval.choices.iter().enumerate() {
+        if approval.choices[..index].contains(choice) {
+            problems.push(Problem::new(Code::InvalidApproval, path.clone().key("choices").index(index), format!("choice `{choice}` is listed twice")));
+        }
+    }
+    match &approval.default {
+        Some(default) if !approval.choices.contains(default) => problems.push(
+            Problem::new(Code::InvalidApproval, path.key("default"), format!("default `{default}` is not one of the choices"))
+                .with_help(format!("choices: {}", approval.choices.join(", "))),
+        ),
+        None if approval.timeout.is_some() => problems.push(
+            Problem::new(Code::InvalidApproval, path.key("timeout"), "an approval with a timeout needs a `default` to take when it expires"),
+        ),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_allow_letters_digits_underscores_and_dashes() {
+        for id in ["build", "build-app", "_x", "t123", "A_b-C"] {
+            assert!(is_valid_id(id), "{id}");
+        }
+        for id in ["", "1st", "-x", "a b", "a.b", "ünï"] {
+            assert!(!is_valid_id(id), "{id}");
+        }
+    }
+}

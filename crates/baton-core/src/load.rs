@@ -1,0 +1,538 @@
+//! Source text to a [`Workflow`], collecting every problem on the way.
+//!
+//! Tasks are read one at a time: each goes through a transient JSON value,
+//! then into its typed form. A task that does not fit is diagnosed field by
+//! field, so three bad fields give three problems, and the other tasks still
+//! load and get checked. Syntax errors stop the load; they are the only
+//! problems reported alone.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::problem::{Code, Location, Path, Problem, Segment, did_you_mean};
+use crate::spec::{KIND_KEYS, TaskDoc, Workflow, json_type, kind_count_problem};
+
+/// The two spellings of a spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// JSON for a `.json` file, YAML otherwise; text of unknown origin is
+    /// JSON when it starts with `{`.
+    pub fn detect(file_name: Option<&str>, text: &str) -> Format {
+        match file_name.and_then(|name| name.rsplit_once('.')).map(|(_, extension)| extension) {
+            Some("json") => Format::Json,
+            Some("yaml" | "yml") => Format::Yaml,
+            _ if text.trim_start().starts_with('{') => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// What loading found: the workflow as far as it could be read, and problems.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Absent only when the text is not a workflow document at all.
+    pub workflow: Option<Workflow>,
+    pub problems: Vec<Problem>,
+    /// Tasks present in the text that could not be loaded; checks that would
+    /// report them as missing stay quiet about them.
+    pub unloaded: Vec<String>,
+}
+
+/// Reads a workflow from YAML or JSON text.
+pub fn load(text: &str, format: Format) -> Loaded {
+    let document = match format {
+        Format::Json => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            RawDocument::deserialize(&mut deserializer)
+                .and_then(|document| deserializer.end().map(|()| document))
+                .map_err(|error| json_syntax_problem(text, &error))
+        }
+        Format::Yaml => {
+            // Duplicate keys reach the visitors, which report duplicate
+            // task ids as problems; size budgets grow with big specs while
+            // alias and depth limits keep guarding against bombs.
+            let mut budget = serde_saphyr::Budget::default();
+            budget.max_events = usize::MAX;
+            budget.max_nodes = usize::MAX;
+            budget.max_total_scalar_bytes = usize::MAX;
+            let mut options = serde_saphyr::Options::default();
+            options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+            options.budget = Some(budget);
+            serde_saphyr::from_str_with_options::<RawDocument>(text, options)
+                .map_err(|error| yaml_syntax_problem(text, &error))
+        }
+    };
+    match document {
+        Ok(document) => document.into_loaded(),
+        Err(problem) => Loaded {
+            workflow: None,
+            problems: vec![problem],
+            unloaded: Vec::new(),
+        },
+    }
+}
+
+/// A top-level mapping: the `tasks` read task by task, everything else kept
+/// as values until the end.
+struct RawDocument {
+    header: Map<String, Value>,
+    tasks: RawTasks,
+    problems: Vec<Problem>,
+}
+
+#[derive(Default)]
+struct RawTasks {
+    tasks: Vec<crate::spec::Task>,
+    problems: Vec<Problem>,
+    unloaded: Vec<String>,
+}
+
+impl RawDocument {
+    fn into_loaded(self) -> Loaded {
+        let RawDocument {
+            header,
+            tasks,
+            mut problems,
+        } = self;
+        let workflow = match from_fields::<Workflow>(header, &Path::root()) {
+            Ok(mut workflow) => {
+                workflow.tasks = tasks.tasks;
+                Some(workflow)
+            }
+            Err(header_problems) => {
+                problems.extend(header_problems);
+                None
+            }
+        };
+        problems.extend(tasks.problems);
+        Loaded {
+            workflow,
+            problems,
+            unloaded: tasks.unloaded,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDocument {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawDocument, D::Error> {
+        struct DocumentVisitor;
+
+        impl<'de> Visitor<'de> for DocumentVisitor {
+            type Value = RawDocument;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a workflow: a mapping with `name` and `tasks`")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawDocument, A::Error> {
+                let mut document = RawDocument {
+                    header: Map::new(),
+                    tasks: RawTasks::default(),
+                    problems: Vec::new(),
+                };
+                let mut seen_tasks = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    let duplicate = if key == "tasks" {
+                        std::mem::replace(&mut seen_tasks, true)
+                    } else {
+                        document.header.contains_key(&key)
+                    };
+                    if duplicate {
+                        return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                    if key == "tasks" {
+                        document.tasks = map.next_value()?;
+                    } else {
+                        let UniqueValue(value) = map.next_value()?;
+                        document.header.insert(key, value);
+                    }
+                }
+                Ok(document)
+            }
+        }
+
+        deserializer.deserialize_map(DocumentVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawTasks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawTasks, D::Error> {
+        struct TasksVisitor;
+
+        impl<'de> Visitor<'de> for TasksVisitor {
+            type Value = RawTasks;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping from task id to task")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTasks, A::Error> {
+                let mut raw = RawTasks::default();
+                raw.tasks.reserve(map.size_hint().unwrap_or(0));
+                let mut seen = rustc_hash::FxHashSet::default();
+                while let Some(id) = map.next_key::<String>()? {
+                    let UniqueValue(value) = map.next_value()?;
+                    if !seen.insert(id.clone()) {
+                        raw.problems.push(
+                            Problem::new(
+                                Code::DuplicateTask,
+                                Path::task(&id),
+                                format!("task id `{id}` is used more than once"),
+                            )
+                            .at_key()
+                            .with_help("give each task its own id"),
+                        );
+                        continue;
+                    }
+                    match task_from_value(id.clone(), value) {
+                        Ok(task) => raw.tasks.push(task),
+                        Err(problems) => {
+                            raw.problems.extend(problems);
+                            raw.unloaded.push(id);
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+
+        deserializer.deserialize_map(TasksVisitor)
+    }
+}
+
+fn task_from_value(id: String, value: Value) -> Result<crate::spec::Task, Vec<Problem>> {
+    let path = Path::task(&id);
+    let Value::Object(fields) = value else {
+        return Err(vec![Problem::new(
+            Code::InvalidValue,
+            path,
+            format!("task `{id}` must be a mapping, not {}", json_type(&value)),
+        )]);
+    };
+    let kinds: Vec<&str> = KIND_KEYS
+        .iter()
+        .copied()
+        .filter(|kind| fields.contains_key(*kind))
+        .collect();
+    let kind_problem = kind_count_problem(&id, &kinds);
+    match from_fields::<TaskDoc>(fields, &path) {
+        Ok(doc) => doc.into_task(id),
+        Err(mut problems) => {
+            problems.extend(kind_problem);
+            Err(problems)
+        }
+    }
+}
+
+/// Deserializes a mapping into `T`; when that fails, tries each field alone
+/// so that every bad field is reported, not only the first.
+fn from_fields<T: DeserializeOwned>(fields: Map<String, Value>, path: &Path) -> Result<T, Vec<Problem>> {
+    let value = Value::Object(fields);
+    let whole = match serde_path_to_error::deserialize::<_, T>(&value) {
+        Ok(parsed) => return Ok(parsed),
+        Err(error) => error,
+    };
+    let Value::Object(fields) = value else {
+        unreachable!("built as an object above")
+    };
+    let mut problems: Vec<Problem> = fields
+        .into_iter()
+        .filter_map(|(key, field)| {
+            let single = Value::Object(Map::from_iter([(key, field)]));
+            serde_path_to_error::deserialize::<_, T>(&single).err()
+        })
+        .map(|error| serde_problem(path, &error))
+        .filter(|problem| problem.code != Code::MissingField)
+        .collect();
+    let whole = serde_problem(path, &whole);
+    if problems.is_empty() || whole.code == Code::MissingField {
+        problems.push(whole);
+    }
+    Err(problems)
+}
+
+/// A problem from a serde error inside a document, classified by what serde
+/// says; serde's messages for unknown fields and variants are stable, and
+/// their lists of expected names feed the "did you mean" help.
+fn serde_problem(base: &Path, error: &serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let mut path = base.clone();
+    for segment in error.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Map { key } => path.push(Segment::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => path.push(Segment::Index(*index)),
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let message = error.inner().to_string();
+    if let Some((field, expected)) = unknown_name(&message, "unknown field `") {
+        let problem = Problem::new(Code::UnknownField, path.key(field), format!("unknown field `{field}`")).at_key();
+        return with_suggestion(problem, field, &expected, "fields");
+    }
+    if let Some((variant, expected)) = unknown_name(&message, "unknown variant `") {
+        let problem = Problem::new(Code::InvalidValue, path, format!("unknown value `{variant}`"));
+        return with_suggestion(problem, variant, &expected, "values");
+    }
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
+        return Problem::new(Code::MissingField, path, format!("missing field `{field}`"));
+    }
+    let code = if message.starts_with("invalid duration") {
+        Code::InvalidDuration
+    } else {
+        Code::InvalidValue
+    };
+    Problem::new(code, path, message)
+}
+
+fn with_suggestion(problem: Problem, word: &str, expected: &[&str], what: &str) -> Problem {
+    match did_you_mean(word, expected.iter().copied()) {
+        Some(suggestion) => problem.with_help(format!("did you mean `{suggestion}`?")),
+        None if expected.is_empty() => problem,
+        None => problem.with_help(format!("valid {what}: {}", expected.join(", "))),
+    }
+}
+
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" into the
+/// name and the expected names.
+fn unknown_name<'m>(message: &'m str, prefix: &str) -> Option<(&'m str, Vec<&'m str>)> {
+    let rest = message.strip_prefix(prefix)?;
+    let (name, expected) = rest.split_once('`')?;
+    let expected = expected.split('`').skip(1).step_by(2).collect();
+    Some((name, expected))
+}
+
+/// Any value, but a mapping with a key twice is an error (serde_json's own
+/// `Value` would keep the last one silently).
+struct UniqueValue(Value);
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<UniqueValue, D::Error> {
+        deserializer.deserialize_any(UniqueValueVisitor).map(UniqueValue)
+    }
+}
+
+struct UniqueValueVisitor;
+
+impl<'de> Visitor<'de> for UniqueValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        UniqueValue::deserialize(deserializer).map(|UniqueValue(value)| value)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(UniqueValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueValue(value) = map.next_value()?;
+            if fields.insert(key.clone(), value).is_some() {
+                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
+fn json_syntax_problem(text: &str, error: &serde_json::Error) -> Problem {
+    let message = strip_position_suffix(&error.to_string());
+    let problem = Problem::new(Code::Syntax, Path::root(), message);
+    match offset_of(text, error.line(), error.column()) {
+        Some(offset) => problem.at(Location {
+            line: error.line(),
+            column: error.column().max(1),
+            offset,
+            length: 1,
+        }),
+        None => problem,
+    }
+}
+
+fn yaml_syntax_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
+    let message = serde_saphyr::MessageFormatter::format_message(
+        &serde_saphyr::DefaultMessageFormatter,
+        error,
+    )
+    .into_owned();
+    let problem = Problem::new(Code::Syntax, Path::root(), message);
+    let Some(location) = error.location() else {
+        return problem;
+    };
+    let (line, column) = (location.line() as usize, location.column() as usize);
+    let offset = location
+        .span()
+        .byte_offset()
+        .map(|offset| offset as usize)
+        .or_else(|| offset_of(text, line, column));
+    match offset {
+        Some(offset) => problem.at(Location {
+            line,
+            column,
+            offset: offset.min(text.len()),
+            length: 1,
+        }),
+        None => problem,
+    }
+}
+
+/// serde_json ends its messages with " at line L column C"; the location is
+/// reported separately, so the message drops it.
+fn strip_position_suffix(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(position) => message[..position].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The byte offset of a 1-based line and character column.
+pub(crate) fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2).map(|(index, _)| index + 1)?
+    };
+    let rest = &text[line_start..];
+    let within = rest
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(rest.len(), |(index, _)| index);
+    Some(line_start + within)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::TaskKind;
+
+    fn codes(text: &str, format: Format) -> Vec<String> {
+        load(text, format)
+            .problems
+            .iter()
+            .map(|problem| format!("{} {}", problem.code, problem.path))
+            .collect()
+    }
+
+    #[test]
+    fn yaml_and_json_give_the_same_workflow() {
+        let yaml = "name: w\ntasks:\n  a:\n    run: echo hi\n  b:\n    needs: [a]\n    noop: true\n";
+        let json = r#"{"name": "w", "tasks": {"a": {"run": "echo hi"}, "b": {"needs": ["a"], "noop": true}}}"#;
+        let from_yaml = load(yaml, Format::Yaml);
+        let from_json = load(json, Format::Json);
+        assert!(from_yaml.problems.is_empty(), "{:?}", from_yaml.problems);
+        assert_eq!(from_yaml.workflow, from_json.workflow);
+        let workflow = from_yaml.workflow.unwrap();
+        assert!(matches!(workflow.tasks[1].kind, TaskKind::Noop));
+    }
+
+    #[test]
+    fn every_bad_field_of_every_task_is_reported() {
+        let yaml = "name: w\ntasks:\n  a:\n    run: x\n    nedes: [b]\n    timeout: 10x\n  b:\n    run: y\n    priority: high\n";
+        assert_eq!(
+            codes(yaml, Format::Yaml),
+            [
+                "unknown-field tasks.a.nedes",
+                "invalid-duration tasks.a.timeout",
+                "invalid-value tasks.b.priority"
+            ]
+        );
+        let problems = load(yaml, Format::Yaml).problems;
+        assert_eq!(problems[0].help.as_deref(), Some("did you mean `needs`?"));
+    }
+
+    #[test]
+    fn duplicate_task_ids_are_reported_in_both_formats() {
+        let yaml = "name: w\ntasks:\n  a: {noop: true}\n  a: {noop: true}\n";
+        assert_eq!(codes(yaml, Format::Yaml), ["duplicate-task tasks.a"]);
+        let json = r#"{"name": "w", "tasks": {"a": {"noop": true}, "a": {"noop": true}}}"#;
+        assert_eq!(codes(json, Format::Json), ["duplicate-task tasks.a"]);
+    }
+
+    #[test]
+    fn tasks_without_or_with_two_kinds_are_reported() {
+        let yaml = "name: w\ntasks:\n  a: {needs: []}\n  b: {run: x, noop: true}\n";
+        assert_eq!(
+            codes(yaml, Format::Yaml),
+            ["missing-kind tasks.a", "multiple-kinds tasks.b.noop"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_location() {
+        let problems = load("name: w\ntasks: [\n", Format::Yaml).problems;
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].code, Code::Syntax);
+        assert!(problems[0].location.is_some());
+        let problems = load("{\"name\": \"w\",\n \"tasks\": {]}", Format::Json).problems;
+        assert_eq!(problems[0].location.map(|l| l.line), Some(2));
+    }
+
+    #[test]
+    fn header_problems_do_not_hide_task_problems() {
+        let yaml = "nme: w\ntasks:\n  a: {rn: x}\n";
+        assert_eq!(
+            codes(yaml, Format::Yaml),
+            [
+                "unknown-field nme",
+                "missing-field ",
+                "unknown-field tasks.a.rn",
+                "missing-kind tasks.a"
+            ]
+        );
+    }
+
+    #[test]
+    fn offsets_count_characters_within_a_line() {
+        let text = "ab\nçd\n";
+        assert_eq!(offset_of(text, 2, 2), Some(5));
+        assert_eq!(offset_of(text, 1, 1), Some(0));
+    }
+}

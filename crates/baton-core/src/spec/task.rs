@@ -1,0 +1,415 @@
+//! A task, and the flat document form it takes in YAML and JSON.
+//!
+//! In a document the kind is one key among the modifiers (`run: ...` next to
+//! `needs: ...`); in Rust it is the [`TaskKind`] enum, so a task with no kind
+//! or two kinds cannot exist once loaded. [`TaskDoc`] is the document form and
+//! the only place the two meet.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde_json::Value;
+
+use crate::duration::Duration;
+use crate::problem::{Code, Path, Problem};
+use crate::spec::{
+    Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
+    KIND_KEYS, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind, Template, Timeout,
+    UsesTemplate, policy::cache_field,
+};
+
+/// One node of the DAG: what it does, what it waits for, and how it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub kind: TaskKind,
+    /// Tasks that must finish before this one starts.
+    pub needs: Vec<String>,
+    pub description: Option<String>,
+    /// Skip the task unless this holds.
+    pub when: Option<Expression>,
+    pub retry: Option<Box<RetryPolicy>>,
+    pub timeout: Option<Timeout>,
+    pub env: BTreeMap<String, Template>,
+    pub cwd: Option<Template>,
+    /// Files (paths or globs) the task produces for its dependants.
+    pub artifacts: Vec<String>,
+    pub cache: Option<Box<CachePolicy>>,
+    /// Undo action for sagas, run in reverse order when the run compensates.
+    pub compensate: Option<Box<Action>>,
+    pub foreach: Option<Box<Foreach>>,
+    pub repeat: Option<Box<Repeat>>,
+    pub check: Vec<Check>,
+    pub swarm: Option<Box<Swarm>>,
+    /// Higher runs first among ready tasks.
+    pub priority: i32,
+    /// Tasks sharing a key share its concurrency limit.
+    pub concurrency_key: Option<Template>,
+    /// Expected duration, for the critical path; 1s when absent.
+    pub estimate: Option<Duration>,
+    /// A task to run when this one (a sub-workflow) fails.
+    pub escalate: Option<String>,
+    pub hooks: Option<Box<Hooks>>,
+}
+
+impl Task {
+    /// A task of `kind` with no modifiers.
+    pub fn new(id: impl Into<String>, kind: TaskKind) -> Task {
+        Task {
+            id: id.into(),
+            kind,
+            needs: Vec::new(),
+            description: None,
+            when: None,
+            retry: None,
+            timeout: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            artifacts: Vec::new(),
+            cache: None,
+            compensate: None,
+            foreach: None,
+            repeat: None,
+            check: Vec::new(),
+            swarm: None,
+            priority: 0,
+            concurrency_key: None,
+            estimate: None,
+            escalate: None,
+            hooks: None,
+        }
+    }
+}
+
+/// A task as written in a document: every kind is an optional key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Task", description = "A task: exactly one kind key plus modifiers.")]
+pub(crate) struct TaskDoc {
+    /// A shell string, run with `sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<Template>,
+    /// An argv, run without a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<Template>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<HttpRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<AgentTask>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approval: Option<Approval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workflow: Option<SubWorkflow>,
+    /// `noop: true`: a join point.
+    #[serde(
+        default,
+        deserialize_with = "noop_field",
+        serialize_with = "serialize_noop",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<bool>")]
+    noop: Option<()>,
+    /// `name@version` of a task template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uses: Option<String>,
+    /// Parameters of the `uses` template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    with: Option<BTreeMap<String, Value>>,
+
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    needs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    when: Option<Expression>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry: Option<RetryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<Timeout>,
+    #[serde(
+        default,
+        deserialize_with = "env_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    env: BTreeMap<String, Template>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cwd: Option<Template>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    artifacts: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "cache_field::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    cache: Option<CachePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    compensate: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    foreach: Option<Foreach>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repeat: Option<Repeat>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    check: Vec<Check>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    swarm: Option<Swarm>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    priority: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concurrency_key: Option<Template>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    estimate: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    escalate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hooks: Option<Hooks>,
+}
+
+fn is_zero(priority: &i32) -> bool {
+    *priority == 0
+}
+
+fn noop_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Null | Value::Bool(true) => Ok(Some(())),
+        Value::Object(map) if map.is_empty() => Ok(Some(())),
+        _ => Err(de::Error::custom(
+            "`noop` takes `true` (or nothing); remove the key for another kind",
+        )),
+    }
+}
+
+fn serialize_noop<S: Serializer>(_: &Option<()>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(true)
+}
+
+/// Environment values may be written as numbers or booleans; they are text
+/// by the time they reach a process.
+fn env_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Template>, D::Error> {
+    BTreeMap::<String, Value>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name, Template::new(text))),
+            Value::Number(number) => Ok((name, Template::new(number.to_string()))),
+            Value::Bool(flag) => Ok((name, Template::new(flag.to_string()))),
+            other => Err(de::Error::custom(format!(
+                "environment variable `{name}` must be text, a number or a boolean, not {}",
+                json_type(&other)
+            ))),
+        })
+        .collect()
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Check>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| serde_json::from_value(item).map_err(de::Error::custom))
+            .collect(),
+        single => serde_json::from_value(single)
+            .map(|check| vec![check])
+            .map_err(de::Error::custom),
+    }
+}
+
+/// The JSON type name of a value, for messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+impl TaskDoc {
+    /// The task, or the problems that stop the document from being one.
+    pub(crate) fn into_task(self, id: String) -> Result<Task, Vec<Problem>> {
+        let path = Path::task(&id);
+        let mut problems = Vec::new();
+        let with = self.with;
+        if with.is_some() && self.uses.is_none() {
+            problems.push(
+                Problem::new(
+                    Code::InvalidSetting,
+                    path.clone().key("with"),
+                    "`with` gives parameters to a `uses` template, and this task has no `uses`",
+                )
+                .at_key(),
+            );
+        }
+        let mut kinds: Vec<TaskKind> = Vec::with_capacity(1);
+        kinds.extend(self.run.map(TaskKind::Run));
+        kinds.extend(self.command.map(TaskKind::Command));
+        kinds.extend(self.http.map(|http| TaskKind::Http(Box::new(http))));
+        kinds.extend(self.agent.map(|agent| TaskKind::Agent(Box::new(agent))));
+        kinds.extend(self.approval.map(|approval| TaskKind::Approval(Box::new(approval))));
+        kinds.extend(self.workflow.map(|child| TaskKind::Workflow(Box::new(child))));
+        kinds.extend(self.noop.map(|()| TaskKind::Noop));
+        kinds.extend(self.uses.map(|reference| {
+            TaskKind::Uses(Box::new(UsesTemplate {
+                reference,
+                with: with.unwrap_or_default(),
+            }))
+        }));
+        let names: Vec<&str> = kinds.iter().map(TaskKind::name).collect();
+        if let Some(problem) = kind_count_problem(&id, &names) {
+            problems.push(problem);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let kind = kinds.pop().expect("exactly one kind was checked above");
+        Ok(Task {
+            id,
+            kind,
+            needs: self.needs,
+            description: self.description,
+            when: self.when,
+            retry: self.retry.map(Box::new),
+            timeout: self.timeout,
+            env: self.env,
+            cwd: self.cwd,
+            artifacts: self.artifacts,
+            cache: self.cache.map(Box::new),
+            compensate: self.compensate.map(Box::new),
+            foreach: self.foreach.map(Box::new),
+            repeat: self.repeat.map(Box::new),
+            check: self.check,
+            swarm: self.swarm.map(Box::new),
+            priority: self.priority,
+            concurrency_key: self.concurrency_key,
+            estimate: self.estimate,
+            escalate: self.escalate,
+            hooks: self.hooks.map(Box::new),
+        })
+    }
+
+    pub(crate) fn from_task(task: &Task) -> TaskDoc {
+        let mut doc = TaskDoc {
+            needs: task.needs.clone(),
+            description: task.description.clone(),
+            when: task.when.clone(),
+            retry: task.retry.as_deref().cloned(),
+            timeout: task.timeout,
+            env: task.env.clone(),
+            cwd: task.cwd.clone(),
+            artifacts: task.artifacts.clone(),
+            cache: task.cache.as_deref().cloned(),
+            compensate: task.compensate.as_deref().cloned(),
+            foreach: task.foreach.as_deref().cloned(),
+            repeat: task.repeat.as_deref().cloned(),
+            check: task.check.clone(),
+            swarm: task.swarm.as_deref().cloned(),
+            priority: task.priority,
+            concurrency_key: task.concurrency_key.clone(),
+            estimate: task.estimate,
+            escalate: task.escalate.clone(),
+            hooks: task.hooks.as_deref().cloned(),
+            ..TaskDoc::default()
+        };
+        match &task.kind {
+            TaskKind::Run(script) => doc.run = Some(script.clone()),
+            TaskKind::Command(argv) => doc.command = Some(argv.clone()),
+            TaskKind::Http(http) => doc.http = Some((**http).clone()),
+            TaskKind::Agent(agent) => doc.agent = Some((**agent).clone()),
+            TaskKind::Approval(approval) => doc.approval = Some((**approval).clone()),
+            TaskKind::Workflow(child) => doc.workflow = Some((**child).clone()),
+            TaskKind::Noop => doc.noop = Some(()),
+            TaskKind::Uses(template) => {
+                doc.uses = Some(template.reference.clone());
+                if !template.with.is_empty() {
+                    doc.with = Some(template.with.clone());
+                }
+            }
+        }
+        doc
+    }
+}
+
+/// The problem with a task that has `kinds` (by key name), if it has not
+/// exactly one.
+pub(crate) fn kind_count_problem(id: &str, kinds: &[&str]) -> Option<Problem> {
+    let path = Path::task(id);
+    match kinds {
+        [_] => None,
+        [] => Some(
+            Problem::new(Code::MissingKind, path, format!("task `{id}` has no kind"))
+                .at_key()
+                .with_help(format!("give it one of: {}", KIND_KEYS.join(", "))),
+        ),
+        [first, second, ..] => Some(
+            Problem::new(
+                Code::MultipleKinds,
+                path.key(*second),
+                format!(
+                    "task `{id}` has {} kinds ({}); a task does exactly one thing",
+                    kinds.len(),
+                    kinds.join(", ")
+                ),
+            )
+            .at_key()
+            .with_help(format!(
+                "keep `{first}` and move `{second}` into a task of its own"
+            )),
+        ),
+    }
+}
+
+/// `tasks:` as a mapping from id to task, kept in written order.
+pub(crate) mod task_map {
+    use std::fmt;
+
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(tasks: &[Task], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(tasks.len()))?;
+        for task in tasks {
+            map.serialize_entry(&task.id, &TaskDoc::from_task(task))?;
+        }
+        map.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Task>, D::Error> {
+        struct TasksVisitor;
+
+        impl<'de> Visitor<'de> for TasksVisitor {
+            type Value = Vec<Task>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping from task id to task")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Task>, A::Error> {
+                let mut tasks: Vec<Task> = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                let mut seen = rustc_hash::FxHashSet::default();
+                while let Some(id) = map.next_key::<String>()? {
+                    if !seen.insert(id.clone()) {
+                        return Err(de::Error::custom(format!("duplicate task id `{id}`")));
+                    }
+                    let doc: TaskDoc = map.next_value()?;
+                    let task = doc.into_task(id).map_err(|problems| {
+                        de::Error::custom(&problems[0].message)
+                    })?;
+                    tasks.push(task);
+                }
+                Ok(tasks)
+            }
+        }
+
+        deserializer.deserialize_map(TasksVisitor)
+    }
+}
