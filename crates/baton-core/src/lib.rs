@@ -15,19 +15,22 @@
 //! let text = "name: hello\ntasks:\n  a: {run: echo a}\n  b: {run: echo b, needs: [a]}\n";
 //! let valid = check_source(text, Format::Yaml).expect("a valid workflow");
 //! let plan = valid.plan();
-//! assert_eq!(plan.levels.len(), 2);
+//! assert_eq!(plan.level_count(), 2);
 //! ```
 
+mod builder;
 pub mod check;
 pub mod generate;
 mod plan;
+pub mod render;
 pub mod duration;
 mod load;
 mod problem;
 mod source_map;
 pub mod spec;
 
-pub use check::{Dag, Valid, check, check_source, resolve_inputs};
+pub use builder::{TaskBuilder, WorkflowBuilder};
+pub use check::{Dag, Valid, check, check_source, resolve_inputs, validate};
 pub use plan::{DEFAULT_ESTIMATE, Plan, PlanReport};
 pub use duration::Duration;
 pub use load::{Format, Loaded, load};

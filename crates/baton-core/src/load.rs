@@ -57,14 +57,16 @@ pub fn load(text: &str, format: Format) -> Loaded {
         }
         Format::Yaml => {
             // Duplicate keys reach the visitors, which report duplicate
-            // task ids as problems; size budgets grow with big specs while
-            // alias and depth limits keep guarding against bombs.
+            // task ids as problems; YAML 1.2 booleans only, so `run: y` is a
+            // string; size budgets grow with big specs while alias and depth
+            // limits keep guarding against bombs.
             let mut budget = serde_saphyr::Budget::default();
             budget.max_events = usize::MAX;
             budget.max_nodes = usize::MAX;
             budget.max_total_scalar_bytes = usize::MAX;
             let mut options = serde_saphyr::Options::default();
             options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+            options.strict_booleans = true;
             options.budget = Some(budget);
             serde_saphyr::from_str_with_options::<RawDocument>(text, options)
                 .map_err(|error| yaml_syntax_problem(text, &error))
@@ -243,18 +245,28 @@ fn from_fields<T: DeserializeOwned>(fields: Map<String, Value>, path: &Path) -> 
     let Value::Object(fields) = value else {
         unreachable!("built as an object above")
     };
-    let mut problems: Vec<Problem> = fields
-        .into_iter()
-        .filter_map(|(key, field)| {
-            let single = Value::Object(Map::from_iter([(key, field)]));
-            serde_path_to_error::deserialize::<_, T>(&single).err()
-        })
-        .map(|error| serde_problem(path, &error))
-        .filter(|problem| problem.code != Code::MissingField)
-        .collect();
-    let whole = serde_problem(path, &whole);
-    if problems.is_empty() || whole.code == Code::MissingField {
-        problems.push(whole);
+    let mut problems = Vec::new();
+    let mut good = Map::new();
+    for (key, field) in fields {
+        let single = Value::Object(Map::from_iter([(key.clone(), field)]));
+        match serde_path_to_error::deserialize::<_, T>(&single) {
+            Err(error) if serde_problem(path, &error).code != Code::MissingField => {
+                problems.push(serde_problem(path, &error));
+            }
+            _ => {
+                let Value::Object(single) = single else {
+                    unreachable!("built as an object above")
+                };
+                good.extend(single);
+            }
+        }
+    }
+    // The fields that are fine on their own may still lack a required one.
+    if let Err(error) = serde_path_to_error::deserialize::<_, T>(&Value::Object(good)) {
+        problems.push(serde_problem(path, &error));
+    }
+    if problems.is_empty() {
+        problems.push(serde_problem(path, &whole));
     }
     Err(problems)
 }
@@ -273,7 +285,7 @@ fn serde_problem(base: &Path, error: &serde_path_to_error::Error<serde_json::Err
     }
     let message = error.inner().to_string();
     if let Some((field, expected)) = unknown_name(&message, "unknown field `") {
-        let problem = Problem::new(Code::UnknownField, path.key(field), format!("unknown field `{field}`")).at_key();
+        let problem = Problem::new(Code::UnknownField, path, format!("unknown field `{field}`")).at_key();
         return with_suggestion(problem, field, &expected, "fields");
     }
     if let Some((variant, expected)) = unknown_name(&message, "unknown variant `") {

@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn finds_paths_in_json() {
         let text = "{\n  \"name\": \"w\",\n  \"tasks\": {\"a\": {\"needs\": [\"x\"]}}\n}";
-        assert_eq!(at(text, Path::task("a").key("needs").index(0), Target::Value), (3, 25));
+        assert_eq!(at(text, Path::task("a").key("needs").index(0), Target::Value), (3, 29));
     }
 
     #[test]

@@ -54,10 +54,14 @@ impl Valid {
 
 /// Checks a workflow: structure, graph, templates and references.
 pub fn check(workflow: Workflow) -> Result<Valid, Vec<Problem>> {
-    let (dag, problems) = problems(&workflow, &[]);
-    match dag {
-        Some(dag) if problems.is_empty() => Ok(Valid { workflow, dag }),
-        _ => Err(problems),
+    validate(&workflow).map(|dag| Valid { workflow, dag })
+}
+
+/// [`check`] without taking the workflow: its DAG, or every problem.
+pub fn validate(workflow: &Workflow) -> Result<Dag, Vec<Problem>> {
+    match problems(workflow, &[]) {
+        (Some(dag), problems) if problems.is_empty() => Ok(dag),
+        (_, problems) => Err(problems),
     }
 }
 

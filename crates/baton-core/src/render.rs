@@ -1,0 +1,109 @@
+//! The DAG as Mermaid or Graphviz DOT text, with each task's kind and
+//! condition shown, for docs, reviews and `baton graph`.
+
+use std::fmt::Write;
+
+use crate::check::Dag;
+use crate::spec::{TaskKind, Workflow};
+
+/// A `flowchart TD` in Mermaid: approvals are hexagons, no-ops circles,
+/// sub-workflows subroutines; a condition is printed under the kind.
+pub fn mermaid(workflow: &Workflow, dag: &Dag) -> String {
+    let mut out = String::from("flowchart TD\n");
+    for (index, task) in workflow.tasks.iter().enumerate() {
+        let label = escape_mermaid(&label(task, "<br/>"));
+        let (open, close) = match task.kind {
+            TaskKind::Approval(_) => ("{{", "}}"),
+            TaskKind::Noop => ("((", "))"),
+            TaskKind::Workflow(_) => ("[[", "]]"),
+            _ => ("[", "]"),
+        };
+        let _ = writeln!(out, "  t{index}{open}\"{label}\"{close}");
+    }
+    for task in 0..dag.len() as u32 {
+        for &need in dag.needs(task) {
+            let _ = writeln!(out, "  t{need} --> t{task}");
+        }
+    }
+    out
+}
+
+/// A `digraph` in DOT, edges pointing from a task to the tasks that need it.
+pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n", escape_dot(&workflow.name));
+    for (index, task) in workflow.tasks.iter().enumerate() {
+        let shape = match task.kind {
+            TaskKind::Approval(_) => ", shape=hexagon",
+            TaskKind::Noop => ", shape=circle",
+            TaskKind::Workflow(_) => ", shape=box3d",
+            _ => "",
+        };
+        let style = if task.when.is_some() { ", style=dashed" } else { "" };
+        let _ = writeln!(out, "  t{index} [label=\"{}\"{shape}{style}];", escape_dot(&label(task, "\n")));
+    }
+    for task in 0..dag.len() as u32 {
+        for &need in dag.needs(task) {
+            let _ = writeln!(out, "  t{need} -> t{task};");
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn label(task: &crate::spec::Task, newline: &str) -> String {
+    let mut label = format!("{}{newline}{}", task.id, task.kind.name());
+    if task.foreach.is_some() {
+        label.push_str(" · foreach");
+    }
+    if let Some(when) = &task.when {
+        let _ = write!(label, "{newline}when: {when}");
+    }
+    label
+}
+
+fn escape_mermaid(text: &str) -> String {
+    text.replace('"', "#quot;")
+}
+
+fn escape_dot(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Format, check_source};
+
+    const SPEC: &str = "name: ship\ntasks:\n  build: {run: make}\n  approve: {needs: [build], approval: {prompt: Ship?, choices: [yes, no]}}\n  ship:\n    needs: [approve]\n    when: \"tasks.approve.output.choice == 'yes'\"\n    run: ./ship\n";
+
+    #[test]
+    fn mermaid_shows_kinds_conditions_and_edges() {
+        let valid = check_source(SPEC, Format::Yaml).unwrap();
+        expect_test::expect![[r#"
+            flowchart TD
+              t0["build<br/>run"]
+              t1{{"approve<br/>approval"}}
+              t2["ship<br/>run<br/>when: tasks.approve.output.choice == 'yes'"]
+              t0 --> t1
+              t1 --> t2
+        "#]]
+        .assert_eq(&mermaid(valid.workflow(), valid.dag()));
+    }
+
+    #[test]
+    fn dot_escapes_labels_and_dashes_conditional_tasks() {
+        let valid = check_source(SPEC, Format::Yaml).unwrap();
+        expect_test::expect![[r#"
+            digraph "ship" {
+              rankdir=TB;
+              node [shape=box, fontname="sans-serif"];
+              t0 [label="build\nrun"];
+              t1 [label="approve\napproval", shape=hexagon];
+              t2 [label="ship\nrun\nwhen: tasks.approve.output.choice == 'yes'", style=dashed];
+              t0 -> t1;
+              t1 -> t2;
+            }
+        "#]]
+        .assert_eq(&dot(valid.workflow(), valid.dag()));
+    }
+}
