@@ -1,1 +1,154 @@
-fn main() {}
+//! `baton`: the command-line front of the orchestrator. Thin by design:
+//! it parses arguments, reads files and prints; every decision is made in
+//! the library crates.
+
+mod bench;
+mod report;
+mod spec_file;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::spec_file::SpecFile;
+
+#[derive(Parser)]
+#[command(name = "baton", version, about = "A durable DAG orchestrator for agents and jobs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check workflow specs and report every problem with its line:col.
+    Validate {
+        /// Spec files (YAML or JSON), directories of specs, or `-` for stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also check run inputs: `-i branch=main`.
+        #[arg(short, long = "input", value_name = "KEY=VALUE", value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        /// Print the problems as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the order tasks run in: levels, critical path, width.
+    Plan {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the DAG as Mermaid or Graphviz DOT.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of workflow specs.
+    Schema,
+    /// Benchmarks that print their figures.
+    Bench {
+        #[command(subcommand)]
+        command: bench::Command,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate { files, inputs, json } => validate(&files, &inputs, json),
+        Command::Plan { file, json } => plan(&file, json),
+        Command::Graph { file, format } => graph(&file, format),
+        Command::Schema => print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS),
+        Command::Bench { command } => bench::run(command),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn validate(paths: &[PathBuf], inputs: &[(String, String)], json: bool) -> anyhow::Result<ExitCode> {
+    let files = spec_file::expand(paths)?;
+    let mut results = Vec::with_capacity(files.len());
+    for file in &files {
+        let mut problems = match file.check() {
+            Ok(_) if inputs.is_empty() => Vec::new(),
+            Ok(valid) => {
+                let given = inputs.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
+                baton_core::resolve_inputs(valid.workflow(), &given).err().unwrap_or_default()
+            }
+            Err(problems) => problems,
+        };
+        baton_core::SourceMap::locate_all(&file.text, &mut problems);
+        results.push((file, problems));
+    }
+    let failed = results.iter().any(|(_, problems)| !problems.is_empty());
+    if json {
+        let documents: Vec<_> = results
+            .iter()
+            .map(|(file, problems)| serde_json::json!({"file": file.name, "valid": problems.is_empty(), "problems": problems}))
+            .collect();
+        print_json(&serde_json::Value::Array(documents))?;
+    } else {
+        for (file, problems) in &results {
+            report::print(file, problems);
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn plan(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let file = SpecFile::read(path)?;
+    let valid = match file.check() {
+        Ok(valid) => valid,
+        Err(problems) => {
+            report::print(&file, &problems);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let plan = valid.plan();
+    let summary = plan.report(valid.workflow());
+    if json {
+        print_json(&serde_json::to_value(&summary)?)?;
+    } else {
+        report::print_plan(&summary, valid.dag().edge_count());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn graph(path: &std::path::Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
+    let file = SpecFile::read(path)?;
+    let valid = match file.check() {
+        Ok(valid) => valid,
+        Err(problems) => {
+            report::print(&file, &problems);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let text = match format {
+        GraphFormat::Mermaid => baton_core::render::mermaid(valid.workflow(), valid.dag()),
+        GraphFormat::Dot => baton_core::render::dot(valid.workflow(), valid.dag()),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `baton bench`: benchmarks that print their figures (BENCHMARKS.md keeps
+//! them with the commands that produced them). Graphs come from the one
+//! generator in `baton_core::generate`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use baton_core::generate::{Shape, generate};
+use baton_core::{Format, Plan, load, validate};
+use clap::{Subcommand, ValueEnum};
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Write a generated spec: N noop tasks in levels of width ~sqrt(N),
+    /// each needing 3 random tasks of the level before.
+    Gen {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = SpecFormat::Json)]
+        format: SpecFormat,
+        /// Where to write; stdout when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Time parsing, then validation plus planning, of a generated spec.
+    Plan {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Timed validate+plan repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SpecFormat {
+    Json,
+    Yaml,
+}
+
+pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Gen { nodes, seed, format, output } => {
+            let workflow = generate(&Shape { nodes, seed });
+            let text = match format {
+                SpecFormat::Json => serde_json::to_string(&workflow)?,
+                SpecFormat::Yaml => serde_saphyr::to_string(&workflow)?,
+            };
+            match output {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+        }
+        Command::Plan { nodes, seed, samples } => plan(Shape { nodes, seed }, samples.max(1))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
+    println!("graph: {} tasks, seed {} (baton bench gen --nodes {} --seed {})", shape.nodes, shape.seed, shape.nodes, shape.seed);
+    let text = serde_json::to_string(&generate(&shape))?;
+    let started = Instant::now();
+    let loaded = load(&text, Format::Json);
+    let parse = started.elapsed();
+    anyhow::ensure!(loaded.problems.is_empty(), "the generated spec has problems: {:?}", &loaded.problems[..1]);
+    let workflow = loaded.workflow.context("the generated spec did not load")?;
+    println!(
+        "parse JSON ({:.1} MiB): {} ({:.0} tasks/s)",
+        text.len() as f64 / (1024.0 * 1024.0),
+        show(parse),
+        shape.nodes as f64 / parse.as_secs_f64()
+    );
+    drop(text);
+
+    let mut times = Vec::with_capacity(samples);
+    let mut edges = 0;
+    let mut width = 0;
+    for _ in 0..samples {
+        let started = Instant::now();
+        let dag = validate(&workflow).map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?;
+        let plan = Plan::new(&workflow, &dag);
+        times.push(started.elapsed());
+        edges = dag.edge_count();
+        width = plan.max_width;
+        drop((dag, plan));
+    }
+    times.sort();
+    println!(
+        "validate + plan ({edges} edges, max width {width}): median {}, min {}, max {} over {samples} samples",
+        show(times[samples / 2]),
+        show(times[0]),
+        show(times[samples - 1])
+    );
+    if let Some(peak) = peak_memory() {
+        println!("peak memory (VmHWM, whole process): {:.0} MiB", peak as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+fn show(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds >= 1.0 {
+        format!("{seconds:.3} s")
+    } else if seconds >= 0.001 {
+        format!("{:.2} ms", seconds * 1e3)
+    } else {
+        format!("{:.1} µs", seconds * 1e6)
+    }
+}
+
+/// The process's peak resident memory in KiB, from /proc on Linux.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
