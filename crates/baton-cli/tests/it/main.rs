@@ -1,0 +1,6 @@
+//! Behaviour of the `baton` binary, driven as a user drives it.
+
+mod plan;
+mod schema;
+mod util;
+mod validate;
