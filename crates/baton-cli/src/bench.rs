@@ -47,29 +47,46 @@ pub(crate) enum SpecFormat {
 
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Gen { nodes, seed, format, output } => {
+        Command::Gen {
+            nodes,
+            seed,
+            format,
+            output,
+        } => {
             let workflow = generate(&Shape { nodes, seed });
             let text = match format {
                 SpecFormat::Json => serde_json::to_string(&workflow)?,
                 SpecFormat::Yaml => serde_saphyr::to_string(&workflow)?,
             };
             match output {
-                Some(path) => std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
                 None => std::io::stdout().write_all(text.as_bytes())?,
             }
         }
-        Command::Plan { nodes, seed, samples } => plan(Shape { nodes, seed }, samples.max(1))?,
+        Command::Plan {
+            nodes,
+            seed,
+            samples,
+        } => plan(Shape { nodes, seed }, samples.max(1))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
-    println!("graph: {} tasks, seed {} (baton bench gen --nodes {} --seed {})", shape.nodes, shape.seed, shape.nodes, shape.seed);
+    println!(
+        "graph: {} tasks, seed {} (baton bench gen --nodes {} --seed {})",
+        shape.nodes, shape.seed, shape.nodes, shape.seed
+    );
     let text = serde_json::to_string(&generate(&shape))?;
     let started = Instant::now();
     let loaded = load(&text, Format::Json);
     let parse = started.elapsed();
-    anyhow::ensure!(loaded.problems.is_empty(), "the generated spec has problems: {:?}", &loaded.problems[..1]);
+    anyhow::ensure!(
+        loaded.problems.is_empty(),
+        "the generated spec has problems: {:?}",
+        &loaded.problems[..1]
+    );
     let workflow = loaded.workflow.context("the generated spec did not load")?;
     println!(
         "parse JSON ({:.1} MiB): {} ({:.0} tasks/s)",
@@ -84,7 +101,8 @@ fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
     let mut width = 0;
     for _ in 0..samples {
         let started = Instant::now();
-        let dag = validate(&workflow).map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?;
+        let dag =
+            validate(&workflow).map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?;
         let plan = Plan::new(&workflow, &dag);
         times.push(started.elapsed());
         edges = dag.edge_count();
@@ -99,7 +117,10 @@ fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
         show(times[samples - 1])
     );
     if let Some(peak) = peak_memory() {
-        println!("peak memory (VmHWM, whole process): {:.0} MiB", peak as f64 / 1024.0);
+        println!(
+            "peak memory (VmHWM, whole process): {:.0} MiB",
+            peak as f64 / 1024.0
+        );
     }
     Ok(())
 }

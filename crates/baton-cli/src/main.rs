@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::spec_file::SpecFile;
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "A durable DAG orchestrator for agents and jobs")]
+#[command(
+    name = "baton",
+    version,
+    about = "A durable DAG orchestrator for agents and jobs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,10 +74,16 @@ fn parse_input(text: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Validate { files, inputs, json } => validate(&files, &inputs, json),
+        Command::Validate {
+            files,
+            inputs,
+            json,
+        } => validate(&files, &inputs, json),
         Command::Plan { file, json } => plan(&file, json),
         Command::Graph { file, format } => graph(&file, format),
-        Command::Schema => print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS),
+        Command::Schema => {
+            print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench { command } => bench::run(command),
     };
     outcome.unwrap_or_else(|error| {
@@ -82,15 +92,24 @@ fn main() -> ExitCode {
     })
 }
 
-fn validate(paths: &[PathBuf], inputs: &[(String, String)], json: bool) -> anyhow::Result<ExitCode> {
+fn validate(
+    paths: &[PathBuf],
+    inputs: &[(String, String)],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let files = spec_file::expand(paths)?;
     let mut results = Vec::with_capacity(files.len());
     for file in &files {
         let mut problems = match file.check() {
             Ok(_) if inputs.is_empty() => Vec::new(),
             Ok(valid) => {
-                let given = inputs.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
-                baton_core::resolve_inputs(valid.workflow(), &given).err().unwrap_or_default()
+                let given = inputs
+                    .iter()
+                    .map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str())))
+                    .collect();
+                baton_core::resolve_inputs(valid.workflow(), &given)
+                    .err()
+                    .unwrap_or_default()
             }
             Err(problems) => problems,
         };
@@ -109,7 +128,11 @@ fn validate(paths: &[PathBuf], inputs: &[(String, String)], json: bool) -> anyho
             report::print(file, problems);
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn plan(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {

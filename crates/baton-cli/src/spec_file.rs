@@ -19,14 +19,21 @@ impl SpecFile {
     pub(crate) fn read(path: &Path) -> anyhow::Result<SpecFile> {
         let (name, text) = if path == Path::new("-") {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("cannot read the spec from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the spec from stdin")?;
             ("<stdin>".to_owned(), text)
         } else {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             (path.display().to_string(), text)
         };
         let format = Format::detect(Some(&name), &text);
-        Ok(SpecFile { name, text: Arc::new(text), format })
+        Ok(SpecFile {
+            name,
+            text: Arc::new(text),
+            format,
+        })
     }
 
     pub(crate) fn check(&self) -> Result<Valid, Vec<Problem>> {
@@ -54,12 +61,16 @@ pub(crate) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<SpecFile>> {
 }
 
 fn collect(directory: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(directory).with_context(|| format!("cannot list {}", directory.display()))?;
+    let entries = std::fs::read_dir(directory)
+        .with_context(|| format!("cannot list {}", directory.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
             collect(&path, found)?;
-        } else if matches!(path.extension().and_then(|extension| extension.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            path.extension().and_then(|extension| extension.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             found.push(path);
         }
     }

@@ -217,15 +217,32 @@ mod tests {
     fn sample() -> Workflow {
         Workflow::builder("release")
             .version(3)
-            .input("branch", InputSpec { default: Some("main".into()), ..InputSpec::default() })
+            .input(
+                "branch",
+                InputSpec {
+                    default: Some("main".into()),
+                    ..InputSpec::default()
+                },
+            )
             .concurrency(4)
             .on_failure(FailurePolicy::Compensate)
-            .default_retry(RetryPolicy { backoff: Backoff::Fibonacci, jitter: 0.2, ..RetryPolicy::default() })
-            .task("checkout", TaskKind::run("git clone --branch \"$BRANCH\" repo src"))
+            .default_retry(RetryPolicy {
+                backoff: Backoff::Fibonacci,
+                jitter: 0.2,
+                ..RetryPolicy::default()
+            })
+            .task(
+                "checkout",
+                TaskKind::run("git clone --branch \"$BRANCH\" repo src"),
+            )
             .env("BRANCH", "{{ inputs.branch }}")
             .task("build", TaskKind::command(["cargo", "build", "--release"]))
             .needs(["checkout"])
-            .timeout(Timeout { after: Duration::from_secs(600), on_timeout: OnTimeout::Skip, grace: Duration::from_secs(5) })
+            .timeout(Timeout {
+                after: Duration::from_secs(600),
+                on_timeout: OnTimeout::Skip,
+                grace: Duration::from_secs(5),
+            })
             .estimate(Duration::from_secs(120))
             .task(
                 "publish",
@@ -258,7 +275,12 @@ mod tests {
 
     #[test]
     fn built_workflows_are_checked_like_loaded_ones() {
-        assert!(Workflow::builder("ok").task("a", TaskKind::Noop).build().is_ok());
+        assert!(
+            Workflow::builder("ok")
+                .task("a", TaskKind::Noop)
+                .build()
+                .is_ok()
+        );
         let problems = Workflow::builder("bad")
             .task("a", TaskKind::Noop)
             .needs(["b"])

@@ -72,10 +72,21 @@ mod tests {
 
     #[test]
     fn generates_levels_of_square_root_width_with_three_needs() {
-        let workflow = generate(&Shape { nodes: 100, seed: 1 });
+        let workflow = generate(&Shape {
+            nodes: 100,
+            seed: 1,
+        });
         assert_eq!(workflow.tasks.len(), 100);
-        assert!(workflow.tasks[..10].iter().all(|task| task.needs.is_empty()));
-        assert!(workflow.tasks[10..].iter().all(|task| task.needs.len() == FAN_IN));
+        assert!(
+            workflow.tasks[..10]
+                .iter()
+                .all(|task| task.needs.is_empty())
+        );
+        assert!(
+            workflow.tasks[10..]
+                .iter()
+                .all(|task| task.needs.len() == FAN_IN)
+        );
         let valid = crate::check(workflow).unwrap();
         assert_eq!(valid.dag().level_count(), 10);
         assert_eq!(valid.plan().max_width, 10);
@@ -83,7 +94,10 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_graph() {
-        let shape = Shape { nodes: 500, seed: 42 };
+        let shape = Shape {
+            nodes: 500,
+            seed: 42,
+        };
         assert_eq!(generate(&shape), generate(&shape));
         assert_ne!(generate(&shape), generate(&Shape { seed: 43, ..shape }));
     }

@@ -20,20 +20,20 @@
 
 mod builder;
 pub mod check;
-pub mod generate;
-mod plan;
-pub mod render;
 pub mod duration;
+pub mod generate;
 mod load;
+mod plan;
 mod problem;
+pub mod render;
 mod source_map;
 pub mod spec;
 
 pub use builder::{TaskBuilder, WorkflowBuilder};
 pub use check::{Dag, Valid, check, check_source, resolve_inputs, validate};
-pub use plan::{DEFAULT_ESTIMATE, Plan, PlanReport};
 pub use duration::Duration;
 pub use load::{Format, Loaded, load};
+pub use plan::{DEFAULT_ESTIMATE, Plan, PlanReport};
 pub use problem::{Code, Location, Path, Problem, Segment, Target, did_you_mean};
 pub use source_map::SourceMap;
 pub use spec::{Task, TaskKind, Workflow};

@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::problem::{Code, Location, Path, Problem, Segment, did_you_mean};
@@ -26,7 +26,10 @@ impl Format {
     /// JSON for a `.json` file, YAML otherwise; text of unknown origin is
     /// JSON when it starts with `{`.
     pub fn detect(file_name: Option<&str>, text: &str) -> Format {
-        match file_name.and_then(|name| name.rsplit_once('.')).map(|(_, extension)| extension) {
+        match file_name
+            .and_then(|name| name.rsplit_once('.'))
+            .map(|(_, extension)| extension)
+        {
             Some("json") => Format::Json,
             Some("yaml" | "yml") => Format::Yaml,
             _ if text.trim_start().starts_with('{') => Format::Json,
@@ -236,7 +239,10 @@ fn task_from_value(id: String, value: Value) -> Result<crate::spec::Task, Vec<Pr
 
 /// Deserializes a mapping into `T`; when that fails, tries each field alone
 /// so that every bad field is reported, not only the first.
-fn from_fields<T: DeserializeOwned>(fields: Map<String, Value>, path: &Path) -> Result<T, Vec<Problem>> {
+fn from_fields<T: DeserializeOwned>(
+    fields: Map<String, Value>,
+    path: &Path,
+) -> Result<T, Vec<Problem>> {
     let value = Value::Object(fields);
     let whole = match serde_path_to_error::deserialize::<_, T>(&value) {
         Ok(parsed) => return Ok(parsed),
@@ -285,14 +291,22 @@ fn serde_problem(base: &Path, error: &serde_path_to_error::Error<serde_json::Err
     }
     let message = error.inner().to_string();
     if let Some((field, expected)) = unknown_name(&message, "unknown field `") {
-        let problem = Problem::new(Code::UnknownField, path, format!("unknown field `{field}`")).at_key();
+        let problem =
+            Problem::new(Code::UnknownField, path, format!("unknown field `{field}`")).at_key();
         return with_suggestion(problem, field, &expected, "fields");
     }
     if let Some((variant, expected)) = unknown_name(&message, "unknown variant `") {
-        let problem = Problem::new(Code::InvalidValue, path, format!("unknown value `{variant}`"));
+        let problem = Problem::new(
+            Code::InvalidValue,
+            path,
+            format!("unknown value `{variant}`"),
+        );
         return with_suggestion(problem, variant, &expected, "values");
     }
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
         return Problem::new(Code::MissingField, path, format!("missing field `{field}`"));
     }
     let code = if message.starts_with("invalid duration") {
@@ -326,7 +340,9 @@ struct UniqueValue(Value);
 
 impl<'de> Deserialize<'de> for UniqueValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<UniqueValue, D::Error> {
-        deserializer.deserialize_any(UniqueValueVisitor).map(UniqueValue)
+        deserializer
+            .deserialize_any(UniqueValueVisitor)
+            .map(UniqueValue)
     }
 }
 
@@ -450,7 +466,9 @@ pub(crate) fn offset_of(text: &str, line: usize, column: usize) -> Option<usize>
     let line_start = if line <= 1 {
         0
     } else {
-        text.match_indices('\n').nth(line - 2).map(|(index, _)| index + 1)?
+        text.match_indices('\n')
+            .nth(line - 2)
+            .map(|(index, _)| index + 1)?
     };
     let rest = &text[line_start..];
     let within = rest
@@ -475,7 +493,8 @@ mod tests {
 
     #[test]
     fn yaml_and_json_give_the_same_workflow() {
-        let yaml = "name: w\ntasks:\n  a:\n    run: echo hi\n  b:\n    needs: [a]\n    noop: true\n";
+        let yaml =
+            "name: w\ntasks:\n  a:\n    run: echo hi\n  b:\n    needs: [a]\n    noop: true\n";
         let json = r#"{"name": "w", "tasks": {"a": {"run": "echo hi"}, "b": {"needs": ["a"], "noop": true}}}"#;
         let from_yaml = load(yaml, Format::Yaml);
         let from_json = load(json, Format::Json);

@@ -64,7 +64,12 @@ impl Plan {
             });
         });
 
-        let estimate = |task: u32| tasks[task as usize].estimate.unwrap_or(DEFAULT_ESTIMATE).as_millis();
+        let estimate = |task: u32| {
+            tasks[task as usize]
+                .estimate
+                .unwrap_or(DEFAULT_ESTIMATE)
+                .as_millis()
+        };
         let mut finish = vec![0u64; dag.len()];
         let mut via = vec![u32::MAX; dag.len()];
         let mut serial: u64 = 0;
@@ -80,7 +85,10 @@ impl Plan {
             serial = serial.saturating_add(estimate(task));
         }
         let mut critical_path = Vec::new();
-        let last = order.iter().copied().max_by(|&a, &b| finish[a as usize].cmp(&finish[b as usize]).then(b.cmp(&a)));
+        let last = order
+            .iter()
+            .copied()
+            .max_by(|&a, &b| finish[a as usize].cmp(&finish[b as usize]).then(b.cmp(&a)));
         let mut cursor = last;
         while let Some(task) = cursor {
             critical_path.push(task);
@@ -90,7 +98,9 @@ impl Plan {
         Plan {
             order,
             level_starts,
-            critical_path_estimate: Duration::from_millis(last.map_or(0, |task| finish[task as usize])),
+            critical_path_estimate: Duration::from_millis(
+                last.map_or(0, |task| finish[task as usize]),
+            ),
             critical_path,
             serial_estimate: Duration::from_millis(serial),
             max_width,
@@ -112,7 +122,9 @@ impl Plan {
         PlanReport {
             workflow: &workflow.name,
             tasks: self.order.len(),
-            levels: (0..self.level_count()).map(|level| self.level(level).iter().map(id).collect()).collect(),
+            levels: (0..self.level_count())
+                .map(|level| self.level(level).iter().map(id).collect())
+                .collect(),
             critical_path: self.critical_path.iter().map(id).collect(),
             critical_path_estimate: self.critical_path_estimate,
             serial_estimate: self.serial_estimate,
@@ -142,7 +154,11 @@ mod tests {
         let report = valid.plan().report(valid.workflow());
         format!(
             "levels: {:?}\ncritical: {:?} {}\nserial: {} width: {}",
-            report.levels, report.critical_path, report.critical_path_estimate, report.serial_estimate, report.max_width
+            report.levels,
+            report.critical_path,
+            report.critical_path_estimate,
+            report.serial_estimate,
+            report.max_width
         )
     }
 
@@ -168,10 +184,15 @@ mod tests {
 
     #[test]
     fn the_same_spec_always_gives_the_same_plan() {
-        let shape = crate::generate::Shape { nodes: 2_000, seed: 7 };
+        let shape = crate::generate::Shape {
+            nodes: 2_000,
+            seed: 7,
+        };
         let text = serde_json::to_string(&crate::generate::generate(&shape)).unwrap();
         let first = check_source(&text, Format::Json).unwrap().plan();
-        let second = crate::check(crate::generate::generate(&shape)).unwrap().plan();
+        let second = crate::check(crate::generate::generate(&shape))
+            .unwrap()
+            .plan();
         assert_eq!(first, second);
     }
 }

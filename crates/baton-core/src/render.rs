@@ -30,7 +30,10 @@ pub fn mermaid(workflow: &Workflow, dag: &Dag) -> String {
 
 /// A `digraph` in DOT, edges pointing from a task to the tasks that need it.
 pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n", escape_dot(&workflow.name));
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+        escape_dot(&workflow.name)
+    );
     for (index, task) in workflow.tasks.iter().enumerate() {
         let shape = match task.kind {
             TaskKind::Approval(_) => ", shape=hexagon",
@@ -38,8 +41,16 @@ pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
             TaskKind::Workflow(_) => ", shape=box3d",
             _ => "",
         };
-        let style = if task.when.is_some() { ", style=dashed" } else { "" };
-        let _ = writeln!(out, "  t{index} [label=\"{}\"{shape}{style}];", escape_dot(&label(task, "\n")));
+        let style = if task.when.is_some() {
+            ", style=dashed"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  t{index} [label=\"{}\"{shape}{style}];",
+            escape_dot(&label(task, "\n"))
+        );
     }
     for task in 0..dag.len() as u32 {
         for &need in dag.needs(task) {
@@ -66,7 +77,9 @@ fn escape_mermaid(text: &str) -> String {
 }
 
 fn escape_dot(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

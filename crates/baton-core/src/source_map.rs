@@ -24,8 +24,12 @@ struct Entry {
 }
 
 enum Frame {
-    Mapping { pending_key: Option<(String, Location)> },
-    Sequence { next_index: usize },
+    Mapping {
+        pending_key: Option<(String, Location)>,
+    },
+    Sequence {
+        next_index: usize,
+    },
     /// A complex key (a mapping or list used as a key): not addressable.
     Ignored,
 }
@@ -101,12 +105,24 @@ impl SourceMap {
             }
             Some(Frame::Ignored) => return,
             None => {
-                self.entries.insert(Path::root(), Entry { key: None, value: location });
+                self.entries.insert(
+                    Path::root(),
+                    Entry {
+                        key: None,
+                        value: location,
+                    },
+                );
                 return;
             }
         };
         path.push(segment);
-        self.entries.insert(path.clone(), Entry { key, value: location });
+        self.entries.insert(
+            path.clone(),
+            Entry {
+                key,
+                value: location,
+            },
+        );
     }
 
     fn leave_value(&mut self, stack: &mut [Frame], path: &mut Path) {
@@ -141,7 +157,10 @@ impl SourceMap {
             return;
         }
         let map = SourceMap::new(text);
-        for problem in problems.iter_mut().filter(|problem| problem.location.is_none()) {
+        for problem in problems
+            .iter_mut()
+            .filter(|problem| problem.location.is_none())
+        {
             problem.location = map.locate(&problem.path, problem.target);
         }
     }
@@ -150,7 +169,9 @@ impl SourceMap {
 fn location(text: &str, span: &Span) -> Location {
     let start = offset(text, &span.start);
     let end = offset(text, &span.end).max(start);
-    let line_end = text[start..].find('\n').map_or(text.len(), |index| start + index);
+    let line_end = text[start..]
+        .find('\n')
+        .map_or(text.len(), |index| start + index);
     Location {
         line: span.start.line(),
         column: span.start.col() + 1,
@@ -180,21 +201,40 @@ mod tests {
     fn finds_keys_values_and_list_items_in_yaml() {
         let text = "name: w\ntasks:\n  build:\n    needs: [a, b]\n    run: make\n";
         assert_eq!(at(text, Path::task("build"), Target::Key), (3, 3));
-        assert_eq!(at(text, Path::task("build").key("needs").index(1), Target::Value), (4, 16));
-        assert_eq!(at(text, Path::task("build").key("run"), Target::Value), (5, 10));
-        assert_eq!(at(text, Path::task("build").key("run"), Target::Key), (5, 5));
+        assert_eq!(
+            at(
+                text,
+                Path::task("build").key("needs").index(1),
+                Target::Value
+            ),
+            (4, 16)
+        );
+        assert_eq!(
+            at(text, Path::task("build").key("run"), Target::Value),
+            (5, 10)
+        );
+        assert_eq!(
+            at(text, Path::task("build").key("run"), Target::Key),
+            (5, 5)
+        );
     }
 
     #[test]
     fn finds_paths_in_json() {
         let text = "{\n  \"name\": \"w\",\n  \"tasks\": {\"a\": {\"needs\": [\"x\"]}}\n}";
-        assert_eq!(at(text, Path::task("a").key("needs").index(0), Target::Value), (3, 29));
+        assert_eq!(
+            at(text, Path::task("a").key("needs").index(0), Target::Value),
+            (3, 29)
+        );
     }
 
     #[test]
     fn a_missing_path_falls_back_to_its_nearest_ancestor() {
         let text = "name: w\ntasks:\n  a:\n    run: x\n";
-        assert_eq!(at(text, Path::task("a").key("retry").key("max"), Target::Value), (3, 3));
+        assert_eq!(
+            at(text, Path::task("a").key("retry").key("max"), Target::Value),
+            (3, 3)
+        );
     }
 
     #[test]

@@ -2,7 +2,11 @@ use crate::util::{baton, workspace};
 
 #[test]
 fn plan_prints_levels_and_the_critical_path() {
-    let output = baton().arg("plan").arg(workspace().join("examples/release.yaml")).output().unwrap();
+    let output = baton()
+        .arg("plan")
+        .arg(workspace().join("examples/release.yaml"))
+        .output()
+        .unwrap();
     assert!(output.status.success());
     expect_test::expect![[r#"
         workflow release: 6 tasks, 6 edges, 5 levels, max width 2
@@ -20,7 +24,11 @@ fn plan_prints_levels_and_the_critical_path() {
 
 #[test]
 fn plan_json_is_data() {
-    let output = baton().args(["plan", "--json"]).arg(workspace().join("examples/release.yaml")).output().unwrap();
+    let output = baton()
+        .args(["plan", "--json"])
+        .arg(workspace().join("examples/release.yaml"))
+        .output()
+        .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(plan["levels"][1], serde_json::json!(["build", "lint"]));
     assert_eq!(plan["max_width"], 2);
@@ -33,8 +41,15 @@ fn graph_prints_mermaid_and_dot() {
     let mermaid = baton().arg("graph").arg(&spec).output().unwrap();
     let mermaid = String::from_utf8(mermaid.stdout).unwrap();
     assert!(mermaid.starts_with("flowchart TD\n"));
-    assert!(mermaid.contains("when: tasks.approve.output.choice == 'publish'"), "{mermaid}");
-    let dot = baton().args(["graph", "--format", "dot"]).arg(&spec).output().unwrap();
+    assert!(
+        mermaid.contains("when: tasks.approve.output.choice == 'publish'"),
+        "{mermaid}"
+    );
+    let dot = baton()
+        .args(["graph", "--format", "dot"])
+        .arg(&spec)
+        .output()
+        .unwrap();
     let dot = String::from_utf8(dot.stdout).unwrap();
     assert!(dot.starts_with("digraph \"release\" {"), "{dot}");
     assert!(dot.contains("shape=hexagon"), "{dot}");
@@ -42,14 +57,28 @@ fn graph_prints_mermaid_and_dot() {
 
 #[test]
 fn plan_refuses_an_invalid_spec() {
-    baton().args(["plan", "-"]).write_stdin("name: w\ntasks:\n  a: {needs: [a], noop: true}\n").assert().code(1);
+    baton()
+        .args(["plan", "-"])
+        .write_stdin("name: w\ntasks:\n  a: {needs: [a], noop: true}\n")
+        .assert()
+        .code(1);
 }
 
 #[test]
 fn generated_benchmark_specs_are_valid() {
-    let generated = baton().args(["bench", "gen", "--nodes", "300", "--seed", "3"]).output().unwrap();
+    let generated = baton()
+        .args(["bench", "gen", "--nodes", "300", "--seed", "3"])
+        .output()
+        .unwrap();
     assert!(generated.status.success());
-    let again = baton().args(["bench", "gen", "--nodes", "300", "--seed", "3"]).output().unwrap();
+    let again = baton()
+        .args(["bench", "gen", "--nodes", "300", "--seed", "3"])
+        .output()
+        .unwrap();
     assert_eq!(generated.stdout, again.stdout, "same seed, same spec");
-    baton().args(["plan", "-"]).write_stdin(generated.stdout).assert().success();
+    baton()
+        .args(["plan", "-"])
+        .write_stdin(generated.stdout)
+        .assert()
+        .success();
 }

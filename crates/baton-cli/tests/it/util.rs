@@ -10,7 +10,10 @@ pub(crate) fn baton() -> Command {
 
 /// The workspace root, where `examples/` and `schema/` live.
 pub(crate) fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 pub(crate) fn specs() -> PathBuf {

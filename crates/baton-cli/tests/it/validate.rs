@@ -13,7 +13,13 @@ fn summarise(report: &serde_json::Value) -> String {
         } else {
             format!("{}:{}", location["line"], location["column"])
         };
-        let _ = write!(out, "{position} {} {}: {}", problem["code"].as_str().unwrap(), problem["path"].as_str().unwrap(), problem["message"].as_str().unwrap());
+        let _ = write!(
+            out,
+            "{position} {} {}: {}",
+            problem["code"].as_str().unwrap(),
+            problem["path"].as_str().unwrap(),
+            problem["message"].as_str().unwrap()
+        );
         if let Some(help) = problem["help"].as_str() {
             let _ = write!(out, " ({help})");
         }
@@ -28,48 +34,91 @@ fn each_broken_spec_reports_every_problem_with_its_line_and_column() {
     let mut names: Vec<_> = std::fs::read_dir(&directory)
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "json")))
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json")
+            )
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 10, "the broken set is there");
     for spec in names {
-        let output = baton().arg("validate").arg("--json").arg(&spec).output().unwrap();
-        assert_eq!(output.status.code(), Some(1), "{} must fail validation", spec.display());
+        let output = baton()
+            .arg("validate")
+            .arg("--json")
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{} must fail validation",
+            spec.display()
+        );
         let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let report = &reports[0];
         assert_eq!(report["valid"], false);
-        let expected = spec.with_extension(format!("{}.expected", spec.extension().unwrap().to_str().unwrap()));
+        let expected = spec.with_extension(format!(
+            "{}.expected",
+            spec.extension().unwrap().to_str().unwrap()
+        ));
         expect_test::expect_file![expected].assert_eq(&summarise(report));
     }
 }
 
 #[test]
 fn a_directory_is_validated_file_by_file_and_fails_if_any_fails() {
-    let output = baton().arg("validate").arg(specs().join("invalid")).output().unwrap();
+    let output = baton()
+        .arg("validate")
+        .arg(specs().join("invalid"))
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("cycle.yaml: 2 problems"), "{stdout}");
-    assert!(stdout.contains("tasks form a cycle: a -> b -> c -> a"), "{stdout}");
+    assert!(
+        stdout.contains("tasks form a cycle: a -> b -> c -> a"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn human_output_underlines_the_offending_source() {
-    let output = baton().arg("validate").arg(specs().join("invalid/dependencies.yaml")).output().unwrap();
+    let output = baton()
+        .arg("validate")
+        .arg(specs().join("invalid/dependencies.yaml"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.contains("[") && stdout.contains("dependencies.yaml:5:"), "{stdout}");
-    assert!(stdout.contains("train: { run: ./train.sh, needs: [claen, train] }"), "{stdout}");
+    assert!(
+        stdout.contains("[") && stdout.contains("dependencies.yaml:5:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("train: { run: ./train.sh, needs: [claen, train] }"),
+        "{stdout}"
+    );
     assert!(stdout.contains("help: did you mean `clean`?"), "{stdout}");
 }
 
 #[test]
 fn the_examples_are_valid() {
-    baton().arg("validate").arg(workspace().join("examples")).assert().success();
+    baton()
+        .arg("validate")
+        .arg(workspace().join("examples"))
+        .assert()
+        .success();
 }
 
 #[test]
 fn a_required_input_missing_at_run_time_is_reported() {
     let spec = "name: w\ninputs:\n  branch: {type: string}\n  count: {type: integer, default: 1}\ntasks:\n  a: {run: echo \"$B\", env: {B: \"{{ inputs.branch }}\"}}\n";
-    let output = baton().args(["validate", "--json", "-i", "count=x", "-"]).write_stdin(spec).output().unwrap();
+    let output = baton()
+        .args(["validate", "--json", "-i", "count=x", "-"])
+        .write_stdin(spec)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     expect_test::expect![[r#"
@@ -77,14 +126,36 @@ fn a_required_input_missing_at_run_time_is_reported() {
         4:10 invalid-input inputs.count: input `count` must be of type integer, got "x"
     "#]]
     .assert_eq(&summarise(&reports[0]));
-    baton().args(["validate", "-i", "branch=main", "-"]).write_stdin(spec).assert().success();
+    baton()
+        .args(["validate", "-i", "branch=main", "-"])
+        .write_stdin(spec)
+        .assert()
+        .success();
 }
 
 #[test]
 fn no_input_makes_validate_panic() {
-    let inputs: [&[u8]; 8] = [b"", b"\xff\xfe", b"[[[[[[[[", b"tasks: 3", b"name: 1\ntasks: {a: []}", b"*x", b"{\"name\": \"x\", \"tasks\": {\"a\": {\"http\": {}}}}", b"&a [*a]"];
+    let inputs: [&[u8]; 8] = [
+        b"",
+        b"\xff\xfe",
+        b"[[[[[[[[",
+        b"tasks: 3",
+        b"name: 1\ntasks: {a: []}",
+        b"*x",
+        b"{\"name\": \"x\", \"tasks\": {\"a\": {\"http\": {}}}}",
+        b"&a [*a]",
+    ];
     for input in inputs {
-        let output = baton().args(["validate", "-"]).write_stdin(input).output().unwrap();
-        assert_ne!(output.status.code(), Some(101), "panicked on {:?}", String::from_utf8_lossy(input));
+        let output = baton()
+            .args(["validate", "-"])
+            .write_stdin(input)
+            .output()
+            .unwrap();
+        assert_ne!(
+            output.status.code(),
+            Some(101),
+            "panicked on {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }

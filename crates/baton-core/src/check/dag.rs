@@ -147,14 +147,22 @@ pub(crate) fn index<'a>(tasks: &'a [Task], problems: &mut Vec<Problem>) -> FxHas
 /// Edge problems (missing, self or repeated needs) do not stop the build;
 /// the graph is built without those edges so cycles are still found.
 /// `unloaded` names tasks that exist in the source but did not load.
-pub(crate) fn build(tasks: &[Task], index: &FxHashMap<&str, u32>, unloaded: &[String]) -> (Option<Dag>, Vec<Problem>) {
+pub(crate) fn build(
+    tasks: &[Task],
+    index: &FxHashMap<&str, u32>,
+    unloaded: &[String],
+) -> (Option<Dag>, Vec<Problem>) {
     let mut problems = Vec::new();
     let resolved: Vec<Vec<u32>> = tasks
         .par_chunks(CHUNK)
         .map(|chunk| {
             let mut out = Vec::with_capacity(chunk.iter().map(|task| task.needs.len()).sum());
             for task in chunk {
-                out.extend(task.needs.iter().map(|need| index.get(need.as_str()).copied().unwrap_or(MISSING)));
+                out.extend(
+                    task.needs
+                        .iter()
+                        .map(|need| index.get(need.as_str()).copied().unwrap_or(MISSING)),
+                );
             }
             out
         })
@@ -228,9 +236,13 @@ fn missing_dependency(index: &FxHashMap<&str, u32>, id: &str, need: &str, path: 
 /// stops it (a `true` marks a task that never became ready).
 fn levels(needs: &Csr, dependants: &Csr) -> Result<(Vec<u32>, u32), Vec<bool>> {
     let nodes = needs.offsets.len() - 1;
-    let mut waiting: Vec<u32> = (0..nodes as u32).map(|node| needs.row(node).len() as u32).collect();
+    let mut waiting: Vec<u32> = (0..nodes as u32)
+        .map(|node| needs.row(node).len() as u32)
+        .collect();
     let mut levels = vec![0u32; nodes];
-    let mut frontier: Vec<u32> = (0..nodes as u32).filter(|&node| waiting[node as usize] == 0).collect();
+    let mut frontier: Vec<u32> = (0..nodes as u32)
+        .filter(|&node| waiting[node as usize] == 0)
+        .collect();
     let mut next = Vec::new();
     let mut done = 0usize;
     let mut level = 0u32;
@@ -317,10 +329,17 @@ fn cycles(tasks: &[Task], dependants: &Csr, remaining: &[bool]) -> Vec<Problem> 
 /// `cycle` in run order: each task needs the one before it, and the first
 /// needs the last. The problem points at that last need of the first task.
 fn cycle_problem(tasks: &[Task], cycle: &[u32]) -> Problem {
-    let names: Vec<&str> = cycle.iter().map(|&node| tasks[node as usize].id.as_str()).collect();
+    let names: Vec<&str> = cycle
+        .iter()
+        .map(|&node| tasks[node as usize].id.as_str())
+        .collect();
     let first = &tasks[cycle[0] as usize];
     let closing = names[names.len() - 1];
-    let need_index = first.needs.iter().position(|need| need == closing).unwrap_or(0);
+    let need_index = first
+        .needs
+        .iter()
+        .position(|need| need == closing)
+        .unwrap_or(0);
     Problem::new(
         Code::Cycle,
         Path::task(&first.id).key("needs").index(need_index),
@@ -347,7 +366,13 @@ mod tests {
         let index = index(&tasks, &mut problems);
         let (dag, edge_problems) = build(&tasks, &index, &[]);
         problems.extend(edge_problems);
-        (dag, problems.iter().map(|problem| problem.message.clone()).collect())
+        (
+            dag,
+            problems
+                .iter()
+                .map(|problem| problem.message.clone())
+                .collect(),
+        )
     }
 
     #[test]
@@ -355,7 +380,10 @@ mod tests {
         let (dag, problems) = graph(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"]), ("d", &[])]);
         assert!(problems.is_empty());
         let dag = dag.unwrap();
-        assert_eq!((0..4).map(|task| dag.level(task)).collect::<Vec<_>>(), [0, 1, 2, 0]);
+        assert_eq!(
+            (0..4).map(|task| dag.level(task)).collect::<Vec<_>>(),
+            [0, 1, 2, 0]
+        );
         assert_eq!(dag.level_count(), 3);
         assert_eq!(dag.dependants(0), [1, 2]);
         assert_eq!(dag.edge_count(), 3);
@@ -371,7 +399,13 @@ mod tests {
     #[test]
     fn separate_cycles_are_each_reported_once() {
         let (_, problems) = graph(&[("a", &["b"]), ("b", &["a"]), ("c", &["d"]), ("d", &["c"])]);
-        assert_eq!(problems, ["tasks form a cycle: a -> b -> a", "tasks form a cycle: c -> d -> c"]);
+        assert_eq!(
+            problems,
+            [
+                "tasks form a cycle: a -> b -> a",
+                "tasks form a cycle: c -> d -> c"
+            ]
+        );
     }
 
     #[test]

@@ -7,16 +7,28 @@ use crate::spec::{Approval, Backoff, Reduce, RetryPolicy, Task, TaskKind, Timeou
 pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>) {
     let root = Path::root();
     if workflow.name.trim().is_empty() {
-        problems.push(Problem::new(Code::InvalidSetting, root.clone().key("name"), "the workflow name is empty"));
+        problems.push(Problem::new(
+            Code::InvalidSetting,
+            root.clone().key("name"),
+            "the workflow name is empty",
+        ));
     }
     if workflow.concurrency == Some(0) {
         problems.push(
-            Problem::new(Code::InvalidSetting, root.clone().key("concurrency"), "concurrency 0 would never run a task")
-                .with_help("remove it for no limit, or give a positive number"),
+            Problem::new(
+                Code::InvalidSetting,
+                root.clone().key("concurrency"),
+                "concurrency 0 would never run a task",
+            )
+            .with_help("remove it for no limit, or give a positive number"),
         );
     }
     if workflow.timeout.is_some_and(|timeout| timeout.is_zero()) {
-        problems.push(Problem::new(Code::InvalidTimeout, root.clone().key("timeout"), "a run timeout of 0s ends every run at once"));
+        problems.push(Problem::new(
+            Code::InvalidTimeout,
+            root.clone().key("timeout"),
+            "a run timeout of 0s ends every run at once",
+        ));
     }
     for (name, input) in &workflow.inputs {
         if let Some(default) = &input.default
@@ -25,7 +37,10 @@ pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>
             problems.push(Problem::new(
                 Code::InvalidInput,
                 root.clone().key("inputs").key(name.clone()).key("default"),
-                format!("the default of input `{name}` is not of type {}", input.kind.name()),
+                format!(
+                    "the default of input `{name}` is not of type {}",
+                    input.kind.name()
+                ),
             ));
         }
     }
@@ -38,59 +53,89 @@ pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>
 }
 
 pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
-    let path = Path::task(&task.id);
+    let path = || Path::task(&task.id);
     if !is_valid_id(&task.id) {
         problems.push(
-            Problem::new(Code::InvalidTaskId, path.clone(), format!("task id `{}` is not valid", task.id))
-                .at_key()
-                .with_help("use letters, digits, `_` and `-`, starting with a letter or `_`"),
+            Problem::new(
+                Code::InvalidTaskId,
+                path(),
+                format!("task id `{}` is not valid", task.id),
+            )
+            .at_key()
+            .with_help("use letters, digits, `_` and `-`, starting with a letter or `_`"),
         );
     }
     if let Some(retry) = &task.retry {
-        retry_problems(retry, path.clone().key("retry"), problems);
+        retry_problems(retry, path().key("retry"), problems);
     }
     if let Some(timeout) = &task.timeout {
-        timeout_problems(timeout, path.clone().key("timeout"), problems);
+        timeout_problems(timeout, path().key("timeout"), problems);
     }
     match &task.kind {
-        TaskKind::Approval(approval) => approval_problems(approval, path.clone().key("approval"), problems),
-        TaskKind::Http(http) if http.json.is_some() && http.body.is_some() => problems.push(Problem::new(
-            Code::InvalidSetting,
-            path.clone().key("http").key("body"),
-            "an HTTP task sends `json` or `body`, not both",
-        )),
-        TaskKind::Command(argv) if argv.is_empty() => {
-            problems.push(Problem::new(Code::InvalidSetting, path.clone().key("command"), "a command needs at least the program to run"))
+        TaskKind::Approval(approval) => {
+            approval_problems(approval, path().key("approval"), problems)
         }
+        TaskKind::Http(http) if http.json.is_some() && http.body.is_some() => {
+            problems.push(Problem::new(
+                Code::InvalidSetting,
+                path().key("http").key("body"),
+                "an HTTP task sends `json` or `body`, not both",
+            ))
+        }
+        TaskKind::Command(argv) if argv.is_empty() => problems.push(Problem::new(
+            Code::InvalidSetting,
+            path().key("command"),
+            "a command needs at least the program to run",
+        )),
         _ => {}
     }
     if let Some(foreach) = &task.foreach
         && foreach.concurrency == Some(0)
     {
-        problems.push(Problem::new(Code::InvalidSetting, path.clone().key("foreach").key("concurrency"), "foreach concurrency 0 would never run an item"));
+        problems.push(Problem::new(
+            Code::InvalidSetting,
+            path().key("foreach").key("concurrency"),
+            "foreach concurrency 0 would never run an item",
+        ));
     }
     if let Some(repeat) = &task.repeat
         && repeat.max == 0
     {
-        problems.push(Problem::new(Code::InvalidSetting, path.clone().key("repeat").key("max"), "repeat max 0 would never run the task"));
+        problems.push(Problem::new(
+            Code::InvalidSetting,
+            path().key("repeat").key("max"),
+            "repeat max 0 would never run the task",
+        ));
     }
     if let Some(swarm) = &task.swarm {
-        let size = if swarm.variants.is_empty() { swarm.count.unwrap_or(0) } else { swarm.variants.len() as u32 };
+        let size = if swarm.variants.is_empty() {
+            swarm.count.unwrap_or(0)
+        } else {
+            swarm.variants.len() as u32
+        };
         if size == 0 {
-            problems.push(Problem::new(Code::InvalidSetting, path.clone().key("swarm"), "a swarm needs `count` of at least 1 or a list of `variants`"));
+            problems.push(Problem::new(
+                Code::InvalidSetting,
+                path().key("swarm"),
+                "a swarm needs `count` of at least 1 or a list of `variants`",
+            ));
         }
         if let Reduce::Quorum(quorum) = swarm.reduce
             && (quorum == 0 || quorum > size)
         {
             problems.push(Problem::new(
                 Code::InvalidSetting,
-                path.clone().key("swarm").key("reduce").key("quorum"),
+                path().key("swarm").key("reduce").key("quorum"),
                 format!("a quorum of {quorum} cannot be met by a swarm of {size}"),
             ));
         }
     }
     if task.escalate.as_deref() == Some(task.id.as_str()) {
-        problems.push(Problem::new(Code::InvalidSetting, path.key("escalate"), "a task cannot escalate to itself"));
+        problems.push(Problem::new(
+            Code::InvalidSetting,
+            path().key("escalate"),
+            "a task cannot escalate to itself",
+        ));
     }
 }
 
@@ -104,47 +149,92 @@ pub(crate) fn is_valid_id(id: &str) -> bool {
 
 fn retry_problems(retry: &RetryPolicy, path: Path, problems: &mut Vec<Problem>) {
     let mut invalid = |field: &str, message: String| {
-        problems.push(Problem::new(Code::InvalidRetry, path.clone().key(field), message));
+        problems.push(Problem::new(
+            Code::InvalidRetry,
+            path.clone().key(field),
+            message,
+        ));
     };
     if retry.max_attempts == 0 {
-        invalid("max_attempts", "max_attempts counts the first attempt too, so it is at least 1".to_owned());
+        invalid(
+            "max_attempts",
+            "max_attempts counts the first attempt too, so it is at least 1".to_owned(),
+        );
     }
     if !(0.0..=1.0).contains(&retry.jitter) {
-        invalid("jitter", format!("jitter is a fraction of the delay from 0 to 1, not {}", retry.jitter));
+        invalid(
+            "jitter",
+            format!(
+                "jitter is a fraction of the delay from 0 to 1, not {}",
+                retry.jitter
+            ),
+        );
     }
-    if retry.backoff == Backoff::Exponential && !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
-        invalid("multiplier", format!("an exponential multiplier below 1 would shrink delays ({})", retry.multiplier));
+    if retry.backoff == Backoff::Exponential
+        && !(retry.multiplier.is_finite() && retry.multiplier >= 1.0)
+    {
+        invalid(
+            "multiplier",
+            format!(
+                "an exponential multiplier below 1 would shrink delays ({})",
+                retry.multiplier
+            ),
+        );
     }
     if let Some(max) = retry.max
         && max < retry.initial
     {
-        invalid("max", format!("max delay {max} is shorter than the initial delay {}", retry.initial));
+        invalid(
+            "max",
+            format!(
+                "max delay {max} is shorter than the initial delay {}",
+                retry.initial
+            ),
+        );
     }
 }
 
 fn timeout_problems(timeout: &Timeout, path: Path, problems: &mut Vec<Problem>) {
     if timeout.after.is_zero() {
-        problems.push(Problem::new(Code::InvalidTimeout, path, "a timeout of 0s fails the task before it starts"));
+        problems.push(Problem::new(
+            Code::InvalidTimeout,
+            path,
+            "a timeout of 0s fails the task before it starts",
+        ));
     }
 }
 
 fn approval_problems(approval: &Approval, path: Path, problems: &mut Vec<Problem>) {
     if approval.choices.is_empty() {
-        problems.push(Problem::new(Code::InvalidApproval, path.clone().key("choices"), "an approval needs at least one choice"));
+        problems.push(Problem::new(
+            Code::InvalidApproval,
+            path.clone().key("choices"),
+            "an approval needs at least one choice",
+        ));
     }
     for (index, choice) in approval.choices.iter().enumerate() {
         if approval.choices[..index].contains(choice) {
-            problems.push(Problem::new(Code::InvalidApproval, path.clone().key("choices").index(index), format!("choice `{choice}` is listed twice")));
+            problems.push(Problem::new(
+                Code::InvalidApproval,
+                path.clone().key("choices").index(index),
+                format!("choice `{choice}` is listed twice"),
+            ));
         }
     }
     match &approval.default {
         Some(default) if !approval.choices.contains(default) => problems.push(
-            Problem::new(Code::InvalidApproval, path.key("default"), format!("default `{default}` is not one of the choices"))
-                .with_help(format!("choices: {}", approval.choices.join(", "))),
+            Problem::new(
+                Code::InvalidApproval,
+                path.key("default"),
+                format!("default `{default}` is not one of the choices"),
+            )
+            .with_help(format!("choices: {}", approval.choices.join(", "))),
         ),
-        None if approval.timeout.is_some() => problems.push(
-            Problem::new(Code::InvalidApproval, path.key("timeout"), "an approval with a timeout needs a `default` to take when it expires"),
-        ),
+        None if approval.timeout.is_some() => problems.push(Problem::new(
+            Code::InvalidApproval,
+            path.key("timeout"),
+            "an approval with a timeout needs a `default` to take when it expires",
+        )),
         _ => {}
     }
 }

@@ -91,7 +91,9 @@ pub fn check_source(text: &str, format: Format) -> Result<Valid, Vec<Problem>> {
 fn sort(problems: &mut [Problem]) {
     problems.sort_by(|a, b| {
         let position = |problem: &Problem| problem.location.map(|location| location.offset);
-        position(a).cmp(&position(b)).then_with(|| a.path.cmp(&b.path))
+        position(a)
+            .cmp(&position(b))
+            .then_with(|| a.path.cmp(&b.path))
     });
 }
 
@@ -165,7 +167,9 @@ impl Context<'_> {
         let mut seen = Vec::new();
         for reference in refs::scan(self.env, &sites, &mut problems) {
             match reference {
-                refs::Reference::Input { name, path } => self.input_reference(&name, path, &mut problems),
+                refs::Reference::Input { name, path } => {
+                    self.input_reference(&name, path, &mut problems)
+                }
                 refs::Reference::Task { name, path } => {
                     let Some(&target) = self.index.get(name.as_str()) else {
                         if !self.unloaded.contains(&name) {
@@ -174,7 +178,9 @@ impl Context<'_> {
                         continue;
                     };
                     let upstream = match self.dag {
-                        Some(dag) => target != position && dag.is_ancestor(target, position, &mut seen),
+                        Some(dag) => {
+                            target != position && dag.is_ancestor(target, position, &mut seen)
+                        }
                         None => true,
                     };
                     if !upstream {
@@ -187,7 +193,11 @@ impl Context<'_> {
     }
 
     fn unknown_task(&self, name: &str, path: Path) -> Problem {
-        let problem = Problem::new(Code::UnknownTask, path, format!("there is no task `{name}`"));
+        let problem = Problem::new(
+            Code::UnknownTask,
+            path,
+            format!("there is no task `{name}`"),
+        );
         match suggest_task(self.index, name) {
             Some(help) => problem.with_help(help),
             None => problem,
@@ -198,11 +208,19 @@ impl Context<'_> {
         if self.workflow.inputs.contains_key(name) {
             return;
         }
-        let problem = Problem::new(Code::UndeclaredInput, path, format!("input `{name}` is used but not declared"));
-        problems.push(match did_you_mean(name, self.workflow.inputs.keys().map(String::as_str)) {
-            Some(suggestion) => problem.with_help(format!("did you mean `{suggestion}`?")),
-            None => problem.with_help(format!("declare it under `inputs: {{{name}: {{type: string}}}}`")),
-        });
+        let problem = Problem::new(
+            Code::UndeclaredInput,
+            path,
+            format!("input `{name}` is used but not declared"),
+        );
+        problems.push(
+            match did_you_mean(name, self.workflow.inputs.keys().map(String::as_str)) {
+                Some(suggestion) => problem.with_help(format!("did you mean `{suggestion}`?")),
+                None => problem.with_help(format!(
+                    "declare it under `inputs: {{{name}: {{type: string}}}}`"
+                )),
+            },
+        );
     }
 }
 
@@ -234,7 +252,9 @@ fn not_an_ancestor(id: &str, name: &str, path: Path) -> Problem {
     match (own, is_own_output_place) {
         (true, true) => problem.with_help("use `output` here"),
         (true, false) => problem.with_help("a task's own output exists only after it runs"),
-        _ => problem.with_help(format!("add `{name}` to needs (directly or through a task that needs it)")),
+        _ => problem.with_help(format!(
+            "add `{name}` to needs (directly or through a task that needs it)"
+        )),
     }
 }
 

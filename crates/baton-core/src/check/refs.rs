@@ -6,9 +6,9 @@
 //! variables its place provides: `item` and `index` under `foreach`, `output`
 //! in `check`, `repeat.until` and `compensate`, and so on.
 
+use minijinja::Environment;
 use minijinja::machinery::{Token, tokenize};
 use minijinja::syntax::SyntaxConfig;
-use minijinja::Environment;
 
 use crate::problem::{Code, Path, Problem, did_you_mean};
 use crate::spec::{Action, HttpRequest, Task, TaskKind, Template, Workflow};
@@ -16,7 +16,15 @@ use crate::spec::{Action, HttpRequest, Task, TaskKind, Template, Workflow};
 /// Variables every template of a task may use.
 const BASE: &[&str] = &["inputs", "tasks", "run", "task"];
 /// Globals minijinja provides.
-const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "lipsum", "cycler", "joiner"];
+const GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "lipsum",
+    "cycler",
+    "joiner",
+];
 
 /// One piece of templated text and what it may see.
 pub(crate) struct Site<'a> {
@@ -35,13 +43,19 @@ pub(crate) enum Reference {
 
 /// Parses every site, reporting syntax errors and unknown variables, and
 /// returns the task and input references for the caller to resolve.
-pub(crate) fn scan(env: &Environment<'_>, sites: &[Site<'_>], problems: &mut Vec<Problem>) -> Vec<Reference> {
+pub(crate) fn scan(
+    env: &Environment<'_>,
+    sites: &[Site<'_>],
+    problems: &mut Vec<Problem>,
+) -> Vec<Reference> {
     let mut references = Vec::new();
     for site in sites {
         let undeclared = if site.expression {
-            env.compile_expression(site.text).map(|expression| expression.undeclared_variables(false))
+            env.compile_expression(site.text)
+                .map(|expression| expression.undeclared_variables(false))
         } else {
-            env.template_from_str(site.text).map(|template| template.undeclared_variables(false))
+            env.template_from_str(site.text)
+                .map(|template| template.undeclared_variables(false))
         };
         let undeclared = match undeclared {
             Ok(undeclared) => undeclared,
@@ -51,22 +65,43 @@ pub(crate) fn scan(env: &Environment<'_>, sites: &[Site<'_>], problems: &mut Vec
                 } else {
                     (Code::TemplateSyntax, "template")
                 };
-                let detail = error.detail().map_or_else(|| error.kind().to_string(), str::to_owned);
-                problems.push(Problem::new(code, site.path.clone(), format!("{what} does not parse: {detail}")));
+                let detail = error
+                    .detail()
+                    .map_or_else(|| error.kind().to_string(), str::to_owned);
+                problems.push(Problem::new(
+                    code,
+                    site.path.clone(),
+                    format!("{what} does not parse: {detail}"),
+                ));
                 continue;
             }
         };
         let mut unknown: Vec<&String> = undeclared
             .iter()
-            .filter(|name| !BASE.contains(&name.as_str()) && !site.extra.contains(&name.as_str()) && !GLOBALS.contains(&name.as_str()))
+            .filter(|name| {
+                !BASE.contains(&name.as_str())
+                    && !site.extra.contains(&name.as_str())
+                    && !GLOBALS.contains(&name.as_str())
+            })
             .collect();
         unknown.sort();
         for name in unknown {
             let known = BASE.iter().chain(site.extra).copied();
-            let problem = Problem::new(Code::UnknownVariable, site.path.clone(), format!("unknown variable `{name}`"));
+            let problem = Problem::new(
+                Code::UnknownVariable,
+                site.path.clone(),
+                format!("unknown variable `{name}`"),
+            );
             problems.push(match did_you_mean(name, known) {
                 Some(suggestion) => problem.with_help(format!("did you mean `{suggestion}`?")),
-                None => problem.with_help(format!("available here: {}", BASE.iter().chain(site.extra).copied().collect::<Vec<_>>().join(", "))),
+                None => problem.with_help(format!(
+                    "available here: {}",
+                    BASE.iter()
+                        .chain(site.extra)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             });
         }
         references_in(site, &mut references, problems);
@@ -83,22 +118,40 @@ fn references_in(site: &Site<'_>, references: &mut Vec<Reference>, problems: &mu
         .map(|(token, _)| token)
         .collect();
     for (at, token) in tokens.iter().enumerate() {
-        let Token::Ident(root @ ("tasks" | "inputs")) = token else { continue };
+        let Token::Ident(root @ ("tasks" | "inputs")) = token else {
+            continue;
+        };
         if at > 0 && matches!(tokens[at - 1], Token::Dot) {
             continue;
         }
         let name = match (tokens.get(at + 1), tokens.get(at + 2), tokens.get(at + 3)) {
             (Some(Token::Dot), Some(Token::Ident(name)), _) => Some(name.to_string()),
-            (Some(Token::BracketOpen), Some(Token::Str(name)), Some(Token::BracketClose)) => Some(name.to_string()),
-            (Some(Token::BracketOpen), Some(Token::String(name)), Some(Token::BracketClose)) => Some(name.to_string()),
+            (Some(Token::BracketOpen), Some(Token::Str(name)), Some(Token::BracketClose)) => {
+                Some(name.to_string())
+            }
+            (Some(Token::BracketOpen), Some(Token::String(name)), Some(Token::BracketClose)) => {
+                Some(name.to_string())
+            }
             _ => None,
         };
         match (name, *root) {
-            (Some(name), "tasks") => references.push(Reference::Task { name, path: site.path.clone() }),
-            (Some(name), _) => references.push(Reference::Input { name, path: site.path.clone() }),
+            (Some(name), "tasks") => references.push(Reference::Task {
+                name,
+                path: site.path.clone(),
+            }),
+            (Some(name), _) => references.push(Reference::Input {
+                name,
+                path: site.path.clone(),
+            }),
             (None, root) => problems.push(
-                Problem::new(Code::DynamicReference, site.path.clone(), format!("`{root}` is used without naming one of its entries"))
-                    .with_help(format!("write `{root}.NAME` or `{root}['NAME']` so the reference can be checked")),
+                Problem::new(
+                    Code::DynamicReference,
+                    site.path.clone(),
+                    format!("`{root}` is used without naming one of its entries"),
+                )
+                .with_help(format!(
+                    "write `{root}.NAME` or `{root}['NAME']` so the reference can be checked"
+                )),
             ),
         }
     }
@@ -107,79 +160,140 @@ fn references_in(site: &Site<'_>, references: &mut Vec<Reference>, problems: &mu
 /// Every templated place of a task.
 pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
     let mut sites = Vec::new();
-    let base = Path::task(&task.id);
-    let scope: &'static [&'static str] = match (task.foreach.is_some(), task.repeat.is_some(), task.swarm.is_some()) {
+    // Built on demand: most tasks have no templated field, and a large
+    // spec should not pay for paths it never reports.
+    let base = || Path::task(&task.id);
+    let scope: &'static [&'static str] = match (
+        task.foreach.is_some(),
+        task.repeat.is_some(),
+        task.swarm.is_some(),
+    ) {
         (true, _, _) => &["item", "index"],
         (_, true, _) => &["previous", "iteration"],
         (_, _, true) => &["variant"],
         _ => &[],
     };
     match &task.kind {
-        TaskKind::Run(script) => push_template(&mut sites, script, base.clone().key("run"), scope),
+        TaskKind::Run(script) => push_template(&mut sites, script, base().key("run"), scope),
         TaskKind::Command(argv) => {
             for (index, argument) in argv.iter().enumerate() {
-                push_template(&mut sites, argument, base.clone().key("command").index(index), scope);
+                push_template(
+                    &mut sites,
+                    argument,
+                    base().key("command").index(index),
+                    scope,
+                );
             }
         }
-        TaskKind::Http(http) => http_sites(&mut sites, http, base.clone().key("http"), scope),
+        TaskKind::Http(http) => http_sites(&mut sites, http, base().key("http"), scope),
         TaskKind::Agent(agent) => {
             if let Some(prompt) = &agent.prompt {
-                push_template(&mut sites, prompt, base.clone().key("agent").key("prompt"), scope);
+                push_template(&mut sites, prompt, base().key("agent").key("prompt"), scope);
             }
             if let Some(input) = &agent.input {
-                json_sites(&mut sites, input, base.clone().key("agent").key("input"), scope);
+                json_sites(&mut sites, input, base().key("agent").key("input"), scope);
             }
         }
-        TaskKind::Approval(approval) => push_template(&mut sites, &approval.prompt, base.clone().key("approval").key("prompt"), scope),
+        TaskKind::Approval(approval) => push_template(
+            &mut sites,
+            &approval.prompt,
+            base().key("approval").key("prompt"),
+            scope,
+        ),
         TaskKind::Workflow(child) => {
             for (name, value) in &child.inputs {
-                json_sites(&mut sites, value, base.clone().key("workflow").key("inputs").key(name.clone()), scope);
+                json_sites(
+                    &mut sites,
+                    value,
+                    base().key("workflow").key("inputs").key(name.clone()),
+                    scope,
+                );
             }
         }
         TaskKind::Uses(template) => {
             for (name, value) in &template.with {
-                json_sites(&mut sites, value, base.clone().key("with").key(name.clone()), scope);
+                json_sites(
+                    &mut sites,
+                    value,
+                    base().key("with").key(name.clone()),
+                    scope,
+                );
             }
         }
         TaskKind::Noop => {}
     }
     for (name, value) in &task.env {
-        push_template(&mut sites, value, base.clone().key("env").key(name.clone()), scope);
+        push_template(
+            &mut sites,
+            value,
+            base().key("env").key(name.clone()),
+            scope,
+        );
     }
     if let Some(cwd) = &task.cwd {
-        push_template(&mut sites, cwd, base.clone().key("cwd"), scope);
+        push_template(&mut sites, cwd, base().key("cwd"), scope);
     }
     if let Some(when) = &task.when {
-        sites.push(Site { text: when.as_str(), path: base.clone().key("when"), expression: true, extra: scope });
+        sites.push(Site {
+            text: when.as_str(),
+            path: base().key("when"),
+            expression: true,
+            extra: scope,
+        });
     }
     if let Some(foreach) = &task.foreach {
-        push_template(&mut sites, &foreach.items, base.clone().key("foreach").key("items"), &[]);
+        push_template(
+            &mut sites,
+            &foreach.items,
+            base().key("foreach").key("items"),
+            &[],
+        );
     }
     if let Some(repeat) = &task.repeat {
-        sites.push(Site { text: repeat.until.as_str(), path: base.clone().key("repeat").key("until"), expression: true, extra: &["output", "previous", "iteration"] });
+        sites.push(Site {
+            text: repeat.until.as_str(),
+            path: base().key("repeat").key("until"),
+            expression: true,
+            extra: &["output", "previous", "iteration"],
+        });
     }
     for (index, check) in task.check.iter().enumerate() {
-        sites.push(Site { text: check.expr.as_str(), path: base.clone().key("check").index(index), expression: true, extra: &["output", "attempt"] });
+        sites.push(Site {
+            text: check.expr.as_str(),
+            path: base().key("check").index(index),
+            expression: true,
+            extra: &["output", "attempt"],
+        });
     }
     if let Some(cache) = &task.cache
         && let Some(key) = &cache.key
     {
-        push_template(&mut sites, key, base.clone().key("cache").key("key"), scope);
+        push_template(&mut sites, key, base().key("cache").key("key"), scope);
     }
     if let Some(key) = &task.concurrency_key {
-        push_template(&mut sites, key, base.clone().key("concurrency_key"), scope);
+        push_template(&mut sites, key, base().key("concurrency_key"), scope);
     }
     if let Some(action) = &task.compensate {
-        action_sites(&mut sites, action, base.clone().key("compensate"), &["output"]);
+        action_sites(&mut sites, action, base().key("compensate"), &["output"]);
     }
     if let Some(swarm) = &task.swarm
         && let crate::spec::Reduce::Template(reduce) = &swarm.reduce
     {
-        push_template(&mut sites, reduce, base.clone().key("swarm").key("reduce").key("template"), &["outputs"]);
+        push_template(
+            &mut sites,
+            reduce,
+            base().key("swarm").key("reduce").key("template"),
+            &["outputs"],
+        );
     }
     if let Some(hooks) = &task.hooks {
         for (event, index, action) in hooks.actions() {
-            action_sites(&mut sites, action, base.clone().key("hooks").key(event).index(index), &["event"]);
+            action_sites(
+                &mut sites,
+                action,
+                base().key("hooks").key(event).index(index),
+                &["event"],
+            );
         }
     }
     sites
@@ -190,22 +304,47 @@ pub(crate) fn workflow_sites(workflow: &Workflow) -> Vec<Site<'_>> {
     let mut sites = Vec::new();
     if let Some(hooks) = &workflow.hooks {
         for (event, index, action) in hooks.actions() {
-            action_sites(&mut sites, action, Path::root().key("hooks").key(event).index(index), &["event"]);
+            action_sites(
+                &mut sites,
+                action,
+                Path::root().key("hooks").key(event).index(index),
+                &["event"],
+            );
         }
     }
     sites
 }
 
-fn push_template<'a>(sites: &mut Vec<Site<'a>>, template: &'a Template, path: Path, extra: &'static [&'static str]) {
+fn push_template<'a>(
+    sites: &mut Vec<Site<'a>>,
+    template: &'a Template,
+    path: Path,
+    extra: &'static [&'static str],
+) {
     if !template.is_literal() {
-        sites.push(Site { text: template.as_str(), path, expression: false, extra });
+        sites.push(Site {
+            text: template.as_str(),
+            path,
+            expression: false,
+            extra,
+        });
     }
 }
 
-fn http_sites<'a>(sites: &mut Vec<Site<'a>>, http: &'a HttpRequest, path: Path, extra: &'static [&'static str]) {
+fn http_sites<'a>(
+    sites: &mut Vec<Site<'a>>,
+    http: &'a HttpRequest,
+    path: Path,
+    extra: &'static [&'static str],
+) {
     push_template(sites, &http.url, path.clone().key("url"), extra);
     for (name, value) in &http.headers {
-        push_template(sites, value, path.clone().key("headers").key(name.clone()), extra);
+        push_template(
+            sites,
+            value,
+            path.clone().key("headers").key(name.clone()),
+            extra,
+        );
     }
     if let Some(body) = &http.body {
         push_template(sites, body, path.clone().key("body"), extra);
@@ -215,12 +354,22 @@ fn http_sites<'a>(sites: &mut Vec<Site<'a>>, http: &'a HttpRequest, path: Path, 
     }
 }
 
-fn action_sites<'a>(sites: &mut Vec<Site<'a>>, action: &'a Action, path: Path, extra: &'static [&'static str]) {
+fn action_sites<'a>(
+    sites: &mut Vec<Site<'a>>,
+    action: &'a Action,
+    path: Path,
+    extra: &'static [&'static str],
+) {
     match action {
         Action::Run(script) => push_template(sites, script, path.key("run"), extra),
         Action::Command(argv) => {
             for (index, argument) in argv.iter().enumerate() {
-                push_template(sites, argument, path.clone().key("command").index(index), extra);
+                push_template(
+                    sites,
+                    argument,
+                    path.clone().key("command").index(index),
+                    extra,
+                );
             }
         }
         Action::Http(http) => http_sites(sites, http, path.key("http"), extra),
@@ -228,13 +377,23 @@ fn action_sites<'a>(sites: &mut Vec<Site<'a>>, action: &'a Action, path: Path, e
 }
 
 /// The strings inside a JSON value are templates.
-fn json_sites<'a>(sites: &mut Vec<Site<'a>>, value: &'a serde_json::Value, path: Path, extra: &'static [&'static str]) {
+fn json_sites<'a>(
+    sites: &mut Vec<Site<'a>>,
+    value: &'a serde_json::Value,
+    path: Path,
+    extra: &'static [&'static str],
+) {
     match value {
         serde_json::Value::String(text) => {
             if crate::spec::is_literal(text) {
                 return;
             }
-            sites.push(Site { text, path, expression: false, extra });
+            sites.push(Site {
+                text,
+                path,
+                expression: false,
+                extra,
+            });
         }
         serde_json::Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {

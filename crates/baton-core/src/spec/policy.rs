@@ -296,8 +296,11 @@ mod tests {
                 .unwrap();
         assert_eq!(long.on_timeout, OnTimeout::Skip);
         assert_eq!(long.grace, Duration::from_secs(1));
-        let error = serde_json::from_str::<Timeout>(r#"{"after": "5s", "on_timout": "skip"}"#)
-            .unwrap_err();
-        assert!(error.to_string().contains("unknown field `on_timout`"), "{error}");
+        let error =
+            serde_json::from_str::<Timeout>(r#"{"after": "5s", "on_timout": "skip"}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `on_timout`"),
+            "{error}"
+        );
     }
 }

@@ -15,8 +15,8 @@ use crate::duration::Duration;
 use crate::problem::{Code, Path, Problem};
 use crate::spec::{
     Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
-    KIND_KEYS, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind, Template, Timeout,
-    UsesTemplate, policy::cache_field,
+    KIND_KEYS, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind, Template, Timeout, UsesTemplate,
+    policy::cache_field,
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.
@@ -85,7 +85,10 @@ impl Task {
 /// A task as written in a document: every kind is an optional key.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "Task", description = "A task: exactly one kind key plus modifiers.")]
+#[schemars(
+    title = "Task",
+    description = "A task: exactly one kind key plus modifiers."
+)]
 pub(crate) struct TaskDoc {
     /// A shell string, run with `sh -c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,8 +254,14 @@ impl TaskDoc {
         kinds.extend(self.command.map(TaskKind::Command));
         kinds.extend(self.http.map(|http| TaskKind::Http(Box::new(http))));
         kinds.extend(self.agent.map(|agent| TaskKind::Agent(Box::new(agent))));
-        kinds.extend(self.approval.map(|approval| TaskKind::Approval(Box::new(approval))));
-        kinds.extend(self.workflow.map(|child| TaskKind::Workflow(Box::new(child))));
+        kinds.extend(
+            self.approval
+                .map(|approval| TaskKind::Approval(Box::new(approval))),
+        );
+        kinds.extend(
+            self.workflow
+                .map(|child| TaskKind::Workflow(Box::new(child))),
+        );
         kinds.extend(self.noop.map(|()| TaskKind::Noop));
         kinds.extend(self.uses.map(|reference| {
             TaskKind::Uses(Box::new(UsesTemplate {
@@ -373,7 +382,10 @@ pub(crate) mod task_map {
 
     use super::*;
 
-    pub(crate) fn serialize<S: Serializer>(tasks: &[Task], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        tasks: &[Task],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(tasks.len()))?;
         for task in tasks {
             map.serialize_entry(&task.id, &TaskDoc::from_task(task))?;
@@ -401,9 +413,9 @@ pub(crate) mod task_map {
                         return Err(de::Error::custom(format!("duplicate task id `{id}`")));
                     }
                     let doc: TaskDoc = map.next_value()?;
-                    let task = doc.into_task(id).map_err(|problems| {
-                        de::Error::custom(&problems[0].message)
-                    })?;
+                    let task = doc
+                        .into_task(id)
+                        .map_err(|problems| de::Error::custom(&problems[0].message))?;
                     tasks.push(task);
                 }
                 Ok(tasks)
