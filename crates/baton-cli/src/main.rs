@@ -136,13 +136,8 @@ fn validate(
 }
 
 fn plan(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let file = SpecFile::read(path)?;
-    let valid = match file.check() {
-        Ok(valid) => valid,
-        Err(problems) => {
-            report::print(&file, &problems);
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(valid) = checked(path)? else {
+        return Ok(ExitCode::FAILURE);
     };
     let plan = valid.plan();
     let summary = plan.report(valid.workflow());
@@ -155,13 +150,8 @@ fn plan(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn graph(path: &std::path::Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
-    let file = SpecFile::read(path)?;
-    let valid = match file.check() {
-        Ok(valid) => valid,
-        Err(problems) => {
-            report::print(&file, &problems);
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(valid) = checked(path)? else {
+        return Ok(ExitCode::FAILURE);
     };
     let text = match format {
         GraphFormat::Mermaid => baton_core::render::mermaid(valid.workflow(), valid.dag()),
@@ -169,6 +159,18 @@ fn graph(path: &std::path::Path, format: GraphFormat) -> anyhow::Result<ExitCode
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checked workflow of a spec file, or `None` after printing its problems.
+fn checked(path: &std::path::Path) -> anyhow::Result<Option<baton_core::Valid>> {
+    let file = SpecFile::read(path)?;
+    match file.check() {
+        Ok(valid) => Ok(Some(valid)),
+        Err(problems) => {
+            report::print(&file, &problems);
+            Ok(None)
+        }
+    }
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

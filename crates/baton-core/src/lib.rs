@@ -6,7 +6,7 @@
 //!
 //! - [`Workflow`] and [`Task`] are the spec as typed values ([`spec`]).
 //! - [`load`] reads YAML or JSON text into a workflow plus [`Problem`]s.
-//! - [`check`] validates a workflow and compiles its DAG ([`Dag`]).
+//! - [`check()`] validates a workflow and compiles its DAG ([`Dag`]).
 //! - [`Plan`] orders a valid DAG: levels, critical path, width.
 //!
 //! ```

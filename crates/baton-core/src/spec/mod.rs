@@ -2,7 +2,7 @@
 //! the Rust builder.
 //!
 //! Values that need parsing to be checked (templates, expressions) are kept
-//! as text here and checked by [`crate::check`], so every problem in a spec
+//! as text here and checked by [`crate::check()`], so every problem in a spec
 //! is reported at once instead of deserialization stopping at the first.
 
 mod kinds;
