@@ -195,4 +195,41 @@ mod tests {
             .plan();
         assert_eq!(first, second);
     }
+
+    proptest::proptest! {
+        /// Random DAGs (each task needs some earlier ones): the plan lists
+        /// every task once, after all of its needs, on a higher level.
+        #[test]
+        fn plans_of_random_dags_are_topological(
+            needs in proptest::collection::vec(proptest::collection::vec(0usize..1000, 0..4), 1..60),
+            priorities in proptest::collection::vec(-2i32..3, 60),
+        ) {
+            let mut builder = crate::Workflow::builder("random");
+            for (index, picks) in needs.iter().enumerate() {
+                let mut wanted: Vec<String> = picks.iter().filter(|_| index > 0).map(|pick| format!("t{}", pick % index)).collect();
+                wanted.sort();
+                wanted.dedup();
+                builder = builder
+                    .task(format!("t{index}"), crate::TaskKind::Noop)
+                    .needs(wanted)
+                    .priority(priorities[index])
+                    .done();
+            }
+            let valid = builder.build().unwrap();
+            let plan = valid.plan();
+            let dag = valid.dag();
+            let mut position = vec![usize::MAX; dag.len()];
+            for (at, &task) in plan.order.iter().enumerate() {
+                proptest::prop_assert_eq!(position[task as usize], usize::MAX);
+                position[task as usize] = at;
+            }
+            for task in 0..dag.len() as u32 {
+                for &need in dag.needs(task) {
+                    proptest::prop_assert!(position[need as usize] < position[task as usize]);
+                    proptest::prop_assert!(dag.level(need) < dag.level(task));
+                }
+            }
+            proptest::prop_assert_eq!(plan, super::Plan::new(valid.workflow(), dag));
+        }
+    }
 }
