@@ -255,11 +255,13 @@ fn from_fields<T: DeserializeOwned>(
     let mut good = Map::new();
     for (key, field) in fields {
         let single = Value::Object(Map::from_iter([(key.clone(), field)]));
-        match serde_path_to_error::deserialize::<_, T>(&single) {
-            Err(error) if serde_problem(path, &error).code != Code::MissingField => {
-                problems.push(serde_problem(path, &error));
-            }
-            _ => {
+        let problem = serde_path_to_error::deserialize::<_, T>(&single)
+            .err()
+            .map(|error| serde_problem(path, &error))
+            .filter(|problem| problem.code != Code::MissingField);
+        match problem {
+            Some(problem) => problems.push(problem),
+            None => {
                 let Value::Object(single) = single else {
                     unreachable!("built as an object above")
                 };
