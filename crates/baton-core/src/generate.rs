@@ -3,6 +3,7 @@
 //! about √nodes, each needing 3 distinct random tasks of the level before
 //! (all of them when that level has fewer). Same shape, same graph.
 
+use crate::seed::SplitMix64;
 use crate::spec::{Task, TaskKind, Workflow};
 
 /// What to generate.
@@ -44,26 +45,6 @@ pub fn generate(shape: &Shape) -> Workflow {
         previous = level;
     }
     workflow
-}
-
-/// SplitMix64: tiny, fast, and its output never changes between versions,
-/// which a shared crate's RNG does not promise.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..bound` (Lemire's multiply-shift; the bias is below
-    /// 2^-32 for the bounds used here).
-    fn below(&mut self, bound: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(bound)) >> 64) as u64
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ mod load;
 mod plan;
 mod problem;
 pub mod render;
+pub mod run;
+mod seed;
 mod source_map;
 pub mod spec;
 

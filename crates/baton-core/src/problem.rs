@@ -65,6 +65,8 @@ pub enum Code {
     InvalidApproval,
     /// Any other setting that cannot work (zero concurrency, a `with` without `uses`, ...).
     InvalidSetting,
+    /// A kind or modifier this engine cannot run (yet), or a handler no one registered.
+    NotRunnable,
 }
 
 impl Code {
@@ -97,6 +99,7 @@ impl Code {
             Code::InvalidInput => "invalid-input",
             Code::InvalidApproval => "invalid-approval",
             Code::InvalidSetting => "invalid-setting",
+            Code::NotRunnable => "not-runnable",
         }
     }
 }

@@ -23,6 +23,15 @@ pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>
             .with_help("remove it for no limit, or give a positive number"),
         );
     }
+    for (key, limit) in &workflow.concurrency_limits {
+        if *limit == 0 {
+            problems.push(Problem::new(
+                Code::InvalidSetting,
+                root.clone().key("concurrency_limits").key(key.clone()),
+                format!("a limit of 0 would never run a task keyed `{key}`"),
+            ));
+        }
+    }
     if workflow.timeout.is_some_and(|timeout| timeout.is_zero()) {
         problems.push(Problem::new(
             Code::InvalidTimeout,

@@ -259,3 +259,4 @@ fn not_an_ancestor(id: &str, name: &str, path: Path) -> Problem {
 }
 
 pub use inputs::resolve_inputs;
+pub(crate) use refs::task_references;

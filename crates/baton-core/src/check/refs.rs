@@ -109,6 +109,25 @@ pub(crate) fn scan(
     references
 }
 
+/// The tasks `task`'s templates read, each once, in first-use order; for
+/// a valid workflow they are all ancestors of `task`.
+pub(crate) fn task_references(task: &Task) -> Vec<String> {
+    let mut references = Vec::new();
+    let mut ignored = Vec::new();
+    for site in task_sites(task) {
+        references_in(&site, &mut references, &mut ignored);
+    }
+    let mut names: Vec<String> = Vec::new();
+    for reference in references {
+        if let Reference::Task { name, .. } = reference
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    names
+}
+
 /// Finds `tasks.NAME`, `tasks['NAME']` and the same for `inputs` in the
 /// token stream; any other use of those roots is a computed name that no
 /// check could follow.
@@ -220,7 +239,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
                 );
             }
         }
-        TaskKind::Noop => {}
+        TaskKind::Noop | TaskKind::Handler(_) => {}
     }
     for (name, value) in &task.env {
         push_template(

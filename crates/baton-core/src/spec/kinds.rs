@@ -27,6 +27,8 @@ pub enum TaskKind {
     Workflow(Box<SubWorkflow>),
     /// A join point that does nothing.
     Noop,
+    /// A function registered in-process by a program that embeds the engine.
+    Handler(String),
     /// A task defined by a reusable template, with parameters.
     Uses(Box<UsesTemplate>),
 }
@@ -42,14 +44,15 @@ impl TaskKind {
             TaskKind::Approval(_) => "approval",
             TaskKind::Workflow(_) => "workflow",
             TaskKind::Noop => "noop",
+            TaskKind::Handler(_) => "handler",
             TaskKind::Uses(_) => "uses",
         }
     }
 }
 
 /// The spec keys that select a task's kind.
-pub const KIND_KEYS: [&str; 8] = [
-    "run", "command", "http", "agent", "approval", "workflow", "noop", "uses",
+pub const KIND_KEYS: [&str; 9] = [
+    "run", "command", "http", "agent", "approval", "workflow", "noop", "handler", "uses",
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

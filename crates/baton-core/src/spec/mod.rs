@@ -137,6 +137,10 @@ pub struct Workflow {
     /// Tasks of one run in flight at once; unbounded when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Tasks sharing a `concurrency_key` in flight at once, by key; a key
+    /// not listed here runs one task at a time.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub concurrency_limits: IndexMap<String, u32>,
     /// A limit on the whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
@@ -170,6 +174,7 @@ impl Workflow {
             inputs: IndexMap::new(),
             defaults: Defaults::default(),
             concurrency: None,
+            concurrency_limits: IndexMap::new(),
             timeout: None,
             on_failure: FailurePolicy::default(),
             max_spawn: None,

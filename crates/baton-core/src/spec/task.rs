@@ -113,6 +113,9 @@ pub(crate) struct TaskDoc {
     )]
     #[schemars(with = "Option<bool>")]
     noop: Option<()>,
+    /// The name of an in-process handler the embedding program registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    handler: Option<String>,
     /// `name@version` of a task template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uses: Option<String>,
@@ -263,6 +266,7 @@ impl TaskDoc {
                 .map(|child| TaskKind::Workflow(Box::new(child))),
         );
         kinds.extend(self.noop.map(|()| TaskKind::Noop));
+        kinds.extend(self.handler.map(TaskKind::Handler));
         kinds.extend(self.uses.map(|reference| {
             TaskKind::Uses(Box::new(UsesTemplate {
                 reference,
@@ -333,6 +337,7 @@ impl TaskDoc {
             TaskKind::Approval(approval) => doc.approval = Some((**approval).clone()),
             TaskKind::Workflow(child) => doc.workflow = Some((**child).clone()),
             TaskKind::Noop => doc.noop = Some(()),
+            TaskKind::Handler(name) => doc.handler = Some(name.clone()),
             TaskKind::Uses(template) => {
                 doc.uses = Some(template.reference.clone());
                 if !template.with.is_empty() {

@@ -1,0 +1,260 @@
+//! What happened in a run, as data: the history [`RunState`](super::RunState)
+//! folds, and what a store persists. Tasks are named by their index in
+//! `Workflow::tasks`, which a valid workflow fixes, so events stay small.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::duration::Duration;
+
+/// Milliseconds since the Unix epoch, as the shell's clock read them. Time
+/// enters the state machine only through events and `decide`'s `now`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    pub fn plus(self, duration: Duration) -> Millis {
+        Millis(self.0.saturating_add(duration.as_millis()))
+    }
+
+    /// The time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Millis) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// One state change of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        at: Millis,
+    },
+    /// An attempt was handed to a runner (attempts count from 1).
+    TaskStarted {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+    },
+    TaskSucceeded {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+        /// The JSON the task wrote to `$BATON_OUTPUT`, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Box<Value>>,
+    },
+    /// An attempt failed; the state decides whether it is retried. A task
+    /// that never started (its condition did not evaluate) fails with attempt 0.
+    TaskFailed {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+        failure: Box<Failure>,
+    },
+    TaskSkipped {
+        at: Millis,
+        task: u32,
+        reason: SkipReason,
+    },
+    /// A running attempt was stopped, or a waiting task dropped, because the
+    /// run was cancelled or is failing fast.
+    TaskCancelled {
+        at: Millis,
+        task: u32,
+    },
+    CompensationStarted {
+        at: Millis,
+        task: u32,
+    },
+    CompensationFinished {
+        at: Millis,
+        task: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Someone asked the run to stop (Ctrl-C, the API).
+    CancelRequested {
+        at: Millis,
+    },
+    /// The run's own `timeout` passed.
+    RunTimedOut {
+        at: Millis,
+    },
+    RunFinished {
+        at: Millis,
+        status: RunStatus,
+    },
+}
+
+impl Event {
+    pub fn at(&self) -> Millis {
+        match self {
+            Event::RunStarted { at }
+            | Event::TaskStarted { at, .. }
+            | Event::TaskSucceeded { at, .. }
+            | Event::TaskFailed { at, .. }
+            | Event::TaskSkipped { at, .. }
+            | Event::TaskCancelled { at, .. }
+            | Event::CompensationStarted { at, .. }
+            | Event::CompensationFinished { at, .. }
+            | Event::CancelRequested { at }
+            | Event::RunTimedOut { at }
+            | Event::RunFinished { at, .. } => *at,
+        }
+    }
+
+    /// The task this event is about, if any.
+    pub fn task(&self) -> Option<u32> {
+        match self {
+            Event::TaskStarted { task, .. }
+            | Event::TaskSucceeded { task, .. }
+            | Event::TaskFailed { task, .. }
+            | Event::TaskSkipped { task, .. }
+            | Event::TaskCancelled { task, .. }
+            | Event::CompensationStarted { task, .. }
+            | Event::CompensationFinished { task, .. } => Some(*task),
+            Event::RunStarted { .. }
+            | Event::CancelRequested { .. }
+            | Event::RunTimedOut { .. }
+            | Event::RunFinished { .. } => None,
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(flatten)]
+    pub kind: FailureKind,
+    /// For people: what went wrong, with a log tail when there is one.
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The class of a failure, which `retry.on` selects by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A process exited with a non-zero code.
+    Exit { code: i32 },
+    /// A process was killed by a signal it did not expect.
+    Signal { signal: i32 },
+    /// The task's timeout passed.
+    Timeout,
+    /// An HTTP response with a status the task does not accept.
+    Http { status: u16 },
+    /// Anything else that may go away on a retry: a spawn error, a network
+    /// error, a handler's error, output that is not JSON.
+    Error,
+    /// A template or condition that cannot be evaluated: the same state gives
+    /// the same error, so it is never retried.
+    Template,
+}
+
+impl FailureKind {
+    /// The exit code, for summaries.
+    pub fn exit_code(self) -> Option<i32> {
+        match self {
+            FailureKind::Exit { code } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task did not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its `when:` was false.
+    Condition,
+    /// A task it needs failed, timed out or was cancelled.
+    NeedFailed { need: u32 },
+    /// Every task it needs was skipped.
+    NeedsSkipped,
+    /// The run stopped starting tasks (fail-fast, a run timeout).
+    RunEnding,
+    /// It timed out with `on_timeout: skip`.
+    TimedOut,
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// A failed run whose compensations all ran.
+    Compensated,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Compensated => "compensated",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small_enough_to_stream_millions() {
+        assert!(std::mem::size_of::<Event>() <= 40);
+    }
+
+    #[test]
+    fn events_read_back_from_json_as_written() {
+        let event = Event::TaskFailed {
+            at: Millis(5),
+            task: 2,
+            attempt: 1,
+            failure: Box::new(Failure::new(FailureKind::Exit { code: 3 }, "exit 3")),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"task_failed","at":5,"task":2,"attempt":1,"failure":{"kind":"exit","code":3,"message":"exit 3"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+    }
+}

@@ -1,0 +1,31 @@
+//! A run as a pure state machine, and what it needs to decide: events,
+//! backoff, templates.
+//!
+//! The shell (baton-engine) drives it in a loop: turn what happened into
+//! [`Event`]s, persist them, [`RunState::apply`] them, ask
+//! [`RunState::decide`] for [`Command`]s, record each command's event, then
+//! act. Nothing in here reads a clock or does I/O.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use baton_core::run::{Budget, Command, Event, Millis, RunSetup, RunState};
+//!
+//! let valid = baton_core::check_source("name: two\ntasks:\n  a: {noop: true}\n  b: {noop: true, needs: [a]}\n", baton_core::Format::Yaml).unwrap();
+//! let mut state = RunState::new(Arc::new(valid), RunSetup::default());
+//! state.apply(&Event::RunStarted { at: Millis(0) });
+//! let mut commands = Vec::new();
+//! state.decide(Millis(0), Budget::default(), &mut commands);
+//! assert_eq!(commands, [Command::Dispatch { task: 0, attempt: 1 }]);
+//! ```
+
+mod backoff;
+mod event;
+mod resolve;
+mod state;
+mod templates;
+
+pub use backoff::{retries, retry_delay};
+pub use event::{Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
+pub use resolve::{HttpBody, HttpCall, Resolved, Work};
+pub use state::{Budget, Command, RunMetrics, RunSetup, RunState, TaskStatus, Usage};
+pub use templates::{ShellScript, TemplateError, VALUE_PREFIX};
