@@ -4,6 +4,7 @@
 
 mod bench;
 mod report;
+mod run;
 mod spec_file;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a workflow: live progress, a summary, exit 0 only on success.
+    Run(run::RunArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -65,7 +68,7 @@ enum GraphFormat {
     Dot,
 }
 
-fn parse_input(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_input(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         } => validate(&files, &inputs, json),
         Command::Plan { file, json } => plan(&file, json),
         Command::Graph { file, format } => graph(&file, format),
+        Command::Run(args) => run::run(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

@@ -395,6 +395,22 @@ impl RunState {
         self.outputs[task as usize].as_ref()
     }
 
+    /// A task's output as JSON.
+    pub fn output_json(&self, task: u32) -> Option<serde_json::Value> {
+        self.output(task)
+            .and_then(|output| serde_json::to_value(output).ok())
+    }
+
+    /// The run's inputs as JSON.
+    pub fn inputs_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.inputs).unwrap_or_default()
+    }
+
+    /// Whether tasks wait for a slot.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// The last failure of a task (or its compensation).
     pub fn failure(&self, task: u32) -> Option<&Failure> {
         self.failures.get(&task)

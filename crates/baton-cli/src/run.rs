@@ -1,0 +1,414 @@
+//! `baton run`: run a workflow with live progress (or JSON lines), a
+//! summary table, log tails of failed tasks, and the run's figures.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context;
+use baton_core::run::{Event, RunStatus, TaskStatus};
+use baton_core::{Duration, Format, Valid};
+use baton_engine::{Engine, EngineConfig, Error, RunEvent, RunOptions, RunReport};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+use crate::report;
+use crate::spec_file::SpecFile;
+
+/// Lines of a failed task's log printed after the summary.
+const TAIL_LINES: usize = 12;
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// The spec (YAML or JSON), or `-` to read it from stdin.
+    #[arg(required_unless_present = "tasks")]
+    file: Option<PathBuf>,
+    /// An inline list of tasks instead of a file:
+    /// `--tasks '[{"id": "a", "run": "make"}, {"id": "b", "run": "make test", "needs": ["a"]}]'`.
+    #[arg(long, conflicts_with = "file", value_name = "JSON")]
+    tasks: Option<String>,
+    /// A run input: `-i branch=main` (repeatable).
+    #[arg(short, long = "input", value_name = "KEY=VALUE", value_parser = crate::parse_input)]
+    inputs: Vec<(String, String)>,
+    /// Tasks in flight at once (overrides the spec's `concurrency`).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// A time limit on the whole run: `--timeout 5m`.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Stream events as JSON lines on stdout, then the report.
+    #[arg(long)]
+    json: bool,
+    /// Where run files (logs, outputs) go.
+    #[arg(long, default_value = ".baton", value_name = "DIR")]
+    state_dir: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<Duration>().map_err(|error| error.to_string())
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = match (&args.file, &args.tasks) {
+        (_, Some(tasks)) => inline(tasks)?,
+        (Some(path), None) => SpecFile::read(path)?,
+        (None, None) => anyhow::bail!("give a spec file, `-` for stdin, or --tasks"),
+    };
+    let valid = match file.check() {
+        Ok(valid) => valid,
+        Err(problems) => return Ok(refuse(&file, problems)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(execute(&file, valid, args))
+}
+
+/// A spec from `--tasks`: a JSON list of tasks, each with its `id`.
+fn inline(tasks: &str) -> anyhow::Result<SpecFile> {
+    let list: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_str(tasks).context("--tasks takes a JSON list of task objects")?;
+    let mut by_id = serde_json::Map::new();
+    for (position, mut task) in list.into_iter().enumerate() {
+        let id = match task.remove("id") {
+            Some(Value::String(id)) => id,
+            _ => anyhow::bail!("task {} of --tasks has no string `id`", position + 1),
+        };
+        by_id.insert(id, Value::Object(task));
+    }
+    let spec = serde_json::json!({ "name": "tasks", "tasks": by_id });
+    Ok(SpecFile {
+        name: "--tasks".to_owned(),
+        text: Arc::new(serde_json::to_string_pretty(&spec)?),
+        format: Format::Json,
+    })
+}
+
+fn refuse(file: &SpecFile, mut problems: Vec<baton_core::Problem>) -> ExitCode {
+    baton_core::SourceMap::locate_all(&file.text, &mut problems);
+    report::print(file, &problems);
+    ExitCode::FAILURE
+}
+
+async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let valid = Arc::new(valid);
+    let engine = Engine::new(EngineConfig {
+        state_dir: args.state_dir.clone(),
+        ..EngineConfig::default()
+    });
+    let options = RunOptions {
+        inputs: args
+            .inputs
+            .iter()
+            .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+            .collect::<BTreeMap<_, _>>(),
+        concurrency: args.concurrency,
+        timeout: args.timeout,
+        run_id: None,
+        watch: true,
+    };
+    let mut handle = match engine.start_valid(Arc::clone(&valid), options) {
+        Ok(handle) => handle,
+        Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
+        Err(error) => return Err(error.into()),
+    };
+    tokio::spawn(cancel_on_signal(handle.canceller()));
+    let mut view = if args.json {
+        View::Json
+    } else {
+        View::Progress(Progress::new(Arc::clone(&valid)))
+    };
+    let events = handle
+        .events()
+        .context("the run was started without its event stream")?;
+    let mut tick = tokio::time::interval(StdDuration::from_millis(200));
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => view.on_event(&valid, &event)?,
+                None => break,
+            },
+            _ = tick.tick() => view.refresh(),
+        }
+    }
+    let report = handle.finish().await?;
+    view.finish(&report)?;
+    Ok(match report.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Cancelled => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// Ctrl-C or SIGTERM cancels the run; the loop then stops its tasks cleanly.
+async fn cancel_on_signal(canceller: baton_engine::Canceller) {
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("cancelling: stopping running tasks");
+    canceller.cancel();
+}
+
+enum View {
+    Json,
+    Progress(Progress),
+}
+
+impl View {
+    fn on_event(&mut self, valid: &Valid, event: &RunEvent) -> anyhow::Result<()> {
+        match self {
+            View::Json => {
+                let mut stdout = std::io::stdout().lock();
+                serde_json::to_writer(&mut stdout, &event_json(valid, event))?;
+                stdout.write_all(b"\n")?;
+                Ok(())
+            }
+            View::Progress(progress) => {
+                progress.on_event(&event.event);
+                Ok(())
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        if let View::Progress(progress) = self {
+            progress.refresh();
+        }
+    }
+
+    fn finish(self, report: &RunReport) -> anyhow::Result<()> {
+        match self {
+            View::Json => {
+                let mut line = serde_json::to_value(report)?;
+                line["type"] = Value::from("run_report");
+                println!("{}", serde_json::to_string(&line)?);
+            }
+            View::Progress(progress) => {
+                progress.bar.finish_and_clear();
+                print_summary(report);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event as a JSON line, with task names instead of indices.
+fn event_json(valid: &Valid, event: &RunEvent) -> Value {
+    let tasks = &valid.workflow().tasks;
+    let mut line = serde_json::to_value(&event.event).unwrap_or_default();
+    line["seq"] = Value::from(event.seq);
+    if let Some(task) = event.event.task() {
+        line["task"] = Value::from(tasks[task as usize].id.as_str());
+    }
+    if let Some(need) = line
+        .get("reason")
+        .and_then(|reason| reason.get("need"))
+        .and_then(Value::as_u64)
+    {
+        line["reason"]["need"] = Value::from(tasks[need as usize].id.as_str());
+    }
+    line
+}
+
+/// The live display: done/total, running tasks with their elapsed time,
+/// failures printed above the bar as they happen.
+struct Progress {
+    valid: Arc<Valid>,
+    bar: ProgressBar,
+    running: BTreeMap<u32, std::time::Instant>,
+    colour: bool,
+}
+
+impl Progress {
+    fn new(valid: Arc<Valid>) -> Progress {
+        let total = valid.workflow().tasks.len() as u64;
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Progress {
+            valid,
+            bar,
+            running: BTreeMap::new(),
+            colour: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn id(&self, task: u32) -> &str {
+        &self.valid.workflow().tasks[task as usize].id
+    }
+
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::TaskStarted { task, attempt, .. } => {
+                self.running.insert(*task, std::time::Instant::now());
+                if *attempt > 1 {
+                    self.bar.set_position(self.bar.position().saturating_sub(1));
+                }
+            }
+            Event::TaskSucceeded { task, .. } => {
+                self.running.remove(task);
+                self.bar.inc(1);
+            }
+            Event::TaskFailed {
+                task,
+                attempt,
+                failure,
+                ..
+            } => {
+                self.running.remove(task);
+                let id = self.id(*task).to_owned();
+                let mark = paint(self.colour, "31", "✗");
+                self.say(format!(
+                    "{mark} {id} failed (attempt {attempt}): {}",
+                    failure.message
+                ));
+                // Final unless a retry starts it again, which takes it back.
+                self.bar.inc(1);
+            }
+            Event::TaskSkipped { task, .. } | Event::TaskCancelled { task, .. } => {
+                self.running.remove(task);
+                self.bar.inc(1);
+            }
+            Event::CancelRequested { .. } => self.say("cancel requested".to_owned()),
+            Event::RunTimedOut { .. } => self.say("the run timed out".to_owned()),
+            _ => {}
+        }
+        self.refresh();
+    }
+
+    fn refresh(&mut self) {
+        let mut running: Vec<String> = self
+            .running
+            .iter()
+            .take(4)
+            .map(|(task, started)| format!("{} {}", self.id(*task), short(started.elapsed())))
+            .collect();
+        if self.running.len() > 4 {
+            running.push(format!("+{} more", self.running.len() - 4));
+        }
+        self.bar.set_message(if running.is_empty() {
+            String::new()
+        } else {
+            format!("running: {}", running.join(", "))
+        });
+    }
+}
+
+fn paint(colour: bool, code: &str, text: &str) -> String {
+    if colour {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `1.23s`, `320ms`, `2m03s`: durations for people.
+fn short(duration: StdDuration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1_000 {
+        format!("{millis}ms")
+    } else if millis < 60_000 {
+        format!("{:.2}s", duration.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", millis / 60_000, (millis % 60_000) / 1_000)
+    }
+}
+
+fn print_summary(report: &RunReport) {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut table = comfy_table::Table::new();
+    table.load_preset(if colour {
+        comfy_table::presets::UTF8_FULL_CONDENSED
+    } else {
+        comfy_table::presets::ASCII_FULL_CONDENSED
+    });
+    table.set_header(["task", "status", "attempts", "duration", "exit", "note"]);
+    for task in &report.tasks {
+        table.add_row([
+            task.id.clone(),
+            task.status.name().to_owned(),
+            task.attempts.to_string(),
+            if task.attempts == 0 {
+                "-".to_owned()
+            } else {
+                short(task.duration.as_std())
+            },
+            task.exit_code
+                .map_or_else(String::new, |code| code.to_string()),
+            task.note.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    for task in &report.tasks {
+        let failed = matches!(task.status, TaskStatus::Failed | TaskStatus::TimedOut);
+        let Some(logs) = task.logs.as_ref().filter(|_| failed) else {
+            continue;
+        };
+        for stream in [
+            baton_engine::logs::STDERR_FILE,
+            baton_engine::logs::STDOUT_FILE,
+        ] {
+            let tail = baton_engine::logs::tail(&logs.join(stream), TAIL_LINES);
+            if !tail.is_empty() {
+                println!(
+                    "\n--- {} (attempt {}) {stream}: {} ---\n{tail}",
+                    task.id,
+                    task.attempts,
+                    logs.join(stream).display()
+                );
+            }
+        }
+    }
+    let metrics = &report.metrics;
+    let (code, mark) = match report.status {
+        RunStatus::Succeeded => ("32", "✓"),
+        RunStatus::Cancelled => ("33", "■"),
+        _ => ("31", "✗"),
+    };
+    let reason = report
+        .reason
+        .as_ref()
+        .map_or_else(String::new, |reason| format!(" ({reason})"));
+    println!(
+        "\n{} run {} {}{reason} in {}",
+        paint(colour, code, mark),
+        report.run_id,
+        report.status,
+        short(metrics.wall.as_std()),
+    );
+    println!(
+        "  {} tasks, {} attempts; task time {}, {:.2}x speedup over serial; critical path {}",
+        report.tasks.len(),
+        metrics.attempts,
+        short(metrics.task_time.as_std()),
+        metrics.speedup,
+        short(metrics.critical_path.as_std()),
+    );
+    if metrics.usage.tokens > 0 || metrics.usage.cost > 0.0 {
+        println!(
+            "  usage: {} tokens, cost {:.4}",
+            metrics.usage.tokens, metrics.usage.cost
+        );
+    }
+}

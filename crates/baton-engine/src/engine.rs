@@ -1,0 +1,260 @@
+//! [`Engine`]: configuration, handler registry, and starting runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Once, RwLock};
+
+use baton_core::run::{Event, Millis, RunSetup, RunState};
+use baton_core::{Duration, Problem, Valid, Workflow};
+use baton_store::{MemoryStore, Store};
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::report::RunReport;
+use crate::runner::{Handler, Runners};
+use crate::{runnable, shell};
+
+/// How an engine runs tasks; [`EngineConfig::default`] suits a laptop.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Where run files (logs, outputs) go.
+    pub state_dir: PathBuf,
+    /// Where processes start; a task's `cwd` is relative to it.
+    pub workdir: PathBuf,
+    /// Task attempts in flight across every run of this engine.
+    pub max_concurrency: usize,
+    /// Between SIGTERM and SIGKILL when a task is killed without a timeout
+    /// of its own to say.
+    pub kill_grace: Duration,
+    /// Start the clock here instead of at the system time (tests, replays).
+    pub start_time: Option<Millis>,
+    /// Commands `decide` hands out per round.
+    pub batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            state_dir: PathBuf::from(".baton"),
+            workdir: PathBuf::from("."),
+            max_concurrency: 1024,
+            kill_grace: Duration::from_secs(10),
+            start_time: None,
+            batch: 4096,
+        }
+    }
+}
+
+/// What can stop a run from starting or finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The workflow, its inputs, or what it asks of this engine is wrong;
+    /// nothing ran.
+    #[error("the workflow cannot run: {}", summary(.0))]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] baton_store::Error),
+    #[error("the run's task stopped: {0}")]
+    Aborted(String),
+}
+
+fn summary(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|problem| format!("{}: {}", problem.path, problem.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Per-run choices.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Input values; text is read as the declared type (`-i n=3`).
+    pub inputs: BTreeMap<String, Value>,
+    /// Overrides the workflow's `concurrency`.
+    pub concurrency: Option<u32>,
+    /// Overrides the workflow's `timeout`.
+    pub timeout: Option<Duration>,
+    /// A run id to use instead of a fresh UUIDv7.
+    pub run_id: Option<String>,
+    /// Stream events through [`RunHandle::events`].
+    pub watch: bool,
+}
+
+/// One event of a run, numbered from 0 in log order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEvent {
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// Runs workflows. Cheap to clone; clones share handlers, store and the
+/// global concurrency limit.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) runners: Arc<Runners>,
+    pub(crate) handlers: Arc<RwLock<crate::runner::Handlers>>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl Engine {
+    /// An engine with an in-memory store.
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine::with_store(config, Arc::new(MemoryStore::default()))
+    }
+
+    pub fn with_store(config: EngineConfig, store: Arc<dyn Store>) -> Engine {
+        install_crypto_provider();
+        let handlers = Arc::new(RwLock::new(crate::runner::Handlers::new()));
+        Engine {
+            slots: Arc::new(Semaphore::new(
+                config.max_concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            runners: Arc::new(Runners {
+                handlers: Arc::clone(&handlers),
+                http: reqwest::Client::new(),
+            }),
+            handlers,
+            config: Arc::new(config),
+            store,
+        }
+    }
+
+    /// Makes `handler` the function behind tasks written `handler: NAME`.
+    pub fn register(&self, name: impl Into<String>, handler: Handler) -> &Engine {
+        self.handlers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.into(), handler);
+        self
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Runs `workflow` to its end with `inputs`.
+    pub async fn run(
+        &self,
+        workflow: Workflow,
+        inputs: BTreeMap<String, Value>,
+    ) -> Result<RunReport, Error> {
+        let options = RunOptions {
+            inputs,
+            ..RunOptions::default()
+        };
+        self.start(workflow, options)?.finish().await
+    }
+
+    /// Checks `workflow` and starts running it in the background.
+    pub fn start(&self, workflow: Workflow, options: RunOptions) -> Result<RunHandle, Error> {
+        let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
+        self.start_valid(Arc::new(valid), options)
+    }
+
+    /// Starts a workflow that has already been checked.
+    pub fn start_valid(&self, valid: Arc<Valid>, options: RunOptions) -> Result<RunHandle, Error> {
+        let mut problems = {
+            let handlers = self
+                .handlers
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            runnable::problems(valid.workflow(), &handlers)
+        };
+        let inputs = match baton_core::resolve_inputs(valid.workflow(), &options.inputs) {
+            Ok(inputs) => inputs,
+            Err(input_problems) => {
+                problems.extend(input_problems);
+                Map::new()
+            }
+        };
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        let run_id = options
+            .run_id
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let state = RunState::new(
+            valid,
+            RunSetup {
+                run_id: run_id.clone(),
+                inputs,
+                concurrency: options.concurrency,
+                timeout: options.timeout,
+            },
+        );
+        let (cancel, cancelled) = watch::channel(false);
+        let (events, receiver) = if options.watch {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let engine = self.clone();
+        let join = tokio::spawn(async move {
+            let state = shell::drive(&engine, state, events, cancelled).await?;
+            Ok(RunReport::from_state(&state, &engine.config.state_dir))
+        });
+        Ok(RunHandle {
+            run_id,
+            events: receiver,
+            cancel: Canceller(Arc::new(cancel)),
+            join,
+        })
+    }
+}
+
+/// reqwest is built without a default TLS provider (the default pulls
+/// aws-lc-rs, which needs a C toolchain and CMake); ring is installed once.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A run in progress.
+pub struct RunHandle {
+    run_id: String,
+    events: Option<mpsc::UnboundedReceiver<RunEvent>>,
+    cancel: Canceller,
+    join: JoinHandle<Result<RunReport, Error>>,
+}
+
+impl RunHandle {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The run's events as they are persisted, when started with
+    /// [`RunOptions::watch`]; the stream ends with the run.
+    pub fn events(&mut self) -> Option<&mut mpsc::UnboundedReceiver<RunEvent>> {
+        self.events.as_mut()
+    }
+
+    /// A handle that cancels the run from anywhere (a signal handler).
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    /// Waits for the run to end.
+    pub async fn finish(self) -> Result<RunReport, Error> {
+        self.join
+            .await
+            .map_err(|error| Error::Aborted(error.to_string()))?
+    }
+}
+
+/// Cancels one run: running tasks get SIGTERM (SIGKILL after the grace),
+/// waiting ones are cancelled, and the run ends `cancelled`.
+#[derive(Clone, Debug)]
+pub struct Canceller(Arc<watch::Sender<bool>>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}

@@ -1,0 +1,43 @@
+//! baton's engine: runs a checked workflow for real.
+//!
+//! The pure [`RunState`](baton_core::run::RunState) decides; this crate does.
+//! Its one loop ([`shell`]) persists each batch of events to a
+//! [`Store`](baton_store::Store) before acting on it, applies them, asks the
+//! state for commands, and hands work to runners: processes in their own
+//! process groups, HTTP calls, in-process [`Handler`]s.
+//!
+//! - [`Engine`] holds configuration, handlers and the global concurrency limit.
+//! - [`Engine::run`] runs a workflow to its end and returns a [`RunReport`].
+//! - [`Engine::start`] returns a [`RunHandle`] with an event stream and a
+//!   [`Canceller`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), baton_engine::Error> {
+//! use baton_core::{TaskKind, Workflow};
+//! use baton_engine::{Engine, EngineConfig, Handler};
+//!
+//! let engine = Engine::new(EngineConfig::default());
+//! engine.register("greet", Handler::blocking(|task| Ok(serde_json::json!({"hello": task.task_id}))));
+//! let workflow = Workflow::builder("hello")
+//!     .task("greet", TaskKind::Handler("greet".into()))
+//!     .task("echo", TaskKind::run("echo done"))
+//!     .needs(["greet"])
+//!     .build();
+//! let report = engine.run(workflow, Default::default()).await?;
+//! assert!(report.succeeded());
+//! # Ok(())
+//! # }
+//! ```
+
+mod clock;
+mod engine;
+pub mod logs;
+mod report;
+mod runnable;
+mod runner;
+mod shell;
+
+pub use clock::Clock;
+pub use engine::{Canceller, Engine, EngineConfig, Error, RunEvent, RunHandle, RunOptions};
+pub use report::{RunReport, TaskReport};
+pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};

@@ -1,0 +1,123 @@
+//! The typed result of a run, read off its final state.
+
+use std::path::PathBuf;
+
+use baton_core::Duration;
+use baton_core::run::{Millis, RunMetrics, RunState, RunStatus, SkipReason, TaskStatus};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::logs::attempt_dir;
+
+/// How a run ended, task by task, with its figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    /// Why the run failed or stopped.
+    pub reason: Option<String>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// In spec order.
+    pub tasks: Vec<TaskReport>,
+    pub metrics: RunMetrics,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskReport {
+    pub id: String,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    /// From the first attempt's start to the end, retries included.
+    pub duration: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it failed, or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The last attempt's log directory, for `run` and `command` tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<PathBuf>,
+}
+
+impl RunReport {
+    pub fn succeeded(&self) -> bool {
+        self.status == RunStatus::Succeeded
+    }
+
+    pub fn task(&self, id: &str) -> Option<&TaskReport> {
+        self.tasks.iter().find(|task| task.id == id)
+    }
+
+    pub(crate) fn from_state(state: &RunState, state_dir: &std::path::Path) -> RunReport {
+        let workflow = state.valid().workflow();
+        let tasks = (0..state.task_count() as u32)
+            .map(|task| {
+                let definition = state.task(task);
+                let attempts = state.attempts(task);
+                let failure = state.failure(task);
+                let status = state.status(task);
+                let note = match (status, state.skip_reason(task)) {
+                    (TaskStatus::Skipped, Some(reason)) => Some(skip_note(state, reason)),
+                    _ if !status.succeeded() || status == TaskStatus::CompensationFailed => {
+                        failure.map(|failure| failure.message.clone())
+                    }
+                    _ => None,
+                };
+                let runs_process = matches!(
+                    definition.kind,
+                    baton_core::TaskKind::Run(_) | baton_core::TaskKind::Command(_)
+                );
+                TaskReport {
+                    id: definition.id.clone(),
+                    status,
+                    attempts,
+                    duration: state.elapsed(task),
+                    exit_code: failure
+                        .filter(|_| !status.succeeded())
+                        .and_then(|failure| failure.kind.exit_code()),
+                    note,
+                    output: state
+                        .output(task)
+                        .and_then(|output| serde_json::to_value(output).ok()),
+                    logs: (runs_process && attempts > 0)
+                        .then(|| attempt_dir(state_dir, state.run_id(), &definition.id, attempts)),
+                }
+            })
+            .collect();
+        RunReport {
+            run_id: state.run_id().to_owned(),
+            workflow: workflow.name.clone(),
+            status: state.run_status(),
+            reason: state.reason().map(str::to_owned),
+            started_at: state.started_at(),
+            finished_at: state.finished_at(),
+            tasks,
+            metrics: state.metrics(),
+        }
+    }
+}
+
+fn skip_note(state: &RunState, reason: SkipReason) -> String {
+    match reason {
+        SkipReason::Condition => "its `when` was false".to_owned(),
+        SkipReason::NeedFailed { need } => format!(
+            "needs `{}`, which {}",
+            state.task(need).id,
+            match state.status(need) {
+                TaskStatus::Cancelled => "was cancelled",
+                TaskStatus::TimedOut => "timed out",
+                _ => "failed",
+            }
+        ),
+        SkipReason::NeedsSkipped => "every task it needs was skipped".to_owned(),
+        SkipReason::RunEnding => match state.reason() {
+            Some(reason) => format!("the run stopped: {reason}"),
+            None => "the run stopped".to_owned(),
+        },
+        SkipReason::TimedOut => "timed out (on_timeout: skip)".to_owned(),
+    }
+}

@@ -1,0 +1,65 @@
+//! What this engine can run today. A spec may use kinds and modifiers that
+//! later versions run (agents, approvals, sub-workflows, fan-out, caching);
+//! refusing them up front, with the place they are written, beats a run that
+//! silently does less than the spec says.
+
+use baton_core::spec::TaskKind;
+use baton_core::{Code, Path, Problem, Workflow};
+
+use crate::runner::Handlers;
+
+/// Every task kind or modifier of `workflow` this engine cannot run.
+pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let not_yet = |path: Path, what: &str| {
+        Problem::new(
+            Code::NotRunnable,
+            path,
+            format!("{what} cannot run in this version of baton yet"),
+        )
+        .at_key()
+        .with_help("`baton validate` accepts it; remove it to run the workflow here")
+    };
+    if workflow.hooks.is_some() {
+        problems.push(not_yet(Path::root().key("hooks"), "`hooks`"));
+    }
+    for task in &workflow.tasks {
+        let path = || Path::task(&task.id);
+        match &task.kind {
+            TaskKind::Agent(_) => problems.push(
+                not_yet(path().key("agent"), "an `agent` task")
+                    .with_help("agent tasks need remote workers, which arrive with `baton serve`"),
+            ),
+            TaskKind::Approval(_) => problems.push(not_yet(path().key("approval"), "an `approval` task")),
+            TaskKind::Workflow(_) => {
+                problems.push(not_yet(path().key("workflow"), "a `workflow` (sub-workflow) task"))
+            }
+            TaskKind::Uses(_) => problems.push(not_yet(path().key("uses"), "a `uses` template task")),
+            TaskKind::Handler(name) if !handlers.contains_key(name) => problems.push(
+                Problem::new(
+                    Code::NotRunnable,
+                    path().key("handler"),
+                    format!("no handler named `{name}` is registered"),
+                )
+                .with_help("handler tasks run in programs that embed baton and register them with `Engine::register`"),
+            ),
+            _ => {}
+        }
+        let modifiers = [
+            ("foreach", task.foreach.is_some()),
+            ("repeat", task.repeat.is_some()),
+            ("swarm", task.swarm.is_some()),
+            ("check", !task.check.is_empty()),
+            ("cache", task.cache.is_some()),
+            ("artifacts", !task.artifacts.is_empty()),
+            ("hooks", task.hooks.is_some()),
+            ("escalate", task.escalate.is_some()),
+        ];
+        for (key, present) in modifiers {
+            if present {
+                problems.push(not_yet(path().key(key), &format!("`{key}`")));
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,72 @@
+//! The `http` kind: one request; the response's status, headers and body
+//! (parsed as JSON when it is JSON) become the task's output.
+
+use baton_core::run::{Failure, FailureKind, HttpBody, HttpCall};
+use baton_core::spec::Method;
+use serde_json::{Map, Value, json};
+
+use super::Outcome;
+
+pub(super) async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
+    let method = match call.method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Options => reqwest::Method::OPTIONS,
+    };
+    let mut request = client.request(method, &call.url);
+    for (name, value) in &call.headers {
+        request = request.header(name, value);
+    }
+    request = match &call.body {
+        HttpBody::Empty => request,
+        HttpBody::Json(body) => request.json(body),
+        HttpBody::Text(body) => request.body(body.clone()),
+    };
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return Outcome::Failed(error_failure(&call.url, &error)),
+    };
+    let status = response.status().as_u16();
+    let mut headers = Map::new();
+    for (name, value) in response.headers() {
+        if let Ok(value) = value.to_str() {
+            headers
+                .entry(name.as_str().to_owned())
+                .or_insert_with(|| Value::from(value));
+        }
+    }
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(error) => return Outcome::Failed(error_failure(&call.url, &error)),
+    };
+    let mut output = json!({ "status": status, "headers": headers });
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(body) => output["json"] = body,
+        Err(_) if !bytes.is_empty() => {
+            output["body"] = Value::from(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Err(_) => {}
+    }
+    if call.accepts(status) {
+        Outcome::Succeeded(Some(output))
+    } else {
+        Outcome::Failed(Failure::new(
+            FailureKind::Http { status },
+            format!("{} answered HTTP {status}", call.url),
+        ))
+    }
+}
+
+fn error_failure(url: &str, error: &reqwest::Error) -> Failure {
+    let mut message = format!("request to {url} failed: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Failure::new(FailureKind::Error, message)
+}

@@ -1,0 +1,152 @@
+//! `run` and `command` tasks: one child process in its own process group,
+//! stdout and stderr written straight to per-attempt log files, the output
+//! read from `$BATON_OUTPUT`. On a timeout or kill the whole group gets
+//! SIGTERM, then SIGKILL after the grace period; on any exit, members the
+//! task left behind are killed too, so no task leaves orphans.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+
+use baton_core::Duration;
+use baton_core::run::{Failure, FailureKind, Work};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use super::{Attempt, Outcome, timed_out};
+use crate::logs::{OUTPUT_FILE, STDERR_FILE, STDOUT_FILE};
+
+pub(super) async fn run(attempt: &Attempt, kill: oneshot::Receiver<()>) -> Outcome {
+    match spawn(attempt) {
+        Ok(child) => supervise(child, attempt, kill).await,
+        Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
+    let setup = |what: &str, error: std::io::Error| {
+        Failure::new(FailureKind::Error, format!("{what}: {error}"))
+    };
+    std::fs::create_dir_all(&attempt.dir)
+        .map_err(|error| setup(&format!("cannot create {}", attempt.dir.display()), error))?;
+    let stdout = std::fs::File::create(attempt.dir.join(STDOUT_FILE))
+        .map_err(|error| setup("cannot create the stdout log", error))?;
+    let stderr = std::fs::File::create(attempt.dir.join(STDERR_FILE))
+        .map_err(|error| setup("cannot create the stderr log", error))?;
+    let resolved = &attempt.resolved;
+    let (mut command, program) = match &resolved.work {
+        Work::Shell(shell) => {
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(&shell.script);
+            command.envs(shell.values.iter().map(|(name, value)| (name, value)));
+            (command, "sh".to_owned())
+        }
+        Work::Command(argv) => {
+            let Some((program, arguments)) = argv.split_first() else {
+                return Err(Failure::new(FailureKind::Error, "the command is empty"));
+            };
+            let mut command = Command::new(program);
+            command.args(arguments);
+            (command, program.clone())
+        }
+        _ => unreachable!("only shell and command work reach the process runner"),
+    };
+    let context = &attempt.context;
+    command
+        .envs(resolved.env.iter().map(|(name, value)| (name, value)))
+        .env("BATON_OUTPUT", attempt.dir.join(OUTPUT_FILE))
+        .env("BATON_RUN_ID", &context.run_id)
+        .env("BATON_TASK_ID", &context.task_id)
+        .env("BATON_ATTEMPT", context.attempt.to_string())
+        .env("BATON_IDEMPOTENCY_KEY", &context.idempotency_key)
+        .current_dir(match &resolved.cwd {
+            Some(cwd) => attempt.workdir.join(cwd),
+            None => attempt.workdir.clone(),
+        })
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .map_err(|error| setup(&format!("cannot start `{program}`"), error))
+}
+
+async fn supervise(mut child: Child, attempt: &Attempt, kill: oneshot::Receiver<()>) -> Outcome {
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let limit = async {
+        match attempt.timeout {
+            Some(after) => tokio::time::sleep(after.as_std()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => finished(status, attempt).await,
+            Err(error) => Outcome::Failed(Failure::new(FailureKind::Error, format!("cannot wait for the process: {error}"))),
+        },
+        () = limit => {
+            terminate(&mut child, group, attempt.grace).await;
+            Outcome::Failed(timed_out(attempt.timeout))
+        }
+        Ok(()) = kill => {
+            terminate(&mut child, group, attempt.grace).await;
+            Outcome::Cancelled
+        }
+    };
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    outcome
+}
+
+/// SIGTERM to the group, SIGKILL after `grace` if the leader still runs,
+/// then reap the leader so it leaves no zombie.
+async fn terminate(child: &mut Child, group: Option<Pid>, grace: Duration) {
+    let Some(group) = group else {
+        let _ = child.kill().await;
+        return;
+    };
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(grace.as_std(), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+async fn finished(status: ExitStatus, attempt: &Attempt) -> Outcome {
+    if let Some(signal) = status.signal() {
+        return Outcome::Failed(Failure::new(
+            FailureKind::Signal { signal },
+            format!("killed by signal {signal}"),
+        ));
+    }
+    let code = status.code().unwrap_or(-1);
+    if code != 0 {
+        return Outcome::Failed(Failure::new(
+            FailureKind::Exit { code },
+            format!("exited with code {code}"),
+        ));
+    }
+    let path = attempt.dir.join(OUTPUT_FILE);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Outcome::Succeeded(None),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(output) => Outcome::Succeeded(Some(output)),
+            Err(error) => Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                format!("$BATON_OUTPUT does not hold JSON: {error}"),
+            )),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Outcome::Succeeded(None),
+        Err(error) => Outcome::Failed(Failure::new(
+            FailureKind::Error,
+            format!("cannot read $BATON_OUTPUT: {error}"),
+        )),
+    }
+}
