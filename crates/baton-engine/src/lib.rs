@@ -22,8 +22,9 @@
 //!     .task("greet", TaskKind::Handler("greet".into()))
 //!     .task("echo", TaskKind::run("echo done"))
 //!     .needs(["greet"])
-//!     .build();
-//! let report = engine.run(workflow, Default::default()).await?;
+//!     .build()
+//!     .expect("a valid workflow");
+//! let report = engine.run(workflow.into_workflow(), Default::default()).await?;
 //! assert!(report.succeeded());
 //! # Ok(())
 //! # }

@@ -54,8 +54,12 @@ mod tests {
     fn an_append_at_the_wrong_position_is_refused_and_changes_nothing() {
         let store = MemoryStore::default();
         let started = Event::RunStarted { at: Millis(1) };
-        store.append("r", 0, &[started.clone()]).unwrap();
-        let error = store.append("r", 0, &[started.clone()]).unwrap_err();
+        store
+            .append("r", 0, std::slice::from_ref(&started))
+            .unwrap();
+        let error = store
+            .append("r", 0, std::slice::from_ref(&started))
+            .unwrap_err();
         assert!(
             matches!(error, Error::Conflict { actual: 1, .. }),
             "{error}"

@@ -1,0 +1,216 @@
+//! In-process handlers, retries and run timeouts on tokio's paused clock:
+//! hours of backoff take no real time, and every timestamp is exact.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use baton_core::run::{Event, RunStatus};
+use baton_engine::{Handler, RunOptions};
+use serde_json::json;
+
+use crate::util::{engine, run, workflow};
+
+#[tokio::test(start_paused = true)]
+async fn a_flaky_handler_succeeds_on_its_third_attempt_after_exact_backoffs() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    engine.register(
+        "flaky",
+        Handler::asynchronous(move |task| {
+            let counter = Arc::clone(&counter);
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Err(format!("attempt {} failed", task.attempt).into());
+                }
+                Ok(json!({"attempt": task.attempt}))
+            }
+        }),
+    );
+    let mut handle = engine
+        .start(
+            workflow("name: f\ntasks:\n  a:\n    handler: flaky\n    retry: {max_attempts: 5, backoff: exponential, initial: 10s}\n"),
+            RunOptions {
+                watch: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    let mut starts = Vec::new();
+    while let Some(event) = handle.events().unwrap().recv().await {
+        if let Event::TaskStarted { at, .. } = event.event {
+            starts.push(at.0);
+        }
+    }
+    let report = handle.finish().await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(
+        report.task("a").unwrap().output,
+        Some(json!({"attempt": 3}))
+    );
+    assert_eq!(starts, [1_000_000, 1_010_000, 1_030_000]);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_backoff_spaces_attempts_as_named() {
+    for (backoff, gaps) in [
+        ("constant", [2_000, 2_000, 2_000, 2_000]),
+        ("linear", [2_000, 4_000, 6_000, 8_000]),
+        ("exponential", [2_000, 4_000, 8_000, 16_000]),
+        ("fibonacci", [2_000, 4_000, 6_000, 10_000]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.register("fail", Handler::blocking(|_| Err("no".into())));
+        let spec = format!(
+            "name: b\ntasks:\n  a:\n    handler: fail\n    retry: {{max_attempts: 5, backoff: {backoff}, initial: 2s}}\n"
+        );
+        let mut handle = engine
+            .start(
+                workflow(&spec),
+                RunOptions {
+                    watch: true,
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap();
+        let mut starts = Vec::new();
+        while let Some(event) = handle.events().unwrap().recv().await {
+            if let Event::TaskStarted { at, .. } = event.event {
+                starts.push(at.0);
+            }
+        }
+        let seen: Vec<u64> = starts.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        assert_eq!(seen, gaps, "{backoff}");
+        assert_eq!(handle.finish().await.unwrap().status, RunStatus::Failed);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn handlers_see_inputs_and_the_outputs_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine.register("source", Handler::blocking(|_| Ok(json!({"words": 3}))));
+    engine.register(
+        "sink",
+        Handler::asynchronous(|task| async move {
+            Ok(json!({
+                "words": task.needs["source"]["words"],
+                "topic": task.inputs["topic"],
+                "key": task.idempotency_key.ends_with(":sink:1"),
+            }))
+        }),
+    );
+    let report = run(
+        &engine,
+        "name: h\ninputs: {topic: {type: string, default: rust}}\ntasks:\n  source: {handler: source}\n  sink: {handler: sink, needs: [source]}\n",
+    )
+    .await;
+    assert_eq!(
+        report.task("sink").unwrap().output,
+        Some(json!({"words": 3, "topic": "rust", "key": true}))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_concurrency_tasks_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let now = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let (now_in, peak_in) = (Arc::clone(&now), Arc::clone(&peak));
+    engine.register(
+        "work",
+        Handler::asynchronous(move |_| {
+            let (now, peak) = (Arc::clone(&now_in), Arc::clone(&peak_in));
+            async move {
+                let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(running, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(serde_json::Value::Null)
+            }
+        }),
+    );
+    let mut spec = String::from("name: c\nconcurrency: 3\ntasks:\n");
+    for task in 0..12 {
+        spec.push_str(&format!("  t{task}: {{handler: work}}\n"));
+    }
+    let report = run(&engine, &spec).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+    assert_eq!(report.metrics.wall.as_millis(), 4_000);
+    assert_eq!(report.metrics.task_time.as_millis(), 12_000);
+    assert_eq!(report.metrics.critical_path.as_millis(), 1_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_timeout_cancels_what_runs_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine.register(
+        "forever",
+        Handler::asynchronous(|_| async {
+            tokio::time::sleep(std::time::Duration::from_secs(3_600)).await;
+            Ok(serde_json::Value::Null)
+        }),
+    );
+    let report = run(
+        &engine,
+        "name: t\ntimeout: 10s\ntasks:\n  a: {handler: forever}\n  b: {handler: forever, needs: [a]}\n",
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("the run timed out after 10s")
+    );
+    assert_eq!(report.task("a").unwrap().status.name(), "cancelled");
+    assert_eq!(report.metrics.wall.as_millis(), 10_000);
+}
+
+#[tokio::test]
+async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = engine(dir.path())
+        .start(
+            workflow("name: n\ntasks:\n  ask: {approval: {prompt: ok?}}\n  h: {handler: nobody}\n  f: {run: x, cache: true}\n"),
+            RunOptions::default(),
+        )
+        .err()
+        .unwrap();
+    let message = error.to_string();
+    assert!(
+        message.contains(
+            "tasks.ask.approval: an `approval` task cannot run in this version of baton yet"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("tasks.h.handler: no handler named `nobody` is registered"),
+        "{message}"
+    );
+    assert!(
+        message.contains("tasks.f.cache: `cache` cannot run"),
+        "{message}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_reported_under_the_baton_key_is_totalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine.register(
+        "agent",
+        Handler::blocking(|_| Ok(json!({"answer": 42, "baton": {"tokens": 1200, "cost": 0.25}}))),
+    );
+    let report = run(
+        &engine,
+        "name: u\ntasks:\n  a: {handler: agent}\n  b: {handler: agent}\n",
+    )
+    .await;
+    assert_eq!(report.metrics.usage.tokens, 2400);
+    assert_eq!(report.metrics.usage.cost, 0.5);
+}

@@ -1,0 +1,122 @@
+//! `http` tasks against a small HTTP/1.1 server on a local port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use baton_core::run::RunStatus;
+use serde_json::json;
+
+use crate::util::{engine, run};
+
+/// Serves `/echo` (the request as JSON), `/flaky` (503 twice, then 200)
+/// and anything else as 404, one connection at a time, until the test ends.
+fn serve() -> (String, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let flaky = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&flaky);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            let mut token = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap(),
+                    "x-token" => token = value.trim().to_owned(),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
+            let (status, reply) = match path {
+                "/echo" => (
+                    200,
+                    json!({
+                        "method": method,
+                        "token": token,
+                        "body": serde_json::from_slice::<serde_json::Value>(&body).ok(),
+                    })
+                    .to_string(),
+                ),
+                "/flaky" if counter.fetch_add(1, Ordering::SeqCst) < 2 => (503, "busy".to_owned()),
+                "/flaky" => (200, "{\"ok\": true}".to_owned()),
+                _ => (404, "no such page".to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (address, flaky)
+}
+
+#[tokio::test]
+async fn a_response_becomes_the_output_and_request_fields_are_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, _) = serve();
+    let spec = format!(
+        r#"
+name: http
+tasks:
+  id:
+    run: |
+      echo '{{"sha": "abc", "n": 2}}' > "$BATON_OUTPUT"
+  post:
+    needs: [id]
+    http:
+      method: POST
+      url: "{address}/echo"
+      headers: {{X-Token: "t-{{{{ tasks.id.output.sha }}}}"}}
+      json: {{sha: "{{{{ tasks.id.output.sha }}}}", n: "{{{{ tasks.id.output.n }}}}"}}
+"#
+    );
+    let report = run(&engine(dir.path()), &spec).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let output = report.task("post").unwrap().output.clone().unwrap();
+    assert_eq!(output["status"], 200);
+    assert_eq!(output["headers"]["content-type"], "application/json");
+    assert_eq!(
+        output["json"],
+        json!({"method": "POST", "token": "t-abc", "body": {"sha": "abc", "n": 2}})
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_when_the_policy_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, calls) = serve();
+    let spec = format!(
+        "name: h\non_failure: continue\ntasks:\n  flaky:\n    http: {{url: \"{address}/flaky\"}}\n    retry: {{max_attempts: 3, initial: 0s, on: ['http:5xx']}}\n  missing:\n    http: {{url: \"{address}/nope\"}}\n    retry: {{max_attempts: 3, initial: 0s, on: ['http:5xx']}}\n"
+    );
+    let report = run(&engine(dir.path()), &spec).await;
+    let flaky = report.task("flaky").unwrap();
+    assert_eq!((flaky.status.name(), flaky.attempts), ("succeeded", 3));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let missing = report.task("missing").unwrap();
+    assert_eq!((missing.status.name(), missing.attempts), ("failed", 1));
+    assert!(
+        missing
+            .note
+            .as_deref()
+            .unwrap()
+            .ends_with("answered HTTP 404")
+    );
+}

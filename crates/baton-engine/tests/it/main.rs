@@ -1,0 +1,8 @@
+//! Behaviour of the engine through its public API: real processes, a real
+//! HTTP server on a local port, handlers on tokio's paused clock.
+
+mod handlers;
+mod http;
+mod policies;
+mod processes;
+mod util;

@@ -1,0 +1,188 @@
+//! Processes: logs, timeouts, kills, process groups, injection safety.
+
+use std::path::Path;
+
+use baton_core::run::RunStatus;
+use baton_engine::RunOptions;
+
+use crate::util::{engine, run, run_with, workflow};
+
+#[tokio::test]
+async fn templated_values_reach_the_shell_as_data_not_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_with(
+        &engine(dir.path()),
+        r#"
+name: inject
+inputs:
+  who: {type: string}
+tasks:
+  greet:
+    run: |
+      echo "{\"said\": \"$(echo hello {{ inputs.who }})\"}" > "$BATON_OUTPUT"; echo {{ inputs.who }} > said.txt
+  quoted:
+    run: |
+      printf '%s' '{{ inputs.who }}' > quoted.txt
+"#,
+        &[("who", "x; touch pwned")],
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    assert!(!dir.path().join("pwned").exists(), "the input ran as code");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("said.txt")).unwrap(),
+        "x; touch pwned\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("quoted.txt")).unwrap(),
+        "x; touch pwned"
+    );
+    assert_eq!(
+        report.task("greet").unwrap().output,
+        Some(serde_json::json!({"said": "hello x; touch pwned"}))
+    );
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_go_to_per_attempt_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: logs\ntasks:\n  talk:\n    run: echo out; echo err >&2; exit $((BATON_ATTEMPT < 2))\n    retry: {max_attempts: 2, initial: 0s}\n",
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let talk = report.task("talk").unwrap();
+    assert_eq!(talk.attempts, 2);
+    let logs = talk.logs.as_ref().unwrap();
+    assert!(logs.ends_with("talk/2"), "{}", logs.display());
+    assert_eq!(
+        std::fs::read_to_string(logs.join("stdout.log")).unwrap(),
+        "out\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(logs.join("stderr.log")).unwrap(),
+        "err\n"
+    );
+    let first = logs.parent().unwrap().join("1");
+    assert_eq!(
+        std::fs::read_to_string(first.join("stderr.log")).unwrap(),
+        "err\n"
+    );
+}
+
+#[tokio::test]
+async fn a_task_within_its_timeout_succeeds_and_one_past_it_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: timeouts
+on_failure: continue
+tasks:
+  quick: {run: "true", timeout: 30s}
+  stuck: {run: sleep 30, timeout: {after: 200ms, grace: 1s}}
+  skippable: {run: sleep 30, timeout: {after: 200ms, on_timeout: skip, grace: 1s}}
+"#,
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.task("quick").unwrap().status.name(), "succeeded");
+    let stuck = report.task("stuck").unwrap();
+    assert_eq!(stuck.status.name(), "timed_out");
+    assert_eq!(stuck.note.as_deref(), Some("timed out after 200ms"));
+    assert_eq!(report.task("skippable").unwrap().status.name(), "skipped");
+}
+
+#[tokio::test]
+async fn output_that_is_not_json_fails_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: bad\ntasks:\n  a: {run: 'echo nope > \"$BATON_OUTPUT\"'}\n",
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let note = report.task("a").unwrap().note.clone().unwrap();
+    assert!(
+        note.starts_with("$BATON_OUTPUT does not hold JSON"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_program_fails_with_what_could_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: missing\ntasks:\n  a: {command: [no-such-program-baton]}\n",
+    )
+    .await;
+    let note = report.task("a").unwrap().note.clone().unwrap();
+    assert!(
+        note.starts_with("cannot start `no-such-program-baton`"),
+        "{note}"
+    );
+}
+
+/// Whether `pid` still runs (a zombie has stopped running).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+async fn wait_for_file(path: &Path) -> i32 {
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_whole_process_group_and_reaps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let spec = workflow(
+        r#"
+name: cancel
+tasks:
+  tree:
+    run: sleep 300 & echo $! > child.pid; echo $$ > leader.pid; wait
+  later: {needs: [tree], run: "true"}
+  waiting: {run: sleep 300}
+"#,
+    );
+    let handle = engine
+        .start(
+            spec,
+            RunOptions {
+                concurrency: Some(1),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    let leader = wait_for_file(&dir.path().join("leader.pid")).await;
+    let child = wait_for_file(&dir.path().join("child.pid")).await;
+    assert!(alive(leader) && alive(child));
+    handle.canceller().cancel();
+    let report = handle.finish().await.unwrap();
+    assert_eq!(report.status, RunStatus::Cancelled);
+    assert_eq!(report.task("tree").unwrap().status.name(), "cancelled");
+    assert_eq!(report.task("waiting").unwrap().status.name(), "cancelled");
+    assert_eq!(report.task("later").unwrap().status.name(), "skipped");
+    assert!(
+        !Path::new(&format!("/proc/{leader}")).exists(),
+        "the task's shell was not reaped"
+    );
+    assert!(!alive(child), "the task's background child survived");
+}

@@ -1,0 +1,46 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use baton_core::run::Millis;
+use baton_core::{Format, Workflow};
+use baton_engine::{Engine, EngineConfig, RunReport};
+use serde_json::Value;
+
+pub(crate) fn workflow(yaml: &str) -> Workflow {
+    match baton_core::check_source(yaml, Format::Yaml) {
+        Ok(valid) => valid.into_workflow(),
+        Err(problems) => panic!("test spec is invalid: {problems:#?}"),
+    }
+}
+
+/// An engine whose files and working directory are `dir`, its clock
+/// starting at a fixed instant.
+pub(crate) fn engine(dir: &Path) -> Engine {
+    Engine::new(EngineConfig {
+        state_dir: dir.join(".baton"),
+        workdir: dir.to_path_buf(),
+        start_time: Some(Millis(1_000_000)),
+        ..EngineConfig::default()
+    })
+}
+
+pub(crate) async fn run(engine: &Engine, yaml: &str) -> RunReport {
+    run_with(engine, yaml, &[]).await
+}
+
+pub(crate) async fn run_with(engine: &Engine, yaml: &str, inputs: &[(&str, &str)]) -> RunReport {
+    let inputs: BTreeMap<String, Value> = inputs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), Value::from(*value)))
+        .collect();
+    engine.run(workflow(yaml), inputs).await.expect("the run")
+}
+
+/// `(task, status)` for every task, in spec order.
+pub(crate) fn statuses(report: &RunReport) -> Vec<(String, &'static str)> {
+    report
+        .tasks
+        .iter()
+        .map(|task| (task.id.clone(), task.status.name()))
+        .collect()
+}
