@@ -37,6 +37,39 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
+    /// Run a generated graph of no-op tasks through the in-memory engine.
+    Engine {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// No needs at all: every task is ready at once.
+        #[arg(long)]
+        wide: bool,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
+    /// Independent tasks that each sleep, with bounded concurrency: wall time
+    /// against the ideal (tasks / concurrency x sleep).
+    Sleep {
+        #[arg(long, default_value_t = 64)]
+        tasks: usize,
+        #[arg(long, default_value_t = 50)]
+        millis: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
+    /// Shell tasks (`true`) through the engine, against a bare spawn loop.
+    Shell {
+        #[arg(long, default_value_t = 2000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,8 +102,45 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             samples,
         } => plan(Shape { nodes, seed }, samples.max(1))?,
+        Command::Engine {
+            nodes,
+            seed,
+            wide,
+            samples,
+        } => runtime()?.block_on(crate::bench_engine::engine(
+            Shape { nodes, seed },
+            wide,
+            samples.max(1),
+        ))?,
+        Command::Sleep {
+            tasks,
+            millis,
+            concurrency,
+            samples,
+        } => runtime()?.block_on(crate::bench_engine::sleep(
+            tasks,
+            millis,
+            concurrency,
+            samples.max(1),
+        ))?,
+        Command::Shell {
+            tasks,
+            concurrency,
+            samples,
+        } => runtime()?.block_on(crate::bench_engine::shell(
+            tasks,
+            concurrency,
+            samples.max(1),
+        ))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
@@ -125,7 +195,7 @@ fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(duration: Duration) -> String {
+pub(crate) fn show(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
     if seconds >= 1.0 {
         format!("{seconds:.3} s")
@@ -137,7 +207,7 @@ fn show(duration: Duration) -> String {
 }
 
 /// The process's peak resident memory in KiB, from /proc on Linux.
-fn peak_memory() -> Option<u64> {
+pub(crate) fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()

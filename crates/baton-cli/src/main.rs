@@ -3,6 +3,7 @@
 //! the library crates.
 
 mod bench;
+mod bench_engine;
 mod report;
 mod run;
 mod spec_file;

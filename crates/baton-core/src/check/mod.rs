@@ -11,6 +11,7 @@ mod inputs;
 mod refs;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::Environment;
 use rayon::prelude::*;
@@ -32,9 +33,27 @@ const SUGGESTION_LIMIT: usize = 100_000;
 pub struct Valid {
     workflow: Workflow,
     dag: Dag,
+    /// Tasks by (priority desc, id asc), computed on first use and shared by
+    /// every run of this workflow.
+    ready_order: OnceLock<Arc<ReadyOrder>>,
+}
+
+/// The order ready tasks start in, as a rank per task and the tasks by rank.
+#[derive(Debug)]
+pub(crate) struct ReadyOrder {
+    pub(crate) rank: Vec<u32>,
+    pub(crate) by_rank: Vec<u32>,
 }
 
 impl Valid {
+    fn new(workflow: Workflow, dag: Dag) -> Valid {
+        Valid {
+            workflow,
+            dag,
+            ready_order: OnceLock::new(),
+        }
+    }
+
     pub fn workflow(&self) -> &Workflow {
         &self.workflow
     }
@@ -50,11 +69,38 @@ impl Valid {
     pub fn plan(&self) -> Plan {
         Plan::new(&self.workflow, &self.dag)
     }
+
+    pub(crate) fn ready_order(&self) -> Arc<ReadyOrder> {
+        let order = self.ready_order.get_or_init(|| {
+            let tasks = &self.workflow.tasks;
+            // Sorting compact keys, not indices into the tasks, keeps the
+            // comparisons in cache.
+            let mut keys: Vec<(std::cmp::Reverse<i32>, &str, u32)> = tasks
+                .iter()
+                .enumerate()
+                .map(|(index, task)| {
+                    (
+                        std::cmp::Reverse(task.priority),
+                        task.id.as_str(),
+                        index as u32,
+                    )
+                })
+                .collect();
+            keys.par_sort_unstable();
+            let by_rank: Vec<u32> = keys.into_iter().map(|(_, _, index)| index).collect();
+            let mut rank = vec![0u32; tasks.len()];
+            for (position, &task) in by_rank.iter().enumerate() {
+                rank[task as usize] = position as u32;
+            }
+            Arc::new(ReadyOrder { rank, by_rank })
+        });
+        Arc::clone(order)
+    }
 }
 
 /// Checks a workflow: structure, graph, templates and references.
 pub fn check(workflow: Workflow) -> Result<Valid, Vec<Problem>> {
-    validate(&workflow).map(|dag| Valid { workflow, dag })
+    validate(&workflow).map(|dag| Valid::new(workflow, dag))
 }
 
 /// [`check`] without taking the workflow: its DAG, or every problem.
@@ -74,7 +120,7 @@ pub fn check_source(text: &str, format: Format) -> Result<Valid, Vec<Problem>> {
         let (dag, problems) = problems(&workflow, &loaded.unloaded);
         all.extend(problems);
         if all.is_empty() {
-            valid = dag.map(|dag| Valid { workflow, dag });
+            valid = dag.map(|dag| Valid::new(workflow, dag));
         }
     }
     match valid {

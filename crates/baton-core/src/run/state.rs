@@ -8,10 +8,9 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use minijinja::Value;
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::check::{Valid, task_references};
+use crate::check::{ReadyOrder, Valid, task_references};
 use crate::duration::Duration;
 use crate::spec::{Action, FailurePolicy, OnTimeout, RetryPolicy, Task, TaskKind, Timeout};
 
@@ -226,8 +225,7 @@ pub struct RunState {
     failed_tasks: u32,
 
     /// Position of each task in (priority desc, id asc) order.
-    rank: Vec<u32>,
-    by_rank: Vec<u32>,
+    order: Arc<ReadyOrder>,
     ready: BinaryHeap<Reverse<u32>>,
     /// Tasks whose needs are final but which must be skipped, in order.
     settle: VecDeque<u32>,
@@ -261,15 +259,7 @@ impl RunState {
         let workflow = valid.workflow();
         let dag = valid.dag();
         let count = workflow.tasks.len();
-        let mut by_rank: Vec<u32> = (0..count as u32).collect();
-        by_rank.par_sort_unstable_by(|&a, &b| {
-            let (a, b) = (&workflow.tasks[a as usize], &workflow.tasks[b as usize]);
-            b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
-        });
-        let mut rank = vec![0u32; count];
-        for (position, &task) in by_rank.iter().enumerate() {
-            rank[task as usize] = position as u32;
-        }
+        let order = valid.ready_order();
         let (key_of, key_limit) = concurrency_keys(&valid, &setup);
         let unmet: Vec<u32> = (0..count as u32)
             .map(|task| dag.needs(task).len() as u32)
@@ -278,7 +268,7 @@ impl RunState {
         let mut status = vec![TaskStatus::Pending; count];
         for task in 0..count {
             if unmet[task] == 0 {
-                ready.push(Reverse(rank[task]));
+                ready.push(Reverse(order.rank[task]));
                 status[task] = TaskStatus::Queued;
             }
         }
@@ -307,8 +297,7 @@ impl RunState {
             final_count: 0,
             running: 0,
             failed_tasks: 0,
-            rank,
-            by_rank,
+            order,
             ready,
             settle: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -675,7 +664,7 @@ impl RunState {
                     self.settle.push_back(dependant);
                 } else {
                     self.status[slot] = TaskStatus::Queued;
-                    self.ready.push(Reverse(self.rank[slot]));
+                    self.ready.push(Reverse(self.order.rank[slot]));
                 }
             }
         }
@@ -712,7 +701,7 @@ impl RunState {
             }
             self.timers.pop();
             if self.status[task as usize] == TaskStatus::RetryWait {
-                self.ready.push(Reverse(self.rank[task as usize]));
+                self.ready.push(Reverse(self.order.rank[task as usize]));
             }
         }
         while out.len() < budget.batch
@@ -730,7 +719,7 @@ impl RunState {
             let Some(Reverse(rank)) = self.ready.pop() else {
                 break;
             };
-            let task = self.by_rank[rank as usize];
+            let task = self.order.by_rank[rank as usize];
             let index = task as usize;
             if !matches!(
                 self.status[index],
@@ -826,13 +815,13 @@ impl RunState {
         let waiting = self
             .ready
             .drain()
-            .map(|Reverse(rank)| self.by_rank[rank as usize])
+            .map(|Reverse(rank)| self.order.by_rank[rank as usize])
             .chain(self.timers.drain().map(|Reverse((_, task))| task))
             .chain(
                 self.parked
                     .iter_mut()
                     .flat_map(|parked| parked.drain(..))
-                    .map(|rank| self.by_rank[rank as usize]),
+                    .map(|rank| self.order.by_rank[rank as usize]),
             )
             .collect::<Vec<u32>>();
         let mut waiting: Vec<u32> = waiting
@@ -844,7 +833,7 @@ impl RunState {
                 )
             })
             .collect();
-        waiting.sort_unstable_by_key(|&task| self.rank[task as usize]);
+        waiting.sort_unstable_by_key(|&task| self.order.rank[task as usize]);
         waiting.dedup();
         out.extend(waiting.into_iter().map(drop_waiting));
         if self.running > 0 {

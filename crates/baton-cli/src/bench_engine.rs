@@ -1,0 +1,237 @@
+//! Engine benchmarks: overhead per task on no-ops, parallel sleeps against
+//! the ideal, and shell tasks against a bare spawn loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::generate::{Shape, generate};
+use baton_core::{Task, TaskKind, Workflow};
+use baton_engine::{Engine, EngineConfig, Handler, RunOptions};
+
+use crate::bench::{peak_memory, show};
+
+fn engine_at(state_dir: &std::path::Path) -> Engine {
+    Engine::new(EngineConfig {
+        state_dir: state_dir.to_path_buf(),
+        ..EngineConfig::default()
+    })
+}
+
+fn median(mut times: Vec<Duration>) -> (Duration, Duration, Duration) {
+    times.sort();
+    (times[times.len() / 2], times[0], times[times.len() - 1])
+}
+
+pub(crate) async fn engine(shape: Shape, wide: bool, samples: usize) -> anyhow::Result<()> {
+    let mut workflow = generate(&shape);
+    if wide {
+        for task in &mut workflow.tasks {
+            task.needs.clear();
+        }
+    }
+    let edges: usize = workflow.tasks.iter().map(|task| task.needs.len()).sum();
+    println!(
+        "graph: {} no-op tasks, {edges} edges{} (baton bench gen --nodes {} --seed {})",
+        shape.nodes,
+        if wide { ", all ready at once" } else { "" },
+        shape.nodes,
+        shape.seed
+    );
+    let valid = Arc::new(
+        baton_core::check(workflow)
+            .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
+    );
+    let dir = tempfile_dir()?;
+    let engine = engine_at(&dir);
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let report = engine
+            .start_valid(Arc::clone(&valid), RunOptions::default())?
+            .finish()
+            .await?;
+        times.push(started.elapsed());
+        anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
+    }
+    println!(
+        "first run (also orders tasks by priority and id, once per workflow): {} ({:.0} tasks/s)",
+        show(times[0]),
+        shape.nodes as f64 / times[0].as_secs_f64()
+    );
+    let (median, min, max) = median(times);
+    println!(
+        "run to the end, in-memory store: median {} ({:.0} tasks/s, {:.0} ns/task), min {}, max {} over {samples} samples",
+        show(median),
+        shape.nodes as f64 / median.as_secs_f64(),
+        median.as_nanos() as f64 / shape.nodes as f64,
+        show(min),
+        show(max)
+    );
+    if let Some(peak) = peak_memory() {
+        println!(
+            "peak memory (VmHWM, whole process): {:.0} MiB",
+            peak as f64 / 1024.0
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn independent(name: &str, count: usize, kind: impl Fn() -> TaskKind) -> Workflow {
+    let mut workflow = Workflow::new(name);
+    workflow.tasks = (0..count)
+        .map(|index| Task::new(format!("t{index:05}"), kind()))
+        .collect();
+    workflow
+}
+
+pub(crate) async fn sleep(
+    tasks: usize,
+    millis: u64,
+    concurrency: u32,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let ideal = Duration::from_millis(millis) * tasks.div_ceil(concurrency as usize) as u32;
+    println!(
+        "{tasks} independent tasks sleeping {millis} ms, concurrency {concurrency}: ideal {}",
+        show(ideal)
+    );
+    let dir = tempfile_dir()?;
+    let engine = engine_at(&dir);
+    let pause = Duration::from_millis(millis);
+    engine.register(
+        "sleep",
+        Handler::asynchronous(move |_| async move {
+            tokio::time::sleep(pause).await;
+            Ok(serde_json::Value::Null)
+        }),
+    );
+    let kinds: [(&str, Workflow); 2] = [
+        (
+            "in-process handler (tokio sleep)",
+            independent("sleep", tasks, || TaskKind::Handler("sleep".into())),
+        ),
+        (
+            "shell task (`sleep`)",
+            independent("sleep", tasks, || {
+                TaskKind::run(format!("sleep {}", millis as f64 / 1000.0))
+            }),
+        ),
+    ];
+    for (label, workflow) in kinds {
+        let valid = Arc::new(
+            baton_core::check(workflow)
+                .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
+        );
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let options = RunOptions {
+                concurrency: Some(concurrency),
+                ..RunOptions::default()
+            };
+            let started = Instant::now();
+            let report = engine
+                .start_valid(Arc::clone(&valid), options)?
+                .finish()
+                .await?;
+            times.push(started.elapsed());
+            anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
+        }
+        let (median, min, max) = median(times);
+        println!(
+            "{label}: median {} = {:.3}x ideal ({:+.1}%), min {}, max {} over {samples} samples",
+            show(median),
+            median.as_secs_f64() / ideal.as_secs_f64(),
+            (median.as_secs_f64() / ideal.as_secs_f64() - 1.0) * 100.0,
+            show(min),
+            show(max)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+pub(crate) async fn shell(tasks: usize, concurrency: u32, samples: usize) -> anyhow::Result<()> {
+    println!("{tasks} independent `true` tasks, concurrency {concurrency}");
+    let dir = tempfile_dir()?;
+    let engine = engine_at(&dir);
+    let mut bare = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        bare_spawn_loop(tasks, concurrency as usize).await?;
+        bare.push(started.elapsed());
+    }
+    let (bare, _, _) = median(bare);
+    println!(
+        "bare spawn loop (tokio::process, {concurrency} at a time, no logs): {} ({:.0} processes/s)",
+        show(bare),
+        tasks as f64 / bare.as_secs_f64()
+    );
+    for (label, workflow) in [
+        (
+            "command: [true]",
+            independent("shell", tasks, || TaskKind::Command(vec!["true".into()])),
+        ),
+        (
+            "run: \"true\" (sh -c)",
+            independent("shell", tasks, || TaskKind::run("true")),
+        ),
+    ] {
+        let valid = Arc::new(
+            baton_core::check(workflow)
+                .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
+        );
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let options = RunOptions {
+                concurrency: Some(concurrency),
+                ..RunOptions::default()
+            };
+            let started = Instant::now();
+            let report = engine
+                .start_valid(Arc::clone(&valid), options)?
+                .finish()
+                .await?;
+            times.push(started.elapsed());
+            anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
+        }
+        let (median, _, _) = median(times);
+        println!(
+            "engine, {label}: {} ({:.0} tasks/s), overhead over the bare loop {:.0} µs/task",
+            show(median),
+            tasks as f64 / median.as_secs_f64(),
+            (median.as_secs_f64() - bare.as_secs_f64()) * 1e6 / tasks as f64
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `true` spawned `tasks` times, `concurrency` at a time: the floor any
+/// process runner stands on.
+async fn bare_spawn_loop(tasks: usize, concurrency: usize) -> anyhow::Result<()> {
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        if running.len() >= concurrency
+            && let Some(done) = running.join_next().await
+        {
+            done??;
+        }
+        running.spawn(async {
+            tokio::process::Command::new("true")
+                .status()
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
