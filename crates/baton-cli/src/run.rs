@@ -10,6 +10,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 use baton_core::run::{Event, RunStatus, TaskStatus};
+use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Format, Valid};
 use baton_engine::{Engine, EngineConfig, Error, RunEvent, RunOptions, RunReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,12 +40,33 @@ pub(crate) struct RunArgs {
     /// A time limit on the whole run: `--timeout 5m`.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// What a failed task does to the run (overrides the spec's `on_failure`).
+    #[arg(long, value_enum)]
+    on_failure: Option<OnFailure>,
     /// Stream events as JSON lines on stdout, then the report.
     #[arg(long)]
     json: bool,
     /// Where run files (logs, outputs) go.
     #[arg(long, default_value = ".baton", value_name = "DIR")]
     state_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum OnFailure {
+    FailFast,
+    Continue,
+    Compensate,
+}
+
+impl From<OnFailure> for FailurePolicy {
+    fn from(policy: OnFailure) -> FailurePolicy {
+        match policy {
+            OnFailure::FailFast => FailurePolicy::FailFast,
+            OnFailure::Continue => FailurePolicy::Continue,
+            OnFailure::Compensate => FailurePolicy::Compensate,
+        }
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -108,6 +130,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
             .collect::<BTreeMap<_, _>>(),
         concurrency: args.concurrency,
         timeout: args.timeout,
+        on_failure: args.on_failure.map(FailurePolicy::from),
         run_id: None,
         watch: true,
     };

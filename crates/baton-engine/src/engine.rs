@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Once, RwLock};
 
 use baton_core::run::{Event, Millis, RunSetup, RunState};
+use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
 use baton_store::{MemoryStore, Store};
 use serde_json::{Map, Value};
@@ -76,6 +77,8 @@ pub struct RunOptions {
     pub concurrency: Option<u32>,
     /// Overrides the workflow's `timeout`.
     pub timeout: Option<Duration>,
+    /// Overrides the workflow's `on_failure`.
+    pub on_failure: Option<FailurePolicy>,
     /// A run id to use instead of a fresh UUIDv7.
     pub run_id: Option<String>,
     /// Stream events through [`RunHandle::events`].
@@ -106,8 +109,15 @@ impl Engine {
         Engine::with_store(config, Arc::new(MemoryStore::default()))
     }
 
-    pub fn with_store(config: EngineConfig, store: Arc<dyn Store>) -> Engine {
+    pub fn with_store(mut config: EngineConfig, store: Arc<dyn Store>) -> Engine {
         install_crypto_provider();
+        // Tasks change directory; the paths handed to them must not depend
+        // on where they are.
+        for path in [&mut config.state_dir, &mut config.workdir] {
+            if let Ok(absolute) = std::path::absolute(&*path) {
+                *path = absolute;
+            }
+        }
         let handlers = Arc::new(RwLock::new(crate::runner::Handlers::new()));
         Engine {
             slots: Arc::new(Semaphore::new(
@@ -184,6 +194,7 @@ impl Engine {
                 inputs,
                 concurrency: options.concurrency,
                 timeout: options.timeout,
+                on_failure: options.on_failure,
             },
         );
         let (cancel, cancelled) = watch::channel(false);

@@ -62,6 +62,10 @@ impl RunReport {
                 let status = state.status(task);
                 let note = match (status, state.skip_reason(task)) {
                     (TaskStatus::Skipped, Some(reason)) => Some(skip_note(state, reason)),
+                    (TaskStatus::Cancelled, _) => Some(match state.reason() {
+                        Some(reason) => format!("stopped: {reason}"),
+                        None => "stopped".to_owned(),
+                    }),
                     _ if !status.succeeded() || status == TaskStatus::CompensationFailed => {
                         failure.map(|failure| failure.message.clone())
                     }
@@ -105,7 +109,7 @@ fn skip_note(state: &RunState, reason: SkipReason) -> String {
     match reason {
         SkipReason::Condition => "its `when` was false".to_owned(),
         SkipReason::NeedFailed { need } => format!(
-            "needs `{}`, which {}",
+            "upstream task `{}` {}",
             state.task(need).id,
             match state.status(need) {
                 TaskStatus::Cancelled => "was cancelled",

@@ -1,6 +1,7 @@
 //! Behaviour of the `baton` binary, driven as a user drives it.
 
 mod plan;
+mod run;
 mod schema;
 mod util;
 mod validate;

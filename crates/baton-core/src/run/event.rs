@@ -187,7 +187,8 @@ impl FailureKind {
 pub enum SkipReason {
     /// Its `when:` was false.
     Condition,
-    /// A task it needs failed, timed out or was cancelled.
+    /// A task upstream failed, timed out or was cancelled: `need`, or the
+    /// task whose failure skipped `need`.
     NeedFailed { need: u32 },
     /// Every task it needs was skipped.
     NeedsSkipped,

@@ -198,6 +198,7 @@ pub struct RunState {
     inputs: Value,
     run_context: Value,
     limit: u32,
+    on_failure: FailurePolicy,
     phase: Phase,
     reason: Option<String>,
     started_at: Option<Millis>,
@@ -211,7 +212,7 @@ pub struct RunState {
     unmet: Vec<u32>,
     /// Needs that succeeded.
     live_needs: Vec<u32>,
-    /// The first need that failed, was cancelled or timed out.
+    /// The first task upstream that failed, was cancelled or timed out.
     blocked_by: Vec<u32>,
     attempt_started: Vec<Millis>,
     first_started: Vec<Millis>,
@@ -252,6 +253,8 @@ pub struct RunSetup {
     pub concurrency: Option<u32>,
     /// Overrides the workflow's `timeout`.
     pub timeout: Option<Duration>,
+    /// Overrides the workflow's `on_failure`.
+    pub on_failure: Option<FailurePolicy>,
 }
 
 impl RunState {
@@ -312,6 +315,7 @@ impl RunState {
             compensation_failed: false,
             names: OnceLock::new(),
             run_timeout: setup.timeout.or(workflow.timeout),
+            on_failure: setup.on_failure.unwrap_or(workflow.on_failure),
             run_id: setup.run_id,
             inputs,
             run_context,
@@ -555,7 +559,7 @@ impl RunState {
             }
             Event::RunTimedOut { .. } => {
                 let after = self.run_timeout.unwrap_or(Duration::ZERO);
-                let compensate = self.valid.workflow().on_failure == FailurePolicy::Compensate;
+                let compensate = self.on_failure == FailurePolicy::Compensate;
                 self.end(
                     RunStatus::Failed,
                     compensate,
@@ -607,7 +611,7 @@ impl RunState {
             return;
         }
         let on_timeout = self.timeout(task).map(|timeout| timeout.on_timeout);
-        let mut compensate = self.valid.workflow().on_failure == FailurePolicy::Compensate;
+        let mut compensate = self.on_failure == FailurePolicy::Compensate;
         let status = match (failure.kind, on_timeout) {
             (FailureKind::Timeout, Some(OnTimeout::Skip)) => {
                 self.skip_reasons.insert(task, SkipReason::TimedOut);
@@ -630,7 +634,7 @@ impl RunState {
         };
         if compensate {
             self.end(RunStatus::Failed, true, reason);
-        } else if self.valid.workflow().on_failure == FailurePolicy::FailFast {
+        } else if self.on_failure == FailurePolicy::FailFast {
             self.end(RunStatus::Failed, false, reason);
         } else if self.reason.is_none() {
             self.reason = Some(reason);
@@ -654,10 +658,17 @@ impl RunState {
         for &dependant in valid.dag().dependants(task) {
             let slot = dependant as usize;
             self.unmet[slot] -= 1;
+            // A task skipped because something upstream failed passes that
+            // failure on, so every task below names the root cause.
+            let cause = if status.blocks_dependants() {
+                task
+            } else {
+                self.blocked_by[index]
+            };
             if status.succeeded() {
                 self.live_needs[slot] += 1;
-            } else if status.blocks_dependants() && self.blocked_by[slot] == NONE {
-                self.blocked_by[slot] = task;
+            } else if cause != NONE && self.blocked_by[slot] == NONE {
+                self.blocked_by[slot] = cause;
             }
             if self.unmet[slot] == 0 {
                 if self.blocked_by[slot] != NONE || self.live_needs[slot] == 0 {

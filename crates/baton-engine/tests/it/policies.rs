@@ -115,7 +115,7 @@ tasks:
     );
     assert_eq!(
         report.task("after-broken").unwrap().note.as_deref(),
-        Some("needs `broken`, which failed")
+        Some("upstream task `broken` failed")
     );
 }
 

@@ -1,0 +1,270 @@
+//! `baton run`: the examples, JSON lines, stdin and inline tasks, refusals,
+//! and Ctrl-C.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::util::{baton, workspace};
+
+/// `baton run` in a fresh directory holding a copy of `examples/`.
+fn run_in(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    let examples = dir.join("examples");
+    if !examples.exists() {
+        std::fs::create_dir_all(&examples).unwrap();
+        for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    baton().current_dir(dir).arg("run").args(args).assert()
+}
+
+/// The JSON lines of a `--json` run; the last is the report.
+fn lines(output: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["id"] == id)
+        .unwrap()
+}
+
+#[test]
+fn the_build_and_test_example_succeeds_and_prints_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/build-and-test.yaml"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).unwrap();
+    assert!(text.contains("| unit-tests | succeeded | 1"), "{text}");
+    assert!(text.contains("succeeded in"), "{text}");
+    assert!(text.contains("speedup over serial; critical path"), "{text}");
+    assert!(dir.path().join(".baton/work/greet-1.0.0.tar").exists());
+}
+
+#[test]
+fn the_fan_out_example_merges_every_shard_through_json_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(
+        dir.path(),
+        &["examples/fan-out-fan-in.json", "--json", "-i", "count=1000"],
+    )
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let lines = lines(&output);
+    let report = lines.last().unwrap();
+    assert_eq!(report["type"], "run_report");
+    let merged = &task(report, "merge")["output"];
+    assert_eq!(merged["count"], 1000);
+    assert_eq!(merged["sum"], 500_500);
+    assert_eq!(merged["mean"], 500.5);
+    let started: Vec<&str> = lines
+        .iter()
+        .filter(|line| line["type"] == "task_started")
+        .map(|line| line["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(started[0], "split");
+    assert_eq!(started.len(), 6);
+}
+
+#[test]
+fn the_flaky_example_succeeds_on_its_third_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/flaky.yaml", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report = lines(&output).pop().unwrap();
+    assert_eq!(task(&report, "wait-for-service")["attempts"], 3);
+    assert_eq!(task(&report, "wait-for-service")["status"], "succeeded");
+}
+
+#[test]
+fn fail_fast_and_continue_differ_on_the_independent_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_fast = run_in(dir.path(), &["examples/failure-policies.yaml", "--json"])
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let report = lines(&fail_fast).pop().unwrap();
+    assert_eq!(task(&report, "docs")["status"], "cancelled");
+    assert_eq!(task(&report, "publish-docs")["status"], "skipped");
+    let go_on = run_in(
+        dir.path(),
+        &[
+            "examples/failure-policies.yaml",
+            "--json",
+            "--on-failure",
+            "continue",
+        ],
+    )
+    .code(1)
+    .get_output()
+    .stdout
+    .clone();
+    let report = lines(&go_on).pop().unwrap();
+    assert_eq!(task(&report, "publish-docs")["status"], "succeeded");
+    assert_eq!(task(&report, "load")["note"], "upstream task `validate` failed");
+}
+
+#[test]
+fn a_failed_task_has_its_log_tail_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = String::from_utf8(
+        run_in(dir.path(), &["examples/failure-policies.yaml"])
+            .code(1)
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    assert!(text.contains("--- validate (attempt 1) stderr.log"), "{text}");
+    assert!(text.contains("row 17 has no id"), "{text}");
+}
+
+#[test]
+fn a_spec_from_stdin_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "-", "--json"])
+        .write_stdin("name: piped\ntasks:\n  a: {run: 'echo 1 > \"$BATON_OUTPUT\"'}\n")
+        .assert()
+        .success();
+}
+
+#[test]
+fn inline_tasks_run_without_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = baton()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--tasks",
+            r#"[{"id": "a", "run": "echo 2 > \"$BATON_OUTPUT\""}, {"id": "b", "needs": ["a"], "run": "echo $(( A * 21 )) > \"$BATON_OUTPUT\"", "env": {"A": "{{ tasks.a.output }}"}}]"#,
+            "--concurrency",
+            "4",
+            "--timeout",
+            "5m",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report = lines(&output).pop().unwrap();
+    assert_eq!(task(&report, "b")["output"], 42);
+}
+
+#[test]
+fn an_input_with_shell_syntax_stays_data() {
+    let dir = tempfile::tempdir().unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "-", "-i", "name=x; touch pwned"])
+        .write_stdin("name: inject\ninputs: {name: {type: string}}\ntasks:\n  a: {run: 'echo hello {{ inputs.name }}'}\n")
+        .assert()
+        .success();
+    assert!(!dir.path().join("pwned").exists());
+}
+
+#[test]
+fn kinds_that_cannot_run_yet_are_refused_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = baton()
+        .current_dir(dir.path())
+        .args(["run", "-"])
+        .write_stdin("name: later\ntasks:\n  ask:\n    approval: {prompt: ok?}\n")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).unwrap();
+    assert!(text.contains("not-runnable"), "{text}");
+    assert!(text.contains("[<stdin>:4:5]"), "{text}");
+    assert!(text.contains("an `approval` task cannot run in this version of baton yet"), "{text}");
+}
+
+#[test]
+fn a_missing_input_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "-"])
+        .write_stdin("name: needs-input\ninputs: {who: {type: string}}\ntasks:\n  a: {run: 'touch ran'}\n")
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("missing-input"));
+    assert!(!dir.path().join("ran").exists());
+}
+
+/// Whether `pid` still runs (a zombie has stopped running).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("hang.yaml");
+    std::fs::write(
+        &spec,
+        "name: hang\ntasks:\n  tree:\n    run: sleep 300 & echo $! > child.pid; echo $$ > leader.pid; wait\n  later: {needs: [tree], run: 'true'}\n",
+    )
+    .unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("baton");
+    let child = std::process::Command::new(binary)
+        .current_dir(dir.path())
+        .args(["run", "hang.yaml"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read_pid = |name: &str| loop {
+        if let Some(pid) = std::fs::read_to_string(dir.path().join(name))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let (leader, grandchild) = (read_pid("leader.pid"), read_pid("child.pid"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("| tree  | cancelled"), "{text}");
+    assert!(text.contains("cancelled (cancelled)"), "{text}");
+    assert!(!alive(leader), "the task's shell survived");
+    assert!(!alive(grandchild), "the task's background child survived");
+}
