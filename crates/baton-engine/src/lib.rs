@@ -1,7 +1,7 @@
 //! baton's engine: runs a checked workflow for real.
 //!
 //! The pure [`RunState`](baton_core::run::RunState) decides; this crate does.
-//! Its one loop ([`shell`]) persists each batch of events to a
+//! Its one loop (the `shell` module) persists each batch of events to a
 //! [`Store`](baton_store::Store) before acting on it, applies them, asks the
 //! state for commands, and hands work to runners: processes in their own
 //! process groups, HTTP calls, in-process [`Handler`]s.

@@ -227,6 +227,7 @@ impl Quoting {
 #[cfg(test)]
 mod tests {
     use minijinja::context;
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -306,5 +307,24 @@ mod tests {
         assert!(condition("tasks.a.output.ok", &context).unwrap());
         assert!(!condition("tasks.b.output.ok", &context).unwrap());
         assert!(condition("tasks.a.output.ok ==", &context).is_err());
+    }
+
+    proptest! {
+        /// Whatever the value and whatever shell text surrounds it, the
+        /// value travels in a variable: the script holds only the template's
+        /// own text and references.
+        #[test]
+        fn values_never_reach_the_script_text(
+            before in "[ -z|~]{0,12}",
+            after in "[ -z|~]{0,12}",
+            value in "\\PC{1,20}",
+        ) {
+            prop_assume!(!value.contains('\0'));
+            let text = format!("{before}{{{{ inputs.v }}}}{after}");
+            let script = shell_script(&text, &context! { inputs => context! { v => value.clone() } }).unwrap();
+            prop_assert_eq!(&script.values, &vec![("BATON_VALUE_0".to_owned(), value.clone())]);
+            let stripped = script.script.replacen("BATON_VALUE_0", "", 1);
+            prop_assert!(stripped.len() <= before.len() + after.len() + 8, "{}", script.script);
+        }
     }
 }
