@@ -49,7 +49,10 @@ fn the_build_and_test_example_succeeds_and_prints_a_summary() {
     let text = String::from_utf8(output).unwrap();
     assert!(text.contains("| unit-tests | succeeded | 1"), "{text}");
     assert!(text.contains("succeeded in"), "{text}");
-    assert!(text.contains("speedup over serial; critical path"), "{text}");
+    assert!(
+        text.contains("speedup over serial; critical path"),
+        "{text}"
+    );
     assert!(dir.path().join(".baton/work/greet-1.0.0.tar").exists());
 }
 
@@ -119,7 +122,10 @@ fn fail_fast_and_continue_differ_on_the_independent_branch() {
     .clone();
     let report = lines(&go_on).pop().unwrap();
     assert_eq!(task(&report, "publish-docs")["status"], "succeeded");
-    assert_eq!(task(&report, "load")["note"], "upstream task `validate` failed");
+    assert_eq!(
+        task(&report, "load")["note"],
+        "upstream task `validate` failed"
+    );
 }
 
 #[test]
@@ -133,7 +139,10 @@ fn a_failed_task_has_its_log_tail_printed() {
             .clone(),
     )
     .unwrap();
-    assert!(text.contains("--- validate (attempt 1) stderr.log"), "{text}");
+    assert!(
+        text.contains("--- validate (attempt 1) stderr.log"),
+        "{text}"
+    );
     assert!(text.contains("row 17 has no id"), "{text}");
 }
 
@@ -199,7 +208,10 @@ fn kinds_that_cannot_run_yet_are_refused_with_their_place() {
     let text = String::from_utf8(output).unwrap();
     assert!(text.contains("not-runnable"), "{text}");
     assert!(text.contains("[<stdin>:4:5]"), "{text}");
-    assert!(text.contains("an `approval` task cannot run in this version of baton yet"), "{text}");
+    assert!(
+        text.contains("an `approval` task cannot run in this version of baton yet"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -208,7 +220,9 @@ fn a_missing_input_is_refused_before_anything_runs() {
     baton()
         .current_dir(dir.path())
         .args(["run", "-"])
-        .write_stdin("name: needs-input\ninputs: {who: {type: string}}\ntasks:\n  a: {run: 'touch ran'}\n")
+        .write_stdin(
+            "name: needs-input\ninputs: {who: {type: string}}\ntasks:\n  a: {run: 'touch ran'}\n",
+        )
         .assert()
         .code(1)
         .stdout(predicates::str::contains("missing-input"));
