@@ -39,13 +39,16 @@ pub(crate) async fn drive(
         .start_time
         .map_or_else(Clock::system, Clock::starting_at);
     let (done_sender, mut done) = mpsc::unbounded_channel::<Done>();
-    let mut kills: FxHashMap<u32, oneshot::Sender<()>> = FxHashMap::default();
+    // Attempts in flight, with the sender that kills them (taken once sent);
+    // each holds one global slot until its completion arrives.
+    let mut kills: FxHashMap<u32, Option<oneshot::Sender<()>>> = FxHashMap::default();
     let mut pending = vec![Event::RunStarted { at: clock.now() }];
     let mut commands = Vec::new();
     let mut launches: Vec<(u32, u32)> = Vec::new();
     let mut compensations: Vec<u32> = Vec::new();
     let mut seq = 0u64;
     let mut cancel_recorded = false;
+    let mut won = 0usize;
     let batch = engine.config.batch.max(1);
     loop {
         if !pending.is_empty() {
@@ -75,7 +78,10 @@ pub(crate) async fn drive(
             break;
         }
 
-        let slots = take_slots(engine, batch);
+        // A permit won while starved is kept: handing it back would pass it
+        // to the next waiter and two starved runs would trade it forever.
+        let kept = std::mem::take(&mut won);
+        let slots = kept + take_slots(engine, batch.saturating_sub(kept));
         commands.clear();
         let now = clock.now();
         state.decide(now, Budget { slots, batch }, &mut commands);
@@ -88,7 +94,7 @@ pub(crate) async fn drive(
                 Command::Dispatch { task, attempt } => launches.push((task, attempt)),
                 Command::Compensate { task } => compensations.push(task),
                 Command::Kill { task } => {
-                    if let Some(kill) = kills.remove(&task) {
+                    if let Some(kill) = kills.get_mut(&task).and_then(Option::take) {
                         let _ = kill.send(());
                     }
                 }
@@ -121,7 +127,10 @@ pub(crate) async fn drive(
                     pending.push(Event::CancelRequested { at: clock.now() });
                 }
             }
-            _ = engine.slots.acquire(), if starved => {}
+            Ok(permit) = engine.slots.acquire(), if starved => {
+                permit.forget();
+                won = 1;
+            }
         }
     }
     Ok(state)
@@ -157,7 +166,7 @@ fn launch(
     task: u32,
     attempt: u32,
     done: &mpsc::UnboundedSender<Done>,
-    kills: &mut FxHashMap<u32, oneshot::Sender<()>>,
+    kills: &mut FxHashMap<u32, Option<oneshot::Sender<()>>>,
     at: Millis,
 ) -> Option<Event> {
     if matches!(state.task(task).kind, baton_core::TaskKind::Noop) {
@@ -191,7 +200,7 @@ fn launch(
         resolved,
     };
     let (kill, killed) = oneshot::channel();
-    kills.insert(task, kill);
+    kills.insert(task, Some(kill));
     let runners = Arc::clone(&engine.runners);
     let done = done.clone();
     tokio::spawn(async move {

@@ -1358,6 +1358,26 @@ mod tests {
     }
 
     #[test]
+    fn on_timeout_compensate_compensates_whatever_the_policy() {
+        let mut run = Driver::new(
+            "name: t\non_failure: continue\ntasks:\n  a: {run: x, compensate: {run: undo}}\n  b: {run: x, needs: [a], timeout: {after: 1s, on_timeout: compensate}}\n",
+        );
+        run.step();
+        run.succeed("a");
+        run.step();
+        run.fail("b", FailureKind::Timeout);
+        assert_eq!(run.status("b"), TaskStatus::TimedOut);
+        assert_eq!(run.step(), ["compensate a"]);
+        run.record(Event::CompensationFinished {
+            at: run.now,
+            task: 0,
+            error: None,
+        });
+        assert_eq!(run.step(), ["finish compensated"]);
+        assert_eq!(run.state.reason(), Some("task `b` timed out"));
+    }
+
+    #[test]
     fn a_run_timeout_stops_everything() {
         let mut run = Driver::new(
             "name: t\ntimeout: 10s\ntasks:\n  a: {run: x}\n  b: {run: x, needs: [a]}\n",

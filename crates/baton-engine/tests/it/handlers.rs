@@ -214,3 +214,55 @@ async fn usage_reported_under_the_baton_key_is_totalled() {
     assert_eq!(report.metrics.usage.tokens, 2400);
     assert_eq!(report.metrics.usage.cost, 0.5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn runs_of_one_engine_share_its_global_limit_and_killed_tasks_give_their_slot_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = baton_engine::Engine::new(baton_engine::EngineConfig {
+        state_dir: dir.path().join(".baton"),
+        max_concurrency: 2,
+        start_time: Some(baton_core::run::Millis(0)),
+        ..baton_engine::EngineConfig::default()
+    });
+    let now = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let (now_in, peak_in) = (Arc::clone(&now), Arc::clone(&peak));
+    engine.register(
+        "work",
+        Handler::asynchronous(move |_| {
+            let (now, peak) = (Arc::clone(&now_in), Arc::clone(&peak_in));
+            async move {
+                let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(running, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(serde_json::Value::Null)
+            }
+        }),
+    );
+    engine.register("fail", Handler::blocking(|_| Err("no".into())));
+    let failing = run(
+        &engine,
+        "name: f\ntasks:\n  slow: {handler: work}\n  broken: {handler: fail}\n",
+    )
+    .await;
+    assert_eq!(failing.task("slow").unwrap().status.name(), "cancelled");
+    // The killed handler was dropped mid-sleep and never counted itself out.
+    now.store(0, Ordering::SeqCst);
+    peak.store(0, Ordering::SeqCst);
+    let mut spec = String::from("name: c\ntasks:\n");
+    for task in 0..6 {
+        spec.push_str(&format!("  t{task}: {{handler: work}}\n"));
+    }
+    let (first, second) = tokio::join!(run(&engine, &spec), run(&engine, &spec));
+    assert!(first.succeeded() && second.succeeded());
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        first
+            .metrics
+            .wall
+            .as_millis()
+            .max(second.metrics.wall.as_millis()),
+        6_000
+    );
+}
