@@ -10,14 +10,14 @@ use tokio::time::Instant;
 /// Wall time as the engine sees it: a start instant plus tokio's monotonic
 /// time since, so it never goes backwards.
 #[derive(Clone, Copy, Debug)]
-pub struct Clock {
+pub(crate) struct Clock {
     origin: Instant,
     origin_millis: u64,
 }
 
 impl Clock {
     /// The system's wall time.
-    pub fn system() -> Clock {
+    pub(crate) fn system() -> Clock {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
@@ -26,18 +26,18 @@ impl Clock {
 
     /// A clock that reads `start` now and advances with tokio's time
     /// (which tests may pause and auto-advance).
-    pub fn starting_at(start: Millis) -> Clock {
+    pub(crate) fn starting_at(start: Millis) -> Clock {
         Clock {
             origin: Instant::now(),
             origin_millis: start.0,
         }
     }
 
-    pub fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         Millis(self.origin_millis + self.origin.elapsed().as_millis() as u64)
     }
 
-    pub async fn sleep_until(&self, at: Millis) {
+    pub(crate) async fn sleep_until(&self, at: Millis) {
         let offset = at.0.saturating_sub(self.origin_millis);
         tokio::time::sleep_until(self.origin + std::time::Duration::from_millis(offset)).await;
     }

@@ -142,10 +142,6 @@ impl Engine {
         self
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
-    }
-
     /// Runs `workflow` to its end with `inputs`.
     pub async fn run(
         &self,

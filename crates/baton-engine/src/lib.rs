@@ -38,7 +38,6 @@ mod runnable;
 mod runner;
 mod shell;
 
-pub use clock::Clock;
 pub use engine::{Canceller, Engine, EngineConfig, Error, RunEvent, RunHandle, RunOptions};
 pub use report::{RunReport, TaskReport};
 pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};

@@ -93,22 +93,6 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn at(&self) -> Millis {
-        match self {
-            Event::RunStarted { at }
-            | Event::TaskStarted { at, .. }
-            | Event::TaskSucceeded { at, .. }
-            | Event::TaskFailed { at, .. }
-            | Event::TaskSkipped { at, .. }
-            | Event::TaskCancelled { at, .. }
-            | Event::CompensationStarted { at, .. }
-            | Event::CompensationFinished { at, .. }
-            | Event::CancelRequested { at }
-            | Event::RunTimedOut { at }
-            | Event::RunFinished { at, .. } => *at,
-        }
-    }
-
     /// The task this event is about, if any.
     pub fn task(&self) -> Option<u32> {
         match self {

@@ -236,7 +236,9 @@ pub struct RunState {
     key_running: Vec<u32>,
     /// Ranks waiting because their key is full, in rank order per key.
     parked: Vec<VecDeque<u32>>,
-    kill_sent: Vec<bool>,
+    /// Whether the running attempts were told to stop; once is enough, as
+    /// nothing starts after the run begins to end.
+    kills_sent: bool,
     compensation_order: Vec<u32>,
     compensation_cursor: usize,
     compensating: Option<u32>,
@@ -308,7 +310,7 @@ impl RunState {
             key_running: vec![0; key_limit.len()],
             key_of,
             key_limit,
-            kill_sent: vec![false; count],
+            kills_sent: false,
             compensation_order: Vec::new(),
             compensation_cursor: 0,
             compensating: None,
@@ -420,11 +422,6 @@ impl RunState {
             return Duration::ZERO;
         }
         self.finished[index].since(self.first_started[index])
-    }
-
-    /// When the running attempt of `task` started.
-    pub fn attempt_started(&self, task: u32) -> Millis {
-        self.attempt_started[task as usize]
     }
 
     /// The run's status; `Running` while it is ending or compensating.
@@ -848,12 +845,13 @@ impl RunState {
         waiting.dedup();
         out.extend(waiting.into_iter().map(drop_waiting));
         if self.running > 0 {
-            for task in 0..self.status.len() as u32 {
-                let index = task as usize;
-                if self.status[index] == TaskStatus::Running && !self.kill_sent[index] {
-                    self.kill_sent[index] = true;
-                    out.push(Command::Kill { task });
-                }
+            if !self.kills_sent {
+                self.kills_sent = true;
+                out.extend(
+                    (0..self.status.len() as u32)
+                        .filter(|&task| self.status[task as usize] == TaskStatus::Running)
+                        .map(|task| Command::Kill { task }),
+                );
             }
             return;
         }
