@@ -61,6 +61,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
+    /// Raw event appends to the SQLite store, from one writer, in batches.
+    Store {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Events per append (one transaction takes every append waiting).
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+        /// Appending runs at once, each on its own thread.
+        #[arg(long, default_value_t = 1)]
+        writers: u64,
+    },
     /// Shell tasks (`true`) through the engine, against a bare spawn loop.
     Shell {
         #[arg(long, default_value_t = 2000)]
@@ -123,6 +134,11 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             concurrency,
             samples.max(1),
         ))?,
+        Command::Store {
+            events,
+            batch,
+            writers,
+        } => crate::bench_engine::store(events, batch.max(1), writers.max(1))?,
         Command::Shell {
             tasks,
             concurrency,

@@ -235,3 +235,55 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+pub(crate) fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()> {
+    use baton_core::run::{Event, Millis};
+    use baton_store::{SqliteStore, Store};
+
+    let dir = tempfile_dir()?;
+    let path = dir.join("bench.db");
+    let _ = std::fs::remove_file(&path);
+    let store = Arc::new(SqliteStore::open(&path)?);
+    let per_writer = events / writers;
+    println!(
+        "{} events into SQLite (WAL, synchronous=NORMAL), {writers} writer(s), {batch} events per append",
+        per_writer * writers
+    );
+    let started = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let run = format!("bench-{writer}");
+                let mut seq = 0;
+                while seq < per_writer {
+                    let count = batch.min(per_writer - seq);
+                    let events: Vec<Event> = (seq..seq + count)
+                        .map(|at| Event::TaskStarted {
+                            at: Millis(1_800_000_000_000 + at),
+                            task: at as u32,
+                            attempt: 1,
+                        })
+                        .collect();
+                    store.append(&run, seq, &events)?;
+                    seq += count;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "appended in {} ({:.0} events/s)",
+        show(elapsed),
+        (per_writer * writers) as f64 / elapsed.as_secs_f64()
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -4,7 +4,8 @@
 //! each batch of events before it acts on them (write-ahead), so a run can be
 //! rebuilt by replaying its log into a
 //! [`RunState`](baton_core::run::RunState). [`MemoryStore`] keeps logs in
-//! memory for library use, tests and benchmarks.
+//! memory for library use, tests and benchmarks; [`SqliteStore`] keeps them in
+//! one SQLite file (WAL, one writer thread, group commit).
 //!
 //! ```
 //! use baton_core::run::{Event, Millis};
@@ -16,8 +17,12 @@
 //! ```
 
 mod memory;
+mod sqlite;
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use std::path::PathBuf;
 
 use baton_core::run::Event;
 
@@ -34,6 +39,23 @@ pub enum Error {
     },
     #[error("no run `{0}`")]
     UnknownRun(String),
+    #[error("{}: {message}", path.display())]
+    Database { path: PathBuf, message: String },
+    #[error("{} is not a baton database", .0.display())]
+    NotBaton(PathBuf),
+    #[error("{} has schema version {found}, newer than this baton understands ({supported}); use a newer baton", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// A stored event that no longer reads back.
+    #[error("event {seq} of run `{run}` is corrupt: {message}")]
+    Corrupt {
+        run: String,
+        seq: u64,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,284 @@
+//! The embedded store: one SQLite file in WAL mode, one writer thread.
+//!
+//! Appends from any thread go to the writer over a channel; the writer takes
+//! every append waiting at that moment into one transaction (group commit)
+//! and answers each caller only after the commit, so no caller is told an
+//! event is stored before it is durable (`synchronous = NORMAL` in WAL mode
+//! survives a process crash; an OS crash may lose the last commits, never
+//! corrupt earlier ones). Readers use their own connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use baton_core::run::Event;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::{Error, Result, Store};
+
+/// `PRAGMA application_id` of a baton database: "btn1".
+const APPLICATION_ID: i32 = 0x6274_6e31;
+
+/// Schema migrations, in order; `user_version` counts those applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;"];
+
+/// Appends waiting for the writer.
+struct Append {
+    run: String,
+    first_seq: u64,
+    events: Vec<String>,
+    reply: mpsc::Sender<Result<()>>,
+}
+
+/// A baton database file.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Append>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, upgrading an older
+    /// schema; refuses a file that is not baton's or is newer than this build.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = connect(&path)?;
+        migrate(&mut writer, &path)?;
+        let reader = connect(&path)?;
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("baton-sqlite-writer".to_owned())
+            .spawn(move || write_loop(writer, receiver))
+            .map_err(|error| Error::Database {
+                path: path.clone(),
+                message: format!("cannot start the writer thread: {error}"),
+            })?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn database_error(&self, error: &rusqlite::Error) -> Error {
+        database_error(&self.path, error)
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Lets the writer finish what it was given, then joins it.
+    fn drop(&mut self) {
+        lock(&self.writer).take();
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn database_error(path: &Path, error: &rusqlite::Error) -> Error {
+    Error::Database {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection =
+        Connection::open_with_flags(path, flags).map_err(|error| database_error(path, &error))?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => Error::NotBaton(path.to_path_buf()),
+            _ => database_error(path, &error),
+        })?;
+    Ok(connection)
+}
+
+/// Applies the migrations this database has not seen, in one transaction.
+fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
+    let fail = |error: rusqlite::Error| database_error(path, &error);
+    let pragma = |connection: &Connection, name: &str| -> Result<i64> {
+        connection
+            .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .map_err(fail)
+    };
+    let application = pragma(connection, "application_id")?;
+    let version = pragma(connection, "user_version")?;
+    let tables: i64 = connection
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(fail)?;
+    if application != i64::from(APPLICATION_ID) && (application != 0 || tables > 0) {
+        return Err(Error::NotBaton(path.to_path_buf()));
+    }
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: known,
+        });
+    }
+    let transaction = connection.transaction().map_err(fail)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        transaction.execute_batch(migration).map_err(fail)?;
+        transaction
+            .pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(fail)?;
+    }
+    transaction
+        .pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(fail)?;
+    transaction.commit().map_err(fail)
+}
+
+/// The writer: every append waiting when it wakes goes into one transaction;
+/// each append is all-or-nothing on its own (a savepoint), so one caller's
+/// conflict does not fail the others in the batch.
+fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Append>) {
+    let path = connection.path().map(PathBuf::from).unwrap_or_default();
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        batch.extend(receiver.try_iter());
+        let mut answers: Vec<Result<()>> = Vec::with_capacity(batch.len());
+        let committed = (|| -> rusqlite::Result<()> {
+            let mut transaction = connection.transaction()?;
+            for append in &batch {
+                let savepoint = transaction.savepoint()?;
+                let answer = append_one(&savepoint, append)?;
+                if answer.is_ok() {
+                    savepoint.commit()?;
+                }
+                answers.push(answer);
+            }
+            transaction.commit()
+        })();
+        match committed {
+            Ok(()) => {
+                for (append, answer) in batch.into_iter().zip(answers) {
+                    let _ = append.reply.send(answer);
+                }
+            }
+            // Nothing of the batch is durable: every caller hears so.
+            Err(error) => {
+                for append in batch {
+                    let _ = append.reply.send(Err(database_error(&path, &error)));
+                }
+            }
+        }
+    }
+}
+
+/// Appends one caller's events, unless the log is not where it expects.
+fn append_one(connection: &Connection, append: &Append) -> rusqlite::Result<Result<()>> {
+    let next: Option<i64> = connection
+        .prepare_cached("SELECT next_seq FROM runs WHERE run_id = ?1")?
+        .query_row([&append.run], |row| row.get(0))
+        .optional()?;
+    let actual = next.unwrap_or(0) as u64;
+    if actual != append.first_seq {
+        return Ok(Err(Error::Conflict {
+            run: append.run.clone(),
+            expected: append.first_seq,
+            actual,
+        }));
+    }
+    let mut insert =
+        connection.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
+    for (offset, event) in append.events.iter().enumerate() {
+        insert.execute(params![
+            append.run,
+            append.first_seq as i64 + offset as i64,
+            event
+        ])?;
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO runs (run_id, next_seq) VALUES (?1, ?2)
+             ON CONFLICT (run_id) DO UPDATE SET next_seq = excluded.next_seq",
+        )?
+        .execute(params![
+            append.run,
+            append.first_seq as i64 + append.events.len() as i64
+        ])?;
+    Ok(Ok(()))
+}
+
+impl Store for SqliteStore {
+    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()> {
+        let events = events
+            .iter()
+            .map(|event| serde_json::to_string(event))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| Error::Database {
+                path: self.path.clone(),
+                message: format!("cannot encode an event: {error}"),
+            })?;
+        let closed = || Error::Database {
+            path: self.path.clone(),
+            message: "the writer thread has stopped".to_owned(),
+        };
+        let (reply, answer) = mpsc::channel();
+        let sender = lock(&self.writer).clone().ok_or_else(closed)?;
+        sender
+            .send(Append {
+                run: run.to_owned(),
+                first_seq,
+                events,
+                reply,
+            })
+            .map_err(|_| closed())?;
+        answer.recv().map_err(|_| closed())?
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<Event>> {
+        let reader = lock(&self.reader);
+        let mut select = reader
+            .prepare_cached("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq")
+            .map_err(|error| self.database_error(&error))?;
+        let rows = select
+            .query_map([run], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|error| self.database_error(&error))?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, text) = row.map_err(|error| self.database_error(&error))?;
+            let event = serde_json::from_str(&text).map_err(|error| Error::Corrupt {
+                run: run.to_owned(),
+                seq: seq as u64,
+                message: error.to_string(),
+            })?;
+            events.push(event);
+        }
+        if events.is_empty() {
+            return Err(Error::UnknownRun(run.to_owned()));
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,4 @@
+//! Behaviour of the stores through the `Store` trait.
+
+mod conformance;
+mod sqlite;

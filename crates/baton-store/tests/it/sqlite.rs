@@ -1,0 +1,56 @@
+//! What only a file-backed store can show: durability across reopening,
+//! schema versions, and refusing files that are not baton's.
+
+use baton_core::run::{Event, Millis};
+use baton_store::{Error, SqliteStore, Store};
+
+#[test]
+fn events_survive_closing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let event = Event::RunStarted { at: Millis(7) };
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .append("run", 0, std::slice::from_ref(&event))
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.events("run").unwrap(), [event.clone()]);
+    store.append("run", 1, &[event]).unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_a_baton_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "my notes, not a database\n".repeat(200)).unwrap();
+    let error = SqliteStore::open(&text).err().unwrap();
+    assert!(matches!(error, Error::NotBaton(_)), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap(),
+        "my notes, not a database\n".repeat(200)
+    );
+
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE mine (x INTEGER)")
+        .unwrap();
+    let error = SqliteStore::open(&other).err().unwrap();
+    assert!(matches!(error, Error::NotBaton(_)), "{error}");
+}
+
+#[test]
+fn a_database_from_a_newer_baton_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let error = SqliteStore::open(&path).err().unwrap();
+    assert!(matches!(error, Error::TooNew { found: 99, .. }), "{error}");
+    assert!(error.to_string().contains("use a newer baton"), "{error}");
+}
