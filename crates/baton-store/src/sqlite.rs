@@ -233,7 +233,7 @@ impl Store for SqliteStore {
     fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()> {
         let events = events
             .iter()
-            .map(|event| serde_json::to_string(event))
+            .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| Error::Database {
                 path: self.path.clone(),
