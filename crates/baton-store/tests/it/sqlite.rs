@@ -16,7 +16,7 @@ fn events_survive_closing_and_reopening() {
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.events("run").unwrap(), [event.clone()]);
+    assert_eq!(store.events("run").unwrap(), std::slice::from_ref(&event));
     store.append("run", 1, &[event]).unwrap();
 }
 
