@@ -20,15 +20,16 @@ use crate::{Error, Result, Store};
 const APPLICATION_ID: i32 = 0x6274_6e31;
 
 /// Schema migrations, in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE events (
-        run_id TEXT NOT NULL,
+const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        next_seq INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        run INTEGER NOT NULL REFERENCES runs (id),
         seq INTEGER NOT NULL,
         event TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        next_seq INTEGER NOT NULL
+        PRIMARY KEY (run, seq)
     ) WITHOUT ROWID;"];
 
 /// Appends waiting for the writer.
@@ -196,11 +197,11 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Append>) {
 
 /// Appends one caller's events, unless the log is not where it expects.
 fn append_one(connection: &Connection, append: &Append) -> rusqlite::Result<Result<()>> {
-    let next: Option<i64> = connection
-        .prepare_cached("SELECT next_seq FROM runs WHERE run_id = ?1")?
-        .query_row([&append.run], |row| row.get(0))
+    let known: Option<(i64, i64)> = connection
+        .prepare_cached("SELECT id, next_seq FROM runs WHERE run_id = ?1")?
+        .query_row([&append.run], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    let actual = next.unwrap_or(0) as u64;
+    let actual = known.map_or(0, |(_, next)| next as u64);
     if actual != append.first_seq {
         return Ok(Err(Error::Conflict {
             run: append.run.clone(),
@@ -208,24 +209,26 @@ fn append_one(connection: &Connection, append: &Append) -> rusqlite::Result<Resu
             actual,
         }));
     }
+    let next = append.first_seq as i64 + append.events.len() as i64;
+    let run = match known {
+        Some((run, _)) => {
+            connection
+                .prepare_cached("UPDATE runs SET next_seq = ?2 WHERE id = ?1")?
+                .execute(params![run, next])?;
+            run
+        }
+        None => {
+            connection
+                .prepare_cached("INSERT INTO runs (run_id, next_seq) VALUES (?1, ?2)")?
+                .execute(params![append.run, next])?;
+            connection.last_insert_rowid()
+        }
+    };
     let mut insert =
-        connection.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
+        connection.prepare_cached("INSERT INTO events (run, seq, event) VALUES (?1, ?2, ?3)")?;
     for (offset, event) in append.events.iter().enumerate() {
-        insert.execute(params![
-            append.run,
-            append.first_seq as i64 + offset as i64,
-            event
-        ])?;
+        insert.execute(params![run, append.first_seq as i64 + offset as i64, event])?;
     }
-    connection
-        .prepare_cached(
-            "INSERT INTO runs (run_id, next_seq) VALUES (?1, ?2)
-             ON CONFLICT (run_id) DO UPDATE SET next_seq = excluded.next_seq",
-        )?
-        .execute(params![
-            append.run,
-            append.first_seq as i64 + append.events.len() as i64
-        ])?;
     Ok(Ok(()))
 }
 
@@ -259,7 +262,10 @@ impl Store for SqliteStore {
     fn events(&self, run: &str) -> Result<Vec<Event>> {
         let reader = lock(&self.reader);
         let mut select = reader
-            .prepare_cached("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT events.seq, events.event FROM events JOIN runs ON runs.id = events.run
+                 WHERE runs.run_id = ?1 ORDER BY events.seq",
+            )
             .map_err(|error| self.database_error(&error))?;
         let rows = select
             .query_map([run], |row| {
