@@ -119,25 +119,7 @@ pub(crate) async fn sleep(
         ),
     ];
     for (label, workflow) in kinds {
-        let valid = Arc::new(
-            baton_core::check(workflow)
-                .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
-        );
-        let mut times = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            let options = RunOptions {
-                concurrency: Some(concurrency),
-                ..RunOptions::default()
-            };
-            let started = Instant::now();
-            let report = engine
-                .start_valid(Arc::clone(&valid), options)?
-                .finish()
-                .await?;
-            times.push(started.elapsed());
-            anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
-        }
-        let (median, min, max) = median(times);
+        let (median, min, max) = median(time_runs(&engine, workflow, concurrency, samples).await?);
         println!(
             "{label}: median {} = {:.3}x ideal ({:+.1}%), min {}, max {} over {samples} samples",
             show(median),
@@ -177,25 +159,7 @@ pub(crate) async fn shell(tasks: usize, concurrency: u32, samples: usize) -> any
             independent("shell", tasks, || TaskKind::run("true")),
         ),
     ] {
-        let valid = Arc::new(
-            baton_core::check(workflow)
-                .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
-        );
-        let mut times = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            let options = RunOptions {
-                concurrency: Some(concurrency),
-                ..RunOptions::default()
-            };
-            let started = Instant::now();
-            let report = engine
-                .start_valid(Arc::clone(&valid), options)?
-                .finish()
-                .await?;
-            times.push(started.elapsed());
-            anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
-        }
-        let (median, _, _) = median(times);
+        let (median, _, _) = median(time_runs(&engine, workflow, concurrency, samples).await?);
         println!(
             "engine, {label}: {} ({:.0} tasks/s), overhead over the bare loop {:.0} µs/task",
             show(median),
@@ -205,6 +169,34 @@ pub(crate) async fn shell(tasks: usize, concurrency: u32, samples: usize) -> any
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Checks `workflow`, then times `samples` runs of it to the end.
+async fn time_runs(
+    engine: &Engine,
+    workflow: Workflow,
+    concurrency: u32,
+    samples: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let valid = Arc::new(
+        baton_core::check(workflow)
+            .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
+    );
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let options = RunOptions {
+            concurrency: Some(concurrency),
+            ..RunOptions::default()
+        };
+        let started = Instant::now();
+        let report = engine
+            .start_valid(Arc::clone(&valid), options)?
+            .finish()
+            .await?;
+        times.push(started.elapsed());
+        anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
+    }
+    Ok(times)
 }
 
 /// `true` spawned `tasks` times, `concurrency` at a time: the floor any

@@ -114,10 +114,9 @@ async fn handlers_see_inputs_and_the_outputs_they_need() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn at_most_concurrency_tasks_run_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path());
+/// Registers `work`, a handler that takes one second, and returns counters
+/// of how many run now and the most that ever ran at once.
+fn register_counted_work(engine: &baton_engine::Engine) -> (Arc<AtomicU32>, Arc<AtomicU32>) {
     let now = Arc::new(AtomicU32::new(0));
     let peak = Arc::new(AtomicU32::new(0));
     let (now_in, peak_in) = (Arc::clone(&now), Arc::clone(&peak));
@@ -134,6 +133,14 @@ async fn at_most_concurrency_tasks_run_at_once() {
             }
         }),
     );
+    (now, peak)
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_concurrency_tasks_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let (_, peak) = register_counted_work(&engine);
     let mut spec = String::from("name: c\nconcurrency: 3\ntasks:\n");
     for task in 0..12 {
         spec.push_str(&format!("  t{task}: {{handler: work}}\n"));
@@ -224,22 +231,7 @@ async fn runs_of_one_engine_share_its_global_limit_and_killed_tasks_give_their_s
         start_time: Some(baton_core::run::Millis(0)),
         ..baton_engine::EngineConfig::default()
     });
-    let now = Arc::new(AtomicU32::new(0));
-    let peak = Arc::new(AtomicU32::new(0));
-    let (now_in, peak_in) = (Arc::clone(&now), Arc::clone(&peak));
-    engine.register(
-        "work",
-        Handler::asynchronous(move |_| {
-            let (now, peak) = (Arc::clone(&now_in), Arc::clone(&peak_in));
-            async move {
-                let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(running, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
-                Ok(serde_json::Value::Null)
-            }
-        }),
-    );
+    let (now, peak) = register_counted_work(&engine);
     engine.register("fail", Handler::blocking(|_| Err("no".into())));
     let failing = run(
         &engine,
