@@ -257,7 +257,7 @@ pub(crate) fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()>
                             attempt: 1,
                         })
                         .collect();
-                    store.append(&run, seq, &events)?;
+                    store.append(&run, seq, &events).wait()?;
                     seq += count;
                 }
                 Ok(())

@@ -52,7 +52,7 @@ pub(crate) async fn drive(
     let batch = engine.config.batch.max(1);
     loop {
         if !pending.is_empty() {
-            engine.store.append(state.run_id(), seq, &pending)?;
+            engine.store.append(state.run_id(), seq, &pending).await?;
             for event in pending.drain(..) {
                 state.apply(&event);
                 if let Some(events) = &events {

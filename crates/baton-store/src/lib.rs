@@ -12,7 +12,7 @@
 //! use baton_store::{MemoryStore, Store};
 //!
 //! let store = MemoryStore::default();
-//! store.append("run-1", 0, &[Event::RunStarted { at: Millis(0) }]).unwrap();
+//! store.append("run-1", 0, &[Event::RunStarted { at: Millis(0) }]).wait().unwrap();
 //! assert_eq!(store.events("run-1").unwrap().len(), 1);
 //! ```
 
@@ -49,6 +49,8 @@ pub enum Error {
         found: i64,
         supported: i64,
     },
+    #[error("the store's writer has stopped")]
+    WriterStopped,
     /// A stored event that no longer reads back.
     #[error("event {seq} of run `{run}` is corrupt: {message}")]
     Corrupt {
@@ -60,12 +62,59 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The answer to an append: awaited by async callers (the engine's loop must
+/// not block a runtime thread on a commit), or waited for with
+/// [`Appended::wait`] by others.
+pub struct Appended(AppendedState);
+
+enum AppendedState {
+    Done(Option<Result<()>>),
+    Pending(tokio::sync::oneshot::Receiver<Result<()>>),
+}
+
+impl Appended {
+    pub(crate) fn done(result: Result<()>) -> Appended {
+        Appended(AppendedState::Done(Some(result)))
+    }
+
+    pub(crate) fn pending(receiver: tokio::sync::oneshot::Receiver<Result<()>>) -> Appended {
+        Appended(AppendedState::Pending(receiver))
+    }
+
+    /// Blocks until the append is durable or refused; not for async code.
+    pub fn wait(self) -> Result<()> {
+        match self.0 {
+            AppendedState::Done(result) => result.unwrap_or(Ok(())),
+            AppendedState::Pending(receiver) => receiver
+                .blocking_recv()
+                .unwrap_or(Err(Error::WriterStopped)),
+        }
+    }
+}
+
+impl std::future::Future for Appended {
+    type Output = Result<()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        match &mut self.0 {
+            AppendedState::Done(result) => std::task::Poll::Ready(result.take().unwrap_or(Ok(()))),
+            AppendedState::Pending(receiver) => std::pin::Pin::new(receiver)
+                .poll(context)
+                .map(|answer| answer.unwrap_or(Err(Error::WriterStopped))),
+        }
+    }
+}
+
 /// Persistence for run event logs.
 pub trait Store: Send + Sync {
     /// Appends `events` to `run`'s log, which must hold exactly `first_seq`
     /// events so far (optimistic concurrency: a second writer fails instead
-    /// of interleaving). All of `events` are stored, or none.
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()>;
+    /// of interleaving). All of `events` are stored, or none; the answer
+    /// comes once they are durable.
+    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended;
 
     /// The whole log of `run`, in order.
     fn events(&self, run: &str) -> Result<Vec<Event>>;

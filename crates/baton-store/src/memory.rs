@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use baton_core::run::Event;
 
-use crate::{Error, Result, Store};
+use crate::{Appended, Error, Result, Store};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -13,7 +13,23 @@ pub struct MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()> {
+    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
+        Appended::done(self.append_now(run, first_seq, events))
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<Event>> {
+        let logs = self
+            .logs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        logs.get(run)
+            .cloned()
+            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
+    }
+}
+
+impl MemoryStore {
+    fn append_now(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()> {
         let mut logs = self
             .logs
             .lock()
@@ -32,16 +48,6 @@ impl Store for MemoryStore {
         log.extend_from_slice(events);
         Ok(())
     }
-
-    fn events(&self, run: &str) -> Result<Vec<Event>> {
-        let logs = self
-            .logs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        logs.get(run)
-            .cloned()
-            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
-    }
 }
 
 #[cfg(test)]
@@ -56,9 +62,11 @@ mod tests {
         let started = Event::RunStarted { at: Millis(1) };
         store
             .append("r", 0, std::slice::from_ref(&started))
+            .wait()
             .unwrap();
         let error = store
             .append("r", 0, std::slice::from_ref(&started))
+            .wait()
             .unwrap_err();
         assert!(
             matches!(error, Error::Conflict { actual: 1, .. }),

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use baton_core::run::Event;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::{Error, Result, Store};
+use crate::{Appended, Error, Result, Store};
 
 /// `PRAGMA application_id` of a baton database: "btn1".
 const APPLICATION_ID: i32 = 0x6274_6e31;
@@ -37,7 +37,7 @@ struct Append {
     run: String,
     first_seq: u64,
     events: Vec<String>,
-    reply: mpsc::Sender<Result<()>>,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
 /// A baton database file.
@@ -233,30 +233,34 @@ fn append_one(connection: &Connection, append: &Append) -> rusqlite::Result<Resu
 }
 
 impl Store for SqliteStore {
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()> {
-        let events = events
+    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
+        let events = match events
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| Error::Database {
-                path: self.path.clone(),
-                message: format!("cannot encode an event: {error}"),
-            })?;
-        let closed = || Error::Database {
-            path: self.path.clone(),
-            message: "the writer thread has stopped".to_owned(),
+        {
+            Ok(events) => events,
+            Err(error) => {
+                return Appended::done(Err(Error::Database {
+                    path: self.path.clone(),
+                    message: format!("cannot encode an event: {error}"),
+                }));
+            }
         };
-        let (reply, answer) = mpsc::channel();
-        let sender = lock(&self.writer).clone().ok_or_else(closed)?;
-        sender
-            .send(Append {
-                run: run.to_owned(),
-                first_seq,
-                events,
-                reply,
-            })
-            .map_err(|_| closed())?;
-        answer.recv().map_err(|_| closed())?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let Some(sender) = lock(&self.writer).clone() else {
+            return Appended::done(Err(Error::WriterStopped));
+        };
+        let append = Append {
+            run: run.to_owned(),
+            first_seq,
+            events,
+            reply,
+        };
+        if sender.send(append).is_err() {
+            return Appended::done(Err(Error::WriterStopped));
+        }
+        Appended::pending(answer)
     }
 
     fn events(&self, run: &str) -> Result<Vec<Event>> {

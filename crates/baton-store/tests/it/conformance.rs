@@ -18,13 +18,14 @@ pub(crate) fn appended_events_read_back_in_order(store: &dyn Store) {
             attempt: 1,
         },
     ];
-    store.append("run-a", 0, &first).unwrap();
+    store.append("run-a", 0, &first).wait().unwrap();
     let finished = Event::RunFinished {
         at: Millis(3),
         status: RunStatus::Succeeded,
     };
     store
         .append("run-a", 2, std::slice::from_ref(&finished))
+        .wait()
         .unwrap();
     let mut expected = first.to_vec();
     expected.push(finished);
@@ -32,8 +33,8 @@ pub(crate) fn appended_events_read_back_in_order(store: &dyn Store) {
 }
 
 pub(crate) fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn Store) {
-    store.append("run-b", 0, &[started(1)]).unwrap();
-    let error = store.append("run-b", 0, &[started(2)]).unwrap_err();
+    store.append("run-b", 0, &[started(1)]).wait().unwrap();
+    let error = store.append("run-b", 0, &[started(2)]).wait().unwrap_err();
     assert!(
         matches!(
             error,
@@ -45,7 +46,7 @@ pub(crate) fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn St
         ),
         "{error}"
     );
-    let error = store.append("run-b", 5, &[started(3)]).unwrap_err();
+    let error = store.append("run-b", 5, &[started(3)]).wait().unwrap_err();
     assert!(
         matches!(
             error,
@@ -61,8 +62,8 @@ pub(crate) fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn St
 }
 
 pub(crate) fn runs_are_separate_logs(store: &dyn Store) {
-    store.append("run-c", 0, &[started(1)]).unwrap();
-    store.append("run-d", 0, &[started(2)]).unwrap();
+    store.append("run-c", 0, &[started(1)]).wait().unwrap();
+    store.append("run-d", 0, &[started(2)]).wait().unwrap();
     assert_eq!(store.events("run-c").unwrap(), [started(1)]);
     assert_eq!(store.events("run-d").unwrap(), [started(2)]);
     assert!(matches!(store.events("run-e"), Err(Error::UnknownRun(_))));
@@ -76,7 +77,7 @@ pub(crate) fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn Store>) 
                 let run = format!("run-w{writer}");
                 for batch in 0..50u64 {
                     let events: Vec<Event> = (0..10).map(|i| started(batch * 10 + i)).collect();
-                    store.append(&run, batch * 10, &events).unwrap();
+                    store.append(&run, batch * 10, &events).wait().unwrap();
                 }
             })
         })

@@ -13,11 +13,12 @@ fn events_survive_closing_and_reopening() {
         let store = SqliteStore::open(&path).unwrap();
         store
             .append("run", 0, std::slice::from_ref(&event))
+            .wait()
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.events("run").unwrap(), std::slice::from_ref(&event));
-    store.append("run", 1, &[event]).unwrap();
+    store.append("run", 1, &[event]).wait().unwrap();
 }
 
 #[test]
