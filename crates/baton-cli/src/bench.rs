@@ -46,6 +46,9 @@ pub(crate) enum Command {
         /// No needs at all: every task is ready at once.
         #[arg(long)]
         wide: bool,
+        /// Persist events to a fresh SQLite store instead of memory.
+        #[arg(long)]
+        sqlite: bool,
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
@@ -117,10 +120,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             nodes,
             seed,
             wide,
+            sqlite,
             samples,
         } => runtime()?.block_on(crate::bench_engine::engine(
             Shape { nodes, seed },
             wide,
+            sqlite,
             samples.max(1),
         ))?,
         Command::Sleep {

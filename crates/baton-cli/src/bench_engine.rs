@@ -22,7 +22,12 @@ fn median(mut times: Vec<Duration>) -> (Duration, Duration, Duration) {
     (times[times.len() / 2], times[0], times[times.len() - 1])
 }
 
-pub(crate) async fn engine(shape: Shape, wide: bool, samples: usize) -> anyhow::Result<()> {
+pub(crate) async fn engine(
+    shape: Shape,
+    wide: bool,
+    sqlite: bool,
+    samples: usize,
+) -> anyhow::Result<()> {
     let mut workflow = generate(&shape);
     if wide {
         for task in &mut workflow.tasks {
@@ -42,7 +47,21 @@ pub(crate) async fn engine(shape: Shape, wide: bool, samples: usize) -> anyhow::
             .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
     );
     let dir = tempfile_dir()?;
-    let engine = engine_at(&dir);
+    let (engine, store) = if sqlite {
+        let path = dir.join("engine.db");
+        let _ = std::fs::remove_file(&path);
+        let store = baton_store::SqliteStore::open(&path)?;
+        let config = EngineConfig {
+            state_dir: dir.clone(),
+            ..EngineConfig::default()
+        };
+        (
+            Engine::with_store(config, Arc::new(store)),
+            "SQLite store (WAL, synchronous=NORMAL, group commit)",
+        )
+    } else {
+        (engine_at(&dir), "in-memory store")
+    };
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
@@ -60,7 +79,7 @@ pub(crate) async fn engine(shape: Shape, wide: bool, samples: usize) -> anyhow::
     );
     let (median, min, max) = median(times);
     println!(
-        "run to the end, in-memory store: median {} ({:.0} tasks/s, {:.0} ns/task), min {}, max {} over {samples} samples",
+        "run to the end, {store}: median {} ({:.0} tasks/s, {:.0} ns/task), min {}, max {} over {samples} samples",
         show(median),
         shape.nodes as f64 / median.as_secs_f64(),
         median.as_nanos() as f64 / shape.nodes as f64,
