@@ -46,9 +46,12 @@ pub(crate) struct RunArgs {
     /// Stream events as JSON lines on stdout, then the report.
     #[arg(long)]
     json: bool,
-    /// Where run files (logs, outputs) go.
-    #[arg(long, default_value = ".baton", value_name = "DIR")]
+    /// Where run files (logs, outputs, the run store) go.
+    #[arg(long, env = "BATON_HOME", default_value = ".baton", value_name = "DIR")]
     state_dir: PathBuf,
+    /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -118,10 +121,20 @@ fn refuse(file: &SpecFile, mut problems: Vec<baton_core::Problem>) -> ExitCode {
 
 async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result<ExitCode> {
     let valid = Arc::new(valid);
-    let engine = Engine::new(EngineConfig {
-        state_dir: args.state_dir.clone(),
-        ..EngineConfig::default()
-    });
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+    let store_path = args
+        .store
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("baton.db"));
+    let store = baton_store::SqliteStore::open(&store_path).context("cannot open the run store")?;
+    let engine = Engine::with_store(
+        EngineConfig {
+            state_dir: args.state_dir.clone(),
+            ..EngineConfig::default()
+        },
+        Arc::new(store),
+    );
     let options = RunOptions {
         inputs: args
             .inputs

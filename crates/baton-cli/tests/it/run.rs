@@ -282,3 +282,48 @@ fn ctrl_c_cancels_the_run_and_leaves_no_process_behind() {
     assert!(!alive(leader), "the task's shell survived");
     assert!(!alive(grandchild), "the task's background child survived");
 }
+
+#[test]
+fn every_event_of_a_run_is_recorded_in_the_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/flaky.yaml", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let lines = lines(&output);
+    let report = lines.last().unwrap();
+    let run_id = report["run_id"].as_str().unwrap();
+    let store = baton_store::SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
+    let recorded = baton_store::Store::events(&store, run_id).unwrap();
+    assert_eq!(recorded.len(), lines.len() - 1);
+    assert!(matches!(
+        recorded.last(),
+        Some(baton_core::run::Event::RunFinished { .. })
+    ));
+}
+
+#[test]
+fn a_store_that_is_not_batons_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine\n".repeat(300)).unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--store",
+            "notes.txt",
+            "--tasks",
+            r#"[{"id": "a", "run": "touch ran"}]"#,
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "notes.txt is not a baton database",
+        ));
+    assert!(!dir.path().join("ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "mine\n".repeat(300)
+    );
+}
