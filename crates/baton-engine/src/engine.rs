@@ -7,7 +7,7 @@ use std::sync::{Arc, Once, RwLock};
 use baton_core::run::{Event, Millis, RunSetup, RunState};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
-use baton_store::{MemoryStore, Store};
+use baton_store::{MemoryStore, RunRecord, Store};
 use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -142,6 +142,25 @@ impl Engine {
         self
     }
 
+    /// The report of a recorded run, rebuilt from its record and events
+    /// without running anything (a run still in progress shows as running).
+    pub fn recorded(&self, run_id: &str) -> Result<RunReport, Error> {
+        let record = self.store.run(run_id)?;
+        let events = self.store.events(run_id)?;
+        let workflow = Arc::unwrap_or_clone(record.workflow.clone());
+        let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
+        let mut state = RunState::new(Arc::new(valid), setup_of(&record));
+        for event in &events {
+            state.apply(event);
+        }
+        Ok(RunReport::from_state(&state, &self.config.state_dir))
+    }
+
+    /// The store runs are recorded in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Runs `workflow` to its end with `inputs`.
     pub async fn run(
         &self,
@@ -183,16 +202,14 @@ impl Engine {
         let run_id = options
             .run_id
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let state = RunState::new(
-            valid,
-            RunSetup {
-                run_id: run_id.clone(),
-                inputs,
-                concurrency: options.concurrency,
-                timeout: options.timeout,
-                on_failure: options.on_failure,
-            },
-        );
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            workflow: valid.shared_workflow(),
+            inputs,
+            concurrency: options.concurrency,
+            timeout: options.timeout,
+            on_failure: options.on_failure,
+        };
         let (cancel, cancelled) = watch::channel(false);
         let (events, receiver) = if options.watch {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -202,6 +219,8 @@ impl Engine {
         };
         let engine = self.clone();
         let join = tokio::spawn(async move {
+            engine.store.create_run(&record).await?;
+            let state = RunState::new(valid, setup_of(&record));
             let state = shell::drive(&engine, state, events, cancelled).await?;
             Ok(RunReport::from_state(&state, &engine.config.state_dir))
         });
@@ -211,6 +230,17 @@ impl Engine {
             cancel: Canceller(Arc::new(cancel)),
             join,
         })
+    }
+}
+
+/// How the state of a recorded run is set up: its record, read back.
+pub(crate) fn setup_of(record: &RunRecord) -> RunSetup {
+    RunSetup {
+        run_id: record.run_id.clone(),
+        inputs: record.inputs.clone(),
+        concurrency: record.concurrency,
+        timeout: record.timeout,
+        on_failure: record.on_failure,
     }
 }
 

@@ -23,8 +23,12 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use baton_core::run::Event;
+use baton_core::run::{Event, Millis, RunStatus};
+use baton_core::spec::FailurePolicy;
+use baton_core::{Duration, Workflow};
+use serde::{Deserialize, Serialize};
 
 /// What can go wrong with a store.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub enum Error {
     },
     #[error("no run `{0}`")]
     UnknownRun(String),
+    #[error("a run `{0}` already exists")]
+    RunExists(String),
     #[error("{}: {message}", path.display())]
     Database { path: PathBuf, message: String },
     #[error("{} is not a baton database", .0.display())]
@@ -108,8 +114,65 @@ impl std::future::Future for Appended {
     }
 }
 
-/// Persistence for run event logs.
+/// What a run was started with: with its events, enough to rebuild its
+/// state exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub workflow: Arc<Workflow>,
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<FailurePolicy>,
+}
+
+/// A line of `baton runs`: the run's row, kept current with its events.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// Events recorded so far.
+    pub events: u64,
+}
+
+/// What a batch of events changes in its run's row.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Projection {
+    pub(crate) started_at: Option<Millis>,
+    pub(crate) finished: Option<(RunStatus, Millis)>,
+}
+
+impl Projection {
+    pub(crate) fn of(events: &[Event]) -> Projection {
+        let mut projection = Projection::default();
+        for event in events {
+            match *event {
+                Event::RunStarted { at } => projection.started_at = Some(at),
+                Event::RunFinished { at, status } => projection.finished = Some((status, at)),
+                _ => {}
+            }
+        }
+        projection
+    }
+}
+
+/// Persistence for runs: their records and event logs.
 pub trait Store: Send + Sync {
+    /// Records a new run before its first event; fails if the id is taken.
+    fn create_run(&self, record: &RunRecord) -> Appended;
+
+    /// A run's record.
+    fn run(&self, run: &str) -> Result<RunRecord>;
+
+    /// The most recently started runs, newest first.
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>>;
+
     /// Appends `events` to `run`'s log, which must hold exactly `first_seq`
     /// events so far (optimistic concurrency: a second writer fails instead
     /// of interleaving). All of `events` are stored, or none; the answer

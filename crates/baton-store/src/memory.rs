@@ -3,49 +3,122 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use baton_core::run::Event;
+use baton_core::run::{Event, RunStatus};
 
-use crate::{Appended, Error, Result, Store};
+use crate::{Appended, Error, Projection, Result, RunRecord, RunSummary, Store};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    logs: Mutex<HashMap<String, Vec<Event>>>,
+    runs: Mutex<HashMap<String, Run>>,
+}
+
+/// One run: its record (absent for a log appended without one), its events
+/// and its row, in creation order.
+#[derive(Debug)]
+struct Run {
+    record: Option<RunRecord>,
+    events: Vec<Event>,
+    summary: RunSummary,
+    created: usize,
 }
 
 impl Store for MemoryStore {
+    fn create_run(&self, record: &RunRecord) -> Appended {
+        let mut runs = self.lock();
+        if runs.contains_key(&record.run_id) {
+            return Appended::done(Err(Error::RunExists(record.run_id.clone())));
+        }
+        let created = runs.len();
+        let mut run = Run::new(&record.run_id, &record.workflow.name, created);
+        run.record = Some(record.clone());
+        runs.insert(record.run_id.clone(), run);
+        Appended::done(Ok(()))
+    }
+
+    fn run(&self, run: &str) -> Result<RunRecord> {
+        self.lock()
+            .get(run)
+            .and_then(|run| run.record.clone())
+            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {
+        let runs = self.lock();
+        let mut all: Vec<&Run> = runs.values().collect();
+        all.sort_by_key(|run| {
+            std::cmp::Reverse((run.summary.started_at.unwrap_or_default(), run.created))
+        });
+        Ok(all
+            .into_iter()
+            .take(limit)
+            .map(|run| run.summary.clone())
+            .collect())
+    }
+
     fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
         Appended::done(self.append_now(run, first_seq, events))
     }
 
     fn events(&self, run: &str) -> Result<Vec<Event>> {
-        let logs = self
-            .logs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        logs.get(run)
-            .cloned()
+        self.lock()
+            .get(run)
+            .filter(|run| !run.events.is_empty())
+            .map(|run| run.events.clone())
             .ok_or_else(|| Error::UnknownRun(run.to_owned()))
     }
 }
 
+impl Run {
+    fn new(run_id: &str, workflow: &str, created: usize) -> Run {
+        Run {
+            record: None,
+            events: Vec::new(),
+            summary: RunSummary {
+                run_id: run_id.to_owned(),
+                workflow: workflow.to_owned(),
+                status: RunStatus::Pending,
+                started_at: None,
+                finished_at: None,
+                events: 0,
+            },
+            created,
+        }
+    }
+}
+
 impl MemoryStore {
-    fn append_now(&self, run: &str, first_seq: u64, events: &[Event]) -> Result<()> {
-        let mut logs = self
-            .logs
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
+        self.runs
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let log = match logs.get_mut(run) {
-            Some(log) => log,
-            None => logs.entry(run.to_owned()).or_default(),
-        };
-        if log.len() as u64 != first_seq {
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn append_now(&self, run_id: &str, first_seq: u64, events: &[Event]) -> Result<()> {
+        let mut runs = self.lock();
+        let created = runs.len();
+        let run = runs
+            .entry(run_id.to_owned())
+            .or_insert_with(|| Run::new(run_id, "", created));
+        let actual = run.events.len() as u64;
+        if actual != first_seq {
             return Err(Error::Conflict {
-                run: run.to_owned(),
+                run: run_id.to_owned(),
                 expected: first_seq,
-                actual: log.len() as u64,
+                actual,
             });
         }
-        log.extend_from_slice(events);
+        run.events.extend_from_slice(events);
+        let projection = Projection::of(events);
+        let summary = &mut run.summary;
+        summary.events = run.events.len() as u64;
+        if let Some(at) = projection.started_at {
+            summary.status = RunStatus::Running;
+            summary.started_at = Some(at);
+        }
+        if let Some((status, at)) = projection.finished {
+            summary.status = status;
+            summary.finished_at = Some(at);
+        }
         Ok(())
     }
 }

@@ -11,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use baton_core::run::Event;
+use baton_core::run::{Event, Millis};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::{Appended, Error, Result, Store};
+use crate::{Appended, Error, Projection, Result, RunRecord, RunSummary, Store};
 
 /// `PRAGMA application_id` of a baton database: "btn1".
 const APPLICATION_ID: i32 = 0x6274_6e31;
 
 /// Schema migrations, in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         run_id TEXT NOT NULL UNIQUE,
         next_seq INTEGER NOT NULL
@@ -30,20 +31,38 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         seq INTEGER NOT NULL,
         event TEXT NOT NULL,
         PRIMARY KEY (run, seq)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    "ALTER TABLE runs ADD COLUMN workflow TEXT;
+    ALTER TABLE runs ADD COLUMN record TEXT;
+    ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE runs ADD COLUMN started_at INTEGER;
+    ALTER TABLE runs ADD COLUMN finished_at INTEGER;
+    CREATE INDEX runs_by_start ON runs (started_at);",
+];
 
-/// Appends waiting for the writer.
-struct Append {
+/// Writes waiting for the writer thread.
+struct Write {
     run: String,
-    first_seq: u64,
-    events: Vec<String>,
+    kind: WriteKind,
     reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+enum WriteKind {
+    Create {
+        workflow: String,
+        record: String,
+    },
+    Append {
+        first_seq: u64,
+        events: Vec<String>,
+        projection: Projection,
+    },
 }
 
 /// A baton database file.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<Append>>>,
+    writer: Mutex<Option<mpsc::Sender<Write>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
 }
@@ -78,6 +97,31 @@ impl SqliteStore {
 
     fn database_error(&self, error: &rusqlite::Error) -> Error {
         database_error(&self.path, error)
+    }
+}
+
+impl SqliteStore {
+    fn send(&self, run: &str, kind: WriteKind) -> Appended {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let Some(sender) = lock(&self.writer).clone() else {
+            return Appended::done(Err(Error::WriterStopped));
+        };
+        let write = Write {
+            run: run.to_owned(),
+            kind,
+            reply,
+        };
+        if sender.send(write).is_err() {
+            return Appended::done(Err(Error::WriterStopped));
+        }
+        Appended::pending(answer)
+    }
+
+    fn encode_error(&self, error: &serde_json::Error) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            message: format!("cannot encode: {error}"),
+        }
     }
 }
 
@@ -161,7 +205,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
 /// The writer: every append waiting when it wakes goes into one transaction;
 /// each append is all-or-nothing on its own (a savepoint), so one caller's
 /// conflict does not fail the others in the batch.
-fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Append>) {
+fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
     let path = connection.path().map(PathBuf::from).unwrap_or_default();
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -169,9 +213,18 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Append>) {
         let mut answers: Vec<Result<()>> = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
             let mut transaction = connection.transaction()?;
-            for append in &batch {
+            for write in &batch {
                 let savepoint = transaction.savepoint()?;
-                let answer = append_one(&savepoint, append)?;
+                let answer = match &write.kind {
+                    WriteKind::Create { workflow, record } => {
+                        create_one(&savepoint, &write.run, workflow, record)?
+                    }
+                    WriteKind::Append {
+                        first_seq,
+                        events,
+                        projection,
+                    } => append_one(&savepoint, &write.run, *first_seq, events, projection)?,
+                };
                 if answer.is_ok() {
                     savepoint.commit()?;
                 }
@@ -181,35 +234,62 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Append>) {
         })();
         match committed {
             Ok(()) => {
-                for (append, answer) in batch.into_iter().zip(answers) {
-                    let _ = append.reply.send(answer);
+                for (write, answer) in batch.into_iter().zip(answers) {
+                    let _ = write.reply.send(answer);
                 }
             }
             // Nothing of the batch is durable: every caller hears so.
             Err(error) => {
-                for append in batch {
-                    let _ = append.reply.send(Err(database_error(&path, &error)));
+                for write in batch {
+                    let _ = write.reply.send(Err(database_error(&path, &error)));
                 }
             }
         }
     }
 }
 
-/// Appends one caller's events, unless the log is not where it expects.
-fn append_one(connection: &Connection, append: &Append) -> rusqlite::Result<Result<()>> {
+/// Records a new run, unless its id is taken.
+fn create_one(
+    connection: &Connection,
+    run: &str,
+    workflow: &str,
+    record: &str,
+) -> rusqlite::Result<Result<()>> {
+    let inserted = connection
+        .prepare_cached(
+            "INSERT INTO runs (run_id, next_seq, workflow, record) VALUES (?1, 0, ?2, ?3)
+             ON CONFLICT (run_id) DO NOTHING",
+        )?
+        .execute(params![run, workflow, record])?;
+    Ok(if inserted == 1 {
+        Ok(())
+    } else {
+        Err(Error::RunExists(run.to_owned()))
+    })
+}
+
+/// Appends one caller's events, unless the log is not where it expects, and
+/// updates the run's row from them in the same transaction.
+fn append_one(
+    connection: &Connection,
+    run_id: &str,
+    first_seq: u64,
+    events: &[String],
+    projection: &Projection,
+) -> rusqlite::Result<Result<()>> {
     let known: Option<(i64, i64)> = connection
         .prepare_cached("SELECT id, next_seq FROM runs WHERE run_id = ?1")?
-        .query_row([&append.run], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let actual = known.map_or(0, |(_, next)| next as u64);
-    if actual != append.first_seq {
+    if actual != first_seq {
         return Ok(Err(Error::Conflict {
-            run: append.run.clone(),
-            expected: append.first_seq,
+            run: run_id.to_owned(),
+            expected: first_seq,
             actual,
         }));
     }
-    let next = append.first_seq as i64 + append.events.len() as i64;
+    let next = first_seq as i64 + events.len() as i64;
     let run = match known {
         Some((run, _)) => {
             connection
@@ -220,47 +300,118 @@ fn append_one(connection: &Connection, append: &Append) -> rusqlite::Result<Resu
         None => {
             connection
                 .prepare_cached("INSERT INTO runs (run_id, next_seq) VALUES (?1, ?2)")?
-                .execute(params![append.run, next])?;
+                .execute(params![run_id, next])?;
             connection.last_insert_rowid()
         }
     };
     let mut insert =
         connection.prepare_cached("INSERT INTO events (run, seq, event) VALUES (?1, ?2, ?3)")?;
-    for (offset, event) in append.events.iter().enumerate() {
-        insert.execute(params![run, append.first_seq as i64 + offset as i64, event])?;
+    for (offset, event) in events.iter().enumerate() {
+        insert.execute(params![run, first_seq as i64 + offset as i64, event])?;
+    }
+    if let Some(at) = projection.started_at {
+        connection
+            .prepare_cached("UPDATE runs SET status = 'running', started_at = ?2 WHERE id = ?1")?
+            .execute(params![run, at.0 as i64])?;
+    }
+    if let Some((status, at)) = projection.finished {
+        connection
+            .prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1")?
+            .execute(params![run, status.name(), at.0 as i64])?;
     }
     Ok(Ok(()))
 }
 
 impl Store for SqliteStore {
+    fn create_run(&self, record: &RunRecord) -> Appended {
+        match serde_json::to_string(record) {
+            Ok(text) => self.send(
+                &record.run_id,
+                WriteKind::Create {
+                    workflow: record.workflow.name.clone(),
+                    record: text,
+                },
+            ),
+            Err(error) => Appended::done(Err(self.encode_error(&error))),
+        }
+    }
+
     fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
-        let events = match events
+        let encoded = match events
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
         {
-            Ok(events) => events,
-            Err(error) => {
-                return Appended::done(Err(Error::Database {
-                    path: self.path.clone(),
-                    message: format!("cannot encode an event: {error}"),
-                }));
-            }
+            Ok(encoded) => encoded,
+            Err(error) => return Appended::done(Err(self.encode_error(&error))),
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let Some(sender) = lock(&self.writer).clone() else {
-            return Appended::done(Err(Error::WriterStopped));
-        };
-        let append = Append {
+        self.send(
+            run,
+            WriteKind::Append {
+                first_seq,
+                events: encoded,
+                projection: Projection::of(events),
+            },
+        )
+    }
+
+    fn run(&self, run: &str) -> Result<RunRecord> {
+        let reader = lock(&self.reader);
+        let text: Option<Option<String>> = reader
+            .prepare_cached("SELECT record FROM runs WHERE run_id = ?1")
+            .and_then(|mut select| select.query_row([run], |row| row.get(0)).optional())
+            .map_err(|error| self.database_error(&error))?;
+        let text = text
+            .flatten()
+            .ok_or_else(|| Error::UnknownRun(run.to_owned()))?;
+        serde_json::from_str(&text).map_err(|error| Error::Corrupt {
             run: run.to_owned(),
-            first_seq,
-            events,
-            reply,
-        };
-        if sender.send(append).is_err() {
-            return Appended::done(Err(Error::WriterStopped));
+            seq: 0,
+            message: format!("its record does not read back: {error}"),
+        })
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {
+        let reader = lock(&self.reader);
+        let mut select = reader
+            .prepare_cached(
+                "SELECT run_id, coalesce(workflow, ''), status, started_at, finished_at, next_seq
+                 FROM runs ORDER BY coalesce(started_at, 0) DESC, id DESC LIMIT ?1",
+            )
+            .map_err(|error| self.database_error(&error))?;
+        let rows = select
+            .query_map([limit as i64], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(|error| self.database_error(&error))?;
+        let mut runs = Vec::new();
+        for row in rows {
+            let (run_id, workflow, status, started_at, finished_at, events) =
+                row.map_err(|error| self.database_error(&error))?;
+            let status = serde_json::from_value(serde_json::Value::from(status.as_str())).map_err(
+                |error| Error::Corrupt {
+                    run: run_id.clone(),
+                    seq: 0,
+                    message: format!("unknown status `{status}`: {error}"),
+                },
+            )?;
+            runs.push(RunSummary {
+                run_id,
+                workflow,
+                status,
+                started_at: started_at.map(|at| Millis(at as u64)),
+                finished_at: finished_at.map(|at| Millis(at as u64)),
+                events: events as u64,
+            });
         }
-        Appended::pending(answer)
+        Ok(runs)
     }
 
     fn events(&self, run: &str) -> Result<Vec<Event>> {

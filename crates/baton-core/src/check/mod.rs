@@ -31,7 +31,8 @@ const SUGGESTION_LIMIT: usize = 100_000;
 /// A workflow that passed every check, with its DAG.
 #[derive(Clone, Debug)]
 pub struct Valid {
-    workflow: Workflow,
+    /// Shared, so a run's record can hold it without copying every task.
+    workflow: Arc<Workflow>,
     dag: Dag,
     /// Tasks by (priority desc, id asc), computed on first use and shared by
     /// every run of this workflow.
@@ -48,7 +49,7 @@ pub(crate) struct ReadyOrder {
 impl Valid {
     fn new(workflow: Workflow, dag: Dag) -> Valid {
         Valid {
-            workflow,
+            workflow: Arc::new(workflow),
             dag,
             ready_order: OnceLock::new(),
         }
@@ -63,7 +64,12 @@ impl Valid {
     }
 
     pub fn into_workflow(self) -> Workflow {
-        self.workflow
+        Arc::unwrap_or_clone(self.workflow)
+    }
+
+    /// The workflow, shared.
+    pub fn shared_workflow(&self) -> Arc<Workflow> {
+        Arc::clone(&self.workflow)
     }
 
     pub fn plan(&self) -> Plan {

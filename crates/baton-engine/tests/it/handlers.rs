@@ -258,3 +258,37 @@ async fn runs_of_one_engine_share_its_global_limit_and_killed_tasks_give_their_s
         6_000
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_run_is_rebuilt_from_its_record_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine.register("answer", Handler::blocking(|_| Ok(json!({"n": 42}))));
+    engine.register("fail", Handler::blocking(|_| Err("no".into())));
+    let report = run(
+        &engine,
+        "name: r\non_failure: continue\ntasks:\n  a: {handler: answer}\n  b: {handler: fail, needs: [a]}\n  c: {handler: answer, needs: [b]}\n",
+    )
+    .await;
+    let rebuilt = engine.recorded(&report.run_id).unwrap();
+    assert_eq!(rebuilt.status, report.status);
+    assert_eq!(rebuilt.reason, report.reason);
+    assert_eq!(rebuilt.metrics, report.metrics);
+    let summary = |report: &baton_engine::RunReport| {
+        report
+            .tasks
+            .iter()
+            .map(|task| {
+                (
+                    task.id.clone(),
+                    task.status,
+                    task.attempts,
+                    task.output.clone(),
+                    task.note.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&rebuilt), summary(&report));
+    assert_eq!(engine.store().runs(10).unwrap()[0].run_id, report.run_id);
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use baton_core::run::{Event, Millis, RunStatus};
-use baton_store::{Error, MemoryStore, SqliteStore, Store};
+use baton_store::{Error, MemoryStore, RunRecord, SqliteStore, Store};
 
 fn started(at: u64) -> Event {
     Event::RunStarted { at: Millis(at) }
@@ -97,6 +97,62 @@ pub(crate) fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn Store>) 
     }
 }
 
+fn record(run_id: &str, workflow: &str) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_owned(),
+        workflow: Arc::new(baton_core::Workflow::new(workflow)),
+        inputs: serde_json::Map::from_iter([("n".to_owned(), serde_json::json!(3))]),
+        concurrency: Some(2),
+        timeout: None,
+        on_failure: None,
+    }
+}
+
+pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) {
+    store.create_run(&record("old", "nightly")).wait().unwrap();
+    store.create_run(&record("new", "release")).wait().unwrap();
+    store.append("old", 0, &[started(10)]).wait().unwrap();
+    store.append("new", 0, &[started(20)]).wait().unwrap();
+    let finished = Event::RunFinished {
+        at: Millis(30),
+        status: RunStatus::Failed,
+    };
+    store.append("old", 1, &[finished]).wait().unwrap();
+    let runs = store.runs(10).unwrap();
+    let shown: Vec<(&str, &str, RunStatus, u64)> = runs
+        .iter()
+        .map(|run| {
+            (
+                run.run_id.as_str(),
+                run.workflow.as_str(),
+                run.status,
+                run.events,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("new", "release", RunStatus::Running, 1),
+            ("old", "nightly", RunStatus::Failed, 2)
+        ]
+    );
+    assert_eq!(runs[1].finished_at, Some(Millis(30)));
+    assert_eq!(store.runs(1).unwrap().len(), 1);
+    assert_eq!(store.run("old").unwrap(), record("old", "nightly"));
+    assert!(matches!(store.run("missing"), Err(Error::UnknownRun(_))));
+}
+
+pub(crate) fn a_run_id_is_taken_once(store: &dyn Store) {
+    store.create_run(&record("once", "w")).wait().unwrap();
+    let error = store
+        .create_run(&record("once", "other"))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(error, Error::RunExists(_)), "{error}");
+    assert_eq!(store.run("once").unwrap().workflow.name, "w");
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -118,6 +174,18 @@ macro_rules! conformance {
             fn runs_are_separate_logs() {
                 let (store, _dir) = $make;
                 super::runs_are_separate_logs(&store);
+            }
+
+            #[test]
+            fn runs_are_listed_newest_first_with_their_status() {
+                let (store, _dir) = $make;
+                super::runs_are_listed_newest_first_with_their_status(&store);
+            }
+
+            #[test]
+            fn a_run_id_is_taken_once() {
+                let (store, _dir) = $make;
+                super::a_run_id_is_taken_once(&store);
             }
 
             #[test]

@@ -55,3 +55,30 @@ fn a_database_from_a_newer_baton_is_refused() {
     assert!(matches!(error, Error::TooNew { found: 99, .. }), "{error}");
     assert!(error.to_string().contains("use a newer baton"), "{error}");
 }
+
+#[test]
+fn a_database_of_the_first_schema_is_upgraded_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let event = Event::RunStarted { at: Millis(5) };
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, next_seq INTEGER NOT NULL);
+             CREATE TABLE events (run INTEGER NOT NULL REFERENCES runs (id), seq INTEGER NOT NULL,
+                 event TEXT NOT NULL, PRIMARY KEY (run, seq)) WITHOUT ROWID;
+             PRAGMA user_version = 1; PRAGMA application_id = 1651797553;
+             INSERT INTO runs (run_id, next_seq) VALUES ('r', 1);",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO events (run, seq, event) VALUES (1, 0, ?1)",
+            [serde_json::to_string(&event).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.events("r").unwrap(), std::slice::from_ref(&event));
+    assert_eq!(store.runs(5).unwrap()[0].events, 1);
+    store.append("r", 1, &[event]).wait().unwrap();
+}
