@@ -33,11 +33,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, seq)
     ) WITHOUT ROWID;",
     "ALTER TABLE runs ADD COLUMN workflow TEXT;
-    ALTER TABLE runs ADD COLUMN record TEXT;
     ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
     ALTER TABLE runs ADD COLUMN started_at INTEGER;
     ALTER TABLE runs ADD COLUMN finished_at INTEGER;
-    CREATE INDEX runs_by_start ON runs (started_at);",
+    CREATE INDEX runs_by_start ON runs (started_at);
+    -- Apart from the row every append updates, so a large spec is written
+    -- once, not once per batch of events.
+    CREATE TABLE run_records (
+        run INTEGER PRIMARY KEY REFERENCES runs (id),
+        record TEXT NOT NULL
+    );",
 ];
 
 /// Writes waiting for the writer thread.
@@ -257,15 +262,17 @@ fn create_one(
 ) -> rusqlite::Result<Result<()>> {
     let inserted = connection
         .prepare_cached(
-            "INSERT INTO runs (run_id, next_seq, workflow, record) VALUES (?1, 0, ?2, ?3)
+            "INSERT INTO runs (run_id, next_seq, workflow) VALUES (?1, 0, ?2)
              ON CONFLICT (run_id) DO NOTHING",
         )?
-        .execute(params![run, workflow, record])?;
-    Ok(if inserted == 1 {
-        Ok(())
-    } else {
-        Err(Error::RunExists(run.to_owned()))
-    })
+        .execute(params![run, workflow])?;
+    if inserted == 0 {
+        return Ok(Err(Error::RunExists(run.to_owned())));
+    }
+    connection
+        .prepare_cached("INSERT INTO run_records (run, record) VALUES (?1, ?2)")?
+        .execute(params![connection.last_insert_rowid(), record])?;
+    Ok(Ok(()))
 }
 
 /// Appends one caller's events, unless the log is not where it expects, and
@@ -358,7 +365,10 @@ impl Store for SqliteStore {
     fn run(&self, run: &str) -> Result<RunRecord> {
         let reader = lock(&self.reader);
         let text: Option<Option<String>> = reader
-            .prepare_cached("SELECT record FROM runs WHERE run_id = ?1")
+            .prepare_cached(
+                "SELECT run_records.record FROM runs JOIN run_records ON run_records.run = runs.id
+                 WHERE runs.run_id = ?1",
+            )
             .and_then(|mut select| select.query_row([run], |row| row.get(0)).optional())
             .map_err(|error| self.database_error(&error))?;
         let text = text
