@@ -6,6 +6,7 @@ mod bench;
 mod bench_engine;
 mod report;
 mod run;
+mod runs;
 mod spec_file;
 
 use std::path::PathBuf;
@@ -48,6 +49,12 @@ enum Command {
     },
     /// Run a workflow: live progress, a summary, exit 0 only on success.
     Run(run::RunArgs),
+    /// List recorded runs, newest first.
+    Runs(runs::RunsArgs),
+    /// A recorded run's tasks, states, attempts, durations and outputs.
+    Show(runs::RunArgs),
+    /// A recorded run's events, as JSON lines.
+    Events(runs::EventsArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -86,6 +93,9 @@ fn main() -> ExitCode {
         Command::Plan { file, json } => plan(&file, json),
         Command::Graph { file, format } => graph(&file, format),
         Command::Run(args) => run::run(args),
+        Command::Runs(args) => runs::runs(args),
+        Command::Show(args) => runs::show(args),
+        Command::Events(args) => runs::events(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

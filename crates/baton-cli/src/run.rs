@@ -12,11 +12,12 @@ use anyhow::Context;
 use baton_core::run::{Event, RunStatus, TaskStatus};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Format, Valid};
-use baton_engine::{Engine, EngineConfig, Error, RunEvent, RunOptions, RunReport};
+use baton_engine::{Error, RunEvent, RunOptions, RunReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::report;
+use crate::runs::Home;
 use crate::spec_file::SpecFile;
 
 /// Lines of a failed task's log printed after the summary.
@@ -46,12 +47,8 @@ pub(crate) struct RunArgs {
     /// Stream events as JSON lines on stdout, then the report.
     #[arg(long)]
     json: bool,
-    /// Where run files (logs, outputs, the run store) go.
-    #[arg(long, env = "BATON_HOME", default_value = ".baton", value_name = "DIR")]
-    state_dir: PathBuf,
-    /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
-    #[arg(long, value_name = "PATH")]
-    store: Option<PathBuf>,
+    #[command(flatten)]
+    home: Home,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -121,20 +118,7 @@ fn refuse(file: &SpecFile, mut problems: Vec<baton_core::Problem>) -> ExitCode {
 
 async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result<ExitCode> {
     let valid = Arc::new(valid);
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
-    let store_path = args
-        .store
-        .clone()
-        .unwrap_or_else(|| args.state_dir.join("baton.db"));
-    let store = baton_store::SqliteStore::open(&store_path).context("cannot open the run store")?;
-    let engine = Engine::with_store(
-        EngineConfig {
-            state_dir: args.state_dir.clone(),
-            ..EngineConfig::default()
-        },
-        Arc::new(store),
-    );
+    let engine = args.home.engine()?;
     let options = RunOptions {
         inputs: args
             .inputs
@@ -239,7 +223,7 @@ impl View {
 }
 
 /// An event as a JSON line, with task names instead of indices.
-fn event_json(valid: &Valid, event: &RunEvent) -> Value {
+pub(crate) fn event_json(valid: &Valid, event: &RunEvent) -> Value {
     let tasks = &valid.workflow().tasks;
     let mut line = serde_json::to_value(&event.event).unwrap_or_default();
     line["seq"] = Value::from(event.seq);
@@ -371,7 +355,7 @@ fn short(duration: StdDuration) -> String {
     }
 }
 
-fn print_summary(report: &RunReport) {
+pub(crate) fn print_summary(report: &RunReport) {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut table = comfy_table::Table::new();
     table.load_preset(if colour {

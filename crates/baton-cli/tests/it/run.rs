@@ -327,3 +327,60 @@ fn a_store_that_is_not_batons_is_refused_and_left_alone() {
         "mine\n".repeat(300)
     );
 }
+
+#[test]
+fn recorded_runs_are_listed_shown_and_replayed_as_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/flaky.yaml", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let streamed = lines(&output);
+    let report = streamed.last().unwrap().clone();
+    let run_id = report["run_id"].as_str().unwrap();
+
+    let listed = baton()
+        .current_dir(dir.path())
+        .args(["runs", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let listed: Value = serde_json::from_slice(&listed).unwrap();
+    assert_eq!(listed[0]["run_id"], run_id);
+    assert_eq!(listed[0]["workflow"], "flaky");
+    assert_eq!(listed[0]["status"], "succeeded");
+
+    let shown = baton()
+        .current_dir(dir.path())
+        .args(["show", run_id, "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let mut shown: Value = serde_json::from_slice(&shown).unwrap();
+    let mut expected = report.clone();
+    expected.as_object_mut().unwrap().remove("type");
+    shown.as_object_mut().unwrap().remove("type");
+    assert_eq!(shown, expected);
+
+    let events = baton()
+        .current_dir(dir.path())
+        .args(["events", run_id])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(lines(&events), streamed[..streamed.len() - 1]);
+
+    baton()
+        .current_dir(dir.path())
+        .args(["show", "no-such-run"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no run `no-such-run`"));
+}

@@ -1,0 +1,155 @@
+//! Reading recorded runs back: `baton runs`, `baton show`, `baton events`,
+//! and where the record lives (`--state-dir`, `$BATON_HOME`, `--store`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use baton_engine::{Engine, EngineConfig, RunEvent};
+use baton_store::SqliteStore;
+
+use crate::run::{event_json, print_summary};
+
+/// Where baton keeps its files and its run store.
+#[derive(clap::Args)]
+pub(crate) struct Home {
+    /// Where run files (logs, outputs, the run store) go.
+    #[arg(long, env = "BATON_HOME", default_value = ".baton", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
+}
+
+impl Home {
+    /// An engine recording into this home's store.
+    pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
+        std::fs::create_dir_all(&self.state_dir)
+            .with_context(|| format!("cannot create {}", self.state_dir.display()))?;
+        let path = self
+            .store
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("baton.db"));
+        let store = SqliteStore::open(&path).context("cannot open the run store")?;
+        Ok(Engine::with_store(
+            EngineConfig {
+                state_dir: self.state_dir.clone(),
+                ..EngineConfig::default()
+            },
+            Arc::new(store),
+        ))
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunsArgs {
+    /// How many of the latest runs to list.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// The run's id, as `baton run` and `baton runs` print it.
+    run: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct EventsArgs {
+    /// The run's id.
+    run: String,
+    #[command(flatten)]
+    home: Home,
+}
+
+pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let runs = engine.store().runs(args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["run", "workflow", "status", "started", "took", "events"]);
+    for run in &runs {
+        table.add_row([
+            run.run_id.clone(),
+            run.workflow.clone(),
+            run.status.name().to_owned(),
+            run.started_at.map_or_else(String::new, |at| {
+                format!("{} ago", age(now.saturating_sub(at.0)))
+            }),
+            match (run.started_at, run.finished_at) {
+                (Some(start), Some(end)) => age(end.0.saturating_sub(start.0)),
+                _ => String::new(),
+            },
+            run.events.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `42s`, `3m`, `5h`, `2d`: how long ago, roughly.
+fn age(millis: u64) -> String {
+    let seconds = millis / 1000;
+    match seconds {
+        0 => format!("{millis}ms"),
+        1..60 => format!("{seconds}s"),
+        60..3_600 => format!("{}m", seconds / 60),
+        3_600..86_400 => format!("{}h", seconds / 3_600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+pub(crate) fn show(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let report = engine.recorded(&args.run)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let store = engine.store();
+    let record = store.run(&args.run)?;
+    let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
+        anyhow::anyhow!("the recorded workflow does not check: {}", problems[0])
+    })?;
+    let mut out = std::io::stdout().lock();
+    for (seq, event) in store.events(&args.run)?.into_iter().enumerate() {
+        let line = event_json(
+            &valid,
+            &RunEvent {
+                seq: seq as u64,
+                event,
+            },
+        );
+        match writeln!(out, "{}", serde_json::to_string(&line)?) {
+            Ok(()) => {}
+            // A reader that stopped early (`| head`) is not an error.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
