@@ -53,6 +53,9 @@ enum Command {
     Runs(runs::RunsArgs),
     /// A recorded run's tasks, states, attempts, durations and outputs.
     Show(runs::RunArgs),
+    /// Finish a run whose `baton` died: what succeeded stays done, what was
+    /// in flight runs again.
+    Resume(runs::ResumeArgs),
     /// A recorded run's events, as JSON lines.
     Events(runs::EventsArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => runs::runs(args),
         Command::Show(args) => runs::show(args),
         Command::Events(args) => runs::events(args),
+        Command::Resume(args) => runs::resume(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

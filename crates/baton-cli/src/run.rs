@@ -12,7 +12,7 @@ use anyhow::Context;
 use baton_core::run::{Event, RunStatus, TaskStatus};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Format, Valid};
-use baton_engine::{Error, RunEvent, RunOptions, RunReport};
+use baton_engine::{Error, RunEvent, RunHandle, RunOptions, RunReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
@@ -131,16 +131,27 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
         run_id: None,
         watch: true,
     };
-    let mut handle = match engine.start_valid(Arc::clone(&valid), options) {
+    let handle = match engine.start_valid(Arc::clone(&valid), options) {
         Ok(handle) => handle,
         Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
         Err(error) => return Err(error.into()),
     };
+    follow(handle, &valid, 0, args.json).await
+}
+
+/// Shows a run as it goes (progress or JSON lines), then its summary; the
+/// exit code says how it ended. `done` tasks had ended before (a resume).
+pub(crate) async fn follow(
+    mut handle: RunHandle,
+    valid: &Arc<Valid>,
+    done: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     tokio::spawn(cancel_on_signal(handle.canceller()));
-    let mut view = if args.json {
+    let mut view = if json {
         View::Json
     } else {
-        View::Progress(Progress::new(Arc::clone(&valid)))
+        View::Progress(Progress::new(Arc::clone(valid), done))
     };
     let events = handle
         .events()
@@ -149,7 +160,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => view.on_event(&valid, &event)?,
+                Some(event) => view.on_event(valid, &event)?,
                 None => break,
             },
             _ = tick.tick() => view.refresh(),
@@ -250,9 +261,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(valid: Arc<Valid>) -> Progress {
+    fn new(valid: Arc<Valid>, done: u64) -> Progress {
         let total = valid.workflow().tasks.len() as u64;
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_position(done);
         bar.set_style(
             ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {pos}/{len} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())

@@ -11,7 +11,7 @@ use anyhow::Context;
 use baton_engine::{Engine, EngineConfig, RunEvent};
 use baton_store::SqliteStore;
 
-use crate::run::{event_json, print_summary};
+use crate::run::{event_json, follow, print_summary};
 
 /// Where baton keeps its files and its run store.
 #[derive(clap::Args)]
@@ -59,6 +59,17 @@ pub(crate) struct RunsArgs {
 pub(crate) struct RunArgs {
     /// The run's id, as `baton run` and `baton runs` print it.
     run: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ResumeArgs {
+    /// The run's id.
+    run: String,
+    /// Stream events as JSON lines on stdout, then the report.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -126,6 +137,30 @@ pub(crate) fn show(args: RunArgs) -> anyhow::Result<ExitCode> {
         print_summary(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let engine = args.home.engine()?;
+        let record = engine.store().run(&args.run)?;
+        let valid = Arc::new(
+            baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
+                anyhow::anyhow!("the recorded workflow does not check: {}", problems[0])
+            })?,
+        );
+        let done = engine
+            .recorded(&args.run)?
+            .tasks
+            .iter()
+            .filter(|task| task.status.is_final())
+            .count() as u64;
+        let handle = engine.resume(&args.run, true)?;
+        follow(handle, &valid, done, args.json).await
+    })
 }
 
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {

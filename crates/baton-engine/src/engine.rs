@@ -145,15 +145,79 @@ impl Engine {
     /// The report of a recorded run, rebuilt from its record and events
     /// without running anything (a run still in progress shows as running).
     pub fn recorded(&self, run_id: &str) -> Result<RunReport, Error> {
+        let (state, _) = self.replay(run_id)?;
+        Ok(RunReport::from_state(&state, &self.config.state_dir))
+    }
+
+    /// A recorded run's state, rebuilt from its record and events, and how
+    /// many events it has.
+    fn replay(&self, run_id: &str) -> Result<(RunState, u64), Error> {
         let record = self.store.run(run_id)?;
-        let events = self.store.events(run_id)?;
+        let events = match self.store.events(run_id) {
+            // Recorded, but it died before its first event.
+            Err(baton_store::Error::UnknownRun(_)) => Vec::new(),
+            other => other?,
+        };
         let workflow = Arc::unwrap_or_clone(record.workflow.clone());
         let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
         let mut state = RunState::new(Arc::new(valid), setup_of(&record));
         for event in &events {
             state.apply(event);
         }
-        Ok(RunReport::from_state(&state, &self.config.state_dir))
+        Ok((state, events.len() as u64))
+    }
+
+    /// Finishes a run whose process died: tasks that had succeeded stay
+    /// done; attempts that were in flight run again as attempt + 1. A run
+    /// that had finished just reports.
+    pub fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
+        let (state, seq) = self.replay(run_id)?;
+        let handlers = self
+            .handlers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let problems = runnable::problems(state.valid().workflow(), &handlers);
+        drop(handlers);
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        let start = match seq {
+            0 => shell::Start::New,
+            seq => shell::Start::Resume { seq },
+        };
+        Ok(self.spawn(state, start, None, watch))
+    }
+
+    /// Runs `state` in the background.
+    fn spawn(
+        &self,
+        state: RunState,
+        start: shell::Start,
+        record: Option<RunRecord>,
+        watch: bool,
+    ) -> RunHandle {
+        let run_id = state.run_id().to_owned();
+        let (cancel, cancelled) = watch::channel(false);
+        let (events, receiver) = if watch {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let engine = self.clone();
+        let join = tokio::spawn(async move {
+            if let Some(record) = record {
+                engine.store.create_run(&record).await?;
+            }
+            let state = shell::drive(&engine, state, start, events, cancelled).await?;
+            Ok(RunReport::from_state(&state, &engine.config.state_dir))
+        });
+        RunHandle {
+            run_id,
+            events: receiver,
+            cancel: Canceller(Arc::new(cancel)),
+            join,
+        }
     }
 
     /// The store runs are recorded in.
@@ -210,26 +274,8 @@ impl Engine {
             timeout: options.timeout,
             on_failure: options.on_failure,
         };
-        let (cancel, cancelled) = watch::channel(false);
-        let (events, receiver) = if options.watch {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            (Some(sender), Some(receiver))
-        } else {
-            (None, None)
-        };
-        let engine = self.clone();
-        let join = tokio::spawn(async move {
-            engine.store.create_run(&record).await?;
-            let state = RunState::new(valid, setup_of(&record));
-            let state = shell::drive(&engine, state, events, cancelled).await?;
-            Ok(RunReport::from_state(&state, &engine.config.state_dir))
-        });
-        Ok(RunHandle {
-            run_id,
-            events: receiver,
-            cancel: Canceller(Arc::new(cancel)),
-            join,
-        })
+        let state = RunState::new(valid, setup_of(&record));
+        Ok(self.spawn(state, shell::Start::New, Some(record), options.watch))
     }
 }
 

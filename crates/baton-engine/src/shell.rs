@@ -27,10 +27,20 @@ struct Done {
     outcome: Outcome,
 }
 
+/// How a run comes to the loop.
+pub(crate) enum Start {
+    New,
+    /// Replayed from `seq` recorded events; what was in flight was lost.
+    Resume {
+        seq: u64,
+    },
+}
+
 /// Drives `state` to the end of its run.
 pub(crate) async fn drive(
     engine: &Engine,
     mut state: RunState,
+    start: Start,
     events: Option<mpsc::UnboundedSender<RunEvent>>,
     mut cancelled: watch::Receiver<bool>,
 ) -> Result<RunState, Error> {
@@ -42,11 +52,20 @@ pub(crate) async fn drive(
     // Attempts in flight, with the sender that kills them (taken once sent);
     // each holds one global slot until its completion arrives.
     let mut kills: FxHashMap<u32, Option<oneshot::Sender<()>>> = FxHashMap::default();
-    let mut pending = vec![Event::RunStarted { at: clock.now() }];
+    let at = clock.now();
+    let (mut pending, mut seq) = match start {
+        Start::New => (vec![Event::RunStarted { at }], 0),
+        Start::Resume { seq } => {
+            let lost = state
+                .in_flight()
+                .into_iter()
+                .map(|(task, attempt)| Event::AttemptLost { at, task, attempt });
+            (lost.collect(), seq)
+        }
+    };
     let mut commands = Vec::new();
     let mut launches: Vec<(u32, u32)> = Vec::new();
     let mut compensations: Vec<u32> = Vec::new();
-    let mut seq = 0u64;
     let mut cancel_recorded = false;
     let mut won = 0usize;
     let batch = engine.config.batch.max(1);

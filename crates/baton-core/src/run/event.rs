@@ -78,6 +78,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// An attempt (or compensation) that was in flight when the process
+    /// running it died; the resumed run starts the task again, attempt + 1.
+    AttemptLost {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+    },
     /// Someone asked the run to stop (Ctrl-C, the API).
     CancelRequested {
         at: Millis,
@@ -102,7 +109,8 @@ impl Event {
             | Event::TaskSkipped { task, .. }
             | Event::TaskCancelled { task, .. }
             | Event::CompensationStarted { task, .. }
-            | Event::CompensationFinished { task, .. } => Some(*task),
+            | Event::CompensationFinished { task, .. }
+            | Event::AttemptLost { task, .. } => Some(*task),
             Event::RunStarted { .. }
             | Event::CancelRequested { .. }
             | Event::RunTimedOut { .. }

@@ -401,6 +401,20 @@ impl RunState {
         serde_json::to_value(&self.inputs).unwrap_or_default()
     }
 
+    /// Attempts (and compensations) in flight: after a replay, those the
+    /// dead process was running.
+    pub fn in_flight(&self) -> Vec<(u32, u32)> {
+        (0..self.status.len() as u32)
+            .filter(|&task| {
+                matches!(
+                    self.status[task as usize],
+                    TaskStatus::Running | TaskStatus::Compensating
+                )
+            })
+            .map(|task| (task, self.attempts[task as usize]))
+            .collect()
+    }
+
     /// Whether tasks wait for a slot.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
@@ -551,6 +565,22 @@ impl RunState {
                     }
                 };
             }
+            Event::AttemptLost { task, .. } => match self.status[task as usize] {
+                TaskStatus::Running => {
+                    let index = task as usize;
+                    self.running -= 1;
+                    if let Some(key) = self.key(task) {
+                        self.key_running[key] -= 1;
+                    }
+                    self.status[index] = TaskStatus::Queued;
+                    self.ready.push(Reverse(self.order.rank[index]));
+                }
+                TaskStatus::Compensating => {
+                    self.status[task as usize] = TaskStatus::Succeeded;
+                    self.compensating = None;
+                }
+                _ => {}
+            },
             Event::CancelRequested { .. } => {
                 self.end(RunStatus::Cancelled, false, "cancelled".to_owned());
             }
@@ -723,10 +753,17 @@ impl RunState {
         let mut started = 0u32;
         let mut slots = budget.slots;
         let mut reserved: Vec<u32> = Vec::new();
+        // A replayed state can hold a rank twice (queued at start, queued
+        // again after a lost attempt); equal ranks pop one after the other,
+        // and a command's event is applied only after this call returns.
+        let mut previous = None;
         while out.len() < budget.batch && self.running + started < self.limit && slots > 0 {
             let Some(Reverse(rank)) = self.ready.pop() else {
                 break;
             };
+            if previous.replace(rank) == Some(rank) {
+                continue;
+            }
             let task = self.order.by_rank[rank as usize];
             let index = task as usize;
             if !matches!(
@@ -1373,6 +1410,39 @@ mod tests {
         });
         assert_eq!(run.step(), ["finish compensated"]);
         assert_eq!(run.state.reason(), Some("task `b` timed out"));
+    }
+
+    #[test]
+    fn a_lost_attempt_runs_again_with_the_next_attempt_number() {
+        let mut run =
+            Driver::new("name: l\ntasks:\n  a: {run: x}\n  b: {run: x, concurrency_key: k}\n");
+        assert_eq!(run.step(), ["start a#1", "start b#1"]);
+        assert_eq!(run.state.in_flight(), [(0, 1), (1, 1)]);
+        // As after a crash: a fresh state replays the log (its ready heap
+        // still holds every root), then loses what was in flight.
+        let mut replayed = RunState::new(
+            Arc::clone(&run.state.valid),
+            RunSetup {
+                run_id: "run-1".to_owned(),
+                ..RunSetup::default()
+            },
+        );
+        for event in &run.log {
+            replayed.apply(event);
+        }
+        run.state = replayed;
+        for (task, attempt) in run.state.in_flight() {
+            run.record(Event::AttemptLost {
+                at: run.now,
+                task,
+                attempt,
+            });
+        }
+        assert!(run.state.in_flight().is_empty());
+        assert_eq!(run.step(), ["start a#2", "start b#2"]);
+        run.succeed("a");
+        run.succeed("b");
+        assert_eq!(run.step(), ["finish succeeded"]);
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! Crash safety: SIGKILL `baton` at random points of a run, resume it each
+//! time, and check the record: every task succeeded exactly once, and no
+//! task that had succeeded ever started again.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use baton_core::run::{Event, RunStatus};
+use baton_store::{SqliteStore, Store};
+
+/// A small deterministic generator, so a failure replays with the same kills.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (self.0 >> 33) % bound
+    }
+}
+
+fn baton(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("baton"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Starts `command`, SIGKILLs it after `after` unless it ended; whether it
+/// was killed.
+fn kill_after(mut command: Command, after: Duration) -> bool {
+    let mut child = command.spawn().unwrap();
+    std::thread::sleep(after);
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    killed
+}
+
+#[test]
+fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = String::from("name: crashy\nconcurrency: 2\ntasks:\n");
+    for task in 0..50 {
+        let needs = if task >= 10 {
+            let level = (task / 10 - 1) * 10;
+            format!("[t{:02}, t{:02}]", task - 10, level + (task % 10 + 3) % 10)
+        } else {
+            "[]".to_owned()
+        };
+        spec.push_str(&format!(
+            "  t{task:02}:\n    needs: {needs}\n    run: sleep 0.15; touch \"effects/$BATON_TASK_ID.$BATON_ATTEMPT\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("crashy.yaml"), spec).unwrap();
+    std::fs::create_dir(dir.path().join("effects")).unwrap();
+
+    let mut random = Lcg(7);
+    let mut kills = 0;
+    let store_path = dir.path().join(".baton/baton.db");
+    let run_id = loop {
+        let after = Duration::from_millis(40 + random.below(200));
+        assert!(
+            kill_after(baton(dir.path(), &["run", "crashy.yaml"]), after),
+            "`baton run` ended on its own: is the spec valid?"
+        );
+        kills += 1;
+        if let Ok(store) = SqliteStore::open(&store_path)
+            && let Some(run) = store.runs(1).unwrap().first()
+        {
+            break run.run_id.clone();
+        }
+    };
+    while kills < 20 {
+        let after = Duration::from_millis(5 + random.below(250));
+        if kill_after(baton(dir.path(), &["resume", &run_id]), after) {
+            kills += 1;
+        } else {
+            break;
+        }
+    }
+    assert!(
+        kills >= 20,
+        "the run finished after {kills} kills; make it longer"
+    );
+    let status = baton(dir.path(), &["resume", &run_id]).status().unwrap();
+    assert!(status.success(), "the final resume failed: {status}");
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    assert_eq!(store.runs(1).unwrap()[0].status, RunStatus::Succeeded);
+    let events = store.events(&run_id).unwrap();
+    let mut succeeded = [None::<u32>; 50];
+    let mut lost = 0;
+    for event in &events {
+        match *event {
+            Event::TaskStarted { task, .. } => assert!(
+                succeeded[task as usize].is_none(),
+                "t{task:02} started again after it had succeeded"
+            ),
+            Event::TaskSucceeded { task, attempt, .. } => {
+                assert_eq!(succeeded[task as usize], None, "t{task:02} succeeded twice");
+                succeeded[task as usize] = Some(attempt);
+            }
+            Event::AttemptLost { .. } => lost += 1,
+            _ => {}
+        }
+    }
+    assert!(lost > 0, "no kill caught an attempt in flight");
+    for (task, attempt) in succeeded.iter().enumerate() {
+        let attempt = attempt.unwrap_or_else(|| panic!("t{task:02} never succeeded"));
+        assert!(
+            dir.path()
+                .join(format!("effects/t{task:02}.{attempt}"))
+                .exists(),
+            "t{task:02} succeeded without its side effect"
+        );
+        assert!(
+            !dir.path()
+                .join(format!("effects/t{task:02}.{}", attempt + 1))
+                .exists(),
+            "t{task:02} ran again after it succeeded"
+        );
+    }
+}
