@@ -721,6 +721,21 @@ impl RunState {
         }
     }
 
+    /// Skips the tasks whose needs ended without letting them run. A
+    /// replayed state may list tasks whose skip is already recorded.
+    fn drain_settle(&mut self, budget: Budget, out: &mut Vec<Command>) {
+        while out.len() < budget.batch
+            && let Some(task) = self.settle.pop_front()
+        {
+            if self.status[task as usize] == TaskStatus::Pending {
+                out.push(Command::Skip {
+                    task,
+                    reason: self.settle_reason(task),
+                });
+            }
+        }
+    }
+
     fn settle_reason(&self, task: u32) -> SkipReason {
         match self.blocked_by[task as usize] {
             NONE => SkipReason::NeedsSkipped,
@@ -742,14 +757,7 @@ impl RunState {
                 self.ready.push(Reverse(self.order.rank[task as usize]));
             }
         }
-        while out.len() < budget.batch
-            && let Some(task) = self.settle.pop_front()
-        {
-            out.push(Command::Skip {
-                task,
-                reason: self.settle_reason(task),
-            });
-        }
+        self.drain_settle(budget, out);
         let mut started = 0u32;
         let mut slots = budget.slots;
         let mut reserved: Vec<u32> = Vec::new();
@@ -849,14 +857,7 @@ impl RunState {
                 reason: SkipReason::RunEnding,
             },
         };
-        while out.len() < budget.batch
-            && let Some(task) = self.settle.pop_front()
-        {
-            out.push(Command::Skip {
-                task,
-                reason: self.settle_reason(task),
-            });
-        }
+        self.drain_settle(budget, out);
         let waiting = self
             .ready
             .drain()
@@ -1574,6 +1575,20 @@ mod tests {
                     break;
                 }
                 run.now = Millis(run.now.0 + 500);
+                if choices.next().unwrap() % 13 == 0 {
+                    // A crash: a fresh state replays the log and loses what
+                    // was in flight, as `baton resume` does.
+                    let mut replayed = RunState::new(Arc::clone(&run.state.valid), RunSetup { run_id: "run-1".to_owned(), ..RunSetup::default() });
+                    for event in &run.log {
+                        replayed.apply(event);
+                    }
+                    run.state = replayed;
+                    for (task, attempt) in run.state.in_flight() {
+                        run.record(Event::AttemptLost { at: run.now, task, attempt });
+                    }
+                    running.clear();
+                    continue;
+                }
                 if !running.is_empty() {
                     let choice = choices.next().unwrap();
                     let task = running.remove(usize::from(choice) % running.len());
