@@ -32,6 +32,7 @@
 
 mod clock;
 mod engine;
+mod leftovers;
 pub mod logs;
 mod report;
 mod runnable;

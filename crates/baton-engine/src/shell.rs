@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::engine::{Engine, Error, RunEvent};
+use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::runner::{Attempt, Outcome, TaskContext};
 
@@ -56,10 +57,15 @@ pub(crate) async fn drive(
     let (mut pending, mut seq) = match start {
         Start::New => (vec![Event::RunStarted { at }], 0),
         Start::Resume { seq } => {
-            let lost = state
-                .in_flight()
-                .into_iter()
-                .map(|(task, attempt)| Event::AttemptLost { at, task, attempt });
+            let lost = state.in_flight();
+            let keys: Vec<String> = lost
+                .iter()
+                .map(|&(task, attempt)| idempotency_key(&state, task, attempt))
+                .collect();
+            leftovers::stop(&keys, engine.config.kill_grace.as_std()).await;
+            let lost =
+                lost.into_iter()
+                    .map(|(task, attempt)| Event::AttemptLost { at, task, attempt });
             (lost.collect(), seq)
         }
     };
@@ -285,7 +291,7 @@ fn task_context(
     let id = state.task(task).id.clone();
     let in_process = matches!(resolved.work, baton_core::run::Work::Handler(_));
     TaskContext {
-        idempotency_key: format!("{}:{id}:{attempt}", state.run_id()),
+        idempotency_key: idempotency_key(state, task, attempt),
         run_id: state.run_id().to_owned(),
         attempt,
         inputs: if in_process {
@@ -307,6 +313,11 @@ fn task_context(
         env: resolved.env.clone(),
         task_id: id,
     }
+}
+
+/// `RUN:TASK:ATTEMPT`: names one attempt, in its environment and logs.
+fn idempotency_key(state: &RunState, task: u32, attempt: u32) -> String {
+    format!("{}:{}:{attempt}", state.run_id(), state.task(task).id)
 }
 
 fn completion_event(report: Done, at: Millis) -> Event {

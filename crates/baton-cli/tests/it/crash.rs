@@ -131,3 +131,47 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
         );
     }
 }
+
+/// Whether `pid` still runs (a zombie has stopped running).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn resume_stops_what_the_dead_baton_left_running_before_running_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orphan.yaml"),
+        "name: orphan\ntasks:\n  long:\n    run: |\n      if [ \"$BATON_ATTEMPT\" = 1 ]; then sleep 300 & echo $! > first.pid; wait; fi\n",
+    )
+    .unwrap();
+    let mut run = baton(dir.path(), &["run", "orphan.yaml"]).spawn().unwrap();
+    let first = loop {
+        if let Some(pid) = std::fs::read_to_string(dir.path().join("first.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(alive(first), "the orphan should outlive a SIGKILLed baton");
+
+    let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
+    let run_id = store.runs(1).unwrap()[0].run_id.clone();
+    drop(store);
+    let status = baton(dir.path(), &["resume", &run_id]).status().unwrap();
+    assert!(status.success());
+    assert!(!alive(first), "resume left the first attempt running");
+    let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
+    assert_eq!(store.runs(1).unwrap()[0].status, RunStatus::Succeeded);
+}

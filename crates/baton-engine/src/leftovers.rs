@@ -1,0 +1,64 @@
+//! Processes a dead `baton` left running. Every process of an attempt
+//! carries `BATON_IDEMPOTENCY_KEY=RUN:TASK:ATTEMPT` in its environment (its
+//! children inherit it), so on resume the engine finds them by that key in
+//! `/proc` (which no recycled pid can match by accident) and stops them before
+//! their task runs again: two copies of one task never run side by side.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// SIGTERM to every live process carrying one of `keys`, SIGKILL to those
+/// still there after `grace`. Returns how many were found.
+pub(crate) async fn stop(keys: &[String], grace: Duration) -> usize {
+    if keys.is_empty() {
+        return 0;
+    }
+    let needles: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|key| format!("BATON_IDEMPOTENCY_KEY={key}").into_bytes())
+        .collect();
+    let found = carrying(&needles);
+    for &pid in &found {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut alive = found.clone();
+    while !alive.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        alive.retain(|&pid| kill(pid, None).is_ok() && !is_zombie(pid));
+    }
+    for pid in alive {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    found.len()
+}
+
+/// Pids whose environment holds one of `needles` exactly.
+fn carrying(needles: &[Vec<u8>]) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = std::process::id();
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&byte| byte == 0)
+                    .any(|variable| needles.iter().any(|needle| variable == needle.as_slice()))
+            })
+        })
+        .map(|pid| Pid::from_raw(pid as i32))
+        .collect()
+}
+
+fn is_zombie(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
