@@ -56,6 +56,8 @@ enum Command {
     /// Finish a run whose `baton` died: what succeeded stays done, what was
     /// in flight runs again.
     Resume(runs::ResumeArgs),
+    /// The stdout and stderr of a recorded run's tasks.
+    Logs(runs::LogsArgs),
     /// A recorded run's events, as JSON lines.
     Events(runs::EventsArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Show(args) => runs::show(args),
         Command::Events(args) => runs::events(args),
         Command::Resume(args) => runs::resume(args),
+        Command::Logs(args) => runs::logs(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

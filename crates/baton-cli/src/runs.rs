@@ -77,6 +77,19 @@ pub(crate) struct ResumeArgs {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct LogsArgs {
+    /// The run's id.
+    run: String,
+    /// One task; every task that ran a process when absent.
+    task: Option<String>,
+    /// One attempt of the task; its last when absent.
+    #[arg(long, requires = "task")]
+    attempt: Option<u32>,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct EventsArgs {
     /// The run's id.
     run: String,
@@ -161,6 +174,55 @@ pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
         let handle = engine.resume(&args.run, true)?;
         follow(handle, &valid, done, args.json).await
     })
+}
+
+pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let report = engine.recorded(&args.run)?;
+    let tasks: Vec<_> = match &args.task {
+        Some(id) => vec![
+            report
+                .task(id)
+                .with_context(|| format!("run `{}` has no task `{id}`", args.run))?,
+        ],
+        None => report.tasks.iter().collect(),
+    };
+    let mut out = std::io::stdout().lock();
+    for task in tasks {
+        let attempt = args.attempt.unwrap_or(task.attempts);
+        if attempt == 0 || attempt > task.attempts {
+            anyhow::ensure!(
+                args.task.is_none(),
+                "task `{}` has {} attempt(s)",
+                task.id,
+                task.attempts
+            );
+            continue;
+        }
+        let dir =
+            baton_engine::logs::attempt_dir(&args.home.state_dir, &args.run, &task.id, attempt);
+        for stream in [
+            baton_engine::logs::STDOUT_FILE,
+            baton_engine::logs::STDERR_FILE,
+        ] {
+            let Ok(text) = std::fs::read_to_string(dir.join(stream)) else {
+                continue;
+            };
+            if text.is_empty() {
+                continue;
+            }
+            let written = writeln!(out, "--- {} (attempt {attempt}) {stream} ---", task.id)
+                .and_then(|()| out.write_all(text.as_bytes()));
+            match written {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {

@@ -379,6 +379,23 @@ fn recorded_runs_are_listed_shown_and_replayed_as_events() {
 
     baton()
         .current_dir(dir.path())
+        .args(["logs", run_id, "wait-for-service", "--attempt", "2"])
+        .assert()
+        .success()
+        .stdout(
+            "--- wait-for-service (attempt 2) stderr.log ---\nattempt 2: service unavailable\n",
+        );
+    baton()
+        .current_dir(dir.path())
+        .args(["logs", run_id])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "--- use-service (attempt 1) stdout.log ---\nthe service was ready on attempt 3\n",
+        ));
+
+    baton()
+        .current_dir(dir.path())
         .args(["show", "no-such-run"])
         .assert()
         .code(2)
