@@ -161,7 +161,8 @@ fn connect(path: &Path) -> Result<Connection> {
         Connection::open_with_flags(path, flags).map_err(|error| database_error(path, &error))?;
     connection
         .execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -32768;",
         )
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase) => Error::NotBaton(path.to_path_buf()),
