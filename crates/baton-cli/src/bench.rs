@@ -122,7 +122,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             wide,
             sqlite,
             samples,
-        } => runtime()?.block_on(crate::bench_engine::engine(
+        } => crate::runtime()?.block_on(crate::bench_engine::engine(
             Shape { nodes, seed },
             wide,
             sqlite,
@@ -133,7 +133,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             millis,
             concurrency,
             samples,
-        } => runtime()?.block_on(crate::bench_engine::sleep(
+        } => crate::runtime()?.block_on(crate::bench_engine::sleep(
             tasks,
             millis,
             concurrency,
@@ -148,20 +148,13 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             tasks,
             concurrency,
             samples,
-        } => runtime()?.block_on(crate::bench_engine::shell(
+        } => crate::runtime()?.block_on(crate::bench_engine::shell(
             tasks,
             concurrency,
             samples.max(1),
         ))?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {

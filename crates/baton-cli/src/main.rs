@@ -195,6 +195,15 @@ fn checked(path: &std::path::Path) -> anyhow::Result<Option<baton_core::Valid>> 
     }
 }
 
+/// The async runtime for commands that run or watch runs.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

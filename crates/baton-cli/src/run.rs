@@ -83,11 +83,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(valid) => valid,
         Err(problems) => return Ok(refuse(&file, problems)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(execute(&file, valid, args))
+    crate::runtime()?.block_on(execute(&file, valid, args))
 }
 
 /// A spec from `--tasks`: a JSON list of tasks, each with its `id`.
@@ -136,22 +132,18 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
         Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
         Err(error) => return Err(error.into()),
     };
-    follow(handle, &valid, 0, args.json).await
+    follow(handle, args.json).await
 }
 
 /// Shows a run as it goes (progress or JSON lines), then its summary; the
-/// exit code says how it ended. `done` tasks had ended before (a resume).
-pub(crate) async fn follow(
-    mut handle: RunHandle,
-    valid: &Arc<Valid>,
-    done: u64,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+/// exit code says how it ended.
+pub(crate) async fn follow(mut handle: RunHandle, json: bool) -> anyhow::Result<ExitCode> {
     tokio::spawn(cancel_on_signal(handle.canceller()));
+    let valid = Arc::clone(handle.valid());
     let mut view = if json {
         View::Json
     } else {
-        View::Progress(Progress::new(Arc::clone(valid), done))
+        View::Progress(Progress::new(Arc::clone(&valid), handle.ended() as u64))
     };
     let events = handle
         .events()
@@ -160,7 +152,7 @@ pub(crate) async fn follow(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => view.on_event(valid, &event)?,
+                Some(event) => view.on_event(&valid, &event)?,
                 None => break,
             },
             _ = tick.tick() => view.refresh(),

@@ -153,26 +153,9 @@ pub(crate) fn show(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let engine = args.home.engine()?;
-        let record = engine.store().run(&args.run)?;
-        let valid = Arc::new(
-            baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
-                anyhow::anyhow!("the recorded workflow does not check: {}", problems[0])
-            })?,
-        );
-        let done = engine
-            .recorded(&args.run)?
-            .tasks
-            .iter()
-            .filter(|task| task.status.is_final())
-            .count() as u64;
-        let handle = engine.resume(&args.run, true)?;
-        follow(handle, &valid, done, args.json).await
+    crate::runtime()?.block_on(async {
+        let handle = args.home.engine()?.resume(&args.run, true)?;
+        follow(handle, args.json).await
     })
 }
 

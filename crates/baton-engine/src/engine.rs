@@ -197,6 +197,8 @@ impl Engine {
         watch: bool,
     ) -> RunHandle {
         let run_id = state.run_id().to_owned();
+        let valid = state.shared_valid();
+        let ended = state.final_count();
         let (cancel, cancelled) = watch::channel(false);
         let (events, receiver) = if watch {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -214,6 +216,8 @@ impl Engine {
         });
         RunHandle {
             run_id,
+            valid,
+            ended,
             events: receiver,
             cancel: Canceller(Arc::new(cancel)),
             join,
@@ -302,6 +306,8 @@ fn install_crypto_provider() {
 /// A run in progress.
 pub struct RunHandle {
     run_id: String,
+    valid: Arc<Valid>,
+    ended: usize,
     events: Option<mpsc::UnboundedReceiver<RunEvent>>,
     cancel: Canceller,
     join: JoinHandle<Result<RunReport, Error>>,
@@ -310,6 +316,17 @@ pub struct RunHandle {
 impl RunHandle {
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    /// The checked workflow: events name tasks by their index in it.
+    pub fn valid(&self) -> &Arc<Valid> {
+        &self.valid
+    }
+
+    /// Tasks that had already ended when this handle started the run
+    /// (non-zero for a resumed run).
+    pub fn ended(&self) -> usize {
+        self.ended
     }
 
     /// The run's events as they are persisted, when started with

@@ -9,6 +9,8 @@ use std::time::Duration;
 use baton_core::run::{Event, RunStatus};
 use baton_store::{SqliteStore, Store};
 
+use crate::util::alive;
+
 /// A small deterministic generator, so a failure replays with the same kills.
 struct Lcg(u64);
 
@@ -130,18 +132,6 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
             "t{task:02} ran again after it succeeded"
         );
     }
-}
-
-/// Whether `pid` still runs (a zombie has stopped running).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 #[test]

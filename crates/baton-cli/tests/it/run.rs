@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::util::{baton, workspace};
+use crate::util::{alive, baton, workspace};
 
 /// `baton run` in a fresh directory holding a copy of `examples/`.
 fn run_in(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
@@ -227,18 +227,6 @@ fn a_missing_input_is_refused_before_anything_runs() {
         .code(1)
         .stdout(predicates::str::contains("missing-input"));
     assert!(!dir.path().join("ran").exists());
-}
-
-/// Whether `pid` still runs (a zombie has stopped running).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 #[test]

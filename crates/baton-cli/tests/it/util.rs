@@ -16,6 +16,18 @@ pub(crate) fn workspace() -> PathBuf {
         .expect("workspace root")
 }
 
+/// Whether `pid` still runs (a zombie has stopped running).
+pub(crate) fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 pub(crate) fn specs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs")
 }

@@ -365,6 +365,11 @@ impl RunState {
         &self.valid
     }
 
+    /// The checked workflow, shared.
+    pub fn shared_valid(&self) -> Arc<Valid> {
+        Arc::clone(&self.valid)
+    }
+
     pub fn run_id(&self) -> &str {
         &self.run_id
     }

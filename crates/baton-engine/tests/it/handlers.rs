@@ -10,6 +10,17 @@ use serde_json::json;
 
 use crate::util::{engine, run, workflow};
 
+/// When each attempt of a watched run started, in ms, until the run ends.
+async fn start_times(handle: &mut baton_engine::RunHandle) -> Vec<u64> {
+    let mut starts = Vec::new();
+    while let Some(event) = handle.events().unwrap().recv().await {
+        if let Event::TaskStarted { at, .. } = event.event {
+            starts.push(at.0);
+        }
+    }
+    starts
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_flaky_handler_succeeds_on_its_third_attempt_after_exact_backoffs() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,12 +48,7 @@ async fn a_flaky_handler_succeeds_on_its_third_attempt_after_exact_backoffs() {
             },
         )
         .unwrap();
-    let mut starts = Vec::new();
-    while let Some(event) = handle.events().unwrap().recv().await {
-        if let Event::TaskStarted { at, .. } = event.event {
-            starts.push(at.0);
-        }
-    }
+    let starts = start_times(&mut handle).await;
     let report = handle.finish().await.unwrap();
     assert_eq!(report.status, RunStatus::Succeeded);
     assert_eq!(
@@ -76,12 +82,7 @@ async fn each_backoff_spaces_attempts_as_named() {
                 },
             )
             .unwrap();
-        let mut starts = Vec::new();
-        while let Some(event) = handle.events().unwrap().recv().await {
-            if let Event::TaskStarted { at, .. } = event.event {
-                starts.push(at.0);
-            }
-        }
+        let starts = start_times(&mut handle).await;
         let seen: Vec<u64> = starts.windows(2).map(|pair| pair[1] - pair[0]).collect();
         assert_eq!(seen, gaps, "{backoff}");
         assert_eq!(handle.finish().await.unwrap().status, RunStatus::Failed);
