@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::duration::Duration;
 
+use super::digest::Digest;
+
 /// Milliseconds since the Unix epoch, as the shell's clock read them. Time
 /// enters the state machine only through events and `decide`'s `now`.
 #[derive(
@@ -78,6 +80,14 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// Files an attempt declared in `artifacts:`, stored by content before
+    /// its success is recorded.
+    ArtifactsStored {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+        artifacts: Box<[Artifact]>,
+    },
     /// An attempt (or compensation) that was in flight when the process
     /// running it died; the resumed run starts the task again, attempt + 1.
     AttemptLost {
@@ -110,6 +120,7 @@ impl Event {
             | Event::TaskCancelled { task, .. }
             | Event::CompensationStarted { task, .. }
             | Event::CompensationFinished { task, .. }
+            | Event::ArtifactsStored { task, .. }
             | Event::AttemptLost { task, .. } => Some(*task),
             Event::RunStarted { .. }
             | Event::CancelRequested { .. }
@@ -117,6 +128,15 @@ impl Event {
             | Event::RunFinished { .. } => None,
         }
     }
+}
+
+/// A file a task produced, kept in the content-addressed store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Relative to the task's working directory, `/`-separated.
+    pub path: String,
+    pub digest: Digest,
+    pub size: u64,
 }
 
 /// Why an attempt failed.

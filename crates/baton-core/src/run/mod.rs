@@ -19,13 +19,22 @@
 //! ```
 
 mod backoff;
+mod digest;
 mod event;
+mod provenance;
 mod resolve;
 mod state;
 mod templates;
+mod trace;
 
 pub use backoff::{retries, retry_delay};
-pub use event::{Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
+pub use digest::{BadDigest, Digest, Hasher};
+pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
+pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
 pub use resolve::{HttpBody, HttpCall, Resolved, Work};
-pub use state::{Budget, Command, RunMetrics, RunSetup, RunState, TaskStatus, Usage};
+pub use state::{
+    Budget, Command, RunMetrics, RunSetup, RunState, Sealed, Snapshot, SnapshotError, TaskStatus,
+    Usage,
+};
 pub use templates::{ShellScript, TemplateError, VALUE_PREFIX};
+pub use trace::{Divergence, Trace, replay};

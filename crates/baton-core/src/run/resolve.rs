@@ -11,7 +11,7 @@ use super::state::RunState;
 use super::templates::{self, ShellScript, TemplateError};
 
 /// One attempt (or compensation) of a task, resolved.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Resolved {
     /// The task's `env`, rendered.
     pub env: Vec<(String, String)>,
@@ -20,7 +20,7 @@ pub struct Resolved {
 }
 
 /// What a runner does.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Work {
     /// `sh -c script`, with the script's templated values as variables.
     Shell(ShellScript),
@@ -31,7 +31,7 @@ pub enum Work {
     Handler(String),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct HttpCall {
     pub method: Method,
     pub url: String,
@@ -53,7 +53,7 @@ impl HttpCall {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum HttpBody {
     Empty,
     Json(serde_json::Value),

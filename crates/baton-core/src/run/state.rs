@@ -15,9 +15,13 @@ use crate::duration::Duration;
 use crate::spec::{Action, FailurePolicy, OnTimeout, RetryPolicy, Task, TaskKind, Timeout};
 
 use super::backoff::{retries, retry_delay};
-use super::event::{Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
+use super::event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
 use super::resolve::{Resolved, Scope, Work};
 use super::templates::{self, TemplateError};
+
+mod snapshot;
+
+pub use snapshot::{Sealed, Snapshot, SnapshotError};
 
 const NONE: u32 = u32::MAX;
 
@@ -178,7 +182,8 @@ impl Default for Budget {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 enum Phase {
     Pending,
     Running,
@@ -221,6 +226,7 @@ pub struct RunState {
     outputs: Vec<Option<Value>>,
     failures: FxHashMap<u32, Failure>,
     skip_reasons: FxHashMap<u32, SkipReason>,
+    artifacts: FxHashMap<u32, Box<[Artifact]>>,
     final_count: usize,
     running: u32,
     failed_tasks: u32,
@@ -299,6 +305,7 @@ impl RunState {
             outputs: vec![None; count],
             failures: FxHashMap::default(),
             skip_reasons: FxHashMap::default(),
+            artifacts: FxHashMap::default(),
             final_count: 0,
             running: 0,
             failed_tasks: 0,
@@ -428,6 +435,16 @@ impl RunState {
     /// The last failure of a task (or its compensation).
     pub fn failure(&self, task: u32) -> Option<&Failure> {
         self.failures.get(&task)
+    }
+
+    /// The files the task's succeeding attempt stored.
+    pub fn artifacts(&self, task: u32) -> &[Artifact] {
+        self.artifacts.get(&task).map_or(&[], |artifacts| artifacts)
+    }
+
+    /// The index of the task named `id`.
+    pub fn task_index(&self, id: &str) -> Option<u32> {
+        self.names().get(id).copied()
     }
 
     pub fn skip_reason(&self, task: u32) -> Option<SkipReason> {
@@ -569,6 +586,13 @@ impl RunState {
                         TaskStatus::CompensationFailed
                     }
                 };
+            }
+            Event::ArtifactsStored {
+                task,
+                ref artifacts,
+                ..
+            } => {
+                self.artifacts.insert(task, artifacts.clone());
             }
             Event::AttemptLost { task, .. } => match self.status[task as usize] {
                 TaskStatus::Running => {
@@ -758,7 +782,10 @@ impl RunState {
                 break;
             }
             self.timers.pop();
+            // Only a fired timer makes a waiting retry ready: a replayed
+            // state still holds the rank it was first queued with.
             if self.status[task as usize] == TaskStatus::RetryWait {
+                self.status[task as usize] = TaskStatus::Queued;
                 self.ready.push(Reverse(self.order.rank[task as usize]));
             }
         }
@@ -779,10 +806,7 @@ impl RunState {
             }
             let task = self.order.by_rank[rank as usize];
             let index = task as usize;
-            if !matches!(
-                self.status[index],
-                TaskStatus::Queued | TaskStatus::RetryWait
-            ) {
+            if self.status[index] != TaskStatus::Queued {
                 continue;
             }
             if let Some(key) = self.key(task) {
@@ -1583,11 +1607,25 @@ mod tests {
                 if choices.next().unwrap() % 13 == 0 {
                     // A crash: a fresh state replays the log and loses what
                     // was in flight, as `baton resume` does.
-                    let mut replayed = RunState::new(Arc::clone(&run.state.valid), RunSetup { run_id: "run-1".to_owned(), ..RunSetup::default() });
+                    // Every other time from a checkpoint taken part-way.
+                    let setup = || RunSetup { run_id: "run-1".to_owned(), ..RunSetup::default() };
+                    let mut replayed = RunState::new(Arc::clone(&run.state.valid), setup());
                     for event in &run.log {
                         replayed.apply(event);
                     }
-                    run.state = replayed;
+                    let cut = usize::from(choices.next().unwrap()) % (run.log.len() + 1);
+                    let mut early = RunState::new(Arc::clone(&run.state.valid), setup());
+                    for event in &run.log[..cut] {
+                        early.apply(event);
+                    }
+                    let sealed = early.snapshot(cut as u64).seal();
+                    let mut restored = RunState::restore(Arc::clone(&run.state.valid), setup(), sealed.open().unwrap()).unwrap();
+                    for event in &run.log[cut..] {
+                        restored.apply(event);
+                    }
+                    let length = run.log.len() as u64;
+                    prop_assert_eq!(restored.snapshot(length), replayed.snapshot(length));
+                    run.state = if cut % 2 == 0 { restored } else { replayed };
                     for (task, attempt) in run.state.in_flight() {
                         run.record(Event::AttemptLost { at: run.now, task, attempt });
                     }
@@ -1629,6 +1667,10 @@ mod tests {
             }
             prop_assert_eq!(replay.run_status(), run.state.run_status());
             prop_assert_eq!(replay.metrics(), run.state.metrics());
+
+            let mut redriven = RunState::new(Arc::clone(&run.state.valid), RunSetup { run_id: "run-1".to_owned(), ..RunSetup::default() });
+            let digest = crate::run::replay(&mut redriven, &run.log);
+            prop_assert_eq!(digest, Ok(crate::run::Trace::of(&run.log)));
         }
     }
 }

@@ -123,7 +123,7 @@ pub(crate) fn condition(text: &str, context: &Value) -> Result<bool, TemplateErr
 }
 
 /// A shell script whose templated values travel as environment variables.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ShellScript {
     pub script: String,
     /// `(name, value)` pairs the script refers to.

@@ -1,0 +1,190 @@
+//! A run's trace: the digest of its event log, and the replay that checks
+//! the state machine still makes every decision the log records.
+//!
+//! Results (a task succeeded, failed, was lost in a crash, the run was
+//! cancelled) come from outside the state machine, so a replay takes them
+//! from the log. Decisions (a task started, was skipped, the run finished)
+//! come from [`RunState::decide`]: a replay asks for them again and checks
+//! each recorded one is among them. The same workflow and the same results
+//! give the same decisions, so the replayed trace has the original digest.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+
+use super::digest::{Digest, Hasher};
+use super::event::{Event, Millis};
+use super::state::{Budget, RunState, TaskStatus};
+
+/// Folds events, in order, into a trace digest.
+#[derive(Default)]
+pub struct Trace(Hasher);
+
+impl Trace {
+    pub fn push(&mut self, event: &Event) {
+        self.0.serialized(event);
+    }
+
+    pub fn finish(mut self) -> Digest {
+        self.0.finish()
+    }
+
+    /// The trace digest of a whole log.
+    pub fn of(events: &[Event]) -> Digest {
+        let mut trace = Trace::default();
+        for event in events {
+            trace.push(event);
+        }
+        trace.finish()
+    }
+}
+
+/// A recorded decision the state machine does not make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// Its position in the log.
+    pub seq: u64,
+    pub recorded: Event,
+    /// What the state machine would do instead (events without times).
+    pub expected: Vec<Event>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let recorded = serde_json::to_string(&self.recorded).unwrap_or_default();
+        write!(
+            f,
+            "event {} ({recorded}) is not a decision the state machine makes here",
+            self.seq
+        )?;
+        if !self.expected.is_empty() {
+            let expected: Vec<String> = self
+                .expected
+                .iter()
+                .take(5)
+                .map(|event| serde_json::to_string(event).unwrap_or_default())
+                .collect();
+            write!(f, "; it would do: {}", expected.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// What identifies a decision, whenever it was made.
+type Key = (u8, u32, u32);
+
+fn decision_key(event: &Event) -> Key {
+    let (kind, task, detail) = match event {
+        Event::TaskStarted { task, attempt, .. } => (0, *task, *attempt),
+        Event::TaskSkipped { task, .. } => (1, *task, 0),
+        Event::TaskCancelled { task, .. } => (2, *task, 0),
+        Event::TaskFailed { task, attempt, .. } => (3, *task, *attempt),
+        Event::CompensationStarted { task, .. } => (4, *task, 0),
+        Event::RunTimedOut { .. } => (5, 0, 0),
+        Event::RunFinished { .. } => (6, 0, 0),
+        _ => (7, event.task().unwrap_or(0), 0),
+    };
+    (kind, task, detail)
+}
+
+/// An event with its time zeroed: a decision's content.
+fn timeless(event: &Event) -> Event {
+    let mut event = event.clone();
+    match &mut event {
+        Event::RunStarted { at }
+        | Event::TaskStarted { at, .. }
+        | Event::TaskSucceeded { at, .. }
+        | Event::TaskFailed { at, .. }
+        | Event::TaskSkipped { at, .. }
+        | Event::TaskCancelled { at, .. }
+        | Event::CompensationStarted { at, .. }
+        | Event::CompensationFinished { at, .. }
+        | Event::ArtifactsStored { at, .. }
+        | Event::AttemptLost { at, .. }
+        | Event::CancelRequested { at }
+        | Event::RunTimedOut { at }
+        | Event::RunFinished { at, .. } => *at = Millis(0),
+    }
+    event
+}
+
+fn at(event: &Event) -> Millis {
+    match event {
+        Event::RunStarted { at }
+        | Event::TaskStarted { at, .. }
+        | Event::TaskSucceeded { at, .. }
+        | Event::TaskFailed { at, .. }
+        | Event::TaskSkipped { at, .. }
+        | Event::TaskCancelled { at, .. }
+        | Event::CompensationStarted { at, .. }
+        | Event::CompensationFinished { at, .. }
+        | Event::ArtifactsStored { at, .. }
+        | Event::AttemptLost { at, .. }
+        | Event::CancelRequested { at }
+        | Event::RunTimedOut { at }
+        | Event::RunFinished { at, .. } => *at,
+    }
+}
+
+/// Whether `event` records a decision of the state machine (as opposed to
+/// a result from outside), judged on the state before it is applied.
+fn is_decision(state: &RunState, event: &Event) -> bool {
+    match event {
+        Event::TaskStarted { .. }
+        | Event::TaskSkipped { .. }
+        | Event::CompensationStarted { .. }
+        | Event::RunTimedOut { .. }
+        | Event::RunFinished { .. } => true,
+        // A rejected task (its condition did not evaluate) never started.
+        Event::TaskFailed { attempt, .. } => *attempt == 0,
+        // Running attempts report their own cancellation; others are dropped.
+        Event::TaskCancelled { task, .. } => state.status(*task) != TaskStatus::Running,
+        Event::RunStarted { .. }
+        | Event::TaskSucceeded { .. }
+        | Event::CompensationFinished { .. }
+        | Event::ArtifactsStored { .. }
+        | Event::AttemptLost { .. }
+        | Event::CancelRequested { .. } => false,
+    }
+}
+
+/// Re-drives a fresh `state` through a recorded log and returns the trace
+/// digest, or the first recorded decision it would not make.
+pub fn replay(state: &mut RunState, events: &[Event]) -> Result<Digest, Divergence> {
+    let mut trace = Trace::default();
+    let mut decided: FxHashMap<Key, Event> = FxHashMap::default();
+    let mut commands = Vec::new();
+    for (seq, event) in events.iter().enumerate() {
+        if is_decision(state, event) {
+            let key = decision_key(event);
+            if !decided.contains_key(&key) {
+                commands.clear();
+                let budget = Budget {
+                    slots: usize::MAX,
+                    batch: Budget::default().batch,
+                };
+                state.decide(at(event), budget, &mut commands);
+                for command in commands.drain(..) {
+                    if let Some(made) = command.event(Millis(0)) {
+                        decided.insert(decision_key(&made), made);
+                    }
+                }
+            }
+            match decided.remove(&key) {
+                Some(made) if made == timeless(event) => {}
+                other => {
+                    let mut expected: Vec<Event> = decided.into_values().chain(other).collect();
+                    expected.sort_by_key(decision_key);
+                    return Err(Divergence {
+                        seq: seq as u64,
+                        recorded: event.clone(),
+                        expected,
+                    });
+                }
+            }
+        }
+        state.apply(event);
+        trace.push(event);
+    }
+    Ok(trace.finish())
+}
