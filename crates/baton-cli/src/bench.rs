@@ -49,6 +49,10 @@ pub(crate) enum Command {
         /// Persist events to a fresh SQLite store instead of memory.
         #[arg(long)]
         sqlite: bool,
+        /// In memory, also keep the read models (task rows, provenance),
+        /// which the SQLite store always keeps.
+        #[arg(long, conflicts_with = "sqlite")]
+        read_models: bool,
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
@@ -121,13 +125,21 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             wide,
             sqlite,
+            read_models,
             samples,
-        } => crate::runtime()?.block_on(crate::bench_engine::engine(
-            Shape { nodes, seed },
-            wide,
-            sqlite,
-            samples.max(1),
-        ))?,
+        } => {
+            let store = match (sqlite, read_models) {
+                (true, _) => crate::bench_engine::BenchStore::Sqlite,
+                (false, true) => crate::bench_engine::BenchStore::Memory,
+                (false, false) => crate::bench_engine::BenchStore::LogOnly,
+            };
+            crate::runtime()?.block_on(crate::bench_engine::engine(
+                Shape { nodes, seed },
+                wide,
+                store,
+                samples.max(1),
+            ))?
+        }
         Command::Sleep {
             tasks,
             millis,

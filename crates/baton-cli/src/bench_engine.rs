@@ -22,10 +22,19 @@ fn median(mut times: Vec<Duration>) -> (Duration, Duration, Duration) {
     (times[times.len() / 2], times[0], times[times.len() - 1])
 }
 
+/// Where `bench engine` records its runs.
+pub(crate) enum BenchStore {
+    /// Events only: the engine's own cost.
+    LogOnly,
+    /// Events and read models, in memory.
+    Memory,
+    Sqlite,
+}
+
 pub(crate) async fn engine(
     shape: Shape,
     wide: bool,
-    sqlite: bool,
+    store: BenchStore,
     samples: usize,
 ) -> anyhow::Result<()> {
     let mut workflow = generate(&shape);
@@ -47,20 +56,28 @@ pub(crate) async fn engine(
             .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
     );
     let dir = tempfile_dir()?;
-    let (engine, store) = if sqlite {
-        let path = dir.join("engine.db");
-        let _ = std::fs::remove_file(&path);
-        let store = baton_store::SqliteStore::open(&path)?;
-        let config = EngineConfig {
-            state_dir: dir.clone(),
-            ..EngineConfig::default()
-        };
-        (
-            Engine::with_store(config, Arc::new(store)),
-            "SQLite store (WAL, synchronous=NORMAL, group commit)",
-        )
-    } else {
-        (engine_at(&dir), "in-memory store")
+    let config = EngineConfig {
+        state_dir: dir.clone(),
+        ..EngineConfig::default()
+    };
+    let (engine, store): (Engine, &str) = match store {
+        BenchStore::Sqlite => {
+            let path = dir.join("engine.db");
+            let _ = std::fs::remove_file(&path);
+            let store = baton_store::SqliteStore::open(&path)?;
+            (
+                Engine::with_store(config, Arc::new(store)),
+                "SQLite store (WAL, synchronous=NORMAL, group commit, read models, provenance)",
+            )
+        }
+        BenchStore::Memory => (
+            Engine::with_store(config, Arc::new(baton_store::MemoryStore::default())),
+            "in-memory store with read models and provenance",
+        ),
+        BenchStore::LogOnly => (
+            Engine::with_store(config, Arc::new(baton_store::MemoryStore::log_only())),
+            "in-memory store (event log only)",
+        ),
     };
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {

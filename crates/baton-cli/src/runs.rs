@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use baton_core::run::RunStatus;
 use baton_engine::{Engine, EngineConfig, RunEvent};
-use baton_store::SqliteStore;
+use baton_store::{RunFilter, SqliteStore};
 
 use crate::run::{event_json, follow, print_summary};
 
@@ -49,6 +50,12 @@ pub(crate) struct RunsArgs {
     /// How many of the latest runs to list.
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Only runs with this status (running, succeeded, failed, cancelled, ...).
+    #[arg(long, value_parser = parse_status)]
+    status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    #[arg(long)]
+    workflow: Option<String>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -99,7 +106,12 @@ pub(crate) struct EventsArgs {
 
 pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let runs = engine.store().runs(args.limit)?;
+    let filter = RunFilter {
+        status: args.status,
+        workflow: args.workflow,
+        limit: args.limit,
+    };
+    let runs = engine.store().runs(&filter)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
@@ -127,6 +139,12 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{table}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, String> {
+    serde_json::from_value(serde_json::Value::from(text)).map_err(|_| {
+        format!("unknown status `{text}`: use pending, running, succeeded, failed, cancelled or compensated")
+    })
 }
 
 /// `42s`, `3m`, `5h`, `2d`: how long ago, roughly.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Once, RwLock};
 
-use baton_core::run::{Event, Millis, RunSetup, RunState};
+use baton_core::run::{Chain, Event, Millis, RunSetup, RunState};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
 use baton_store::{MemoryStore, RunRecord, Store};
@@ -32,6 +32,13 @@ pub struct EngineConfig {
     pub start_time: Option<Millis>,
     /// Commands `decide` hands out per round.
     pub batch: usize,
+    /// A snapshot of a run's state is stored every this many events (or
+    /// every twice as many events as the run has tasks, if more), so a
+    /// resume replays at most that many.
+    pub checkpoint_every: u64,
+    /// How often a run asks its store whether another process asked to
+    /// cancel it.
+    pub poll_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +50,8 @@ impl Default for EngineConfig {
             kill_grace: Duration::from_secs(10),
             start_time: None,
             batch: 4096,
+            checkpoint_every: 100_000,
+            poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -145,33 +154,58 @@ impl Engine {
     /// The report of a recorded run, rebuilt from its record and events
     /// without running anything (a run still in progress shows as running).
     pub fn recorded(&self, run_id: &str) -> Result<RunReport, Error> {
-        let (state, _) = self.replay(run_id)?;
+        let (state, _) = self.rebuild(run_id)?;
         Ok(RunReport::from_state(&state, &self.config.state_dir))
     }
 
-    /// A recorded run's state, rebuilt from its record and events, and how
-    /// many events it has.
-    fn replay(&self, run_id: &str) -> Result<(RunState, u64), Error> {
+    /// A recorded run's state, rebuilt from its newest sound checkpoint and
+    /// the events after it (or all its events), and how it was rebuilt.
+    pub(crate) fn rebuild(&self, run_id: &str) -> Result<(RunState, Recovery), Error> {
         let record = self.store.run(run_id)?;
-        let events = match self.store.events(run_id) {
+        let workflow = Arc::unwrap_or_clone(record.workflow.clone());
+        let valid = Arc::new(baton_core::check(workflow).map_err(Error::Invalid)?);
+        let mut recovery = Recovery::default();
+        let mut restored = None;
+        for info in self.store.checkpoints(run_id)? {
+            let opened = self
+                .store
+                .checkpoint(run_id, info.events)
+                .map_err(|error| error.to_string())
+                .and_then(|sealed| sealed.open().map_err(|error| error.to_string()))
+                .and_then(|snapshot| {
+                    RunState::restore(Arc::clone(&valid), setup_of(&record), snapshot)
+                        .map_err(|error| error.to_string())
+                });
+            match opened {
+                Ok(state) => {
+                    restored = Some((state, info.events));
+                    break;
+                }
+                Err(error) => recovery
+                    .rejected
+                    .push(format!("the checkpoint at event {}: {error}", info.events)),
+            }
+        }
+        let (mut state, from) =
+            restored.unwrap_or_else(|| (RunState::new(valid, setup_of(&record)), 0));
+        let events = match self.store.events_from(run_id, from) {
             // Recorded, but it died before its first event.
             Err(baton_store::Error::UnknownRun(_)) => Vec::new(),
             other => other?,
         };
-        let workflow = Arc::unwrap_or_clone(record.workflow.clone());
-        let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
-        let mut state = RunState::new(Arc::new(valid), setup_of(&record));
         for event in &events {
             state.apply(event);
         }
-        Ok((state, events.len() as u64))
+        recovery.checkpoint = (from > 0).then_some(from);
+        recovery.replayed = events.len() as u64;
+        Ok((state, recovery))
     }
 
     /// Finishes a run whose process died: tasks that had succeeded stay
     /// done; attempts that were in flight run again as attempt + 1. A run
     /// that had finished just reports.
     pub fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
-        let (state, seq) = self.replay(run_id)?;
+        let (state, recovery) = self.rebuild(run_id)?;
         let handlers = self
             .handlers
             .read()
@@ -181,17 +215,21 @@ impl Engine {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        let start = match seq {
+        let chain = Chain::from_records(&state, &self.store.provenance(run_id)?);
+        let start = match recovery.events() {
             0 => shell::Start::New,
             seq => shell::Start::Resume { seq },
         };
-        Ok(self.spawn(state, start, None, watch))
+        let mut handle = self.spawn(state, chain, start, None, watch);
+        handle.recovery = Some(recovery);
+        Ok(handle)
     }
 
     /// Runs `state` in the background.
     fn spawn(
         &self,
         state: RunState,
+        chain: Chain,
         start: shell::Start,
         record: Option<RunRecord>,
         watch: bool,
@@ -211,7 +249,7 @@ impl Engine {
             if let Some(record) = record {
                 engine.store.create_run(&record).await?;
             }
-            let state = shell::drive(&engine, state, start, events, cancelled).await?;
+            let state = shell::drive(&engine, state, chain, start, events, cancelled).await?;
             Ok(RunReport::from_state(&state, &engine.config.state_dir))
         });
         RunHandle {
@@ -221,6 +259,7 @@ impl Engine {
             events: receiver,
             cancel: Canceller(Arc::new(cancel)),
             join,
+            recovery: None,
         }
     }
 
@@ -279,7 +318,8 @@ impl Engine {
             on_failure: options.on_failure,
         };
         let state = RunState::new(valid, setup_of(&record));
-        Ok(self.spawn(state, shell::Start::New, Some(record), options.watch))
+        let chain = Chain::new(state.task_count());
+        Ok(self.spawn(state, chain, shell::Start::New, Some(record), options.watch))
     }
 }
 
@@ -311,6 +351,25 @@ pub struct RunHandle {
     events: Option<mpsc::UnboundedReceiver<RunEvent>>,
     cancel: Canceller,
     join: JoinHandle<Result<RunReport, Error>>,
+    recovery: Option<Recovery>,
+}
+
+/// How a resumed run's state was rebuilt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The event the checkpoint it started from was taken at, if any.
+    pub checkpoint: Option<u64>,
+    /// Events applied after the checkpoint (or from the start).
+    pub replayed: u64,
+    /// Checkpoints that were skipped, newest first, and why.
+    pub rejected: Vec<String>,
+}
+
+impl Recovery {
+    /// Events the rebuilt state has folded.
+    pub fn events(&self) -> u64 {
+        self.checkpoint.unwrap_or(0) + self.replayed
+    }
 }
 
 impl RunHandle {
@@ -333,6 +392,11 @@ impl RunHandle {
     /// [`RunOptions::watch`]; the stream ends with the run.
     pub fn events(&mut self) -> Option<&mut mpsc::UnboundedReceiver<RunEvent>> {
         self.events.as_mut()
+    }
+
+    /// How the state of a resumed run was rebuilt.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
     }
 
     /// A handle that cancels the run from anywhere (a signal handler).

@@ -34,11 +34,14 @@ mod clock;
 mod engine;
 mod leftovers;
 pub mod logs;
+mod record;
 mod report;
 mod runnable;
 mod runner;
 mod shell;
 
-pub use engine::{Canceller, Engine, EngineConfig, Error, RunEvent, RunHandle, RunOptions};
+pub use engine::{
+    Canceller, Engine, EngineConfig, Error, Recovery, RunEvent, RunHandle, RunOptions,
+};
 pub use report::{RunReport, TaskReport};
 pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};

@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use baton_core::run::{Budget, Command, Event, Failure, FailureKind, Millis, RunState};
+use baton_core::run::{Budget, Chain, Command, Event, Failure, FailureKind, Millis, RunState};
+use baton_store::Batch;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -18,6 +19,7 @@ use crate::clock::Clock;
 use crate::engine::{Engine, Error, RunEvent};
 use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
+use crate::record::Recorder;
 use crate::runner::{Attempt, Outcome, TaskContext};
 
 /// A runner's report, tagged with what it ran.
@@ -41,6 +43,7 @@ pub(crate) enum Start {
 pub(crate) async fn drive(
     engine: &Engine,
     mut state: RunState,
+    chain: Chain,
     start: Start,
     events: Option<mpsc::UnboundedSender<RunEvent>>,
     mut cancelled: watch::Receiver<bool>,
@@ -75,15 +78,42 @@ pub(crate) async fn drive(
     let mut cancel_recorded = false;
     let mut won = 0usize;
     let batch = engine.config.batch.max(1);
+    let mut recorder = Recorder::new(chain, state.task_count(), engine.store.keeps_read_models());
+    // A snapshot costs time in proportion to the tasks; taking one every
+    // twice as many events as tasks keeps that cost per event constant.
+    let every = engine
+        .config
+        .checkpoint_every
+        .max(2 * state.task_count() as u64)
+        .max(1);
+    let mut poll = tokio::time::interval(engine.config.poll_interval.as_std());
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !pending.is_empty() {
-            engine.store.append(state.run_id(), seq, &pending).await?;
+            for event in &pending {
+                recorder.apply(&mut state, event);
+            }
+            recorder.seal(&state);
+            let write = Batch {
+                events: &pending,
+                tasks: &recorder.tasks,
+                attempts: &recorder.attempts,
+            };
+            engine.store.write(state.run_id(), seq, write).await?;
+            recorder.clear();
+            let before = seq;
             for event in pending.drain(..) {
-                state.apply(&event);
                 if let Some(events) = &events {
                     let _ = events.send(RunEvent { seq, event });
                 }
                 seq += 1;
+            }
+            if engine.store.keeps_read_models()
+                && seq / every > before / every
+                && !state.is_finished()
+            {
+                let sealed = state.snapshot(seq).seal();
+                engine.store.put_checkpoint(state.run_id(), &sealed).await?;
             }
         }
         let mut finished_inline = 0;
@@ -155,6 +185,14 @@ pub(crate) async fn drive(
             Ok(permit) = engine.slots.acquire(), if starved => {
                 permit.forget();
                 won = 1;
+            }
+            _ = poll.tick(), if !cancel_recorded => {
+                // `baton cancel` from another process leaves its request in
+                // the store; a store that cannot answer is asked again.
+                if engine.store.cancel_requested(state.run_id()).unwrap_or(false) {
+                    cancel_recorded = true;
+                    pending.push(Event::CancelRequested { at: clock.now() });
+                }
             }
         }
     }

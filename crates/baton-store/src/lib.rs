@@ -17,15 +17,18 @@
 //! ```
 
 mod memory;
+mod projection;
 mod sqlite;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
+use projection::Projection;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_core::run::{Event, Millis, RunStatus};
+use baton_core::run::{Digest, Event, Millis, Provenance, RunStatus, Sealed, TaskStatus};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Workflow};
 use serde::{Deserialize, Serialize};
@@ -55,6 +58,8 @@ pub enum Error {
         found: i64,
         supported: i64,
     },
+    #[error("run `{run}` has no checkpoint at event {events}")]
+    NoCheckpoint { run: String, events: u64 },
     #[error("the store's writer has stopped")]
     WriterStopped,
     /// A stored event that no longer reads back.
@@ -141,28 +146,120 @@ pub struct RunSummary {
     pub events: u64,
 }
 
-/// What a batch of events changes in its run's row.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Projection {
-    pub(crate) started_at: Option<Millis>,
-    pub(crate) finished: Option<(RunStatus, Millis)>,
+/// Which runs to list, newest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub workflow: Option<String>,
+    pub limit: usize,
 }
 
-impl Projection {
-    pub(crate) fn of(events: &[Event]) -> Projection {
-        let mut projection = Projection::default();
-        for event in events {
-            match *event {
-                Event::RunStarted { at } => projection.started_at = Some(at),
-                Event::RunFinished { at, status } => projection.finished = Some((status, at)),
-                _ => {}
-            }
+impl Default for RunFilter {
+    fn default() -> RunFilter {
+        RunFilter {
+            status: None,
+            workflow: None,
+            limit: 20,
         }
-        projection
     }
 }
 
-/// Persistence for runs: their records and event logs.
+impl RunFilter {
+    fn admits(&self, run: &RunSummary) -> bool {
+        self.status.is_none_or(|status| status == run.status)
+            && self
+                .workflow
+                .as_ref()
+                .is_none_or(|workflow| *workflow == run.workflow)
+    }
+}
+
+/// Where one task of a run stands: the `tasks` read model, written by the
+/// engine from its state along with the events that moved the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    /// The task's index in the workflow.
+    pub task: u32,
+    pub id: String,
+    pub status: TaskStatus,
+    /// Attempts started; the last one is running while the task is.
+    pub attempts: u32,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// Its provenance, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Provenance>,
+    /// Whether later runs may reuse its result (`cache:`); only such rows
+    /// are found by [`Store::cached`].
+    #[serde(default)]
+    pub cacheable: bool,
+}
+
+/// One ended attempt of a task: the `attempts` read model. The attempt in
+/// flight is on its task's row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRow {
+    pub task: u32,
+    pub attempt: u32,
+    pub status: AttemptStatus,
+    pub started_at: Millis,
+    pub finished_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Its process died with baton; the task ran again.
+    Lost,
+}
+
+impl AttemptStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Cancelled => "cancelled",
+            AttemptStatus::Lost => "lost",
+        }
+    }
+}
+
+/// One write to a run: events, and the rows they change that the store
+/// cannot derive from the events alone. All of it is stored, or none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch<'a> {
+    pub events: &'a [Event],
+    /// The tasks the events moved, as they now stand.
+    pub tasks: &'a [TaskRow],
+    /// The attempts the events ended.
+    pub attempts: &'a [AttemptRow],
+}
+
+/// A stored checkpoint, without its data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckpointInfo {
+    /// Events folded into the snapshot.
+    pub events: u64,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A successful result found by its cache key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheHit {
+    pub run_id: String,
+    pub record: Provenance,
+    pub output: Option<serde_json::Value>,
+}
+
+/// Persistence for runs. Every backend passes the same conformance suite
+/// (`tests/it/conformance.rs`).
 pub trait Store: Send + Sync {
     /// Records a new run before its first event; fails if the id is taken.
     fn create_run(&self, record: &RunRecord) -> Appended;
@@ -170,15 +267,72 @@ pub trait Store: Send + Sync {
     /// A run's record.
     fn run(&self, run: &str) -> Result<RunRecord>;
 
-    /// The most recently started runs, newest first.
-    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>>;
+    /// Runs that pass `filter`, most recently started first.
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
 
-    /// Appends `events` to `run`'s log, which must hold exactly `first_seq`
+    /// Appends `batch` to `run`'s log, which must hold exactly `first_seq`
     /// events so far (optimistic concurrency: a second writer fails instead
-    /// of interleaving). All of `events` are stored, or none; the answer
-    /// comes once they are durable.
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended;
+    /// of interleaving), and updates the read models in the same
+    /// transaction. The answer comes once all of it is durable.
+    fn write(&self, run: &str, first_seq: u64, batch: Batch<'_>) -> Appended;
+
+    /// Appends events alone (see [`Store::write`]).
+    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
+        self.write(
+            run,
+            first_seq,
+            Batch {
+                events,
+                ..Batch::default()
+            },
+        )
+    }
+
+    /// The log of `run` from event `from` on (the whole log from 0).
+    fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>>;
 
     /// The whole log of `run`, in order.
-    fn events(&self, run: &str) -> Result<Vec<Event>>;
+    fn events(&self, run: &str) -> Result<Vec<Event>> {
+        self.events_from(run, 0)
+    }
+
+    /// The `tasks` read model of `run`, in task order; a task no event has
+    /// touched yet has no row.
+    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>>;
+
+    /// Every ended attempt of `run`, by task and attempt.
+    fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>>;
+
+    /// Task outputs of `run`, by task index.
+    fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>>;
+
+    /// The provenance records of `run`, in task order.
+    fn provenance(&self, run: &str) -> Result<Vec<Provenance>>;
+
+    /// The newest cacheable result whose record has `key` as its cache
+    /// key, from any run.
+    fn cached(&self, key: &Digest) -> Result<Option<CacheHit>>;
+
+    /// Stores a snapshot of `run`'s state; durable once answered.
+    fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended;
+
+    /// `run`'s checkpoints, newest first.
+    fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>>;
+
+    /// The checkpoint taken after `events` events, as stored: whoever opens
+    /// it checks its digest.
+    fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed>;
+
+    /// Asks whoever drives `run` to cancel it (`baton cancel`, from any
+    /// process).
+    fn request_cancel(&self, run: &str) -> Appended;
+
+    /// Whether someone asked to cancel `run`.
+    fn cancel_requested(&self, run: &str) -> Result<bool>;
+
+    /// Whether the store keeps the read models (tasks, provenance) the
+    /// engine computes for it; a log-only store spares the engine the work.
+    fn keeps_read_models(&self) -> bool {
+        true
+    }
 }

@@ -1,25 +1,45 @@
-//! The in-memory store: one vector of events per run behind a mutex.
+//! The in-memory store: each run's log and read models behind one mutex.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use baton_core::run::{Event, RunStatus};
+use baton_core::run::{Digest, Event, Provenance, RunStatus, Sealed};
 
-use crate::{Appended, Error, Projection, Result, RunRecord, RunSummary, Store};
+use crate::{
+    Appended, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result, RunFilter,
+    RunRecord, RunSummary, Store, TaskRow,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     runs: Mutex<HashMap<String, Run>>,
+    log_only: bool,
+}
+
+impl MemoryStore {
+    /// A store that keeps runs' records and event logs but no read models:
+    /// what benchmarks of the engine's own speed use.
+    pub fn log_only() -> MemoryStore {
+        MemoryStore {
+            log_only: true,
+            ..MemoryStore::default()
+        }
+    }
 }
 
 /// One run: its record (absent for a log appended without one), its events
-/// and its row, in creation order.
+/// and read models, in creation order.
 #[derive(Debug)]
 struct Run {
     record: Option<RunRecord>,
     events: Vec<Event>,
     summary: RunSummary,
     created: usize,
+    tasks: BTreeMap<u32, TaskRow>,
+    attempts: BTreeMap<(u32, u32), AttemptRow>,
+    outputs: BTreeMap<u32, serde_json::Value>,
+    checkpoints: Vec<Sealed>,
+    cancel_requested: bool,
 }
 
 impl Store for MemoryStore {
@@ -42,29 +62,141 @@ impl Store for MemoryStore {
             .ok_or_else(|| Error::UnknownRun(run.to_owned()))
     }
 
-    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let runs = self.lock();
-        let mut all: Vec<&Run> = runs.values().collect();
+        let mut all: Vec<&Run> = runs
+            .values()
+            .filter(|run| filter.admits(&run.summary))
+            .collect();
         all.sort_by_key(|run| {
             std::cmp::Reverse((run.summary.started_at.unwrap_or_default(), run.created))
         });
         Ok(all
             .into_iter()
-            .take(limit)
+            .take(filter.limit)
             .map(|run| run.summary.clone())
             .collect())
     }
 
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
-        Appended::done(self.append_now(run, first_seq, events))
+    fn write(&self, run: &str, first_seq: u64, batch: Batch<'_>) -> Appended {
+        Appended::done(self.write_now(run, first_seq, batch))
     }
 
-    fn events(&self, run: &str) -> Result<Vec<Event>> {
-        self.lock()
-            .get(run)
-            .filter(|run| !run.events.is_empty())
-            .map(|run| run.events.clone())
-            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
+    fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
+        self.read(run, |run| {
+            if run.events.is_empty() {
+                return None;
+            }
+            let from = (from as usize).min(run.events.len());
+            Some(run.events[from..].to_vec())
+        })
+    }
+
+    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+        self.read(run, |run| Some(run.tasks.values().cloned().collect()))
+    }
+
+    fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
+        self.read(run, |run| Some(run.attempts.values().cloned().collect()))
+    }
+
+    fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>> {
+        self.read(run, |run| {
+            Some(
+                run.outputs
+                    .iter()
+                    .map(|(&task, output)| (task, output.clone()))
+                    .collect(),
+            )
+        })
+    }
+
+    fn provenance(&self, run: &str) -> Result<Vec<Provenance>> {
+        self.read(run, |run| {
+            Some(
+                run.tasks
+                    .values()
+                    .filter_map(|row| row.record.clone())
+                    .collect(),
+            )
+        })
+    }
+
+    fn cached(&self, key: &Digest) -> Result<Option<CacheHit>> {
+        let runs = self.lock();
+        let newest = runs
+            .values()
+            .flat_map(|run| run.tasks.values().map(move |row| (run, row)))
+            .filter(|(_, row)| row.cacheable)
+            .filter_map(|(run, row)| Some((run, row, row.record.as_ref()?)))
+            .filter(|(_, _, record)| record.cache_key() == *key)
+            .max_by_key(|(run, row, _)| (run.created, row.task));
+        Ok(newest.map(|(run, row, record)| CacheHit {
+            run_id: run.summary.run_id.clone(),
+            record: record.clone(),
+            output: run.outputs.get(&row.task).cloned(),
+        }))
+    }
+
+    fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended {
+        let mut runs = self.lock();
+        let Some(run) = runs.get_mut(run) else {
+            return Appended::done(Err(Error::UnknownRun(run.to_owned())));
+        };
+        run.checkpoints.retain(|kept| kept.events != sealed.events);
+        run.checkpoints.push(sealed.clone());
+        run.checkpoints.sort_by_key(|kept| kept.events);
+        Appended::done(Ok(()))
+    }
+
+    fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
+        self.read(run, |run| {
+            Some(
+                run.checkpoints
+                    .iter()
+                    .rev()
+                    .map(|sealed| CheckpointInfo {
+                        events: sealed.events,
+                        digest: sealed.digest,
+                        size: sealed.data.len() as u64,
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed> {
+        let found = self.read(run, |run| {
+            Some(
+                run.checkpoints
+                    .iter()
+                    .find(|sealed| sealed.events == events)
+                    .cloned(),
+            )
+        })?;
+        found.ok_or_else(|| Error::NoCheckpoint {
+            run: run.to_owned(),
+            events,
+        })
+    }
+
+    fn request_cancel(&self, run: &str) -> Appended {
+        let mut runs = self.lock();
+        Appended::done(match runs.get_mut(run) {
+            Some(run) => {
+                run.cancel_requested = true;
+                Ok(())
+            }
+            None => Err(Error::UnknownRun(run.to_owned())),
+        })
+    }
+
+    fn cancel_requested(&self, run: &str) -> Result<bool> {
+        self.read(run, |run| Some(run.cancel_requested))
+    }
+
+    fn keeps_read_models(&self) -> bool {
+        !self.log_only
     }
 }
 
@@ -82,6 +214,48 @@ impl Run {
                 events: 0,
             },
             created,
+            tasks: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            cancel_requested: false,
+        }
+    }
+
+    /// Keeps the run's row current: all a log-only store does.
+    fn summarise(&mut self, events: &[Event]) {
+        let summary = &mut self.summary;
+        summary.events = self.events.len() as u64;
+        for event in events {
+            match *event {
+                Event::RunStarted { at } => {
+                    summary.status = RunStatus::Running;
+                    summary.started_at = Some(at);
+                }
+                Event::RunFinished { at, status } => {
+                    summary.status = status;
+                    summary.finished_at = Some(at);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn project(&mut self, projection: Projection) {
+        let summary = &mut self.summary;
+        summary.events = self.events.len() as u64;
+        if let Some(at) = projection.started_at {
+            summary.status = RunStatus::Running;
+            summary.started_at = Some(at);
+        }
+        if let Some((status, at)) = projection.finished {
+            summary.status = status;
+            summary.finished_at = Some(at);
+        }
+        for (task, output) in projection.outputs {
+            if let Ok(output) = serde_json::from_str(&output) {
+                self.outputs.insert(task, output);
+            }
         }
     }
 }
@@ -93,7 +267,15 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn append_now(&self, run_id: &str, first_seq: u64, events: &[Event]) -> Result<()> {
+    /// `read` of a known run; a run without events or record is unknown.
+    fn read<T>(&self, run_id: &str, read: impl FnOnce(&Run) -> Option<T>) -> Result<T> {
+        self.lock()
+            .get(run_id)
+            .and_then(read)
+            .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))
+    }
+
+    fn write_now(&self, run_id: &str, first_seq: u64, batch: Batch<'_>) -> Result<()> {
         let mut runs = self.lock();
         let created = runs.len();
         let run = runs
@@ -107,17 +289,23 @@ impl MemoryStore {
                 actual,
             });
         }
-        run.events.extend_from_slice(events);
-        let projection = Projection::of(events);
-        let summary = &mut run.summary;
-        summary.events = run.events.len() as u64;
-        if let Some(at) = projection.started_at {
-            summary.status = RunStatus::Running;
-            summary.started_at = Some(at);
+        run.events.extend_from_slice(batch.events);
+        if self.log_only {
+            run.summarise(batch.events);
+            return Ok(());
         }
-        if let Some((status, at)) = projection.finished {
-            summary.status = status;
-            summary.finished_at = Some(at);
+        run.project(Projection::of(batch.events, true));
+        for row in batch.tasks {
+            let kept = run.tasks.entry(row.task).or_insert_with(|| row.clone());
+            // A record, once made, stays (as the SQL backends keep it).
+            let record = kept.record.take().or_else(|| row.record.clone());
+            *kept = TaskRow {
+                record,
+                ..row.clone()
+            };
+        }
+        for row in batch.attempts {
+            run.attempts.insert((row.task, row.attempt), row.clone());
         }
         Ok(())
     }

@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use baton_core::run::{Event, Millis};
+use baton_core::run::{Digest, Event, Millis, Provenance, Sealed};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::{Appended, Error, Projection, Result, RunRecord, RunSummary, Store};
+use crate::{
+    Appended, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result, RunFilter,
+    RunRecord, RunSummary, Store, TaskRow,
+};
 
 /// `PRAGMA application_id` of a baton database: "btn1".
 const APPLICATION_ID: i32 = 0x6274_6e31;
@@ -43,6 +46,66 @@ const MIGRATIONS: &[&str] = &[
         run INTEGER PRIMARY KEY REFERENCES runs (id),
         record TEXT NOT NULL
     );",
+    // Events move to one row per appended batch (a JSON array): a commit
+    // then writes one row, however many events it holds.
+    "CREATE TABLE event_batches (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        first_seq INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        PRIMARY KEY (run, first_seq)
+    ) WITHOUT ROWID;
+    INSERT INTO event_batches (run, first_seq, count, events)
+        SELECT run, seq, 1, '[' || event || ']' FROM events;
+    DROP TABLE events;
+    -- A task's row carries its provenance once it succeeded; digests are
+    -- 32-byte blobs, and only cacheable results are indexed by key.
+    CREATE TABLE tasks (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        task INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        cacheable INTEGER NOT NULL,
+        attempt INTEGER,
+        spec BLOB,
+        inputs BLOB,
+        output BLOB,
+        artifacts BLOB,
+        parents BLOB,
+        digest BLOB,
+        cache_key BLOB,
+        PRIMARY KEY (run, task)
+    ) WITHOUT ROWID;
+    CREATE INDEX tasks_by_cache_key ON tasks (cache_key) WHERE cache_key IS NOT NULL;
+    CREATE TABLE attempts (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        task INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        error TEXT,
+        PRIMARY KEY (run, task, attempt)
+    ) WITHOUT ROWID;
+    CREATE TABLE outputs (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        task INTEGER NOT NULL,
+        output TEXT NOT NULL,
+        PRIMARY KEY (run, task)
+    ) WITHOUT ROWID;
+    CREATE TABLE checkpoints (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        events INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run, events)
+    );
+    CREATE TABLE cancel_requests (
+        run INTEGER PRIMARY KEY REFERENCES runs (id)
+    );",
 ];
 
 /// Writes waiting for the writer thread.
@@ -59,9 +122,19 @@ enum WriteKind {
     },
     Append {
         first_seq: u64,
-        events: Vec<String>,
+        /// The batch's events as one JSON array.
+        events: String,
+        count: u64,
         projection: Projection,
+        tasks: Vec<TaskRow>,
+        attempts: Vec<AttemptRow>,
     },
+    Checkpoint {
+        events: u64,
+        digest: [u8; 32],
+        data: Vec<u8>,
+    },
+    Cancel,
 }
 
 /// A baton database file.
@@ -228,8 +301,25 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
                     WriteKind::Append {
                         first_seq,
                         events,
+                        count,
                         projection,
-                    } => append_one(&savepoint, &write.run, *first_seq, events, projection)?,
+                        tasks,
+                        attempts,
+                    } => append_one(
+                        &savepoint,
+                        &write.run,
+                        *first_seq,
+                        (events, *count),
+                        projection,
+                        tasks,
+                        attempts,
+                    )?,
+                    WriteKind::Checkpoint {
+                        events,
+                        digest,
+                        data,
+                    } => checkpoint_one(&savepoint, &write.run, *events, digest, data)?,
+                    WriteKind::Cancel => cancel_one(&savepoint, &write.run)?,
                 };
                 if answer.is_ok() {
                     savepoint.commit()?;
@@ -276,14 +366,53 @@ fn create_one(
     Ok(Ok(()))
 }
 
+/// The row id of a run, if it is known.
+fn run_row(connection: &Connection, run_id: &str) -> rusqlite::Result<Option<i64>> {
+    connection
+        .prepare_cached("SELECT id FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |row| row.get(0))
+        .optional()
+}
+
+fn checkpoint_one(
+    connection: &Connection,
+    run_id: &str,
+    events: u64,
+    digest: &[u8; 32],
+    data: &[u8],
+) -> rusqlite::Result<Result<()>> {
+    let Some(run) = run_row(connection, run_id)? else {
+        return Ok(Err(Error::UnknownRun(run_id.to_owned())));
+    };
+    connection
+        .prepare_cached(
+            "INSERT INTO checkpoints (run, events, digest, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (run, events) DO UPDATE SET digest = excluded.digest, data = excluded.data",
+        )?
+        .execute(params![run, events as i64, digest, data])?;
+    Ok(Ok(()))
+}
+
+fn cancel_one(connection: &Connection, run_id: &str) -> rusqlite::Result<Result<()>> {
+    let Some(run) = run_row(connection, run_id)? else {
+        return Ok(Err(Error::UnknownRun(run_id.to_owned())));
+    };
+    connection
+        .prepare_cached("INSERT INTO cancel_requests (run) VALUES (?1) ON CONFLICT DO NOTHING")?
+        .execute([run])?;
+    Ok(Ok(()))
+}
+
 /// Appends one caller's events, unless the log is not where it expects, and
-/// updates the run's row from them in the same transaction.
+/// updates the read models in the same transaction.
 fn append_one(
     connection: &Connection,
     run_id: &str,
     first_seq: u64,
-    events: &[String],
+    (events, count): (&str, u64),
     projection: &Projection,
+    tasks: &[TaskRow],
+    attempts: &[AttemptRow],
 ) -> rusqlite::Result<Result<()>> {
     let known: Option<(i64, i64)> = connection
         .prepare_cached("SELECT id, next_seq FROM runs WHERE run_id = ?1")?
@@ -297,7 +426,7 @@ fn append_one(
             actual,
         }));
     }
-    let next = first_seq as i64 + events.len() as i64;
+    let next = (first_seq + count) as i64;
     let run = match known {
         Some((run, _)) => {
             connection
@@ -312,10 +441,12 @@ fn append_one(
             connection.last_insert_rowid()
         }
     };
-    let mut insert =
-        connection.prepare_cached("INSERT INTO events (run, seq, event) VALUES (?1, ?2, ?3)")?;
-    for (offset, event) in events.iter().enumerate() {
-        insert.execute(params![run, first_seq as i64 + offset as i64, event])?;
+    if count > 0 {
+        connection
+            .prepare_cached(
+                "INSERT INTO event_batches (run, first_seq, count, events) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![run, first_seq as i64, count as i64, events])?;
     }
     if let Some(at) = projection.started_at {
         connection
@@ -327,7 +458,82 @@ fn append_one(
             .prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1")?
             .execute(params![run, status.name(), at.0 as i64])?;
     }
+    for (task, output) in &projection.outputs {
+        connection
+            .prepare_cached(
+                "INSERT INTO outputs (run, task, output) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run, task) DO UPDATE SET output = excluded.output",
+            )?
+            .execute(params![run, task, output])?;
+    }
+    write_tasks(connection, run, tasks)?;
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO attempts (run, task, attempt, status, started_at, finished_at, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (run, task, attempt) DO NOTHING",
+    )?;
+    for row in attempts {
+        insert.execute(params![
+            run,
+            row.task,
+            row.attempt,
+            row.status.name(),
+            row.started_at.0 as i64,
+            row.finished_at.0 as i64,
+            row.error,
+        ])?;
+    }
     Ok(Ok(()))
+}
+
+/// Upserts task rows. A row's provenance is written once, when the task
+/// succeeds; most writes (a task starting) leave it alone and stay small.
+fn write_tasks(connection: &Connection, run: i64, tasks: &[TaskRow]) -> rusqlite::Result<()> {
+    let mut upsert = connection.prepare_cached(
+        "INSERT INTO tasks (run, task, name, status, attempts, started_at, finished_at, cacheable)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (run, task) DO UPDATE SET status = excluded.status,
+            attempts = excluded.attempts, started_at = excluded.started_at,
+            finished_at = excluded.finished_at",
+    )?;
+    let mut record = connection.prepare_cached(
+        "UPDATE tasks SET attempt = ?3, spec = ?4, inputs = ?5, output = ?6, artifacts = ?7,
+            parents = ?8, digest = ?9, cache_key = ?10
+         WHERE run = ?1 AND task = ?2 AND digest IS NULL",
+    )?;
+    for row in tasks {
+        upsert.execute(params![
+            run,
+            row.task,
+            row.id,
+            row.status.name(),
+            row.attempts,
+            row.started_at.map(|at| at.0 as i64),
+            row.finished_at.map(|at| at.0 as i64),
+            row.cacheable,
+        ])?;
+        let Some(provenance) = &row.record else {
+            continue;
+        };
+        let parents: Vec<u8> = provenance
+            .parents
+            .iter()
+            .flat_map(|parent| parent.0)
+            .collect();
+        record.execute(params![
+            run,
+            row.task,
+            provenance.attempt,
+            provenance.spec.0,
+            provenance.inputs.0,
+            provenance.output.0,
+            provenance.artifacts.0,
+            parents,
+            provenance.digest.0,
+            row.cacheable.then(|| provenance.cache_key().0),
+        ])?;
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -344,23 +550,37 @@ impl Store for SqliteStore {
         }
     }
 
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
-        let encoded = match events
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(encoded) => encoded,
+    fn write(&self, run: &str, first_seq: u64, batch: Batch<'_>) -> Appended {
+        let events = match serde_json::to_string(batch.events) {
+            Ok(events) => events,
             Err(error) => return Appended::done(Err(self.encode_error(&error))),
         };
         self.send(
             run,
             WriteKind::Append {
                 first_seq,
-                events: encoded,
-                projection: Projection::of(events),
+                events,
+                count: batch.events.len() as u64,
+                projection: Projection::of(batch.events, true),
+                tasks: batch.tasks.to_vec(),
+                attempts: batch.attempts.to_vec(),
             },
         )
+    }
+
+    fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended {
+        self.send(
+            run,
+            WriteKind::Checkpoint {
+                events: sealed.events,
+                digest: sealed.digest.0,
+                data: sealed.data.clone(),
+            },
+        )
+    }
+
+    fn request_cancel(&self, run: &str) -> Appended {
+        self.send(run, WriteKind::Cancel)
     }
 
     fn run(&self, run: &str) -> Result<RunRecord> {
@@ -382,16 +602,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {
-        let reader = lock(&self.reader);
-        let mut select = reader
-            .prepare_cached(
-                "SELECT run_id, coalesce(workflow, ''), status, started_at, finished_at, next_seq
-                 FROM runs ORDER BY coalesce(started_at, 0) DESC, id DESC LIMIT ?1",
-            )
-            .map_err(|error| self.database_error(&error))?;
-        let rows = select
-            .query_map([limit as i64], |row| {
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let rows = self.query(
+            "SELECT run_id, coalesce(workflow, ''), status, started_at, finished_at, next_seq
+             FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
+             ORDER BY coalesce(started_at, 0) DESC, id DESC LIMIT ?3",
+            params![
+                filter.status.map(|status| status.name()),
+                filter.workflow,
+                filter.limit as i64
+            ],
+            |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
@@ -400,57 +621,334 @@ impl Store for SqliteStore {
                     row.get::<_, Option<i64>>(4)?,
                     row.get::<_, i64>(5)?,
                 ))
-            })
-            .map_err(|error| self.database_error(&error))?;
-        let mut runs = Vec::new();
-        for row in rows {
-            let (run_id, workflow, status, started_at, finished_at, events) =
-                row.map_err(|error| self.database_error(&error))?;
-            let status = serde_json::from_value(serde_json::Value::from(status.as_str())).map_err(
-                |error| Error::Corrupt {
-                    run: run_id.clone(),
-                    seq: 0,
-                    message: format!("unknown status `{status}`: {error}"),
+            },
+        )?;
+        rows.into_iter()
+            .map(
+                |(run_id, workflow, status, started_at, finished_at, events)| {
+                    Ok(RunSummary {
+                        status: named(&run_id, &status)?,
+                        run_id,
+                        workflow,
+                        started_at: started_at.map(millis),
+                        finished_at: finished_at.map(millis),
+                        events: events as u64,
+                    })
                 },
-            )?;
-            runs.push(RunSummary {
-                run_id,
-                workflow,
-                status,
-                started_at: started_at.map(|at| Millis(at as u64)),
-                finished_at: finished_at.map(|at| Millis(at as u64)),
-                events: events as u64,
-            });
-        }
-        Ok(runs)
+            )
+            .collect()
     }
 
-    fn events(&self, run: &str) -> Result<Vec<Event>> {
-        let reader = lock(&self.reader);
-        let mut select = reader
-            .prepare_cached(
-                "SELECT events.seq, events.event FROM events JOIN runs ON runs.id = events.run
-                 WHERE runs.run_id = ?1 ORDER BY events.seq",
-            )
-            .map_err(|error| self.database_error(&error))?;
-        let rows = select
-            .query_map([run], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(|error| self.database_error(&error))?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, text) = row.map_err(|error| self.database_error(&error))?;
-            let event = serde_json::from_str(&text).map_err(|error| Error::Corrupt {
-                run: run.to_owned(),
-                seq: seq as u64,
-                message: error.to_string(),
-            })?;
-            events.push(event);
-        }
-        if events.is_empty() {
+    fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
+        let Some(id) = self.known(run)? else {
+            return Err(Error::UnknownRun(run.to_owned()));
+        };
+        // The batch holding `from`, and every batch after it.
+        let rows = self.query(
+            "SELECT first_seq, events FROM event_batches WHERE run = ?1 AND first_seq >= coalesce(
+                (SELECT max(first_seq) FROM event_batches WHERE run = ?1 AND first_seq <= ?2), 0)
+             ORDER BY first_seq",
+            params![id, from as i64],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+        )?;
+        if rows.is_empty() && from == 0 {
             return Err(Error::UnknownRun(run.to_owned()));
         }
+        let mut events = Vec::new();
+        for (first, text) in rows {
+            let batch: Vec<Event> =
+                serde_json::from_str(&text).map_err(|error| Error::Corrupt {
+                    run: run.to_owned(),
+                    seq: first as u64,
+                    message: format!("the batch of events from here: {error}"),
+                })?;
+            let skip = from.saturating_sub(first as u64) as usize;
+            events.extend(batch.into_iter().skip(skip));
+        }
         Ok(events)
+    }
+
+    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+        let id = self.require(run)?;
+        let rows = self.query(
+            &format!(
+                "SELECT task, name, status, attempts, started_at, finished_at,
+                    cacheable, digest IS NOT NULL, {PROVENANCE_COLUMNS}
+                 FROM tasks WHERE run = ?1 ORDER BY task"
+            ),
+            [id],
+            |row| {
+                let recorded: bool = row.get(7)?;
+                Ok((
+                    row.get::<_, u32>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, u32>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                    row.get::<_, bool>(6)?,
+                    if recorded {
+                        Some(provenance_row(row, 8)?)
+                    } else {
+                        None
+                    },
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(
+                |(task, id, status, attempts, started_at, finished_at, cacheable, record)| {
+                    Ok(TaskRow {
+                        task,
+                        id,
+                        status: named(run, &status)?,
+                        attempts,
+                        started_at: started_at.map(millis),
+                        finished_at: finished_at.map(millis),
+                        record: record.map(|row| provenance_of(run, row)).transpose()?,
+                        cacheable,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
+        let id = self.require(run)?;
+        let rows = self.query(
+            "SELECT task, attempt, status, started_at, finished_at, error FROM attempts
+             WHERE run = ?1 ORDER BY task, attempt",
+            [id],
+            |row| {
+                Ok((
+                    row.get::<_, u32>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(task, attempt, status, started_at, finished_at, error)| {
+                Ok(AttemptRow {
+                    task,
+                    attempt,
+                    status: named(run, &status)?,
+                    started_at: millis(started_at),
+                    finished_at: millis(finished_at),
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>> {
+        let id = self.require(run)?;
+        let rows = self.query(
+            "SELECT task, output FROM outputs WHERE run = ?1 ORDER BY task",
+            [id],
+            |row| Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?)),
+        )?;
+        rows.into_iter()
+            .map(|(task, text)| Ok((task, decode(run, &text)?)))
+            .collect()
+    }
+
+    fn provenance(&self, run: &str) -> Result<Vec<Provenance>> {
+        let id = self.require(run)?;
+        let rows = self.query(
+            &format!(
+                "SELECT {PROVENANCE_COLUMNS} FROM tasks
+                 WHERE run = ?1 AND digest IS NOT NULL ORDER BY task"
+            ),
+            [id],
+            |row| provenance_row(row, 0),
+        )?;
+        rows.into_iter()
+            .map(|row| provenance_of(run, row))
+            .collect()
+    }
+
+    fn cached(&self, key: &Digest) -> Result<Option<CacheHit>> {
+        let rows = self.query(
+            &format!(
+                "SELECT runs.run_id, outputs.output, {PROVENANCE_COLUMNS}
+                 FROM tasks JOIN runs ON runs.id = tasks.run
+                 LEFT JOIN outputs ON outputs.run = tasks.run AND outputs.task = tasks.task
+                 WHERE tasks.cache_key = ?1 ORDER BY runs.id DESC, tasks.task DESC LIMIT 1"
+            ),
+            [key.0],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    provenance_row(row, 2)?,
+                ))
+            },
+        )?;
+        let Some((run_id, output, record)) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(CacheHit {
+            output: output.map(|text| decode(&run_id, &text)).transpose()?,
+            record: provenance_of(&run_id, record)?,
+            run_id,
+        }))
+    }
+
+    fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
+        let id = self.require(run)?;
+        let rows = self.query(
+            "SELECT events, digest, length(data) FROM checkpoints WHERE run = ?1
+             ORDER BY events DESC",
+            [id],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(events, digest, size)| {
+                Ok(CheckpointInfo {
+                    events: events as u64,
+                    digest: digest_of(run, &digest)?,
+                    size: size as u64,
+                })
+            })
+            .collect()
+    }
+
+    fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed> {
+        let id = self.require(run)?;
+        let rows = self.query(
+            "SELECT digest, data FROM checkpoints WHERE run = ?1 AND events = ?2",
+            params![id, events as i64],
+            |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )?;
+        let Some((digest, data)) = rows.into_iter().next() else {
+            return Err(Error::NoCheckpoint {
+                run: run.to_owned(),
+                events,
+            });
+        };
+        Ok(Sealed {
+            events,
+            digest: digest_of(run, &digest)?,
+            data,
+        })
+    }
+
+    fn cancel_requested(&self, run: &str) -> Result<bool> {
+        let id = self.require(run)?;
+        let rows = self.query("SELECT 1 FROM cancel_requests WHERE run = ?1", [id], |_| {
+            Ok(())
+        })?;
+        Ok(!rows.is_empty())
+    }
+}
+
+/// Columns of a provenance record, in the order `provenance_row` reads.
+const PROVENANCE_COLUMNS: &str = "tasks.name, tasks.attempt, tasks.spec, tasks.inputs,
+    tasks.output, tasks.artifacts, tasks.digest, tasks.parents";
+
+/// A provenance row as stored: the task, its attempt, five digests and the
+/// parents' digests end to end.
+type ProvenanceRow = (String, u32, [Vec<u8>; 5], Vec<u8>);
+
+fn provenance_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ProvenanceRow> {
+    let blob = |index: usize| row.get::<_, Vec<u8>>(first + index);
+    Ok((
+        row.get(first)?,
+        row.get(first + 1)?,
+        [blob(2)?, blob(3)?, blob(4)?, blob(5)?, blob(6)?],
+        blob(7)?,
+    ))
+}
+
+fn provenance_of(
+    run: &str,
+    (task, attempt, digests, parents): ProvenanceRow,
+) -> Result<Provenance> {
+    let [spec, inputs, output, artifacts, digest] = digests;
+    if parents.len() % 32 != 0 {
+        return Err(corrupt(
+            run,
+            format!("task `{task}` has a torn list of parents"),
+        ));
+    }
+    Ok(Provenance {
+        spec: digest_of(run, &spec)?,
+        inputs: digest_of(run, &inputs)?,
+        output: digest_of(run, &output)?,
+        artifacts: digest_of(run, &artifacts)?,
+        parents: parents
+            .chunks(32)
+            .map(|parent| digest_of(run, parent))
+            .collect::<Result<_>>()?,
+        digest: digest_of(run, &digest)?,
+        task,
+        attempt,
+    })
+}
+
+fn corrupt(run: &str, message: String) -> Error {
+    Error::Corrupt {
+        run: run.to_owned(),
+        seq: 0,
+        message,
+    }
+}
+
+fn digest_of(run: &str, bytes: &[u8]) -> Result<Digest> {
+    bytes
+        .try_into()
+        .map(Digest)
+        .map_err(|_| corrupt(run, format!("a digest of {} bytes", bytes.len())))
+}
+
+fn decode(run: &str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|error| corrupt(run, format!("an output: {error}")))
+}
+
+/// A status stored by its name.
+fn named<T: serde::de::DeserializeOwned>(run: &str, name: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::from(name))
+        .map_err(|error| corrupt(run, format!("unknown status `{name}`: {error}")))
+}
+
+fn millis(at: i64) -> Millis {
+    Millis(at as u64)
+}
+
+impl SqliteStore {
+    fn query<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let reader = lock(&self.reader);
+        let mut select = reader
+            .prepare_cached(sql)
+            .map_err(|error| self.database_error(&error))?;
+        select
+            .query_map(params, row)
+            .and_then(|rows| rows.collect())
+            .map_err(|error| self.database_error(&error))
+    }
+
+    fn known(&self, run: &str) -> Result<Option<i64>> {
+        let reader = lock(&self.reader);
+        run_row(&reader, run).map_err(|error| self.database_error(&error))
+    }
+
+    fn require(&self, run: &str) -> Result<i64> {
+        self.known(run)?
+            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
     }
 }

@@ -7,9 +7,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use baton_core::run::{Event, RunStatus};
-use baton_store::{SqliteStore, Store};
+use baton_store::{RunFilter, SqliteStore, Store};
 
 use crate::util::alive;
+
+/// The newest run.
+const LATEST: RunFilter = RunFilter {
+    status: None,
+    workflow: None,
+    limit: 1,
+};
 
 /// A small deterministic generator, so a failure replays with the same kills.
 struct Lcg(u64);
@@ -77,7 +84,7 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
         );
         kills += 1;
         if let Ok(store) = SqliteStore::open(&store_path)
-            && let Some(run) = store.runs(1).unwrap().first()
+            && let Some(run) = store.runs(&LATEST).unwrap().first()
         {
             break run.run_id.clone();
         }
@@ -98,7 +105,7 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
     assert!(status.success(), "the final resume failed: {status}");
 
     let store = SqliteStore::open(&store_path).unwrap();
-    assert_eq!(store.runs(1).unwrap()[0].status, RunStatus::Succeeded);
+    assert_eq!(store.runs(&LATEST).unwrap()[0].status, RunStatus::Succeeded);
     let events = store.events(&run_id).unwrap();
     let mut succeeded = [None::<u32>; 50];
     let mut lost = 0;
@@ -157,11 +164,11 @@ fn resume_stops_what_the_dead_baton_left_running_before_running_it_again() {
     assert!(alive(first), "the orphan should outlive a SIGKILLed baton");
 
     let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
-    let run_id = store.runs(1).unwrap()[0].run_id.clone();
+    let run_id = store.runs(&LATEST).unwrap()[0].run_id.clone();
     drop(store);
     let status = baton(dir.path(), &["resume", &run_id]).status().unwrap();
     assert!(status.success());
     assert!(!alive(first), "resume left the first attempt running");
     let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
-    assert_eq!(store.runs(1).unwrap()[0].status, RunStatus::Succeeded);
+    assert_eq!(store.runs(&LATEST).unwrap()[0].status, RunStatus::Succeeded);
 }

@@ -139,10 +139,25 @@ impl Hasher {
         self
     }
 
-    /// Anything serializable, through its JSON value.
+    /// Anything serializable, as the JSON serde_json writes for it, streamed
+    /// into the digest. Structs keep their field order and serde_json's
+    /// maps are sorted by key (its `preserve_order` feature is off), so
+    /// the text is as canonical as [`Hasher::json`] without building a
+    /// value first.
     pub fn serialized(&mut self, value: &impl Serialize) -> &mut Hasher {
-        let value = serde_json::to_value(value).unwrap_or(Value::Null);
-        self.json(&value)
+        struct Sink<'a>(&'a mut Sha256);
+        impl std::io::Write for Sink<'_> {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // Writing into a digest cannot fail, and run data always encodes.
+        let _ = serde_json::to_writer(Sink(&mut self.0), value);
+        self
     }
 
     fn json_string(&mut self, text: &str) {

@@ -451,6 +451,21 @@ impl RunState {
         self.skip_reasons.get(&task).copied()
     }
 
+    /// When the task's latest attempt started.
+    pub fn attempt_started(&self, task: u32) -> Millis {
+        self.attempt_started[task as usize]
+    }
+
+    /// When the task's first attempt started, and when it ended.
+    pub fn times(&self, task: u32) -> (Option<Millis>, Option<Millis>) {
+        let index = task as usize;
+        let started = (self.attempts[index] > 0).then_some(self.first_started[index]);
+        let finished = self.status[index]
+            .is_final()
+            .then_some(self.finished[index]);
+        (started, finished)
+    }
+
     /// From the first attempt's start to the task's end; zero if it never ran.
     pub fn elapsed(&self, task: u32) -> Duration {
         let index = task as usize;
@@ -1625,7 +1640,7 @@ mod tests {
                     }
                     let length = run.log.len() as u64;
                     prop_assert_eq!(restored.snapshot(length), replayed.snapshot(length));
-                    run.state = if cut % 2 == 0 { restored } else { replayed };
+                    run.state = if cut.is_multiple_of(2) { restored } else { replayed };
                     for (task, attempt) in run.state.in_flight() {
                         run.record(Event::AttemptLost { at: run.now, task, attempt });
                     }

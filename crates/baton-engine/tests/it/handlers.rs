@@ -291,5 +291,12 @@ async fn a_finished_run_is_rebuilt_from_its_record_and_events() {
             .collect::<Vec<_>>()
     };
     assert_eq!(summary(&rebuilt), summary(&report));
-    assert_eq!(engine.store().runs(10).unwrap()[0].run_id, report.run_id);
+    assert_eq!(
+        engine
+            .store()
+            .runs(&baton_store::RunFilter::default())
+            .unwrap()[0]
+            .run_id,
+        report.run_id
+    );
 }

@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
+use baton_core::run::{Digest, Failure, FailureKind, Provenance, RunSetup, RunState, TaskStatus};
 use baton_core::run::{Event, Millis, RunStatus};
-use baton_store::{Error, MemoryStore, RunRecord, SqliteStore, Store};
+use baton_store::{
+    AttemptRow, AttemptStatus, Batch, Error, MemoryStore, RunFilter, RunRecord, SqliteStore, Store,
+    TaskRow,
+};
 
 fn started(at: u64) -> Event {
     Event::RunStarted { at: Millis(at) }
@@ -118,7 +122,7 @@ pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) 
         status: RunStatus::Failed,
     };
     store.append("old", 1, &[finished]).wait().unwrap();
-    let runs = store.runs(10).unwrap();
+    let runs = store.runs(&RunFilter::default()).unwrap();
     let shown: Vec<(&str, &str, RunStatus, u64)> = runs
         .iter()
         .map(|run| {
@@ -138,7 +142,33 @@ pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) 
         ]
     );
     assert_eq!(runs[1].finished_at, Some(Millis(30)));
-    assert_eq!(store.runs(1).unwrap().len(), 1);
+    let one = RunFilter {
+        limit: 1,
+        ..RunFilter::default()
+    };
+    assert_eq!(store.runs(&one).unwrap().len(), 1);
+    let failed = RunFilter {
+        status: Some(RunStatus::Failed),
+        ..RunFilter::default()
+    };
+    let failed: Vec<String> = store
+        .runs(&failed)
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    assert_eq!(failed, ["old"]);
+    let release = RunFilter {
+        workflow: Some("release".to_owned()),
+        ..RunFilter::default()
+    };
+    let release: Vec<String> = store
+        .runs(&release)
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    assert_eq!(release, ["new"]);
     assert_eq!(store.run("old").unwrap(), record("old", "nightly"));
     assert!(matches!(store.run("missing"), Err(Error::UnknownRun(_))));
 }
@@ -151,6 +181,170 @@ pub(crate) fn a_run_id_is_taken_once(store: &dyn Store) {
         .unwrap_err();
     assert!(matches!(error, Error::RunExists(_)), "{error}");
     assert_eq!(store.run("once").unwrap().workflow.name, "w");
+}
+
+fn record_digest(task: &str, output: serde_json::Value) -> Provenance {
+    let mut record = Provenance {
+        task: task.to_owned(),
+        attempt: 2,
+        spec: Digest::of_bytes(b"spec"),
+        inputs: Digest::of_bytes(b"inputs"),
+        output: Digest::of_json(&output),
+        artifacts: Digest::of_bytes(b""),
+        parents: vec![
+            Digest::of_bytes(b"parent"),
+            Digest::of_bytes(b"other parent"),
+        ],
+        digest: Digest::default(),
+    };
+    record.digest = record.seal();
+    record
+}
+
+pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store) {
+    store.create_run(&record("models", "w")).wait().unwrap();
+    let row = |status, finished_at, record| TaskRow {
+        task: 0,
+        id: "a".to_owned(),
+        status,
+        attempts: 2,
+        started_at: Some(Millis(2)),
+        finished_at,
+        record,
+        cacheable: true,
+    };
+    let first = [
+        started(1),
+        Event::TaskStarted {
+            at: Millis(2),
+            task: 0,
+            attempt: 1,
+        },
+        Event::TaskFailed {
+            at: Millis(3),
+            task: 0,
+            attempt: 1,
+            failure: Box::new(Failure::new(FailureKind::Exit { code: 2 }, "exit 2")),
+        },
+        Event::TaskStarted {
+            at: Millis(4),
+            task: 0,
+            attempt: 2,
+        },
+    ];
+    let running = [row(TaskStatus::Running, None, None)];
+    let failed = AttemptRow {
+        task: 0,
+        attempt: 1,
+        status: AttemptStatus::Failed,
+        started_at: Millis(2),
+        finished_at: Millis(3),
+        error: Some("exit 2".to_owned()),
+    };
+    let batch = Batch {
+        events: &first,
+        tasks: &running,
+        attempts: std::slice::from_ref(&failed),
+    };
+    store.write("models", 0, batch).wait().unwrap();
+    assert_eq!(store.tasks("models").unwrap(), running);
+    assert_eq!(store.provenance("models").unwrap(), []);
+
+    let output = serde_json::json!({"n": 1});
+    let second = [Event::TaskSucceeded {
+        at: Millis(5),
+        task: 0,
+        attempt: 2,
+        output: Some(Box::new(output.clone())),
+    }];
+    let provenance = record_digest("a", output.clone());
+    let done = [row(
+        TaskStatus::Succeeded,
+        Some(Millis(5)),
+        Some(provenance.clone()),
+    )];
+    let succeeded = AttemptRow {
+        task: 0,
+        attempt: 2,
+        status: AttemptStatus::Succeeded,
+        started_at: Millis(4),
+        finished_at: Millis(5),
+        error: None,
+    };
+    let batch = Batch {
+        events: &second,
+        tasks: &done,
+        attempts: std::slice::from_ref(&succeeded),
+    };
+    store.write("models", 4, batch).wait().unwrap();
+
+    assert_eq!(store.tasks("models").unwrap(), done);
+    assert_eq!(store.attempts("models").unwrap(), [failed, succeeded]);
+    assert_eq!(store.outputs("models").unwrap(), [(0, output.clone())]);
+    assert_eq!(
+        store.provenance("models").unwrap(),
+        std::slice::from_ref(&provenance)
+    );
+    let hit = store
+        .cached(&provenance.cache_key())
+        .unwrap()
+        .expect("a cache hit");
+    assert_eq!(hit.run_id, "models");
+    assert_eq!(hit.output, Some(output));
+    assert_eq!(hit.record, provenance);
+    assert_eq!(store.cached(&Digest::of_bytes(b"other")).unwrap(), None);
+    assert!(matches!(store.tasks("missing"), Err(Error::UnknownRun(_))));
+}
+
+pub(crate) fn checkpoints_are_kept_by_position_and_listed_newest_first(store: &dyn Store) {
+    store.create_run(&record("snap", "w")).wait().unwrap();
+    let valid = baton_core::check_source(
+        "name: w\ntasks:\n  a: {noop: true}\n",
+        baton_core::Format::Yaml,
+    )
+    .unwrap();
+    let mut state = RunState::new(Arc::new(valid), RunSetup::default());
+    state.apply(&started(1));
+    let early = state.snapshot(1).seal();
+    let late = state.snapshot(7).seal();
+    store.put_checkpoint("snap", &early).wait().unwrap();
+    store.put_checkpoint("snap", &late).wait().unwrap();
+    let listed: Vec<u64> = store
+        .checkpoints("snap")
+        .unwrap()
+        .iter()
+        .map(|info| info.events)
+        .collect();
+    assert_eq!(listed, [7, 1]);
+    assert_eq!(store.checkpoints("snap").unwrap()[1].digest, early.digest);
+    assert_eq!(store.checkpoint("snap", 1).unwrap(), early);
+    assert!(matches!(
+        store.checkpoint("snap", 3),
+        Err(Error::NoCheckpoint { .. })
+    ));
+    assert!(matches!(
+        store.put_checkpoint("nobody", &early).wait(),
+        Err(Error::UnknownRun(_))
+    ));
+}
+
+pub(crate) fn a_cancel_request_is_seen_by_any_reader(store: &dyn Store) {
+    store.create_run(&record("stop", "w")).wait().unwrap();
+    assert!(!store.cancel_requested("stop").unwrap());
+    store.request_cancel("stop").wait().unwrap();
+    store.request_cancel("stop").wait().unwrap();
+    assert!(store.cancel_requested("stop").unwrap());
+    assert!(matches!(
+        store.request_cancel("nobody").wait(),
+        Err(Error::UnknownRun(_))
+    ));
+}
+
+pub(crate) fn events_read_from_a_position(store: &dyn Store) {
+    let events: Vec<Event> = (0..5).map(started).collect();
+    store.append("tail", 0, &events).wait().unwrap();
+    assert_eq!(store.events_from("tail", 3).unwrap(), events[3..]);
+    assert_eq!(store.events_from("tail", 9).unwrap(), []);
 }
 
 macro_rules! conformance {
@@ -186,6 +380,30 @@ macro_rules! conformance {
             fn a_run_id_is_taken_once() {
                 let (store, _dir) = $make;
                 super::a_run_id_is_taken_once(&store);
+            }
+
+            #[test]
+            fn read_models_follow_the_events_written_with_them() {
+                let (store, _dir) = $make;
+                super::read_models_follow_the_events_written_with_them(&store);
+            }
+
+            #[test]
+            fn checkpoints_are_kept_by_position_and_listed_newest_first() {
+                let (store, _dir) = $make;
+                super::checkpoints_are_kept_by_position_and_listed_newest_first(&store);
+            }
+
+            #[test]
+            fn a_cancel_request_is_seen_by_any_reader() {
+                let (store, _dir) = $make;
+                super::a_cancel_request_is_seen_by_any_reader(&store);
+            }
+
+            #[test]
+            fn events_read_from_a_position() {
+                let (store, _dir) = $make;
+                super::events_read_from_a_position(&store);
             }
 
             #[test]

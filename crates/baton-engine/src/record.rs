@@ -1,0 +1,131 @@
+//! What the loop writes with each batch of events besides the events: the
+//! rows of the tasks they moved (with the provenance of those they
+//! finished) and the attempts they ended. Computed while the events are
+//! applied, in log order, so a verifier replaying the log makes the same
+//! records.
+
+use baton_core::run::{Chain, Event, Provenance, RunState, TaskStatus};
+use baton_store::{AttemptRow, AttemptStatus, TaskRow};
+use rustc_hash::FxHashMap;
+
+pub(crate) struct Recorder {
+    /// Off for a store that keeps no read models.
+    enabled: bool,
+    pub(crate) chain: Chain,
+    /// Per task, the batch it was last touched in.
+    touched_in: Vec<u64>,
+    batch: u64,
+    touched: Vec<u32>,
+    records: FxHashMap<u32, Provenance>,
+    pub(crate) tasks: Vec<TaskRow>,
+    pub(crate) attempts: Vec<AttemptRow>,
+}
+
+impl Recorder {
+    pub(crate) fn new(chain: Chain, tasks: usize, enabled: bool) -> Recorder {
+        Recorder {
+            enabled,
+            chain,
+            touched_in: vec![0; if enabled { tasks } else { 0 }],
+            batch: 1,
+            touched: Vec::new(),
+            records: FxHashMap::default(),
+            tasks: Vec::new(),
+            attempts: Vec::new(),
+        }
+    }
+
+    /// Applies `event` to `state` and notes what it changes.
+    pub(crate) fn apply(&mut self, state: &mut RunState, event: &Event) {
+        if !self.enabled {
+            state.apply(event);
+            return;
+        }
+        let Some(task) = event.task() else {
+            state.apply(event);
+            return;
+        };
+        let was_running = state.status(task) == TaskStatus::Running;
+        state.apply(event);
+        let seen = &mut self.touched_in[task as usize];
+        if *seen != self.batch {
+            *seen = self.batch;
+            self.touched.push(task);
+        }
+        if let Some(record) = record_of(&mut self.chain, state, event) {
+            self.records.insert(task, record);
+        }
+        if was_running && let Some(row) = ended_attempt(state, event) {
+            self.attempts.push(row);
+        }
+    }
+
+    /// Ends a batch: the rows of the tasks it touched are in `tasks`.
+    pub(crate) fn seal(&mut self, state: &RunState) {
+        for task in self.touched.drain(..) {
+            let (started_at, finished_at) = state.times(task);
+            self.tasks.push(TaskRow {
+                task,
+                id: state.task(task).id.clone(),
+                status: state.status(task),
+                attempts: state.attempts(task),
+                started_at,
+                finished_at,
+                record: self.records.remove(&task),
+                cacheable: state.task(task).cache.is_some(),
+            });
+        }
+        self.batch += 1;
+    }
+
+    /// Forgets the rows of the last batch once written.
+    pub(crate) fn clear(&mut self) {
+        self.tasks.clear();
+        self.attempts.clear();
+    }
+}
+
+/// The row of the attempt a just-applied event ended, if it ended one.
+fn ended_attempt(state: &RunState, event: &Event) -> Option<AttemptRow> {
+    let (task, at, status, error) = match event {
+        Event::TaskSucceeded { task, at, .. } => (*task, *at, AttemptStatus::Succeeded, None),
+        Event::TaskFailed {
+            task, at, failure, ..
+        } => (
+            *task,
+            *at,
+            AttemptStatus::Failed,
+            Some(failure.message.clone()),
+        ),
+        Event::TaskCancelled { task, at } => (*task, *at, AttemptStatus::Cancelled, None),
+        Event::AttemptLost { task, at, .. } => (*task, *at, AttemptStatus::Lost, None),
+        _ => return None,
+    };
+    Some(AttemptRow {
+        task,
+        attempt: state.attempts(task),
+        status,
+        started_at: state.attempt_started(task),
+        finished_at: at,
+        error,
+    })
+}
+
+/// The provenance record a just-applied event makes, if it finished a task.
+pub(crate) fn record_of(chain: &mut Chain, state: &RunState, event: &Event) -> Option<Provenance> {
+    match event {
+        Event::TaskSucceeded {
+            task,
+            attempt,
+            output,
+            ..
+        } => Some(chain.record(
+            state,
+            *task,
+            *attempt,
+            output.as_deref(),
+            state.artifacts(*task),
+        )),
+        _ => None,
+    }
+}
