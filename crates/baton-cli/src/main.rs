@@ -2,6 +2,7 @@
 //! it parses arguments, reads files and prints; every decision is made in
 //! the library crates.
 
+mod audit;
 mod bench;
 mod bench_engine;
 mod report;
@@ -60,6 +61,18 @@ enum Command {
     Logs(runs::LogsArgs),
     /// A recorded run's events, as JSON lines.
     Events(runs::EventsArgs),
+    /// Ask the baton driving a run (in any process) to cancel it.
+    Cancel(audit::CancelArgs),
+    /// Recompute a run's provenance from its events; names the first record
+    /// that does not match.
+    Verify(runs::RunArgs),
+    /// A run's provenance records and root digest.
+    Provenance(runs::RunArgs),
+    /// Re-drive a run's decisions from its recorded results, without running
+    /// anything, and print its trace digest.
+    Replay(runs::RunArgs),
+    /// A run's state snapshots, with their SHA-256 and whether they are sound.
+    Checkpoints(runs::RunArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -103,6 +116,11 @@ fn main() -> ExitCode {
         Command::Events(args) => runs::events(args),
         Command::Resume(args) => runs::resume(args),
         Command::Logs(args) => runs::logs(args),
+        Command::Cancel(args) => audit::cancel(args),
+        Command::Verify(args) => audit::verify(args),
+        Command::Provenance(args) => audit::provenance(args),
+        Command::Replay(args) => audit::replay(args),
+        Command::Checkpoints(args) => audit::checkpoints(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }
@@ -202,6 +220,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Prints a line on stdout; a reader that stopped early (`| head`) is not
+/// an error.
+pub(crate) fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use baton_core::run::{Event, RunStatus, TaskStatus};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Format, Valid};
-use baton_engine::{Error, RunEvent, RunHandle, RunOptions, RunReport};
+use baton_engine::{Engine, Error, RunEvent, RunHandle, RunOptions, RunReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
@@ -47,6 +47,14 @@ pub(crate) struct RunArgs {
     /// Stream events as JSON lines on stdout, then the report.
     #[arg(long)]
     json: bool,
+    /// The run's id; if a run with this id is recorded, it is resumed (or,
+    /// if it ended, reported) instead of started again.
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+    /// Derive the run id from this seed and the workflow's name, for
+    /// reproducible runs (see --run-id).
+    #[arg(long, conflicts_with = "run_id")]
+    seed: Option<u64>,
     #[command(flatten)]
     home: Home,
 }
@@ -124,20 +132,38 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
         concurrency: args.concurrency,
         timeout: args.timeout,
         on_failure: args.on_failure.map(FailurePolicy::from),
-        run_id: None,
+        run_id: args.run_id.or_else(|| {
+            args.seed
+                .map(|seed| baton_core::seeded_run_id(seed, &valid.workflow().name))
+        }),
         watch: true,
     };
+    if let Some(run_id) = &options.run_id
+        && engine.store().run(run_id).is_ok()
+    {
+        let handle = engine.resume(run_id, true)?;
+        return follow(&engine, handle, args.json).await;
+    }
     let handle = match engine.start_valid(Arc::clone(&valid), options) {
         Ok(handle) => handle,
         Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
         Err(error) => return Err(error.into()),
     };
-    follow(handle, args.json).await
+    follow(&engine, handle, args.json).await
 }
 
 /// Shows a run as it goes (progress or JSON lines), then its summary; the
 /// exit code says how it ended.
-pub(crate) async fn follow(mut handle: RunHandle, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn follow(
+    engine: &Engine,
+    mut handle: RunHandle,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(recovery) = handle.recovery() {
+        for rejected in &recovery.rejected {
+            eprintln!("warning: {rejected}; rebuilt from events instead");
+        }
+    }
     tokio::spawn(cancel_on_signal(handle.canceller()));
     let valid = Arc::clone(handle.valid());
     let mut view = if json {
@@ -159,7 +185,11 @@ pub(crate) async fn follow(mut handle: RunHandle, json: bool) -> anyhow::Result<
         }
     }
     let report = handle.finish().await?;
-    view.finish(&report)?;
+    let proof = Proof {
+        trace: engine.trace(&report.run_id)?,
+        root: engine.provenance(&report.run_id)?.root,
+    };
+    view.finish(&report, &proof)?;
     Ok(match report.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Cancelled => ExitCode::from(130),
@@ -209,20 +239,34 @@ impl View {
         }
     }
 
-    fn finish(self, report: &RunReport) -> anyhow::Result<()> {
+    fn finish(self, report: &RunReport, proof: &Proof) -> anyhow::Result<()> {
         match self {
             View::Json => {
                 let mut line = serde_json::to_value(report)?;
                 line["type"] = Value::from("run_report");
+                line["trace"] = Value::from(proof.trace.to_string());
+                line["provenance_root"] = Value::from(proof.root.to_string());
                 println!("{}", serde_json::to_string(&line)?);
             }
             View::Progress(progress) => {
                 progress.bar.finish_and_clear();
                 print_summary(report);
+                println!(
+                    "  trace {}, provenance root {} (baton replay / baton verify {})",
+                    proof.trace.short(),
+                    proof.root.short(),
+                    report.run_id
+                );
             }
         }
         Ok(())
     }
+}
+
+/// What identifies a finished run's history and results.
+struct Proof {
+    trace: baton_core::run::Digest,
+    root: baton_core::run::Digest,
 }
 
 /// An event as a JSON line, with task names instead of indices.

@@ -65,11 +65,11 @@ pub(crate) struct RunsArgs {
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
     /// The run's id, as `baton run` and `baton runs` print it.
-    run: String,
+    pub(crate) run: String,
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    home: Home,
+    pub(crate) home: Home,
 }
 
 #[derive(clap::Args)]
@@ -172,8 +172,9 @@ pub(crate) fn show(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
-        let handle = args.home.engine()?.resume(&args.run, true)?;
-        follow(handle, args.json).await
+        let engine = args.home.engine()?;
+        let handle = engine.resume(&args.run, true)?;
+        follow(&engine, handle, args.json).await
     })
 }
 

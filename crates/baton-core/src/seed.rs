@@ -39,9 +39,36 @@ pub(crate) fn seed_of(parts: &[&[u8]]) -> u64 {
     hash
 }
 
+/// A run id derived from a seed and the workflow's name, shaped like a
+/// random (version 4) UUID: the same seed gives the same id, for
+/// reproducible runs and tests.
+pub fn seeded_run_id(seed: u64, workflow: &str) -> String {
+    let mut random = SplitMix64(seed_of(&[&seed.to_le_bytes(), workflow.as_bytes()]));
+    let (high, low) = (random.next(), random.next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0x0fff,
+        0x8000 | ((low >> 48) & 0x3fff),
+        low & 0xffff_ffff_ffff
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeded_run_ids_repeat_and_look_like_uuids() {
+        let id = seeded_run_id(7, "nightly");
+        assert_eq!(id, seeded_run_id(7, "nightly"));
+        assert_ne!(id, seeded_run_id(8, "nightly"));
+        assert_ne!(id, seeded_run_id(7, "release"));
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert_eq!(&id[14..15], "4");
+    }
 
     #[test]
     fn seeds_separate_their_parts() {

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod audit;
 mod clock;
 mod engine;
 mod leftovers;
@@ -40,6 +41,7 @@ mod runnable;
 mod runner;
 mod shell;
 
+pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use engine::{
     Canceller, Engine, EngineConfig, Error, Recovery, RunEvent, RunHandle, RunOptions,
 };

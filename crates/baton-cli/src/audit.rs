@@ -1,0 +1,168 @@
+//! Proving what a recorded run did: `baton verify`, `baton provenance`,
+//! `baton replay`, `baton checkpoints`, and `baton cancel` for a run that
+//! another process drives.
+
+use std::process::ExitCode;
+
+use crate::runs::{Home, RunArgs};
+
+pub(crate) fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let verification = engine.verify(&args.run)?;
+    if args.json {
+        crate::emit(serde_json::to_string_pretty(&verification)?)?;
+    } else {
+        match &verification.mismatch {
+            None => crate::emit(format_args!(
+                "ok: {} provenance record(s) match the run's events; root {}",
+                verification.records, verification.root
+            ))?,
+            Some(mismatch) => crate::emit(format_args!(
+                "MISMATCH at task `{}`: {}",
+                mismatch.task, mismatch.problem
+            ))?,
+        }
+    }
+    Ok(if verification.mismatch.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(crate) fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let chain = engine.provenance(&args.run)?;
+    if args.json {
+        crate::emit(serde_json::to_string_pretty(&chain)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header([
+        "task", "attempt", "record", "spec", "inputs", "output", "parents",
+    ]);
+    for record in &chain.records {
+        table.add_row([
+            record.task.clone(),
+            record.attempt.to_string(),
+            record.digest.short(),
+            record.spec.short(),
+            record.inputs.short(),
+            record.output.short(),
+            record.parents.len().to_string(),
+        ]);
+    }
+    crate::emit(format_args!("{table}\nroot {}", chain.root))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let recorded = engine.trace(&args.run)?;
+    let replayed = engine.replay(&args.run)?;
+    if args.json {
+        let line = match &replayed {
+            Ok(trace) => serde_json::json!({
+                "run_id": args.run, "trace": trace.to_string(), "matches": *trace == recorded,
+            }),
+            Err(divergence) => serde_json::json!({
+                "run_id": args.run, "trace": null, "matches": false,
+                "divergence": divergence.to_string(),
+            }),
+        };
+        crate::emit(serde_json::to_string_pretty(&line)?)?;
+    } else {
+        match &replayed {
+            Ok(trace) => crate::emit(format_args!(
+                "trace {trace} (replayed without running a task; the record's is {recorded})"
+            ))?,
+            Err(divergence) => crate::emit(format_args!("the replay diverges: {divergence}"))?,
+        }
+    }
+    Ok(match replayed {
+        Ok(trace) if trace == recorded => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+pub(crate) fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let store = engine.store();
+    let listed = store.checkpoints(&args.run)?;
+    let mut shown = Vec::with_capacity(listed.len());
+    for info in listed {
+        let sound = store
+            .checkpoint(&args.run, info.events)
+            .map_err(|error| error.to_string())
+            .and_then(|sealed| sealed.open().map(|_| ()).map_err(|error| error.to_string()));
+        shown.push((info, sound));
+    }
+    if args.json {
+        let rows: Vec<_> = shown
+            .iter()
+            .map(|(info, sound)| {
+                serde_json::json!({
+                    "events": info.events, "sha256": info.digest.to_string(), "size": info.size,
+                    "sound": sound.is_ok(), "problem": sound.as_ref().err(),
+                })
+            })
+            .collect();
+        crate::emit(serde_json::to_string_pretty(&rows)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["after event", "sha256", "bytes", "state"]);
+    for (info, sound) in &shown {
+        table.add_row([
+            info.events.to_string(),
+            info.digest.to_string(),
+            info.size.to_string(),
+            match sound {
+                Ok(()) => "sound".to_owned(),
+                Err(problem) => format!("corrupt: {problem}"),
+            },
+        ]);
+    }
+    crate::emit(&table)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CancelArgs {
+    /// The run's id.
+    run: String,
+    #[command(flatten)]
+    home: Home,
+}
+
+/// Leaves a cancel request in the store; the process driving the run sees
+/// it within its poll interval and stops the run as Ctrl-C would.
+pub(crate) fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let store = engine.store();
+    let status = store
+        .runs(&baton_store::RunFilter {
+            limit: usize::MAX,
+            ..baton_store::RunFilter::default()
+        })?
+        .into_iter()
+        .find(|run| run.run_id == args.run)
+        .map(|run| run.status);
+    match status {
+        None => anyhow::bail!("no run `{}`", args.run),
+        Some(status) if status.is_final() => {
+            crate::emit(format_args!("run {} already ended: {status}", args.run))?;
+            Ok(ExitCode::FAILURE)
+        }
+        Some(_) => {
+            store.request_cancel(&args.run).wait()?;
+            crate::emit(format_args!(
+                "cancel requested for run {}; the baton running it stops its tasks now",
+                args.run
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
