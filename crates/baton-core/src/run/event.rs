@@ -110,6 +110,25 @@ pub enum Event {
 }
 
 impl Event {
+    /// When the event happened, by the shell's clock.
+    pub fn at(&self) -> Millis {
+        match self {
+            Event::RunStarted { at }
+            | Event::TaskStarted { at, .. }
+            | Event::TaskSucceeded { at, .. }
+            | Event::TaskFailed { at, .. }
+            | Event::TaskSkipped { at, .. }
+            | Event::TaskCancelled { at, .. }
+            | Event::CompensationStarted { at, .. }
+            | Event::CompensationFinished { at, .. }
+            | Event::ArtifactsStored { at, .. }
+            | Event::AttemptLost { at, .. }
+            | Event::CancelRequested { at }
+            | Event::RunTimedOut { at }
+            | Event::RunFinished { at, .. } => *at,
+        }
+    }
+
     /// The task this event is about, if any.
     pub fn task(&self) -> Option<u32> {
         match self {

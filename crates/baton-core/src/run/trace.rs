@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::digest::{Digest, Hasher};
 use super::event::{Event, Millis};
-use super::state::{Budget, RunState, TaskStatus};
+use super::state::{Budget, Command, RunState, TaskStatus};
 
 /// Folds events, in order, into a trace digest.
 #[derive(Default)]
@@ -87,45 +87,6 @@ fn decision_key(event: &Event) -> Key {
     (kind, task, detail)
 }
 
-/// An event with its time zeroed: a decision's content.
-fn timeless(event: &Event) -> Event {
-    let mut event = event.clone();
-    match &mut event {
-        Event::RunStarted { at }
-        | Event::TaskStarted { at, .. }
-        | Event::TaskSucceeded { at, .. }
-        | Event::TaskFailed { at, .. }
-        | Event::TaskSkipped { at, .. }
-        | Event::TaskCancelled { at, .. }
-        | Event::CompensationStarted { at, .. }
-        | Event::CompensationFinished { at, .. }
-        | Event::ArtifactsStored { at, .. }
-        | Event::AttemptLost { at, .. }
-        | Event::CancelRequested { at }
-        | Event::RunTimedOut { at }
-        | Event::RunFinished { at, .. } => *at = Millis(0),
-    }
-    event
-}
-
-fn at(event: &Event) -> Millis {
-    match event {
-        Event::RunStarted { at }
-        | Event::TaskStarted { at, .. }
-        | Event::TaskSucceeded { at, .. }
-        | Event::TaskFailed { at, .. }
-        | Event::TaskSkipped { at, .. }
-        | Event::TaskCancelled { at, .. }
-        | Event::CompensationStarted { at, .. }
-        | Event::CompensationFinished { at, .. }
-        | Event::ArtifactsStored { at, .. }
-        | Event::AttemptLost { at, .. }
-        | Event::CancelRequested { at }
-        | Event::RunTimedOut { at }
-        | Event::RunFinished { at, .. } => *at,
-    }
-}
-
 /// Whether `event` records a decision of the state machine (as opposed to
 /// a result from outside), judged on the state before it is applied.
 fn is_decision(state: &RunState, event: &Event) -> bool {
@@ -152,7 +113,8 @@ fn is_decision(state: &RunState, event: &Event) -> bool {
 /// digest, or the first recorded decision it would not make.
 pub fn replay(state: &mut RunState, events: &[Event]) -> Result<Digest, Divergence> {
     let mut trace = Trace::default();
-    let mut decided: FxHashMap<Key, Event> = FxHashMap::default();
+    // Decisions made and not yet seen in the log, by what they decide.
+    let mut decided: FxHashMap<Key, Command> = FxHashMap::default();
     let mut commands = Vec::new();
     for (seq, event) in events.iter().enumerate() {
         if is_decision(state, event) {
@@ -163,17 +125,24 @@ pub fn replay(state: &mut RunState, events: &[Event]) -> Result<Digest, Divergen
                     slots: usize::MAX,
                     batch: Budget::default().batch,
                 };
-                state.decide(at(event), budget, &mut commands);
+                state.decide(event.at(), budget, &mut commands);
                 for command in commands.drain(..) {
                     if let Some(made) = command.event(Millis(0)) {
-                        decided.insert(decision_key(&made), made);
+                        decided.insert(decision_key(&made), command);
                     }
                 }
             }
-            match decided.remove(&key) {
-                Some(made) if made == timeless(event) => {}
-                other => {
-                    let mut expected: Vec<Event> = decided.into_values().chain(other).collect();
+            // A decision is the same whenever it was made: compare it at
+            // the time the log records.
+            let made = decided.remove(&key);
+            match made.as_ref().and_then(|command| command.event(event.at())) {
+                Some(made) if made == *event => {}
+                _ => {
+                    let mut expected: Vec<Event> = decided
+                        .into_values()
+                        .chain(made)
+                        .filter_map(|command| command.event(Millis(0)))
+                        .collect();
                     expected.sort_by_key(decision_key);
                     return Err(Divergence {
                         seq: seq as u64,
