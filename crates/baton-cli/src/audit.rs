@@ -142,14 +142,11 @@ pub(crate) struct CancelArgs {
 pub(crate) fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
     let store = engine.store();
-    let status = store
-        .runs(&baton_store::RunFilter {
-            limit: usize::MAX,
-            ..baton_store::RunFilter::default()
-        })?
-        .into_iter()
-        .find(|run| run.run_id == args.run)
-        .map(|run| run.status);
+    let status = match store.summary(&args.run) {
+        Ok(run) => Some(run.status),
+        Err(baton_store::Error::UnknownRun(_)) => None,
+        Err(error) => return Err(error.into()),
+    };
     match status {
         None => anyhow::bail!("no run `{}`", args.run),
         Some(status) if status.is_final() => {

@@ -267,6 +267,9 @@ pub trait Store: Send + Sync {
     /// A run's record.
     fn run(&self, run: &str) -> Result<RunRecord>;
 
+    /// One run's row.
+    fn summary(&self, run: &str) -> Result<RunSummary>;
+
     /// Runs that pass `filter`, most recently started first.
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
 

@@ -62,6 +62,10 @@ impl Store for MemoryStore {
             .ok_or_else(|| Error::UnknownRun(run.to_owned()))
     }
 
+    fn summary(&self, run: &str) -> Result<RunSummary> {
+        self.read(run, |run| Some(run.summary.clone()))
+    }
+
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let runs = self.lock();
         let mut all: Vec<&Run> = runs

@@ -602,41 +602,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn summary(&self, run: &str) -> Result<RunSummary> {
+        self.summaries("WHERE run_id = ?1", params![run])?
+            .pop()
+            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
+    }
+
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let rows = self.query(
-            "SELECT run_id, coalesce(workflow, ''), status, started_at, finished_at, next_seq
-             FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
+        self.summaries(
+            "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
              ORDER BY coalesce(started_at, 0) DESC, id DESC LIMIT ?3",
             params![
                 filter.status.map(|status| status.name()),
                 filter.workflow,
                 filter.limit as i64
             ],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
-                    row.get::<_, Option<i64>>(4)?,
-                    row.get::<_, i64>(5)?,
-                ))
-            },
-        )?;
-        rows.into_iter()
-            .map(
-                |(run_id, workflow, status, started_at, finished_at, events)| {
-                    Ok(RunSummary {
-                        status: named(&run_id, &status)?,
-                        run_id,
-                        workflow,
-                        started_at: started_at.map(millis),
-                        finished_at: finished_at.map(millis),
-                        events: events as u64,
-                    })
-                },
-            )
-            .collect()
+        )
     }
 
     fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
@@ -926,6 +907,41 @@ fn millis(at: i64) -> Millis {
 }
 
 impl SqliteStore {
+    /// Run rows selected by `rest` (a WHERE clause and ordering).
+    fn summaries<P: rusqlite::Params>(&self, rest: &str, params: P) -> Result<Vec<RunSummary>> {
+        let rows = self.query(
+            &format!(
+                "SELECT run_id, coalesce(workflow, ''), status, started_at, finished_at, next_seq
+                 FROM runs {rest}"
+            ),
+            params,
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(
+                |(run_id, workflow, status, started_at, finished_at, events)| {
+                    Ok(RunSummary {
+                        status: named(&run_id, &status)?,
+                        run_id,
+                        workflow,
+                        started_at: started_at.map(millis),
+                        finished_at: finished_at.map(millis),
+                        events: events as u64,
+                    })
+                },
+            )
+            .collect()
+    }
+
     fn query<T, P: rusqlite::Params>(
         &self,
         sql: &str,

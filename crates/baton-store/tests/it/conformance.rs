@@ -142,6 +142,11 @@ pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) 
         ]
     );
     assert_eq!(runs[1].finished_at, Some(Millis(30)));
+    assert_eq!(store.summary("old").unwrap(), runs[1]);
+    assert!(matches!(
+        store.summary("missing"),
+        Err(Error::UnknownRun(_))
+    ));
     let one = RunFilter {
         limit: 1,
         ..RunFilter::default()
