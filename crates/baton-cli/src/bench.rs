@@ -79,6 +79,24 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1)]
         writers: u64,
     },
+    /// A generated graph recorded on SQLite up to N events, crashed, and
+    /// its state rebuilt as `baton resume` does (checkpoint + later events).
+    Resume {
+        #[arg(long, default_value_t = 100_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Attempts per task, all but the last failing (two events each).
+        #[arg(long, default_value_t = 6)]
+        attempts: u32,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Record the run without checkpoints: the rebuild replays every event.
+        #[arg(long)]
+        no_checkpoints: bool,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
     /// Shell tasks (`true`) through the engine, against a bare spawn loop.
     Shell {
         #[arg(long, default_value_t = 2000)]
@@ -115,6 +133,20 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
                 None => std::io::stdout().write_all(text.as_bytes())?,
             }
         }
+        Command::Resume {
+            nodes,
+            seed,
+            attempts,
+            events,
+            no_checkpoints,
+            samples,
+        } => crate::bench_resume::resume(
+            Shape { nodes, seed },
+            attempts,
+            events,
+            !no_checkpoints,
+            samples.max(1),
+        )?,
         Command::Plan {
             nodes,
             seed,

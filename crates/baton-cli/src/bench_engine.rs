@@ -258,7 +258,7 @@ async fn bare_spawn_loop(tasks: usize, concurrency: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod bench_engine;
+mod bench_resume;
 mod report;
 mod run;
 mod runs;

@@ -137,6 +137,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
                 .map(|seed| baton_core::seeded_run_id(seed, &valid.workflow().name))
         }),
         watch: true,
+        reuse: None,
     };
     if let Some(run_id) = &options.run_id
         && engine.store().run(run_id).is_ok()

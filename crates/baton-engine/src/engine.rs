@@ -7,7 +7,7 @@ use std::sync::{Arc, Once, RwLock};
 use baton_core::run::{Chain, Event, Millis, RunSetup, RunState};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
-use baton_store::{MemoryStore, RunRecord, Store};
+use baton_store::{MemoryStore, Reuse, RunRecord, Store};
 use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -67,6 +67,9 @@ pub enum Error {
     Store(#[from] baton_store::Error),
     #[error("the run's task stopped: {0}")]
     Aborted(String),
+    /// `baton rerun` asked to reuse a result its run does not have.
+    #[error("task `{task}` did not succeed in run `{run}`: it has no result to reuse")]
+    NotReusable { run: String, task: String },
 }
 
 fn summary(problems: &[Problem]) -> String {
@@ -92,6 +95,9 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Stream events through [`RunHandle::events`].
     pub watch: bool,
+    /// Take these tasks' results from an earlier run instead of running
+    /// them (`baton rerun`).
+    pub reuse: Option<Reuse>,
 }
 
 /// One event of a run, numbered from 0 in log order.
@@ -160,7 +166,13 @@ impl Engine {
 
     /// A recorded run's state, rebuilt from its newest sound checkpoint and
     /// the events after it (or all its events), and how it was rebuilt.
-    pub(crate) fn rebuild(&self, run_id: &str) -> Result<(RunState, Recovery), Error> {
+    pub fn rebuild(&self, run_id: &str) -> Result<(RunState, Recovery), Error> {
+        self.rebuild_recorded(run_id)
+            .map(|(state, recovery, _)| (state, recovery))
+    }
+
+    /// [`Engine::rebuild`], with what the run's record says to reuse.
+    fn rebuild_recorded(&self, run_id: &str) -> Result<(RunState, Recovery, Option<Reuse>), Error> {
         let record = self.store.run(run_id)?;
         let workflow = Arc::unwrap_or_clone(record.workflow.clone());
         let valid = Arc::new(baton_core::check(workflow).map_err(Error::Invalid)?);
@@ -198,14 +210,14 @@ impl Engine {
         }
         recovery.checkpoint = (from > 0).then_some(from);
         recovery.replayed = events.len() as u64;
-        Ok((state, recovery))
+        Ok((state, recovery, record.reuse))
     }
 
     /// Finishes a run whose process died: tasks that had succeeded stay
     /// done; attempts that were in flight run again as attempt + 1. A run
     /// that had finished just reports.
     pub fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
-        let (state, recovery) = self.rebuild(run_id)?;
+        let (state, recovery, reuse) = self.rebuild_recorded(run_id)?;
         let handlers = self
             .handlers
             .read()
@@ -220,20 +232,21 @@ impl Engine {
             0 => shell::Start::New,
             seq => shell::Start::Resume { seq },
         };
-        let mut handle = self.spawn(state, chain, start, None, watch);
+        let reused = shell::reusable(self, &state, reuse.as_ref())?;
+        let run = shell::Run {
+            state,
+            chain,
+            start,
+            reused,
+        };
+        let mut handle = self.spawn(run, None, watch);
         handle.recovery = Some(recovery);
         Ok(handle)
     }
 
     /// Runs `state` in the background.
-    fn spawn(
-        &self,
-        state: RunState,
-        chain: Chain,
-        start: shell::Start,
-        record: Option<RunRecord>,
-        watch: bool,
-    ) -> RunHandle {
+    fn spawn(&self, run: shell::Run, record: Option<RunRecord>, watch: bool) -> RunHandle {
+        let state = &run.state;
         let run_id = state.run_id().to_owned();
         let valid = state.shared_valid();
         let ended = state.final_count();
@@ -249,7 +262,7 @@ impl Engine {
             if let Some(record) = record {
                 engine.store.create_run(&record).await?;
             }
-            let state = shell::drive(&engine, state, chain, start, events, cancelled).await?;
+            let state = shell::drive(&engine, run, events, cancelled).await?;
             Ok(RunReport::from_state(&state, &engine.config.state_dir))
         });
         RunHandle {
@@ -316,10 +329,18 @@ impl Engine {
             concurrency: options.concurrency,
             timeout: options.timeout,
             on_failure: options.on_failure,
+            reuse: options.reuse,
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());
-        Ok(self.spawn(state, chain, shell::Start::New, Some(record), options.watch))
+        let reused = shell::reusable(self, &state, record.reuse.as_ref())?;
+        let run = shell::Run {
+            state,
+            chain,
+            start: shell::Start::New,
+            reused,
+        };
+        Ok(self.spawn(run, Some(record), options.watch))
     }
 }
 

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod artifacts;
 mod audit;
 mod clock;
 mod engine;
@@ -42,6 +43,7 @@ mod runner;
 mod shell;
 
 pub use audit::{Mismatch, ProvenanceChain, Verification};
+pub use baton_store::Reuse;
 pub use engine::{
     Canceller, Engine, EngineConfig, Error, Recovery, RunEvent, RunHandle, RunOptions,
 };

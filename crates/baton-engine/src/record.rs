@@ -4,8 +4,8 @@
 //! applied, in log order, so a verifier replaying the log makes the same
 //! records.
 
-use baton_core::run::{Chain, Event, Provenance, RunState, TaskStatus};
-use baton_store::{AttemptRow, AttemptStatus, TaskRow};
+use baton_core::run::{Chain, Digest, Event, Provenance, RunState, TaskStatus};
+use baton_store::{ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, TaskRow};
 use rustc_hash::FxHashMap;
 
 pub(crate) struct Recorder {
@@ -16,9 +16,10 @@ pub(crate) struct Recorder {
     touched_in: Vec<u64>,
     batch: u64,
     touched: Vec<u32>,
-    records: FxHashMap<u32, Provenance>,
+    records: FxHashMap<u32, (Provenance, Option<Digest>)>,
     pub(crate) tasks: Vec<TaskRow>,
     pub(crate) attempts: Vec<AttemptRow>,
+    pub(crate) artifacts: Vec<ArtifactRow>,
 }
 
 impl Recorder {
@@ -32,6 +33,7 @@ impl Recorder {
             records: FxHashMap::default(),
             tasks: Vec::new(),
             attempts: Vec::new(),
+            artifacts: Vec::new(),
         }
     }
 
@@ -52,9 +54,18 @@ impl Recorder {
             *seen = self.batch;
             self.touched.push(task);
         }
-        if let Some(record) = record_of(&mut self.chain, state, event) {
-            self.records.insert(task, record);
+        if let Event::TaskSucceeded { attempt, .. } = *event {
+            // Keyed before the record links the task into the chain; a key
+            // that no longer renders leaves the result uncached.
+            let key = self
+                .chain
+                .cache_key(state, task, attempt)
+                .and_then(Result::ok);
+            if let Some(record) = record_of(&mut self.chain, state, event) {
+                self.records.insert(task, (record, key));
+            }
         }
+        artifact_rows(event, &mut self.artifacts);
         if was_running && let Some(row) = ended_attempt(state, event) {
             self.attempts.push(row);
         }
@@ -64,6 +75,10 @@ impl Recorder {
     pub(crate) fn seal(&mut self, state: &RunState) {
         for task in self.touched.drain(..) {
             let (started_at, finished_at) = state.times(task);
+            let (record, cache_key) = self
+                .records
+                .remove(&task)
+                .map_or((None, None), |(record, key)| (Some(record), key));
             self.tasks.push(TaskRow {
                 task,
                 id: state.task(task).id.clone(),
@@ -71,8 +86,8 @@ impl Recorder {
                 attempts: state.attempts(task),
                 started_at,
                 finished_at,
-                record: self.records.remove(&task),
-                cacheable: state.task(task).cache.is_some(),
+                record,
+                cache_key,
             });
         }
         self.batch += 1;
@@ -82,7 +97,33 @@ impl Recorder {
     pub(crate) fn clear(&mut self) {
         self.tasks.clear();
         self.attempts.clear();
+        self.artifacts.clear();
     }
+}
+
+/// The artifact rows an event stores or consumes.
+fn artifact_rows(event: &Event, rows: &mut Vec<ArtifactRow>) {
+    let (task, attempt, role, artifacts) = match event {
+        Event::ArtifactsStored {
+            task,
+            attempt,
+            artifacts,
+            ..
+        } => (*task, *attempt, ArtifactRole::Produced, artifacts),
+        Event::ArtifactsConsumed {
+            task,
+            attempt,
+            artifacts,
+            ..
+        } => (*task, *attempt, ArtifactRole::Consumed, artifacts),
+        _ => return,
+    };
+    rows.extend(artifacts.iter().map(|artifact| ArtifactRow {
+        task,
+        attempt,
+        role,
+        artifact: artifact.clone(),
+    }));
 }
 
 /// The row of the attempt a just-applied event ended, if it ended one.

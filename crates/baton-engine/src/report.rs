@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use baton_core::Duration;
-use baton_core::run::{Millis, RunMetrics, RunState, RunStatus, SkipReason, TaskStatus};
+use baton_core::run::{Artifact, Millis, RunMetrics, RunState, RunStatus, SkipReason, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -38,6 +38,13 @@ pub struct TaskReport {
     pub note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// The run its result was reused from (a cache hit, `baton rerun`),
+    /// when it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
+    /// The files it stored from its `artifacts:`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
     /// The last attempt's log directory, for `run` and `command` tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<PathBuf>,
@@ -87,7 +94,9 @@ impl RunReport {
                     output: state
                         .output(task)
                         .and_then(|output| serde_json::to_value(output).ok()),
-                    logs: (runs_process && attempts > 0)
+                    reused_from: state.reused_from(task).map(str::to_owned),
+                    artifacts: state.artifacts(task).to_vec(),
+                    logs: (runs_process && attempts > 0 && state.reused_from(task).is_none())
                         .then(|| attempt_dir(state_dir, state.run_id(), &definition.id, attempts)),
                 }
             })

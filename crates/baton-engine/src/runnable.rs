@@ -1,5 +1,5 @@
 //! What this engine can run today. A spec may use kinds and modifiers that
-//! later versions run (agents, approvals, sub-workflows, fan-out, caching);
+//! later versions run (agents, approvals, sub-workflows, fan-out);
 //! refusing them up front, with the place they are written, beats a run that
 //! silently does less than the spec says.
 
@@ -50,8 +50,6 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
             ("repeat", task.repeat.is_some()),
             ("swarm", task.swarm.is_some()),
             ("check", !task.check.is_empty()),
-            ("cache", task.cache.is_some()),
-            ("artifacts", !task.artifacts.is_empty()),
             ("hooks", task.hooks.is_some()),
             ("escalate", task.escalate.is_some()),
         ];

@@ -9,18 +9,22 @@
 
 use std::sync::Arc;
 
-use baton_core::run::{Budget, Chain, Command, Event, Failure, FailureKind, Millis, RunState};
-use baton_store::Batch;
+use baton_core::run::{
+    Artifact, Budget, Chain, Command, Digest, Event, Failure, FailureKind, Millis, RunState,
+    TaskStatus,
+};
+use baton_store::{ArtifactRole, Batch, Reuse, Store};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::artifacts::Cas;
 use crate::clock::Clock;
 use crate::engine::{Engine, Error, RunEvent};
 use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
-use crate::runner::{Attempt, Outcome, TaskContext};
+use crate::runner::{Attempt, Outcome, Runners, TaskContext};
 
 /// A runner's report, tagged with what it ran.
 struct Done {
@@ -28,6 +32,80 @@ struct Done {
     attempt: u32,
     compensation: bool,
     outcome: Outcome,
+    files: Files,
+}
+
+/// What an attempt consumed, produced or reused besides its outcome.
+#[derive(Default)]
+struct Files {
+    consumed: Vec<Artifact>,
+    produced: Vec<Artifact>,
+    /// The run whose result it took instead of running.
+    reused_from: Option<String>,
+}
+
+/// A result an attempt can take instead of running.
+#[derive(Clone, Debug)]
+pub(crate) struct Reusable {
+    run: String,
+    output: Option<Value>,
+    artifacts: Vec<Artifact>,
+}
+
+/// Per task, the result `baton rerun` takes from the earlier run.
+pub(crate) type Reused = FxHashMap<u32, Reusable>;
+
+/// What [`drive`] starts from.
+pub(crate) struct Run {
+    pub(crate) state: RunState,
+    pub(crate) chain: Chain,
+    pub(crate) start: Start,
+    pub(crate) reused: Reused,
+}
+
+/// Loads the results `reuse` names from its run; each must have succeeded.
+pub(crate) fn reusable(
+    engine: &Engine,
+    state: &RunState,
+    reuse: Option<&Reuse>,
+) -> Result<Reused, Error> {
+    let Some(reuse) = reuse else {
+        return Ok(Reused::default());
+    };
+    let store = &engine.store;
+    let source = &reuse.run_id;
+    let rows = store.tasks(source)?;
+    let mut outputs: FxHashMap<u32, Value> = store.outputs(source)?.into_iter().collect();
+    let artifacts = store.artifacts(source)?;
+    let mut reused = Reused::default();
+    for id in &reuse.tasks {
+        let not_reusable = || Error::NotReusable {
+            run: source.clone(),
+            task: id.clone(),
+        };
+        let row = rows
+            .iter()
+            .find(|row| row.id == *id && row.status == TaskStatus::Succeeded)
+            .ok_or_else(not_reusable)?;
+        let task = state.task_index(id).ok_or_else(not_reusable)?;
+        reused.insert(
+            task,
+            Reusable {
+                run: source.clone(),
+                output: outputs.remove(&row.task),
+                artifacts: artifacts
+                    .iter()
+                    .filter(|stored| {
+                        stored.task == row.task
+                            && stored.attempt == row.attempts
+                            && stored.role == ArtifactRole::Produced
+                    })
+                    .map(|stored| stored.artifact.clone())
+                    .collect(),
+            },
+        );
+    }
+    Ok(reused)
 }
 
 /// How a run comes to the loop.
@@ -42,12 +120,17 @@ pub(crate) enum Start {
 /// Drives `state` to the end of its run.
 pub(crate) async fn drive(
     engine: &Engine,
-    mut state: RunState,
-    chain: Chain,
-    start: Start,
+    run: Run,
     events: Option<mpsc::UnboundedSender<RunEvent>>,
     mut cancelled: watch::Receiver<bool>,
 ) -> Result<RunState, Error> {
+    let Run {
+        mut state,
+        chain,
+        start,
+        reused,
+    } = run;
+    let cas = Cas::new(&engine.config.state_dir);
     let clock = engine
         .config
         .start_time
@@ -88,16 +171,21 @@ pub(crate) async fn drive(
         .max(1);
     let mut poll = tokio::time::interval(engine.config.poll_interval.as_std());
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Events of `pending` already applied to `state` (inline completions,
+    // applied early so one decision sees them), not yet persisted.
+    let mut applied = 0;
     loop {
         if !pending.is_empty() {
-            for event in &pending {
+            for event in &pending[applied..] {
                 recorder.apply(&mut state, event);
             }
+            applied = 0;
             recorder.seal(&state);
             let write = Batch {
                 events: &pending,
                 tasks: &recorder.tasks,
                 attempts: &recorder.attempts,
+                artifacts: &recorder.artifacts,
             };
             engine.store.write(state.run_id(), seq, write).await?;
             recorder.clear();
@@ -119,8 +207,15 @@ pub(crate) async fn drive(
         let mut finished_inline = 0;
         for (task, attempt) in launches.drain(..) {
             let at = clock.now();
-            if let Some(event) = launch(engine, &state, task, attempt, &done_sender, &mut kills, at)
-            {
+            let launcher = Launcher {
+                engine,
+                cas: &cas,
+                state: &state,
+                chain: &recorder.chain,
+                reused: &reused,
+                done: &done_sender,
+            };
+            if let Some(event) = launcher.launch(task, attempt, &mut kills, at) {
                 pending.push(event);
                 finished_inline += 1;
             }
@@ -129,8 +224,19 @@ pub(crate) async fn drive(
         for task in compensations.drain(..) {
             launch_compensation(engine, &state, task, &done_sender);
         }
+        // What finished inline is applied now, so the decision below sees it
+        // and its events share one append with the completions: a wave of
+        // no-op tasks costs one commit, not two. Nothing is acted on before
+        // that append.
+        for event in &pending[applied..] {
+            recorder.apply(&mut state, event);
+        }
+        applied = pending.len();
         if state.is_finished() {
-            break;
+            if pending.is_empty() {
+                break;
+            }
+            continue;
         }
 
         // A permit won while starved is kept: handing it back would pass it
@@ -171,7 +277,7 @@ pub(crate) async fn drive(
                     if !report.compensation && kills.remove(&report.task).is_some() {
                         engine.slots.add_permits(1);
                     }
-                    pending.push(completion_event(report, at));
+                    completion_events(report, at, &mut pending);
                     next = if pending.len() < batch { done.try_recv().ok() } else { None };
                 }
             }
@@ -221,61 +327,206 @@ async fn sleep_until(clock: &Clock, wake: Option<Millis>) {
     }
 }
 
-/// Starts attempt `attempt` of `task`. A no-op, or a task whose templates
-/// do not evaluate, ends here: its event is returned instead.
-fn launch(
-    engine: &Engine,
-    state: &RunState,
-    task: u32,
-    attempt: u32,
-    done: &mpsc::UnboundedSender<Done>,
-    kills: &mut FxHashMap<u32, Option<oneshot::Sender<()>>>,
-    at: Millis,
-) -> Option<Event> {
-    if matches!(state.task(task).kind, baton_core::TaskKind::Noop) {
-        return Some(Event::TaskSucceeded {
-            at,
-            task,
-            attempt,
-            output: None,
-        });
-    }
-    let resolved = match state.resolve(task, attempt) {
-        Ok(resolved) => resolved,
-        Err(error) => {
-            return Some(Event::TaskFailed {
+/// What launching an attempt needs from the loop.
+struct Launcher<'a> {
+    engine: &'a Engine,
+    cas: &'a Cas,
+    state: &'a RunState,
+    chain: &'a Chain,
+    reused: &'a Reused,
+    done: &'a mpsc::UnboundedSender<Done>,
+}
+
+impl Launcher<'_> {
+    /// Starts attempt `attempt` of `task`, or returns the event it ended
+    /// with at once (a no-op, a spec that does not evaluate).
+    fn launch(
+        &self,
+        task: u32,
+        attempt: u32,
+        kills: &mut FxHashMap<u32, Option<oneshot::Sender<()>>>,
+        at: Millis,
+    ) -> Option<Event> {
+        let (state, definition) = (self.state, self.state.task(task));
+        let plain = definition.cache.is_none()
+            && definition.artifacts.is_empty()
+            && !self.reused.contains_key(&task);
+        if plain && matches!(definition.kind, baton_core::TaskKind::Noop) {
+            return Some(Event::TaskSucceeded {
                 at,
                 task,
                 attempt,
-                failure: Box::new(Failure::new(FailureKind::Template, error.to_string())),
+                output: None,
             });
         }
-    };
-    let config = &engine.config;
-    let timeout = state.timeout(task);
-    let id = &state.task(task).id;
-    let run = Attempt {
-        context: task_context(state, task, attempt, &resolved),
-        dir: attempt_dir(&config.state_dir, state.run_id(), id, attempt),
-        workdir: config.workdir.clone(),
-        timeout: timeout.map(|timeout| timeout.after),
-        grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
-        resolved,
-    };
-    let (kill, killed) = oneshot::channel();
-    kills.insert(task, Some(kill));
-    let runners = Arc::clone(&engine.runners);
-    let done = done.clone();
-    tokio::spawn(async move {
-        let outcome = runners.run(run, killed).await;
-        let _ = done.send(Done {
-            task,
-            attempt,
-            compensation: false,
-            outcome,
+        let resolved = match state.resolve(task, attempt) {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                return Some(Event::TaskFailed {
+                    at,
+                    task,
+                    attempt,
+                    failure: Box::new(Failure::new(FailureKind::Template, error.to_string())),
+                });
+            }
+        };
+        let config = &self.engine.config;
+        let timeout = state.timeout(task);
+        let id = &definition.id;
+        let run = Attempt {
+            context: task_context(state, task, attempt, &resolved),
+            dir: attempt_dir(&config.state_dir, state.run_id(), id, attempt),
+            workdir: config.workdir.clone(),
+            timeout: timeout.map(|timeout| timeout.after),
+            grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
+            resolved,
+        };
+        let files = AttemptFiles {
+            cas: self.cas.clone(),
+            store: Arc::clone(&self.engine.store),
+            source: match self.reused.get(&task) {
+                Some(reusable) => Source::Rerun(reusable.clone()),
+                None => match self.chain.cache_key(state, task, attempt) {
+                    Some(Ok(key)) => Source::Cache {
+                        key,
+                        fresh_after: definition
+                            .cache
+                            .as_ref()
+                            .and_then(|policy| policy.ttl)
+                            .map(|ttl| Millis(at.0.saturating_sub(ttl.as_millis()))),
+                    },
+                    _ => Source::None,
+                },
+            },
+            needs: state
+                .valid()
+                .dag()
+                .needs(task)
+                .iter()
+                .flat_map(|&need| state.artifacts(need).iter().cloned())
+                .collect(),
+            declared: definition.artifacts.clone(),
+        };
+        let (kill, killed) = oneshot::channel();
+        kills.insert(task, Some(kill));
+        let runners = Arc::clone(&self.engine.runners);
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let (outcome, files) = files.attempt(&runners, run, killed).await;
+            let _ = done.send(Done {
+                task,
+                attempt,
+                compensation: false,
+                outcome,
+                files,
+            });
         });
-    });
-    None
+        None
+    }
+}
+
+/// Where an attempt may take its result from instead of running.
+enum Source {
+    None,
+    /// `baton rerun` reuses this task's earlier result.
+    Rerun(Reusable),
+    /// A `cache:` task: an earlier result under `key`, if new enough.
+    Cache {
+        key: Digest,
+        fresh_after: Option<Millis>,
+    },
+}
+
+/// The file work around one attempt: reuse, consumed and produced
+/// artifacts. Blocking file and store work runs off the runtime threads.
+struct AttemptFiles {
+    cas: Cas,
+    store: Arc<dyn Store>,
+    source: Source,
+    /// The artifacts of the task's needs.
+    needs: Vec<Artifact>,
+    /// Its own `artifacts:` patterns.
+    declared: Vec<String>,
+}
+
+impl AttemptFiles {
+    async fn attempt(
+        self,
+        runners: &Runners,
+        run: Attempt,
+        killed: oneshot::Receiver<()>,
+    ) -> (Outcome, Files) {
+        let dir = run.working_dir();
+        let AttemptFiles {
+            cas,
+            store,
+            source,
+            needs,
+            declared,
+        } = self;
+        let found = match source {
+            Source::None => None,
+            Source::Rerun(reusable) => Some(reusable),
+            Source::Cache { key, fresh_after } => blocking(move || store.cached(&key))
+                .await
+                .ok()
+                .flatten()
+                .filter(|hit| fresh_after.is_none_or(|after| hit.finished_at >= after))
+                .map(|hit| Reusable {
+                    run: hit.run_id,
+                    output: hit.output,
+                    artifacts: hit.artifacts,
+                }),
+        };
+        if let Some(found) = found {
+            let (cas, dir) = (cas.clone(), dir.clone());
+            let artifacts = found.artifacts.clone();
+            // A result whose files cannot be placed is run again instead.
+            if blocking(move || cas.place(&dir, &artifacts)).await.is_ok() {
+                let files = Files {
+                    produced: found.artifacts,
+                    reused_from: Some(found.run),
+                    ..Files::default()
+                };
+                return (Outcome::Succeeded(found.output), files);
+            }
+        }
+        let mut files = Files::default();
+        if !needs.is_empty() {
+            let (cas, dir) = (cas.clone(), dir.clone());
+            let placed = needs.clone();
+            if let Err(error) = blocking(move || cas.place(&dir, &placed)).await {
+                return (artifact_failure(error), files);
+            }
+            files.consumed = needs;
+        }
+        let outcome = runners.run(run, killed).await;
+        if !matches!(outcome, Outcome::Succeeded(_)) || declared.is_empty() {
+            return (outcome, files);
+        }
+        match blocking(move || cas.collect(&dir, &declared)).await {
+            Ok(produced) => {
+                files.produced = produced;
+                (outcome, files)
+            }
+            Err(error) => (artifact_failure(error), files),
+        }
+    }
+}
+
+fn artifact_failure(error: String) -> Outcome {
+    Outcome::Failed(Failure::new(FailureKind::Error, error))
+}
+
+/// Runs blocking file or store work on tokio's blocking pool; a panic in it
+/// comes back as an error.
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(|error| error.to_string()),
+        Err(error) => Err(format!("file work stopped: {error}")),
+    }
 }
 
 /// Starts the `compensate` action of `task`; it is not killed, as undoing
@@ -292,6 +543,7 @@ fn launch_compensation(
         attempt,
         compensation: true,
         outcome,
+        files: Files::default(),
     };
     let resolved = match state.resolve_compensation(task) {
         Ok(resolved) => resolved,
@@ -358,13 +610,44 @@ fn idempotency_key(state: &RunState, task: u32, attempt: u32) -> String {
     format!("{}:{}:{attempt}", state.run_id(), state.task(task).id)
 }
 
-fn completion_event(report: Done, at: Millis) -> Event {
+/// The events a report ends its attempt with: what it consumed, reused
+/// and stored, then how it ended.
+fn completion_events(report: Done, at: Millis, pending: &mut Vec<Event>) {
     let Done {
         task,
         attempt,
         compensation,
         outcome,
+        files,
     } = report;
+    if !files.consumed.is_empty() {
+        pending.push(Event::ArtifactsConsumed {
+            at,
+            task,
+            attempt,
+            artifacts: files.consumed.into(),
+        });
+    }
+    if let Some(run) = files.reused_from {
+        pending.push(Event::ResultReused {
+            at,
+            task,
+            attempt,
+            run: run.into(),
+        });
+    }
+    if !files.produced.is_empty() {
+        pending.push(Event::ArtifactsStored {
+            at,
+            task,
+            attempt,
+            artifacts: files.produced.into(),
+        });
+    }
+    pending.push(ended(task, attempt, compensation, outcome, at));
+}
+
+fn ended(task: u32, attempt: u32, compensation: bool, outcome: Outcome, at: Millis) -> Event {
     match (compensation, outcome) {
         (true, Outcome::Succeeded(_)) => Event::CompensationFinished {
             at,

@@ -28,7 +28,7 @@ use projection::Projection;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_core::run::{Digest, Event, Millis, Provenance, RunStatus, Sealed, TaskStatus};
+use baton_core::run::{Artifact, Digest, Event, Millis, Provenance, RunStatus, Sealed, TaskStatus};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Workflow};
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,18 @@ pub struct RunRecord {
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<FailurePolicy>,
+    /// Results taken from an earlier run instead of running (`baton rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
+}
+
+/// Tasks whose results a run takes from an earlier run of the same
+/// workflow: kept with the run's record, so a resumed rerun still reuses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reuse {
+    pub run_id: String,
+    /// Task ids; each must have succeeded in that run.
+    pub tasks: Vec<String>,
 }
 
 /// A line of `baton runs`: the run's row, kept current with its events.
@@ -189,10 +201,10 @@ pub struct TaskRow {
     /// Its provenance, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<Provenance>,
-    /// Whether later runs may reuse its result (`cache:`); only such rows
-    /// are found by [`Store::cached`].
-    #[serde(default)]
-    pub cacheable: bool,
+    /// The key later runs find its result by, for a `cache:` task that
+    /// succeeded; only such rows are found by [`Store::cached`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<Digest>,
 }
 
 /// One ended attempt of a task: the `attempts` read model. The attempt in
@@ -230,6 +242,34 @@ impl AttemptStatus {
     }
 }
 
+/// A file an attempt produced or consumed: the `artifacts` read model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRow {
+    pub task: u32,
+    pub attempt: u32,
+    pub role: ArtifactRole,
+    #[serde(flatten)]
+    pub artifact: Artifact,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactRole {
+    /// Declared in the task's `artifacts:` and stored by content.
+    Produced,
+    /// A need's artifact placed in the task's directory before it ran.
+    Consumed,
+}
+
+impl ArtifactRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactRole::Produced => "produced",
+            ArtifactRole::Consumed => "consumed",
+        }
+    }
+}
+
 /// One write to a run: events, and the rows they change that the store
 /// cannot derive from the events alone. All of it is stored, or none.
 #[derive(Clone, Copy, Debug, Default)]
@@ -239,6 +279,8 @@ pub struct Batch<'a> {
     pub tasks: &'a [TaskRow],
     /// The attempts the events ended.
     pub attempts: &'a [AttemptRow],
+    /// The artifacts the events stored or consumed.
+    pub artifacts: &'a [ArtifactRow],
 }
 
 /// A stored checkpoint, without its data.
@@ -256,6 +298,9 @@ pub struct CacheHit {
     pub run_id: String,
     pub record: Provenance,
     pub output: Option<serde_json::Value>,
+    pub artifacts: Vec<Artifact>,
+    /// When the result was made, for a cache's `ttl`.
+    pub finished_at: Millis,
 }
 
 /// Persistence for runs. Every backend passes the same conformance suite
@@ -312,9 +357,12 @@ pub trait Store: Send + Sync {
     /// The provenance records of `run`, in task order.
     fn provenance(&self, run: &str) -> Result<Vec<Provenance>>;
 
-    /// The newest cacheable result whose record has `key` as its cache
-    /// key, from any run.
+    /// The newest cacheable result stored under `key`, from any run.
     fn cached(&self, key: &Digest) -> Result<Option<CacheHit>>;
+
+    /// The artifacts `run`'s attempts produced and consumed, by task,
+    /// attempt, role and path.
+    fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>>;
 
     /// Stores a snapshot of `run`'s state; durable once answered.
     fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended;

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use baton_core::run::{Digest, Event, Provenance, RunStatus, Sealed};
 
 use crate::{
-    Appended, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result, RunFilter,
-    RunRecord, RunSummary, Store, TaskRow,
+    Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result,
+    RunFilter, RunRecord, RunSummary, Store, TaskRow,
 };
 
 #[derive(Debug, Default)]
@@ -38,6 +38,7 @@ struct Run {
     tasks: BTreeMap<u32, TaskRow>,
     attempts: BTreeMap<(u32, u32), AttemptRow>,
     outputs: BTreeMap<u32, serde_json::Value>,
+    artifacts: Vec<ArtifactRow>,
     checkpoints: Vec<Sealed>,
     cancel_requested: bool,
 }
@@ -131,15 +132,29 @@ impl Store for MemoryStore {
         let newest = runs
             .values()
             .flat_map(|run| run.tasks.values().map(move |row| (run, row)))
-            .filter(|(_, row)| row.cacheable)
+            .filter(|(_, row)| row.cache_key == Some(*key))
             .filter_map(|(run, row)| Some((run, row, row.record.as_ref()?)))
-            .filter(|(_, _, record)| record.cache_key() == *key)
             .max_by_key(|(run, row, _)| (run.created, row.task));
         Ok(newest.map(|(run, row, record)| CacheHit {
             run_id: run.summary.run_id.clone(),
             record: record.clone(),
             output: run.outputs.get(&row.task).cloned(),
+            artifacts: run
+                .artifacts
+                .iter()
+                .filter(|stored| {
+                    stored.task == row.task
+                        && stored.attempt == record.attempt
+                        && stored.role == crate::ArtifactRole::Produced
+                })
+                .map(|stored| stored.artifact.clone())
+                .collect(),
+            finished_at: row.finished_at.unwrap_or_default(),
         }))
+    }
+
+    fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>> {
+        self.read(run, |run| Some(run.artifacts.clone()))
     }
 
     fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended {
@@ -221,6 +236,7 @@ impl Run {
             tasks: BTreeMap::new(),
             attempts: BTreeMap::new(),
             outputs: BTreeMap::new(),
+            artifacts: Vec::new(),
             checkpoints: Vec::new(),
             cancel_requested: false,
         }
@@ -311,6 +327,15 @@ impl MemoryStore {
         for row in batch.attempts {
             run.attempts.insert((row.task, row.attempt), row.clone());
         }
+        run.artifacts.extend_from_slice(batch.artifacts);
+        run.artifacts.sort_by(|a, b| {
+            (a.task, a.attempt, a.role, &a.artifact.path).cmp(&(
+                b.task,
+                b.attempt,
+                b.role,
+                &b.artifact.path,
+            ))
+        });
         Ok(())
     }
 }

@@ -8,19 +8,24 @@
 //! corrupt earlier ones). Readers use their own connection.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use baton_core::run::{Digest, Event, Millis, Provenance, Sealed};
+use baton_core::run::{Artifact, Digest, Event, Millis, Provenance, Sealed};
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
-    Appended, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result, RunFilter,
-    RunRecord, RunSummary, Store, TaskRow,
+    Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result,
+    RunFilter, RunRecord, RunSummary, Store, TaskRow,
 };
 
 /// `PRAGMA application_id` of a baton database: "btn1".
 const APPLICATION_ID: i32 = 0x6274_6e31;
+
+/// WAL frames (pages) after which the writer checkpoints, SQLite's default.
+const CHECKPOINT_FRAMES: i32 = 1000;
 
 /// Schema migrations, in order; `user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -106,6 +111,56 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE cancel_requests (
         run INTEGER PRIMARY KEY REFERENCES runs (id)
     );",
+    // Provenance leaves the task rows for a table of its own: a record is
+    // written once, so inserting it is cheaper than growing a row that was
+    // written when its task started (twice the durable throughput's worth of
+    // B-tree work), and the cache index only holds cacheable tasks.
+    "CREATE TABLE provenance (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        task INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        spec BLOB NOT NULL,
+        inputs BLOB NOT NULL,
+        output BLOB NOT NULL,
+        artifacts BLOB NOT NULL,
+        parents BLOB NOT NULL,
+        digest BLOB NOT NULL,
+        PRIMARY KEY (run, task)
+    ) WITHOUT ROWID;
+    INSERT INTO provenance
+        SELECT run, task, attempt, spec, inputs, output, artifacts, parents, digest
+        FROM tasks WHERE digest IS NOT NULL;
+    CREATE TABLE cache_keys (
+        key BLOB NOT NULL,
+        run INTEGER NOT NULL REFERENCES runs (id),
+        task INTEGER NOT NULL,
+        PRIMARY KEY (key, run, task)
+    ) WITHOUT ROWID;
+    INSERT INTO cache_keys SELECT cache_key, run, task FROM tasks WHERE cache_key IS NOT NULL;
+    DROP INDEX tasks_by_cache_key;
+    ALTER TABLE tasks DROP COLUMN attempt;
+    ALTER TABLE tasks DROP COLUMN spec;
+    ALTER TABLE tasks DROP COLUMN inputs;
+    ALTER TABLE tasks DROP COLUMN output;
+    ALTER TABLE tasks DROP COLUMN artifacts;
+    ALTER TABLE tasks DROP COLUMN parents;
+    ALTER TABLE tasks DROP COLUMN digest;
+    ALTER TABLE tasks DROP COLUMN cache_key;",
+    // Artifacts produced and consumed; by digest too, so retention finds
+    // the stored files some run still refers to. A task row no longer says
+    // whether it is cacheable: `cache_keys` does, once it succeeded.
+    "CREATE TABLE artifacts (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        task INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        path TEXT NOT NULL,
+        digest BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (run, task, attempt, role, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX artifacts_by_digest ON artifacts (digest);
+    ALTER TABLE tasks DROP COLUMN cacheable;",
 ];
 
 /// Writes waiting for the writer thread.
@@ -128,6 +183,7 @@ enum WriteKind {
         projection: Projection,
         tasks: Vec<TaskRow>,
         attempts: Vec<AttemptRow>,
+        artifacts: Vec<ArtifactRow>,
     },
     Checkpoint {
         events: u64,
@@ -281,22 +337,33 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
     transaction.commit().map_err(fail)
 }
 
-/// The writer: every append waiting when it wakes goes into one transaction;
-/// each append is all-or-nothing on its own (a savepoint), so one caller's
-/// conflict does not fail the others in the batch.
+/// The writer: every append waiting when it wakes goes into one transaction.
+/// Each write checks what could refuse it (a sequence conflict, an unknown or
+/// taken run id) before it changes anything, so a refused write leaves no
+/// trace and does not fail the others in the batch without the price of a
+/// savepoint per write.
 fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
     let path = connection.path().map(PathBuf::from).unwrap_or_default();
+    // SQLite would checkpoint the WAL inside the commit that crosses its
+    // threshold, with every caller of that batch waiting; the writer does it
+    // itself once they have their answers, while the engine works.
+    let frames = std::sync::Arc::new(AtomicI32::new(0));
+    let seen = frames.clone();
+    // Should the hook not take, SQLite's own checkpoint stays in place.
+    let _ = connection.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+        seen.store(pages, Ordering::Relaxed);
+        Ok(())
+    }));
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         batch.extend(receiver.try_iter());
         let mut answers: Vec<Result<()>> = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
-            let mut transaction = connection.transaction()?;
+            let transaction = connection.transaction()?;
             for write in &batch {
-                let savepoint = transaction.savepoint()?;
                 let answer = match &write.kind {
                     WriteKind::Create { workflow, record } => {
-                        create_one(&savepoint, &write.run, workflow, record)?
+                        create_one(&transaction, &write.run, workflow, record)?
                     }
                     WriteKind::Append {
                         first_seq,
@@ -305,25 +372,26 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
                         projection,
                         tasks,
                         attempts,
+                        artifacts,
                     } => append_one(
-                        &savepoint,
+                        &transaction,
                         &write.run,
                         *first_seq,
                         (events, *count),
                         projection,
-                        tasks,
-                        attempts,
+                        Rows {
+                            tasks,
+                            attempts,
+                            artifacts,
+                        },
                     )?,
                     WriteKind::Checkpoint {
                         events,
                         digest,
                         data,
-                    } => checkpoint_one(&savepoint, &write.run, *events, digest, data)?,
-                    WriteKind::Cancel => cancel_one(&savepoint, &write.run)?,
+                    } => checkpoint_one(&transaction, &write.run, *events, digest, data)?,
+                    WriteKind::Cancel => cancel_one(&transaction, &write.run)?,
                 };
-                if answer.is_ok() {
-                    savepoint.commit()?;
-                }
                 answers.push(answer);
             }
             transaction.commit()
@@ -332,6 +400,12 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
             Ok(()) => {
                 for (write, answer) in batch.into_iter().zip(answers) {
                     let _ = write.reply.send(answer);
+                }
+                if frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
+                    // A failed checkpoint loses nothing: the frames stay in
+                    // the WAL and the next one tries again.
+                    let _ = connection.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
+                    frames.store(0, Ordering::Relaxed);
                 }
             }
             // Nothing of the batch is durable: every caller hears so.
@@ -411,8 +485,7 @@ fn append_one(
     first_seq: u64,
     (events, count): (&str, u64),
     projection: &Projection,
-    tasks: &[TaskRow],
-    attempts: &[AttemptRow],
+    rows: Rows<'_>,
 ) -> rusqlite::Result<Result<()>> {
     let known: Option<(i64, i64)> = connection
         .prepare_cached("SELECT id, next_seq FROM runs WHERE run_id = ?1")?
@@ -466,13 +539,14 @@ fn append_one(
             )?
             .execute(params![run, task, output])?;
     }
-    write_tasks(connection, run, tasks)?;
+    write_tasks(connection, run, rows.tasks)?;
+    write_artifacts(connection, run, rows.artifacts)?;
     let mut insert = connection.prepare_cached(
         "INSERT INTO attempts (run, task, attempt, status, started_at, finished_at, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (run, task, attempt) DO NOTHING",
     )?;
-    for row in attempts {
+    for row in rows.attempts {
         insert.execute(params![
             run,
             row.task,
@@ -486,20 +560,45 @@ fn append_one(
     Ok(Ok(()))
 }
 
-/// Upserts task rows. A row's provenance is written once, when the task
-/// succeeds; most writes (a task starting) leave it alone and stay small.
+/// The read-model rows of one append.
+struct Rows<'a> {
+    tasks: &'a [TaskRow],
+    attempts: &'a [AttemptRow],
+    artifacts: &'a [ArtifactRow],
+}
+
+fn write_artifacts(
+    connection: &Connection,
+    run: i64,
+    artifacts: &[ArtifactRow],
+) -> rusqlite::Result<()> {
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO artifacts (run, task, attempt, role, path, digest, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for row in artifacts {
+        insert.execute(params![
+            run,
+            row.task,
+            row.attempt,
+            row.role.name(),
+            row.artifact.path,
+            row.artifact.digest.0,
+            row.artifact.size as i64,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Upserts task rows and inserts the provenance of the tasks that succeeded.
 fn write_tasks(connection: &Connection, run: i64, tasks: &[TaskRow]) -> rusqlite::Result<()> {
     let mut upsert = connection.prepare_cached(
-        "INSERT INTO tasks (run, task, name, status, attempts, started_at, finished_at, cacheable)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO tasks (run, task, name, status, attempts, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (run, task) DO UPDATE SET status = excluded.status,
             attempts = excluded.attempts, started_at = excluded.started_at,
             finished_at = excluded.finished_at",
-    )?;
-    let mut record = connection.prepare_cached(
-        "UPDATE tasks SET attempt = ?3, spec = ?4, inputs = ?5, output = ?6, artifacts = ?7,
-            parents = ?8, digest = ?9, cache_key = ?10
-         WHERE run = ?1 AND task = ?2 AND digest IS NULL",
     )?;
     for row in tasks {
         upsert.execute(params![
@@ -510,11 +609,16 @@ fn write_tasks(connection: &Connection, run: i64, tasks: &[TaskRow]) -> rusqlite
             row.attempts,
             row.started_at.map(|at| at.0 as i64),
             row.finished_at.map(|at| at.0 as i64),
-            row.cacheable,
         ])?;
-        let Some(provenance) = &row.record else {
-            continue;
-        };
+    }
+    let mut record = connection.prepare_cached(
+        "INSERT INTO provenance (run, task, attempt, spec, inputs, output, artifacts, parents, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (row, provenance) in tasks
+        .iter()
+        .filter_map(|row| Some((row, row.record.as_ref()?)))
+    {
         let parents: Vec<u8> = provenance
             .parents
             .iter()
@@ -530,8 +634,12 @@ fn write_tasks(connection: &Connection, run: i64, tasks: &[TaskRow]) -> rusqlite
             provenance.artifacts.0,
             parents,
             provenance.digest.0,
-            row.cacheable.then(|| provenance.cache_key().0),
         ])?;
+        if let Some(key) = &row.cache_key {
+            connection
+                .prepare_cached("INSERT INTO cache_keys (key, run, task) VALUES (?1, ?2, ?3)")?
+                .execute(params![key.0, run, row.task])?;
+        }
     }
     Ok(())
 }
@@ -564,6 +672,7 @@ impl Store for SqliteStore {
                 projection: Projection::of(batch.events, true),
                 tasks: batch.tasks.to_vec(),
                 attempts: batch.attempts.to_vec(),
+                artifacts: batch.artifacts.to_vec(),
             },
         )
     }
@@ -653,9 +762,11 @@ impl Store for SqliteStore {
         let id = self.require(run)?;
         let rows = self.query(
             &format!(
-                "SELECT task, name, status, attempts, started_at, finished_at,
-                    cacheable, digest IS NOT NULL, {PROVENANCE_COLUMNS}
-                 FROM tasks WHERE run = ?1 ORDER BY task"
+                "SELECT tasks.task, name, status, attempts, started_at, finished_at,
+                    cache_keys.key, provenance.digest IS NOT NULL, {PROVENANCE_COLUMNS}
+                 FROM tasks LEFT JOIN provenance USING (run, task)
+                 LEFT JOIN cache_keys USING (run, task)
+                 WHERE run = ?1 ORDER BY tasks.task"
             ),
             [id],
             |row| {
@@ -667,7 +778,7 @@ impl Store for SqliteStore {
                     row.get::<_, u32>(3)?,
                     row.get::<_, Option<i64>>(4)?,
                     row.get::<_, Option<i64>>(5)?,
-                    row.get::<_, bool>(6)?,
+                    row.get::<_, Option<Vec<u8>>>(6)?,
                     if recorded {
                         Some(provenance_row(row, 8)?)
                     } else {
@@ -678,7 +789,7 @@ impl Store for SqliteStore {
         )?;
         rows.into_iter()
             .map(
-                |(task, id, status, attempts, started_at, finished_at, cacheable, record)| {
+                |(task, id, status, attempts, started_at, finished_at, cache_key, record)| {
                     Ok(TaskRow {
                         task,
                         id,
@@ -687,7 +798,7 @@ impl Store for SqliteStore {
                         started_at: started_at.map(millis),
                         finished_at: finished_at.map(millis),
                         record: record.map(|row| provenance_of(run, row)).transpose()?,
-                        cacheable,
+                        cache_key: cache_key.map(|key| digest_of(run, &key)).transpose()?,
                     })
                 },
             )
@@ -741,8 +852,8 @@ impl Store for SqliteStore {
         let id = self.require(run)?;
         let rows = self.query(
             &format!(
-                "SELECT {PROVENANCE_COLUMNS} FROM tasks
-                 WHERE run = ?1 AND digest IS NOT NULL ORDER BY task"
+                "SELECT {PROVENANCE_COLUMNS} FROM provenance JOIN tasks USING (run, task)
+                 WHERE run = ?1 ORDER BY task"
             ),
             [id],
             |row| provenance_row(row, 0),
@@ -755,28 +866,51 @@ impl Store for SqliteStore {
     fn cached(&self, key: &Digest) -> Result<Option<CacheHit>> {
         let rows = self.query(
             &format!(
-                "SELECT runs.run_id, outputs.output, {PROVENANCE_COLUMNS}
-                 FROM tasks JOIN runs ON runs.id = tasks.run
-                 LEFT JOIN outputs ON outputs.run = tasks.run AND outputs.task = tasks.task
-                 WHERE tasks.cache_key = ?1 ORDER BY runs.id DESC, tasks.task DESC LIMIT 1"
+                "SELECT runs.run_id, outputs.output, tasks.finished_at, run, task,
+                    {PROVENANCE_COLUMNS}
+                 FROM cache_keys JOIN runs ON runs.id = cache_keys.run
+                 JOIN tasks USING (run, task) JOIN provenance USING (run, task)
+                 LEFT JOIN outputs USING (run, task)
+                 WHERE cache_keys.key = ?1 ORDER BY cache_keys.run DESC, cache_keys.task DESC
+                 LIMIT 1"
             ),
             [key.0],
             |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, Option<String>>(1)?,
-                    provenance_row(row, 2)?,
+                    row.get::<_, Option<i64>>(2)?,
+                    (row.get::<_, i64>(3)?, row.get::<_, u32>(4)?),
+                    provenance_row(row, 5)?,
                 ))
             },
         )?;
-        let Some((run_id, output, record)) = rows.into_iter().next() else {
+        let Some((run_id, output, finished_at, (run, task), record)) = rows.into_iter().next()
+        else {
             return Ok(None);
         };
+        let record = provenance_of(&run_id, record)?;
+        let artifacts = self
+            .artifact_rows(
+                &run_id,
+                "WHERE run = ?1 AND task = ?2 AND attempt = ?3 AND role = 'produced'",
+                params![run, task, record.attempt],
+            )?
+            .into_iter()
+            .map(|row| row.artifact)
+            .collect();
         Ok(Some(CacheHit {
             output: output.map(|text| decode(&run_id, &text)).transpose()?,
-            record: provenance_of(&run_id, record)?,
+            finished_at: millis(finished_at.unwrap_or_default()),
+            artifacts,
+            record,
             run_id,
         }))
+    }
+
+    fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>> {
+        let id = self.require(run)?;
+        self.artifact_rows(run, "WHERE run = ?1", [id])
     }
 
     fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
@@ -834,8 +968,9 @@ impl Store for SqliteStore {
 }
 
 /// Columns of a provenance record, in the order `provenance_row` reads.
-const PROVENANCE_COLUMNS: &str = "tasks.name, tasks.attempt, tasks.spec, tasks.inputs,
-    tasks.output, tasks.artifacts, tasks.digest, tasks.parents";
+const PROVENANCE_COLUMNS: &str = "tasks.name, provenance.attempt, provenance.spec,
+    provenance.inputs, provenance.output, provenance.artifacts, provenance.digest,
+    provenance.parents";
 
 /// A provenance row as stored: the task, its attempt, five digests and the
 /// parents' digests end to end.
@@ -908,6 +1043,46 @@ fn millis(at: i64) -> Millis {
 
 impl SqliteStore {
     /// Run rows selected by `rest` (a WHERE clause and ordering).
+    /// Artifact rows of `run` that pass `filter`, in key order.
+    fn artifact_rows<P: rusqlite::Params>(
+        &self,
+        run: &str,
+        filter: &str,
+        params: P,
+    ) -> Result<Vec<ArtifactRow>> {
+        let rows = self.query(
+            &format!(
+                "SELECT task, attempt, role, path, digest, size FROM artifacts {filter}
+                 ORDER BY task, attempt, role DESC, path"
+            ),
+            params,
+            |row| {
+                Ok((
+                    row.get::<_, u32>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(task, attempt, role, path, digest, size)| {
+                Ok(ArtifactRow {
+                    task,
+                    attempt,
+                    role: named(run, &role)?,
+                    artifact: Artifact {
+                        path,
+                        digest: digest_of(run, &digest)?,
+                        size: size as u64,
+                    },
+                })
+            })
+            .collect()
+    }
+
     fn summaries<P: rusqlite::Params>(&self, rest: &str, params: P) -> Result<Vec<RunSummary>> {
         let rows = self.query(
             &format!(
@@ -966,5 +1141,67 @@ impl SqliteStore {
     fn require(&self, run: &str) -> Result<i64> {
         self.known(run)?
             .ok_or_else(|| Error::UnknownRun(run.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by the schema before provenance had its own table.
+    fn third_schema(path: &Path) -> Connection {
+        let connection = Connection::open(path).unwrap();
+        for migration in &MIGRATIONS[..3] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection
+            .execute_batch(&format!(
+                "PRAGMA user_version = 3; PRAGMA application_id = {APPLICATION_ID};
+                 INSERT INTO runs (run_id, next_seq, workflow) VALUES ('old', 0, 'w');"
+            ))
+            .unwrap();
+        connection
+    }
+
+    #[test]
+    fn upgrading_keeps_the_provenance_and_cache_keys_of_recorded_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baton.db");
+        let digest = |byte: u8| [byte; 32];
+        let key = baton_core::run::cache_key(&Digest(digest(1)), &Digest(digest(2)));
+        third_schema(&path)
+            .execute(
+                "INSERT INTO tasks (run, task, name, status, attempts, cacheable, attempt, spec,
+                    inputs, output, artifacts, parents, digest, cache_key)
+                 VALUES (1, 0, 'a', 'succeeded', 2, 1, 2, ?1, ?2, ?3, ?4, ?5, ?6, ?7),
+                        (1, 1, 'b', 'running', 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+                params![
+                    digest(1),
+                    digest(2),
+                    digest(3),
+                    digest(4),
+                    [digest(5), digest(6)].concat(),
+                    digest(7),
+                    key.0
+                ],
+            )
+            .unwrap();
+
+        let store = SqliteStore::open(&path).unwrap();
+        let records = store.provenance("old").unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].task, "a");
+        assert_eq!(records[0].attempt, 2);
+        assert_eq!(records[0].parents, [Digest(digest(5)), Digest(digest(6))]);
+        assert_eq!(records[0].digest, Digest(digest(7)));
+        let tasks = store.tasks("old").unwrap();
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[0].record.as_ref(), Some(&records[0]));
+        assert_eq!(tasks[1].record, None);
+        let hit = store.cached(&key).unwrap().expect("the old cache key");
+        assert_eq!(
+            (hit.run_id.as_str(), hit.record),
+            ("old", records[0].clone())
+        );
     }
 }

@@ -68,7 +68,8 @@ fn verify_names_the_task_whose_record_was_edited_by_hand() {
     let database = rusqlite::Connection::open(home.path().join("baton.db")).unwrap();
     let edited = database
         .execute(
-            "UPDATE tasks SET output = zeroblob(32) WHERE name = 'shard-1'",
+            "UPDATE provenance SET output = zeroblob(32)
+             WHERE task = (SELECT task FROM tasks WHERE name = 'shard-1')",
             [],
         )
         .unwrap();

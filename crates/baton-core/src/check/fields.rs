@@ -98,6 +98,18 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
         )),
         _ => {}
     }
+    for (index, pattern) in task.artifacts.iter().enumerate() {
+        if let Some(problem) = artifact_problem(pattern) {
+            problems.push(
+                Problem::new(
+                    Code::InvalidSetting,
+                    path().key("artifacts").index(index),
+                    format!("artifact `{pattern}` {problem}"),
+                )
+                .with_help("artifacts are paths or globs relative to the task's working directory"),
+            );
+        }
+    }
     if let Some(foreach) = &task.foreach
         && foreach.concurrency == Some(0)
     {
@@ -246,6 +258,21 @@ fn approval_problems(approval: &Approval, path: Path, problems: &mut Vec<Problem
         )),
         _ => {}
     }
+}
+
+/// Why an `artifacts:` entry cannot name files inside the task's directory.
+fn artifact_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.trim().is_empty() {
+        return Some("is empty");
+    }
+    let drive = pattern.as_bytes().get(1) == Some(&b':');
+    if pattern.starts_with('/') || pattern.starts_with('\\') || drive {
+        return Some("is absolute: it would escape the task's directory");
+    }
+    if pattern.split(['/', '\\']).any(|part| part == "..") {
+        return Some("climbs out with `..`: it would escape the task's directory");
+    }
+    None
 }
 
 #[cfg(test)]

@@ -88,6 +88,24 @@ pub enum Event {
         attempt: u32,
         artifacts: Box<[Artifact]>,
     },
+    /// The attempt's result is taken from an earlier run's record (a cache
+    /// hit, or a task `baton rerun` did not ask to run again) instead of
+    /// running; its artifacts and success follow.
+    ResultReused {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+        /// The run whose result is reused.
+        run: Box<str>,
+    },
+    /// Artifacts of its needs placed in an attempt's working directory
+    /// before it ran: what it consumed.
+    ArtifactsConsumed {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+        artifacts: Box<[Artifact]>,
+    },
     /// An attempt (or compensation) that was in flight when the process
     /// running it died; the resumed run starts the task again, attempt + 1.
     AttemptLost {
@@ -122,6 +140,8 @@ impl Event {
             | Event::CompensationStarted { at, .. }
             | Event::CompensationFinished { at, .. }
             | Event::ArtifactsStored { at, .. }
+            | Event::ResultReused { at, .. }
+            | Event::ArtifactsConsumed { at, .. }
             | Event::AttemptLost { at, .. }
             | Event::CancelRequested { at }
             | Event::RunTimedOut { at }
@@ -140,6 +160,8 @@ impl Event {
             | Event::CompensationStarted { task, .. }
             | Event::CompensationFinished { task, .. }
             | Event::ArtifactsStored { task, .. }
+            | Event::ResultReused { task, .. }
+            | Event::ArtifactsConsumed { task, .. }
             | Event::AttemptLost { task, .. } => Some(*task),
             Event::RunStarted { .. }
             | Event::CancelRequested { .. }

@@ -50,14 +50,10 @@ impl Provenance {
         }
         hasher.finish()
     }
-
-    /// The key a cached result is found by: same spec, same inputs.
-    pub fn cache_key(&self) -> Digest {
-        cache_key(&self.spec, &self.inputs)
-    }
 }
 
-/// What identifies a result for reuse.
+/// What identifies a result for reuse: the spec as it runs, and its inputs
+/// (or what a `cache.key` template renders to in their place).
 pub fn cache_key(spec: &Digest, inputs: &Digest) -> Digest {
     Hasher::default().digest(spec).digest(inputs).finish()
 }
@@ -122,6 +118,33 @@ impl Chain {
         Ok(WorkDigests {
             spec,
             inputs: inputs.finish(),
+        })
+    }
+
+    /// The key attempt `attempt` of a `cache:` task is cached under; `None`
+    /// for a task that is not cached. A `cache.key` template is the whole
+    /// key (within the workflow and task): what it does not mention does
+    /// not count, as with a cache key function elsewhere.
+    pub fn cache_key(
+        &self,
+        state: &RunState,
+        task: u32,
+        attempt: u32,
+    ) -> Option<Result<Digest, TemplateError>> {
+        let policy = state.task(task).cache.as_deref()?;
+        Some(match &policy.key {
+            Some(key) => state
+                .render(task, attempt, key.as_str(), "cache.key")
+                .map(|rendered| {
+                    Hasher::default()
+                        .text(&state.valid().workflow().name)
+                        .text(&state.task(task).id)
+                        .text(&rendered)
+                        .finish()
+                }),
+            None => self
+                .work(state, task, attempt)
+                .map(|work| cache_key(&work.spec, &work.inputs)),
         })
     }
 

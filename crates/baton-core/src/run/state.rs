@@ -227,6 +227,8 @@ pub struct RunState {
     failures: FxHashMap<u32, Failure>,
     skip_reasons: FxHashMap<u32, SkipReason>,
     artifacts: FxHashMap<u32, Box<[Artifact]>>,
+    /// Tasks whose result came from an earlier run, by that run's id.
+    reused: FxHashMap<u32, Box<str>>,
     final_count: usize,
     running: u32,
     failed_tasks: u32,
@@ -306,6 +308,7 @@ impl RunState {
             failures: FxHashMap::default(),
             skip_reasons: FxHashMap::default(),
             artifacts: FxHashMap::default(),
+            reused: FxHashMap::default(),
             final_count: 0,
             running: 0,
             failed_tasks: 0,
@@ -440,6 +443,11 @@ impl RunState {
     /// The files the task's succeeding attempt stored.
     pub fn artifacts(&self, task: u32) -> &[Artifact] {
         self.artifacts.get(&task).map_or(&[], |artifacts| artifacts)
+    }
+
+    /// The run the task's result was reused from, if it did not run.
+    pub fn reused_from(&self, task: u32) -> Option<&str> {
+        self.reused.get(&task).map(|run| &**run)
     }
 
     /// The index of the task named `id`.
@@ -609,6 +617,10 @@ impl RunState {
             } => {
                 self.artifacts.insert(task, artifacts.clone());
             }
+            Event::ResultReused { task, ref run, .. } => {
+                self.reused.insert(task, run.clone());
+            }
+            Event::ArtifactsConsumed { .. } => {}
             Event::AttemptLost { task, .. } => match self.status[task as usize] {
                 TaskStatus::Running => {
                     let index = task as usize;
@@ -1021,6 +1033,18 @@ impl RunState {
     }
 
     /// What attempt `attempt` of `task` runs, with every template evaluated.
+    /// Renders one of `task`'s templates (`what` names it in errors) as it
+    /// would render for attempt `attempt` now.
+    pub fn render(
+        &self,
+        task: u32,
+        attempt: u32,
+        text: &str,
+        what: &str,
+    ) -> Result<String, TemplateError> {
+        Scope::new(self, task, attempt, false).text(text, what)
+    }
+
     pub fn resolve(&self, task: u32, attempt: u32) -> Result<Resolved, TemplateError> {
         let scope = Scope::new(self, task, attempt, false);
         let definition = self.task(task);

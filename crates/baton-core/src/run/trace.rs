@@ -104,6 +104,8 @@ fn is_decision(state: &RunState, event: &Event) -> bool {
         | Event::TaskSucceeded { .. }
         | Event::CompensationFinished { .. }
         | Event::ArtifactsStored { .. }
+        | Event::ResultReused { .. }
+        | Event::ArtifactsConsumed { .. }
         | Event::AttemptLost { .. }
         | Event::CancelRequested { .. } => false,
     }

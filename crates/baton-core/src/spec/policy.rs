@@ -246,7 +246,8 @@ impl<'de> Deserialize<'de> for Timeout {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CachePolicy {
-    /// A template whose rendering replaces the inputs hash as the cache key.
+    /// A template whose rendering is the cache key (within the workflow and
+    /// task), in place of the hashes of the resolved spec and inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<Template>,
     /// How long a cached result stays usable; forever when absent.

@@ -40,6 +40,16 @@ pub(crate) struct Attempt {
     pub(crate) grace: Duration,
 }
 
+impl Attempt {
+    /// Where the attempt's process starts and its artifacts are found.
+    pub(crate) fn working_dir(&self) -> PathBuf {
+        match &self.resolved.cwd {
+            Some(cwd) => self.workdir.join(cwd),
+            None => self.workdir.clone(),
+        }
+    }
+}
+
 /// Shared by every attempt of an engine.
 pub(crate) struct Runners {
     pub(crate) handlers: Arc<RwLock<Handlers>>,

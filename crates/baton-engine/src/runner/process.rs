@@ -60,10 +60,7 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
         .env("BATON_TASK_ID", &context.task_id)
         .env("BATON_ATTEMPT", context.attempt.to_string())
         .env("BATON_IDEMPOTENCY_KEY", &context.idempotency_key)
-        .current_dir(match &resolved.cwd {
-            Some(cwd) => attempt.workdir.join(cwd),
-            None => attempt.workdir.clone(),
-        })
+        .current_dir(attempt.working_dir())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)

@@ -184,7 +184,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let error = engine(dir.path())
         .start(
-            workflow("name: n\ntasks:\n  ask: {approval: {prompt: ok?}}\n  h: {handler: nobody}\n  f: {run: x, cache: true}\n"),
+            workflow("name: n\ntasks:\n  ask: {approval: {prompt: ok?}}\n  h: {handler: nobody}\n  f: {run: x, foreach: '{{ [1, 2] }}'}\n"),
             RunOptions::default(),
         )
         .err()
@@ -201,7 +201,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
         "{message}"
     );
     assert!(
-        message.contains("tasks.f.cache: `cache` cannot run"),
+        message.contains("tasks.f.foreach: `foreach` cannot run"),
         "{message}"
     );
 }

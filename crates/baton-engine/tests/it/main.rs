@@ -1,6 +1,7 @@
 //! Behaviour of the engine through its public API: real processes, a real
 //! HTTP server on a local port, handlers on tokio's paused clock.
 
+mod artifacts;
 mod checkpoints;
 mod handlers;
 mod http;

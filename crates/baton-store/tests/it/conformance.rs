@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use baton_core::run::{Digest, Failure, FailureKind, Provenance, RunSetup, RunState, TaskStatus};
+use baton_core::run::{
+    Artifact, Digest, Failure, FailureKind, Provenance, RunSetup, RunState, TaskStatus,
+};
 use baton_core::run::{Event, Millis, RunStatus};
 use baton_store::{
-    AttemptRow, AttemptStatus, Batch, Error, MemoryStore, RunFilter, RunRecord, SqliteStore, Store,
-    TaskRow,
+    ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, Batch, Error, MemoryStore, RunFilter,
+    RunRecord, SqliteStore, Store, TaskRow,
 };
 
 fn started(at: u64) -> Event {
@@ -109,6 +111,10 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
         concurrency: Some(2),
         timeout: None,
         on_failure: None,
+        reuse: Some(baton_store::Reuse {
+            run_id: "earlier".to_owned(),
+            tasks: vec!["a".to_owned()],
+        }),
     }
 }
 
@@ -208,15 +214,16 @@ fn record_digest(task: &str, output: serde_json::Value) -> Provenance {
 
 pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store) {
     store.create_run(&record("models", "w")).wait().unwrap();
-    let row = |status, finished_at, record| TaskRow {
+    let key = Digest::of_bytes(b"cache key");
+    let row = |status, finished_at, record: Option<Provenance>| TaskRow {
         task: 0,
         id: "a".to_owned(),
         status,
         attempts: 2,
         started_at: Some(Millis(2)),
         finished_at,
+        cache_key: record.is_some().then_some(key),
         record,
-        cacheable: true,
     };
     let first = [
         started(1),
@@ -246,10 +253,21 @@ pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store)
         finished_at: Millis(3),
         error: Some("exit 2".to_owned()),
     };
+    let consumed = ArtifactRow {
+        task: 0,
+        attempt: 1,
+        role: ArtifactRole::Consumed,
+        artifact: Artifact {
+            path: "in/data.csv".to_owned(),
+            digest: Digest::of_bytes(b"data"),
+            size: 4,
+        },
+    };
     let batch = Batch {
         events: &first,
         tasks: &running,
         attempts: std::slice::from_ref(&failed),
+        artifacts: std::slice::from_ref(&consumed),
     };
     store.write("models", 0, batch).wait().unwrap();
     assert_eq!(store.tasks("models").unwrap(), running);
@@ -276,10 +294,21 @@ pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store)
         finished_at: Millis(5),
         error: None,
     };
+    let produced = ArtifactRow {
+        task: 0,
+        attempt: 2,
+        role: ArtifactRole::Produced,
+        artifact: Artifact {
+            path: "out/report.txt".to_owned(),
+            digest: Digest::of_bytes(b"report"),
+            size: 6,
+        },
+    };
     let batch = Batch {
         events: &second,
         tasks: &done,
         attempts: std::slice::from_ref(&succeeded),
+        artifacts: std::slice::from_ref(&produced),
     };
     store.write("models", 4, batch).wait().unwrap();
 
@@ -290,13 +319,16 @@ pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store)
         store.provenance("models").unwrap(),
         std::slice::from_ref(&provenance)
     );
-    let hit = store
-        .cached(&provenance.cache_key())
-        .unwrap()
-        .expect("a cache hit");
+    assert_eq!(
+        store.artifacts("models").unwrap(),
+        [consumed, produced.clone()]
+    );
+    let hit = store.cached(&key).unwrap().expect("a cache hit");
     assert_eq!(hit.run_id, "models");
     assert_eq!(hit.output, Some(output));
     assert_eq!(hit.record, provenance);
+    assert_eq!(hit.artifacts, [produced.artifact]);
+    assert_eq!(hit.finished_at, Millis(5));
     assert_eq!(store.cached(&Digest::of_bytes(b"other")).unwrap(), None);
     assert!(matches!(store.tasks("missing"), Err(Error::UnknownRun(_))));
 }

@@ -38,6 +38,9 @@ pub struct Snapshot {
     failures: Vec<(u32, Failure)>,
     skip_reasons: Vec<(u32, SkipReason)>,
     artifacts: Vec<(u32, Box<[Artifact]>)>,
+    /// Absent from snapshots taken before results could be reused.
+    #[serde(default)]
+    reused: Vec<(u32, Box<str>)>,
     final_count: usize,
     running: u32,
     failed_tasks: u32,
@@ -113,6 +116,7 @@ impl RunState {
             failures: sorted(&self.failures),
             skip_reasons: sorted(&self.skip_reasons),
             artifacts: sorted(&self.artifacts),
+            reused: sorted(&self.reused),
             final_count: self.final_count,
             running: self.running,
             failed_tasks: self.failed_tasks,
@@ -169,6 +173,7 @@ impl RunState {
             && snapshot.failures.iter().all(|entry| in_range(entry.0))
             && snapshot.skip_reasons.iter().all(|entry| in_range(entry.0))
             && snapshot.artifacts.iter().all(|entry| in_range(entry.0))
+            && snapshot.reused.iter().all(|entry| in_range(entry.0))
             && snapshot.ready.iter().all(|&rank| in_range(rank))
             && snapshot.settle.iter().all(|&task| in_range(task))
             && snapshot.timers.iter().all(|timer| in_range(timer.1))
@@ -206,6 +211,7 @@ impl RunState {
         state.failures = snapshot.failures.into_iter().collect();
         state.skip_reasons = snapshot.skip_reasons.into_iter().collect();
         state.artifacts = snapshot.artifacts.into_iter().collect();
+        state.reused = snapshot.reused.into_iter().collect();
         state.final_count = snapshot.final_count;
         state.running = snapshot.running;
         state.failed_tasks = snapshot.failed_tasks;

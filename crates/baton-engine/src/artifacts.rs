@@ -1,0 +1,335 @@
+//! Artifacts: the files a task declares in `artifacts:`, kept by content
+//! (SHA-256, so `sha256sum` agrees) under `<baton home>/artifacts`, and
+//! placed in the working directory of the tasks that need their producer,
+//! or of a task whose result is reused.
+//!
+//! An object is written once (a temporary file renamed into place) and
+//! made read-only. Placing one copies it (`copy_file_range`, in the
+//! kernel): a hard link would be cheaper, but it shares the object's inode,
+//! and a task that writes into its input in place (as root, read-only does
+//! not stop it) would silently change the stored object for every later
+//! consumer. A file already holding the right content is left alone.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use baton_core::run::{Artifact, Digest};
+use sha2::{Digest as _, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArtifactError {
+    #[error("artifact `{pattern}` matches {path}, which is outside the task's directory")]
+    Escapes { pattern: String, path: String },
+    #[error("artifact `{pattern}` is not a path inside the task's directory")]
+    Outside { pattern: String },
+    #[error("artifact `{0}` matched no file")]
+    Missing(String),
+    #[error("artifact `{pattern}` is not a valid glob: {message}")]
+    Pattern { pattern: String, message: String },
+    #[error("artifact `{path}` ({digest}) is no longer in the artifact store")]
+    Gone { path: String, digest: Digest },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArtifactError + '_ {
+    move |source| ArtifactError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The content-addressed store.
+#[derive(Clone, Debug)]
+pub(crate) struct Cas {
+    root: PathBuf,
+}
+
+impl Cas {
+    pub(crate) fn new(state_dir: &Path) -> Cas {
+        Cas {
+            root: state_dir.join("artifacts"),
+        }
+    }
+
+    /// Where the object with `digest` is kept: `sha256/ab/cdef…`.
+    pub(crate) fn object(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_string();
+        self.root.join("sha256").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Stores every file `patterns` match under `dir` (a directory stands
+    /// for the files beneath it), sorted by path.
+    pub(crate) fn collect(
+        &self,
+        dir: &Path,
+        patterns: &[String],
+    ) -> Result<Vec<Artifact>, ArtifactError> {
+        let base = dir.canonicalize().map_err(io_at(dir))?;
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
+        for pattern in patterns {
+            let found = matches(&base, pattern)?;
+            if found.is_empty() {
+                return Err(ArtifactError::Missing(pattern.clone()));
+            }
+            for path in found {
+                let real = path.canonicalize().map_err(io_at(&path))?;
+                let Ok(relative) = real.strip_prefix(&base) else {
+                    return Err(ArtifactError::Escapes {
+                        pattern: pattern.clone(),
+                        path: real.display().to_string(),
+                    });
+                };
+                files_under(&real, relative, &mut files)?;
+            }
+        }
+        files.sort();
+        files.dedup_by(|a, b| a.0 == b.0);
+        files
+            .into_iter()
+            .map(|(path, real)| {
+                let (digest, size) = self.put(&real)?;
+                Ok(Artifact { path, digest, size })
+            })
+            .collect()
+    }
+
+    /// Copies `file` into the store, hashing it on the way.
+    fn put(&self, file: &Path) -> Result<(Digest, u64), ArtifactError> {
+        let staging = self.root.join("tmp");
+        fs::create_dir_all(&staging).map_err(io_at(&staging))?;
+        let mut temporary = tempfile::NamedTempFile::new_in(&staging).map_err(io_at(&staging))?;
+        let mut source = File::open(file).map_err(io_at(file))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let read = source.read(&mut buffer).map_err(io_at(file))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            temporary
+                .write_all(&buffer[..read])
+                .map_err(io_at(temporary.path()))?;
+            size += read as u64;
+        }
+        let digest = Digest(hasher.finalize().into());
+        let object = self.object(&digest);
+        if !object.exists() {
+            let parent = object.parent().unwrap_or(&self.root);
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+            let mut permissions = temporary
+                .as_file()
+                .metadata()
+                .map_err(io_at(temporary.path()))?
+                .permissions();
+            permissions.set_readonly(true);
+            fs::set_permissions(temporary.path(), permissions).map_err(io_at(temporary.path()))?;
+            temporary
+                .persist(&object)
+                .map_err(|error| io_at(&object)(error.error))?;
+        }
+        Ok((digest, size))
+    }
+
+    /// Places each artifact at its path under `dir`; a file already there
+    /// with the same content is left alone, another one is replaced.
+    pub(crate) fn place(&self, dir: &Path, artifacts: &[Artifact]) -> Result<(), ArtifactError> {
+        for artifact in artifacts {
+            let relative = Path::new(&artifact.path);
+            if !relative
+                .components()
+                .all(|part| matches!(part, Component::Normal(_)))
+            {
+                return Err(ArtifactError::Outside {
+                    pattern: artifact.path.clone(),
+                });
+            }
+            let object = self.object(&artifact.digest);
+            if !object.is_file() {
+                return Err(ArtifactError::Gone {
+                    path: artifact.path.clone(),
+                    digest: artifact.digest,
+                });
+            }
+            let target = dir.join(relative);
+            if holds(&target, artifact)? {
+                continue;
+            }
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(io_at(parent))?;
+            }
+            match fs::remove_file(&target) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_at(&target)(error));
+                }
+                _ => {}
+            }
+            fs::copy(&object, &target).map_err(io_at(&target))?;
+            // The copy is the task's own: writable, as a file it made would be.
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
+                .map_err(io_at(&target))?;
+        }
+        Ok(())
+    }
+}
+
+/// What `pattern` matches under `base`: a glob's matches, or the one path.
+fn matches(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, ArtifactError> {
+    let relative = Path::new(pattern);
+    if !relative
+        .components()
+        .all(|part| matches!(part, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(ArtifactError::Outside {
+            pattern: pattern.to_owned(),
+        });
+    }
+    if !pattern.contains(['*', '?', '[']) {
+        let path = base.join(relative);
+        return Ok(if path.exists() {
+            vec![path]
+        } else {
+            Vec::new()
+        });
+    }
+    let full = format!(
+        "{}/{pattern}",
+        glob::Pattern::escape(&base.display().to_string())
+    );
+    let invalid = |message: String| ArtifactError::Pattern {
+        pattern: pattern.to_owned(),
+        message,
+    };
+    glob::glob(&full)
+        .map_err(|error| invalid(error.to_string()))?
+        .map(|entry| entry.map_err(|error| invalid(error.to_string())))
+        .collect()
+}
+
+/// `real` if it is a file, else every file beneath it, with their paths
+/// relative to the task's directory.
+fn files_under(
+    real: &Path,
+    relative: &Path,
+    files: &mut Vec<(String, PathBuf)>,
+) -> Result<(), ArtifactError> {
+    if !real.is_dir() {
+        let name = relative
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        files.push((name, real.to_path_buf()));
+        return Ok(());
+    }
+    let mut entries: Vec<_> = fs::read_dir(real)
+        .map_err(io_at(real))?
+        .collect::<Result<_, _>>()
+        .map_err(io_at(real))?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name();
+        let kind = entry.file_type().map_err(io_at(&entry.path()))?;
+        // A link inside an artifact directory could point anywhere.
+        if kind.is_symlink() {
+            continue;
+        }
+        files_under(&entry.path(), &relative.join(name), files)?;
+    }
+    Ok(())
+}
+
+/// Whether `target` already holds the artifact's content.
+fn holds(target: &Path, artifact: &Artifact) -> Result<bool, ArtifactError> {
+    let Ok(metadata) = fs::symlink_metadata(target) else {
+        return Ok(false);
+    };
+    if !metadata.is_file() || metadata.len() != artifact.size {
+        return Ok(false);
+    }
+    let mut file = File::open(target).map_err(io_at(target))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(io_at(target))?;
+    Ok(Digest(hasher.finalize().into()) == artifact.digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn collected_files_are_stored_by_their_sha256_and_placed_back() {
+        let home = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        write(&work.path().join("dist/app.tar.gz"), "app");
+        write(&work.path().join("dist/docs/index.html"), "<h1>");
+        write(&work.path().join("report.txt"), "ok\n");
+        let cas = Cas::new(home.path());
+
+        let artifacts = cas
+            .collect(work.path(), &["dist".to_owned(), "*.txt".to_owned()])
+            .unwrap();
+        let paths: Vec<&str> = artifacts.iter().map(|a| a.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["dist/app.tar.gz", "dist/docs/index.html", "report.txt"]
+        );
+        // What `printf 'ok\n' | sha256sum` prints.
+        assert_eq!(
+            artifacts[2].digest.to_string(),
+            "dc51b8c96c2d745df3bd5590d990230a482fd247123599548e0632fdbf97fc22"
+        );
+        assert_eq!(artifacts[2].size, 3);
+        let stored = fs::read(cas.object(&artifacts[2].digest)).unwrap();
+        assert_eq!(stored, b"ok\n");
+
+        let consumer = tempfile::tempdir().unwrap();
+        cas.place(consumer.path(), &artifacts).unwrap();
+        assert_eq!(
+            fs::read_to_string(consumer.path().join("dist/docs/index.html")).unwrap(),
+            "<h1>"
+        );
+        // Placing again over the same content, or over a changed file.
+        write(&consumer.path().join("report.txt"), "changed");
+        cas.place(consumer.path(), &artifacts).unwrap();
+        assert_eq!(
+            fs::read_to_string(consumer.path().join("report.txt")).unwrap(),
+            "ok\n"
+        );
+    }
+
+    #[test]
+    fn a_link_out_of_the_task_directory_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("secret"), "s");
+        std::os::unix::fs::symlink(outside.path().join("secret"), work.path().join("leak"))
+            .unwrap();
+        let error = Cas::new(home.path())
+            .collect(work.path(), &["leak".to_owned()])
+            .unwrap_err();
+        assert!(matches!(error, ArtifactError::Escapes { .. }), "{error}");
+        assert!(error.to_string().contains("outside the task's directory"));
+    }
+
+    #[test]
+    fn a_declared_file_that_was_not_made_is_an_error() {
+        let home = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let cas = Cas::new(home.path());
+        let missing = cas.collect(work.path(), &["out.bin".to_owned()]);
+        assert!(matches!(missing, Err(ArtifactError::Missing(_))));
+        let climbing = cas.collect(work.path(), &["../x".to_owned()]);
+        assert!(matches!(climbing, Err(ArtifactError::Outside { .. })));
+    }
+}
