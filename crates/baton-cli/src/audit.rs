@@ -129,6 +129,40 @@ pub(crate) fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let workflow = engine.store().run(&args.run)?.workflow;
+    let id = |task: u32| workflow.tasks[task as usize].id.as_str();
+    let rows = engine.store().artifacts(&args.run)?;
+    if args.json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let mut line = serde_json::to_value(row).unwrap_or_default();
+                line["task"] = serde_json::Value::from(id(row.task));
+                line
+            })
+            .collect();
+        crate::emit(serde_json::to_string_pretty(&rows)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["task", "attempt", "role", "path", "bytes", "sha256"]);
+    for row in &rows {
+        table.add_row([
+            id(row.task).to_owned(),
+            row.attempt.to_string(),
+            row.role.name().to_owned(),
+            row.artifact.path.clone(),
+            row.artifact.size.to_string(),
+            row.artifact.digest.to_string(),
+        ]);
+    }
+    crate::emit(&table)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(clap::Args)]
 pub(crate) struct CancelArgs {
     /// The run's id.

@@ -58,6 +58,9 @@ enum Command {
     /// Finish a run whose `baton` died: what succeeded stays done, what was
     /// in flight runs again.
     Resume(runs::ResumeArgs),
+    /// A new run of a recorded run's workflow and inputs that reuses what
+    /// succeeded there; `--from TASK` runs that task and its dependants again.
+    Rerun(runs::RerunArgs),
     /// The stdout and stderr of a recorded run's tasks.
     Logs(runs::LogsArgs),
     /// A recorded run's events, as JSON lines.
@@ -74,6 +77,8 @@ enum Command {
     Replay(runs::RunArgs),
     /// A run's state snapshots, with their SHA-256 and whether they are sound.
     Checkpoints(runs::RunArgs),
+    /// The files a run's tasks stored and consumed, by content hash.
+    Artifacts(runs::RunArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -116,12 +121,14 @@ fn main() -> ExitCode {
         Command::Show(args) => runs::show(args),
         Command::Events(args) => runs::events(args),
         Command::Resume(args) => runs::resume(args),
+        Command::Rerun(args) => runs::rerun(args),
         Command::Logs(args) => runs::logs(args),
         Command::Cancel(args) => audit::cancel(args),
         Command::Verify(args) => audit::verify(args),
         Command::Provenance(args) => audit::provenance(args),
         Command::Replay(args) => audit::replay(args),
         Command::Checkpoints(args) => audit::checkpoints(args),
+        Command::Artifacts(args) => audit::artifacts(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

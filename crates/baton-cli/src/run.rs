@@ -414,9 +414,15 @@ pub(crate) fn print_summary(report: &RunReport) {
     });
     table.set_header(["task", "status", "attempts", "duration", "exit", "note"]);
     for task in &report.tasks {
+        // A reused result did not run here: it is marked as taken from the
+        // run that produced it.
+        let (status, note) = match &task.reused_from {
+            Some(run) => ("cached", format!("result of run {run}")),
+            None => (task.status.name(), task.note.clone().unwrap_or_default()),
+        };
         table.add_row([
             task.id.clone(),
-            task.status.name().to_owned(),
+            status.to_owned(),
             task.attempts.to_string(),
             if task.attempts == 0 {
                 "-".to_owned()
@@ -425,7 +431,7 @@ pub(crate) fn print_summary(report: &RunReport) {
             },
             task.exit_code
                 .map_or_else(String::new, |code| code.to_string()),
-            task.note.clone().unwrap_or_default(),
+            note,
         ]);
     }
     println!("{table}");

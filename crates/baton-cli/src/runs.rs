@@ -84,6 +84,21 @@ pub(crate) struct ResumeArgs {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct RerunArgs {
+    /// The run to take results from.
+    run: String,
+    /// Run this task and everything downstream of it again; without it,
+    /// only what did not succeed runs.
+    #[arg(long, value_name = "TASK")]
+    from: Option<String>,
+    /// Stream events as JSON lines on stdout, then the report.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct LogsArgs {
     /// The run's id.
     run: String,
@@ -174,6 +189,14 @@ pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
         let engine = args.home.engine()?;
         let handle = engine.resume(&args.run, true)?;
+        follow(&engine, handle, args.json).await
+    })
+}
+
+pub(crate) fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
+    crate::runtime()?.block_on(async {
+        let engine = args.home.engine()?;
+        let handle = engine.rerun(&args.run, args.from.as_deref(), true)?;
         follow(&engine, handle, args.json).await
     })
 }

@@ -70,6 +70,8 @@ pub enum Error {
     /// `baton rerun` asked to reuse a result its run does not have.
     #[error("task `{task}` did not succeed in run `{run}`: it has no result to reuse")]
     NotReusable { run: String, task: String },
+    #[error("run `{run}` has no task `{task}`")]
+    UnknownTask { run: String, task: String },
 }
 
 fn summary(problems: &[Problem]) -> String {

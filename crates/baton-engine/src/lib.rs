@@ -38,6 +38,7 @@ mod leftovers;
 pub mod logs;
 mod record;
 mod report;
+mod rerun;
 mod runnable;
 mod runner;
 mod shell;

@@ -14,7 +14,7 @@ use baton_core::run::{
     TaskStatus,
 };
 use baton_store::{ArtifactRole, Batch, Reuse, Store};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -53,7 +53,12 @@ pub(crate) struct Reusable {
 }
 
 /// Per task, the result `baton rerun` takes from the earlier run.
-pub(crate) type Reused = FxHashMap<u32, Reusable>;
+/// What a rerun takes from its earlier run, and what it must run afresh.
+#[derive(Default)]
+pub(crate) struct Reused {
+    results: FxHashMap<u32, Reusable>,
+    fresh: FxHashSet<u32>,
+}
 
 /// What [`drive`] starts from.
 pub(crate) struct Run {
@@ -88,7 +93,7 @@ pub(crate) fn reusable(
             .find(|row| row.id == *id && row.status == TaskStatus::Succeeded)
             .ok_or_else(not_reusable)?;
         let task = state.task_index(id).ok_or_else(not_reusable)?;
-        reused.insert(
+        reused.results.insert(
             task,
             Reusable {
                 run: source.clone(),
@@ -105,6 +110,11 @@ pub(crate) fn reusable(
             },
         );
     }
+    reused.fresh = reuse
+        .fresh
+        .iter()
+        .filter_map(|id| state.task_index(id))
+        .collect();
     Ok(reused)
 }
 
@@ -350,7 +360,7 @@ impl Launcher<'_> {
         let (state, definition) = (self.state, self.state.task(task));
         let plain = definition.cache.is_none()
             && definition.artifacts.is_empty()
-            && !self.reused.contains_key(&task);
+            && !self.reused.results.contains_key(&task);
         if plain && matches!(definition.kind, baton_core::TaskKind::Noop) {
             return Some(Event::TaskSucceeded {
                 at,
@@ -384,8 +394,9 @@ impl Launcher<'_> {
         let files = AttemptFiles {
             cas: self.cas.clone(),
             store: Arc::clone(&self.engine.store),
-            source: match self.reused.get(&task) {
+            source: match self.reused.results.get(&task) {
                 Some(reusable) => Source::Rerun(reusable.clone()),
+                None if self.reused.fresh.contains(&task) => Source::None,
                 None => match self.chain.cache_key(state, task, attempt) {
                     Some(Ok(key)) => Source::Cache {
                         key,

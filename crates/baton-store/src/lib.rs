@@ -144,6 +144,10 @@ pub struct Reuse {
     pub run_id: String,
     /// Task ids; each must have succeeded in that run.
     pub tasks: Vec<String>,
+    /// Task ids asked to run again (`--from`): the cache may not answer
+    /// for them either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fresh: Vec<String>,
 }
 
 /// A line of `baton runs`: the run's row, kept current with its events.

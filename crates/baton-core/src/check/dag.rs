@@ -98,6 +98,23 @@ impl Dag {
         self.needs.targets.len()
     }
 
+    /// `task` and every task downstream of it, marked by index: what must
+    /// run again when `task`'s result is no longer trusted.
+    pub fn downstream(&self, task: u32) -> Vec<bool> {
+        let mut marked = vec![false; self.len()];
+        marked[task as usize] = true;
+        let mut stack = vec![task];
+        while let Some(node) = stack.pop() {
+            for &dependant in self.dependants(node) {
+                if !marked[dependant as usize] {
+                    marked[dependant as usize] = true;
+                    stack.push(dependant);
+                }
+            }
+        }
+        marked
+    }
+
     /// Whether `ancestor` is upstream of `task` (reachable through needs).
     /// Levels prune the search: an ancestor always sits on a lower level.
     pub fn is_ancestor(&self, ancestor: u32, task: u32, seen: &mut Vec<bool>) -> bool {
@@ -373,6 +390,21 @@ mod tests {
                 .map(|problem| problem.message.clone())
                 .collect(),
         )
+    }
+
+    #[test]
+    fn downstream_marks_the_task_and_everything_that_needs_it_transitively() {
+        let (dag, _) = graph(&[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["b"]),
+            ("d", &["a"]),
+            ("e", &[]),
+        ]);
+        let dag = dag.unwrap();
+        assert_eq!(dag.downstream(1), [false, true, true, false, false]);
+        assert_eq!(dag.downstream(0), [true, true, true, true, false]);
+        assert_eq!(dag.downstream(4), [false, false, false, false, true]);
     }
 
     #[test]

@@ -174,28 +174,23 @@ tasks:
 }
 
 #[tokio::test]
-async fn a_rerun_reuses_the_results_it_names_and_runs_the_rest() {
+async fn a_rerun_from_a_task_runs_it_and_its_dependants_and_reuses_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
     let engine = engine(dir.path());
     let first = run(&engine, BUILD).await;
     assert!(first.succeeded());
     fs::remove_dir_all(dir.path().join("producer/out")).unwrap();
+    fs::remove_file(dir.path().join("consumer/package.bin")).unwrap();
 
-    let options = RunOptions {
-        reuse: Some(Reuse {
-            run_id: first.run_id.clone(),
-            tasks: vec!["compile".to_owned()],
-        }),
-        ..RunOptions::default()
-    };
     let rerun = engine
-        .start(workflow(BUILD), options)
+        .rerun(&first.run_id, Some("package"), false)
         .unwrap()
         .finish()
         .await
         .unwrap();
     assert!(rerun.succeeded(), "{rerun:#?}");
+    assert_ne!(rerun.run_id, first.run_id);
     assert_eq!(
         rerun.task("compile").unwrap().reused_from.as_deref(),
         Some(first.run_id.as_str())
@@ -205,19 +200,87 @@ async fn a_rerun_reuses_the_results_it_names_and_runs_the_rest() {
         fs::read_to_string(dir.path().join("compiles.log")).unwrap(),
         "built\n"
     );
+    // The reused producer's files are placed again for the consumer.
     assert_eq!(
-        fs::read(dir.path().join("producer/out/app.bin")).unwrap(),
+        fs::read(dir.path().join("consumer/package.bin")).unwrap(),
         b"app"
     );
 
-    let failing = RunOptions {
+    let from_the_root = engine
+        .rerun(&rerun.run_id, Some("compile"), false)
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    assert!(
+        from_the_root
+            .tasks
+            .iter()
+            .all(|task| task.reused_from.is_none())
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("compiles.log")).unwrap(),
+        "built\nbuilt\n"
+    );
+
+    let error = engine
+        .rerun(&first.run_id, Some("nope"), false)
+        .err()
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!("run `{}` has no task `nope`", first.run_id)
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_without_a_task_runs_only_what_did_not_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let spec = "
+name: flaky
+tasks:
+  setup:
+    run: echo once >> setup.log
+  check:
+    needs: [setup]
+    run: test -f fixed
+";
+    let first = run(&engine, spec).await;
+    assert!(!first.succeeded());
+    fs::write(dir.path().join("fixed"), "").unwrap();
+    let second = engine
+        .rerun(&first.run_id, None, false)
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    assert!(second.succeeded(), "{second:#?}");
+    assert_eq!(
+        second.task("setup").unwrap().reused_from.as_deref(),
+        Some(first.run_id.as_str())
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("setup.log")).unwrap(),
+        "once\n"
+    );
+}
+
+#[tokio::test]
+async fn reusing_a_task_that_did_not_succeed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let engine = engine(dir.path());
+    let first = run(&engine, BUILD).await;
+    let options = RunOptions {
         reuse: Some(Reuse {
             run_id: first.run_id.clone(),
             tasks: vec!["nope".to_owned()],
+            fresh: Vec::new(),
         }),
         ..RunOptions::default()
     };
-    let error = engine.start(workflow(BUILD), failing).err().unwrap();
+    let error = engine.start(workflow(BUILD), options).err().unwrap();
     assert!(
         error
             .to_string()

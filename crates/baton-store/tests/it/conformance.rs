@@ -114,6 +114,7 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
         reuse: Some(baton_store::Reuse {
             run_id: "earlier".to_owned(),
             tasks: vec!["a".to_owned()],
+            fresh: vec!["b".to_owned()],
         }),
     }
 }
