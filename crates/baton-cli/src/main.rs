@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod bench_engine;
 mod bench_resume;
+mod logs;
 mod report;
 mod run;
 mod runs;
@@ -62,7 +63,7 @@ enum Command {
     /// succeeded there; `--from TASK` runs that task and its dependants again.
     Rerun(runs::RerunArgs),
     /// The stdout and stderr of a recorded run's tasks.
-    Logs(runs::LogsArgs),
+    Logs(logs::LogsArgs),
     /// A recorded run's events, as JSON lines.
     Events(runs::EventsArgs),
     /// Ask the baton driving a run (in any process) to cancel it.
@@ -122,7 +123,7 @@ fn main() -> ExitCode {
         Command::Events(args) => runs::events(args),
         Command::Resume(args) => runs::resume(args),
         Command::Rerun(args) => runs::rerun(args),
-        Command::Logs(args) => runs::logs(args),
+        Command::Logs(args) => logs::logs(args),
         Command::Cancel(args) => audit::cancel(args),
         Command::Verify(args) => audit::verify(args),
         Command::Provenance(args) => audit::provenance(args),

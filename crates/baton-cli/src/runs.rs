@@ -19,7 +19,7 @@ use crate::run::{event_json, follow, print_summary};
 pub(crate) struct Home {
     /// Where run files (logs, outputs, the run store) go.
     #[arg(long, env = "BATON_HOME", default_value = ".baton", value_name = "DIR")]
-    state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
@@ -94,19 +94,6 @@ pub(crate) struct RerunArgs {
     /// Stream events as JSON lines on stdout, then the report.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    home: Home,
-}
-
-#[derive(clap::Args)]
-pub(crate) struct LogsArgs {
-    /// The run's id.
-    run: String,
-    /// One task; every task that ran a process when absent.
-    task: Option<String>,
-    /// One attempt of the task; its last when absent.
-    #[arg(long, requires = "task")]
-    attempt: Option<u32>,
     #[command(flatten)]
     home: Home,
 }
@@ -199,55 +186,6 @@ pub(crate) fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
         let handle = engine.rerun(&args.run, args.from.as_deref(), true)?;
         follow(&engine, handle, args.json).await
     })
-}
-
-pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
-    let report = engine.recorded(&args.run)?;
-    let tasks: Vec<_> = match &args.task {
-        Some(id) => vec![
-            report
-                .task(id)
-                .with_context(|| format!("run `{}` has no task `{id}`", args.run))?,
-        ],
-        None => report.tasks.iter().collect(),
-    };
-    let mut out = std::io::stdout().lock();
-    for task in tasks {
-        let attempt = args.attempt.unwrap_or(task.attempts);
-        if attempt == 0 || attempt > task.attempts {
-            anyhow::ensure!(
-                args.task.is_none(),
-                "task `{}` has {} attempt(s)",
-                task.id,
-                task.attempts
-            );
-            continue;
-        }
-        let dir =
-            baton_engine::logs::attempt_dir(&args.home.state_dir, &args.run, &task.id, attempt);
-        for stream in [
-            baton_engine::logs::STDOUT_FILE,
-            baton_engine::logs::STDERR_FILE,
-        ] {
-            let Ok(text) = std::fs::read_to_string(dir.join(stream)) else {
-                continue;
-            };
-            if text.is_empty() {
-                continue;
-            }
-            let written = writeln!(out, "--- {} (attempt {attempt}) {stream} ---", task.id)
-                .and_then(|()| out.write_all(text.as_bytes()));
-            match written {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {

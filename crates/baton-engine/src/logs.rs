@@ -3,6 +3,7 @@
 //! `STATE_DIR/runs/RUN/tasks/TASK/ATTEMPT/` holds `stdout.log`,
 //! `stderr.log` and `output.json` (the file `$BATON_OUTPUT` names).
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -53,9 +54,135 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// New bytes of one attempt's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogChunk {
+    pub task: String,
+    pub attempt: u32,
+    /// [`STDOUT_FILE`] or [`STDERR_FILE`].
+    pub stream: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads what a run's task logs gained since the last look, for following
+/// a run as it goes. It reads the files the attempts write, so it works
+/// from any process on the machine that drives the run.
+#[derive(Debug)]
+pub struct LogFollower {
+    run_dir: PathBuf,
+    /// One attempt only; otherwise each task's attempt current at its
+    /// first sighting and every later one.
+    attempt: Option<u32>,
+    first: HashMap<String, u32>,
+    offsets: HashMap<(String, u32, &'static str), u64>,
+}
+
+impl LogFollower {
+    pub fn new(state_dir: &Path, run_id: &str, attempt: Option<u32>) -> LogFollower {
+        LogFollower {
+            run_dir: state_dir.join("runs").join(run_id),
+            attempt,
+            first: HashMap::new(),
+            offsets: HashMap::new(),
+        }
+    }
+
+    /// What was appended since the last call to the logs of `tasks`, each
+    /// given with the number of attempts it has started, in that order.
+    pub fn poll<'a>(
+        &mut self,
+        tasks: impl IntoIterator<Item = (&'a str, u32)>,
+    ) -> std::io::Result<Vec<LogChunk>> {
+        let mut chunks = Vec::new();
+        for (task, attempts) in tasks {
+            if attempts == 0 {
+                continue;
+            }
+            let range = match self.attempt {
+                Some(only) => only..=only.min(attempts),
+                None => *self.first.entry(task.to_owned()).or_insert(attempts)..=attempts,
+            };
+            for attempt in range {
+                for stream in [STDOUT_FILE, STDERR_FILE] {
+                    let path = self
+                        .run_dir
+                        .join("tasks")
+                        .join(task)
+                        .join(attempt.to_string())
+                        .join(stream);
+                    let offset = self
+                        .offsets
+                        .entry((task.to_owned(), attempt, stream))
+                        .or_default();
+                    let bytes = read_from(&path, offset)?;
+                    if !bytes.is_empty() {
+                        chunks.push(LogChunk {
+                            task: task.to_owned(),
+                            attempt,
+                            stream,
+                            bytes,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(chunks)
+    }
+}
+
+/// The bytes of `path` after `offset`, moving `offset` past them; nothing
+/// if the file does not exist yet.
+fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<Vec<u8>> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    file.seek(SeekFrom::Start(*offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    *offset += bytes.len() as u64;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follower_returns_only_what_was_appended_and_picks_up_new_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = |attempt: u32, text: &str| {
+            let attempt_dir = attempt_dir(dir.path(), "r", "t", attempt);
+            std::fs::create_dir_all(&attempt_dir).unwrap();
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(attempt_dir.join(STDOUT_FILE))
+                .unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        };
+        let mut follower = LogFollower::new(dir.path(), "r", None);
+        assert!(follower.poll([("t", 0)]).unwrap().is_empty());
+        log(1, "one\n");
+        let texts = |chunks: Vec<LogChunk>| -> Vec<(u32, String)> {
+            chunks
+                .into_iter()
+                .map(|chunk| (chunk.attempt, String::from_utf8(chunk.bytes).unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            texts(follower.poll([("t", 1)]).unwrap()),
+            [(1, "one\n".to_owned())]
+        );
+        log(1, "two\n");
+        log(2, "again\n");
+        assert_eq!(
+            texts(follower.poll([("t", 2)]).unwrap()),
+            [(1, "two\n".to_owned()), (2, "again\n".to_owned())]
+        );
+        assert!(follower.poll([("t", 2)]).unwrap().is_empty());
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

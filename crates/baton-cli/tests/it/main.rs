@@ -2,6 +2,7 @@
 
 mod audit;
 mod crash;
+mod live;
 mod plan;
 mod run;
 mod schema;
