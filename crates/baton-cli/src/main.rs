@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod bench_engine;
 mod bench_resume;
+mod gc;
 mod logs;
 mod report;
 mod run;
@@ -80,6 +81,9 @@ enum Command {
     Checkpoints(runs::RunArgs),
     /// The files a run's tasks stored and consumed, by content hash.
     Artifacts(runs::RunArgs),
+    /// Delete finished runs older than an age, with their logs and the
+    /// artifacts no remaining run refers to.
+    Gc(gc::GcArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => audit::replay(args),
         Command::Checkpoints(args) => audit::checkpoints(args),
         Command::Artifacts(args) => audit::artifacts(args),
+        Command::Gc(args) => gc::gc(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

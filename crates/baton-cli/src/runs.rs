@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use baton_core::run::RunStatus;
+use baton_core::run::{Millis, RunStatus};
 use baton_engine::{Engine, EngineConfig, RunEvent};
 use baton_store::{RunFilter, SqliteStore};
 
@@ -111,6 +111,7 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let filter = RunFilter {
         status: args.status,
         workflow: args.workflow,
+        finished_before: None,
         limit: args.limit,
     };
     let runs = engine.store().runs(&filter)?;
@@ -118,9 +119,7 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64);
+    let now = now().0;
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
     table.set_header(["run", "workflow", "status", "started", "took", "events"]);
@@ -141,6 +140,15 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{table}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The wall clock, in the store's terms.
+pub(crate) fn now() -> Millis {
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+    )
 }
 
 fn parse_status(text: &str) -> Result<RunStatus, String> {

@@ -10,10 +10,12 @@
 //! not stop it) would silently change the stored object for every later
 //! consumer. A file already holding the right content is left alone.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use baton_core::run::{Artifact, Digest};
 use sha2::{Digest as _, Sha256};
@@ -98,15 +100,31 @@ impl Cas {
 
     /// Copies `file` into the store, hashing it on the way.
     fn put(&self, file: &Path) -> Result<(Digest, u64), ArtifactError> {
+        let source = File::open(file).map_err(io_at(file))?;
+        self.put_from(source, file)
+    }
+
+    /// Stores `bytes` as an object.
+    pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64), ArtifactError> {
+        self.put_from(bytes, &self.root)
+    }
+
+    /// Stores what `source` (read from `origin`) holds. An object that is
+    /// already there has its time renewed instead, so a sweep running now
+    /// takes it for new and leaves it for the attempt that is storing it.
+    fn put_from(
+        &self,
+        mut source: impl Read,
+        origin: &Path,
+    ) -> Result<(Digest, u64), ArtifactError> {
         let staging = self.root.join("tmp");
         fs::create_dir_all(&staging).map_err(io_at(&staging))?;
         let mut temporary = tempfile::NamedTempFile::new_in(&staging).map_err(io_at(&staging))?;
-        let mut source = File::open(file).map_err(io_at(file))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0; 64 * 1024];
         let mut size = 0u64;
         loop {
-            let read = source.read(&mut buffer).map_err(io_at(file))?;
+            let read = source.read(&mut buffer).map_err(io_at(origin))?;
             if read == 0 {
                 break;
             }
@@ -118,21 +136,56 @@ impl Cas {
         }
         let digest = Digest(hasher.finalize().into());
         let object = self.object(&digest);
-        if !object.exists() {
-            let parent = object.parent().unwrap_or(&self.root);
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
-            let mut permissions = temporary
-                .as_file()
-                .metadata()
-                .map_err(io_at(temporary.path()))?
-                .permissions();
-            permissions.set_readonly(true);
-            fs::set_permissions(temporary.path(), permissions).map_err(io_at(temporary.path()))?;
-            temporary
-                .persist(&object)
-                .map_err(|error| io_at(&object)(error.error))?;
+        let renewed = File::open(&object).and_then(|stored| stored.set_modified(SystemTime::now()));
+        match renewed {
+            Ok(()) => {}
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(io_at(&object)(error));
+            }
+            Err(_) => {
+                let parent = object.parent().unwrap_or(&self.root);
+                fs::create_dir_all(parent).map_err(io_at(parent))?;
+                let mut permissions = temporary
+                    .as_file()
+                    .metadata()
+                    .map_err(io_at(temporary.path()))?
+                    .permissions();
+                permissions.set_readonly(true);
+                fs::set_permissions(temporary.path(), permissions)
+                    .map_err(io_at(temporary.path()))?;
+                temporary
+                    .persist(&object)
+                    .map_err(|error| io_at(&object)(error.error))?;
+            }
         }
         Ok((digest, size))
+    }
+
+    /// Removes the objects not in `keep`, and staging leftovers, last
+    /// written before `before`: a younger object may belong to an attempt
+    /// whose rows are not recorded yet.
+    pub(crate) fn sweep(
+        &self,
+        keep: &HashSet<Digest>,
+        before: SystemTime,
+    ) -> Result<Swept, ArtifactError> {
+        let mut swept = Swept::default();
+        for path in two_levels(&self.root.join("sha256"))? {
+            // A file that is not an object is not the sweep's to judge.
+            if object_digest(&path).is_none_or(|digest| keep.contains(&digest)) {
+                continue;
+            }
+            if let Some(size) = remove_if_older(&path, before)? {
+                swept.objects += 1;
+                swept.bytes += size;
+            }
+        }
+        for path in one_level(&self.root.join("tmp"))? {
+            if let Some(size) = remove_if_older(&path, before)? {
+                swept.bytes += size;
+            }
+        }
+        Ok(swept)
     }
 
     /// Places each artifact at its path under `dir`; a file already there
@@ -175,6 +228,54 @@ impl Cas {
         }
         Ok(())
     }
+}
+
+/// What a sweep of the artifact store removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Swept {
+    pub(crate) objects: u64,
+    /// Objects and staging leftovers.
+    pub(crate) bytes: u64,
+}
+
+/// The digest an object's path (`ab/cdef…`) spells.
+fn object_digest(path: &Path) -> Option<Digest> {
+    let prefix = path.parent()?.file_name()?.to_str()?;
+    let rest = path.file_name()?.to_str()?;
+    format!("{prefix}{rest}").parse().ok()
+}
+
+/// Removes `path` if it was last written before `before`; its size if so.
+fn remove_if_older(path: &Path, before: SystemTime) -> Result<Option<u64>, ArtifactError> {
+    let metadata = fs::metadata(path).map_err(io_at(path))?;
+    if metadata.modified().map_err(io_at(path))? >= before {
+        return Ok(None);
+    }
+    fs::remove_file(path).map_err(io_at(path))?;
+    Ok(Some(metadata.len()))
+}
+
+/// The entries of `dir` (none if it does not exist).
+fn one_level(dir: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io_at(dir)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(io_at(dir)(error)),
+    }
+}
+
+/// The entries of the directories in `dir`: objects under their prefixes.
+fn two_levels(dir: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+    let mut files = Vec::new();
+    for prefix in one_level(dir)? {
+        if prefix.is_dir() {
+            files.extend(one_level(&prefix)?);
+        }
+    }
+    Ok(files)
 }
 
 /// What `pattern` matches under `base`: a glob's matches, or the one path.

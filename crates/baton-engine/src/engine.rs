@@ -39,6 +39,9 @@ pub struct EngineConfig {
     /// How often a run asks its store whether another process asked to
     /// cancel it.
     pub poll_interval: Duration,
+    /// Bytes of JSON above which a task's output is stored as an artifact
+    /// and replaced by a reference to it (`output_artifact`).
+    pub max_inline_output: usize,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             batch: 4096,
             checkpoint_every: 100_000,
             poll_interval: Duration::from_millis(250),
+            max_inline_output: 1024 * 1024,
         }
     }
 }
@@ -72,6 +76,9 @@ pub enum Error {
     NotReusable { run: String, task: String },
     #[error("run `{run}` has no task `{task}`")]
     UnknownTask { run: String, task: String },
+    /// Run files (logs, artifacts) could not be read or removed.
+    #[error("{0}")]
+    Files(String),
 }
 
 fn summary(problems: &[Problem]) -> String {

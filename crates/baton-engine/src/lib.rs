@@ -39,6 +39,7 @@ pub mod logs;
 mod record;
 mod report;
 mod rerun;
+mod retention;
 mod runnable;
 mod runner;
 mod shell;
@@ -49,4 +50,5 @@ pub use engine::{
     Canceller, Engine, EngineConfig, Error, Recovery, RunEvent, RunHandle, RunOptions,
 };
 pub use report::{RunReport, TaskReport};
+pub use retention::Pruned;
 pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};

@@ -18,7 +18,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::artifacts::Cas;
+use crate::artifacts::{ArtifactError, Cas};
 use crate::clock::Clock;
 use crate::engine::{Engine, Error, RunEvent};
 use crate::leftovers;
@@ -417,6 +417,7 @@ impl Launcher<'_> {
                 .flat_map(|&need| state.artifacts(need).iter().cloned())
                 .collect(),
             declared: definition.artifacts.clone(),
+            max_inline_output: config.max_inline_output,
         };
         let (kill, killed) = oneshot::channel();
         kills.insert(task, Some(kill));
@@ -458,6 +459,8 @@ struct AttemptFiles {
     needs: Vec<Artifact>,
     /// Its own `artifacts:` patterns.
     declared: Vec<String>,
+    /// Bytes of JSON above which the output is stored as an artifact.
+    max_inline_output: usize,
 }
 
 impl AttemptFiles {
@@ -474,7 +477,9 @@ impl AttemptFiles {
             source,
             needs,
             declared,
+            max_inline_output,
         } = self;
+        let task_id = run.context.task_id.clone();
         let found = match source {
             Source::None => None,
             Source::Rerun(reusable) => Some(reusable),
@@ -511,18 +516,57 @@ impl AttemptFiles {
             }
             files.consumed = needs;
         }
-        let outcome = runners.run(run, killed).await;
-        if !matches!(outcome, Outcome::Succeeded(_)) || declared.is_empty() {
+        let mut outcome = runners.run(run, killed).await;
+        let Outcome::Succeeded(output) = &mut outcome else {
+            return (outcome, files);
+        };
+        let oversized = output
+            .as_ref()
+            .map(|value| serde_json::to_vec(value).unwrap_or_default())
+            .filter(|bytes| bytes.len() > max_inline_output);
+        if let Some(bytes) = oversized {
+            let cas = cas.clone();
+            match blocking(move || store_output(&cas, &task_id, &bytes)).await {
+                Ok((reference, artifact)) => {
+                    *output = Some(reference);
+                    files.produced.push(artifact);
+                }
+                Err(error) => return (artifact_failure(error), files),
+            }
+        }
+        if declared.is_empty() {
             return (outcome, files);
         }
         match blocking(move || cas.collect(&dir, &declared)).await {
             Ok(produced) => {
-                files.produced = produced;
+                files.produced.extend(produced);
+                files.produced.sort_by(|a, b| a.path.cmp(&b.path));
                 (outcome, files)
             }
             Err(error) => (artifact_failure(error), files),
         }
     }
+}
+
+/// Where an output too large to keep inline is placed for the tasks that
+/// need it, relative to their working directory.
+const OUTPUT_ARTIFACTS: &str = ".baton-outputs";
+
+/// Stores an output too large to keep inline (its JSON `bytes`) as an
+/// artifact, and returns the reference the run keeps instead, so events,
+/// rows and templates stay small; the tasks that need it find the file in
+/// their working directory at the reference's `path`.
+fn store_output(cas: &Cas, task: &str, bytes: &[u8]) -> Result<(Value, Artifact), ArtifactError> {
+    let (digest, size) = cas.put_bytes(bytes)?;
+    let artifact = Artifact {
+        path: format!("{OUTPUT_ARTIFACTS}/{task}.json"),
+        digest,
+        size,
+    };
+    let reference = serde_json::json!({
+        "output_artifact": {"path": artifact.path, "sha256": digest.to_string(), "size": size}
+    });
+    Ok((reference, artifact))
 }
 
 fn artifact_failure(error: String) -> Outcome {

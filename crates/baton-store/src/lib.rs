@@ -60,6 +60,8 @@ pub enum Error {
     },
     #[error("run `{run}` has no checkpoint at event {events}")]
     NoCheckpoint { run: String, events: u64 },
+    #[error("run `{0}` has not finished: only finished runs can be deleted")]
+    Unfinished(String),
     #[error("the store's writer has stopped")]
     WriterStopped,
     /// A stored event that no longer reads back.
@@ -167,6 +169,8 @@ pub struct RunSummary {
 pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub workflow: Option<String>,
+    /// Only runs that finished before this time (retention).
+    pub finished_before: Option<Millis>,
     pub limit: usize,
 }
 
@@ -175,6 +179,7 @@ impl Default for RunFilter {
         RunFilter {
             status: None,
             workflow: None,
+            finished_before: None,
             limit: 20,
         }
     }
@@ -187,6 +192,9 @@ impl RunFilter {
                 .workflow
                 .as_ref()
                 .is_none_or(|workflow| *workflow == run.workflow)
+            && self
+                .finished_before
+                .is_none_or(|before| run.finished_at.is_some_and(|at| at < before))
     }
 }
 
@@ -367,6 +375,14 @@ pub trait Store: Send + Sync {
     /// The artifacts `run`'s attempts produced and consumed, by task,
     /// attempt, role and path.
     fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>>;
+
+    /// Deletes a finished run: its record, events, read models,
+    /// checkpoints. A run that has not finished is refused and kept.
+    fn delete_run(&self, run: &str) -> Appended;
+
+    /// Every artifact digest a recorded run refers to, each once: what
+    /// retention must keep in the artifact store.
+    fn artifact_digests(&self) -> Result<Vec<Digest>>;
 
     /// Stores a snapshot of `run`'s state; durable once answered.
     fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended;

@@ -157,6 +157,32 @@ impl Store for MemoryStore {
         self.read(run, |run| Some(run.artifacts.clone()))
     }
 
+    fn delete_run(&self, run: &str) -> Appended {
+        let mut runs = self.lock();
+        let answer = match runs.get(run) {
+            None => Err(Error::UnknownRun(run.to_owned())),
+            Some(found) if !found.summary.status.is_final() => {
+                Err(Error::Unfinished(run.to_owned()))
+            }
+            Some(_) => {
+                runs.remove(run);
+                Ok(())
+            }
+        };
+        Appended::done(answer)
+    }
+
+    fn artifact_digests(&self) -> Result<Vec<Digest>> {
+        let mut digests: Vec<Digest> = self
+            .lock()
+            .values()
+            .flat_map(|run| run.artifacts.iter().map(|row| row.artifact.digest))
+            .collect();
+        digests.sort_unstable();
+        digests.dedup();
+        Ok(digests)
+    }
+
     fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended {
         let mut runs = self.lock();
         let Some(run) = runs.get_mut(run) else {

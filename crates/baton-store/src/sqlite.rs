@@ -191,6 +191,7 @@ enum WriteKind {
         data: Vec<u8>,
     },
     Cancel,
+    Delete,
 }
 
 /// A baton database file.
@@ -391,6 +392,7 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
                         data,
                     } => checkpoint_one(&transaction, &write.run, *events, digest, data)?,
                     WriteKind::Cancel => cancel_one(&transaction, &write.run)?,
+                    WriteKind::Delete => delete_one(&transaction, &write.run)?,
                 };
                 answers.push(answer);
             }
@@ -473,6 +475,45 @@ fn cancel_one(connection: &Connection, run_id: &str) -> rusqlite::Result<Result<
     };
     connection
         .prepare_cached("INSERT INTO cancel_requests (run) VALUES (?1) ON CONFLICT DO NOTHING")?
+        .execute([run])?;
+    Ok(Ok(()))
+}
+
+/// The tables holding a run's rows, apart from `runs` itself.
+const RUN_TABLES: &[&str] = &[
+    "run_records",
+    "event_batches",
+    "tasks",
+    "attempts",
+    "outputs",
+    "checkpoints",
+    "cancel_requests",
+    "provenance",
+    "cache_keys",
+    "artifacts",
+];
+
+/// Deletes a finished run's rows from every table.
+fn delete_one(connection: &Connection, run_id: &str) -> rusqlite::Result<Result<()>> {
+    let found: Option<(i64, String)> = connection
+        .prepare_cached("SELECT id, status FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((run, status)) = found else {
+        return Ok(Err(Error::UnknownRun(run_id.to_owned())));
+    };
+    let finished =
+        named::<baton_core::run::RunStatus>(run_id, &status).is_ok_and(|status| status.is_final());
+    if !finished {
+        return Ok(Err(Error::Unfinished(run_id.to_owned())));
+    }
+    for table in RUN_TABLES {
+        connection
+            .prepare_cached(&format!("DELETE FROM {table} WHERE run = ?1"))?
+            .execute([run])?;
+    }
+    connection
+        .prepare_cached("DELETE FROM runs WHERE id = ?1")?
         .execute([run])?;
     Ok(Ok(()))
 }
@@ -692,6 +733,22 @@ impl Store for SqliteStore {
         self.send(run, WriteKind::Cancel)
     }
 
+    fn delete_run(&self, run: &str) -> Appended {
+        self.send(run, WriteKind::Delete)
+    }
+
+    fn artifact_digests(&self) -> Result<Vec<Digest>> {
+        let blobs = self.query(
+            "SELECT DISTINCT digest FROM artifacts ORDER BY digest",
+            [],
+            |row| row.get::<_, Vec<u8>>(0),
+        )?;
+        blobs
+            .iter()
+            .map(|blob| digest_of("(artifacts)", blob))
+            .collect()
+    }
+
     fn run(&self, run: &str) -> Result<RunRecord> {
         let reader = lock(&self.reader);
         let text: Option<Option<String>> = reader
@@ -720,11 +777,13 @@ impl Store for SqliteStore {
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         self.summaries(
             "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
+                AND (?4 IS NULL OR finished_at < ?4)
              ORDER BY coalesce(started_at, 0) DESC, id DESC LIMIT ?3",
             params![
                 filter.status.map(|status| status.name()),
                 filter.workflow,
-                filter.limit as i64
+                filter.limit.min(i64::MAX as usize) as i64,
+                filter.finished_before.map(|at| at.0 as i64)
             ],
         )
     }

@@ -15,6 +15,7 @@ use crate::util::alive;
 const LATEST: RunFilter = RunFilter {
     status: None,
     workflow: None,
+    finished_before: None,
     limit: 1,
 };
 

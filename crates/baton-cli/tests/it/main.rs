@@ -4,6 +4,7 @@ mod audit;
 mod crash;
 mod live;
 mod plan;
+mod reuse;
 mod run;
 mod schema;
 mod util;

@@ -1,42 +1,11 @@
 //! `baton run`: the examples, JSON lines, stdin and inline tasks, refusals,
 //! and Ctrl-C.
 
-use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::util::{alive, baton, workspace};
-
-/// `baton run` in a fresh directory holding a copy of `examples/`.
-fn run_in(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
-    let examples = dir.join("examples");
-    if !examples.exists() {
-        std::fs::create_dir_all(&examples).unwrap();
-        for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    baton().current_dir(dir).arg("run").args(args).assert()
-}
-
-/// The JSON lines of a `--json` run; the last is the report.
-fn lines(output: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(output)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-        .collect()
-}
-
-fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|task| task["id"] == id)
-        .unwrap()
-}
+use crate::util::{alive, baton, lines, run_in, task};
 
 #[test]
 fn the_build_and_test_example_succeeds_and_prints_a_summary() {
@@ -390,94 +359,4 @@ fn recorded_runs_are_listed_shown_and_replayed_as_events() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("no run `no-such-run`"));
-}
-
-#[test]
-fn a_second_run_of_the_artifacts_example_is_cached_and_a_rerun_runs_from_a_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let example = "examples/artifacts-and-cache.yaml";
-    let first = lines(
-        &run_in(dir.path(), &[example, "--json"])
-            .success()
-            .get_output()
-            .stdout,
-    )
-    .pop()
-    .unwrap();
-    std::fs::remove_dir_all(dir.path().join(".baton/work")).unwrap();
-    let summary = run_in(dir.path(), &[example])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let summary = String::from_utf8(summary).unwrap();
-    let first_id = first["run_id"].as_str().unwrap();
-    assert!(
-        summary.contains("| fetch  | cached    | 1        |"),
-        "{summary}"
-    );
-    assert!(
-        summary.contains(&format!("result of run {first_id}")),
-        "{summary}"
-    );
-    assert!(summary.contains("| stats  | succeeded |"), "{summary}");
-
-    let listed = baton()
-        .current_dir(dir.path())
-        .args(["artifacts", first_id, "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let listed: Value = serde_json::from_slice(&listed).unwrap();
-    let rows: Vec<(&str, &str, &str)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                row["task"].as_str().unwrap(),
-                row["role"].as_str().unwrap(),
-                row["path"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        rows,
-        [
-            ("fetch", "produced", ".baton/work/data/squares.csv"),
-            ("stats", "consumed", ".baton/work/data/squares.csv"),
-        ]
-    );
-    assert_eq!(listed[0]["digest"], listed[1]["digest"]);
-
-    let rerun = baton()
-        .current_dir(dir.path())
-        .args(["rerun", first_id, "--from", "fetch", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let rerun = lines(&rerun).pop().unwrap();
-    assert_ne!(rerun["run_id"], first["run_id"]);
-    assert!(
-        rerun["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|task| task.get("reused_from").is_none()),
-        "{rerun}"
-    );
-    assert_eq!(task(&rerun, "report")["status"], "succeeded");
-
-    baton()
-        .current_dir(dir.path())
-        .args(["rerun", first_id, "--from", "nope"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains(format!(
-            "run `{first_id}` has no task `nope`"
-        )));
 }

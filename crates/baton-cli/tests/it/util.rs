@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use serde_json::Value;
 
 pub(crate) fn baton() -> Command {
     let mut command = Command::cargo_bin("baton").expect("the baton binary is built");
@@ -43,4 +44,34 @@ pub(crate) fn wait_for_file(path: &Path) {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// `baton run` in a fresh directory holding a copy of `examples/`.
+pub(crate) fn run_in(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    let examples = dir.join("examples");
+    if !examples.exists() {
+        std::fs::create_dir_all(&examples).unwrap();
+        for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    baton().current_dir(dir).arg("run").args(args).assert()
+}
+
+/// The JSON lines of a `--json` run; the last is the report.
+pub(crate) fn lines(output: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+pub(crate) fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["id"] == id)
+        .unwrap()
 }

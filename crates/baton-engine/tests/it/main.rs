@@ -7,4 +7,5 @@ mod handlers;
 mod http;
 mod policies;
 mod processes;
+mod retention;
 mod util;

@@ -385,6 +385,88 @@ pub(crate) fn events_read_from_a_position(store: &dyn Store) {
     assert_eq!(store.events_from("tail", 9).unwrap(), []);
 }
 
+pub(crate) fn a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept(store: &dyn Store) {
+    let artifact = |run: &str, bytes: &[u8]| {
+        let produced = ArtifactRow {
+            task: 0,
+            attempt: 1,
+            role: ArtifactRole::Produced,
+            artifact: Artifact {
+                path: format!("{run}.txt"),
+                digest: Digest::of_bytes(bytes),
+                size: bytes.len() as u64,
+            },
+        };
+        let batch = Batch {
+            events: &[started(1)],
+            artifacts: std::slice::from_ref(&produced),
+            ..Batch::default()
+        };
+        store.write(run, 0, batch).wait().unwrap();
+    };
+    for run in ["done", "going"] {
+        store.create_run(&record(run, "w")).wait().unwrap();
+    }
+    artifact("done", b"only done's");
+    artifact("going", b"going's");
+    let finished = Event::RunFinished {
+        at: Millis(50),
+        status: RunStatus::Succeeded,
+    };
+    store.append("done", 1, &[finished]).wait().unwrap();
+    let state = baton_core::check_source(
+        "name: w\ntasks:\n  a: {noop: true}\n",
+        baton_core::Format::Yaml,
+    )
+    .unwrap();
+    let sealed = RunState::new(Arc::new(state), RunSetup::default())
+        .snapshot(2)
+        .seal();
+    store.put_checkpoint("done", &sealed).wait().unwrap();
+
+    let old = |before| RunFilter {
+        finished_before: Some(Millis(before)),
+        limit: usize::MAX,
+        ..RunFilter::default()
+    };
+    let listed = |filter| -> Vec<String> {
+        store
+            .runs(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|run| run.run_id)
+            .collect()
+    };
+    assert_eq!(listed(old(50)), Vec::<String>::new());
+    assert_eq!(listed(old(51)), ["done"]);
+    assert_eq!(
+        store.artifact_digests().unwrap().len(),
+        2,
+        "each digest once"
+    );
+
+    assert!(matches!(
+        store.delete_run("going").wait(),
+        Err(Error::Unfinished(_))
+    ));
+    store.delete_run("done").wait().unwrap();
+    assert!(matches!(store.run("done"), Err(Error::UnknownRun(_))));
+    assert!(matches!(store.events("done"), Err(Error::UnknownRun(_))));
+    assert!(matches!(store.summary("done"), Err(Error::UnknownRun(_))));
+    assert_eq!(
+        store.artifact_digests().unwrap(),
+        [Digest::of_bytes(b"going's")]
+    );
+    assert_eq!(store.events("going").unwrap(), [started(1)]);
+    assert!(matches!(
+        store.delete_run("done").wait(),
+        Err(Error::UnknownRun(_))
+    ));
+    // The id is free again.
+    store.create_run(&record("done", "w")).wait().unwrap();
+    assert_eq!(store.summary("done").unwrap().events, 0);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -436,6 +518,12 @@ macro_rules! conformance {
             fn a_cancel_request_is_seen_by_any_reader() {
                 let (store, _dir) = $make;
                 super::a_cancel_request_is_seen_by_any_reader(&store);
+            }
+
+            #[test]
+            fn a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept() {
+                let (store, _dir) = $make;
+                super::a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept(&store);
             }
 
             #[test]
