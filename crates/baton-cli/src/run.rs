@@ -185,7 +185,14 @@ pub(crate) async fn follow(
             _ = tick.tick() => view.refresh(),
         }
     }
-    let report = handle.finish().await?;
+    let run_id = handle.run_id().to_owned();
+    let report = handle.finish().await.map_err(|error| match error {
+        Error::Store(_) => anyhow::Error::new(error).context(format!(
+            "run {run_id} stopped: its record could not be written. What was recorded is kept; \
+             once the cause is fixed, `baton resume {run_id}` finishes it"
+        )),
+        other => other.into(),
+    })?;
     let proof = Proof {
         trace: engine.trace(&report.run_id)?,
         root: engine.provenance(&report.run_id)?.root,

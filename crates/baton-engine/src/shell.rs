@@ -312,6 +312,19 @@ pub(crate) async fn drive(
             }
         }
     }
+    // Attempts the end of the run stopped (a cancel, fail-fast) report once
+    // their processes are reaped: the run ends after them, leaving nothing
+    // of its own running. Without the loop's sender, the channel closes
+    // should an attempt die without reporting.
+    drop(done_sender);
+    while !kills.is_empty() {
+        let Some(report) = done.recv().await else {
+            break;
+        };
+        if !report.compensation && kills.remove(&report.task).is_some() {
+            engine.slots.add_permits(1);
+        }
+    }
     Ok(state)
 }
 

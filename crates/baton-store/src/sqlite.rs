@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use baton_core::run::{Artifact, Digest, Event, Millis, Provenance, Sealed};
 use rusqlite::wal::CheckpointMode;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
     Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result,
@@ -23,6 +23,9 @@ use crate::{
 
 /// `PRAGMA application_id` of a baton database: "btn1".
 const APPLICATION_ID: i32 = 0x6274_6e31;
+
+/// How long a write waits for another process's lock before it fails.
+const BUSY_TIMEOUT_MS: u32 = 5000;
 
 /// WAL frames (pages) after which the writer checkpoints, SQLite's default.
 const CHECKPOINT_FRAMES: i32 = 1000;
@@ -277,9 +280,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn database_error(path: &Path, error: &rusqlite::Error) -> Error {
+    let message = match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => format!(
+            "another process has held the database locked for over {} s; \
+             nothing was written (try again once it lets go)",
+            BUSY_TIMEOUT_MS / 1000
+        ),
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            "the disk is full; nothing of the failed write was kept (free space and try again)"
+                .to_owned()
+        }
+        _ => error.to_string(),
+    };
     Error::Database {
         path: path.to_path_buf(),
-        message: error.to_string(),
+        message,
     }
 }
 
@@ -290,10 +305,10 @@ fn connect(path: &Path) -> Result<Connection> {
     let connection =
         Connection::open_with_flags(path, flags).map_err(|error| database_error(path, &error))?;
     connection
-        .execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
-             PRAGMA cache_size = -32768;",
-        )
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                 PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA cache_size = -32768;"
+        ))
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase) => Error::NotBaton(path.to_path_buf()),
             _ => database_error(path, &error),
@@ -325,7 +340,14 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
             supported: known,
         });
     }
-    let transaction = connection.transaction().map_err(fail)?;
+    // An up-to-date database is not written to: opening one to read must
+    // not wait for another process's writes.
+    if version == known && application == i64::from(APPLICATION_ID) {
+        return Ok(());
+    }
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         transaction.execute_batch(migration).map_err(fail)?;
         transaction
@@ -360,7 +382,10 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
         batch.extend(receiver.try_iter());
         let mut answers: Vec<Result<()>> = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
-            let transaction = connection.transaction()?;
+            // Taking the write lock up front lets SQLite wait out another
+            // process's write; a read turned write mid-way fails at once.
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for write in &batch {
                 let answer = match &write.kind {
                     WriteKind::Create { workflow, record } => {

@@ -2,6 +2,7 @@
 
 mod audit;
 mod crash;
+mod faults;
 mod live;
 mod plan;
 mod reuse;

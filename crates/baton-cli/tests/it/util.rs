@@ -29,6 +29,19 @@ pub(crate) fn alive(pid: i32) -> bool {
     })
 }
 
+/// Whether `pid` stops running within a few seconds: a signalled process
+/// that is not ours to reap finishes exiting on the kernel's time.
+pub(crate) fn stops(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    true
+}
+
 pub(crate) fn specs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs")
 }

@@ -184,5 +184,11 @@ tasks:
         !Path::new(&format!("/proc/{leader}")).exists(),
         "the task's shell was not reaped"
     );
+    // The signal is sent before the run reports; the kernel finishes the
+    // background child's exit on its own time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(child) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert!(!alive(child), "the task's background child survived");
 }

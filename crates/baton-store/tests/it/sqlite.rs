@@ -85,3 +85,40 @@ fn a_database_of_the_first_schema_is_upgraded_on_open() {
     );
     store.append("r", 1, &[event]).wait().unwrap();
 }
+
+#[test]
+fn a_database_locked_by_another_process_fails_the_write_clearly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let first = Event::RunStarted { at: Millis(1) };
+    store
+        .append("run", 0, std::slice::from_ref(&first))
+        .wait()
+        .unwrap();
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("BEGIN EXCLUSIVE; DELETE FROM cancel_requests;")
+        .unwrap();
+    let second = Event::RunStarted { at: Millis(2) };
+    let error = store
+        .append("run", 1, std::slice::from_ref(&second))
+        .wait()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("held the database locked"),
+        "{error}"
+    );
+    // Reading goes on meanwhile, and opening the file to read does too.
+    assert_eq!(store.events("run").unwrap(), std::slice::from_ref(&first));
+    let reader = SqliteStore::open(&path).unwrap();
+    assert_eq!(reader.events("run").unwrap(), std::slice::from_ref(&first));
+
+    other.execute_batch("ROLLBACK").unwrap();
+    store
+        .append("run", 1, std::slice::from_ref(&second))
+        .wait()
+        .unwrap();
+    assert_eq!(store.events("run").unwrap(), [first, second]);
+}
