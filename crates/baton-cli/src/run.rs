@@ -230,7 +230,7 @@ impl View {
         match self {
             View::Json => {
                 let mut stdout = std::io::stdout().lock();
-                serde_json::to_writer(&mut stdout, &event_json(valid, event))?;
+                serde_json::to_writer(&mut stdout, &event.json(valid))?;
                 stdout.write_all(b"\n")?;
                 Ok(())
             }
@@ -275,24 +275,6 @@ impl View {
 struct Proof {
     trace: baton_core::run::Digest,
     root: baton_core::run::Digest,
-}
-
-/// An event as a JSON line, with task names instead of indices.
-pub(crate) fn event_json(valid: &Valid, event: &RunEvent) -> Value {
-    let tasks = &valid.workflow().tasks;
-    let mut line = serde_json::to_value(&event.event).unwrap_or_default();
-    line["seq"] = Value::from(event.seq);
-    if let Some(task) = event.event.task() {
-        line["task"] = Value::from(tasks[task as usize].id.as_str());
-    }
-    if let Some(need) = line
-        .get("reason")
-        .and_then(|reason| reason.get("need"))
-        .and_then(Value::as_u64)
-    {
-        line["reason"]["need"] = Value::from(tasks[need as usize].id.as_str());
-    }
-    line
 }
 
 /// The live display: done/total, running tasks with their elapsed time,

@@ -12,7 +12,7 @@ use baton_core::run::{Millis, RunStatus};
 use baton_engine::{Engine, EngineConfig, RunEvent};
 use baton_store::{RunFilter, SqliteStore};
 
-use crate::run::{event_json, follow, print_summary};
+use crate::run::{follow, print_summary};
 
 /// Where baton keeps its files and its run store.
 #[derive(clap::Args)]
@@ -111,8 +111,8 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let filter = RunFilter {
         status: args.status,
         workflow: args.workflow,
-        finished_before: None,
         limit: args.limit,
+        ..RunFilter::default()
     };
     let runs = engine.store().runs(&filter)?;
     if args.json {
@@ -205,13 +205,11 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     })?;
     let mut out = std::io::stdout().lock();
     for (seq, event) in store.events(&args.run)?.into_iter().enumerate() {
-        let line = event_json(
-            &valid,
-            &RunEvent {
-                seq: seq as u64,
-                event,
-            },
-        );
+        let line = RunEvent {
+            seq: seq as u64,
+            event,
+        }
+        .json(&valid);
         match writeln!(out, "{}", serde_json::to_string(&line)?) {
             Ok(()) => {}
             // A reader that stopped early (`| head`) is not an error.

@@ -116,6 +116,28 @@ pub struct RunEvent {
     pub event: Event,
 }
 
+impl RunEvent {
+    /// The event as people and scripts read it (`--json` lines, the API's
+    /// event streams): tagged with its `type` and `seq`, tasks named by id
+    /// instead of index.
+    pub fn json(&self, valid: &Valid) -> Value {
+        let tasks = &valid.workflow().tasks;
+        let mut line = serde_json::to_value(&self.event).unwrap_or_default();
+        line["seq"] = Value::from(self.seq);
+        if let Some(task) = self.event.task() {
+            line["task"] = Value::from(tasks[task as usize].id.as_str());
+        }
+        if let Some(need) = line
+            .get("reason")
+            .and_then(|reason| reason.get("need"))
+            .and_then(Value::as_u64)
+        {
+            line["reason"]["need"] = Value::from(tasks[need as usize].id.as_str());
+        }
+        line
+    }
+}
+
 /// Runs workflows. Cheap to clone; clones share handlers, store and the
 /// global concurrency limit.
 #[derive(Clone)]

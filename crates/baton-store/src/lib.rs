@@ -171,6 +171,12 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     /// Only runs that finished before this time (retention).
     pub finished_before: Option<Millis>,
+    /// Only runs started at or after this time.
+    pub started_after: Option<Millis>,
+    /// Only runs started before this time.
+    pub started_before: Option<Millis>,
+    /// The page after this run, in listing order (cursor pagination).
+    pub after: Option<String>,
     pub limit: usize,
 }
 
@@ -180,6 +186,9 @@ impl Default for RunFilter {
             status: None,
             workflow: None,
             finished_before: None,
+            started_after: None,
+            started_before: None,
+            after: None,
             limit: 20,
         }
     }
@@ -195,6 +204,12 @@ impl RunFilter {
             && self
                 .finished_before
                 .is_none_or(|before| run.finished_at.is_some_and(|at| at < before))
+            && self
+                .started_after
+                .is_none_or(|after| run.started_at.is_some_and(|at| at >= after))
+            && self
+                .started_before
+                .is_none_or(|before| run.started_at.is_some_and(|at| at < before))
     }
 }
 

@@ -73,11 +73,23 @@ impl Store for MemoryStore {
             .values()
             .filter(|run| filter.admits(&run.summary))
             .collect();
-        all.sort_by_key(|run| {
+        let order = |run: &Run| {
             std::cmp::Reverse((run.summary.started_at.unwrap_or_default(), run.created))
-        });
+        };
+        all.sort_by_key(|run| order(run));
+        let skip = match &filter.after {
+            None => 0,
+            Some(after) => {
+                let cursor = runs
+                    .get(after)
+                    .map(order)
+                    .ok_or_else(|| Error::UnknownRun(after.clone()))?;
+                all.partition_point(|run| order(run) <= cursor)
+            }
+        };
         Ok(all
             .into_iter()
+            .skip(skip)
             .take(filter.limit)
             .map(|run| run.summary.clone())
             .collect())

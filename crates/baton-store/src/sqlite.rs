@@ -800,15 +800,26 @@ impl Store for SqliteStore {
     }
 
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        if let Some(after) = &filter.after
+            && self.known(after)?.is_none()
+        {
+            return Err(Error::UnknownRun(after.clone()));
+        }
         self.summaries(
             "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
                 AND (?4 IS NULL OR finished_at < ?4)
+                AND (?5 IS NULL OR started_at >= ?5) AND (?6 IS NULL OR started_at < ?6)
+                AND (?7 IS NULL OR (coalesce(started_at, 0), id) <
+                    (SELECT coalesce(started_at, 0), id FROM runs WHERE run_id = ?7))
              ORDER BY coalesce(started_at, 0) DESC, id DESC LIMIT ?3",
             params![
                 filter.status.map(|status| status.name()),
                 filter.workflow,
                 filter.limit.min(i64::MAX as usize) as i64,
-                filter.finished_before.map(|at| at.0 as i64)
+                filter.finished_before.map(|at| at.0 as i64),
+                filter.started_after.map(|at| at.0 as i64),
+                filter.started_before.map(|at| at.0 as i64),
+                filter.after
             ],
         )
     }

@@ -16,6 +16,9 @@ const LATEST: RunFilter = RunFilter {
     status: None,
     workflow: None,
     finished_before: None,
+    started_after: None,
+    started_before: None,
+    after: None,
     limit: 1,
 };
 

@@ -181,6 +181,36 @@ pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) 
         .map(|run| run.run_id)
         .collect();
     assert_eq!(release, ["new"]);
+    let page = |after: Option<&str>| -> Vec<String> {
+        let filter = RunFilter {
+            after: after.map(str::to_owned),
+            limit: 1,
+            ..RunFilter::default()
+        };
+        store
+            .runs(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|run| run.run_id)
+            .collect()
+    };
+    assert_eq!(page(None), ["new"]);
+    assert_eq!(page(Some("new")), ["old"]);
+    assert_eq!(page(Some("old")), Vec::<String>::new());
+    assert!(matches!(
+        store.runs(&RunFilter {
+            after: Some("missing".to_owned()),
+            ..RunFilter::default()
+        }),
+        Err(Error::UnknownRun(_))
+    ));
+    let window = RunFilter {
+        started_after: Some(Millis(15)),
+        started_before: Some(Millis(25)),
+        ..RunFilter::default()
+    };
+    assert_eq!(store.runs(&window).unwrap()[0].run_id, "new");
+    assert_eq!(store.runs(&window).unwrap().len(), 1);
     assert_eq!(store.run("old").unwrap(), record("old", "nightly"));
     assert!(matches!(store.run("missing"), Err(Error::UnknownRun(_))));
 }
