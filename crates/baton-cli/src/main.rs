@@ -11,6 +11,7 @@ mod logs;
 mod report;
 mod run;
 mod runs;
+mod serve;
 mod spec_file;
 
 use std::path::PathBuf;
@@ -84,6 +85,8 @@ enum Command {
     /// Delete finished runs older than an age, with their logs and the
     /// artifacts no remaining run refers to.
     Gc(gc::GcArgs),
+    /// Serve the REST API and live event streams (`/api/v1`).
+    Serve(serve::ServeArgs),
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
         Command::Checkpoints(args) => audit::checkpoints(args),
         Command::Artifacts(args) => audit::artifacts(args),
         Command::Gc(args) => gc::gc(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

@@ -138,6 +138,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
         }),
         watch: true,
         reuse: None,
+        served: false,
     };
     if let Some(run_id) = &options.run_id
         && engine.store().run(run_id).is_ok()

@@ -107,6 +107,9 @@ pub struct RunOptions {
     /// Take these tasks' results from an earlier run instead of running
     /// them (`baton rerun`).
     pub reuse: Option<Reuse>,
+    /// Started through the API (`baton serve` resumes such runs when it
+    /// starts again after dying).
+    pub served: bool,
 }
 
 /// One event of a run, numbered from 0 in log order.
@@ -312,6 +315,17 @@ impl Engine {
         &self.store
     }
 
+    /// Where run files live: logs, outputs, artifacts.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.config.state_dir
+    }
+
+    /// Where the artifact with `digest` is stored (it may have been
+    /// deleted by retention since).
+    pub fn artifact_file(&self, digest: &baton_core::run::Digest) -> PathBuf {
+        crate::artifacts::Cas::new(&self.config.state_dir).object(digest)
+    }
+
     /// Runs `workflow` to its end with `inputs`.
     pub async fn run(
         &self,
@@ -331,8 +345,35 @@ impl Engine {
         self.start_valid(Arc::new(valid), options)
     }
 
-    /// Starts a workflow that has already been checked.
+    /// Starts a workflow that has already been checked. The run is
+    /// recorded in the background, before its first event.
     pub fn start_valid(&self, valid: Arc<Valid>, options: RunOptions) -> Result<RunHandle, Error> {
+        let watch = options.watch;
+        let (run, record) = self.prepare(valid, options)?;
+        Ok(self.spawn(run, Some(record), watch))
+    }
+
+    /// [`Engine::start_valid`], answering once the run is recorded: a
+    /// caller that then reads it finds it, and a taken run id is refused
+    /// with [`baton_store::Error::RunExists`] before anything runs.
+    pub async fn start_recorded(
+        &self,
+        valid: Arc<Valid>,
+        options: RunOptions,
+    ) -> Result<RunHandle, Error> {
+        let watch = options.watch;
+        let (run, record) = self.prepare(valid, options)?;
+        self.store.create_run(&record).await?;
+        Ok(self.spawn(run, None, watch))
+    }
+
+    /// Checks what the run needs of this engine and its inputs, and builds
+    /// its record and first state.
+    fn prepare(
+        &self,
+        valid: Arc<Valid>,
+        options: RunOptions,
+    ) -> Result<(shell::Run, RunRecord), Error> {
         let mut problems = {
             let handlers = self
                 .handlers
@@ -361,6 +402,7 @@ impl Engine {
             timeout: options.timeout,
             on_failure: options.on_failure,
             reuse: options.reuse,
+            served: options.served,
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());
@@ -371,7 +413,7 @@ impl Engine {
             start: shell::Start::New,
             reused,
         };
-        Ok(self.spawn(run, Some(record), options.watch))
+        Ok((run, record))
     }
 }
 

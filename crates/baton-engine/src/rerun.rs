@@ -55,6 +55,7 @@ impl Engine {
             on_failure: record.on_failure,
             run_id: None,
             watch,
+            served: record.served,
             reuse: Some(Reuse {
                 run_id: run_id.to_owned(),
                 tasks,

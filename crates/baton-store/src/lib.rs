@@ -137,6 +137,9 @@ pub struct RunRecord {
     /// Results taken from an earlier run instead of running (`baton rerun`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse: Option<Reuse>,
+    /// Started through the API: a server that restarts resumes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served: bool,
 }
 
 /// Tasks whose results a run takes from an earlier run of the same

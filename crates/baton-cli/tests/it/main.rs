@@ -8,5 +8,6 @@ mod plan;
 mod reuse;
 mod run;
 mod schema;
+mod serve;
 mod util;
 mod validate;

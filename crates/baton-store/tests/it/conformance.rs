@@ -116,6 +116,7 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
             tasks: vec!["a".to_owned()],
             fresh: vec!["b".to_owned()],
         }),
+        served: true,
     }
 }
 

@@ -1,0 +1,134 @@
+//! A run's events as Server-Sent Events, from the durable log: a client
+//! that reconnects with `Last-Event-ID` gets every event after that one,
+//! exactly once, whoever drives the run.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use baton_core::Valid;
+use baton_core::run::Event;
+use baton_engine::RunEvent;
+use futures_util::Stream;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::AppState;
+use crate::live::LiveEvent;
+use crate::problem::{ApiError, PathArgs};
+
+/// How often a stream looks at the store for events of a run another
+/// process drives (this server's own runs arrive at once).
+const POLL: Duration = Duration::from_millis(250);
+
+/// `GET /api/v1/runs/{id}/events`.
+pub(crate) async fn run_events(
+    State(app): State<AppState>,
+    PathArgs(run): PathArgs<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let next = match headers.get("last-event-id") {
+        None => 0,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map(|seq| seq + 1)
+            .ok_or_else(|| ApiError::Malformed {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                detail: "Last-Event-ID must be the number of an event of this run".to_owned(),
+            })?,
+    };
+    // Subscribed before the log is read, so no event falls between the two.
+    let live = app.live.subscribe();
+    let record = app.engine.store().run(&run)?;
+    let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
+        ApiError::Internal(format!(
+            "the recorded workflow does not check: {}",
+            problems[0]
+        ))
+    })?;
+    let (sender, mut receiver) = mpsc::channel(256);
+    let follower = Follower {
+        app,
+        run,
+        valid,
+        next,
+        sender,
+    };
+    tokio::spawn(follower.follow(live));
+    let stream = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct Follower {
+    app: AppState,
+    run: String,
+    valid: Valid,
+    /// The sequence number of the next event to send.
+    next: u64,
+    sender: mpsc::Sender<Result<SseEvent, Infallible>>,
+}
+
+impl Follower {
+    /// Sends the log from `next` on, then live events as they come; goes
+    /// back to the log on a gap, a lag, or a poll. Ends with the run's
+    /// `run_finished`, or when the client goes away.
+    async fn follow(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) {
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let logged = match self.app.engine.store().events_from(&self.run, self.next) {
+                Ok(events) => events,
+                // Recorded but not started yet.
+                Err(baton_store::Error::UnknownRun(_)) => Vec::new(),
+                Err(_) => return,
+            };
+            for event in logged {
+                if !self.send(event).await {
+                    return;
+                }
+            }
+            loop {
+                tokio::select! {
+                    received = live.recv() => match received {
+                        Ok(published) => {
+                            if published.run != self.run || published.event.seq < self.next {
+                                continue;
+                            }
+                            if published.event.seq > self.next {
+                                break;
+                            }
+                            if !self.send(published.event.event.clone()).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = poll.tick() => break,
+                    () = self.sender.closed() => return,
+                }
+            }
+        }
+    }
+
+    /// Sends the next event; false once there is nothing more to send.
+    async fn send(&mut self, event: Event) -> bool {
+        let finished = matches!(event, Event::RunFinished { .. });
+        let line = RunEvent {
+            seq: self.next,
+            event,
+        }
+        .json(&self.valid);
+        let kind = line["type"].as_str().unwrap_or("event").to_owned();
+        let sse = SseEvent::default()
+            .id(self.next.to_string())
+            .event(kind)
+            .data(line.to_string());
+        self.next += 1;
+        self.sender.send(Ok(sse)).await.is_ok() && !finished
+    }
+}

@@ -1,0 +1,85 @@
+//! The runs this server drives, and their events as they are persisted,
+//! for every event stream that follows them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use baton_engine::{Canceller, RunEvent, RunHandle};
+use tokio::sync::broadcast;
+
+/// Events kept for subscribers that fall behind; one that falls further
+/// reads the store instead, so nothing is lost either way.
+const BACKLOG: usize = 16 * 1024;
+
+/// One persisted event of a run this server drives.
+#[derive(Debug)]
+pub(crate) struct LiveEvent {
+    pub(crate) run: String,
+    pub(crate) event: RunEvent,
+}
+
+pub(crate) struct Live {
+    events: broadcast::Sender<Arc<LiveEvent>>,
+    cancellers: Mutex<HashMap<String, Canceller>>,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            events: broadcast::channel(BACKLOG).0,
+            cancellers: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Live {
+    /// Takes over a started or resumed run: publishes its events and forgets
+    /// it once it ends.
+    pub(crate) fn drive(self: &Arc<Self>, mut handle: RunHandle) {
+        let run = handle.run_id().to_owned();
+        self.lock().insert(run.clone(), handle.canceller());
+        let live = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Some(events) = handle.events() {
+                while let Some(event) = events.recv().await {
+                    let published = LiveEvent {
+                        run: run.clone(),
+                        event,
+                    };
+                    // No subscriber is not an error: the store has it all.
+                    let _ = live.events.send(Arc::new(published));
+                }
+            }
+            if let Err(error) = handle.finish().await {
+                eprintln!("run {run} stopped: {error}");
+            }
+            live.lock().remove(&run);
+        });
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Cancels `run` if this server drives it.
+    pub(crate) fn cancel(&self, run: &str) -> bool {
+        match self.lock().get(run) {
+            Some(canceller) => {
+                canceller.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many runs this server drives now.
+    pub(crate) fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Canceller>> {
+        self.cancellers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,211 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`), one
+//! stable `type` per kind, and the extractors that turn malformed requests
+//! into them instead of axum's plain-text rejections.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where problem types live; a kind's type is this plus its name.
+const TYPE_BASE: &str = "/api/v1/problems/";
+
+/// What went wrong with a request, by kind.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{method} is not allowed here")]
+    MethodNotAllowed { method: String },
+    /// The body or query could not be read as the endpoint's input.
+    #[error("{detail}")]
+    Malformed { status: StatusCode, detail: String },
+    /// A spec or its inputs with problems: every one is listed.
+    #[error("the workflow has {} problem(s)", .0.len())]
+    InvalidWorkflow(Vec<baton_core::Problem>),
+    /// The request is well formed but the resource's state refuses it.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn kind(&self) -> (&'static str, &'static str, StatusCode) {
+        match self {
+            ApiError::NotFound(_) => ("not-found", "Not found", StatusCode::NOT_FOUND),
+            ApiError::MethodNotAllowed { .. } => (
+                "method-not-allowed",
+                "Method not allowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            ApiError::Malformed { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    ("body-too-large", "Request body too large", *status)
+                }
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    ("unsupported-media-type", "Unsupported media type", *status)
+                }
+                StatusCode::UNPROCESSABLE_ENTITY => ("invalid-request", "Invalid request", *status),
+                _ => (
+                    "malformed-request",
+                    "Malformed request",
+                    StatusCode::BAD_REQUEST,
+                ),
+            },
+            ApiError::InvalidWorkflow(_) => (
+                "invalid-workflow",
+                "Invalid workflow",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            ApiError::Conflict(_) => ("conflict", "Conflict", StatusCode::CONFLICT),
+            ApiError::Unavailable(_) => (
+                "unavailable",
+                "Service unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            ApiError::Internal(_) => (
+                "internal",
+                "Internal error",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        }
+    }
+}
+
+/// The body of a problem response.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// Every problem of an invalid workflow, with line:col when the spec
+    /// came as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<baton_core::Problem>>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (name, title, status) = self.kind();
+        let detail = self.to_string();
+        let problems = match self {
+            ApiError::InvalidWorkflow(problems) => Some(problems),
+            _ => None,
+        };
+        let body = Problem {
+            kind: format!("{TYPE_BASE}{name}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            problems,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<baton_engine::Error> for ApiError {
+    fn from(error: baton_engine::Error) -> ApiError {
+        match error {
+            baton_engine::Error::Invalid(problems) => ApiError::InvalidWorkflow(problems),
+            baton_engine::Error::Store(store) => store.into(),
+            baton_engine::Error::UnknownTask { .. } => ApiError::NotFound(error.to_string()),
+            baton_engine::Error::NotReusable { .. } => ApiError::Conflict(error.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<baton_store::Error> for ApiError {
+    fn from(error: baton_store::Error) -> ApiError {
+        match error {
+            baton_store::Error::UnknownRun(_) => ApiError::NotFound(error.to_string()),
+            baton_store::Error::RunExists(_)
+            | baton_store::Error::Conflict { .. }
+            | baton_store::Error::Unfinished(_) => ApiError::Conflict(error.to_string()),
+            baton_store::Error::Database { .. } | baton_store::Error::WriterStopped => {
+                ApiError::Unavailable(error.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn malformed(status: StatusCode, detail: String) -> ApiError {
+    ApiError::Malformed { status, detail }
+}
+
+/// A JSON body; what cannot be read is a problem with axum's own status
+/// (400 syntax, 415 content type, 413 size, 422 shape).
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Body<T>, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    malformed(rejection.status(), rejection.body_text())
+}
+
+/// Query parameters; a bad one is a 400 problem.
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Query<T>, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection: QueryRejection| {
+                malformed(StatusCode::BAD_REQUEST, rejection.body_text())
+            })
+    }
+}
+
+/// Path parameters; a bad one is a 400 problem.
+pub(crate) struct PathArgs<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathArgs<T>, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathArgs(value))
+            .map_err(|rejection: PathRejection| {
+                malformed(StatusCode::BAD_REQUEST, rejection.body_text())
+            })
+    }
+}
+
+/// Unknown routes.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+/// Known routes asked with a method they do not take.
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+    }
+}

@@ -1,0 +1,248 @@
+//! Every endpoint's status codes, problem bodies and shapes.
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use baton_server::ServerConfig;
+use serde_json::{Value, json};
+
+use crate::util::{app, app_with, follow, get, json, post_json, send, start, text};
+
+const HELLO: &str = "name: hello\ntasks:\n  greet:\n    run: |\n      echo hi; echo '{\"n\": 1}' > \"$BATON_OUTPUT\"\n  after: {needs: [greet], run: echo done}\n";
+
+/// Asserts a problem+json response of `status` and kind; its body.
+async fn problem(response: axum::http::Response<Body>, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let body = json(response).await;
+    assert_eq!(body["type"], format!("/api/v1/problems/{kind}"), "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    assert_eq!(
+        json(send(&app, get("/healthz")).await).await["status"],
+        "ok"
+    );
+    assert_eq!(
+        json(send(&app, get("/readyz")).await).await["status"],
+        "ready"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_are_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    problem(send(&app, get("/api/v1/nothing")).await, 404, "not-found").await;
+    let delete = Request::delete("/api/v1/runs").body(Body::empty()).unwrap();
+    problem(send(&app, delete).await, 405, "method-not-allowed").await;
+    problem(
+        send(&app, get("/api/v1/runs/missing")).await,
+        404,
+        "not-found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_the_status_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), ServerConfig { body_limit: 256 });
+    let malformed = Request::post("/api/v1/runs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"spec\": "))
+        .unwrap();
+    problem(send(&app, malformed).await, 400, "malformed-request").await;
+    let untyped = Request::post("/api/v1/runs")
+        .body(Body::from("{}"))
+        .unwrap();
+    problem(send(&app, untyped).await, 415, "unsupported-media-type").await;
+    let unknown = post_json("/api/v1/runs", &json!({"spec": HELLO, "colour": "red"}));
+    problem(send(&app, unknown).await, 422, "invalid-request").await;
+    let huge = post_json("/api/v1/runs", &json!({"spec": "x".repeat(1000)}));
+    problem(send(&app, huge).await, 413, "body-too-large").await;
+    let query = get("/api/v1/runs?limit=many");
+    problem(send(&app, query).await, 400, "malformed-request").await;
+    let cursor = get("/api/v1/runs?cursor=nobody");
+    problem(send(&app, cursor).await, 400, "malformed-request").await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_gets_every_problem_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let spec = "name: broken\ntasks:\n  a: {run: x, needs: [nope]}\n  b: {run: y, retry: {max_attempts: 0}}\n";
+    let body = problem(
+        send(&app, post_json("/api/v1/runs", &json!({"spec": spec}))).await,
+        422,
+        "invalid-workflow",
+    )
+    .await;
+    let problems = body["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{body}");
+    assert_eq!(problems[0]["task"], "a");
+    assert_eq!(problems[0]["location"]["line"], 3);
+    let inputs = json!({"spec": "name: i\ninputs: {n: {type: integer}}\ntasks:\n  a: {run: x}\n"});
+    let body = problem(
+        send(&app, post_json("/api/v1/runs", &inputs)).await,
+        422,
+        "invalid-workflow",
+    )
+    .await;
+    assert!(
+        body["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("n")
+    );
+}
+
+#[tokio::test]
+async fn a_started_run_is_listed_shown_and_proved() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let response = send(&app, post_json("/api/v1/runs", &json!({"spec": HELLO}))).await;
+    assert_eq!(response.status(), 201);
+    let run = json(response).await["run_id"].as_str().unwrap().to_owned();
+    follow(&app, &run).await;
+
+    let shown = json(send(&app, get(&format!("/api/v1/runs/{run}"))).await).await;
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(shown["tasks"][0]["id"], "greet");
+    assert_eq!(shown["tasks"][0]["output"], json!({"n": 1}));
+    assert_eq!(shown["tasks"][1]["attempts"], 1);
+
+    let listed = json(send(&app, get("/api/v1/runs?status=succeeded")).await).await;
+    assert_eq!(listed["runs"][0]["run_id"], run.as_str());
+    assert_eq!(listed["next_cursor"], Value::Null);
+
+    let trace = json(send(&app, get(&format!("/api/v1/runs/{run}/trace"))).await).await;
+    assert_eq!(trace["trace"].as_str().unwrap().len(), 64);
+    let chain = json(send(&app, get(&format!("/api/v1/runs/{run}/provenance"))).await).await;
+    assert_eq!(chain["records"].as_array().unwrap().len(), 2);
+    let verified = json(send(&app, get(&format!("/api/v1/runs/{run}/verify"))).await).await;
+    assert_eq!(verified["mismatch"], Value::Null);
+    assert_eq!(verified["root"], chain["root"]);
+    let checkpoints = send(&app, get(&format!("/api/v1/runs/{run}/checkpoints"))).await;
+    assert_eq!(checkpoints.status(), 200);
+    let artifacts = json(send(&app, get(&format!("/api/v1/runs/{run}/artifacts"))).await).await;
+    assert_eq!(artifacts, json!([]));
+    let logs = send(&app, get(&format!("/api/v1/runs/{run}/tasks/greet/logs"))).await;
+    assert_eq!(text(logs).await, "hi\n");
+    let missing = send(
+        &app,
+        get(&format!("/api/v1/runs/{run}/tasks/greet/logs?attempt=2")),
+    )
+    .await;
+    problem(missing, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn runs_are_listed_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let mut started = Vec::new();
+    for _ in 0..3 {
+        let run = start(&app, "name: tiny\ntasks:\n  a: {noop: true}\n").await;
+        follow(&app, &run).await;
+        started.push(run);
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/runs?limit=2&workflow=tiny".to_owned();
+    loop {
+        let page = json(send(&app, get(&uri)).await).await;
+        for run in page["runs"].as_array().unwrap() {
+            seen.push(run["run_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/runs?limit=2&workflow=tiny&cursor={cursor}"),
+            None => break,
+        }
+    }
+    started.reverse();
+    assert_eq!(seen, started, "newest first, each once");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_starts_one_run_however_often_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let request = || {
+        Request::post("/api/v1/runs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", "deploy-42")
+            .body(Body::from(json!({"spec": HELLO}).to_string()))
+            .unwrap()
+    };
+    let first = send(&app, request()).await;
+    assert_eq!(first.status(), 201);
+    let run = json(first).await["run_id"].clone();
+    follow(&app, run.as_str().unwrap()).await;
+    let again = send(&app, request()).await;
+    assert_eq!(again.status(), 200);
+    let body = json(again).await;
+    assert_eq!(body["run_id"], run);
+    assert_eq!(body["status"], "succeeded");
+    let listed = json(send(&app, get("/api/v1/runs")).await).await;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_and_cannot_be_cancelled_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let run = start(
+        &app,
+        "name: slow\ntasks:\n  wait: {run: sleep 300}\n  after: {needs: [wait], run: touch ran}\n",
+    )
+    .await;
+    let response = send(
+        &app,
+        post_json(&format!("/api/v1/runs/{run}/cancel"), &json!({})),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let events = follow(&app, &run).await;
+    assert_eq!(events.last().unwrap().data["status"], "cancelled");
+    let again = send(
+        &app,
+        post_json(&format!("/api/v1/runs/{run}/cancel"), &json!({})),
+    )
+    .await;
+    problem(again, 409, "conflict").await;
+    assert!(!dir.path().join("ran").exists());
+}
+
+#[tokio::test]
+async fn an_artifact_is_downloaded_by_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let run = start(
+        &app,
+        "name: art\ntasks:\n  make:\n    run: echo data > out.txt\n    artifacts: [out.txt]\n",
+    )
+    .await;
+    follow(&app, &run).await;
+    let listed = json(send(&app, get(&format!("/api/v1/runs/{run}/artifacts"))).await).await;
+    assert_eq!(listed[0]["task"], "make");
+    let digest = listed[0]["digest"].as_str().unwrap();
+    let bytes = send(&app, get(&format!("/api/v1/artifacts/{digest}"))).await;
+    assert_eq!(bytes.status(), 200);
+    assert_eq!(text(bytes).await, "data\n");
+    problem(
+        send(&app, get("/api/v1/artifacts/nothex")).await,
+        400,
+        "malformed-request",
+    )
+    .await;
+    let absent = format!("/api/v1/artifacts/{}", "0".repeat(64));
+    problem(send(&app, get(&absent)).await, 404, "not-found").await;
+}
