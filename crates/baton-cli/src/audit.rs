@@ -1,10 +1,9 @@
 //! Proving what a recorded run did: `baton verify`, `baton provenance`,
-//! `baton replay`, `baton checkpoints`, and `baton cancel` for a run that
-//! another process drives.
+//! `baton replay`, `baton checkpoints`, `baton artifacts`.
 
 use std::process::ExitCode;
 
-use crate::runs::{Home, RunArgs};
+use crate::runs::RunArgs;
 
 pub(crate) fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
@@ -161,39 +160,4 @@ pub(crate) fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     crate::emit(&table)?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(clap::Args)]
-pub(crate) struct CancelArgs {
-    /// The run's id.
-    run: String,
-    #[command(flatten)]
-    home: Home,
-}
-
-/// Leaves a cancel request in the store; the process driving the run sees
-/// it within its poll interval and stops the run as Ctrl-C would.
-pub(crate) fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
-    let store = engine.store();
-    let status = match store.summary(&args.run) {
-        Ok(run) => Some(run.status),
-        Err(baton_store::Error::UnknownRun(_)) => None,
-        Err(error) => return Err(error.into()),
-    };
-    match status {
-        None => anyhow::bail!("no run `{}`", args.run),
-        Some(status) if status.is_final() => {
-            crate::emit(format_args!("run {} already ended: {status}", args.run))?;
-            Ok(ExitCode::FAILURE)
-        }
-        Some(_) => {
-            store.request_cancel(&args.run).wait()?;
-            crate::emit(format_args!(
-                "cancel requested for run {}; the baton running it stops its tasks now",
-                args.run
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }

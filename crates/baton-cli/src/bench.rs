@@ -97,6 +97,26 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
+    /// The server under load: many runs at once through the API, start to
+    /// first task, and `GET /api/v1/runs/{id}` with wrk.
+    Api {
+        /// Runs of a 10-task workflow started at once.
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        /// Runs started one at a time for the start-to-first-task latency.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// How long wrk loads `GET /api/v1/runs/{id}`.
+        #[arg(long, default_value_t = 10)]
+        wrk_seconds: u64,
+    },
+    /// A `foreach` over N no-op items, in memory and on SQLite.
+    Foreach {
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
     /// Shell tasks (`true`) through the engine, against a bare spawn loop.
     Shell {
         #[arg(long, default_value_t = 2000)]
@@ -188,6 +208,18 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             batch,
             writers,
         } => crate::bench_engine::store(events, batch.max(1), writers.max(1))?,
+        Command::Api {
+            runs,
+            samples,
+            wrk_seconds,
+        } => crate::runtime()?.block_on(crate::bench_api::api(
+            runs.max(1),
+            samples.max(1),
+            wrk_seconds.max(1),
+        ))?,
+        Command::Foreach { items, samples } => {
+            crate::runtime()?.block_on(crate::bench_engine::foreach(items, samples.max(1)))?
+        }
         Command::Shell {
             tasks,
             concurrency,

@@ -315,3 +315,65 @@ pub(crate) fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()>
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// A `foreach` over `items` no-op items, in memory and on SQLite: the time
+/// from the run's start to its end, the list rendered, every item run and
+/// their outputs collected.
+pub(crate) async fn foreach(items: usize, samples: usize) -> anyhow::Result<()> {
+    let spec = format!(
+        "name: foreach\ntasks:\n  each:\n    foreach: {{items: \"{{{{ range({items}) | list }}}}\", concurrency: 1024}}\n    noop: true\n"
+    );
+    let valid = Arc::new(
+        baton_core::check_source(&spec, baton_core::Format::Yaml)
+            .map_err(|problems| anyhow::anyhow!("the bench spec is invalid: {problems:?}"))?,
+    );
+    let dir = tempfile_dir()?;
+    let stores: [(&str, Arc<dyn baton_store::Store>); 2] = [
+        (
+            "in-memory store",
+            Arc::new(baton_store::MemoryStore::default()),
+        ),
+        (
+            "SQLite store",
+            Arc::new(baton_store::SqliteStore::open(dir.join("foreach.db"))?),
+        ),
+    ];
+    for (label, store) in stores {
+        let engine = Engine::with_store(
+            EngineConfig {
+                state_dir: dir.clone(),
+                ..EngineConfig::default()
+            },
+            store,
+        );
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let started = Instant::now();
+            let report = engine
+                .start_valid(Arc::clone(&valid), RunOptions::default())?
+                .finish()
+                .await?;
+            times.push(started.elapsed());
+            let collected = report.tasks[0]
+                .output
+                .as_ref()
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len);
+            anyhow::ensure!(
+                report.succeeded() && collected == items,
+                "the foreach did not collect {items} outputs: {:?}",
+                report.status
+            );
+        }
+        let (median, min, max) = median(times);
+        println!(
+            "foreach over {items} no-op items, {label}: median {} ({:.0} items/s), min {}, max {} over {samples} samples",
+            show(median),
+            items as f64 / median.as_secs_f64(),
+            show(min),
+            show(max),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

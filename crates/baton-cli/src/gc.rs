@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use baton_core::Duration;
 
-use crate::runs::{Home, now};
+use baton_engine::wall_clock as now;
+
+use crate::runs::Home;
 
 #[derive(clap::Args)]
 pub(crate) struct GcArgs {

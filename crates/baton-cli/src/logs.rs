@@ -5,10 +5,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use baton_engine::Engine;
-use baton_engine::logs::LogFollower;
+use std::collections::{HashMap, HashSet};
 
+use anyhow::Context;
+use baton_engine::logs::LogFollower;
+use baton_engine::{Engine, RunReport, TaskReport};
+
+use crate::remote::Remote;
 use crate::runs::Home;
 
 /// How often `--follow` looks for new output and for the run's end.
@@ -30,20 +33,16 @@ pub(crate) struct LogsArgs {
     home: Home,
 }
 
-pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = remote {
+        return remote_logs(remote, &args);
+    }
     let engine = args.home.engine()?;
     if args.follow {
         return follow(&engine, &args);
     }
     let report = engine.recorded(&args.run)?;
-    let tasks: Vec<_> = match &args.task {
-        Some(id) => vec![
-            report
-                .task(id)
-                .with_context(|| format!("run `{}` has no task `{id}`", args.run))?,
-        ],
-        None => report.tasks.iter().collect(),
-    };
+    let tasks = selected(&report, &args)?;
     let mut out = std::io::stdout().lock();
     for task in tasks {
         let attempt = args.attempt.unwrap_or(task.attempts);
@@ -80,6 +79,96 @@ pub(crate) fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tasks whose logs are asked for: the one named, or all.
+fn selected<'a>(report: &'a RunReport, args: &LogsArgs) -> anyhow::Result<Vec<&'a TaskReport>> {
+    Ok(match &args.task {
+        Some(id) => vec![
+            report
+                .task(id)
+                .with_context(|| format!("run `{}` has no task `{id}`", args.run))?,
+        ],
+        None => report.tasks.iter().collect(),
+    })
+}
+
+/// [`logs`] through a server: the same text, read over the API (with
+/// `--follow`, by offset, until the run has ended and all is printed).
+fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let streams = [
+        baton_engine::logs::STDOUT_FILE,
+        baton_engine::logs::STDERR_FILE,
+    ];
+    // Bytes printed per (task, attempt, stream), and attempts drained.
+    let mut offsets: HashMap<(String, u32, &str), u64> = HashMap::new();
+    let mut drained: HashSet<(String, u32)> = HashSet::new();
+    let mut last = None;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let report: RunReport = remote.get(&format!("/runs/{}", args.run), &[])?;
+        let ended = report.status.is_final();
+        for task in selected(&report, args)? {
+            let attempts = match args.attempt {
+                Some(attempt) => {
+                    anyhow::ensure!(
+                        (1..=task.attempts).contains(&attempt) || args.follow,
+                        "task `{}` has {} attempt(s)",
+                        task.id,
+                        task.attempts
+                    );
+                    attempt..=attempt.min(task.attempts)
+                }
+                None if args.follow => 1..=task.attempts,
+                None => task.attempts..=task.attempts,
+            };
+            for attempt in attempts.filter(|&attempt| attempt > 0) {
+                if drained.contains(&(task.id.clone(), attempt)) {
+                    continue;
+                }
+                let mut fresh = false;
+                for stream in streams {
+                    let key = (task.id.clone(), attempt, stream);
+                    let offset = offsets.get(&key).copied().unwrap_or(0);
+                    let query = [
+                        ("attempt", attempt.to_string()),
+                        ("stream", stream.trim_end_matches(".log").to_owned()),
+                        ("offset", offset.to_string()),
+                    ];
+                    let path = format!("/runs/{}/tasks/{}/logs", args.run, task.id);
+                    let Some(text) = remote.text(&path, &query)? else {
+                        continue;
+                    };
+                    if text.is_empty() {
+                        continue;
+                    }
+                    fresh = true;
+                    offsets.insert(key, offset + text.len() as u64);
+                    let source = (task.id.clone(), attempt, stream);
+                    let written = if last.as_ref() == Some(&source) {
+                        out.write_all(text.as_bytes())
+                    } else {
+                        writeln!(out, "--- {} (attempt {attempt}) {stream} ---", task.id)
+                            .and_then(|()| out.write_all(text.as_bytes()))
+                    };
+                    match written.and_then(|()| out.flush()) {
+                        Ok(()) => last = Some(source),
+                        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                if !fresh && (attempt < task.attempts || task.status.is_final()) {
+                    drained.insert((task.id.clone(), attempt));
+                }
+            }
+        }
+        if !args.follow || ended {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
 }
 
 /// Prints new log output until the run has ended and everything it wrote

@@ -4,10 +4,15 @@
 
 mod audit;
 mod bench;
+mod bench_api;
 mod bench_engine;
 mod bench_resume;
+mod config;
+mod control;
 mod gc;
+mod keys;
 mod logs;
+mod remote;
 mod report;
 mod run;
 mod runs;
@@ -28,6 +33,13 @@ use crate::spec_file::SpecFile;
     about = "A durable DAG orchestrator for agents and jobs"
 )]
 struct Cli {
+    /// Ask this `baton serve` instead of the local store (`runs`, `show`,
+    /// `logs`, `cancel`, `approve`, `pause`, `unpause`).
+    #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The API key for `--server`.
+    #[arg(long, global = true, env = "BATON_KEY", hide_env_values = true)]
+    key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,7 +81,13 @@ enum Command {
     /// A recorded run's events, as JSON lines.
     Events(runs::EventsArgs),
     /// Ask the baton driving a run (in any process) to cancel it.
-    Cancel(audit::CancelArgs),
+    Cancel(control::RunControlArgs),
+    /// Decide a waiting `approval` task: `baton approve RUN TASK CHOICE`.
+    Approve(control::ApproveArgs),
+    /// Start no new task in a run until `baton unpause`; running ones finish.
+    Pause(control::RunControlArgs),
+    /// Let a paused run start tasks again.
+    Unpause(control::RunControlArgs),
     /// Recompute a run's provenance from its events; names the first record
     /// that does not match.
     Verify(runs::RunArgs),
@@ -87,6 +105,13 @@ enum Command {
     Gc(gc::GcArgs),
     /// Serve the REST API and live event streams (`/api/v1`).
     Serve(serve::ServeArgs),
+    /// The settings in effect (baton.toml, BATON_ variables), secrets masked.
+    Config(config::ConfigArgs),
+    /// The API keys `baton serve` accepts.
+    Keys {
+        #[command(subcommand)]
+        command: keys::Command,
+    },
     /// Print the DAG as Mermaid or Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -116,6 +141,35 @@ pub(crate) fn parse_input(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let remote = match cli
+        .server
+        .as_deref()
+        .map(|server| remote::Remote::new(server, cli.key.clone()))
+    {
+        Some(Ok(remote)) => Some(remote),
+        Some(Err(error)) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let remote = remote.as_ref();
+    let served = matches!(
+        cli.command,
+        Command::Runs(_)
+            | Command::Show(_)
+            | Command::Logs(_)
+            | Command::Cancel(_)
+            | Command::Approve(_)
+            | Command::Pause(_)
+            | Command::Unpause(_)
+    );
+    if remote.is_some() && !served && !matches!(cli.command, Command::Serve(_)) {
+        eprintln!(
+            "error: --server applies to runs, show, logs, cancel, approve, pause and unpause; this command works on the local store"
+        );
+        return ExitCode::from(2);
+    }
     let outcome = match cli.command {
         Command::Validate {
             files,
@@ -125,13 +179,16 @@ fn main() -> ExitCode {
         Command::Plan { file, json } => plan(&file, json),
         Command::Graph { file, format } => graph(&file, format),
         Command::Run(args) => run::run(args),
-        Command::Runs(args) => runs::runs(args),
-        Command::Show(args) => runs::show(args),
+        Command::Runs(args) => runs::runs(args, remote),
+        Command::Show(args) => runs::show(args, remote),
         Command::Events(args) => runs::events(args),
         Command::Resume(args) => runs::resume(args),
         Command::Rerun(args) => runs::rerun(args),
-        Command::Logs(args) => logs::logs(args),
-        Command::Cancel(args) => audit::cancel(args),
+        Command::Logs(args) => logs::logs(args, remote),
+        Command::Cancel(args) => control::cancel(args, remote),
+        Command::Approve(args) => control::approve(args, remote),
+        Command::Pause(args) => control::pause(args, remote),
+        Command::Unpause(args) => control::unpause(args, remote),
         Command::Verify(args) => audit::verify(args),
         Command::Provenance(args) => audit::provenance(args),
         Command::Replay(args) => audit::replay(args),
@@ -139,6 +196,8 @@ fn main() -> ExitCode {
         Command::Artifacts(args) => audit::artifacts(args),
         Command::Gc(args) => gc::gc(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Keys { command } => keys::run(command),
+        Command::Config(args) => config::show(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }

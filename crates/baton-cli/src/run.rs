@@ -137,8 +137,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
                 .map(|seed| baton_core::seeded_run_id(seed, &valid.workflow().name))
         }),
         watch: true,
-        reuse: None,
-        served: false,
+        ..RunOptions::default()
     };
     if let Some(run_id) = &options.run_id
         && engine.store().run(run_id).is_ok()
@@ -171,7 +170,11 @@ pub(crate) async fn follow(
     let mut view = if json {
         View::Json
     } else {
-        View::Progress(Progress::new(Arc::clone(&valid), handle.ended() as u64))
+        View::Progress(Progress::new(
+            Arc::clone(&valid),
+            handle.run_id(),
+            handle.ended() as u64,
+        ))
     };
     let events = handle
         .events()
@@ -282,13 +285,14 @@ struct Proof {
 /// failures printed above the bar as they happen.
 struct Progress {
     valid: Arc<Valid>,
+    run_id: String,
     bar: ProgressBar,
     running: BTreeMap<u32, std::time::Instant>,
     colour: bool,
 }
 
 impl Progress {
-    fn new(valid: Arc<Valid>, done: u64) -> Progress {
+    fn new(valid: Arc<Valid>, run_id: &str, done: u64) -> Progress {
         let total = valid.workflow().tasks.len() as u64;
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_position(done);
@@ -299,6 +303,7 @@ impl Progress {
         );
         Progress {
             valid,
+            run_id: run_id.to_owned(),
             bar,
             running: BTreeMap::new(),
             colour: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
@@ -319,13 +324,28 @@ impl Progress {
 
     fn on_event(&mut self, event: &Event) {
         match event {
+            // Someone has to act: say how.
+            Event::ApprovalRequested { task, .. } => {
+                let id = self.id(*task).to_owned();
+                let choices = match &self.valid.workflow().tasks[*task as usize].kind {
+                    baton_core::TaskKind::Approval(approval) => approval.choices.join("|"),
+                    _ => String::new(),
+                };
+                let mark = paint(self.colour, "33", "?");
+                self.say(format!(
+                    "{mark} {id} waits for a decision: baton approve {} {id} <{choices}>",
+                    self.run_id
+                ));
+            }
             Event::TaskStarted { task, attempt, .. } => {
                 self.running.insert(*task, std::time::Instant::now());
                 if *attempt > 1 {
                     self.bar.set_position(self.bar.position().saturating_sub(1));
                 }
             }
-            Event::TaskSucceeded { task, .. } => {
+            // An iteration counts like a retried failure: the next start
+            // takes it back.
+            Event::TaskSucceeded { task, .. } | Event::TaskIterated { task, .. } => {
                 self.running.remove(task);
                 self.bar.inc(1);
             }
@@ -406,9 +426,14 @@ pub(crate) fn print_summary(report: &RunReport) {
     for task in &report.tasks {
         // A reused result did not run here: it is marked as taken from the
         // run that produced it.
-        let (status, note) = match &task.reused_from {
-            Some(run) => ("cached", format!("result of run {run}")),
-            None => (task.status.name(), task.note.clone().unwrap_or_default()),
+        let (status, note) = match (&task.reused_from, &task.approval) {
+            (Some(run), _) => ("cached", format!("result of run {run}")),
+            // A waiting approval shows what it asks.
+            (None, Some(asks)) => (
+                task.status.name(),
+                format!("{} ({})", asks.prompt, asks.choices.join(" | ")),
+            ),
+            (None, None) => (task.status.name(), task.note.clone().unwrap_or_default()),
         };
         table.add_row([
             task.id.clone(),

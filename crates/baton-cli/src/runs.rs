@@ -5,12 +5,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use baton_core::run::{Millis, RunStatus};
-use baton_engine::{Engine, EngineConfig, RunEvent};
-use baton_store::{RunFilter, SqliteStore};
+use baton_core::run::RunStatus;
+use baton_engine::{Engine, EngineConfig, RunEvent, RunReport};
+use baton_store::{RunFilter, RunSummary, SqliteStore};
+
+use crate::remote::Remote;
 
 use crate::run::{follow, print_summary};
 
@@ -28,6 +29,11 @@ pub(crate) struct Home {
 impl Home {
     /// An engine recording into this home's store.
     pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
+        self.engine_with(EngineConfig::default())
+    }
+
+    /// [`Home::engine`], with `config`'s settings but this home's files.
+    pub(crate) fn engine_with(&self, config: EngineConfig) -> anyhow::Result<Engine> {
         std::fs::create_dir_all(&self.state_dir)
             .with_context(|| format!("cannot create {}", self.state_dir.display()))?;
         let path = self
@@ -38,7 +44,7 @@ impl Home {
         Ok(Engine::with_store(
             EngineConfig {
                 state_dir: self.state_dir.clone(),
-                ..EngineConfig::default()
+                ..config
             },
             Arc::new(store),
         ))
@@ -106,20 +112,34 @@ pub(crate) struct EventsArgs {
     home: Home,
 }
 
-pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
-    let filter = RunFilter {
-        status: args.status,
-        workflow: args.workflow,
-        limit: args.limit,
-        ..RunFilter::default()
+pub(crate) fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+    let runs: Vec<RunSummary> = match remote {
+        Some(remote) => {
+            let mut query = vec![("limit", args.limit.clamp(1, 1000).to_string())];
+            if let Some(status) = args.status {
+                query.push(("status", status.name().to_owned()));
+            }
+            if let Some(workflow) = &args.workflow {
+                query.push(("workflow", workflow.clone()));
+            }
+            let page: serde_json::Value = remote.get("/runs", &query)?;
+            serde_json::from_value(page["runs"].clone())?
+        }
+        None => {
+            let filter = RunFilter {
+                status: args.status,
+                workflow: args.workflow,
+                limit: args.limit,
+                ..RunFilter::default()
+            };
+            args.home.engine()?.store().runs(&filter)?
+        }
     };
-    let runs = engine.store().runs(&filter)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let now = now().0;
+    let now = baton_engine::wall_clock().0;
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
     table.set_header(["run", "workflow", "status", "started", "took", "events"]);
@@ -142,15 +162,6 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The wall clock, in the store's terms.
-pub(crate) fn now() -> Millis {
-    Millis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64),
-    )
-}
-
 fn parse_status(text: &str) -> Result<RunStatus, String> {
     serde_json::from_value(serde_json::Value::from(text)).map_err(|_| {
         format!("unknown status `{text}`: use pending, running, succeeded, failed, cancelled or compensated")
@@ -169,9 +180,11 @@ fn age(millis: u64) -> String {
     }
 }
 
-pub(crate) fn show(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
-    let report = engine.recorded(&args.run)?;
+pub(crate) fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+    let report: RunReport = match remote {
+        Some(remote) => remote.get(&format!("/runs/{}", args.run), &[])?,
+        None => args.home.engine()?.recorded(&args.run)?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -4,29 +4,48 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use baton_engine::{Engine, EngineConfig};
 use baton_server::{AppState, ServerConfig};
 
+use crate::config::{ConfigArgs, Retention};
 use crate::runs::Home;
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
-    /// The address and port to listen on (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
-    bind: SocketAddr,
-    /// The largest request body accepted, in bytes.
-    #[arg(long, default_value_t = ServerConfig::default().body_limit, value_name = "BYTES")]
-    body_limit: usize,
+    /// The address and port to listen on (port 0 picks a free one)
+    /// [default: 127.0.0.1:8080, or `server.bind`].
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<SocketAddr>,
+    /// The largest request body accepted, in bytes [default: 2 MiB, or
+    /// `server.body_limit`].
+    #[arg(long, value_name = "BYTES")]
+    body_limit: Option<usize>,
+    /// Accept requests without an API key: for a laptop, never for a
+    /// shared address.
+    #[arg(long)]
+    insecure_no_auth: bool,
     #[command(flatten)]
     home: Home,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config.load()?;
+    let bind = args.bind.unwrap_or(config.server.bind);
+    let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
     crate::runtime()?.block_on(async {
-        let engine = args.home.engine()?;
+        let mut engine_config = EngineConfig::default();
+        config.engine.apply(&mut engine_config);
+        let engine = args.home.engine_with(engine_config)?;
+        if config.retention.older_than.is_some() {
+            tokio::spawn(retain(engine.clone(), config.retention.clone()));
+        }
         let state = AppState::new(
             engine,
             ServerConfig {
-                body_limit: args.body_limit,
+                body_limit: args.body_limit.unwrap_or(config.server.body_limit),
+                require_keys: !insecure,
             },
         );
         let (resumed, failed) = state.recover()?;
@@ -36,18 +55,51 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if !resumed.is_empty() {
             eprintln!("resumed {} run(s) the last server left unfinished", resumed.len());
         }
-        let listener = tokio::net::TcpListener::bind(args.bind)
+        let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .with_context(|| format!("cannot listen on {}", args.bind))?;
+            .with_context(|| format!("cannot listen on {bind}"))?;
         let address = listener.local_addr()?;
-        eprintln!(
-            "warning: API keys are not implemented yet: anyone who can reach {address} can start and cancel runs"
-        );
+        if insecure {
+            eprintln!(
+                "warning: --insecure-no-auth: anyone who can reach {address} can start, cancel and decide runs"
+            );
+        } else if state.store().keys()?.iter().all(|key| key.revoked_at.is_some()) {
+            eprintln!(
+                "note: no API key yet, so every API request is refused; make one with `baton keys create --name NAME --scope admin`"
+            );
+        }
         // The line scripts and tests wait for: the port is open from here.
         println!("baton serving on http://{address}");
         baton_server::serve(listener, state, shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The retention policy: every `every`, what `baton gc --older-than` would
+/// delete. A failed round is reported and tried again next time.
+async fn retain(engine: Engine, policy: Retention) {
+    let Some(older_than) = policy.older_than else {
+        return;
+    };
+    let mut every =
+        tokio::time::interval(policy.every.as_std().max(std::time::Duration::from_secs(1)));
+    loop {
+        every.tick().await;
+        let engine = engine.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            engine.prune(older_than, baton_engine::wall_clock())
+        })
+        .await;
+        match pruned {
+            Ok(Ok(pruned)) if !pruned.runs.is_empty() => eprintln!(
+                "retention: deleted {} run(s) that finished over {older_than} ago, {} artifact(s)",
+                pruned.runs.len(),
+                pruned.objects
+            ),
+            Ok(Err(error)) => eprintln!("retention: {error}"),
+            _ => {}
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM: stop taking requests. Runs in flight are recorded

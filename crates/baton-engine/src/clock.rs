@@ -15,13 +15,19 @@ pub(crate) struct Clock {
     origin_millis: u64,
 }
 
+/// The system's wall time now, for stamps outside a run (keys, retention).
+pub fn wall_clock() -> Millis {
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+    )
+}
+
 impl Clock {
     /// The system's wall time.
     pub(crate) fn system() -> Clock {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
-        Clock::starting_at(Millis(now))
+        Clock::starting_at(wall_clock())
     }
 
     /// A clock that reads `start` now and advances with tokio's time

@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Once, RwLock};
+use std::sync::{Arc, Mutex, Once, RwLock};
 
-use baton_core::run::{Chain, Event, Millis, RunSetup, RunState};
+use baton_core::run::{Chain, Control, ControlError, Event, Millis, RunSetup, RunState};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
 use baton_store::{MemoryStore, Reuse, RunRecord, Store};
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::report::RunReport;
@@ -79,6 +80,9 @@ pub enum Error {
     /// Run files (logs, artifacts) could not be read or removed.
     #[error("{0}")]
     Files(String),
+    /// A control request that does not apply to the run as it stands.
+    #[error(transparent)]
+    Control(#[from] ControlError),
 }
 
 fn summary(problems: &[Problem]) -> String {
@@ -110,6 +114,8 @@ pub struct RunOptions {
     /// Started through the API (`baton serve` resumes such runs when it
     /// starts again after dying).
     pub served: bool,
+    /// The registered version of the workflow the run was started from.
+    pub workflow_version: Option<u32>,
 }
 
 /// One event of a run, numbered from 0 in log order.
@@ -150,6 +156,10 @@ pub struct Engine {
     pub(crate) handlers: Arc<RwLock<crate::runner::Handlers>>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) slots: Arc<Semaphore>,
+    /// The runs this engine drives, each woken to read its control
+    /// requests as soon as one is recorded here (other processes' requests
+    /// are found by polling).
+    pub(crate) driven: Arc<Mutex<FxHashMap<String, Arc<Notify>>>>,
 }
 
 impl Engine {
@@ -179,7 +189,40 @@ impl Engine {
             handlers,
             config: Arc::new(config),
             store,
+            driven: Arc::default(),
         }
+    }
+
+    /// Asks `run` to pause, resume, take an approval's decision or cancel:
+    /// checked against the run's recorded state (so a wrong task or choice
+    /// is refused at once), then stored for whichever process drives it.
+    /// The run checks it again when it reads it, as it may have moved on.
+    pub async fn control(&self, run: &str, control: Control) -> Result<(), Error> {
+        let (state, _) = self.rebuild(run)?;
+        state.control(&control, Millis(0))?;
+        self.store.request(run, &control).await?;
+        if let Some(driver) = self.driven_lock().get(run) {
+            driver.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Registers a run this engine drives, so its controls wake it.
+    pub(crate) fn drive_controls(&self, run: &str) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.driven_lock()
+            .insert(run.to_owned(), Arc::clone(&notify));
+        notify
+    }
+
+    pub(crate) fn forget_controls(&self, run: &str) {
+        self.driven_lock().remove(run);
+    }
+
+    fn driven_lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, Arc<Notify>>> {
+        self.driven
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes `handler` the function behind tasks written `handler: NAME`.
@@ -403,6 +446,7 @@ impl Engine {
             on_failure: options.on_failure,
             reuse: options.reuse,
             served: options.served,
+            workflow_version: options.workflow_version,
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());
@@ -426,6 +470,13 @@ pub(crate) fn setup_of(record: &RunRecord) -> RunSetup {
         timeout: record.timeout,
         on_failure: record.on_failure,
     }
+}
+
+/// An HTTP client builder for programs around the engine (the CLI talking
+/// to a server), with the TLS provider in place.
+pub fn http_client() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
 }
 
 /// reqwest is built without a default TLS provider (the default pulls

@@ -34,6 +34,7 @@ mod artifacts;
 mod audit;
 mod clock;
 mod engine;
+mod hooks;
 mod leftovers;
 pub mod logs;
 mod record;
@@ -43,12 +44,16 @@ mod retention;
 mod runnable;
 mod runner;
 mod shell;
+mod telemetry;
 
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
+pub use clock::wall_clock;
+pub use engine::http_client;
 pub use engine::{
     Canceller, Engine, EngineConfig, Error, Recovery, RunEvent, RunHandle, RunOptions,
 };
-pub use report::{RunReport, TaskReport};
+pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
 pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};
+pub use telemetry::report_metrics;

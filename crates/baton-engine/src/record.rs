@@ -47,7 +47,10 @@ impl Recorder {
             state.apply(event);
             return;
         };
-        let was_running = state.status(task) == TaskStatus::Running;
+        let was_running = matches!(
+            state.status(task),
+            TaskStatus::Running | TaskStatus::Waiting
+        );
         state.apply(event);
         let seen = &mut self.touched_in[task as usize];
         if *seen != self.batch {
@@ -129,7 +132,9 @@ fn artifact_rows(event: &Event, rows: &mut Vec<ArtifactRow>) {
 /// The row of the attempt a just-applied event ended, if it ended one.
 fn ended_attempt(state: &RunState, event: &Event) -> Option<AttemptRow> {
     let (task, at, status, error) = match event {
-        Event::TaskSucceeded { task, at, .. } => (*task, *at, AttemptStatus::Succeeded, None),
+        Event::TaskSucceeded { task, at, .. } | Event::TaskIterated { task, at, .. } => {
+            (*task, *at, AttemptStatus::Succeeded, None)
+        }
         Event::TaskFailed {
             task, at, failure, ..
         } => (

@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 
 use baton_core::Duration;
-use baton_core::run::{Artifact, Millis, RunMetrics, RunState, RunStatus, SkipReason, TaskStatus};
-use serde::Serialize;
+use baton_core::run::{
+    Artifact, Millis, RunMetrics, RunState, RunStatus, SkipReason, TaskStatus, Work,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::logs::attempt_dir;
 
 /// How a run ended, task by task, with its figures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
     pub workflow: String,
@@ -24,7 +26,7 @@ pub struct RunReport {
     pub metrics: RunMetrics,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskReport {
     pub id: String,
     pub status: TaskStatus,
@@ -43,11 +45,21 @@ pub struct TaskReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<String>,
     /// The files it stored from its `artifacts:`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
     /// The last attempt's log directory, for `run` and `command` tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<PathBuf>,
+    /// What an approval task that waits for a decision asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRequest>,
+}
+
+/// The question a waiting approval puts to people, rendered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub prompt: String,
+    pub choices: Vec<String>,
 }
 
 impl RunReport {
@@ -98,6 +110,7 @@ impl RunReport {
                     artifacts: state.artifacts(task).to_vec(),
                     logs: (runs_process && attempts > 0 && state.reused_from(task).is_none())
                         .then(|| attempt_dir(state_dir, state.run_id(), &definition.id, attempts)),
+                    approval: approval_request(state, task),
                 }
             })
             .collect();
@@ -111,6 +124,16 @@ impl RunReport {
             tasks,
             metrics: state.metrics(),
         }
+    }
+}
+
+fn approval_request(state: &RunState, task: u32) -> Option<ApprovalRequest> {
+    if state.status(task) != TaskStatus::Waiting {
+        return None;
+    }
+    match state.resolve(task, state.attempts(task)).ok()?.work {
+        Work::Approval { prompt, choices } => Some(ApprovalRequest { prompt, choices }),
+        _ => None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use baton_core::Valid;
 use baton_core::run::TaskStatus;
 use baton_store::Reuse;
 
@@ -15,6 +16,28 @@ impl Engine {
     /// if the cache holds their result (with no `from`: only what did not
     /// succeed runs).
     pub fn rerun(&self, run_id: &str, from: Option<&str>, watch: bool) -> Result<RunHandle, Error> {
+        let (valid, options) = self.rerun_of(run_id, from, watch)?;
+        self.start_valid(valid, options)
+    }
+
+    /// [`Engine::rerun`], answering once the new run is recorded.
+    pub async fn rerun_recorded(
+        &self,
+        run_id: &str,
+        from: Option<&str>,
+        watch: bool,
+    ) -> Result<RunHandle, Error> {
+        let (valid, options) = self.rerun_of(run_id, from, watch)?;
+        self.start_recorded(valid, options).await
+    }
+
+    /// The workflow and options of a rerun of `run_id`.
+    fn rerun_of(
+        &self,
+        run_id: &str,
+        from: Option<&str>,
+        watch: bool,
+    ) -> Result<(Arc<Valid>, RunOptions), Error> {
         let record = self.store.run(run_id)?;
         let workflow = Arc::unwrap_or_clone(Arc::clone(&record.workflow));
         let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
@@ -56,12 +79,13 @@ impl Engine {
             run_id: None,
             watch,
             served: record.served,
+            workflow_version: record.workflow_version,
             reuse: Some(Reuse {
                 run_id: run_id.to_owned(),
                 tasks,
                 fresh,
             }),
         };
-        self.start_valid(Arc::new(valid), options)
+        Ok((Arc::new(valid), options))
     }
 }

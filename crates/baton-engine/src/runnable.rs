@@ -1,5 +1,5 @@
 //! What this engine can run today. A spec may use kinds and modifiers that
-//! later versions run (agents, approvals, sub-workflows, fan-out);
+//! later versions run (agents, sub-workflows, fan-out);
 //! refusing them up front, with the place they are written, beats a run that
 //! silently does less than the spec says.
 
@@ -20,9 +20,6 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
         .at_key()
         .with_help("`baton validate` accepts it; remove it to run the workflow here")
     };
-    if workflow.hooks.is_some() {
-        problems.push(not_yet(Path::root().key("hooks"), "`hooks`"));
-    }
     for task in &workflow.tasks {
         let path = || Path::task(&task.id);
         match &task.kind {
@@ -30,7 +27,6 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
                 not_yet(path().key("agent"), "an `agent` task")
                     .with_help("agent tasks need remote workers, which arrive with `baton serve`"),
             ),
-            TaskKind::Approval(_) => problems.push(not_yet(path().key("approval"), "an `approval` task")),
             TaskKind::Workflow(_) => {
                 problems.push(not_yet(path().key("workflow"), "a `workflow` (sub-workflow) task"))
             }
@@ -45,14 +41,7 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
             ),
             _ => {}
         }
-        let modifiers = [
-            ("foreach", task.foreach.is_some()),
-            ("repeat", task.repeat.is_some()),
-            ("swarm", task.swarm.is_some()),
-            ("check", !task.check.is_empty()),
-            ("hooks", task.hooks.is_some()),
-            ("escalate", task.escalate.is_some()),
-        ];
+        let modifiers = [("escalate", task.escalate.is_some())];
         for (key, present) in modifiers {
             if present {
                 problems.push(not_yet(path().key(key), &format!("`{key}`")));

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use baton_core::run::{
-    Artifact, Budget, Chain, Command, Digest, Event, Failure, FailureKind, Millis, RunState,
-    TaskStatus,
+    Artifact, Budget, Chain, Command, Digest, Event, Failure, FailureKind, Iteration, Millis,
+    Reduction, RunState, TaskStatus,
 };
 use baton_store::{ArtifactRole, Batch, Reuse, Store};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -21,10 +21,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::artifacts::{ArtifactError, Cas};
 use crate::clock::Clock;
 use crate::engine::{Engine, Error, RunEvent};
+use crate::hooks::Hooks;
 use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
 use crate::runner::{Attempt, Outcome, Runners, TaskContext};
+use crate::telemetry::Observer;
 
 /// A runner's report, tagged with what it ran.
 struct Done {
@@ -179,6 +181,9 @@ pub(crate) async fn drive(
         .checkpoint_every
         .max(2 * state.task_count() as u64)
         .max(1);
+    let controls = Controls::new(engine, &state);
+    let mut observer = Observer::default();
+    let mut hooks = Hooks::new(&state);
     let mut poll = tokio::time::interval(engine.config.poll_interval.as_std());
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Events of `pending` already applied to `state` (inline completions,
@@ -197,7 +202,10 @@ pub(crate) async fn drive(
                 attempts: &recorder.attempts,
                 artifacts: &recorder.artifacts,
             };
+            let append = std::time::Instant::now();
             engine.store.write(state.run_id(), seq, write).await?;
+            observer.batch(&state, &pending, append.elapsed());
+            hooks.fire(engine, &state, &pending, seq);
             recorder.clear();
             let before = seq;
             for event in pending.drain(..) {
@@ -287,7 +295,7 @@ pub(crate) async fn drive(
                     if !report.compensation && kills.remove(&report.task).is_some() {
                         engine.slots.add_permits(1);
                     }
-                    completion_events(report, at, &mut pending);
+                    completion_events(report, at, &state, &mut pending);
                     next = if pending.len() < batch { done.try_recv().ok() } else { None };
                 }
             }
@@ -302,13 +310,15 @@ pub(crate) async fn drive(
                 permit.forget();
                 won = 1;
             }
-            _ = poll.tick(), if !cancel_recorded => {
-                // `baton cancel` from another process leaves its request in
-                // the store; a store that cannot answer is asked again.
-                if engine.store.cancel_requested(state.run_id()).unwrap_or(false) {
-                    cancel_recorded = true;
-                    pending.push(Event::CancelRequested { at: clock.now() });
-                }
+            // Another process (`baton cancel`, `baton approve`) leaves its
+            // request in the store; this one also wakes the loop at once.
+            _ = poll.tick() => {
+                controls.read(&mut state, &mut recorder, clock.now(), &mut pending);
+                applied = pending.len();
+            }
+            () = controls.wake.notified() => {
+                controls.read(&mut state, &mut recorder, clock.now(), &mut pending);
+                applied = pending.len();
             }
         }
     }
@@ -325,7 +335,66 @@ pub(crate) async fn drive(
             engine.slots.add_permits(1);
         }
     }
+    hooks.finish().await;
     Ok(state)
+}
+
+/// The run's control requests: where it reads on from, and what wakes it
+/// when this engine records one. Dropped with the loop, so an engine forgets
+/// the runs it no longer drives however the loop ends.
+struct Controls<'a> {
+    engine: &'a Engine,
+    run: String,
+    next: std::cell::Cell<u64>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl<'a> Controls<'a> {
+    fn new(engine: &'a Engine, state: &RunState) -> Controls<'a> {
+        Controls {
+            engine,
+            run: state.run_id().to_owned(),
+            next: std::cell::Cell::new(state.controls_read()),
+            wake: engine.drive_controls(state.run_id()),
+        }
+    }
+
+    /// Records each new request, and what it changes, in `pending`, applied:
+    /// the position of every request read is in the log, so a resumed run
+    /// neither misses nor repeats one. A request that no longer applies
+    /// (its approval was decided meanwhile) changes nothing. A store that
+    /// cannot answer is asked again next time.
+    fn read(
+        &self,
+        state: &mut RunState,
+        recorder: &mut Recorder,
+        at: Millis,
+        pending: &mut Vec<Event>,
+    ) {
+        let Ok(controls) = self.engine.store.controls(&self.run, self.next.get()) else {
+            return;
+        };
+        for control in controls {
+            let seq = self.next.get();
+            self.next.set(seq + 1);
+            let effects = state.control(&control, at).unwrap_or_default();
+            let received = Event::ControlReceived {
+                at,
+                seq,
+                control: Box::new(control),
+            };
+            for event in std::iter::once(received).chain(effects) {
+                recorder.apply(state, &event);
+                pending.push(event);
+            }
+        }
+    }
+}
+
+impl Drop for Controls<'_> {
+    fn drop(&mut self) {
+        self.engine.forget_controls(&self.run);
+    }
 }
 
 /// Takes as many global slots as are free, up to `batch`.
@@ -373,6 +442,10 @@ impl Launcher<'_> {
         let (state, definition) = (self.state, self.state.task(task));
         let plain = definition.cache.is_none()
             && definition.artifacts.is_empty()
+            && definition.check.is_empty()
+            && definition.repeat.is_none()
+            && definition.swarm.is_none()
+            && definition.foreach.is_none()
             && !self.reused.results.contains_key(&task);
         if plain && matches!(definition.kind, baton_core::TaskKind::Noop) {
             return Some(Event::TaskSucceeded {
@@ -403,6 +476,56 @@ impl Launcher<'_> {
             timeout: timeout.map(|timeout| timeout.after),
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
             resolved,
+        };
+        let plan = match state.reduction(task, attempt) {
+            None => Plan::One(Box::new(run)),
+            Some(reduction) => {
+                // Each copy logs and writes its output under its own
+                // directory of the attempt's: `item-N` or `copy-N`.
+                let copy = |name: String, resolved: baton_core::run::Resolved| Attempt {
+                    context: task_context(state, task, attempt, &resolved),
+                    dir: run.dir.join(name),
+                    resolved,
+                    ..run.clone()
+                };
+                let copies = match state.foreach_items(task, attempt) {
+                    Ok(Some(items)) => items
+                        .iter()
+                        .enumerate()
+                        .map(|(index, item)| {
+                            state
+                                .resolve_item(task, attempt, index, item)
+                                .map(|resolved| copy(format!("item-{index}"), resolved))
+                        })
+                        .collect::<Result<Vec<_>, _>>(),
+                    Ok(None) => (0..state.copies(task))
+                        .map(|index| {
+                            state
+                                .resolve_variant(task, attempt, index)
+                                .map(|resolved| copy(format!("copy-{index}"), resolved))
+                        })
+                        .collect(),
+                    Err(error) => Err(error),
+                };
+                match copies {
+                    Ok(copies) => Plan::Copies {
+                        base: Box::new(run),
+                        copies,
+                        reduction,
+                    },
+                    Err(error) => {
+                        return Some(Event::TaskFailed {
+                            at,
+                            task,
+                            attempt,
+                            failure: Box::new(Failure::new(
+                                FailureKind::Template,
+                                error.to_string(),
+                            )),
+                        });
+                    }
+                }
+            }
         };
         let files = AttemptFiles {
             cas: self.cas.clone(),
@@ -437,7 +560,7 @@ impl Launcher<'_> {
         let runners = Arc::clone(&self.engine.runners);
         let done = self.done.clone();
         tokio::spawn(async move {
-            let (outcome, files) = files.attempt(&runners, run, killed).await;
+            let (outcome, files) = files.attempt(runners, plan, killed).await;
             let _ = done.send(Done {
                 task,
                 attempt,
@@ -448,6 +571,17 @@ impl Launcher<'_> {
         });
         None
     }
+}
+
+/// What an attempt runs: the task, or a swarm's copies of it.
+enum Plan {
+    One(Box<Attempt>),
+    Copies {
+        /// The attempt as a whole: where it works, what it is called.
+        base: Box<Attempt>,
+        copies: Vec<Attempt>,
+        reduction: Reduction,
+    },
 }
 
 /// Where an attempt may take its result from instead of running.
@@ -479,11 +613,15 @@ struct AttemptFiles {
 impl AttemptFiles {
     async fn attempt(
         self,
-        runners: &Runners,
-        run: Attempt,
+        runners: Arc<Runners>,
+        plan: Plan,
         killed: oneshot::Receiver<()>,
     ) -> (Outcome, Files) {
-        let dir = run.working_dir();
+        let first = match &plan {
+            Plan::One(run) | Plan::Copies { base: run, .. } => run,
+        };
+        let dir = first.working_dir();
+        let task_id = first.context.task_id.clone();
         let AttemptFiles {
             cas,
             store,
@@ -492,7 +630,6 @@ impl AttemptFiles {
             declared,
             max_inline_output,
         } = self;
-        let task_id = run.context.task_id.clone();
         let found = match source {
             Source::None => None,
             Source::Rerun(reusable) => Some(reusable),
@@ -529,7 +666,12 @@ impl AttemptFiles {
             }
             files.consumed = needs;
         }
-        let mut outcome = runners.run(run, killed).await;
+        let mut outcome = match plan {
+            Plan::One(run) => runners.run(*run, killed).await,
+            Plan::Copies {
+                copies, reduction, ..
+            } => runners.run_copies(copies, killed, reduction).await,
+        };
         let Outcome::Succeeded(output) = &mut outcome else {
             return (outcome, files);
         };
@@ -680,7 +822,7 @@ fn idempotency_key(state: &RunState, task: u32, attempt: u32) -> String {
 
 /// The events a report ends its attempt with: what it consumed, reused
 /// and stored, then how it ended.
-fn completion_events(report: Done, at: Millis, pending: &mut Vec<Event>) {
+fn completion_events(report: Done, at: Millis, state: &RunState, pending: &mut Vec<Event>) {
     let Done {
         task,
         attempt,
@@ -712,6 +854,32 @@ fn completion_events(report: Done, at: Millis, pending: &mut Vec<Event>) {
             artifacts: files.produced.into(),
         });
     }
+    // A success counts once a `repeat` loop is done and its output passes
+    // the task's `check`; until then the task goes round again.
+    let outcome = match outcome {
+        Outcome::Succeeded(output) if !compensation => {
+            match state
+                .iteration(task, attempt, output.as_ref())
+                .and_then(|iteration| {
+                    state
+                        .check_output(task, attempt, output.as_ref())
+                        .map(|()| iteration)
+                }) {
+                Ok(Iteration::Done) => Outcome::Succeeded(output),
+                Ok(Iteration::Again) => {
+                    pending.push(Event::TaskIterated {
+                        at,
+                        task,
+                        attempt,
+                        output: output.map(Box::new),
+                    });
+                    return;
+                }
+                Err(failure) => Outcome::Failed(failure),
+            }
+        }
+        other => other,
+    };
     pending.push(ended(task, attempt, compensation, outcome, at));
 }
 

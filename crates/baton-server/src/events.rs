@@ -24,6 +24,21 @@ use crate::problem::{ApiError, PathArgs};
 const POLL: Duration = Duration::from_millis(250);
 
 /// `GET /api/v1/runs/{id}/events`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/events",
+    tag = "events",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "The run's events as Server-Sent Events, ending with the run", content_type = "text/event-stream"),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn run_events(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,

@@ -7,10 +7,17 @@
 //! it in process with `tower::ServiceExt::oneshot`; [`serve`] puts it on a
 //! listener.
 
+mod auth;
 mod events;
+mod feed;
+mod finished;
+mod keys;
 mod live;
+mod openapi;
 mod problem;
 mod runs;
+mod telemetry;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -21,6 +28,7 @@ use baton_core::run::RunStatus;
 use baton_engine::Engine;
 use serde_json::json;
 
+pub use auth::{Principal, issue};
 pub use problem::{ApiError, Problem};
 
 /// What the service is configured with.
@@ -28,12 +36,16 @@ pub use problem::{ApiError, Problem};
 pub struct ServerConfig {
     /// Largest request body accepted (413 above it).
     pub body_limit: usize,
+    /// Whether requests must carry an API key (`--insecure-no-auth` turns
+    /// it off for local use).
+    pub require_keys: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             body_limit: 2 * 1024 * 1024,
+            require_keys: true,
         }
     }
 }
@@ -43,16 +55,31 @@ impl Default for ServerConfig {
 pub struct AppState {
     engine: Engine,
     live: Arc<live::Live>,
+    keys: Arc<auth::Keys>,
+    finished: Arc<finished::Finished>,
     config: Arc<ServerConfig>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, config: ServerConfig) -> AppState {
+        telemetry::registry();
         AppState {
             engine,
             live: Arc::new(live::Live::default()),
+            keys: Arc::new(auth::Keys::new(config.require_keys)),
+            finished: Arc::default(),
             config: Arc::new(config),
         }
+    }
+
+    /// The time by the system clock, for what the server stamps itself.
+    pub(crate) fn now(&self) -> baton_core::run::Millis {
+        baton_engine::wall_clock()
+    }
+
+    /// The store behind the service (keys, workflows, runs).
+    pub fn store(&self) -> &Arc<dyn baton_store::Store> {
+        self.engine.store()
     }
 
     /// How many runs this server drives now.
@@ -69,7 +96,7 @@ impl AppState {
         let store = self.engine.store();
         let mut resumed = Vec::new();
         let mut failed = Vec::new();
-        for status in [RunStatus::Pending, RunStatus::Running] {
+        for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Paused] {
             let filter = baton_store::RunFilter {
                 status: Some(status),
                 limit: usize::MAX,
@@ -98,21 +125,50 @@ pub fn router(state: AppState) -> Router {
         .route("/runs", post(runs::start).get(runs::list))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/pause", post(runs::pause))
+        .route("/runs/{id}/resume", post(runs::resume))
+        .route("/runs/{id}/tasks/{task}/decision", post(runs::decide))
+        .route("/runs/{id}/tasks/{task}/retry", post(runs::retry))
         .route("/runs/{id}/events", get(events::run_events))
+        .route("/events", get(feed::events))
+        .route("/events/ws", get(feed::websocket))
         .route("/runs/{id}/trace", get(runs::trace))
         .route("/runs/{id}/provenance", get(runs::provenance))
         .route("/runs/{id}/verify", get(runs::verify))
         .route("/runs/{id}/checkpoints", get(runs::checkpoints))
         .route("/runs/{id}/artifacts", get(runs::artifacts))
         .route("/runs/{id}/tasks/{task}/logs", get(runs::logs))
-        .route("/artifacts/{sha256}", get(runs::artifact));
+        .route("/artifacts/{sha256}", get(runs::artifact))
+        .route("/workflows", post(workflows::create).get(workflows::list))
+        .route("/workflows/validate", post(workflows::validate))
+        .route("/workflows/export", get(workflows::export))
+        .route("/workflows/import", post(workflows::import))
+        .route(
+            "/workflows/{name}",
+            get(workflows::get).delete(workflows::delete),
+        )
+        .route("/workflows/{name}/versions", get(workflows::versions))
+        .route(
+            "/workflows/{name}/versions/{version}",
+            get(workflows::version),
+        )
+        .route("/workflows/{name}/graph", get(workflows::graph))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke));
     let limit = state.config.body_limit;
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(telemetry::metrics))
+        .merge(openapi::routes())
         .method_not_allowed_fallback(problem::method_not_allowed)
         .fallback(problem::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .route_layer(axum::middleware::from_fn(telemetry::measure))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -128,11 +184,28 @@ pub async fn serve(
         .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "The process answers", body = Object)),
+)]
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(json!({"status": "ok"}))
 }
 
 /// Ready when the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    security(()),
+    responses(
+        (status = 200, description = "The store answers", body = Object),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn readyz(State(app): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let probe = baton_store::RunFilter {
         limit: 1,

@@ -1,10 +1,10 @@
 //! The runs this server drives, and their events as they are persisted,
 //! for every event stream that follows them.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use baton_engine::{Canceller, RunEvent, RunHandle};
+use baton_engine::{RunEvent, RunHandle};
 use tokio::sync::broadcast;
 
 /// Events kept for subscribers that fall behind; one that falls further
@@ -20,14 +20,15 @@ pub(crate) struct LiveEvent {
 
 pub(crate) struct Live {
     events: broadcast::Sender<Arc<LiveEvent>>,
-    cancellers: Mutex<HashMap<String, Canceller>>,
+    /// Runs this server drives now.
+    driven: Mutex<HashSet<String>>,
 }
 
 impl Default for Live {
     fn default() -> Live {
         Live {
             events: broadcast::channel(BACKLOG).0,
-            cancellers: Mutex::new(HashMap::new()),
+            driven: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -37,7 +38,7 @@ impl Live {
     /// it once it ends.
     pub(crate) fn drive(self: &Arc<Self>, mut handle: RunHandle) {
         let run = handle.run_id().to_owned();
-        self.lock().insert(run.clone(), handle.canceller());
+        self.lock().insert(run.clone());
         let live = Arc::clone(self);
         tokio::spawn(async move {
             if let Some(events) = handle.events() {
@@ -61,24 +62,13 @@ impl Live {
         self.events.subscribe()
     }
 
-    /// Cancels `run` if this server drives it.
-    pub(crate) fn cancel(&self, run: &str) -> bool {
-        match self.lock().get(run) {
-            Some(canceller) => {
-                canceller.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
     /// How many runs this server drives now.
     pub(crate) fn active(&self) -> usize {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Canceller>> {
-        self.cancellers
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.driven
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

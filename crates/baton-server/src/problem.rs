@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use baton_core::run::ControlError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -18,6 +19,12 @@ const TYPE_BASE: &str = "/api/v1/problems/";
 pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
+    /// No API key, or one that is not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key whose scope does not cover the request.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{method} is not allowed here")]
     MethodNotAllowed { method: String },
     /// The body or query could not be read as the endpoint's input.
@@ -39,6 +46,8 @@ impl ApiError {
     fn kind(&self) -> (&'static str, &'static str, StatusCode) {
         match self {
             ApiError::NotFound(_) => ("not-found", "Not found", StatusCode::NOT_FOUND),
+            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized", StatusCode::UNAUTHORIZED),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden", StatusCode::FORBIDDEN),
             ApiError::MethodNotAllowed { .. } => (
                 "method-not-allowed",
                 "Method not allowed",
@@ -79,7 +88,7 @@ impl ApiError {
 }
 
 /// The body of a problem response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -89,6 +98,7 @@ pub struct Problem {
     /// Every problem of an invalid workflow, with line:col when the spec
     /// came as text.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub problems: Option<Vec<baton_core::Problem>>,
 }
 
@@ -96,6 +106,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (name, title, status) = self.kind();
         let detail = self.to_string();
+        let challenge = matches!(self, ApiError::Unauthorized(_));
         let problems = match self {
             ApiError::InvalidWorkflow(problems) => Some(problems),
             _ => None,
@@ -112,6 +123,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"baton\""),
+            );
+        }
         response
     }
 }
@@ -123,6 +140,14 @@ impl From<baton_engine::Error> for ApiError {
             baton_engine::Error::Store(store) => store.into(),
             baton_engine::Error::UnknownTask { .. } => ApiError::NotFound(error.to_string()),
             baton_engine::Error::NotReusable { .. } => ApiError::Conflict(error.to_string()),
+            baton_engine::Error::Control(ControlError::UnknownTask(_)) => {
+                ApiError::NotFound(error.to_string())
+            }
+            baton_engine::Error::Control(control) if control.is_invalid() => ApiError::Malformed {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: control.to_string(),
+            },
+            baton_engine::Error::Control(control) => ApiError::Conflict(control.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -131,13 +156,17 @@ impl From<baton_engine::Error> for ApiError {
 impl From<baton_store::Error> for ApiError {
     fn from(error: baton_store::Error) -> ApiError {
         match error {
-            baton_store::Error::UnknownRun(_) => ApiError::NotFound(error.to_string()),
+            baton_store::Error::UnknownRun(_)
+            | baton_store::Error::UnknownWorkflow(_)
+            | baton_store::Error::UnknownVersion { .. }
+            | baton_store::Error::UnknownKey(_) => ApiError::NotFound(error.to_string()),
             baton_store::Error::RunExists(_)
             | baton_store::Error::Conflict { .. }
-            | baton_store::Error::Unfinished(_) => ApiError::Conflict(error.to_string()),
-            baton_store::Error::Database { .. } | baton_store::Error::WriterStopped => {
-                ApiError::Unavailable(error.to_string())
-            }
+            | baton_store::Error::Unfinished(_)
+            | baton_store::Error::VersionExists { .. } => ApiError::Conflict(error.to_string()),
+            baton_store::Error::Database { .. }
+            | baton_store::Error::Locked { .. }
+            | baton_store::Error::WriterStopped => ApiError::Unavailable(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use baton_core::run::{Digest, Millis, RunStatus};
+use baton_core::run::{Control, Decision, Digest, Millis, RunStatus};
 use baton_core::{Format, Valid};
 use baton_engine::RunOptions;
 use baton_store::RunFilter;
@@ -17,33 +17,127 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::problem::{ApiError, Body, PathArgs, Query};
 
 /// Runs listed per page unless `limit` says otherwise, and at most.
 const PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 
+/// The largest time bound a listing takes: what a JSON number carries
+/// exactly (2^53 - 1 ms, some 285,000 years).
+const MAX_SAFE_MILLIS: u64 = 9_007_199_254_740_991;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartRun {
     /// The workflow: a YAML or JSON text, or the spec as a JSON object.
-    spec: Value,
+    spec: Option<Value>,
+    /// Or a registered workflow: `name` (its latest version) or
+    /// `name@VERSION`.
+    workflow: Option<String>,
     #[serde(default)]
     inputs: BTreeMap<String, Value>,
     /// A request retried with the same key gets the same run, not a second.
     idempotency_key: Option<String>,
+    /// At most this many tasks at once (overrides the workflow's).
     concurrency: Option<u32>,
+    /// The run's timeout, like `10m` (overrides the workflow's).
     timeout: Option<baton_core::Duration>,
 }
 
+/// Written out, as a derived schema cannot say that a run names its
+/// workflow one way or the other, exactly once.
+impl utoipa::PartialSchema for StartRun {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let common = json!({
+            "inputs": {"type": "object"},
+            "idempotency_key": {"type": "string"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+            "timeout": {
+                "type": "string",
+                "minLength": 2,
+                "pattern": "^([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?([0-9]{1,6}ms)?$",
+                "description": "A duration like `90s`, `10m` or `1h30m`",
+            },
+        });
+        let variant = |field: &str, schema: Value, description: &str| {
+            let mut properties = common.clone();
+            properties[field] = schema;
+            json!({
+                "type": "object",
+                "description": description,
+                "properties": properties,
+                "required": [field],
+                "additionalProperties": false,
+            })
+        };
+        let schema = json!({"oneOf": [
+            variant(
+                "spec",
+                json!({"oneOf": [{"type": "string", "minLength": 1}, {"type": "object"}]}),
+                "The workflow given whole: YAML or JSON text, or an object",
+            ),
+            variant(
+                "workflow",
+                json!({"type": "string", "pattern": "^[^@]+(@[0-9]+)?$"}),
+                "A registered workflow: `name` (its latest version) or `name@VERSION`",
+            ),
+        ]});
+        serde_json::from_value(schema).unwrap_or_default()
+    }
+}
+
+impl utoipa::ToSchema for StartRun {}
+
 /// `POST /api/v1/runs`: 201 with the new run, or 200 with the run an
 /// earlier request with the same idempotency key started.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs",
+    tag = "runs",
+    request_body = StartRun,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A request retried with the same key gets the same run"),
+    ),
+    responses(
+        (status = 201, description = "The run started", body = Object),
+        (status = 200, description = "The run an earlier request with this idempotency key started", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn start(
     State(app): State<AppState>,
     headers: HeaderMap,
     Body(request): Body<StartRun>,
 ) -> Result<Response, ApiError> {
-    let valid = checked(&request.spec)?;
+    if request.concurrency == Some(0) {
+        return Err(ApiError::Malformed {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: "`concurrency` is at least 1".to_owned(),
+        });
+    }
+    let (valid, version) = match (&request.spec, &request.workflow) {
+        (Some(spec), None) => (checked(spec)?, None),
+        (None, Some(reference)) => {
+            let stored = crate::workflows::resolve(&app, reference)?;
+            let valid =
+                baton_core::check((*stored.workflow).clone()).map_err(ApiError::InvalidWorkflow)?;
+            (valid, Some(stored.version))
+        }
+        _ => {
+            return Err(ApiError::Malformed {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: "give the workflow as `spec` or by name as `workflow`, one of the two"
+                    .to_owned(),
+            });
+        }
+    };
     let key = headers
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok())
@@ -66,6 +160,7 @@ pub(crate) async fn start(
         run_id,
         watch: true,
         served: true,
+        workflow_version: version,
         ..RunOptions::default()
     };
     let handle = match app.engine.start_recorded(Arc::new(valid), options).await {
@@ -108,12 +203,7 @@ fn checked(spec: &Value) -> Result<Valid, ApiError> {
             });
         }
     };
-    baton_core::check_source(&text, format).map_err(|mut problems| {
-        if format == Format::Yaml {
-            baton_core::SourceMap::locate_all(&text, &mut problems);
-        }
-        ApiError::InvalidWorkflow(problems)
-    })
+    crate::workflows::check_text(&text, format).map_err(ApiError::InvalidWorkflow)
 }
 
 /// The run id an idempotency key stands for: the same key (for the same
@@ -127,30 +217,79 @@ fn keyed_run_id(workflow: &str, key: &str) -> String {
         .to_string()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListRuns {
+    /// pending, running, paused, succeeded, failed, cancelled, compensated.
+    #[param(value_type = Option<String>, pattern = "^(pending|running|paused|succeeded|failed|cancelled|compensated)$")]
     status: Option<RunStatus>,
     workflow: Option<String>,
     /// Milliseconds since the epoch.
-    started_after: Option<u64>,
-    started_before: Option<u64>,
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    started_after: Option<i64>,
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    started_before: Option<i64>,
+    /// Runs per page, 1 to 1000 (50 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next_cursor` of the page before.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
+/// A time bound of a listing, in ms since the epoch.
+fn bound(name: &str, value: Option<i64>) -> Result<Option<Millis>, ApiError> {
+    value
+        .map(|millis| {
+            u64::try_from(millis)
+                .ok()
+                .filter(|&millis| millis <= MAX_SAFE_MILLIS)
+                .map(Millis)
+                .ok_or_else(|| ApiError::Malformed {
+                    status: StatusCode::BAD_REQUEST,
+                    detail: format!(
+                        "`{name}` is milliseconds since the epoch, 0 to {MAX_SAFE_MILLIS}"
+                    ),
+                })
+        })
+        .transpose()
+}
+
 /// `GET /api/v1/runs`: newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "runs",
+    params(ListRuns),
+    responses(
+        (status = 200, description = "Runs, newest first, and the cursor of the next page", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn list(
     State(app): State<AppState>,
     Query(query): Query<ListRuns>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
+    if query.cursor.as_deref() == Some("") {
+        return Err(ApiError::Malformed {
+            status: StatusCode::BAD_REQUEST,
+            detail: "`cursor` is empty: leave it out for the first page".to_owned(),
+        });
+    }
+    let limit = query.limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Malformed {
+            status: StatusCode::BAD_REQUEST,
+            detail: format!("`limit` is 1 to {MAX_PAGE}"),
+        });
+    }
     let filter = RunFilter {
         status: query.status,
         workflow: query.workflow,
-        started_after: query.started_after.map(Millis),
-        started_before: query.started_before.map(Millis),
+        started_after: bound("started_after", query.started_after)?,
+        started_before: bound("started_before", query.started_before)?,
         after: query.cursor,
         limit,
         ..RunFilter::default()
@@ -174,38 +313,229 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/v1/runs/{id}`: tasks with states, attempts, timings, outputs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run: tasks with states, attempts, timings, outputs", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn get(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(shown) = app.finished.get(&run) {
+        return Ok(json_bytes(shown));
+    }
     let report = app.engine.recorded(&run)?;
-    Ok(Json(serde_json::to_value(report).map_err(internal)?))
+    let finished = report.status.is_final();
+    let mut shown = serde_json::to_value(report).map_err(internal)?;
+    shown["workflow_version"] = json!(app.engine.store().run(&run)?.workflow_version);
+    let shown = axum::body::Bytes::from(serde_json::to_vec(&shown).map_err(internal)?);
+    // A finished run never changes: it is rebuilt from its events once.
+    if finished {
+        app.finished.put(&run, shown.clone());
+    }
+    Ok(json_bytes(shown))
+}
+
+fn json_bytes(body: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// `POST /api/v1/runs/{id}/cancel`: 202; the run stops its tasks and ends
 /// `cancelled`. Whoever drives it (this server or another process) sees it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Cancel requested", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn cancel(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
 ) -> Result<Response, ApiError> {
-    let summary = app.engine.store().summary(&run)?;
-    if summary.status.is_final() {
-        return Err(ApiError::Conflict(format!(
-            "run `{run}` already ended: {}",
-            summary.status
-        )));
-    }
-    if !app.live.cancel(&run) {
-        app.engine.store().request_cancel(&run).await?;
-    }
+    request(&app, run, Control::Cancel).await
+}
+
+/// `POST /api/v1/runs/{id}/pause`: 202; no new task starts, running ones
+/// finish.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/pause",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Pause requested", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn pause(
+    State(app): State<AppState>,
+    PathArgs(run): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    request(&app, run, Control::Pause).await
+}
+
+/// `POST /api/v1/runs/{id}/resume`: 202; a paused run starts tasks again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/resume",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Resume requested", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn resume(
+    State(app): State<AppState>,
+    PathArgs(run): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    request(&app, run, Control::Resume).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionRequest {
+    /// One of the approval's `choices`.
+    choice: String,
+    comment: Option<String>,
+    /// Who decided; recorded with the choice.
+    by: Option<String>,
+}
+
+/// `POST /api/v1/runs/{id}/tasks/{task}/decision`: 202; the waiting
+/// approval succeeds with the choice as its output. 422 for a choice it
+/// does not offer, 409 when it is not waiting.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/tasks/{task}/decision",
+    tag = "approvals",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("task" = String, Path, description = "A task's id"),
+    ),
+    request_body = DecisionRequest,
+    responses(
+        (status = 202, description = "Decision recorded", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn decide(
+    State(app): State<AppState>,
+    PathArgs((run, task)): PathArgs<(String, String)>,
+    principal: Option<axum::Extension<Principal>>,
+    Body(decision): Body<DecisionRequest>,
+) -> Result<Response, ApiError> {
+    let control = Control::Decide(Decision {
+        task,
+        choice: decision.choice,
+        // Without a `by`, the key's holder decided.
+        by: decision
+            .by
+            .or_else(|| principal.map(|axum::Extension(principal)| principal.name)),
+        comment: decision.comment,
+    });
+    request(&app, run, control).await
+}
+
+/// Leaves `control` for the run, answering 202 once it is durable.
+async fn request(app: &AppState, run: String, control: Control) -> Result<Response, ApiError> {
+    app.engine.control(&run, control.clone()).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"run_id": run, "status": "cancelling"})),
+        Json(json!({"run_id": run, "accepted": control})),
     )
         .into_response())
 }
 
+/// `POST /api/v1/runs/{id}/tasks/{task}/retry`: 201 with a new run of the
+/// same workflow and inputs that runs `task` and what depends on it again
+/// and takes every other success from the finished run (whose record stays
+/// as it was).
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/tasks/{task}/retry",
+    tag = "runs",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("task" = String, Path, description = "A task's id"),
+    ),
+    responses(
+        (status = 201, description = "A new run that runs the task and its dependants again", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn retry(
+    State(app): State<AppState>,
+    PathArgs((run, task)): PathArgs<(String, String)>,
+) -> Result<Response, ApiError> {
+    let summary = app.engine.store().summary(&run)?;
+    if !summary.status.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "run `{run}` is {}: a task is retried once the run has ended",
+            summary.status
+        )));
+    }
+    let row = app
+        .engine
+        .store()
+        .tasks(&run)?
+        .into_iter()
+        .find(|row| row.id == task);
+    if let Some(row) = row
+        && row.status.succeeded()
+    {
+        return Err(ApiError::Conflict(format!(
+            "task `{task}` {} in run `{run}`: there is nothing to retry",
+            row.status.name()
+        )));
+    }
+    let handle = app.engine.rerun_recorded(&run, Some(&task), true).await?;
+    let run_id = handle.run_id().to_owned();
+    app.live.drive(handle);
+    Ok(started(StatusCode::CREATED, &run_id, RunStatus::Pending))
+}
+
 /// `GET /api/v1/runs/{id}/trace`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/trace",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The digest of the run's event log", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn trace(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
@@ -215,6 +545,17 @@ pub(crate) async fn trace(
 }
 
 /// `GET /api/v1/runs/{id}/provenance`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/provenance",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Provenance records and the root digest", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn provenance(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
@@ -224,6 +565,17 @@ pub(crate) async fn provenance(
 }
 
 /// `GET /api/v1/runs/{id}/verify`: the provenance recomputed from events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/verify",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The provenance recomputed from events", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn verify(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
@@ -233,6 +585,17 @@ pub(crate) async fn verify(
 }
 
 /// `GET /api/v1/runs/{id}/checkpoints`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/checkpoints",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Snapshots with their SHA-256", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn checkpoints(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
@@ -245,6 +608,17 @@ pub(crate) async fn checkpoints(
 }
 
 /// `GET /api/v1/runs/{id}/artifacts`: what tasks stored and consumed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/artifacts",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Files tasks stored and consumed", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn artifacts(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
@@ -264,6 +638,18 @@ pub(crate) async fn artifacts(
 }
 
 /// `GET /api/v1/artifacts/{sha256}`: an artifact's bytes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts/{sha256}",
+    tag = "runs",
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The artifact's SHA-256, 64 hex digits")),
+    responses(
+        (status = 200, description = "The artifact's bytes", content_type = "application/octet-stream"),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn artifact(
     State(app): State<AppState>,
     PathArgs(digest): PathArgs<String>,
@@ -278,16 +664,25 @@ pub(crate) async fn artifact(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogQuery {
     /// The task's last attempt when absent.
     attempt: Option<u32>,
+    /// stdout (default) or stderr.
     #[serde(default)]
+    #[param(inline)]
     stream: LogStream,
+    /// Bytes already read: the answer starts after them.
+    #[serde(default)]
+    offset: u64,
+    /// Keep the answer open, sending what the attempt writes, until it ends.
+    #[serde(default)]
+    follow: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum LogStream {
     #[default]
@@ -296,6 +691,22 @@ enum LogStream {
 }
 
 /// `GET /api/v1/runs/{id}/tasks/{task}/logs`: what an attempt printed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/tasks/{task}/logs",
+    tag = "runs",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("task" = String, Path, description = "A task's id"),
+        LogQuery,
+    ),
+    responses(
+        (status = 200, description = "What the attempt printed", content_type = "text/plain"),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(crate) async fn logs(
     State(app): State<AppState>,
     PathArgs((run, task)): PathArgs<(String, String)>,
@@ -318,12 +729,90 @@ pub(crate) async fn logs(
     };
     let path =
         baton_engine::logs::attempt_dir(app.engine.state_dir(), &run, &task, attempt).join(file);
-    let text = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(error) => return Err(internal(error)),
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !query.follow {
+        let text = read_from(&path, query.offset).await.map_err(internal)?;
+        return Ok((text_plain, text).into_response());
+    }
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
+    let follower = LogTail {
+        app,
+        run,
+        task,
+        attempt,
+        path,
+        offset: query.offset,
     };
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    tokio::spawn(follower.follow(sender));
+    let stream = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
+    Ok((text_plain, axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// The bytes of a log file after `offset`; none if it is not written yet.
+async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(bytes.get(offset as usize..).unwrap_or_default().to_vec()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
+/// One attempt's log, followed as it grows.
+struct LogTail {
+    app: AppState,
+    run: String,
+    task: String,
+    attempt: u32,
+    path: std::path::PathBuf,
+    offset: u64,
+}
+
+impl LogTail {
+    /// Sends what is new every poll until the attempt has ended and its
+    /// file is drained, or the client goes away.
+    async fn follow(
+        mut self,
+        sender: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    ) {
+        loop {
+            // Whether it ended is read first: this pass then drains the rest.
+            let ended = self.ended();
+            let bytes = match read_from(&self.path, self.offset).await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            };
+            if !bytes.is_empty() {
+                self.offset += bytes.len() as u64;
+                if sender.send(Ok(bytes.into())).await.is_err() {
+                    return;
+                }
+            }
+            if ended {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                () = sender.closed() => return,
+            }
+        }
+    }
+
+    /// Whether the attempt has stopped writing: a later one began, or the
+    /// task (or its run) is no longer running.
+    fn ended(&self) -> bool {
+        let store = self.app.engine.store();
+        let Ok(rows) = store.tasks(&self.run) else {
+            return true;
+        };
+        rows.iter()
+            .find(|row| row.id == self.task)
+            .is_none_or(|row| {
+                row.attempts > self.attempt || row.status != baton_core::run::TaskStatus::Running
+            })
+    }
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {

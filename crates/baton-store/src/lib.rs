@@ -16,10 +16,12 @@
 //! assert_eq!(store.events("run-1").unwrap().len(), 1);
 //! ```
 
+mod catalog;
 mod memory;
 mod projection;
 mod sqlite;
 
+pub use catalog::{ApiKey, Scope, StoredWorkflow};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
@@ -28,7 +30,9 @@ use projection::Projection;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_core::run::{Artifact, Digest, Event, Millis, Provenance, RunStatus, Sealed, TaskStatus};
+use baton_core::run::{
+    Artifact, Control, Digest, Event, Millis, Provenance, RunStatus, Sealed, TaskStatus,
+};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Workflow};
 use serde::{Deserialize, Serialize};
@@ -50,6 +54,10 @@ pub enum Error {
     RunExists(String),
     #[error("{}: {message}", path.display())]
     Database { path: PathBuf, message: String },
+    /// Another process held the database's lock for longer than baton
+    /// waits; nothing of the refused write was kept.
+    #[error("{}: another process has held the database locked for over {seconds} s; nothing was written (try again once it lets go)", path.display())]
+    Locked { path: PathBuf, seconds: u32 },
     #[error("{} is not a baton database", .0.display())]
     NotBaton(PathBuf),
     #[error("{} has schema version {found}, newer than this baton understands ({supported}); use a newer baton", path.display())]
@@ -64,6 +72,15 @@ pub enum Error {
     Unfinished(String),
     #[error("the store's writer has stopped")]
     WriterStopped,
+    #[error("no workflow `{0}`")]
+    UnknownWorkflow(String),
+    #[error("workflow `{name}` has no version {version}")]
+    UnknownVersion { name: String, version: u32 },
+    /// Two writers registered a version of one workflow at once.
+    #[error("workflow `{name}` already has a version {version}")]
+    VersionExists { name: String, version: u32 },
+    #[error("no API key `{0}`")]
+    UnknownKey(String),
     /// A stored event that no longer reads back.
     #[error("event {seq} of run `{run}` is corrupt: {message}")]
     Corrupt {
@@ -140,6 +157,9 @@ pub struct RunRecord {
     /// Started through the API: a server that restarts resumes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub served: bool,
+    /// The registered version of the workflow it was started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_version: Option<u32>,
 }
 
 /// Tasks whose results a run takes from an earlier run of the same
@@ -156,7 +176,7 @@ pub struct Reuse {
 }
 
 /// A line of `baton runs`: the run's row, kept current with its events.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_id: String,
     pub workflow: String,
@@ -313,6 +333,17 @@ pub struct Batch<'a> {
     pub artifacts: &'a [ArtifactRow],
 }
 
+/// One appended batch of a run's events, at its place in the store's feed
+/// of all runs (positions grow; deleted runs leave gaps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedBatch {
+    pub position: u64,
+    pub run_id: String,
+    /// The run's sequence number of the first event.
+    pub first_seq: u64,
+    pub events: Vec<Event>,
+}
+
 /// A stored checkpoint, without its data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckpointInfo {
@@ -374,6 +405,10 @@ pub trait Store: Send + Sync {
         self.events_from(run, 0)
     }
 
+    /// Up to `limit` appended batches of any run, in the order the store
+    /// took them, from the one after position `after` (0: the first).
+    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>>;
+
     /// The `tasks` read model of `run`, in task order; a task no event has
     /// touched yet has no row.
     fn tasks(&self, run: &str) -> Result<Vec<TaskRow>>;
@@ -412,12 +447,38 @@ pub trait Store: Send + Sync {
     /// it checks its digest.
     fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed>;
 
-    /// Asks whoever drives `run` to cancel it (`baton cancel`, from any
-    /// process).
-    fn request_cancel(&self, run: &str) -> Appended;
+    /// Leaves a request for whoever drives `run` (`baton cancel`, an
+    /// approval's decision, a pause, from any process); durable once
+    /// answered. Requests are numbered from 0 in the order they arrive.
+    fn request(&self, run: &str, control: &Control) -> Appended;
 
-    /// Whether someone asked to cancel `run`.
-    fn cancel_requested(&self, run: &str) -> Result<bool>;
+    /// `run`'s control requests from number `from` on, in order.
+    fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>>;
+
+    /// Registers a version of a workflow; refused if that version of the
+    /// name is taken (versions never change).
+    fn put_workflow(&self, workflow: &StoredWorkflow) -> Appended;
+
+    /// Version `version` of workflow `name`, or its latest with `None`.
+    fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow>;
+
+    /// The latest version of every registered workflow, by name.
+    fn workflows(&self) -> Result<Vec<StoredWorkflow>>;
+
+    /// Every version of workflow `name`, oldest first.
+    fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>>;
+
+    /// Deletes every version of workflow `name` (runs keep their copy).
+    fn delete_workflow(&self, name: &str) -> Appended;
+
+    /// Stores a new API key; its id must be new.
+    fn put_key(&self, key: &ApiKey) -> Appended;
+
+    /// Every API key, revoked ones too, by id.
+    fn keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Marks key `id` revoked at `at`; it no longer authenticates.
+    fn revoke_key(&self, id: &str, at: Millis) -> Appended;
 
     /// Whether the store keeps the read models (tasks, provenance) the
     /// engine computes for it; a log-only store spares the engine the work.

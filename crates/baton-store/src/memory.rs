@@ -3,17 +3,28 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use baton_core::run::{Digest, Event, Provenance, RunStatus, Sealed};
+use baton_core::run::{Control, Digest, Event, Millis, Provenance, RunStatus, Sealed};
 
 use crate::{
-    Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result,
-    RunFilter, RunRecord, RunSummary, Store, TaskRow,
+    ApiKey, Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, FeedBatch,
+    Projection, Result, RunFilter, RunRecord, RunSummary, Store, StoredWorkflow, TaskRow,
 };
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     runs: Mutex<HashMap<String, Run>>,
+    /// Every appended batch as (run, first seq, count); a batch's position
+    /// is its index + 1. Locked after `runs` when both are.
+    feed: Mutex<Vec<(String, u64, u64)>>,
+    catalog: Mutex<Catalog>,
     log_only: bool,
+}
+
+/// Registered workflows by (name, version), and API keys by id.
+#[derive(Debug, Default)]
+struct Catalog {
+    workflows: BTreeMap<(String, u32), StoredWorkflow>,
+    keys: BTreeMap<String, ApiKey>,
 }
 
 impl MemoryStore {
@@ -40,7 +51,7 @@ struct Run {
     outputs: BTreeMap<u32, serde_json::Value>,
     artifacts: Vec<ArtifactRow>,
     checkpoints: Vec<Sealed>,
-    cancel_requested: bool,
+    controls: Vec<Control>,
 }
 
 impl Store for MemoryStore {
@@ -237,19 +248,145 @@ impl Store for MemoryStore {
         })
     }
 
-    fn request_cancel(&self, run: &str) -> Appended {
+    fn request(&self, run: &str, control: &Control) -> Appended {
         let mut runs = self.lock();
         Appended::done(match runs.get_mut(run) {
             Some(run) => {
-                run.cancel_requested = true;
+                run.controls.push(control.clone());
                 Ok(())
             }
             None => Err(Error::UnknownRun(run.to_owned())),
         })
     }
 
-    fn cancel_requested(&self, run: &str) -> Result<bool> {
-        self.read(run, |run| Some(run.cancel_requested))
+    fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
+        self.read(run, |run| {
+            Some(
+                run.controls
+                    .get(from as usize..)
+                    .unwrap_or_default()
+                    .to_vec(),
+            )
+        })
+    }
+
+    fn put_workflow(&self, workflow: &StoredWorkflow) -> Appended {
+        let mut catalog = self.catalog();
+        let key = (workflow.name.clone(), workflow.version);
+        Appended::done(match catalog.workflows.entry(key) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(Error::VersionExists {
+                name: workflow.name.clone(),
+                version: workflow.version,
+            }),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(workflow.clone());
+                Ok(())
+            }
+        })
+    }
+
+    fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
+        let versions = self.workflow_versions(name)?;
+        match version {
+            None => versions.last().cloned(),
+            Some(version) => versions
+                .into_iter()
+                .find(|stored| stored.version == version),
+        }
+        .ok_or_else(|| match version {
+            Some(version) => Error::UnknownVersion {
+                name: name.to_owned(),
+                version,
+            },
+            None => Error::UnknownWorkflow(name.to_owned()),
+        })
+    }
+
+    fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+        let catalog = self.catalog();
+        let mut latest: BTreeMap<&str, &StoredWorkflow> = BTreeMap::new();
+        for ((name, _), stored) in &catalog.workflows {
+            latest.insert(name, stored);
+        }
+        Ok(latest.into_values().cloned().collect())
+    }
+
+    fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>> {
+        let versions: Vec<StoredWorkflow> = self
+            .catalog()
+            .workflows
+            .range((name.to_owned(), 0)..=(name.to_owned(), u32::MAX))
+            .map(|(_, stored)| stored.clone())
+            .collect();
+        if versions.is_empty() {
+            return Err(Error::UnknownWorkflow(name.to_owned()));
+        }
+        Ok(versions)
+    }
+
+    fn delete_workflow(&self, name: &str) -> Appended {
+        let mut catalog = self.catalog();
+        let before = catalog.workflows.len();
+        catalog.workflows.retain(|(stored, _), _| stored != name);
+        Appended::done(if catalog.workflows.len() == before {
+            Err(Error::UnknownWorkflow(name.to_owned()))
+        } else {
+            Ok(())
+        })
+    }
+
+    fn put_key(&self, key: &ApiKey) -> Appended {
+        let mut catalog = self.catalog();
+        Appended::done(match catalog.keys.entry(key.id.clone()) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(Error::Database {
+                path: "(memory)".into(),
+                message: format!("an API key `{}` already exists", key.id),
+            }),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(key.clone());
+                Ok(())
+            }
+        })
+    }
+
+    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>> {
+        let runs = self.lock();
+        let feed = self
+            .feed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(feed
+            .iter()
+            .enumerate()
+            .skip(after.min(feed.len() as u64) as usize)
+            .filter_map(|(index, (run_id, first_seq, count))| {
+                let run = runs.get(run_id)?;
+                let events = run
+                    .events
+                    .get(*first_seq as usize..(first_seq + count) as usize)?;
+                Some(FeedBatch {
+                    position: index as u64 + 1,
+                    run_id: run_id.clone(),
+                    first_seq: *first_seq,
+                    events: events.to_vec(),
+                })
+            })
+            .take(limit)
+            .collect())
+    }
+
+    fn keys(&self) -> Result<Vec<ApiKey>> {
+        Ok(self.catalog().keys.values().cloned().collect())
+    }
+
+    fn revoke_key(&self, id: &str, at: Millis) -> Appended {
+        Appended::done(match self.catalog().keys.get_mut(id) {
+            Some(key) => {
+                key.revoked_at.get_or_insert(at);
+                Ok(())
+            }
+            None => Err(Error::UnknownKey(id.to_owned())),
+        })
     }
 
     fn keeps_read_models(&self) -> bool {
@@ -276,7 +413,7 @@ impl Run {
             outputs: BTreeMap::new(),
             artifacts: Vec::new(),
             checkpoints: Vec::new(),
-            cancel_requested: false,
+            controls: Vec::new(),
         }
     }
 
@@ -290,6 +427,8 @@ impl Run {
                     summary.status = RunStatus::Running;
                     summary.started_at = Some(at);
                 }
+                Event::RunPaused { .. } => summary.status = RunStatus::Paused,
+                Event::RunResumed { .. } => summary.status = RunStatus::Running,
                 Event::RunFinished { at, status } => {
                     summary.status = status;
                     summary.finished_at = Some(at);
@@ -306,6 +445,11 @@ impl Run {
             summary.status = RunStatus::Running;
             summary.started_at = Some(at);
         }
+        match projection.paused {
+            Some(true) => summary.status = RunStatus::Paused,
+            Some(false) => summary.status = RunStatus::Running,
+            None => {}
+        }
         if let Some((status, at)) = projection.finished {
             summary.status = status;
             summary.finished_at = Some(at);
@@ -319,6 +463,12 @@ impl Run {
 }
 
 impl MemoryStore {
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
         self.runs
             .lock()
@@ -348,6 +498,12 @@ impl MemoryStore {
             });
         }
         run.events.extend_from_slice(batch.events);
+        if !batch.events.is_empty() {
+            self.feed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((run_id.to_owned(), first_seq, batch.events.len() as u64));
+        }
         if self.log_only {
             run.summarise(batch.events);
             return Ok(());

@@ -7,6 +7,8 @@ use baton_core::run::{Event, Millis, RunStatus};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Projection {
     pub(crate) started_at: Option<Millis>,
+    /// Whether the run ended the batch paused (`Some(true)`) or resumed.
+    pub(crate) paused: Option<bool>,
     pub(crate) finished: Option<(RunStatus, Millis)>,
     /// Outputs of tasks that succeeded, encoded as JSON.
     pub(crate) outputs: Vec<(u32, String)>,
@@ -18,6 +20,8 @@ impl Projection {
         for event in events {
             match event {
                 Event::RunStarted { at } => projection.started_at = Some(*at),
+                Event::RunPaused { .. } => projection.paused = Some(true),
+                Event::RunResumed { .. } => projection.paused = Some(false),
                 Event::RunFinished { at, status } => projection.finished = Some((*status, *at)),
                 Event::TaskSucceeded {
                     task,

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use baton_core::run::{Artifact, Digest, Event, Millis, Provenance, Sealed};
+use baton_core::run::{Artifact, Control, Digest, Event, Millis, Provenance, Sealed};
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, Projection, Result,
-    RunFilter, RunRecord, RunSummary, Store, TaskRow,
+    ApiKey, Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, FeedBatch,
+    Projection, Result, RunFilter, RunRecord, RunSummary, Store, StoredWorkflow, TaskRow,
 };
 
 /// `PRAGMA application_id` of a baton database: "btn1".
@@ -164,6 +164,45 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX artifacts_by_digest ON artifacts (digest);
     ALTER TABLE tasks DROP COLUMN cacheable;",
+    // Cancel requests become one kind of control request, kept in the
+    // order they were asked.
+    "CREATE TABLE controls (
+        run INTEGER NOT NULL REFERENCES runs (id),
+        seq INTEGER NOT NULL,
+        control TEXT NOT NULL,
+        PRIMARY KEY (run, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO controls (run, seq, control)
+        SELECT run, 0, '{\"type\":\"cancel\"}' FROM cancel_requests;
+    DROP TABLE cancel_requests;",
+    // The server's catalog: registered workflow versions and API keys.
+    "CREATE TABLE workflows (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;",
+    // Every batch appended, in the order the store took them: one feed of
+    // all runs' events that a reader can resume by position.
+    "CREATE TABLE feed (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        run INTEGER NOT NULL REFERENCES runs (id),
+        first_seq INTEGER NOT NULL
+    );
+    CREATE INDEX feed_by_run ON feed (run);
+    INSERT INTO feed (run, first_seq)
+        SELECT event_batches.run, first_seq FROM event_batches
+        JOIN runs ON runs.id = event_batches.run ORDER BY runs.started_at, first_seq;",
 ];
 
 /// Writes waiting for the writer thread.
@@ -193,8 +232,21 @@ enum WriteKind {
         digest: [u8; 32],
         data: Vec<u8>,
     },
-    Cancel,
+    Control(String),
     Delete,
+    /// The run field holds the workflow's name.
+    PutWorkflow {
+        version: u32,
+        digest: [u8; 32],
+        created_at: u64,
+        spec: String,
+    },
+    DeleteWorkflow,
+    PutKey(ApiKey),
+    /// The run field holds the key's id.
+    RevokeKey {
+        at: u64,
+    },
 }
 
 /// A baton database file.
@@ -210,9 +262,23 @@ impl SqliteStore {
     /// schema; refuses a file that is not baton's or is newer than this build.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
-        let mut writer = connect(&path)?;
-        migrate(&mut writer, &path)?;
-        let reader = connect(&path)?;
+        // Processes opening a new file at once can be refused the lock at
+        // once (SQLite does not wait where waiting could deadlock): they
+        // try again, for as long as a write would wait.
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into());
+        let (writer, reader) = loop {
+            let opened = connect(&path).and_then(|mut writer| {
+                migrate(&mut writer, &path)?;
+                Ok((writer, connect(&path)?))
+            });
+            match opened {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("baton-sqlite-writer".to_owned())
@@ -281,11 +347,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn database_error(path: &Path, error: &rusqlite::Error) -> Error {
     let message = match error.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => format!(
-            "another process has held the database locked for over {} s; \
-             nothing was written (try again once it lets go)",
-            BUSY_TIMEOUT_MS / 1000
-        ),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            return Error::Locked {
+                path: path.to_path_buf(),
+                seconds: BUSY_TIMEOUT_MS / 1000,
+            };
+        }
         Some(rusqlite::ErrorCode::DiskFull) => {
             "the disk is full; nothing of the failed write was kept (free space and try again)"
                 .to_owned()
@@ -348,6 +415,10 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(fail)?;
+    // Another process may have migrated while this one waited for the
+    // lock (two `baton` commands opening a new database at once): what to
+    // apply is read again under the lock.
+    let version = pragma(&transaction, "user_version")?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         transaction.execute_batch(migration).map_err(fail)?;
         transaction
@@ -416,8 +487,73 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Write>) {
                         digest,
                         data,
                     } => checkpoint_one(&transaction, &write.run, *events, digest, data)?,
-                    WriteKind::Cancel => cancel_one(&transaction, &write.run)?,
+                    WriteKind::Control(control) => control_one(&transaction, &write.run, control)?,
                     WriteKind::Delete => delete_one(&transaction, &write.run)?,
+                    WriteKind::PutWorkflow {
+                        version,
+                        digest,
+                        created_at,
+                        spec,
+                    } => {
+                        let inserted = transaction
+                            .prepare_cached(
+                                "INSERT INTO workflows (name, version, digest, created_at, spec)
+                                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                            )?
+                            .execute(params![
+                                write.run,
+                                version,
+                                digest,
+                                *created_at as i64,
+                                spec
+                            ])?;
+                        if inserted == 0 {
+                            Err(Error::VersionExists {
+                                name: write.run.clone(),
+                                version: *version,
+                            })
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    WriteKind::DeleteWorkflow => {
+                        let deleted = transaction
+                            .prepare_cached("DELETE FROM workflows WHERE name = ?1")?
+                            .execute([&write.run])?;
+                        if deleted == 0 {
+                            Err(Error::UnknownWorkflow(write.run.clone()))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    WriteKind::PutKey(key) => {
+                        transaction
+                            .prepare_cached(
+                                "INSERT INTO api_keys (id, name, scope, hash, created_at)
+                                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                            )?
+                            .execute(params![
+                                key.id,
+                                key.name,
+                                key.scope.name(),
+                                key.hash.0,
+                                key.created_at.0 as i64
+                            ])?;
+                        Ok(())
+                    }
+                    WriteKind::RevokeKey { at } => {
+                        let revoked = transaction
+                            .prepare_cached(
+                                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2)
+                                 WHERE id = ?1",
+                            )?
+                            .execute(params![write.run, *at as i64])?;
+                        if revoked == 0 {
+                            Err(Error::UnknownKey(write.run.clone()))
+                        } else {
+                            Ok(())
+                        }
+                    }
                 };
                 answers.push(answer);
             }
@@ -494,13 +630,20 @@ fn checkpoint_one(
     Ok(Ok(()))
 }
 
-fn cancel_one(connection: &Connection, run_id: &str) -> rusqlite::Result<Result<()>> {
+fn control_one(
+    connection: &Connection,
+    run_id: &str,
+    control: &str,
+) -> rusqlite::Result<Result<()>> {
     let Some(run) = run_row(connection, run_id)? else {
         return Ok(Err(Error::UnknownRun(run_id.to_owned())));
     };
     connection
-        .prepare_cached("INSERT INTO cancel_requests (run) VALUES (?1) ON CONFLICT DO NOTHING")?
-        .execute([run])?;
+        .prepare_cached(
+            "INSERT INTO controls (run, seq, control)
+             SELECT ?1, coalesce(max(seq) + 1, 0), ?2 FROM controls WHERE run = ?1",
+        )?
+        .execute(params![run, control])?;
     Ok(Ok(()))
 }
 
@@ -512,7 +655,8 @@ const RUN_TABLES: &[&str] = &[
     "attempts",
     "outputs",
     "checkpoints",
-    "cancel_requests",
+    "controls",
+    "feed",
     "provenance",
     "cache_keys",
     "artifacts",
@@ -586,11 +730,20 @@ fn append_one(
                 "INSERT INTO event_batches (run, first_seq, count, events) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![run, first_seq as i64, count as i64, events])?;
+        connection
+            .prepare_cached("INSERT INTO feed (run, first_seq) VALUES (?1, ?2)")?
+            .execute(params![run, first_seq as i64])?;
     }
     if let Some(at) = projection.started_at {
         connection
             .prepare_cached("UPDATE runs SET status = 'running', started_at = ?2 WHERE id = ?1")?
             .execute(params![run, at.0 as i64])?;
+    }
+    if let Some(paused) = projection.paused {
+        let status = if paused { "paused" } else { "running" };
+        connection
+            .prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
+            .execute(params![run, status])?;
     }
     if let Some((status, at)) = projection.finished {
         connection
@@ -754,12 +907,129 @@ impl Store for SqliteStore {
         )
     }
 
-    fn request_cancel(&self, run: &str) -> Appended {
-        self.send(run, WriteKind::Cancel)
+    fn request(&self, run: &str, control: &Control) -> Appended {
+        match serde_json::to_string(control) {
+            Ok(control) => self.send(run, WriteKind::Control(control)),
+            Err(error) => Appended::done(Err(self.encode_error(&error))),
+        }
     }
 
     fn delete_run(&self, run: &str) -> Appended {
         self.send(run, WriteKind::Delete)
+    }
+
+    fn put_workflow(&self, workflow: &StoredWorkflow) -> Appended {
+        match serde_json::to_string(&workflow.workflow) {
+            Ok(spec) => self.send(
+                &workflow.name,
+                WriteKind::PutWorkflow {
+                    version: workflow.version,
+                    digest: workflow.digest.0,
+                    created_at: workflow.created_at.0,
+                    spec,
+                },
+            ),
+            Err(error) => Appended::done(Err(self.encode_error(&error))),
+        }
+    }
+
+    fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
+        let found = match version {
+            Some(version) => self.query(
+                "SELECT name, version, digest, created_at, spec FROM workflows
+                 WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                workflow_row,
+            )?,
+            None => self.query(
+                "SELECT name, version, digest, created_at, spec FROM workflows
+                 WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                params![name],
+                workflow_row,
+            )?,
+        };
+        match found.into_iter().next() {
+            Some(row) => stored_workflow(row),
+            None => Err(match version {
+                Some(version) => Error::UnknownVersion {
+                    name: name.to_owned(),
+                    version,
+                },
+                None => Error::UnknownWorkflow(name.to_owned()),
+            }),
+        }
+    }
+
+    fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+        self.query(
+            "SELECT name, max(version), digest, created_at, spec FROM workflows
+             GROUP BY name ORDER BY name",
+            [],
+            workflow_row,
+        )?
+        .into_iter()
+        .map(stored_workflow)
+        .collect()
+    }
+
+    fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>> {
+        let versions: Vec<StoredWorkflow> = self
+            .query(
+                "SELECT name, version, digest, created_at, spec FROM workflows
+                 WHERE name = ?1 ORDER BY version",
+                [name],
+                workflow_row,
+            )?
+            .into_iter()
+            .map(stored_workflow)
+            .collect::<Result<_>>()?;
+        if versions.is_empty() {
+            return Err(Error::UnknownWorkflow(name.to_owned()));
+        }
+        Ok(versions)
+    }
+
+    fn delete_workflow(&self, name: &str) -> Appended {
+        self.send(name, WriteKind::DeleteWorkflow)
+    }
+
+    fn put_key(&self, key: &ApiKey) -> Appended {
+        self.send(&key.id, WriteKind::PutKey(key.clone()))
+    }
+
+    fn keys(&self) -> Result<Vec<ApiKey>> {
+        let rows = self.query(
+            "SELECT id, name, scope, hash, created_at, revoked_at FROM api_keys ORDER BY id",
+            [],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(id, name, scope, hash, created_at, revoked_at)| {
+                Ok(ApiKey {
+                    scope: scope
+                        .parse()
+                        .map_err(|message| corrupt("(api keys)", message))?,
+                    hash: digest_of("(api keys)", &hash)?,
+                    id,
+                    name,
+                    created_at: Millis(created_at as u64),
+                    revoked_at: revoked_at.map(|at| Millis(at as u64)),
+                })
+            })
+            .collect()
+    }
+
+    fn revoke_key(&self, id: &str, at: Millis) -> Appended {
+        self.send(id, WriteKind::RevokeKey { at: at.0 })
     }
 
     fn artifact_digests(&self) -> Result<Vec<Digest>> {
@@ -851,6 +1121,40 @@ impl Store for SqliteStore {
             events.extend(batch.into_iter().skip(skip));
         }
         Ok(events)
+    }
+
+    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>> {
+        let rows = self.query(
+            "SELECT feed.position, runs.run_id, feed.first_seq, event_batches.events
+             FROM feed JOIN runs ON runs.id = feed.run
+             JOIN event_batches ON event_batches.run = feed.run
+                AND event_batches.first_seq = feed.first_seq
+             WHERE feed.position > ?1 ORDER BY feed.position LIMIT ?2",
+            params![after as i64, limit.min(i64::MAX as usize) as i64],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            },
+        )?;
+        rows.into_iter()
+            .map(|(position, run_id, first_seq, text)| {
+                let events = serde_json::from_str(&text).map_err(|error| Error::Corrupt {
+                    run: run_id.clone(),
+                    seq: first_seq as u64,
+                    message: format!("the batch of events from here: {error}"),
+                })?;
+                Ok(FeedBatch {
+                    position: position as u64,
+                    run_id,
+                    first_seq: first_seq as u64,
+                    events,
+                })
+            })
+            .collect()
     }
 
     fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
@@ -1053,12 +1357,22 @@ impl Store for SqliteStore {
         })
     }
 
-    fn cancel_requested(&self, run: &str) -> Result<bool> {
+    fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
         let id = self.require(run)?;
-        let rows = self.query("SELECT 1 FROM cancel_requests WHERE run = ?1", [id], |_| {
-            Ok(())
-        })?;
-        Ok(!rows.is_empty())
+        let rows = self.query(
+            "SELECT seq, control FROM controls WHERE run = ?1 AND seq >= ?2 ORDER BY seq",
+            params![id, from as i64],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+        )?;
+        rows.into_iter()
+            .map(|(seq, control)| {
+                serde_json::from_str(&control).map_err(|error| Error::Corrupt {
+                    run: run.to_owned(),
+                    seq: seq as u64,
+                    message: format!("control request: {error}"),
+                })
+            })
+            .collect()
     }
 }
 
@@ -1113,6 +1427,33 @@ fn corrupt(run: &str, message: String) -> Error {
         seq: 0,
         message,
     }
+}
+
+/// A `workflows` row: name, version, digest, created_at, spec.
+type WorkflowRow = (String, u32, Vec<u8>, i64, String);
+
+fn workflow_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn stored_workflow(
+    (name, version, digest, created_at, spec): WorkflowRow,
+) -> Result<StoredWorkflow> {
+    let workflow = serde_json::from_str(&spec)
+        .map_err(|error| corrupt(&name, format!("a registered workflow: {error}")))?;
+    Ok(StoredWorkflow {
+        digest: digest_of(&name, &digest)?,
+        version,
+        created_at: Millis(created_at as u64),
+        workflow: std::sync::Arc::new(workflow),
+        name,
+    })
 }
 
 fn digest_of(run: &str, bytes: &[u8]) -> Result<Digest> {

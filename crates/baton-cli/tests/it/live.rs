@@ -1,5 +1,5 @@
 //! Watching and steering a run that another `baton` process drives:
-//! `baton logs --follow` and `baton cancel`.
+//! `baton logs --follow`, `baton cancel` and `baton approve`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -92,4 +92,87 @@ fn cancel_from_another_process_stops_the_run_and_its_tasks() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("no run `nope`"));
+}
+
+/// `baton show RUN --json` until `task` is `status`.
+fn wait_for_task(dir: &std::path::Path, run: &str, task: &str, status: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = baton()
+            .current_dir(dir)
+            .args(["show", run, "--json"])
+            .output()
+            .unwrap();
+        if let Ok(report) = serde_json::from_slice::<serde_json::Value>(&output.stdout) {
+            let found = crate::util::task(&report, task).clone();
+            if found["status"] == status {
+                return found;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{task} never {status}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn approve_from_another_process_decides_the_waiting_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::util::workspace().join("examples/approval.yaml");
+    let run = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(dir.path())
+        .args(["run", "--run-id", "gated"])
+        .arg(&spec)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gate = wait_for_task(dir.path(), "gated", "approve", "waiting");
+    assert_eq!(
+        gate["approval"]["prompt"],
+        "Ship app-1.0.0.tar.gz to production?"
+    );
+
+    baton()
+        .current_dir(dir.path())
+        .args(["approve", "gated", "approve", "maybe"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "`maybe` is not a choice of task `approve` (choices: ship, hold)",
+        ));
+    baton()
+        .current_dir(dir.path())
+        .args(["approve", "gated", "approve", "ship", "--by", "ana"])
+        .args(["--comment", "notes checked"])
+        .assert()
+        .success()
+        .stdout("ship chosen for task approve of run gated\n");
+
+    let output = run.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{summary}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("approve waits for a decision: baton approve gated approve <ship|hold>"),
+        "{said}"
+    );
+    let shipped = wait_for_task(dir.path(), "gated", "ship", "succeeded");
+    assert_eq!(shipped["attempts"], 1);
+    let decided = wait_for_task(dir.path(), "gated", "approve", "succeeded");
+    assert_eq!(
+        decided["output"],
+        serde_json::json!({"choice": "ship", "by": "ana", "comment": "notes checked", "timed_out": false})
+    );
+    baton()
+        .current_dir(dir.path())
+        .args(["approve", "gated", "approve", "hold"])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("already ended: succeeded"));
 }

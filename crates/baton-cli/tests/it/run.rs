@@ -168,7 +168,7 @@ fn kinds_that_cannot_run_yet_are_refused_with_their_place() {
     let output = baton()
         .current_dir(dir.path())
         .args(["run", "-"])
-        .write_stdin("name: later\ntasks:\n  ask:\n    approval: {prompt: ok?}\n")
+        .write_stdin("name: later\ntasks:\n  ask:\n    agent: {capability: review}\n")
         .assert()
         .code(1)
         .get_output()
@@ -178,7 +178,7 @@ fn kinds_that_cannot_run_yet_are_refused_with_their_place() {
     assert!(text.contains("not-runnable"), "{text}");
     assert!(text.contains("[<stdin>:4:5]"), "{text}");
     assert!(
-        text.contains("an `approval` task cannot run in this version of baton yet"),
+        text.contains("an `agent` task cannot run in this version of baton yet"),
         "{text}"
     );
 }

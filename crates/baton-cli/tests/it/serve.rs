@@ -30,13 +30,29 @@ fn serve(dir: &std::path::Path) -> (Child, String) {
     (child, address)
 }
 
-/// One HTTP/1.1 exchange; the status and body.
-fn request(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+/// An API key of `scope` made with `baton keys create` in `dir`.
+fn key(dir: &std::path::Path, scope: &str) -> String {
+    let output = crate::util::baton()
+        .current_dir(dir)
+        .args(["keys", "create", "--name", "test", "--scope", scope])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// One HTTP/1.1 exchange with `key`; the status and body.
+fn request(
+    address: &str,
+    key: &str,
+    (method, path): (&str, &str),
+    body: Option<&Value>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -53,15 +69,14 @@ fn request(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u1
 #[test]
 fn runs_started_through_the_api_survive_a_killed_server() {
     let dir = tempfile::tempdir().unwrap();
+    let key = key(dir.path(), "write");
     let (mut first, address) = serve(dir.path());
     // The first attempt leaves its pid and hangs; the second finishes.
     let spec = "name: durable\ntasks:\n  hang:\n    run: |\n      if [ \"$BATON_ATTEMPT\" = 1 ]; then echo $$ > first.pid; sleep 300; fi\n  after: {needs: [hang], run: echo after}\n";
-    let (status, body) = request(
-        &address,
-        "POST",
-        "/api/v1/runs",
-        Some(&json!({"spec": spec})),
-    );
+    let start = ("POST", "/api/v1/runs");
+    let (status, _) = request(&address, "nope", start, Some(&json!({"spec": spec})));
+    assert_eq!(status, 401);
+    let (status, body) = request(&address, &key, start, Some(&json!({"spec": spec})));
     assert_eq!(status, 201, "{body}");
     let run: Value = serde_json::from_str(&body).unwrap();
     let run = run["run_id"].as_str().unwrap().to_owned();
@@ -76,10 +91,12 @@ fn runs_started_through_the_api_survive_a_killed_server() {
     first.wait().unwrap();
     let (mut second, address) = serve(dir.path());
     // The event stream ends with the run; it is read from the store.
-    let (status, events) = request(&address, "GET", &format!("/api/v1/runs/{run}/events"), None);
+    let events = format!("/api/v1/runs/{run}/events");
+    let (status, events) = request(&address, &key, ("GET", &events), None);
     assert_eq!(status, 200);
     assert!(events.contains("event: run_finished"), "{events}");
-    let (_, shown) = request(&address, "GET", &format!("/api/v1/runs/{run}"), None);
+    let shown = format!("/api/v1/runs/{run}");
+    let (_, shown) = request(&address, &key, ("GET", &shown), None);
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["status"], "succeeded", "{shown}");
     assert_eq!(shown["tasks"][0]["attempts"], 2);
@@ -87,4 +104,123 @@ fn runs_started_through_the_api_survive_a_killed_server() {
     assert!(stops(orphan), "the dead server's attempt was left running");
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+#[test]
+fn settings_come_from_the_file_then_the_environment_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "[server]\nbind = \"127.0.0.1:9999\"\n[engine]\nmax_concurrency = 8\n[retention]\nolder_than = \"30d\"\n",
+    )
+    .unwrap();
+    let shown = crate::util::baton()
+        .current_dir(dir.path())
+        .env("BATON_ENGINE__MAX_CONCURRENCY", "64")
+        .env("BATON_TEST_SOMETHING", "not a setting")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    for line in [
+        "bind = \"127.0.0.1:9999\"",
+        "max_concurrency = 64",
+        "older_than = \"30d\"",
+        "every = \"1h\"",
+    ] {
+        assert!(shown.contains(line), "{line} not in:\n{shown}");
+    }
+
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nbnd = 1\n").unwrap();
+    crate::util::baton()
+        .current_dir(dir.path())
+        .args(["config", "--config", "bad.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown field: found `bnd`"));
+}
+
+#[test]
+fn the_cli_talks_to_a_server_and_prints_what_it_prints_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(dir.path(), "write");
+    let (mut server, address) = serve(dir.path());
+    let url = format!("http://{address}");
+    let spec =
+        std::fs::read_to_string(crate::util::workspace().join("examples/approval.yaml")).unwrap();
+    let (status, body) = request(
+        &address,
+        &key,
+        ("POST", "/api/v1/runs"),
+        Some(&json!({"spec": spec})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    let run = run["run_id"].as_str().unwrap().to_owned();
+    let remote = |args: &[&str]| {
+        let mut command = crate::util::baton();
+        command
+            .current_dir(dir.path())
+            .args(["--server", &url, "--key", &key])
+            .args(args);
+        command
+    };
+    let local = |args: &[&str]| {
+        let mut command = crate::util::baton();
+        command.current_dir(dir.path()).args(args);
+        command.output().unwrap()
+    };
+
+    // The approval waits; deciding it through the server finishes the run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = remote(&["show", &run, "--json"]).output().unwrap();
+        let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+        if shown["tasks"][1]["status"] == "waiting" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    remote(&["approve", &run, "approve", "maybe"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("`maybe` is not a choice"));
+    remote(&["approve", &run, "approve", "ship", "--by", "ana"])
+        .assert()
+        .success()
+        .stdout(format!("ship chosen for task approve of run {run}\n"));
+    remote(&["logs", &run, "ship", "--follow"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "shipping app-1.0.0.tar.gz, approved by ana",
+        ));
+
+    for args in [
+        vec!["show", run.as_str()],
+        vec!["show", run.as_str(), "--json"],
+        vec!["runs", "--json"],
+        vec!["logs", run.as_str()],
+    ] {
+        let here = local(&args);
+        let there = remote(&args).output().unwrap();
+        assert!(here.status.success() && there.status.success(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&there.stdout),
+            String::from_utf8_lossy(&here.stdout),
+            "baton {args:?}"
+        );
+    }
+    remote(&["cancel", &run])
+        .assert()
+        .code(1)
+        .stdout(format!("run {run} already ended: succeeded\n"));
+    remote(&["validate", "x.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--server applies to runs"));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -44,7 +44,9 @@ fn fibonacci(step: u32) -> f64 {
 /// Whether `policy` retries `failure`: all failures when `on` is empty,
 /// except template errors, which the same state would repeat.
 pub fn retries(policy: &RetryPolicy, failure: &Failure) -> bool {
-    if failure.kind == FailureKind::Template {
+    // The same state gives the same template error, and a loop that ran
+    // out of iterations would only run out again.
+    if matches!(failure.kind, FailureKind::Template | FailureKind::Repeat) {
         return false;
     }
     policy.on.is_empty() || policy.on.iter().any(|on| matches(*on, failure.kind))
@@ -55,6 +57,7 @@ fn matches(on: RetryOn, kind: FailureKind) -> bool {
         (RetryOn::Any, _) => true,
         (RetryOn::Error, kind) => kind != FailureKind::Timeout,
         (RetryOn::Timeout, kind) => kind == FailureKind::Timeout,
+        (RetryOn::Check, kind) => kind == FailureKind::Check,
         (RetryOn::ExitCode(wanted), FailureKind::Exit { code }) => wanted == code,
         (RetryOn::HttpStatus(wanted), FailureKind::Http { status }) => wanted == status,
         (RetryOn::HttpClass(class), FailureKind::Http { status }) => {

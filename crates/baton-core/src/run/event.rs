@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::duration::Duration;
 
+use super::control::Control;
 use super::digest::Digest;
 
 /// Milliseconds since the Unix epoch, as the shell's clock read them. Time
@@ -48,6 +49,15 @@ pub enum Event {
         task: u32,
         attempt: u32,
         /// The JSON the task wrote to `$BATON_OUTPUT`, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Box<Value>>,
+    },
+    /// An iteration of a `repeat` task ended without `until` holding: its
+    /// output is the next iteration's `previous`, and the task runs again.
+    TaskIterated {
+        at: Millis,
+        task: u32,
+        attempt: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<Box<Value>>,
     },
@@ -113,6 +123,25 @@ pub enum Event {
         task: u32,
         attempt: u32,
     },
+    /// An `approval` task is waiting for a decision (attempt 1 begins).
+    ApprovalRequested {
+        at: Millis,
+        task: u32,
+    },
+    /// The run read its `seq`-th control request (counting from 0). What it
+    /// changed, if anything, follows as events of its own.
+    ControlReceived {
+        at: Millis,
+        seq: u64,
+        control: Box<Control>,
+    },
+    /// No new task starts until the run is resumed.
+    RunPaused {
+        at: Millis,
+    },
+    RunResumed {
+        at: Millis,
+    },
     /// Someone asked the run to stop (Ctrl-C, the API).
     CancelRequested {
         at: Millis,
@@ -134,6 +163,7 @@ impl Event {
             Event::RunStarted { at }
             | Event::TaskStarted { at, .. }
             | Event::TaskSucceeded { at, .. }
+            | Event::TaskIterated { at, .. }
             | Event::TaskFailed { at, .. }
             | Event::TaskSkipped { at, .. }
             | Event::TaskCancelled { at, .. }
@@ -143,6 +173,10 @@ impl Event {
             | Event::ResultReused { at, .. }
             | Event::ArtifactsConsumed { at, .. }
             | Event::AttemptLost { at, .. }
+            | Event::ApprovalRequested { at, .. }
+            | Event::ControlReceived { at, .. }
+            | Event::RunPaused { at }
+            | Event::RunResumed { at }
             | Event::CancelRequested { at }
             | Event::RunTimedOut { at }
             | Event::RunFinished { at, .. } => *at,
@@ -154,6 +188,7 @@ impl Event {
         match self {
             Event::TaskStarted { task, .. }
             | Event::TaskSucceeded { task, .. }
+            | Event::TaskIterated { task, .. }
             | Event::TaskFailed { task, .. }
             | Event::TaskSkipped { task, .. }
             | Event::TaskCancelled { task, .. }
@@ -162,8 +197,12 @@ impl Event {
             | Event::ArtifactsStored { task, .. }
             | Event::ResultReused { task, .. }
             | Event::ArtifactsConsumed { task, .. }
-            | Event::AttemptLost { task, .. } => Some(*task),
+            | Event::AttemptLost { task, .. }
+            | Event::ApprovalRequested { task, .. } => Some(*task),
             Event::RunStarted { .. }
+            | Event::ControlReceived { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
             | Event::CancelRequested { .. }
             | Event::RunTimedOut { .. }
             | Event::RunFinished { .. } => None,
@@ -214,6 +253,10 @@ pub enum FailureKind {
     Signal { signal: i32 },
     /// The task's timeout passed.
     Timeout,
+    /// The attempt ran, but its output failed the task's `check`.
+    Check,
+    /// A `repeat` ran `max` iterations without its `until` holding.
+    Repeat,
     /// An HTTP response with a status the task does not accept.
     Http { status: u16 },
     /// Anything else that may go away on a retry: a spawn error, a network
@@ -257,6 +300,8 @@ pub enum SkipReason {
 pub enum RunStatus {
     Pending,
     Running,
+    /// Running tasks finish; no new one starts until it is resumed.
+    Paused,
     Succeeded,
     Failed,
     Cancelled,
@@ -269,6 +314,7 @@ impl RunStatus {
         match self {
             RunStatus::Pending => "pending",
             RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -277,7 +323,10 @@ impl RunStatus {
     }
 
     pub fn is_final(self) -> bool {
-        !matches!(self, RunStatus::Pending | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::Pending | RunStatus::Running | RunStatus::Paused
+        )
     }
 }
 

@@ -19,22 +19,26 @@
 //! ```
 
 mod backoff;
+mod control;
 mod digest;
 mod event;
 mod provenance;
 mod resolve;
 mod state;
+mod swarm;
 mod templates;
 mod trace;
 
 pub use backoff::{retries, retry_delay};
+pub use control::{Control, ControlError, Decision};
 pub use digest::{BadDigest, Digest, Hasher};
 pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
 pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
 pub use resolve::{HttpBody, HttpCall, Resolved, Work};
 pub use state::{
-    Budget, Command, RunMetrics, RunSetup, RunState, Sealed, Snapshot, SnapshotError, TaskStatus,
-    Usage,
+    Budget, Command, Iteration, RunMetrics, RunSetup, RunState, Sealed, Snapshot, SnapshotError,
+    TaskStatus, Usage,
 };
+pub use swarm::{Reduction, Vote};
 pub use templates::{ShellScript, TemplateError, VALUE_PREFIX};
 pub use trace::{Divergence, Trace, replay};

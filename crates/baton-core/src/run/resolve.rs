@@ -5,7 +5,7 @@ use std::cell::OnceCell;
 
 use minijinja::Value;
 
-use crate::spec::{HttpRequest, Method, StatusMatch, Task};
+use crate::spec::{Action, HttpRequest, Method, StatusMatch, Task};
 
 use super::state::RunState;
 use super::templates::{self, ShellScript, TemplateError};
@@ -29,6 +29,12 @@ pub enum Work {
     Noop,
     /// An in-process handler, by the name it was registered under.
     Handler(String),
+    /// A question for people; the run waits for their decision instead of
+    /// running anything.
+    Approval {
+        prompt: String,
+        choices: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -79,6 +85,28 @@ impl<'a> Scope<'a> {
             compensation,
             context: OnceCell::new(),
         }
+    }
+
+    /// A scope over a context made elsewhere (a hook's): the task fields
+    /// are never read, as the context is already there.
+    pub(crate) fn given(state: &'a RunState, context: Value) -> Self {
+        let scope = Scope::new(state, 0, 0, false);
+        let _ = scope.context.set(context);
+        scope
+    }
+
+    /// What an action (`compensate`, a hook) does, rendered; `what` names
+    /// it in errors.
+    pub(crate) fn action(&self, action: &Action, what: &str) -> Result<Work, TemplateError> {
+        Ok(match action {
+            Action::Run(script) => Work::Shell(self.shell(script.as_str())?),
+            Action::Command(argv) => Work::Command(
+                argv.iter()
+                    .map(|argument| self.text(argument.as_str(), what))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Action::Http(http) => Work::Http(Box::new(self.http(http)?)),
+        })
     }
 
     pub(crate) fn context(&self) -> &Value {

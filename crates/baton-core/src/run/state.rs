@@ -15,6 +15,7 @@ use crate::duration::Duration;
 use crate::spec::{Action, FailurePolicy, OnTimeout, RetryPolicy, Task, TaskKind, Timeout};
 
 use super::backoff::{retries, retry_delay};
+use super::control::{Control, ControlError, Decision, decision_output};
 use super::event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
 use super::resolve::{Resolved, Scope, Work};
 use super::templates::{self, TemplateError};
@@ -34,6 +35,8 @@ pub enum TaskStatus {
     /// Its needs are done; waiting for a slot.
     Queued,
     Running,
+    /// An `approval` task waiting for a decision.
+    Waiting,
     /// Failed, and waiting to be tried again.
     RetryWait,
     Succeeded,
@@ -54,6 +57,7 @@ impl TaskStatus {
             TaskStatus::Pending => "pending",
             TaskStatus::Queued => "queued",
             TaskStatus::Running => "running",
+            TaskStatus::Waiting => "waiting",
             TaskStatus::RetryWait => "retry_wait",
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
@@ -70,7 +74,11 @@ impl TaskStatus {
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            TaskStatus::Pending | TaskStatus::Queued | TaskStatus::Running | TaskStatus::RetryWait
+            TaskStatus::Pending
+                | TaskStatus::Queued
+                | TaskStatus::Running
+                | TaskStatus::Waiting
+                | TaskStatus::RetryWait
         )
     }
 
@@ -124,6 +132,16 @@ pub enum Command {
     Compensate {
         task: u32,
     },
+    /// Wait for a decision on an `approval` task.
+    Await {
+        task: u32,
+    },
+    /// An approval's timeout passed: take `choice`, its `default` (a valid
+    /// workflow gives every approval with a timeout one).
+    Expire {
+        task: u32,
+        choice: Box<str>,
+    },
     TimeOutRun,
     Finish {
         status: RunStatus,
@@ -154,6 +172,13 @@ impl Command {
                 failure: failure.clone(),
             },
             Command::Compensate { task } => Event::CompensationStarted { at, task: *task },
+            Command::Await { task } => Event::ApprovalRequested { at, task: *task },
+            Command::Expire { task, choice } => Event::TaskSucceeded {
+                at,
+                task: *task,
+                attempt: 1,
+                output: Some(Box::new(decision_output(choice, None, None, true))),
+            },
             Command::TimeOutRun => Event::RunTimedOut { at },
             Command::Finish { status } => Event::RunFinished {
                 at,
@@ -162,6 +187,15 @@ impl Command {
             Command::Kill { .. } | Command::WakeAt(_) => return None,
         })
     }
+}
+
+/// Where a `repeat` loop stands after an iteration succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Iteration {
+    /// `until` holds (or the task does not repeat): the task succeeds.
+    Done,
+    /// Run it again, with this output as `previous`.
+    Again,
 }
 
 /// Limits `decide` works within.
@@ -229,9 +263,17 @@ pub struct RunState {
     artifacts: FxHashMap<u32, Box<[Artifact]>>,
     /// Tasks whose result came from an earlier run, by that run's id.
     reused: FxHashMap<u32, Box<str>>,
+    /// Iterations a `repeat` task has finished without its `until` holding.
+    iterations: FxHashMap<u32, u32>,
     final_count: usize,
     running: u32,
+    /// Approval tasks waiting for a decision.
+    waiting: u32,
     failed_tasks: u32,
+    /// No task starts while set (a pause).
+    paused: bool,
+    /// Control requests read so far: where a resumed run reads on.
+    controls: u64,
 
     /// Position of each task in (priority desc, id asc) order.
     order: Arc<ReadyOrder>,
@@ -309,9 +351,13 @@ impl RunState {
             skip_reasons: FxHashMap::default(),
             artifacts: FxHashMap::default(),
             reused: FxHashMap::default(),
+            iterations: FxHashMap::default(),
             final_count: 0,
             running: 0,
+            waiting: 0,
             failed_tasks: 0,
+            paused: false,
+            controls: 0,
             order,
             ready,
             settle: VecDeque::new(),
@@ -435,6 +481,12 @@ impl RunState {
         !self.ready.is_empty()
     }
 
+    /// Tasks waiting for a slot (a replayed state may count one twice
+    /// until it starts).
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
     /// The last failure of a task (or its compensation).
     pub fn failure(&self, task: u32) -> Option<&Failure> {
         self.failures.get(&task)
@@ -487,9 +539,75 @@ impl RunState {
     pub fn run_status(&self) -> RunStatus {
         match self.phase {
             Phase::Pending => RunStatus::Pending,
+            Phase::Running if self.paused => RunStatus::Paused,
             Phase::Finished(status) => status,
             _ => RunStatus::Running,
         }
+    }
+
+    /// Control requests the run has read (see [`Event::ControlReceived`]).
+    pub fn controls_read(&self) -> u64 {
+        self.controls
+    }
+
+    /// Approval tasks waiting for a decision.
+    pub fn waiting(&self) -> u32 {
+        self.waiting
+    }
+
+    /// The events that carry out `control` on the run as it stands, or why
+    /// it does not apply.
+    pub fn control(&self, control: &Control, at: Millis) -> Result<Vec<Event>, ControlError> {
+        let running = match self.phase {
+            Phase::Finished(_) => return Err(ControlError::Finished),
+            Phase::Pending | Phase::Running => true,
+            Phase::Ending { .. } | Phase::Compensating => false,
+        };
+        Ok(match control {
+            Control::Cancel if running => vec![Event::CancelRequested { at }],
+            Control::Pause if !running => return Err(ControlError::Ending),
+            Control::Pause if self.paused => return Err(ControlError::AlreadyPaused),
+            Control::Pause => vec![Event::RunPaused { at }],
+            Control::Resume if !self.paused || !running => return Err(ControlError::NotPaused),
+            Control::Resume => vec![Event::RunResumed { at }],
+            Control::Cancel => return Err(ControlError::Ending),
+            Control::Decide(decision) => vec![self.decision(decision, at)?],
+        })
+    }
+
+    /// The success of a waiting approval task with `decision` as output.
+    fn decision(&self, decision: &Decision, at: Millis) -> Result<Event, ControlError> {
+        let task = self
+            .task_index(&decision.task)
+            .ok_or_else(|| ControlError::UnknownTask(decision.task.clone()))?;
+        let TaskKind::Approval(approval) = &self.task(task).kind else {
+            return Err(ControlError::NotApproval(decision.task.clone()));
+        };
+        let status = self.status[task as usize];
+        if status != TaskStatus::Waiting {
+            return Err(ControlError::NotWaiting {
+                task: decision.task.clone(),
+                status: status.name(),
+            });
+        }
+        if !approval.choices.contains(&decision.choice) {
+            return Err(ControlError::BadChoice {
+                task: decision.task.clone(),
+                choice: decision.choice.clone(),
+                choices: approval.choices.clone(),
+            });
+        }
+        Ok(Event::TaskSucceeded {
+            at,
+            task,
+            attempt: self.attempts[task as usize],
+            output: Some(Box::new(decision_output(
+                &decision.choice,
+                decision.by.as_deref(),
+                decision.comment.as_deref(),
+                false,
+            ))),
+        })
     }
 
     /// Why the run failed or stopped, when it did.
@@ -575,6 +693,21 @@ impl RunState {
                     .map(|output| Value::from(minijinja::value::Serde(output)));
                 self.finish(task, TaskStatus::Succeeded, at);
             }
+            Event::TaskIterated {
+                at,
+                task,
+                ref output,
+                ..
+            } => {
+                self.end_attempt(task, at);
+                let index = task as usize;
+                self.outputs[index] = output
+                    .as_deref()
+                    .map(|output| Value::from(minijinja::value::Serde(output)));
+                *self.iterations.entry(task).or_default() += 1;
+                self.status[index] = TaskStatus::Queued;
+                self.ready.push(Reverse(self.order.rank[index]));
+            }
             Event::TaskFailed {
                 at,
                 task,
@@ -586,7 +719,10 @@ impl RunState {
                 self.finish(task, TaskStatus::Skipped, at);
             }
             Event::TaskCancelled { at, task } => {
-                if self.status[task as usize] == TaskStatus::Running {
+                if matches!(
+                    self.status[task as usize],
+                    TaskStatus::Running | TaskStatus::Waiting
+                ) {
                     self.end_attempt(task, at);
                 }
                 self.finish(task, TaskStatus::Cancelled, at);
@@ -637,6 +773,22 @@ impl RunState {
                 }
                 _ => {}
             },
+            Event::ApprovalRequested { at, task } => {
+                let index = task as usize;
+                self.status[index] = TaskStatus::Waiting;
+                self.attempts[index] = 1;
+                self.attempt_started[index] = at;
+                self.first_started[index] = at;
+                self.waiting += 1;
+                if let TaskKind::Approval(approval) = &self.task(task).kind
+                    && let Some(timeout) = approval.timeout
+                {
+                    self.timers.push(Reverse((at.plus(timeout), task)));
+                }
+            }
+            Event::ControlReceived { seq, .. } => self.controls = seq + 1,
+            Event::RunPaused { .. } => self.paused = true,
+            Event::RunResumed { .. } => self.paused = false,
             Event::CancelRequested { .. } => {
                 self.end(RunStatus::Cancelled, false, "cancelled".to_owned());
             }
@@ -665,6 +817,12 @@ impl RunState {
 
     fn end_attempt(&mut self, task: u32, at: Millis) {
         let index = task as usize;
+        if self.status[index] == TaskStatus::Waiting {
+            self.waiting -= 1;
+            // Its timeout no longer matters, and would hold the run open.
+            self.timers.retain(|&Reverse((_, timed))| timed != task);
+            return;
+        }
         self.running -= 1;
         self.busy[index] += at.since(self.attempt_started[index]).as_millis();
         if let Some(key) = self.key(task) {
@@ -678,7 +836,7 @@ impl RunState {
     fn fail(&mut self, task: u32, attempt: u32, failure: &Failure, at: Millis) {
         let index = task as usize;
         let was_running = self.status[index] == TaskStatus::Running;
-        if was_running {
+        if was_running || self.status[index] == TaskStatus::Waiting {
             self.end_attempt(task, at);
         }
         self.failures.insert(task, failure.clone());
@@ -809,11 +967,24 @@ impl RunState {
                 break;
             }
             self.timers.pop();
-            // Only a fired timer makes a waiting retry ready: a replayed
-            // state still holds the rank it was first queued with.
-            if self.status[task as usize] == TaskStatus::RetryWait {
-                self.status[task as usize] = TaskStatus::Queued;
-                self.ready.push(Reverse(self.order.rank[task as usize]));
+            match self.status[task as usize] {
+                // Only a fired timer makes a waiting retry ready: a replayed
+                // state still holds the rank it was first queued with.
+                TaskStatus::RetryWait => {
+                    self.status[task as usize] = TaskStatus::Queued;
+                    self.ready.push(Reverse(self.order.rank[task as usize]));
+                }
+                TaskStatus::Waiting => {
+                    if let TaskKind::Approval(approval) = &self.task(task).kind
+                        && let Some(choice) = &approval.default
+                    {
+                        out.push(Command::Expire {
+                            task,
+                            choice: choice.as_str().into(),
+                        });
+                    }
+                }
+                _ => {}
             }
         }
         self.drain_settle(budget, out);
@@ -824,7 +995,11 @@ impl RunState {
         // again after a lost attempt); equal ranks pop one after the other,
         // and a command's event is applied only after this call returns.
         let mut previous = None;
-        while out.len() < budget.batch && self.running + started < self.limit && slots > 0 {
+        while !self.paused
+            && out.len() < budget.batch
+            && self.running + started < self.limit
+            && slots > 0
+        {
             let Some(Reverse(rank)) = self.ready.pop() else {
                 break;
             };
@@ -850,7 +1025,7 @@ impl RunState {
                 && let Some(when) = &self.task(task).when
             {
                 let scope = Scope::new(self, task, attempt, false);
-                match templates::condition(when.as_str(), scope.context()) {
+                match templates::condition(when.as_str(), scope.context(), "when") {
                     Ok(true) => {}
                     Ok(false) => {
                         out.push(Command::Skip {
@@ -871,6 +1046,11 @@ impl RunState {
                     }
                 }
             }
+            // An approval only waits: it takes no slot.
+            if matches!(self.task(task).kind, TaskKind::Approval(_)) {
+                out.push(Command::Await { task });
+                continue;
+            }
             if let Some(key) = self.key(task) {
                 reserved[key] += 1;
             }
@@ -880,6 +1060,7 @@ impl RunState {
         }
         if out.is_empty()
             && self.running == 0
+            && self.waiting == 0
             && self.ready.is_empty()
             && self.timers.is_empty()
             && self.settle.is_empty()
@@ -938,6 +1119,14 @@ impl RunState {
         waiting.sort_unstable_by_key(|&task| self.order.rank[task as usize]);
         waiting.dedup();
         out.extend(waiting.into_iter().map(drop_waiting));
+        // Approvals no one will decide now are dropped, whatever the end.
+        if self.waiting > 0 {
+            out.extend(
+                (0..self.status.len() as u32)
+                    .filter(|&task| self.status[task as usize] == TaskStatus::Waiting)
+                    .map(|task| Command::Cancel { task }),
+            );
+        }
         if self.running > 0 {
             if !self.kills_sent {
                 self.kills_sent = true;
@@ -1012,9 +1201,16 @@ impl RunState {
                 Some((name, view))
             })
             .collect();
+        // A retry sees why the attempt before it failed (a quality gate's
+        // message, an exit code's log tail).
+        let failure = (attempt > 1)
+            .then(|| self.failures.get(&task))
+            .flatten()
+            .map(|failure| failure.message.clone());
         let own = minijinja::context! {
             id => self.task(task).id.clone(),
             attempt => attempt,
+            failure => failure,
         };
         let output = if compensation {
             self.outputs[task as usize]
@@ -1023,16 +1219,106 @@ impl RunState {
         } else {
             Value::UNDEFINED
         };
+        // A `repeat` task sees the iteration it is on and the output of the
+        // one before (undefined on the first).
+        let (previous, iteration) = match self.task(task).repeat {
+            Some(_) if !compensation => (
+                match self.iterations.get(&task) {
+                    Some(_) => self.outputs[task as usize]
+                        .clone()
+                        .unwrap_or(Value::UNDEFINED),
+                    None => Value::UNDEFINED,
+                },
+                Value::from(self.iteration_number(task)),
+            ),
+            _ => (Value::UNDEFINED, Value::UNDEFINED),
+        };
         minijinja::context! {
             inputs => self.inputs.clone(),
             tasks => Value::from(tasks),
             run => self.run_context.clone(),
             task => own,
             output => output,
+            previous => previous,
+            iteration => iteration,
         }
     }
 
     /// What attempt `attempt` of `task` runs, with every template evaluated.
+    /// Whether an attempt's `output` passes the task's `check`: the first
+    /// expression that does not hold fails the attempt with its message (a
+    /// `check` failure, which `retry.on: [check]` retries); one that does
+    /// not evaluate is a template failure, never retried.
+    pub fn check_output(
+        &self,
+        task: u32,
+        attempt: u32,
+        output: Option<&serde_json::Value>,
+    ) -> Result<(), Failure> {
+        let checks = &self.task(task).check;
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let output = output.map_or(Value::UNDEFINED, |output| {
+            Value::from(minijinja::value::Serde(output))
+        });
+        let context = minijinja::context! {
+            output => output,
+            attempt => attempt,
+            ..self.context(task, attempt, false)
+        };
+        for check in checks {
+            match templates::condition(check.expr.as_str(), &context, "check") {
+                Ok(true) => {}
+                Ok(false) => {
+                    let message = check.message.clone().unwrap_or_else(|| {
+                        format!("check `{}` does not hold", check.expr.as_str())
+                    });
+                    return Err(Failure::new(FailureKind::Check, message));
+                }
+                Err(error) => return Err(Failure::new(FailureKind::Template, error.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// What an attempt of a `repeat` task that produced `output` means: the
+    /// loop is done (`until` holds), goes round again, or has run `max`
+    /// iterations (a `repeat` failure, never retried). A task without
+    /// `repeat` is always done; an `until` that does not evaluate fails it.
+    pub fn iteration(
+        &self,
+        task: u32,
+        attempt: u32,
+        output: Option<&serde_json::Value>,
+    ) -> Result<Iteration, Failure> {
+        let Some(repeat) = &self.task(task).repeat else {
+            return Ok(Iteration::Done);
+        };
+        let context = minijinja::context! {
+            output => output.map_or(Value::UNDEFINED, |output| Value::from(minijinja::value::Serde(output))),
+            ..self.context(task, attempt, false)
+        };
+        match templates::condition(repeat.until.as_str(), &context, "repeat.until") {
+            Ok(true) => Ok(Iteration::Done),
+            Ok(false) if self.iteration_number(task) < repeat.max => Ok(Iteration::Again),
+            Ok(false) => Err(Failure::new(
+                FailureKind::Repeat,
+                format!(
+                    "`{}` did not hold after {} iteration(s)",
+                    repeat.until.as_str(),
+                    repeat.max
+                ),
+            )),
+            Err(error) => Err(Failure::new(FailureKind::Template, error.to_string())),
+        }
+    }
+
+    /// The iteration a `repeat` task is on, from 1.
+    fn iteration_number(&self, task: u32) -> u32 {
+        self.iterations.get(&task).copied().unwrap_or(0) + 1
+    }
+
     /// Renders one of `task`'s templates (`what` names it in errors) as it
     /// would render for attempt `attempt` now.
     pub fn render(
@@ -1046,7 +1332,56 @@ impl RunState {
     }
 
     pub fn resolve(&self, task: u32, attempt: u32) -> Result<Resolved, TemplateError> {
-        let scope = Scope::new(self, task, attempt, false);
+        self.resolve_in(&Scope::new(self, task, attempt, false), task)
+    }
+
+    /// The run's `concurrency`, if it has one.
+    pub(crate) fn concurrency_limit(&self) -> Option<u32> {
+        (self.limit != NONE).then_some(self.limit)
+    }
+
+    /// Item `index` of a `foreach` task's list: its templates also see
+    /// `item` and `index`.
+    pub fn resolve_item(
+        &self,
+        task: u32,
+        attempt: u32,
+        index: usize,
+        item: &serde_json::Value,
+    ) -> Result<Resolved, TemplateError> {
+        let context = minijinja::context! {
+            item => Value::from(minijinja::value::Serde(item)),
+            index => index,
+            ..self.context(task, attempt, false)
+        };
+        self.resolve_in(&Scope::given(self, context), task)
+    }
+
+    /// Copy `index` of a `swarm` task: its templates also see `variant`
+    /// (its entry of `variants`, or its index among `count` copies).
+    pub fn resolve_variant(
+        &self,
+        task: u32,
+        attempt: u32,
+        index: usize,
+    ) -> Result<Resolved, TemplateError> {
+        let variant = self
+            .task(task)
+            .swarm
+            .as_ref()
+            .and_then(|swarm| swarm.variants.get(index))
+            .map_or_else(
+                || Value::from(index),
+                |variant| Value::from(minijinja::value::Serde(variant)),
+            );
+        let context = minijinja::context! {
+            variant => variant,
+            ..self.context(task, attempt, false)
+        };
+        self.resolve_in(&Scope::given(self, context), task)
+    }
+
+    fn resolve_in(&self, scope: &Scope<'_>, task: u32) -> Result<Resolved, TemplateError> {
         let definition = self.task(task);
         let work = match &definition.kind {
             TaskKind::Run(script) => Work::Shell(scope.shell(script.as_str())?),
@@ -1058,6 +1393,10 @@ impl RunState {
             TaskKind::Http(http) => Work::Http(Box::new(scope.http(http)?)),
             TaskKind::Noop => Work::Noop,
             TaskKind::Handler(name) => Work::Handler(name.clone()),
+            TaskKind::Approval(approval) => Work::Approval {
+                prompt: scope.text(approval.prompt.as_str(), "prompt")?,
+                choices: approval.choices.clone(),
+            },
             other => {
                 return Err(TemplateError {
                     what: other.name().to_owned(),
@@ -1078,16 +1417,36 @@ impl RunState {
                 detail: format!("task `{}` has no compensate action", definition.id),
             });
         };
-        let work = match action {
-            Action::Run(script) => Work::Shell(scope.shell(script.as_str())?),
-            Action::Command(argv) => Work::Command(
-                argv.iter()
-                    .map(|argument| scope.text(argument.as_str(), "compensate.command"))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Action::Http(http) => Work::Http(Box::new(scope.http(http)?)),
-        };
+        let work = scope.action(action, "compensate.command")?;
         scope.finish(definition, work)
+    }
+
+    /// A hook's action, rendered over `inputs`, `run`, the `event` that
+    /// fired it and, for a task's event, `task` (its id and attempt).
+    pub fn resolve_hook(
+        &self,
+        task: Option<u32>,
+        action: &Action,
+        event: &serde_json::Value,
+    ) -> Result<Resolved, TemplateError> {
+        let task = task.map(|task| {
+            minijinja::context! {
+                id => self.task(task).id.clone(),
+                attempt => self.attempts(task),
+            }
+        });
+        let context = minijinja::context! {
+            inputs => self.inputs.clone(),
+            run => self.run_context.clone(),
+            event => Value::from(minijinja::value::Serde(event)),
+            task => task.unwrap_or(Value::UNDEFINED),
+        };
+        let scope = Scope::given(self, context);
+        Ok(Resolved {
+            env: Vec::new(),
+            cwd: None,
+            work: scope.action(action, "hook.command")?,
+        })
     }
 
     /// Figures for the run so far.
@@ -1152,7 +1511,7 @@ impl RunState {
 }
 
 /// Figures of one run, from its events.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunMetrics {
     pub wall: Duration,
     /// Time spent in task attempts, summed.
@@ -1166,7 +1525,7 @@ pub struct RunMetrics {
 }
 
 /// What tasks report under the reserved `baton` key of their output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     pub tokens: u64,
     pub cost: f64,
@@ -1241,6 +1600,10 @@ mod tests {
                     Command::Kill { task } => format!("kill {}", self.id(*task)),
                     Command::Reject { task, .. } => format!("reject {}", self.id(*task)),
                     Command::Compensate { task } => format!("compensate {}", self.id(*task)),
+                    Command::Await { task } => format!("await {}", self.id(*task)),
+                    Command::Expire { task, choice } => {
+                        format!("expire {} {choice}", self.id(*task))
+                    }
                     Command::TimeOutRun => "time out".to_owned(),
                     Command::Finish { status } => format!("finish {status}"),
                     Command::WakeAt(at) => format!("wake {}", at.0),
@@ -1284,6 +1647,166 @@ mod tests {
         fn status(&self, id: &str) -> TaskStatus {
             self.state.status(self.index(id))
         }
+
+        /// Carries out a control the way the shell does, or says why not.
+        fn control(&mut self, control: Control) -> Result<(), ControlError> {
+            let events = self.state.control(&control, self.now)?;
+            for event in events {
+                self.record(event);
+            }
+            Ok(())
+        }
+
+        fn decide(&mut self, task: &str, choice: &str) -> Result<(), ControlError> {
+            self.control(Control::Decide(Decision {
+                task: task.to_owned(),
+                choice: choice.to_owned(),
+                by: Some("ana".to_owned()),
+                comment: None,
+            }))
+        }
+    }
+
+    const APPROVAL: &str = "name: a\ntasks:\n  build: {run: x}\n  gate: {approval: {prompt: ship?, timeout: 1h, default: reject}, needs: [build]}\n  ship: {run: x, needs: [gate], when: \"tasks.gate.output.choice == 'approve'\"}\n";
+
+    #[test]
+    fn an_approval_waits_without_a_slot_and_its_decision_feeds_when() {
+        let mut run = Driver::new(APPROVAL);
+        run.state.limit = 1;
+        assert_eq!(run.step(), ["start build#1"]);
+        run.succeed("build");
+        assert_eq!(run.step(), ["await gate"]);
+        assert_eq!(run.status("gate"), TaskStatus::Waiting);
+        assert_eq!(run.step(), ["wake 3600000"]);
+        assert_eq!(
+            run.decide("gate", "maybe"),
+            Err(ControlError::BadChoice {
+                task: "gate".to_owned(),
+                choice: "maybe".to_owned(),
+                choices: vec!["approve".to_owned(), "reject".to_owned()],
+            })
+        );
+        assert!(matches!(
+            run.decide("build", "approve"),
+            Err(ControlError::NotApproval(_))
+        ));
+        run.decide("gate", "approve").unwrap();
+        assert_eq!(
+            run.state.output_json(run.index("gate")).unwrap(),
+            serde_json::json!({"choice": "approve", "by": "ana", "comment": null, "timed_out": false})
+        );
+        assert!(matches!(
+            run.decide("gate", "reject"),
+            Err(ControlError::NotWaiting { .. })
+        ));
+        assert_eq!(run.step(), ["start ship#1"]);
+        run.succeed("ship");
+        assert_eq!(run.step(), ["finish succeeded"]);
+    }
+
+    #[test]
+    fn an_approval_timeout_takes_its_default() {
+        let mut run = Driver::new(APPROVAL);
+        run.step();
+        run.succeed("build");
+        run.step();
+        run.now = Millis(3_600_000);
+        assert_eq!(run.step(), ["expire gate reject"]);
+        assert_eq!(run.step(), ["skip ship Condition"]);
+        assert_eq!(run.step(), ["finish succeeded"]);
+        let output = run.state.output_json(run.index("gate")).unwrap();
+        assert_eq!(output["timed_out"], true);
+    }
+
+    #[test]
+    fn cancelling_drops_a_waiting_approval() {
+        let mut run = Driver::new("name: a\ntasks:\n  gate: {approval: {prompt: ok?}}\n");
+        assert_eq!(run.step(), ["await gate"]);
+        assert!(run.step().is_empty());
+        run.control(Control::Cancel).unwrap();
+        assert_eq!(run.step(), ["cancel gate"]);
+        assert_eq!(run.step(), ["finish cancelled"]);
+        assert_eq!(run.control(Control::Cancel), Err(ControlError::Finished));
+    }
+
+    #[test]
+    fn a_paused_run_lets_running_tasks_finish_and_starts_none_until_resumed() {
+        let mut run = Driver::new("name: p\ntasks:\n  a: {run: x}\n  b: {run: x, needs: [a]}\n");
+        assert_eq!(run.step(), ["start a#1"]);
+        run.control(Control::Pause).unwrap();
+        assert_eq!(run.state.run_status(), RunStatus::Paused);
+        assert_eq!(
+            run.control(Control::Pause),
+            Err(ControlError::AlreadyPaused)
+        );
+        run.succeed("a");
+        assert!(run.step().is_empty());
+        assert_eq!(run.status("b"), TaskStatus::Queued);
+        run.control(Control::Resume).unwrap();
+        assert_eq!(run.control(Control::Resume), Err(ControlError::NotPaused));
+        assert_eq!(run.state.run_status(), RunStatus::Running);
+        assert_eq!(run.step(), ["start b#1"]);
+    }
+
+    #[test]
+    fn a_repeat_goes_round_until_it_holds_and_replays_and_restores_the_same() {
+        let spec = "name: r\ntasks:\n  a: {run: x, repeat: {until: 'output.n >= 2', max: 3}}\n";
+        let mut run = Driver::new(spec);
+        assert_eq!(run.step(), ["start a#1"]);
+        let one = serde_json::json!({"n": 1});
+        assert_eq!(run.state.iteration(0, 1, Some(&one)), Ok(Iteration::Again));
+        run.record(Event::TaskIterated {
+            at: run.now,
+            task: 0,
+            attempt: 1,
+            output: Some(Box::new(one)),
+        });
+        assert_eq!(run.status("a"), TaskStatus::Queued);
+        let snapshot = run.state.snapshot(run.log.len() as u64);
+        let restored =
+            RunState::restore(run.state.shared_valid(), RunSetup::default(), snapshot).unwrap();
+        let context = restored.context(0, 2, false);
+        assert_eq!(context.get_attr("iteration").unwrap(), Value::from(2));
+        assert_eq!(
+            context.get_attr("previous").unwrap().get_attr("n").unwrap(),
+            Value::from(1)
+        );
+        assert_eq!(run.step(), ["start a#2"]);
+        let two = serde_json::json!({"n": 2});
+        assert_eq!(run.state.iteration(0, 2, Some(&two)), Ok(Iteration::Done));
+        run.succeed("a");
+        assert_eq!(run.step(), ["finish succeeded"]);
+
+        let mut fresh = RunState::new(
+            run.state.shared_valid(),
+            RunSetup {
+                run_id: "run-1".to_owned(),
+                ..RunSetup::default()
+            },
+        );
+        let original = crate::run::Trace::of(&run.log);
+        assert_eq!(crate::run::replay(&mut fresh, &run.log), Ok(original));
+    }
+
+    #[test]
+    fn approvals_and_pauses_survive_a_snapshot() {
+        let mut run = Driver::new(APPROVAL);
+        run.step();
+        run.succeed("build");
+        run.step();
+        run.control(Control::Pause).unwrap();
+        run.record(Event::ControlReceived {
+            at: run.now,
+            seq: 0,
+            control: Box::new(Control::Pause),
+        });
+        let snapshot = run.state.snapshot(run.log.len() as u64);
+        let restored =
+            RunState::restore(run.state.shared_valid(), RunSetup::default(), snapshot).unwrap();
+        assert_eq!(restored.status(1), TaskStatus::Waiting);
+        assert_eq!(restored.waiting(), 1);
+        assert_eq!(restored.run_status(), RunStatus::Paused);
+        assert_eq!(restored.controls_read(), 1);
     }
 
     const EXIT_1: FailureKind = FailureKind::Exit { code: 1 };

@@ -114,12 +114,12 @@ fn whole_expression(text: &str) -> Option<&str> {
 }
 
 /// Evaluates a `when:` condition.
-pub(crate) fn condition(text: &str, context: &Value) -> Result<bool, TemplateError> {
+pub(crate) fn condition(text: &str, context: &Value, what: &str) -> Result<bool, TemplateError> {
     environment()
         .compile_expression(text)
         .and_then(|expression| expression.eval(context))
         .map(|value| value.is_true())
-        .map_err(|error| TemplateError::new("when", &error))
+        .map_err(|error| TemplateError::new(what, &error))
 }
 
 /// A shell script whose templated values travel as environment variables.
@@ -304,9 +304,9 @@ mod tests {
     fn conditions_read_outputs() {
         let context =
             context! { tasks => context! { a => context! { output => context! { ok => true } } } };
-        assert!(condition("tasks.a.output.ok", &context).unwrap());
-        assert!(!condition("tasks.b.output.ok", &context).unwrap());
-        assert!(condition("tasks.a.output.ok ==", &context).is_err());
+        assert!(condition("tasks.a.output.ok", &context, "when").unwrap());
+        assert!(!condition("tasks.b.output.ok", &context, "when").unwrap());
+        assert!(condition("tasks.a.output.ok ==", &context, "when").is_err());
     }
 
     proptest! {

@@ -82,7 +82,8 @@ fn decision_key(event: &Event) -> Key {
         Event::CompensationStarted { task, .. } => (4, *task, 0),
         Event::RunTimedOut { .. } => (5, 0, 0),
         Event::RunFinished { .. } => (6, 0, 0),
-        _ => (7, event.task().unwrap_or(0), 0),
+        Event::ApprovalRequested { task, .. } => (7, *task, 0),
+        _ => (8, event.task().unwrap_or(0), 0),
     };
     (kind, task, detail)
 }
@@ -94,6 +95,7 @@ fn is_decision(state: &RunState, event: &Event) -> bool {
         Event::TaskStarted { .. }
         | Event::TaskSkipped { .. }
         | Event::CompensationStarted { .. }
+        | Event::ApprovalRequested { .. }
         | Event::RunTimedOut { .. }
         | Event::RunFinished { .. } => true,
         // A rejected task (its condition did not evaluate) never started.
@@ -102,11 +104,15 @@ fn is_decision(state: &RunState, event: &Event) -> bool {
         Event::TaskCancelled { task, .. } => state.status(*task) != TaskStatus::Running,
         Event::RunStarted { .. }
         | Event::TaskSucceeded { .. }
+        | Event::TaskIterated { .. }
         | Event::CompensationFinished { .. }
         | Event::ArtifactsStored { .. }
         | Event::ResultReused { .. }
         | Event::ArtifactsConsumed { .. }
         | Event::AttemptLost { .. }
+        | Event::ControlReceived { .. }
+        | Event::RunPaused { .. }
+        | Event::RunResumed { .. }
         | Event::CancelRequested { .. } => false,
     }
 }

@@ -42,6 +42,8 @@ pub enum RetryOn {
     Error,
     /// A timeout.
     Timeout,
+    /// An output that failed the task's `check`.
+    Check,
     /// A process that exits with this code.
     ExitCode(i32),
     /// An HTTP response with exactly this status.
@@ -53,7 +55,7 @@ pub enum RetryOn {
 /// Why a `retry.on` entry did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid retry condition `{0}`: use any, error, timeout, exit:CODE, http:STATUS or http:5xx"
+    "invalid retry condition `{0}`: use any, error, timeout, check, exit:CODE, http:STATUS or http:5xx"
 )]
 pub struct ParseRetryOnError(String);
 
@@ -66,6 +68,7 @@ impl FromStr for RetryOn {
             "any" => return Ok(RetryOn::Any),
             "error" => return Ok(RetryOn::Error),
             "timeout" => return Ok(RetryOn::Timeout),
+            "check" => return Ok(RetryOn::Check),
             _ => {}
         }
         if let Some(code) = text.strip_prefix("exit:") {
@@ -91,6 +94,7 @@ impl fmt::Display for RetryOn {
             RetryOn::Any => f.write_str("any"),
             RetryOn::Error => f.write_str("error"),
             RetryOn::Timeout => f.write_str("timeout"),
+            RetryOn::Check => f.write_str("check"),
             RetryOn::ExitCode(code) => write!(f, "exit:{code}"),
             RetryOn::HttpStatus(status) => write!(f, "http:{status}"),
             RetryOn::HttpClass(class) => write!(f, "http:{class}xx"),
@@ -118,9 +122,9 @@ impl JsonSchema for RetryOn {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "Which failures to retry: any, error, timeout, exit:CODE, http:STATUS or http:5xx.",
+            "description": "Which failures to retry: any, error, timeout, check, exit:CODE, http:STATUS or http:5xx.",
             "type": "string",
-            "pattern": "^(any|error|timeout|exit:-?[0-9]+|http:[1-5]([0-9][0-9]|xx))$"
+            "pattern": "^(any|error|timeout|check|exit:-?[0-9]+|http:[1-5]([0-9][0-9]|xx))$"
         })
     }
 }

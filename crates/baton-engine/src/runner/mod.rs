@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use baton_core::Duration;
-use baton_core::run::{Failure, FailureKind, Resolved, Work};
+use baton_core::run::{Failure, FailureKind, Reduction, Resolved, Vote, Work};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -28,6 +29,7 @@ pub(crate) enum Outcome {
 }
 
 /// Everything a runner needs for one attempt.
+#[derive(Clone)]
 pub(crate) struct Attempt {
     pub(crate) resolved: Resolved,
     pub(crate) context: TaskContext,
@@ -57,6 +59,84 @@ pub(crate) struct Runners {
 }
 
 impl Runners {
+    /// Runs the copies of a swarm or the items of a foreach side by side,
+    /// at most `reduction.limit()` at once, and reduces their ends to one
+    /// outcome. With `first_success`, the first copy to succeed stops the
+    /// others; a kill stops them all and the attempt reports cancelled.
+    pub(crate) async fn run_copies(
+        self: Arc<Self>,
+        copies: Vec<Attempt>,
+        mut kill: oneshot::Receiver<()>,
+        reduction: Reduction,
+    ) -> Outcome {
+        let first_success = reduction.first_success();
+        let limit = reduction.limit().unwrap_or(usize::MAX).max(1);
+        let first_wave = limit.min(copies.len());
+        let mut waiting = copies.into_iter().enumerate();
+        let mut running = tokio::task::JoinSet::new();
+        let mut stops: FxHashMap<usize, oneshot::Sender<()>> = FxHashMap::default();
+        let mut start =
+            |running: &mut tokio::task::JoinSet<(usize, Outcome)>,
+             stops: &mut FxHashMap<usize, oneshot::Sender<()>>| {
+                if let Some((copy, attempt)) = waiting.next() {
+                    let (stop, stopped) = oneshot::channel();
+                    stops.insert(copy, stop);
+                    let runners = Arc::clone(&self);
+                    running.spawn(async move { (copy, runners.run(attempt, stopped).await) });
+                }
+            };
+        for _ in 0..first_wave {
+            start(&mut running, &mut stops);
+        }
+        let stop_all = |stops: &mut FxHashMap<usize, oneshot::Sender<()>>| {
+            for (_, stop) in stops.drain() {
+                let _ = stop.send(());
+            }
+        };
+        let mut votes = Vec::new();
+        // Once stopping, nothing more starts.
+        let mut stopping = false;
+        let mut killed = false;
+        loop {
+            tokio::select! {
+                joined = running.join_next() => match joined {
+                    Some(Ok((copy, outcome))) => {
+                        stops.remove(&copy);
+                        if first_success && matches!(outcome, Outcome::Succeeded(_)) {
+                            stopping = true;
+                            stop_all(&mut stops);
+                        }
+                        votes.push((copy, match outcome {
+                            Outcome::Succeeded(output) => Vote::Output(output),
+                            Outcome::Failed(failure) => Vote::Failed(failure),
+                            Outcome::Cancelled => Vote::Stopped,
+                        }));
+                        if !stopping {
+                            start(&mut running, &mut stops);
+                        }
+                    }
+                    Some(Err(error)) => votes.push((
+                        usize::MAX,
+                        Vote::Failed(Failure::new(FailureKind::Error, error.to_string())),
+                    )),
+                    None => break,
+                },
+                Ok(()) = &mut kill, if !killed => {
+                    killed = true;
+                    stopping = true;
+                    stop_all(&mut stops);
+                }
+            }
+        }
+        if killed {
+            return Outcome::Cancelled;
+        }
+        match reduction.reduce(&votes) {
+            Ok(output) => Outcome::Succeeded(output),
+            Err(failure) => Outcome::Failed(failure),
+        }
+    }
+
     pub(crate) async fn run(&self, attempt: Attempt, kill: oneshot::Receiver<()>) -> Outcome {
         match &attempt.resolved.work {
             Work::Shell(_) | Work::Command(_) => process::run(&attempt, kill).await,
@@ -71,6 +151,12 @@ impl Runners {
                 )),
             },
             Work::Noop => Outcome::Succeeded(None),
+            // The state machine makes approvals wait instead of dispatching
+            // them; reaching here is a bug, reported rather than hidden.
+            Work::Approval { .. } => Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                "an approval waits for a decision; it has nothing to run",
+            )),
         }
     }
 

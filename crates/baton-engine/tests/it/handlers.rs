@@ -184,16 +184,15 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let error = engine(dir.path())
         .start(
-            workflow("name: n\ntasks:\n  ask: {approval: {prompt: ok?}}\n  h: {handler: nobody}\n  f: {run: x, foreach: '{{ [1, 2] }}'}\n"),
+            workflow("name: n\ntasks:\n  ask: {agent: {capability: review}}\n  h: {handler: nobody}\n  f: {run: x, escalate: h}\n"),
             RunOptions::default(),
         )
         .err()
         .unwrap();
     let message = error.to_string();
     assert!(
-        message.contains(
-            "tasks.ask.approval: an `approval` task cannot run in this version of baton yet"
-        ),
+        message
+            .contains("tasks.ask.agent: an `agent` task cannot run in this version of baton yet"),
         "{message}"
     );
     assert!(
@@ -201,7 +200,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
         "{message}"
     );
     assert!(
-        message.contains("tasks.f.foreach: `foreach` cannot run"),
+        message.contains("tasks.f.escalate: `escalate` cannot run"),
         "{message}"
     );
 }

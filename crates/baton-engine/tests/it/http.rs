@@ -12,7 +12,7 @@ use crate::util::{engine, run};
 
 /// Serves `/echo` (the request as JSON), `/flaky` (503 twice, then 200)
 /// and anything else as 404, one connection at a time, until the test ends.
-fn serve() -> (String, Arc<AtomicU32>) {
+pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let flaky = Arc::new(AtomicU32::new(0));

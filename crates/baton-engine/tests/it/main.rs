@@ -3,7 +3,9 @@
 
 mod artifacts;
 mod checkpoints;
+mod controls;
 mod handlers;
+mod hooks;
 mod http;
 mod policies;
 mod processes;

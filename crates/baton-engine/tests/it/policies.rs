@@ -177,3 +177,216 @@ tasks:
         ]
     );
 }
+
+#[tokio::test]
+async fn a_failed_check_retries_with_its_message_and_fails_the_task_once_attempts_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: gate
+on_failure: continue
+tasks:
+  score:
+    run: |
+      printf '{"score": %s, "told": "%s"}' "$BATON_ATTEMPT" "$TOLD" > "$BATON_OUTPUT"
+    env: {TOLD: "{{ task.failure }}"}
+    check:
+      - {expr: "output.score >= 2", message: "score too low"}
+    retry: {max_attempts: 3, initial: 10ms, on: [check]}
+  strict:
+    run: |
+      echo '{"score": 1}' > "$BATON_OUTPUT"
+    check: "output.score > 5"
+"#,
+    )
+    .await;
+    let score = report.task("score").unwrap();
+    assert_eq!(score.status.name(), "succeeded", "{report:#?}");
+    assert_eq!(score.attempts, 2);
+    assert_eq!(
+        score.output,
+        Some(serde_json::json!({"score": 2, "told": "score too low"}))
+    );
+    let strict = report.task("strict").unwrap();
+    assert_eq!(strict.status.name(), "failed");
+    assert_eq!(
+        strict.note.as_deref(),
+        Some("check `output.score > 5` does not hold")
+    );
+    assert_eq!(report.status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_repeat_loop_runs_until_its_condition_holds_seeing_the_previous_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: loop
+on_failure: continue
+tasks:
+  converge:
+    run: |
+      printf '{"n": %s, "before": %s}' "$N" "$BEFORE" > "$BATON_OUTPUT"
+    env:
+      N: "{{ iteration * 10 }}"
+      BEFORE: "{{ previous.n if previous else 0 }}"
+    repeat: {until: "output.n >= 30", max: 5}
+  after:
+    needs: [converge]
+    run: |
+      echo '{"saw": {{ tasks.converge.output.n }}}' > "$BATON_OUTPUT"
+  never:
+    run: |
+      echo '{"n": 1}' > "$BATON_OUTPUT"
+    repeat: {until: "output.n > 1", max: 2}
+    retry: {max_attempts: 3, initial: 10ms}
+"#,
+    )
+    .await;
+    let converge = report.task("converge").unwrap();
+    assert_eq!(converge.status.name(), "succeeded", "{report:#?}");
+    assert_eq!(converge.attempts, 3, "each iteration is an attempt");
+    assert_eq!(
+        converge.output,
+        Some(serde_json::json!({"n": 30, "before": 20}))
+    );
+    assert_eq!(
+        report.task("after").unwrap().output,
+        Some(serde_json::json!({"saw": 30}))
+    );
+    let never = report.task("never").unwrap();
+    assert_eq!(never.status.name(), "failed");
+    assert_eq!(never.attempts, 2, "a loop that ran out is not retried");
+    assert_eq!(
+        never.note.as_deref(),
+        Some("`output.n > 1` did not hold after 2 iteration(s)")
+    );
+}
+
+#[tokio::test]
+async fn a_swarm_runs_its_copies_side_by_side_and_reduces_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: swarm
+on_failure: continue
+tasks:
+  vote:
+    run: |
+      echo "\"$ANSWER\"" > "$BATON_OUTPUT"
+    env: {ANSWER: "{{ variant.answer }}"}
+    swarm:
+      variants: [{answer: yes}, {answer: no}, {answer: yes}]
+      reduce: majority
+  race:
+    run: |
+      if [ "$COPY" != 1 ]; then sleep 30; touch "late-$COPY"; fi
+      echo "$COPY" > "$BATON_OUTPUT"
+    env: {COPY: "{{ variant }}"}
+    swarm: {count: 3, reduce: first_success}
+  gather:
+    run: |
+      echo "$COPY" > "$BATON_OUTPUT"
+    env: {COPY: "{{ variant }}"}
+    swarm: {count: 3, reduce: all}
+  split:
+    run: |
+      echo "$COPY" > "$BATON_OUTPUT"
+    env: {COPY: "{{ variant }}"}
+    swarm: {count: 3, reduce: {quorum: 2}}
+"#,
+    )
+    .await;
+    let output = |id: &str| report.task(id).unwrap().output.clone();
+    assert_eq!(
+        output("vote"),
+        Some(serde_json::json!("yes")),
+        "{report:#?}"
+    );
+    assert_eq!(output("race"), Some(serde_json::json!(1)));
+    for copy in [0, 2] {
+        let late = dir.path().join(format!("late-{copy}"));
+        assert!(
+            !late.exists(),
+            "copy {copy} was stopped, not left to finish"
+        );
+    }
+    assert_eq!(output("gather"), Some(serde_json::json!([0, 1, 2])));
+    let split = report.task("split").unwrap();
+    assert_eq!(split.status.name(), "failed");
+    assert_eq!(
+        split.note.as_deref(),
+        Some("no output reached the quorum of 2: at most 1 copies agree")
+    );
+}
+
+#[tokio::test]
+async fn foreach_runs_once_per_item_within_its_cap_and_collects_outputs_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: fan
+on_failure: continue
+tasks:
+  list:
+    run: |
+      echo '{"files": ["a.txt", "b.txt", "c.txt", "d.txt"]}' > "$BATON_OUTPUT"
+  each:
+    needs: [list]
+    foreach: {items: "{{ tasks.list.output.files }}", concurrency: 2}
+    run: |
+      n=$(ls running.* 2>/dev/null | wc -l); echo "$n" >> widths
+      touch "running.$INDEX"; sleep 0.05; rm "running.$INDEX"
+      printf '{"file": "%s", "index": %s}' "$FILE" "$INDEX" > "$BATON_OUTPUT"
+    env: {FILE: "{{ item }}", INDEX: "{{ index }}"}
+  count:
+    needs: [each]
+    run: |
+      echo "{{ tasks.each.output | length }}" > "$BATON_OUTPUT"
+  broken:
+    foreach: "{{ [1, 2, 3] }}"
+    run: |
+      test "$ITEM" != 2
+    env: {ITEM: "{{ item }}"}
+  empty:
+    foreach: "{{ [] }}"
+    run: exit 1
+"#,
+    )
+    .await;
+    let each = report.task("each").unwrap();
+    assert_eq!(each.status.name(), "succeeded", "{report:#?}");
+    let outputs = each.output.clone().unwrap();
+    let files: Vec<&str> = outputs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|output| output["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["a.txt", "b.txt", "c.txt", "d.txt"]);
+    let widths = std::fs::read_to_string(dir.path().join("widths")).unwrap();
+    assert!(
+        widths
+            .lines()
+            .all(|seen| seen.trim().parse::<u32>().unwrap() < 2),
+        "at most two items at once: {widths}"
+    );
+    assert_eq!(
+        report.task("count").unwrap().output,
+        Some(serde_json::json!(4))
+    );
+    let broken = report.task("broken").unwrap();
+    assert_eq!(broken.status.name(), "failed");
+    assert!(
+        broken.note.as_deref().unwrap().starts_with("item 1 failed"),
+        "{broken:?}"
+    );
+    assert_eq!(
+        report.task("empty").unwrap().output,
+        Some(serde_json::json!([]))
+    );
+}

@@ -16,12 +16,16 @@ pub(crate) fn workflow(yaml: &str) -> Workflow {
 /// An engine whose files and working directory are `dir`, its clock
 /// starting at a fixed instant.
 pub(crate) fn engine(dir: &Path) -> Engine {
-    Engine::new(EngineConfig {
+    Engine::new(config(dir))
+}
+
+pub(crate) fn config(dir: &Path) -> EngineConfig {
+    EngineConfig {
         state_dir: dir.join(".baton"),
         workdir: dir.to_path_buf(),
         start_time: Some(Millis(1_000_000)),
         ..EngineConfig::default()
-    })
+    }
 }
 
 pub(crate) async fn run(engine: &Engine, yaml: &str) -> RunReport {

@@ -10,7 +10,11 @@ use crate::util::{app, app_with, follow, get, json, post_json, send, start, text
 const HELLO: &str = "name: hello\ntasks:\n  greet:\n    run: |\n      echo hi; echo '{\"n\": 1}' > \"$BATON_OUTPUT\"\n  after: {needs: [greet], run: echo done}\n";
 
 /// Asserts a problem+json response of `status` and kind; its body.
-async fn problem(response: axum::http::Response<Body>, status: u16, kind: &str) -> Value {
+pub(crate) async fn problem(
+    response: axum::http::Response<Body>,
+    status: u16,
+    kind: &str,
+) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
@@ -55,7 +59,11 @@ async fn unknown_routes_and_wrong_methods_are_problems() {
 #[tokio::test]
 async fn bad_bodies_get_the_status_that_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with(dir.path(), ServerConfig { body_limit: 256 });
+    let config = ServerConfig {
+        body_limit: 256,
+        require_keys: false,
+    };
+    let app = app_with(dir.path(), config);
     let malformed = Request::post("/api/v1/runs")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{\"spec\": "))
@@ -245,4 +253,108 @@ async fn an_artifact_is_downloaded_by_its_hash() {
     .await;
     let absent = format!("/api/v1/artifacts/{}", "0".repeat(64));
     problem(send(&app, get(&absent)).await, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn metrics_count_runs_tasks_and_requests_in_the_prometheus_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let run = start(&app, HELLO).await;
+    follow(&app, &run).await;
+    send(&app, get(&format!("/api/v1/runs/{run}"))).await;
+    let response = send(&app, get("/metrics")).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let metrics = text(response).await;
+    for expected in [
+        "baton_runs_started_total",
+        "baton_runs_finished_total{status=\"succeeded\"}",
+        "baton_tasks_finished_total{status=\"succeeded\",kind=\"run\"}",
+        "baton_task_duration_seconds_bucket{kind=\"run\"",
+        "baton_task_queue_wait_seconds_bucket",
+        "baton_event_append_seconds_bucket",
+        "baton_http_request_duration_seconds_bucket{route=\"/api/v1/runs/{id}\",method=\"GET\",status=\"200\"",
+        "baton_http_requests_total{route=\"/api/v1/runs\",method=\"POST\",status=\"201\"}",
+        "baton_active_runs",
+        "baton_running_tasks",
+        "baton_approvals_waiting",
+    ] {
+        assert!(metrics.contains(expected), "no {expected} in:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_the_reference_page_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let document = json(send(&app, get("/api/v1/openapi.json")).await).await;
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = document["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/v1/runs", &["get", "post"][..]),
+        ("/api/v1/runs/{id}", &["get"]),
+        ("/api/v1/runs/{id}/tasks/{task}/decision", &["post"]),
+        ("/api/v1/runs/{id}/events", &["get"]),
+        ("/api/v1/workflows", &["get", "post"]),
+        ("/api/v1/workflows/{name}", &["get", "delete"]),
+        ("/api/v1/keys/{id}", &["delete"]),
+        ("/metrics", &["get"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not described"
+            );
+        }
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    let start = &document["components"]["schemas"]["StartRun"];
+    assert_eq!(start["oneOf"].as_array().unwrap().len(), 2, "{start}");
+    let page = send(&app, get("/api/v1/docs/")).await;
+    assert_eq!(page.status(), 200);
+    assert!(text(page).await.contains("swagger"));
+    let script = send(&app, get("/api/v1/docs/swagger-ui-bundle.js")).await;
+    assert_eq!(script.status(), 200, "the page's files are in the binary");
+}
+
+#[tokio::test]
+async fn task_logs_follow_an_attempt_as_it_writes_until_it_ends() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let spec = "name: talk\ntasks:\n  talk:\n    run: echo first; touch started; while [ ! -f go ]; do sleep 0.02; done; echo second\n";
+    let run = start(&app, spec).await;
+    while !dir.path().join("started").exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let logs = format!("/api/v1/runs/{run}/tasks/talk/logs");
+    let response = send(&app, get(&format!("{logs}?follow=true"))).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut text = String::new();
+    while !text.contains("first") {
+        let frame = body.frame().await.unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&frame.into_data().unwrap()));
+    }
+    assert_eq!(text, "first\n", "printed while the task still runs");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    while let Some(frame) = body.frame().await {
+        text.push_str(&String::from_utf8_lossy(
+            &frame.unwrap().into_data().unwrap(),
+        ));
+    }
+    assert_eq!(
+        text, "first\nsecond\n",
+        "and the answer ends with the attempt"
+    );
+    let rest = send(&app, get(&format!("{logs}?offset=6"))).await;
+    assert_eq!(crate::util::text(rest).await, "second\n");
 }

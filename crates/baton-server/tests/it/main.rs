@@ -1,6 +1,10 @@
 //! The service through `router(state)`, one request at a time with
 //! `oneshot`: status codes, problem bodies, shapes, event streams.
 
+mod auth;
 mod contract;
+mod controls;
 mod events;
+mod feed;
 mod util;
+mod workflows;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use baton_core::run::{
     Artifact, Digest, Failure, FailureKind, Provenance, RunSetup, RunState, TaskStatus,
 };
-use baton_core::run::{Event, Millis, RunStatus};
+use baton_core::run::{Control, Decision, Event, Millis, RunStatus};
 use baton_store::{
-    ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, Batch, Error, MemoryStore, RunFilter,
-    RunRecord, SqliteStore, Store, TaskRow,
+    ApiKey, ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, Batch, Error, MemoryStore,
+    RunFilter, RunRecord, Scope, SqliteStore, Store, StoredWorkflow, TaskRow,
 };
 
 fn started(at: u64) -> Event {
@@ -117,6 +117,7 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
             fresh: vec!["b".to_owned()],
         }),
         served: true,
+        workflow_version: Some(4),
     }
 }
 
@@ -397,16 +398,141 @@ pub(crate) fn checkpoints_are_kept_by_position_and_listed_newest_first(store: &d
     ));
 }
 
-pub(crate) fn a_cancel_request_is_seen_by_any_reader(store: &dyn Store) {
+pub(crate) fn control_requests_are_read_in_order_from_a_position(store: &dyn Store) {
     store.create_run(&record("stop", "w")).wait().unwrap();
-    assert!(!store.cancel_requested("stop").unwrap());
-    store.request_cancel("stop").wait().unwrap();
-    store.request_cancel("stop").wait().unwrap();
-    assert!(store.cancel_requested("stop").unwrap());
+    assert!(store.controls("stop", 0).unwrap().is_empty());
+    let decide = Control::Decide(Decision {
+        task: "gate".to_owned(),
+        choice: "approve".to_owned(),
+        by: Some("ana".to_owned()),
+        comment: Some("looks right".to_owned()),
+    });
+    for control in [Control::Pause, decide.clone(), Control::Cancel] {
+        store.request("stop", &control).wait().unwrap();
+    }
+    assert_eq!(
+        store.controls("stop", 0).unwrap(),
+        [Control::Pause, decide, Control::Cancel]
+    );
+    assert_eq!(store.controls("stop", 2).unwrap(), [Control::Cancel]);
+    assert!(store.controls("stop", 3).unwrap().is_empty());
     assert!(matches!(
-        store.request_cancel("nobody").wait(),
+        store.request("nobody", &Control::Cancel).wait(),
         Err(Error::UnknownRun(_))
     ));
+}
+
+fn version(name: &str, version: u32, description: &str) -> StoredWorkflow {
+    let mut workflow = baton_core::Workflow::new(name);
+    workflow.description = Some(description.to_owned());
+    StoredWorkflow {
+        name: name.to_owned(),
+        version,
+        digest: Digest::of_bytes(description.as_bytes()),
+        created_at: Millis(u64::from(version)),
+        workflow: Arc::new(workflow),
+    }
+}
+
+pub(crate) fn workflow_versions_are_kept_immutable_and_listed(store: &dyn Store) {
+    for stored in [
+        version("deploy", 1, "one"),
+        version("deploy", 2, "two"),
+        version("build", 1, "b"),
+    ] {
+        store.put_workflow(&stored).wait().unwrap();
+    }
+    assert!(matches!(
+        store.put_workflow(&version("deploy", 2, "again")).wait(),
+        Err(Error::VersionExists { version: 2, .. })
+    ));
+    assert_eq!(
+        store.workflow("deploy", None).unwrap(),
+        version("deploy", 2, "two")
+    );
+    assert_eq!(
+        store.workflow("deploy", Some(1)).unwrap(),
+        version("deploy", 1, "one")
+    );
+    assert!(matches!(
+        store.workflow("deploy", Some(3)),
+        Err(Error::UnknownVersion { version: 3, .. })
+    ));
+    let latest: Vec<(String, u32)> = store
+        .workflows()
+        .unwrap()
+        .into_iter()
+        .map(|stored| (stored.name, stored.version))
+        .collect();
+    assert_eq!(latest, [("build".to_owned(), 1), ("deploy".to_owned(), 2)]);
+    assert_eq!(store.workflow_versions("deploy").unwrap().len(), 2);
+    store.delete_workflow("deploy").wait().unwrap();
+    assert!(matches!(
+        store.workflow("deploy", None),
+        Err(Error::UnknownWorkflow(_))
+    ));
+    assert!(matches!(
+        store.delete_workflow("deploy").wait(),
+        Err(Error::UnknownWorkflow(_))
+    ));
+}
+
+pub(crate) fn api_keys_are_kept_hashed_and_revoked_once(store: &dyn Store) {
+    let key = ApiKey {
+        id: "k1".to_owned(),
+        name: "ci".to_owned(),
+        scope: Scope::Write,
+        hash: Digest::of_bytes(b"secret"),
+        created_at: Millis(5),
+        revoked_at: None,
+    };
+    store.put_key(&key).wait().unwrap();
+    assert!(store.put_key(&key).wait().is_err(), "ids are unique");
+    assert_eq!(store.keys().unwrap(), std::slice::from_ref(&key));
+    store.revoke_key("k1", Millis(9)).wait().unwrap();
+    store.revoke_key("k1", Millis(12)).wait().unwrap();
+    assert_eq!(store.keys().unwrap()[0].revoked_at, Some(Millis(9)));
+    assert!(matches!(
+        store.revoke_key("nope", Millis(1)).wait(),
+        Err(Error::UnknownKey(_))
+    ));
+}
+
+pub(crate) fn the_feed_holds_every_batch_of_every_run_in_append_order(store: &dyn Store) {
+    store.append("a", 0, &[started(1)]).wait().unwrap();
+    store.append("b", 0, &[started(2)]).wait().unwrap();
+    let paused = Event::RunPaused { at: Millis(3) };
+    let resumed = Event::RunResumed { at: Millis(4) };
+    store
+        .append("a", 1, &[paused.clone(), resumed.clone()])
+        .wait()
+        .unwrap();
+    let feed = store.feed(0, 10).unwrap();
+    let order: Vec<(&str, u64, usize)> = feed
+        .iter()
+        .map(|batch| (batch.run_id.as_str(), batch.first_seq, batch.events.len()))
+        .collect();
+    assert_eq!(order, [("a", 0, 1), ("b", 0, 1), ("a", 1, 2)]);
+    assert_eq!(feed[2].events, [paused, resumed]);
+    assert!(
+        feed.windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+    let rest = store.feed(feed[0].position, 1).unwrap();
+    assert_eq!(rest, [feed[1].clone()]);
+    assert!(store.feed(feed[2].position, 10).unwrap().is_empty());
+}
+
+pub(crate) fn a_paused_run_is_listed_paused_until_resumed(store: &dyn Store) {
+    store.create_run(&record("p", "w")).wait().unwrap();
+    let events = [started(1), Event::RunPaused { at: Millis(2) }];
+    store.append("p", 0, &events).wait().unwrap();
+    assert_eq!(store.summary("p").unwrap().status, RunStatus::Paused);
+    store
+        .append("p", 2, &[Event::RunResumed { at: Millis(3) }])
+        .wait()
+        .unwrap();
+    assert_eq!(store.summary("p").unwrap().status, RunStatus::Running);
 }
 
 pub(crate) fn events_read_from_a_position(store: &dyn Store) {
@@ -546,9 +672,33 @@ macro_rules! conformance {
             }
 
             #[test]
-            fn a_cancel_request_is_seen_by_any_reader() {
+            fn control_requests_are_read_in_order_from_a_position() {
                 let (store, _dir) = $make;
-                super::a_cancel_request_is_seen_by_any_reader(&store);
+                super::control_requests_are_read_in_order_from_a_position(&store);
+            }
+
+            #[test]
+            fn workflow_versions_are_kept_immutable_and_listed() {
+                let (store, _dir) = $make;
+                super::workflow_versions_are_kept_immutable_and_listed(&store);
+            }
+
+            #[test]
+            fn api_keys_are_kept_hashed_and_revoked_once() {
+                let (store, _dir) = $make;
+                super::api_keys_are_kept_hashed_and_revoked_once(&store);
+            }
+
+            #[test]
+            fn the_feed_holds_every_batch_of_every_run_in_append_order() {
+                let (store, _dir) = $make;
+                super::the_feed_holds_every_batch_of_every_run_in_append_order(&store);
+            }
+
+            #[test]
+            fn a_paused_run_is_listed_paused_until_resumed() {
+                let (store, _dir) = $make;
+                super::a_paused_run_is_listed_paused_until_resumed(&store);
             }
 
             #[test]

@@ -99,7 +99,7 @@ fn a_database_locked_by_another_process_fails_the_write_clearly_and_loses_nothin
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other
-        .execute_batch("BEGIN EXCLUSIVE; DELETE FROM cancel_requests;")
+        .execute_batch("BEGIN EXCLUSIVE; DELETE FROM controls;")
         .unwrap();
     let second = Event::RunStarted { at: Millis(2) };
     let error = store
@@ -121,4 +121,26 @@ fn a_database_locked_by_another_process_fails_the_write_clearly_and_loses_nothin
         .wait()
         .unwrap();
     assert_eq!(store.events("run").unwrap(), [first, second]);
+}
+
+#[test]
+fn processes_opening_a_new_database_at_once_all_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                barrier.wait();
+                SqliteStore::open(&path).expect("every opener gets a migrated database");
+            });
+        }
+    });
+    assert!(
+        SqliteStore::open(&path)
+            .unwrap()
+            .runs(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -41,8 +41,17 @@ pub struct Snapshot {
     /// Absent from snapshots taken before results could be reused.
     #[serde(default)]
     reused: Vec<(u32, Box<str>)>,
+    #[serde(default)]
+    iterations: Vec<(u32, u32)>,
     final_count: usize,
     running: u32,
+    /// Absent from snapshots taken before approvals, pauses and controls.
+    #[serde(default)]
+    waiting: u32,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    controls: u64,
     failed_tasks: u32,
     ready: Vec<u32>,
     settle: Vec<u32>,
@@ -117,8 +126,12 @@ impl RunState {
             skip_reasons: sorted(&self.skip_reasons),
             artifacts: sorted(&self.artifacts),
             reused: sorted(&self.reused),
+            iterations: sorted(&self.iterations),
             final_count: self.final_count,
             running: self.running,
+            waiting: self.waiting,
+            paused: self.paused,
+            controls: self.controls,
             failed_tasks: self.failed_tasks,
             ready,
             settle: self.settle.iter().copied().collect(),
@@ -174,6 +187,7 @@ impl RunState {
             && snapshot.skip_reasons.iter().all(|entry| in_range(entry.0))
             && snapshot.artifacts.iter().all(|entry| in_range(entry.0))
             && snapshot.reused.iter().all(|entry| in_range(entry.0))
+            && snapshot.iterations.iter().all(|entry| in_range(entry.0))
             && snapshot.ready.iter().all(|&rank| in_range(rank))
             && snapshot.settle.iter().all(|&task| in_range(task))
             && snapshot.timers.iter().all(|timer| in_range(timer.1))
@@ -212,8 +226,12 @@ impl RunState {
         state.skip_reasons = snapshot.skip_reasons.into_iter().collect();
         state.artifacts = snapshot.artifacts.into_iter().collect();
         state.reused = snapshot.reused.into_iter().collect();
+        state.iterations = snapshot.iterations.into_iter().collect();
         state.final_count = snapshot.final_count;
         state.running = snapshot.running;
+        state.waiting = snapshot.waiting;
+        state.paused = snapshot.paused;
+        state.controls = snapshot.controls;
         state.failed_tasks = snapshot.failed_tasks;
         state.ready = snapshot
             .ready

@@ -1,0 +1,193 @@
+//! Settings from `baton.toml` (or `--config PATH`, `$BATON_CONFIG`) and
+//! `BATON_`-prefixed environment variables (`BATON_SERVER__BIND`: two
+//! underscores between a section and its key), read with figment; flags
+//! beat both. `baton config` prints what is in effect.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use baton_core::Duration;
+use baton_engine::EngineConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Where the settings come from.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ConfigArgs {
+    /// The settings file [default: ./baton.toml, if it exists].
+    #[arg(long = "config", env = "BATON_CONFIG", value_name = "PATH")]
+    path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) server: Server,
+    pub(crate) engine: Engine,
+    pub(crate) retention: Retention,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Server {
+    pub(crate) bind: SocketAddr,
+    /// The largest request body accepted, in bytes.
+    pub(crate) body_limit: usize,
+    /// Accept requests without an API key (a laptop only).
+    pub(crate) insecure_no_auth: bool,
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: baton_server::ServerConfig::default().body_limit,
+            insecure_no_auth: false,
+        }
+    }
+}
+
+/// What `EngineConfig` lets a deployment choose.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Engine {
+    /// Task attempts in flight across all runs.
+    pub(crate) max_concurrency: usize,
+    pub(crate) kill_grace: Duration,
+    /// How often a run looks for requests other processes left.
+    pub(crate) poll_interval: Duration,
+    pub(crate) checkpoint_every: u64,
+    pub(crate) max_inline_output: usize,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        let defaults = EngineConfig::default();
+        Engine {
+            max_concurrency: defaults.max_concurrency,
+            kill_grace: defaults.kill_grace,
+            poll_interval: defaults.poll_interval,
+            checkpoint_every: defaults.checkpoint_every,
+            max_inline_output: defaults.max_inline_output,
+        }
+    }
+}
+
+impl Engine {
+    pub(crate) fn apply(&self, config: &mut EngineConfig) {
+        config.max_concurrency = self.max_concurrency;
+        config.kill_grace = self.kill_grace;
+        config.poll_interval = self.poll_interval;
+        config.checkpoint_every = self.checkpoint_every;
+        config.max_inline_output = self.max_inline_output;
+    }
+}
+
+/// What `baton serve` deletes on its own, as `baton gc --older-than` would.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Retention {
+    /// Delete finished runs older than this; keep everything when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) older_than: Option<Duration>,
+    /// How often to look.
+    pub(crate) every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            older_than: None,
+            every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The sections environment variables may set; other `BATON_` variables
+/// (`BATON_HOME`, what tasks are given) are not settings of this file.
+const SECTIONS: [&str; 3] = ["server", "engine", "retention"];
+
+impl ConfigArgs {
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
+        let path = self
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("baton.toml"));
+        if self.path.is_some() && !path.exists() {
+            anyhow::bail!("no settings file {}", path.display());
+        }
+        let variables = Env::prefixed("BATON_")
+            .filter(|key| {
+                let section = key.as_str().split("__").next().unwrap_or_default();
+                SECTIONS
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(section))
+            })
+            .split("__");
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&path))
+            .merge(variables)
+            .extract()
+            .with_context(|| format!("bad settings (from {} or BATON_ variables)", path.display()))
+    }
+}
+
+/// `baton config`: the settings in effect, as TOML, secrets masked.
+pub(crate) fn show(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = args.load()?;
+    let mut value = toml::Value::try_from(&config)?;
+    mask(&mut value);
+    crate::emit(toml::to_string_pretty(&value)?.trim_end())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hides what could be a secret: values under a key that names one, and
+/// the password in a URL (`postgres://user:secret@host`).
+fn mask(value: &mut toml::Value) {
+    let Some(table) = value.as_table_mut() else {
+        return;
+    };
+    for (key, value) in table.iter_mut() {
+        let secret = ["password", "secret", "token", "key"]
+            .iter()
+            .any(|word| key.to_ascii_lowercase().contains(word));
+        match value {
+            toml::Value::Table(_) => mask(value),
+            toml::Value::String(text) if secret => *text = "********".to_owned(),
+            toml::Value::String(text) => {
+                if let Some((scheme, rest)) = text.split_once("://")
+                    && let Some((user, host)) = rest.split_once('@')
+                    && let Some((name, _)) = user.split_once(':')
+                {
+                    *text = format!("{scheme}://{name}:********@{host}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_and_the_rest_shown() {
+        let mut value: toml::Value = toml::from_str(
+            "[store]\nurl = \"postgres://baton:hunter2@db:5432/baton\"\napi_token = \"abc\"\nplain = \"x\"\n",
+        )
+        .unwrap();
+        mask(&mut value);
+        let shown = toml::to_string(&value).unwrap();
+        assert!(
+            shown.contains("postgres://baton:********@db:5432/baton"),
+            "{shown}"
+        );
+        assert!(shown.contains("api_token = \"********\""), "{shown}");
+        assert!(shown.contains("plain = \"x\""), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("abc"));
+    }
+}

@@ -1,0 +1,302 @@
+//! `/api/v1/events`: every run's events in one stream, in the order the
+//! store appended them, as Server-Sent Events or over a WebSocket. Each
+//! event's id is `POSITION:INDEX` (its batch's place in the store's feed,
+//! and its place in the batch), so a client that reconnects with the last
+//! id it saw (`Last-Event-ID`, or `?after=`) misses nothing and sees
+//! nothing twice.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use baton_core::Valid;
+use baton_engine::RunEvent;
+use baton_store::FeedBatch;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::AppState;
+use crate::live::LiveEvent;
+use crate::problem::{ApiError, Query};
+
+/// How often a stream looks for batches other processes appended (this
+/// server's own wake it at once).
+const POLL: Duration = Duration::from_millis(250);
+
+/// Batches read from the store at a time.
+const PAGE: usize = 256;
+
+/// Where a stream starts: after event `index` of the batch at `position`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Cursor {
+    position: u64,
+    /// Events of that batch already seen; `None` once it is all seen.
+    seen: Option<u32>,
+}
+
+impl Cursor {
+    fn parse(text: &str) -> Result<Cursor, ApiError> {
+        let malformed = || ApiError::Malformed {
+            status: StatusCode::BAD_REQUEST,
+            detail: format!("`{text}` is not an event id: ids read POSITION:INDEX"),
+        };
+        let (position, index) = text.trim().split_once(':').ok_or_else(malformed)?;
+        let position: u64 = position.parse().map_err(|_| malformed())?;
+        let index: u32 = index.parse().map_err(|_| malformed())?;
+        Ok(Cursor {
+            position,
+            seen: Some(index.saturating_add(1)),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FeedQuery {
+    /// Only this run's events.
+    run: Option<String>,
+    /// Start after this event id (what `Last-Event-ID` says for SSE).
+    #[param(pattern = "^[0-9]+:[0-9]+$")]
+    after: Option<String>,
+}
+
+/// One event for a client: its id, its type, and the event as JSON.
+struct Item {
+    id: String,
+    kind: String,
+    data: Value,
+}
+
+/// `GET /api/v1/events`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    params(
+        FeedQuery,
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this event (POSITION:INDEX)"),
+    ),
+    responses(
+        (status = 200, description = "Every run's events as Server-Sent Events, as they are appended", content_type = "text/event-stream"),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn events(
+    State(app): State<AppState>,
+    Query(query): Query<FeedQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .map(|value| value.to_str().unwrap_or("-"))
+        .or(query.after.as_deref());
+    let cursor = resume.map(Cursor::parse).transpose()?.unwrap_or_default();
+    let mut items = follow(app, cursor, query.run);
+    let (sender, mut receiver) = mpsc::channel(256);
+    tokio::spawn(async move {
+        while let Some(item) = items.recv().await {
+            let sse = SseEvent::default()
+                .id(item.id)
+                .event(item.kind)
+                .data(item.data.to_string());
+            if sender.send(Ok(sse)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /api/v1/events/ws`: the same events as JSON text messages, each
+/// with its `id`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/ws",
+    tag = "events",
+    params(FeedQuery),
+    responses(
+        (status = 101, description = "A WebSocket carrying every run's events as JSON text messages"),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn websocket(
+    State(app): State<AppState>,
+    Query(query): Query<FeedQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| ApiError::Malformed {
+        status: StatusCode::BAD_REQUEST,
+        detail: format!("this endpoint speaks WebSocket: {}", rejection.body_text()),
+    })?;
+    let cursor = query
+        .after
+        .as_deref()
+        .map(Cursor::parse)
+        .transpose()?
+        .unwrap_or_default();
+    Ok(upgrade
+        .on_upgrade(move |socket| relay(socket, follow(app, cursor, query.run)))
+        .into_response())
+}
+
+async fn relay(mut socket: WebSocket, mut items: mpsc::Receiver<Item>) {
+    while let Some(item) = items.recv().await {
+        let mut data = item.data;
+        data["id"] = Value::from(item.id);
+        if socket
+            .send(Message::Text(data.to_string().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Starts following the feed from `cursor`; the items come on the
+/// receiver until the client goes away.
+fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<Item> {
+    let (sender, receiver) = mpsc::channel(256);
+    let live = app.live.subscribe();
+    let follower = Follower {
+        app,
+        cursor,
+        run,
+        valids: HashMap::new(),
+        sender,
+    };
+    tokio::spawn(follower.run(live));
+    receiver
+}
+
+struct Follower {
+    app: AppState,
+    cursor: Cursor,
+    run: Option<String>,
+    /// Checked workflows of the runs seen, to name tasks by id.
+    valids: HashMap<String, Option<Arc<Valid>>>,
+    sender: mpsc::Sender<Item>,
+}
+
+impl Follower {
+    /// Reads the feed after the cursor whenever something may have been
+    /// appended: an event of this server's, or a poll for other processes'.
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) {
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            loop {
+                // The batch the cursor is inside comes again, its seen
+                // events skipped.
+                let after = match self.cursor.seen {
+                    Some(_) => self.cursor.position.saturating_sub(1),
+                    None => self.cursor.position,
+                };
+                let Ok(batches) = self.app.engine.store().feed(after, PAGE) else {
+                    break;
+                };
+                let full = batches.len() == PAGE;
+                for batch in batches {
+                    if !self.send(batch).await {
+                        return;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            tokio::select! {
+                received = live.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = received {
+                        return;
+                    }
+                }
+                _ = poll.tick() => {}
+                () = self.sender.closed() => return,
+            }
+        }
+    }
+
+    /// Sends a batch's events past the cursor; false once the client left.
+    async fn send(&mut self, batch: FeedBatch) -> bool {
+        let skip = match self.cursor.seen {
+            Some(seen) if batch.position == self.cursor.position => seen as usize,
+            _ => 0,
+        };
+        self.cursor = Cursor {
+            position: batch.position,
+            seen: None,
+        };
+        if self.run.as_ref().is_some_and(|run| *run != batch.run_id) {
+            return true;
+        }
+        let valid = self.valid(&batch.run_id);
+        for (index, event) in batch.events.into_iter().enumerate().skip(skip) {
+            let run_event = RunEvent {
+                seq: batch.first_seq + index as u64,
+                event,
+            };
+            let mut data = match &valid {
+                Some(valid) => run_event.json(valid),
+                None => serde_json::to_value(&run_event.event).unwrap_or_default(),
+            };
+            data["run_id"] = Value::from(batch.run_id.as_str());
+            let item = Item {
+                id: format!("{}:{index}", batch.position),
+                kind: data["type"].as_str().unwrap_or("event").to_owned(),
+                data,
+            };
+            if self.sender.send(item).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn valid(&mut self, run: &str) -> Option<Arc<Valid>> {
+        if self.valids.len() > 4096 {
+            self.valids.clear();
+        }
+        let store = self.app.engine.store();
+        self.valids
+            .entry(run.to_owned())
+            .or_insert_with(|| {
+                let workflow = store.run(run).ok()?.workflow;
+                baton_core::check(Arc::unwrap_or_clone(workflow))
+                    .ok()
+                    .map(Arc::new)
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_reads_back_as_the_place_after_it() {
+        assert_eq!(
+            Cursor::parse("12:3").unwrap(),
+            Cursor {
+                position: 12,
+                seen: Some(4)
+            }
+        );
+        assert!(Cursor::parse("12").is_err());
+        assert!(Cursor::parse("a:1").is_err());
+    }
+}

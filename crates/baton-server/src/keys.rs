@@ -1,0 +1,113 @@
+//! `/api/v1/keys`: listing, creating and revoking API keys (admin scope).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use baton_store::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::problem::{ApiError, Body, PathArgs};
+
+/// `GET /api/v1/keys`: every key without its secret, revoked ones marked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    responses(
+        (status = 200, description = "Every key, without secrets", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let keys = app.engine.store().keys()?;
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .map(|key| {
+            json!({
+                "id": key.id,
+                "name": key.name,
+                "scope": key.scope,
+                "created_at": key.created_at,
+                "revoked_at": key.revoked_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "keys": keys })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    /// Who or what holds it.
+    #[schema(min_length = 1)]
+    name: String,
+    /// read, write or admin.
+    #[schema(value_type = String, pattern = "^(read|write|admin)$")]
+    scope: Scope,
+}
+
+/// `POST /api/v1/keys`: 201 with the key's text, the only time it is shown.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "keys",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The key, shown this once", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn create(
+    State(app): State<AppState>,
+    Body(request): Body<NewKey>,
+) -> Result<Response, ApiError> {
+    if request.name.trim().is_empty() {
+        return Err(ApiError::Malformed {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: "a key needs a `name`: who or what holds it".to_owned(),
+        });
+    }
+    let (key, token) = crate::auth::issue(&request.name, request.scope, app.now());
+    app.engine.store().put_key(&key).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": key.id,
+            "name": key.name,
+            "scope": key.scope,
+            "created_at": key.created_at,
+            "key": token,
+        })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/keys/{id}`: 204; the key stops working at once here.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn revoke(
+    State(app): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    app.engine.store().revoke_key(&id, app.now()).await?;
+    app.keys.forget();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,64 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and
+//! the browsable reference page (Swagger UI, its files built into the
+//! binary, so it works offline).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{events, feed, keys, problem, runs, telemetry, workflows};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "baton",
+        description = "A durable DAG orchestrator for agents and jobs. Every error is an RFC 9457 problem (application/problem+json) with a stable `type`."
+    ),
+    paths(
+        runs::start, runs::list, runs::get, runs::cancel, runs::pause, runs::resume,
+        runs::decide, runs::retry, runs::trace, runs::provenance, runs::verify,
+        runs::checkpoints, runs::artifacts, runs::artifact, runs::logs,
+        events::run_events, feed::events, feed::websocket,
+        workflows::create, workflows::validate, workflows::list, workflows::get,
+        workflows::version, workflows::versions, workflows::delete, workflows::graph,
+        workflows::export, workflows::import,
+        keys::list, keys::create, keys::revoke,
+        crate::healthz, crate::readyz, telemetry::metrics,
+    ),
+    components(schemas(problem::Problem)),
+    modifiers(&BearerKeys),
+    security(("api_key" = [])),
+    tags(
+        (name = "runs", description = "Starting, steering and proving runs"),
+        (name = "approvals", description = "Deciding waiting approval tasks"),
+        (name = "events", description = "Live event streams"),
+        (name = "workflows", description = "The workflow registry"),
+        (name = "keys", description = "API keys (admin)"),
+        (name = "service", description = "Health, readiness, metrics"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// `Authorization: Bearer baton_...` on every operation.
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("baton_<id>_<secret>")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document and the reference page, as routes.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
+        .url("/api/v1/openapi.json", ApiDoc::openapi())
+        .into()
+}

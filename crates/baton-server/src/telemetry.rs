@@ -1,0 +1,100 @@
+//! `/metrics` in the Prometheus text format, and the latency of every API
+//! request by route and status.
+//!
+//! A process has one metrics recorder: the first server made installs a
+//! Prometheus one globally, so the engine's own metrics (runs, tasks,
+//! appends) land in the same registry.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+
+/// Seconds; from a fast API read to a slow task.
+const BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// The process's Prometheus registry, installed on first use. `None` if
+/// another recorder was installed first (an embedding program's).
+pub(crate) fn registry() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            baton_engine::report_metrics();
+            // Histograms are folded in on upkeep; a scrape renders what
+            // was folded.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("baton-metrics-upkeep".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
+    metrics::gauge!("baton_active_runs").set(app.active_runs() as f64);
+    let text = match registry() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Times each request; the route is its pattern (`/api/v1/runs/{id}`), so
+/// ids do not make a series each.
+pub(crate) async fn measure(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::histogram!("baton_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("baton_http_requests_total", &labels).increment(1);
+    response
+}

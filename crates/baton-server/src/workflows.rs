@@ -1,0 +1,515 @@
+//! `/api/v1/workflows`: the registry. Every change to a workflow is a new
+//! immutable version; sending an unchanged spec again is recognised and
+//! answered with the version it already is. Runs started by name pin the
+//! version they started with.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_core::run::{Digest, RunStatus};
+use baton_core::{Format, Valid, Workflow};
+use baton_store::{RunFilter, StoredWorkflow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::problem::{ApiError, Body, PathArgs, Query};
+
+/// A spec sent as the body: YAML (`application/yaml`, `text/*`, or no
+/// type) or JSON (`application/json`).
+pub(crate) struct SpecText {
+    text: String,
+    format: Format,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SpecText {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<SpecText, ApiError> {
+        let kind = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let format = match kind.as_deref() {
+            Some("application/json") => Format::Json,
+            None | Some("application/yaml" | "application/x-yaml") => Format::Yaml,
+            Some(text) if text.starts_with("text/") => Format::Yaml,
+            Some(other) => {
+                return Err(ApiError::Malformed {
+                    status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    detail: format!(
+                        "a workflow is sent as application/yaml or application/json, not {other}"
+                    ),
+                });
+            }
+        };
+        let text = String::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::Malformed {
+                status: rejection.status(),
+                detail: rejection.body_text(),
+            })?;
+        if text.trim().is_empty() {
+            return Err(ApiError::Malformed {
+                status: StatusCode::BAD_REQUEST,
+                detail: "the body is empty: send a workflow spec".to_owned(),
+            });
+        }
+        Ok(SpecText { text, format })
+    }
+}
+
+/// Checks a spec's text; its problems come with line:col.
+pub(crate) fn check_text(text: &str, format: Format) -> Result<Valid, Vec<baton_core::Problem>> {
+    baton_core::check_source(text, format).map_err(|mut problems| {
+        baton_core::SourceMap::locate_all(text, &mut problems);
+        problems
+    })
+}
+
+/// What identifies a workflow's content, whatever its formatting.
+fn digest(workflow: &Workflow) -> Digest {
+    Digest::of_json(&serde_json::to_value(workflow).unwrap_or_default())
+}
+
+/// A registered version as listed; with `spec`, the workflow itself.
+fn shown(stored: &StoredWorkflow, spec: bool) -> Value {
+    let mut shown = json!({
+        "name": stored.name,
+        "version": stored.version,
+        "digest": stored.digest,
+        "created_at": stored.created_at,
+        "description": stored.workflow.description,
+        "tasks": stored.workflow.tasks.len(),
+        "href": format!("/api/v1/workflows/{}/versions/{}", stored.name, stored.version),
+    });
+    if spec {
+        shown["spec"] = serde_json::to_value(&*stored.workflow).unwrap_or_default();
+    }
+    shown
+}
+
+/// Which registered versions a spec sent again is recognised as.
+#[derive(Clone, Copy, PartialEq)]
+enum Same {
+    /// Only the latest: sending an older spec again makes it the latest
+    /// (a revert is a change).
+    Latest,
+    /// Any version: importing a bundle twice registers nothing new.
+    Any,
+}
+
+/// Registers `valid` as a new version of its name, unless `same` finds it
+/// registered already. Whether it is new, and the version.
+async fn register(
+    app: &AppState,
+    valid: Valid,
+    same: Same,
+) -> Result<(bool, StoredWorkflow), ApiError> {
+    let workflow = valid.into_workflow();
+    let digest = digest(&workflow);
+    let store = app.engine.store();
+    let versions = match store.workflow_versions(&workflow.name) {
+        Ok(versions) => versions,
+        Err(baton_store::Error::UnknownWorkflow(_)) => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let candidates = match same {
+        Same::Latest => versions.last().into_iter().collect::<Vec<_>>(),
+        Same::Any => versions.iter().collect(),
+    };
+    if let Some(existing) = candidates
+        .into_iter()
+        .find(|stored| stored.digest == digest)
+    {
+        return Ok((false, existing.clone()));
+    }
+    let next = versions.last().map_or(1, |latest| latest.version + 1);
+    let stored = StoredWorkflow {
+        name: workflow.name.clone(),
+        version: next,
+        digest,
+        created_at: app.now(),
+        workflow: std::sync::Arc::new(workflow),
+    };
+    store.put_workflow(&stored).await?;
+    Ok((true, stored))
+}
+
+fn registered(new: bool, stored: &StoredWorkflow) -> Response {
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = shown(stored, false);
+    let mut response = (status, Json(body)).into_response();
+    let location = format!(
+        "/api/v1/workflows/{}/versions/{}",
+        stored.name, stored.version
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `POST /api/v1/workflows`: 201 with a new version, 200 when the spec is
+/// the latest version already, 422 with every problem of an invalid one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows",
+    tag = "workflows",
+    request_body(
+        description = "The spec: a YAML or JSON document",
+        content((Object = "application/yaml"), (Object = "application/json")),
+    ),
+    responses(
+        (status = 201, description = "A new version", body = Object),
+        (status = 200, description = "The spec is the latest version already", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn create(
+    State(app): State<AppState>,
+    spec: SpecText,
+) -> Result<Response, ApiError> {
+    let valid = check_text(&spec.text, spec.format).map_err(ApiError::InvalidWorkflow)?;
+    let (new, stored) = register(&app, valid, Same::Latest).await?;
+    Ok(registered(new, &stored))
+}
+
+/// `POST /api/v1/workflows/validate`: checks a spec, saving nothing: 200
+/// when it is valid, 422 with every problem when it is not.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows/validate",
+    tag = "workflows",
+    request_body(
+        description = "The spec: a YAML or JSON document",
+        content((Object = "application/yaml"), (Object = "application/json")),
+    ),
+    responses(
+        (status = 200, description = "The spec is valid", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid workflow: every problem", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn validate(spec: SpecText) -> Result<Json<Value>, ApiError> {
+    let valid = check_text(&spec.text, spec.format).map_err(ApiError::InvalidWorkflow)?;
+    Ok(Json(json!({
+        "valid": true,
+        "name": valid.workflow().name,
+        "tasks": valid.workflow().tasks.len(),
+    })))
+}
+
+/// `GET /api/v1/workflows`: the latest version of each, by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows",
+    tag = "workflows",
+    responses(
+        (status = 200, description = "The latest version of each workflow", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let workflows: Vec<Value> = app
+        .engine
+        .store()
+        .workflows()?
+        .iter()
+        .map(|stored| shown(stored, false))
+        .collect();
+    Ok(Json(json!({ "workflows": workflows })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Pick {
+    /// A version; the latest when absent.
+    version: Option<u32>,
+}
+
+/// `GET /api/v1/workflows/{name}[?version=N]`: one version, with its spec.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}",
+    tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name"), Pick),
+    responses(
+        (status = 200, description = "A version with its spec", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn get(
+    State(app): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+    Query(pick): Query<Pick>,
+) -> Result<Json<Value>, ApiError> {
+    let stored = app.engine.store().workflow(&name, pick.version)?;
+    Ok(Json(shown(&stored, true)))
+}
+
+/// `GET /api/v1/workflows/{name}/versions/{version}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}/versions/{version}",
+    tag = "workflows",
+    params(
+        ("name" = String, Path, description = "The workflow's name"),
+        ("version" = u32, Path, description = "The version"),
+    ),
+    responses(
+        (status = 200, description = "The version with its spec", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn version(
+    State(app): State<AppState>,
+    PathArgs((name, version)): PathArgs<(String, u32)>,
+) -> Result<Json<Value>, ApiError> {
+    let stored = app.engine.store().workflow(&name, Some(version))?;
+    Ok(Json(shown(&stored, true)))
+}
+
+/// `GET /api/v1/workflows/{name}/versions`: oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}/versions",
+    tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses(
+        (status = 200, description = "Every version, oldest first", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn versions(
+    State(app): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+) -> Result<Json<Value>, ApiError> {
+    let versions: Vec<Value> = app
+        .engine
+        .store()
+        .workflow_versions(&name)?
+        .iter()
+        .map(|stored| shown(stored, false))
+        .collect();
+    Ok(Json(json!({ "versions": versions })))
+}
+
+/// `DELETE /api/v1/workflows/{name}`: 204; 409 while a run of it has not
+/// ended. Runs keep their own copy of the spec they ran.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/workflows/{name}",
+    tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn delete(
+    State(app): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    let store = app.engine.store();
+    store.workflow(&name, None)?;
+    for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Paused] {
+        let active = store.runs(&RunFilter {
+            status: Some(status),
+            workflow: Some(name.clone()),
+            limit: 1,
+            ..RunFilter::default()
+        })?;
+        if let Some(run) = active.first() {
+            return Err(ApiError::Conflict(format!(
+                "workflow `{name}` has a run that has not ended ({}, {status}); cancel it or wait",
+                run.run_id
+            )));
+        }
+    }
+    store.delete_workflow(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GraphQuery {
+    /// `mermaid` (default) or `dot`.
+    format: Option<String>,
+    version: Option<u32>,
+}
+
+/// `GET /api/v1/workflows/{name}/graph?format=mermaid|dot`: the DAG as text.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}/graph",
+    tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name"), GraphQuery),
+    responses(
+        (status = 200, description = "The DAG as Mermaid or DOT", content_type = "text/plain"),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn graph(
+    State(app): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+    Query(query): Query<GraphQuery>,
+) -> Result<Response, ApiError> {
+    let stored = app.engine.store().workflow(&name, query.version)?;
+    let valid = baton_core::check((*stored.workflow).clone()).map_err(ApiError::InvalidWorkflow)?;
+    let text = match query.format.as_deref().unwrap_or("mermaid") {
+        "mermaid" => baton_core::render::mermaid(valid.workflow(), valid.dag()),
+        "dot" => baton_core::render::dot(valid.workflow(), valid.dag()),
+        other => {
+            return Err(ApiError::Malformed {
+                status: StatusCode::BAD_REQUEST,
+                detail: format!("`format` is mermaid or dot, not `{other}`"),
+            });
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// `GET /api/v1/workflows/export`: every version of every workflow, as a
+/// bundle `POST /api/v1/workflows/import` takes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/export",
+    tag = "workflows",
+    responses(
+        (status = 200, description = "Every version of every workflow, as a bundle", body = Object),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn export(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = app.engine.store();
+    let mut bundle = Vec::new();
+    for latest in store.workflows()? {
+        for stored in store.workflow_versions(&latest.name)? {
+            bundle.push(json!({
+                "name": stored.name,
+                "version": stored.version,
+                "spec": serde_json::to_value(&*stored.workflow).unwrap_or_default(),
+            }));
+        }
+    }
+    Ok(Json(json!({ "workflows": bundle })))
+}
+
+/// Workflows as `GET /api/v1/workflows/export` gives them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Bundle {
+    workflows: Vec<BundleEntry>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct BundleEntry {
+    /// The workflow as JSON; `name` and `version` beside it are ignored.
+    #[schema(value_type = Object)]
+    spec: Value,
+}
+
+/// `POST /api/v1/workflows/import`: registers each spec of a bundle in
+/// order, as a new version where it differs from the latest. All are
+/// checked first: one invalid spec imports nothing (422, its problems
+/// paths prefixed with its place in the bundle).
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows/import",
+    tag = "workflows",
+    request_body = Bundle,
+    responses(
+        (status = 200, description = "What was registered", body = Object),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn import(
+    State(app): State<AppState>,
+    Body(bundle): Body<Bundle>,
+) -> Result<Response, ApiError> {
+    let mut checked = Vec::with_capacity(bundle.workflows.len());
+    let mut problems = Vec::new();
+    for (index, entry) in bundle.workflows.iter().enumerate() {
+        match check_text(&entry.spec.to_string(), Format::Json) {
+            Ok(valid) => checked.push(valid),
+            Err(found) => problems.extend(found.into_iter().map(|mut problem| {
+                problem.message = format!("workflows[{index}]: {}", problem.message);
+                problem
+            })),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidWorkflow(problems));
+    }
+    let mut imported = Vec::new();
+    for valid in checked {
+        let (new, stored) = register(&app, valid, Same::Any).await?;
+        imported.push(json!({"name": stored.name, "version": stored.version, "new": new}));
+    }
+    Ok((StatusCode::OK, Json(json!({ "imported": imported }))).into_response())
+}
+
+/// A `name` or `name@version` a run names its workflow by.
+pub(crate) fn resolve(app: &AppState, reference: &str) -> Result<StoredWorkflow, ApiError> {
+    let (name, version) = match reference.rsplit_once('@') {
+        Some((name, version)) => {
+            let version = version.parse().map_err(|_| ApiError::Malformed {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: format!("`{reference}`: a workflow is named `name` or `name@VERSION`"),
+            })?;
+            (name, Some(version))
+        }
+        None => (reference, None),
+    };
+    app.engine
+        .store()
+        .workflow(name, version)
+        .map_err(|error| match error {
+            baton_store::Error::UnknownWorkflow(_) | baton_store::Error::UnknownVersion { .. } => {
+                ApiError::Malformed {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    detail: error.to_string(),
+                }
+            }
+            other => other.into(),
+        })
+}

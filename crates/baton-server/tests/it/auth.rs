@@ -1,0 +1,191 @@
+//! API keys: who may do what, 401 versus 403, and revocation.
+
+use axum::body::Body;
+use axum::http::{Method, Request, header};
+use baton_core::run::Millis;
+use baton_server::{ServerConfig, issue};
+use baton_store::Scope;
+use serde_json::json;
+
+use crate::contract::problem;
+use crate::util::{app_with, json, send};
+
+const SPEC: &str = "name: hello\ntasks:\n  a: {noop: true}\n";
+
+/// A key of `scope` stored in the app's store; its text.
+async fn key(store: &dyn baton_store::Store, scope: Scope) -> String {
+    let (key, token) = issue(scope.name(), scope, Millis(1));
+    store.put_key(&key).await.unwrap();
+    token
+}
+
+fn request(
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn each_scope_does_what_it_covers_and_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), ServerConfig::default());
+    let store = std::sync::Arc::clone(app.store());
+    let read = key(store.as_ref(), Scope::Read).await;
+    let write = key(store.as_ref(), Scope::Write).await;
+    let admin = key(store.as_ref(), Scope::Admin).await;
+    let start = || Some(json!({"spec": SPEC}));
+
+    // Health and the API's description are open; everything else is not.
+    assert_eq!(
+        send(&app, request(Method::GET, "/healthz", None, None))
+            .await
+            .status(),
+        200
+    );
+    let missing = send(&app, request(Method::GET, "/api/v1/runs", None, None)).await;
+    assert_eq!(
+        missing.headers()[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"baton\""
+    );
+    problem(missing, 401, "unauthorized").await;
+    let forged = send(
+        &app,
+        request(Method::GET, "/api/v1/runs", Some("baton_nope_nope"), None),
+    )
+    .await;
+    problem(forged, 401, "unauthorized").await;
+
+    // Read reads, and may not start.
+    assert_eq!(
+        send(
+            &app,
+            request(Method::GET, "/api/v1/runs", Some(&read), None)
+        )
+        .await
+        .status(),
+        200
+    );
+    let refused = send(
+        &app,
+        request(Method::POST, "/api/v1/runs", Some(&read), start()),
+    )
+    .await;
+    let body = problem(refused, 403, "forbidden").await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("this needs write"),
+        "{body}"
+    );
+
+    // Write starts and cancels, and may not manage keys.
+    let started = send(
+        &app,
+        request(Method::POST, "/api/v1/runs", Some(&write), start()),
+    )
+    .await;
+    assert_eq!(started.status(), 201);
+    let run = json(started).await["run_id"].as_str().unwrap().to_owned();
+    let shown = send(
+        &app,
+        request(
+            Method::GET,
+            &format!("/api/v1/runs/{run}"),
+            Some(&write),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(shown.status(), 200);
+    problem(
+        send(
+            &app,
+            request(Method::GET, "/api/v1/keys", Some(&write), None),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+
+    // Admin manages keys: a new key works until it is revoked.
+    let listed = send(
+        &app,
+        request(Method::GET, "/api/v1/keys", Some(&admin), None),
+    )
+    .await;
+    let listed = json(listed).await;
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 3);
+    assert!(
+        !listed.to_string().contains(&admin["baton_".len() + 13..]),
+        "no secret is listed"
+    );
+    let created = send(
+        &app,
+        request(
+            Method::POST,
+            "/api/v1/keys",
+            Some(&admin),
+            Some(json!({"name": "ci", "scope": "read"})),
+        ),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let created = json(created).await;
+    let token = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        send(
+            &app,
+            request(Method::GET, "/api/v1/runs", Some(&token), None)
+        )
+        .await
+        .status(),
+        200
+    );
+    let revoked = send(
+        &app,
+        request(
+            Method::DELETE,
+            &format!("/api/v1/keys/{id}"),
+            Some(&admin),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status(), 204);
+    problem(
+        send(
+            &app,
+            request(Method::GET, "/api/v1/runs", Some(&token), None),
+        )
+        .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    problem(
+        send(
+            &app,
+            request(Method::DELETE, "/api/v1/keys/nope", Some(&admin), None),
+        )
+        .await,
+        404,
+        "not-found",
+    )
+    .await;
+}

@@ -1,0 +1,80 @@
+//! What a store keeps besides runs: the workflow registry (every change a
+//! new immutable version) and the server's API keys (only their hashes).
+
+use std::sync::Arc;
+
+use baton_core::Workflow;
+use baton_core::run::{Digest, Millis};
+use serde::{Deserialize, Serialize};
+
+/// One version of a registered workflow. Versions count from 1 per name and
+/// never change once stored; runs started from one pin it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredWorkflow {
+    pub name: String,
+    pub version: u32,
+    /// SHA-256 of the workflow's canonical JSON: an unchanged spec sent
+    /// again is recognised instead of becoming a new version.
+    pub digest: Digest,
+    pub created_at: Millis,
+    pub workflow: Arc<Workflow>,
+}
+
+/// What an API key may do; each scope includes the ones below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read runs, workflows, events, logs.
+    Read,
+    /// Also start, cancel, pause and resume runs, and decide approvals.
+    Write,
+    /// Also manage workflows and keys.
+    Admin,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Scope, String> {
+        match text {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            _ => Err(format!("`{text}` is not a scope: read, write or admin")),
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An API key as stored: the secret itself is shown once when the key is
+/// made and kept only as its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public, unique: the part of the key before its secret, and what
+    /// revoking names.
+    pub id: String,
+    /// Who or what holds it, for people reading the list (and decisions'
+    /// `by`).
+    pub name: String,
+    pub scope: Scope,
+    /// SHA-256 of the secret.
+    pub hash: Digest,
+    pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
+}
