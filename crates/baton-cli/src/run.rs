@@ -12,7 +12,7 @@ use anyhow::Context;
 use baton_core::run::{Event, RunStatus, TaskStatus};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Format, Valid};
-use baton_engine::{Engine, Error, RunEvent, RunHandle, RunOptions, RunReport};
+use baton_engine::{Engine, EngineConfig, Error, RunEvent, RunHandle, RunOptions, RunReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
@@ -122,7 +122,17 @@ fn refuse(file: &SpecFile, mut problems: Vec<baton_core::Problem>) -> ExitCode {
 
 async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result<ExitCode> {
     let valid = Arc::new(valid);
-    let engine = args.home.engine()?;
+    // Sub-workflows named by reference are looked for beside the spec.
+    let spec_dir = match &args.file {
+        Some(path) if path != std::path::Path::new("-") => path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
+        _ => PathBuf::from("."),
+    };
+    let engine = args.home.engine_with(EngineConfig {
+        workflow_dirs: baton_engine::workflow_dirs(&spec_dir),
+        ..EngineConfig::default()
+    })?;
     let options = RunOptions {
         inputs: args
             .inputs

@@ -67,6 +67,9 @@ pub enum Code {
     InvalidSetting,
     /// A kind or modifier this engine cannot run (yet), or a handler no one registered.
     NotRunnable,
+    /// A `workflow: name@version` (or `uses:`) that names nothing that can be
+    /// found, or a chain of them that never ends.
+    UnknownWorkflow,
 }
 
 impl Code {
@@ -100,6 +103,7 @@ impl Code {
             Code::InvalidApproval => "invalid-approval",
             Code::InvalidSetting => "invalid-setting",
             Code::NotRunnable => "not-runnable",
+            Code::UnknownWorkflow => "unknown-workflow",
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Once, RwLock};
 use baton_core::run::{Chain, Control, ControlError, Event, Millis, RunSetup, RunState};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
-use baton_store::{MemoryStore, Reuse, RunRecord, Store};
+use baton_store::{MemoryStore, ParentTask, Reuse, RunRecord, Store};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::report::RunReport;
 use crate::runner::{Handler, Runners};
-use crate::{runnable, shell};
+use crate::{runnable, shell, subworkflow};
 
 /// How an engine runs tasks; [`EngineConfig::default`] suits a laptop.
 #[derive(Clone, Debug)]
@@ -43,6 +43,9 @@ pub struct EngineConfig {
     /// Bytes of JSON above which a task's output is stored as an artifact
     /// and replaced by a reference to it (`output_artifact`).
     pub max_inline_output: usize,
+    /// Where `workflow: name@version` tasks look for their workflow before
+    /// the store's registry (see [`crate::workflow_dirs`]).
+    pub workflow_dirs: Vec<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             checkpoint_every: 100_000,
             poll_interval: Duration::from_millis(250),
             max_inline_output: 1024 * 1024,
+            workflow_dirs: Vec::new(),
         }
     }
 }
@@ -116,6 +120,11 @@ pub struct RunOptions {
     pub served: bool,
     /// The registered version of the workflow the run was started from.
     pub workflow_version: Option<u32>,
+    /// For a sub-workflow's run: the task attempt it belongs to.
+    pub parent: Option<ParentTask>,
+    /// Workflows already found for `workflow: name@version` tasks; the
+    /// others are looked up when the run starts.
+    pub subworkflows: BTreeMap<String, Arc<Workflow>>,
 }
 
 /// One event of a run, numbered from 0 in log order.
@@ -249,7 +258,7 @@ impl Engine {
     }
 
     /// [`Engine::rebuild`], with what the run's record says to reuse.
-    fn rebuild_recorded(&self, run_id: &str) -> Result<(RunState, Recovery, Option<Reuse>), Error> {
+    fn rebuild_recorded(&self, run_id: &str) -> Result<(RunState, Recovery, RunRecord), Error> {
         let record = self.store.run(run_id)?;
         let workflow = Arc::unwrap_or_clone(record.workflow.clone());
         let valid = Arc::new(baton_core::check(workflow).map_err(Error::Invalid)?);
@@ -287,14 +296,14 @@ impl Engine {
         }
         recovery.checkpoint = (from > 0).then_some(from);
         recovery.replayed = events.len() as u64;
-        Ok((state, recovery, record.reuse))
+        Ok((state, recovery, record))
     }
 
     /// Finishes a run whose process died: tasks that had succeeded stay
     /// done; attempts that were in flight run again as attempt + 1. A run
     /// that had finished just reports.
     pub fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
-        let (state, recovery, reuse) = self.rebuild_recorded(run_id)?;
+        let (state, recovery, record) = self.rebuild_recorded(run_id)?;
         let handlers = self
             .handlers
             .read()
@@ -309,12 +318,13 @@ impl Engine {
             0 => shell::Start::New,
             seq => shell::Start::Resume { seq },
         };
-        let reused = shell::reusable(self, &state, reuse.as_ref())?;
+        let reused = shell::reusable(self, &state, record.reuse.as_ref())?;
         let run = shell::Run {
             state,
             chain,
             start,
             reused,
+            family: shell::Family::of(&record),
         };
         let mut handle = self.spawn(run, None, watch);
         handle.recovery = Some(recovery);
@@ -424,6 +434,8 @@ impl Engine {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             runnable::problems(valid.workflow(), &handlers)
         };
+        let mut subworkflows = options.subworkflows;
+        problems.extend(subworkflow::pin(self, valid.workflow(), &mut subworkflows));
         let inputs = match baton_core::resolve_inputs(valid.workflow(), &options.inputs) {
             Ok(inputs) => inputs,
             Err(input_problems) => {
@@ -447,6 +459,8 @@ impl Engine {
             reuse: options.reuse,
             served: options.served,
             workflow_version: options.workflow_version,
+            parent: options.parent,
+            subworkflows,
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());
@@ -456,6 +470,7 @@ impl Engine {
             chain,
             start: shell::Start::New,
             reused,
+            family: shell::Family::of(&record),
         };
         Ok((run, record))
     }

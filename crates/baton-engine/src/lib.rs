@@ -44,6 +44,7 @@ mod retention;
 mod runnable;
 mod runner;
 mod shell;
+mod subworkflow;
 mod telemetry;
 
 pub use audit::{Mismatch, ProvenanceChain, Verification};
@@ -56,4 +57,5 @@ pub use engine::{
 pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
 pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};
+pub use subworkflow::workflow_dirs;
 pub use telemetry::report_metrics;

@@ -88,6 +88,12 @@ impl RunReport {
                     _ if !status.succeeded() || status == TaskStatus::CompensationFailed => {
                         failure.map(|failure| failure.message.clone())
                     }
+                    // A sub-workflow's run is where its tasks are shown.
+                    _ if matches!(definition.kind, baton_core::TaskKind::Workflow(_)) => {
+                        state.output_json(task).and_then(|output| {
+                            Some(format!("child run {}", output.get("run")?.as_str()?))
+                        })
+                    }
                     _ => None,
                 };
                 let runs_process = matches!(

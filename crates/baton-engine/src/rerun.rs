@@ -80,6 +80,8 @@ impl Engine {
             watch,
             served: record.served,
             workflow_version: record.workflow_version,
+            parent: None,
+            subworkflows: record.subworkflows,
             reuse: Some(Reuse {
                 run_id: run_id.to_owned(),
                 tasks,

@@ -1,5 +1,5 @@
 //! What this engine can run today. A spec may use kinds and modifiers that
-//! later versions run (agents, sub-workflows, fan-out);
+//! later versions run (agents, templates, escalation);
 //! refusing them up front, with the place they are written, beats a run that
 //! silently does less than the spec says.
 
@@ -28,7 +28,17 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
                     .with_help("agent tasks need remote workers, which arrive with `baton serve`"),
             ),
             TaskKind::Workflow(_) => {
-                problems.push(not_yet(path().key("workflow"), "a `workflow` (sub-workflow) task"))
+                for (key, present) in [
+                    ("swarm", task.swarm.is_some()),
+                    ("foreach", task.foreach.is_some()),
+                ] {
+                    if present {
+                        problems.push(not_yet(
+                            path().key(key),
+                            &format!("`{key}` over a `workflow` task"),
+                        ));
+                    }
+                }
             }
             TaskKind::Uses(_) => problems.push(not_yet(path().key("uses"), "a `uses` template task")),
             TaskKind::Handler(name) if !handlers.contains_key(name) => problems.push(

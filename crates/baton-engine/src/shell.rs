@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use baton_core::run::{
     Artifact, Budget, Chain, Command, Digest, Event, Failure, FailureKind, Iteration, Millis,
-    Reduction, RunState, TaskStatus,
+    Reduction, RunState, TaskStatus, Work,
 };
-use baton_store::{ArtifactRole, Batch, Reuse, Store};
+use baton_store::{ArtifactRole, Batch, ParentTask, Reuse, Store};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,6 +26,7 @@ use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
 use crate::runner::{Attempt, Outcome, Runners, TaskContext};
+use crate::subworkflow::{Child, Pinned};
 use crate::telemetry::Observer;
 
 /// A runner's report, tagged with what it ran.
@@ -68,6 +69,30 @@ pub(crate) struct Run {
     pub(crate) chain: Chain,
     pub(crate) start: Start,
     pub(crate) reused: Reused,
+    pub(crate) family: Family,
+}
+
+/// Where a run sits among sub-workflows: what its `workflow:` tasks need.
+pub(crate) struct Family {
+    /// How deep it is nested: 0 for a run started on its own.
+    depth: u32,
+    pinned: Arc<Pinned>,
+}
+
+impl Family {
+    pub(crate) fn of(record: &baton_store::RunRecord) -> Family {
+        Family {
+            depth: record.parent.as_ref().map_or(0, |parent| parent.depth),
+            pinned: Arc::new(record.subworkflows.clone()),
+        }
+    }
+}
+
+/// A `workflow:` task gives its global slot back while its child runs:
+/// the child's tasks take slots of their own, and a parent holding one
+/// could starve them.
+fn holds_slot(state: &RunState, task: u32) -> bool {
+    !matches!(state.task(task).kind, baton_core::TaskKind::Workflow(_))
 }
 
 /// Loads the results `reuse` names from its run; each must have succeeded.
@@ -141,6 +166,7 @@ pub(crate) async fn drive(
         chain,
         start,
         reused,
+        family,
     } = run;
     let cas = Cas::new(&engine.config.state_dir);
     let clock = engine
@@ -152,10 +178,12 @@ pub(crate) async fn drive(
     // each holds one global slot until its completion arrives.
     let mut kills: FxHashMap<u32, Option<oneshot::Sender<()>>> = FxHashMap::default();
     let at = clock.now();
+    let mut lost_attempts = Vec::new();
     let (mut pending, mut seq) = match start {
         Start::New => (vec![Event::RunStarted { at }], 0),
         Start::Resume { seq } => {
             let lost = state.in_flight();
+            lost_attempts.clone_from(&lost);
             let keys: Vec<String> = lost
                 .iter()
                 .map(|&(task, attempt)| idempotency_key(&state, task, attempt))
@@ -231,10 +259,14 @@ pub(crate) async fn drive(
                 state: &state,
                 chain: &recorder.chain,
                 reused: &reused,
+                family: &family,
+                lost: &lost_attempts,
                 done: &done_sender,
             };
             if let Some(event) = launcher.launch(task, attempt, &mut kills, at) {
                 pending.push(event);
+                finished_inline += 1;
+            } else if !holds_slot(&state, task) {
                 finished_inline += 1;
             }
         }
@@ -292,7 +324,10 @@ pub(crate) async fn drive(
                 let mut next = Some(first);
                 while let Some(report) = next {
                     let at = clock.now();
-                    if !report.compensation && kills.remove(&report.task).is_some() {
+                    if !report.compensation
+                        && kills.remove(&report.task).is_some()
+                        && holds_slot(&state, report.task)
+                    {
                         engine.slots.add_permits(1);
                     }
                     completion_events(report, at, &state, &mut pending);
@@ -331,7 +366,10 @@ pub(crate) async fn drive(
         let Some(report) = done.recv().await else {
             break;
         };
-        if !report.compensation && kills.remove(&report.task).is_some() {
+        if !report.compensation
+            && kills.remove(&report.task).is_some()
+            && holds_slot(&state, report.task)
+        {
             engine.slots.add_permits(1);
         }
     }
@@ -426,6 +464,9 @@ struct Launcher<'a> {
     state: &'a RunState,
     chain: &'a Chain,
     reused: &'a Reused,
+    family: &'a Family,
+    /// Attempts a crash cut off, found when this process resumed the run.
+    lost: &'a [(u32, u32)],
     done: &'a mpsc::UnboundedSender<Done>,
 }
 
@@ -477,9 +518,30 @@ impl Launcher<'_> {
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
             resolved,
         };
-        let plan = match state.reduction(task, attempt) {
-            None => Plan::One(Box::new(run)),
-            Some(reduction) => {
+        let plan = match (state.reduction(task, attempt), &run.resolved.work) {
+            (None, Work::Workflow(child)) => Plan::Child(
+                Box::new(Child {
+                    engine: self.engine.clone(),
+                    parent: ParentTask {
+                        run_id: state.run_id().to_owned(),
+                        task: id.clone(),
+                        attempt,
+                        depth: self.family.depth + 1,
+                    },
+                    run: (**child).clone(),
+                    pinned: Arc::clone(&self.family.pinned),
+                    timeout: run.timeout,
+                    lost: self
+                        .lost
+                        .iter()
+                        .filter(|&&(lost, _)| lost == task)
+                        .map(|&(_, attempt)| attempt)
+                        .collect(),
+                }),
+                Box::new(run),
+            ),
+            (None, _) => Plan::One(Box::new(run)),
+            (Some(reduction), _) => {
                 // Each copy logs and writes its output under its own
                 // directory of the attempt's: `item-N` or `copy-N`.
                 let copy = |name: String, resolved: baton_core::run::Resolved| Attempt {
@@ -573,9 +635,11 @@ impl Launcher<'_> {
     }
 }
 
-/// What an attempt runs: the task, or a swarm's copies of it.
+/// What an attempt runs: the task, a swarm's copies of it, or a child run.
 enum Plan {
     One(Box<Attempt>),
+    /// The attempt as a whole is kept for where it works and its name.
+    Child(Box<Child>, Box<Attempt>),
     Copies {
         /// The attempt as a whole: where it works, what it is called.
         base: Box<Attempt>,
@@ -618,7 +682,7 @@ impl AttemptFiles {
         killed: oneshot::Receiver<()>,
     ) -> (Outcome, Files) {
         let first = match &plan {
-            Plan::One(run) | Plan::Copies { base: run, .. } => run,
+            Plan::One(run) | Plan::Copies { base: run, .. } | Plan::Child(_, run) => run,
         };
         let dir = first.working_dir();
         let task_id = first.context.task_id.clone();
@@ -668,6 +732,7 @@ impl AttemptFiles {
         }
         let mut outcome = match plan {
             Plan::One(run) => runners.run(*run, killed).await,
+            Plan::Child(child, _) => child.run(killed).await,
             Plan::Copies {
                 copies, reduction, ..
             } => runners.run_copies(copies, killed, reduction).await,

@@ -27,6 +27,7 @@ pub use sqlite::SqliteStore;
 
 use projection::Projection;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -160,6 +161,24 @@ pub struct RunRecord {
     /// The registered version of the workflow it was started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_version: Option<u32>,
+    /// The task attempt that started it, for a sub-workflow's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentTask>,
+    /// The workflows its `workflow: name@version` tasks (and theirs, in
+    /// turn) name, found when it started: a resumed run and its children
+    /// run what was pinned then, whatever the registry holds now.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subworkflows: BTreeMap<String, Arc<Workflow>>,
+}
+
+/// The attempt of a parent run's task that a child run belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentTask {
+    pub run_id: String,
+    pub task: String,
+    pub attempt: u32,
+    /// How deep the child is nested: 1 under a run started on its own.
+    pub depth: u32,
 }
 
 /// Tasks whose results a run takes from an earlier run of the same

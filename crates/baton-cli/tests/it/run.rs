@@ -66,6 +66,42 @@ fn the_flaky_example_succeeds_on_its_third_attempt() {
 }
 
 #[test]
+fn the_sub_workflows_example_runs_its_children_as_linked_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/sub-workflows.yaml", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report = lines(&output).pop().unwrap();
+    let run = report["run_id"].as_str().unwrap();
+    let review = &task(&report, "review")["output"];
+    assert_eq!(review["run"], format!("{run}.review.1"));
+    assert_eq!(
+        review["tasks"]["verdict"],
+        serde_json::json!({"approved": true})
+    );
+    assert_eq!(task(&report, "publish")["status"], "succeeded");
+    let runs = crate::util::baton()
+        .current_dir(dir.path())
+        .args(["runs", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let runs: serde_json::Value = serde_json::from_slice(&runs).unwrap();
+    let mut workflows: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["workflow"].as_str().unwrap())
+        .collect();
+    workflows.sort_unstable();
+    assert_eq!(workflows, ["review", "smoke", "sub-workflows"]);
+}
+
+#[test]
 fn fail_fast_and_continue_differ_on_the_independent_branch() {
     let dir = tempfile::tempdir().unwrap();
     let fail_fast = run_in(dir.path(), &["examples/failure-policies.yaml", "--json"])

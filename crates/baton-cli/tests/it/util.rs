@@ -63,13 +63,22 @@ pub(crate) fn wait_for_file(path: &Path) {
 pub(crate) fn run_in(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
     let examples = dir.join("examples");
     if !examples.exists() {
-        std::fs::create_dir_all(&examples).unwrap();
-        for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
-        }
+        copy_dir(&workspace().join("examples"), &examples);
     }
     baton().current_dir(dir).arg("run").args(args).assert()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, target).unwrap();
+        }
+    }
 }
 
 /// The JSON lines of a `--json` run; the last is the report.

@@ -34,7 +34,7 @@ pub use control::{Control, ControlError, Decision};
 pub use digest::{BadDigest, Digest, Hasher};
 pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
 pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
-pub use resolve::{HttpBody, HttpCall, Resolved, Work};
+pub use resolve::{ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work};
 pub use state::{
     Budget, Command, Iteration, RunMetrics, RunSetup, RunState, Sealed, Snapshot, SnapshotError,
     TaskStatus, Usage,

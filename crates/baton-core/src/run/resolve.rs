@@ -35,6 +35,24 @@ pub enum Work {
         prompt: String,
         choices: Vec<String>,
     },
+    /// A child run of another workflow.
+    Workflow(Box<ChildRun>),
+}
+
+/// A sub-workflow task's child run: the workflow and its inputs, rendered
+/// over the parent's context.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ChildRun {
+    pub workflow: ChildWorkflow,
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which workflow a child run runs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum ChildWorkflow {
+    Inline(std::sync::Arc<crate::spec::Workflow>),
+    /// `name@version` (or `name` for the newest), found by the engine.
+    Reference(String),
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -131,6 +149,14 @@ impl<'a> Scope<'a> {
             });
         }
         templates::shell_script(text, self.context())
+    }
+
+    pub(crate) fn json(
+        &self,
+        value: &serde_json::Value,
+        what: &str,
+    ) -> Result<serde_json::Value, TemplateError> {
+        templates::render_json(value, self.context(), what)
     }
 
     pub(crate) fn http(&self, http: &HttpRequest) -> Result<HttpCall, TemplateError> {

@@ -17,7 +17,7 @@ use crate::spec::{Action, FailurePolicy, OnTimeout, RetryPolicy, Task, TaskKind,
 use super::backoff::{retries, retry_delay};
 use super::control::{Control, ControlError, Decision, decision_output};
 use super::event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
-use super::resolve::{Resolved, Scope, Work};
+use super::resolve::{ChildRun, ChildWorkflow, Resolved, Scope, Work};
 use super::templates::{self, TemplateError};
 
 mod snapshot;
@@ -1397,6 +1397,22 @@ impl RunState {
                 prompt: scope.text(approval.prompt.as_str(), "prompt")?,
                 choices: approval.choices.clone(),
             },
+            TaskKind::Workflow(child) => {
+                let inputs = child
+                    .inputs
+                    .iter()
+                    .map(|(name, value)| {
+                        let what = format!("workflow.inputs.{name}");
+                        Ok((name.clone(), scope.json(value, &what)?))
+                    })
+                    .collect::<Result<_, TemplateError>>()?;
+                let workflow = match (&child.inline, &child.reference) {
+                    (Some(inline), _) => ChildWorkflow::Inline(Arc::new(inline.clone())),
+                    (None, Some(reference)) => ChildWorkflow::Reference(reference.clone()),
+                    (None, None) => unreachable!("a sub-workflow is parsed with a ref or inline"),
+                };
+                Work::Workflow(Box::new(ChildRun { workflow, inputs }))
+            }
             other => {
                 return Err(TemplateError {
                     what: other.name().to_owned(),

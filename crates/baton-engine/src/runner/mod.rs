@@ -157,6 +157,12 @@ impl Runners {
                 FailureKind::Error,
                 "an approval waits for a decision; it has nothing to run",
             )),
+            // The shell runs a child run per attempt; copies of one are
+            // refused before the run starts.
+            Work::Workflow(_) => Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                "a `workflow` task runs one child run per attempt",
+            )),
         }
     }
 

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use baton_core::run::{Control, ControlError, Decision, Event, RunStatus, TaskStatus};
-use baton_engine::{Engine, Error, Handler, RunHandle, RunOptions};
+use baton_engine::{Engine, Error, Handler};
 use baton_store::{SqliteStore, Store};
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::util::{engine, workflow};
+use crate::util::{engine, start, until};
 
 const APPROVAL: &str = r#"
 name: release
@@ -26,31 +26,6 @@ tasks:
     when: "tasks.gate.output.choice == 'approve'"
     noop: true
 "#;
-
-/// Reads the run's events until one matches, returning the seq it had.
-async fn until(handle: &mut RunHandle, matches: impl Fn(&Event) -> bool) -> u64 {
-    let events = handle.events().expect("a watched run");
-    while let Some(event) = events.recv().await {
-        if matches(&event.event) {
-            return event.seq;
-        }
-    }
-    panic!("the run ended first");
-}
-
-async fn start(engine: &Engine, yaml: &str) -> RunHandle {
-    let valid = baton_core::check(workflow(yaml)).unwrap();
-    engine
-        .start_recorded(
-            Arc::new(valid),
-            RunOptions {
-                watch: true,
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap()
-}
 
 fn decide(task: &str, choice: &str) -> Control {
     Control::Decide(Decision {

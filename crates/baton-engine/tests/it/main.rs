@@ -10,4 +10,5 @@ mod http;
 mod policies;
 mod processes;
 mod retention;
+mod subworkflows;
 mod util;

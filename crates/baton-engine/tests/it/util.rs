@@ -3,7 +3,10 @@ use std::path::Path;
 
 use baton_core::run::Millis;
 use baton_core::{Format, Workflow};
-use baton_engine::{Engine, EngineConfig, RunReport};
+use std::sync::Arc;
+
+use baton_core::run::Event;
+use baton_engine::{Engine, EngineConfig, RunHandle, RunOptions, RunReport};
 use serde_json::Value;
 
 pub(crate) fn workflow(yaml: &str) -> Workflow {
@@ -47,4 +50,29 @@ pub(crate) fn statuses(report: &RunReport) -> Vec<(String, &'static str)> {
         .iter()
         .map(|task| (task.id.clone(), task.status.name()))
         .collect()
+}
+
+/// Reads the run's events until one matches, returning the seq it had.
+pub(crate) async fn until(handle: &mut RunHandle, matches: impl Fn(&Event) -> bool) -> u64 {
+    let events = handle.events().expect("a watched run");
+    while let Some(event) = events.recv().await {
+        if matches(&event.event) {
+            return event.seq;
+        }
+    }
+    panic!("the run ended first");
+}
+
+pub(crate) async fn start(engine: &Engine, yaml: &str) -> RunHandle {
+    let valid = baton_core::check(workflow(yaml)).unwrap();
+    engine
+        .start_recorded(
+            Arc::new(valid),
+            RunOptions {
+                watch: true,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap()
 }

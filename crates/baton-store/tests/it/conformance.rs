@@ -118,6 +118,16 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
         }),
         served: true,
         workflow_version: Some(4),
+        parent: Some(baton_store::ParentTask {
+            run_id: "parent".to_owned(),
+            task: "review".to_owned(),
+            attempt: 2,
+            depth: 1,
+        }),
+        subworkflows: std::collections::BTreeMap::from([(
+            "review@1".to_owned(),
+            Arc::new(baton_core::Workflow::new("review")),
+        )]),
     }
 }
 

@@ -1,0 +1,325 @@
+//! Sub-workflows: an attempt of a `workflow:` task is a child run of its
+//! own (own id, events, trace and provenance), recorded with the parent
+//! task's attempt it belongs to. The child's end is the attempt's end, so
+//! the parent task's retry, timeout and failure policy apply to it as to
+//! any task.
+//!
+//! Durability: a child's id is `PARENT.TASK.ATTEMPT`. When a crash cuts a
+//! parent off, its next attempt continues the child the lost attempt
+//! started (resumed from the store, finished tasks kept) instead of
+//! starting the child's work again.
+//!
+//! References (`workflow: review@2`) are found when the parent starts, in
+//! the engine's workflow directories and then the store's registry, and
+//! pinned in the parent's record: a resumed run, and every child, runs
+//! what was found then.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use baton_core::run::{ChildRun, ChildWorkflow, Failure, FailureKind};
+use baton_core::spec::TaskKind;
+use baton_core::{Code, Duration, Format, Path, Problem, Workflow};
+use baton_store::ParentTask;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use crate::engine::{Engine, RunOptions};
+use crate::report::RunReport;
+use crate::runner::Outcome;
+
+/// How deep sub-workflows may nest: deeper is a workflow that runs itself.
+pub(crate) const MAX_DEPTH: u32 = 8;
+
+/// Workflows by the reference that names them.
+pub(crate) type Pinned = BTreeMap<String, Arc<Workflow>>;
+
+/// Finds every workflow `workflow` names by reference (and those name in
+/// turn) that `pinned` does not hold yet, and adds it; a reference that
+/// finds nothing, names an invalid workflow or runs itself is a problem
+/// at the task that wrote it.
+pub(crate) fn pin(engine: &Engine, workflow: &Workflow, pinned: &mut Pinned) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    visit(
+        engine,
+        workflow,
+        &Path::root(),
+        pinned,
+        &mut Vec::new(),
+        &mut problems,
+    );
+    problems
+}
+
+fn visit(
+    engine: &Engine,
+    workflow: &Workflow,
+    prefix: &Path,
+    pinned: &mut Pinned,
+    chain: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
+) {
+    for task in &workflow.tasks {
+        let TaskKind::Workflow(child) = &task.kind else {
+            continue;
+        };
+        let path = prefix.clone().join(&Path::task(&task.id).key("workflow"));
+        if let Some(inline) = &child.inline {
+            visit(engine, inline, &path.key("inline"), pinned, chain, problems);
+            continue;
+        }
+        let Some(reference) = &child.reference else {
+            continue;
+        };
+        let problem = |message: String| {
+            Problem::new(Code::UnknownWorkflow, path.clone(), message).with_help("sub-workflows are found as NAME.yaml (or NAME@VERSION.yaml) next to the spec or in its workflows/ directory, then in the server's registry")
+        };
+        if chain.contains(reference) {
+            let cycle = format!("{} -> {reference}", chain.join(" -> "));
+            problems.push(problem(format!("`{reference}` runs itself: {cycle}")));
+            continue;
+        }
+        let found = match pinned.get(reference) {
+            Some(found) => Arc::clone(found),
+            None => match find(engine, reference) {
+                Ok(found) => {
+                    pinned.insert(reference.clone(), Arc::clone(&found));
+                    found
+                }
+                Err(why) => {
+                    problems.push(problem(why));
+                    continue;
+                }
+            },
+        };
+        chain.push(reference.clone());
+        visit(engine, &found, &path, pinned, chain, problems);
+        chain.pop();
+    }
+}
+
+/// The workflow `reference` (`name` or `name@version`) names.
+fn find(engine: &Engine, reference: &str) -> Result<Arc<Workflow>, String> {
+    let (name, version) = match reference.split_once('@') {
+        Some((name, version)) => {
+            let version = version.parse::<u32>().map_err(|_| {
+                format!("`{reference}`: the version after `@` must be a whole number")
+            })?;
+            (name, Some(version))
+        }
+        None => (reference, None),
+    };
+    for dir in &engine.config.workflow_dirs {
+        if let Some(found) = from_dir(dir, name, version)? {
+            return Ok(Arc::new(found));
+        }
+    }
+    match engine.store.workflow(name, version) {
+        Ok(stored) => Ok(stored.workflow),
+        Err(baton_store::Error::UnknownWorkflow(_)) => {
+            let searched = engine
+                .config
+                .workflow_dirs
+                .iter()
+                .map(|dir| dir.display().to_string())
+                .collect::<Vec<_>>();
+            Err(format!(
+                "no workflow `{reference}` in {} or the registry",
+                if searched.is_empty() {
+                    "any workflow directory".to_owned()
+                } else {
+                    searched.join(", ")
+                }
+            ))
+        }
+        Err(error) => Err(format!("cannot look up `{reference}`: {error}")),
+    }
+}
+
+/// `NAME@VERSION.yaml|yml|json`, then `NAME.yaml|yml|json`, in `dir`: the
+/// first file of the name whose `version` is the one asked for.
+fn from_dir(
+    dir: &std::path::Path,
+    name: &str,
+    version: Option<u32>,
+) -> Result<Option<Workflow>, String> {
+    let stems = version
+        .map(|version| format!("{name}@{version}"))
+        .into_iter()
+        .chain([name.to_owned()]);
+    for stem in stems {
+        for extension in ["yaml", "yml", "json"] {
+            let file = dir.join(format!("{stem}.{extension}"));
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let format = Format::detect(Some(extension), &text);
+            let valid = baton_core::check_source(&text, format).map_err(|mut problems| {
+                baton_core::SourceMap::locate_all(&text, &mut problems);
+                let first = problems.first().map_or_else(String::new, |problem| {
+                    let at = problem.location.as_ref().map_or_else(
+                        || problem.path.to_string(),
+                        |at| format!("{}:{}", at.line, at.column),
+                    );
+                    format!(" at {at}: {}", problem.message)
+                });
+                format!(
+                    "{} is not a valid workflow ({} problem(s), the first{first}); `baton validate` it",
+                    file.display(),
+                    problems.len()
+                )
+            })?;
+            let workflow = valid.workflow();
+            if workflow.name != name {
+                return Err(format!(
+                    "{} is named `{}`, not `{name}`",
+                    file.display(),
+                    workflow.name
+                ));
+            }
+            if version.is_none_or(|version| workflow.version == Some(version)) {
+                return Ok(Some(workflow.clone()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Where a sub-workflow task's files are looked for: beside the spec that
+/// names it, and in the `workflows/` directory there.
+pub fn workflow_dirs(spec_dir: &std::path::Path) -> Vec<PathBuf> {
+    vec![spec_dir.to_path_buf(), spec_dir.join("workflows")]
+}
+
+/// One attempt of a `workflow:` task, ready to run.
+pub(crate) struct Child {
+    pub(crate) engine: Engine,
+    /// The attempt the child belongs to, and how deep the child nests.
+    pub(crate) parent: ParentTask,
+    pub(crate) run: ChildRun,
+    pub(crate) pinned: Arc<Pinned>,
+    pub(crate) timeout: Option<Duration>,
+    /// The attempts of the task a crash cut off in this process's resume:
+    /// a child they finished is taken as it ended.
+    pub(crate) lost: Vec<u32>,
+}
+
+impl Child {
+    fn id(&self, attempt: u32) -> String {
+        format!("{}.{}.{attempt}", self.parent.run_id, self.parent.task)
+    }
+
+    /// Runs (or continues) the child to its end, stopping it if the
+    /// parent's attempt is killed or times out.
+    pub(crate) async fn run(self, kill: oneshot::Receiver<()>) -> Outcome {
+        let handle = match self.start() {
+            Ok(handle) => handle,
+            Err(failure) => return Outcome::Failed(failure),
+        };
+        let run_id = handle.run_id().to_owned();
+        let canceller = handle.canceller();
+        let mut finish = std::pin::pin!(handle.finish());
+        let limit = async {
+            match self.timeout {
+                Some(after) => tokio::time::sleep(after.as_std()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stopped = tokio::select! {
+            report = &mut finish => return ended(&run_id, report),
+            () = limit => Some(Failure::new(
+                FailureKind::Timeout,
+                format!("timed out after {}", self.timeout.unwrap_or(Duration::ZERO)),
+            )),
+            Ok(()) = kill => None,
+        };
+        canceller.cancel();
+        let _ = finish.await;
+        match stopped {
+            Some(failure) => Outcome::Failed(failure),
+            None => Outcome::Cancelled,
+        }
+    }
+
+    /// Continues the child of an earlier attempt that a crash interrupted,
+    /// or starts this attempt's.
+    fn start(&self) -> Result<crate::RunHandle, Failure> {
+        let error = |message: String| Failure::new(FailureKind::Error, message);
+        let attempt = self.parent.attempt;
+        for earlier in (1..attempt).rev() {
+            let id = self.id(earlier);
+            match self.engine.store.summary(&id) {
+                Ok(summary) if !summary.status.is_final() || self.lost.contains(&earlier) => {
+                    return self
+                        .engine
+                        .resume(&id, false)
+                        .map_err(|why| error(format!("cannot continue child run {id}: {why}")));
+                }
+                Ok(_) => break,
+                Err(baton_store::Error::UnknownRun(_)) => {}
+                Err(why) => return Err(error(format!("cannot read child run {id}: {why}"))),
+            }
+        }
+        if self.parent.depth > MAX_DEPTH {
+            return Err(Failure::new(
+                FailureKind::Template,
+                format!("sub-workflows nest more than {MAX_DEPTH} deep"),
+            ));
+        }
+        let workflow = match &self.run.workflow {
+            ChildWorkflow::Inline(workflow) => Arc::clone(workflow),
+            ChildWorkflow::Reference(reference) => match self.pinned.get(reference) {
+                Some(workflow) => Arc::clone(workflow),
+                None => {
+                    return Err(Failure::new(
+                        FailureKind::Template,
+                        format!("`{reference}` was not found when the run started"),
+                    ));
+                }
+            },
+        };
+        let options = RunOptions {
+            inputs: self.run.inputs.clone().into_iter().collect(),
+            run_id: Some(self.id(attempt)),
+            parent: Some(self.parent.clone()),
+            subworkflows: (*self.pinned).clone(),
+            ..RunOptions::default()
+        };
+        self.engine
+            .start(Arc::unwrap_or_clone(workflow), options)
+            .map_err(|why| Failure::new(FailureKind::Template, why.to_string()))
+    }
+}
+
+/// The attempt's end, from the child's: its outputs by task when it
+/// succeeded, why it did not otherwise.
+fn ended(run_id: &str, report: Result<RunReport, crate::Error>) -> Outcome {
+    let report = match report {
+        Ok(report) => report,
+        Err(why) => {
+            return Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                format!("child run {run_id} stopped: {why}"),
+            ));
+        }
+    };
+    if report.succeeded() {
+        let tasks: Map<String, Value> = report
+            .tasks
+            .into_iter()
+            .filter_map(|task| Some((task.id, task.output?)))
+            .collect();
+        return Outcome::Succeeded(Some(serde_json::json!({
+            "run": run_id,
+            "tasks": tasks,
+        })));
+    }
+    let why = report
+        .reason
+        .map_or_else(String::new, |reason| format!(": {reason}"));
+    Outcome::Failed(Failure::new(
+        FailureKind::Error,
+        format!("child run {run_id} {}{why}", report.status.name()),
+    ))
+}
