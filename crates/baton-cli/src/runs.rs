@@ -164,7 +164,7 @@ pub(crate) fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Result<Ex
 
 fn parse_status(text: &str) -> Result<RunStatus, String> {
     serde_json::from_value(serde_json::Value::from(text)).map_err(|_| {
-        format!("unknown status `{text}`: use pending, running, succeeded, failed, cancelled or compensated")
+        format!("unknown status `{text}`: use pending, running, paused, succeeded, failed, cancelled, compensated or compensation_failed")
     })
 }
 

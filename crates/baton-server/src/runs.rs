@@ -221,8 +221,8 @@ fn keyed_run_id(workflow: &str, key: &str) -> String {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListRuns {
-    /// pending, running, paused, succeeded, failed, cancelled, compensated.
-    #[param(value_type = Option<String>, pattern = "^(pending|running|paused|succeeded|failed|cancelled|compensated)$")]
+    /// pending, running, paused, succeeded, failed, cancelled, compensated, compensation_failed.
+    #[param(value_type = Option<String>, pattern = "^(pending|running|paused|succeeded|failed|cancelled|compensated|compensation_failed)$")]
     status: Option<RunStatus>,
     workflow: Option<String>,
     /// Milliseconds since the epoch.

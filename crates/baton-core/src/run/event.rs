@@ -307,6 +307,9 @@ pub enum RunStatus {
     Cancelled,
     /// A failed run whose compensations all ran.
     Compensated,
+    /// A failed run whose compensation stopped at a compensation that kept
+    /// failing; its reason lists what was not undone.
+    CompensationFailed,
 }
 
 impl RunStatus {
@@ -319,6 +322,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
             RunStatus::Compensated => "compensated",
+            RunStatus::CompensationFailed => "compensation_failed",
         }
     }
 

@@ -293,6 +293,11 @@ pub struct RunState {
     compensation_cursor: usize,
     compensating: Option<u32>,
     compensation_failed: bool,
+    /// Compensations started per task: each is retried by the task's
+    /// retry policy.
+    compensation_attempts: FxHashMap<u32, u32>,
+    /// When a failed compensation is tried again.
+    compensation_retry_at: Option<Millis>,
     names: OnceLock<FxHashMap<String, u32>>,
 }
 
@@ -371,6 +376,8 @@ impl RunState {
             compensation_cursor: 0,
             compensating: None,
             compensation_failed: false,
+            compensation_attempts: FxHashMap::default(),
+            compensation_retry_at: None,
             names: OnceLock::new(),
             run_timeout: setup.timeout.or(workflow.timeout),
             on_failure: setup.on_failure.unwrap_or(workflow.on_failure),
@@ -731,19 +738,18 @@ impl RunState {
                 self.phase = Phase::Compensating;
                 self.status[task as usize] = TaskStatus::Compensating;
                 self.compensating = Some(task);
+                self.compensation_retry_at = None;
+                *self.compensation_attempts.entry(task).or_default() += 1;
             }
             Event::CompensationFinished {
-                task, ref error, ..
+                at,
+                task,
+                ref error,
             } => {
                 self.compensating = None;
                 self.status[task as usize] = match error {
                     None => TaskStatus::Compensated,
-                    Some(error) => {
-                        self.compensation_failed = true;
-                        self.failures
-                            .insert(task, Failure::new(FailureKind::Error, error.clone()));
-                        TaskStatus::CompensationFailed
-                    }
+                    Some(error) => self.compensation_error(task, error, at),
                 };
             }
             Event::ArtifactsStored {
@@ -882,6 +888,42 @@ impl RunState {
         }
     }
 
+    /// A compensation failed: it is tried again while the task's retry
+    /// policy allows, and otherwise compensation stops there, as undoing
+    /// what came before it could depend on it being undone.
+    fn compensation_error(&mut self, task: u32, error: &str, at: Millis) -> TaskStatus {
+        let failure = Failure::new(FailureKind::Error, error.to_owned());
+        let tried = self.compensation_attempts.get(&task).copied().unwrap_or(1);
+        let policy = self.retry_policy(task);
+        let again = tried < policy.max_attempts && retries(policy, &failure);
+        if again {
+            let delay = retry_delay(policy, tried, &self.run_id, &self.task(task).id);
+            self.compensation_retry_at = Some(at.plus(delay));
+            self.compensation_cursor = self.compensation_cursor.saturating_sub(1);
+        }
+        self.failures.insert(task, failure);
+        if again {
+            return TaskStatus::Succeeded;
+        }
+        self.compensation_failed = true;
+        let remaining: Vec<String> = self
+            .compensation_sequence()
+            .into_iter()
+            .filter(|&other| other == task || self.status[other as usize] == TaskStatus::Succeeded)
+            .map(|other| self.task(other).id.clone())
+            .collect();
+        let first = self
+            .reason
+            .take()
+            .map_or_else(String::new, |reason| format!("{reason}; "));
+        self.reason = Some(format!(
+            "{first}compensating `{}` failed after {tried} attempt(s): {error}; not compensated: {}",
+            self.task(task).id,
+            remaining.join(", ")
+        ));
+        TaskStatus::CompensationFailed
+    }
+
     /// Stops starting work; the first reason to end a run is the one kept.
     fn end(&mut self, status: RunStatus, compensate: bool, reason: String) {
         if matches!(self.phase, Phase::Pending | Phase::Running) {
@@ -929,9 +971,9 @@ impl RunState {
             Phase::Pending | Phase::Finished(_) => {}
             Phase::Running => self.decide_running(now, budget, out),
             Phase::Ending { status, compensate } => {
-                self.decide_ending(status, compensate, budget, out)
+                self.decide_ending(status, compensate, now, budget, out)
             }
-            Phase::Compensating => self.decide_compensation(out),
+            Phase::Compensating => self.decide_compensation(now, out),
         }
     }
 
@@ -1084,6 +1126,7 @@ impl RunState {
         &mut self,
         status: RunStatus,
         compensate: bool,
+        now: Millis,
         budget: Budget,
         out: &mut Vec<Command>,
     ) {
@@ -1142,24 +1185,47 @@ impl RunState {
             return;
         }
         if compensate {
-            self.decide_compensation(out);
+            self.decide_compensation(now, out);
         } else {
             out.push(Command::Finish { status });
         }
     }
 
-    fn decide_compensation(&mut self, out: &mut Vec<Command>) {
+    /// The tasks with a `compensate` action, the last to finish first.
+    fn compensation_sequence(&self) -> Vec<u32> {
+        let workflow = self.valid.workflow();
+        let mut position = vec![0usize; self.status.len()];
+        for (at, &task) in self.valid.plan().order.iter().enumerate() {
+            position[task as usize] = at;
+        }
+        let mut order: Vec<u32> = (0..self.status.len() as u32)
+            .filter(|&task| workflow.tasks[task as usize].compensate.is_some())
+            .collect();
+        order.sort_unstable_by_key(|&task| {
+            Reverse((self.finished[task as usize], position[task as usize]))
+        });
+        order
+    }
+
+    /// Compensates succeeded tasks one at a time, the last to finish first
+    /// (ties, within one instant, in reverse plan order), so each undo sees
+    /// the world as the tasks after it left it.
+    fn decide_compensation(&mut self, now: Millis, out: &mut Vec<Command>) {
         if self.compensating.is_some() {
             return;
         }
-        if self.compensation_order.is_empty() && self.compensation_cursor == 0 {
-            let workflow = self.valid.workflow();
-            let mut order = self.valid.plan().order;
-            order.reverse();
-            order.retain(|&task| workflow.tasks[task as usize].compensate.is_some());
-            self.compensation_order = order;
+        if let Some(at) = self.compensation_retry_at
+            && now < at
+        {
+            out.push(Command::WakeAt(at));
+            return;
         }
-        while let Some(&task) = self.compensation_order.get(self.compensation_cursor) {
+        if self.compensation_order.is_empty() && self.compensation_cursor == 0 {
+            self.compensation_order = self.compensation_sequence();
+        }
+        while !self.compensation_failed
+            && let Some(&task) = self.compensation_order.get(self.compensation_cursor)
+        {
             self.compensation_cursor += 1;
             if self.status[task as usize] == TaskStatus::Succeeded {
                 out.push(Command::Compensate { task });
@@ -1167,7 +1233,7 @@ impl RunState {
             }
         }
         let status = if self.compensation_failed {
-            RunStatus::Failed
+            RunStatus::CompensationFailed
         } else {
             RunStatus::Compensated
         };
@@ -1582,6 +1648,21 @@ mod tests {
             driver
         }
 
+        /// A fresh state with the log applied, as a resume rebuilds it.
+        fn replay(&self) -> RunState {
+            let mut state = RunState::new(
+                self.state.shared_valid(),
+                RunSetup {
+                    run_id: "run-1".to_owned(),
+                    ..RunSetup::default()
+                },
+            );
+            for event in &self.log {
+                state.apply(event);
+            }
+            state
+        }
+
         fn index(&self, id: &str) -> u32 {
             self.state
                 .valid()
@@ -1948,6 +2029,49 @@ mod tests {
         run.succeed("d");
         assert_eq!(run.step(), ["finish failed"]);
         assert_eq!(run.status("d"), TaskStatus::Succeeded);
+    }
+
+    #[test]
+    fn compensation_goes_last_finished_first_retries_and_stops_where_it_keeps_failing() {
+        let mut run = Driver::new(
+            "name: s\non_failure: compensate\ntasks:\n  a: {run: x, compensate: {run: undo}}\n  b: {run: x, needs: [a], compensate: {run: undo}, retry: {max_attempts: 2, backoff: constant, initial: 1s}}\n  c: {run: x, needs: [a], compensate: {run: undo}}\n  d: {run: x, needs: [b, c]}\n",
+        );
+        run.step();
+        run.succeed("a");
+        assert_eq!(run.step(), ["start b#1", "start c#1"]);
+        // b was planned before c but finishes after it: it is undone first.
+        run.now = Millis(run.now.0 + 10);
+        run.succeed("c");
+        run.now = Millis(run.now.0 + 10);
+        run.succeed("b");
+        assert_eq!(run.step(), ["start d#1"]);
+        run.fail("d", EXIT_1);
+        assert_eq!(run.step(), ["compensate b"]);
+        let boom = |run: &mut Driver| {
+            run.record(Event::CompensationFinished {
+                at: run.now,
+                task: 1,
+                error: Some("boom".to_owned()),
+            })
+        };
+        boom(&mut run);
+        let retry_at = run.now.0 + 1000;
+        assert_eq!(run.step(), [format!("wake {retry_at}")]);
+        run.now = Millis(retry_at);
+        assert_eq!(run.step(), ["compensate b"], "retried by b's policy");
+        boom(&mut run);
+        assert_eq!(run.step(), ["finish compensation_failed"]);
+        assert_eq!(run.status("b"), TaskStatus::CompensationFailed);
+        assert_eq!(run.status("c"), TaskStatus::Succeeded, "not undone");
+        assert_eq!(
+            run.state.reason(),
+            Some(
+                "task `d` failed; compensating `b` failed after 2 attempt(s): boom; not compensated: b, c, a"
+            )
+        );
+        let replayed = run.replay();
+        assert_eq!(replayed.run_status(), RunStatus::CompensationFailed);
+        assert_eq!(replayed.reason(), run.state.reason());
     }
 
     #[test]

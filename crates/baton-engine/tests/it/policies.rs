@@ -120,7 +120,7 @@ tasks:
 }
 
 #[tokio::test]
-async fn compensation_runs_in_reverse_topological_order_with_each_output() {
+async fn compensation_runs_last_finished_first_with_each_output() {
     let dir = tempfile::tempdir().unwrap();
     let report = run(
         &engine(dir.path()),
@@ -147,6 +147,84 @@ tasks:
     let undo = std::fs::read_to_string(dir.path().join("undo.log")).unwrap();
     assert_eq!(undo, "refund c-7\nrelease r-1\n");
     assert_eq!(report.task("charge").unwrap().status.name(), "compensated");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_compensation_is_retried_then_leaves_the_run_compensation_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: saga
+on_failure: compensate
+tasks:
+  reserve:
+    run: "true"
+    compensate: {run: echo released >> undo.log}
+  charge:
+    needs: [reserve]
+    run: "true"
+    retry: {max_attempts: 3, backoff: constant, initial: 2s}
+    compensate:
+      run: |
+        echo try >> refund.log
+        [ "$(wc -l < refund.log)" -ge 2 ]
+  notify:
+    needs: [charge]
+    run: "true"
+    compensate: {run: exit 4}
+  ship:
+    needs: [notify]
+    run: exit 1
+"#,
+    )
+    .await;
+    // notify's undo fails once (no retry policy): compensation stops there.
+    assert_eq!(report.status, RunStatus::CompensationFailed, "{report:#?}");
+    assert_eq!(
+        report.reason.as_deref(),
+        Some(
+            "task `ship` failed; compensating `notify` failed after 1 attempt(s): exited with code 4; not compensated: notify, charge, reserve"
+        )
+    );
+    assert!(!dir.path().join("refund.log").exists());
+    assert_eq!(
+        report.task("notify").unwrap().status.name(),
+        "compensation_failed"
+    );
+    assert_eq!(report.task("charge").unwrap().status.name(), "succeeded");
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: saga
+on_failure: compensate
+tasks:
+  reserve:
+    run: "true"
+    compensate: {run: echo released >> undo.log}
+  charge:
+    needs: [reserve]
+    run: "true"
+    retry: {max_attempts: 3, backoff: constant, initial: 2s}
+    compensate:
+      run: |
+        echo try >> refund.log
+        [ "$(wc -l < refund.log)" -ge 2 ]
+  ship:
+    needs: [charge]
+    run: exit 1
+"#,
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Compensated, "{report:#?}");
+    let tries = std::fs::read_to_string(dir.path().join("refund.log")).unwrap();
+    assert_eq!(tries, "try\ntry\n", "the refund was retried once");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("undo.log")).unwrap(),
+        "released\n"
+    );
 }
 
 #[tokio::test]

@@ -63,6 +63,10 @@ pub struct Snapshot {
     compensation_cursor: usize,
     compensating: Option<u32>,
     compensation_failed: bool,
+    #[serde(default)]
+    compensation_attempts: Vec<(u32, u32)>,
+    #[serde(default)]
+    compensation_retry_at: Option<Millis>,
 }
 
 /// A snapshot as stored: its encoding and the digest that guards it.
@@ -147,6 +151,16 @@ impl RunState {
             compensation_cursor: self.compensation_cursor,
             compensating: self.compensating,
             compensation_failed: self.compensation_failed,
+            compensation_attempts: {
+                let mut attempts: Vec<(u32, u32)> = self
+                    .compensation_attempts
+                    .iter()
+                    .map(|(&task, &count)| (task, count))
+                    .collect();
+                attempts.sort_unstable();
+                attempts
+            },
+            compensation_retry_at: self.compensation_retry_at,
         }
     }
 
@@ -198,6 +212,10 @@ impl RunState {
                 .all(|&task| in_range(task))
             && snapshot.compensating.is_none_or(in_range)
             && snapshot
+                .compensation_attempts
+                .iter()
+                .all(|entry| in_range(entry.0))
+            && snapshot
                 .blocked_by
                 .iter()
                 .all(|&task| task == NONE || in_range(task));
@@ -247,6 +265,8 @@ impl RunState {
         state.compensation_cursor = snapshot.compensation_cursor;
         state.compensating = snapshot.compensating;
         state.compensation_failed = snapshot.compensation_failed;
+        state.compensation_attempts = snapshot.compensation_attempts.into_iter().collect();
+        state.compensation_retry_at = snapshot.compensation_retry_at;
         Ok(state)
     }
 }
