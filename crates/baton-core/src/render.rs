@@ -22,10 +22,20 @@ pub fn mermaid(workflow: &Workflow, dag: &Dag) -> String {
     }
     for task in 0..dag.len() as u32 {
         for &need in dag.needs(task) {
-            let _ = writeln!(out, "  t{need} --> t{task}");
+            if escalates(workflow, need, task) {
+                let _ = writeln!(out, "  t{need} -. escalate .-> t{task}");
+            } else {
+                let _ = writeln!(out, "  t{need} --> t{task}");
+            }
         }
     }
     out
+}
+
+/// Whether the edge `need -> task` is `need`'s `escalate:` rather than a need.
+fn escalates(workflow: &Workflow, need: u32, task: u32) -> bool {
+    workflow.tasks[need as usize].escalate.as_deref()
+        == Some(workflow.tasks[task as usize].id.as_str())
 }
 
 /// A `digraph` in DOT, edges pointing from a task to the tasks that need it.
@@ -54,7 +64,12 @@ pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
     }
     for task in 0..dag.len() as u32 {
         for &need in dag.needs(task) {
-            let _ = writeln!(out, "  t{need} -> t{task};");
+            let style = if escalates(workflow, need, task) {
+                " [style=dotted, label=\"escalate\"]"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  t{need} -> t{task}{style};");
         }
     }
     out.push_str("}\n");

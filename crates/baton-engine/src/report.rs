@@ -85,9 +85,13 @@ impl RunReport {
                         Some(reason) => format!("stopped: {reason}"),
                         None => "stopped".to_owned(),
                     }),
-                    _ if !status.succeeded() || status == TaskStatus::CompensationFailed => {
-                        failure.map(|failure| failure.message.clone())
-                    }
+                    _ if !status.succeeded() || status == TaskStatus::CompensationFailed => failure
+                        .map(|failure| match &definition.escalate {
+                            Some(target) if !status.succeeded() => {
+                                format!("{}; escalated to `{target}`", failure.message)
+                            }
+                            _ => failure.message.clone(),
+                        }),
                     // A sub-workflow's run is where its tasks are shown.
                     _ if matches!(definition.kind, baton_core::TaskKind::Workflow(_)) => {
                         state.output_json(task).and_then(|output| {
@@ -156,6 +160,7 @@ fn skip_note(state: &RunState, reason: SkipReason) -> String {
             }
         ),
         SkipReason::NeedsSkipped => "every task it needs was skipped".to_owned(),
+        SkipReason::NotEscalated => "nothing escalated to it".to_owned(),
         SkipReason::RunEnding => match state.reason() {
             Some(reason) => format!("the run stopped: {reason}"),
             None => "the run stopped".to_owned(),

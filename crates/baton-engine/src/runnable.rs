@@ -51,12 +51,6 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
             ),
             _ => {}
         }
-        let modifiers = [("escalate", task.escalate.is_some())];
-        for (key, present) in modifiers {
-            if present {
-                problems.push(not_yet(path().key(key), &format!("`{key}`")));
-            }
-        }
     }
     problems
 }

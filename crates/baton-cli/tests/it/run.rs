@@ -102,6 +102,27 @@ fn the_sub_workflows_example_runs_its_children_as_linked_runs() {
 }
 
 #[test]
+fn the_escalation_example_hands_the_failure_to_its_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |args: &[&str]| {
+        let output = run_in(dir.path(), args)
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        lines(&output).pop().unwrap()
+    };
+    let failed = report(&["examples/escalation.yaml", "--json"]);
+    assert_eq!(failed["status"], "succeeded");
+    assert_eq!(task(&failed, "worker")["status"], "failed");
+    assert_eq!(task(&failed, "supervisor")["output"]["by"], "supervisor");
+    assert_eq!(task(&failed, "notify")["status"], "skipped");
+    let fine = report(&["examples/escalation.yaml", "--json", "-i", "flaky=false"]);
+    assert_eq!(task(&fine, "supervisor")["status"], "skipped");
+    assert_eq!(task(&fine, "notify")["status"], "succeeded");
+}
+
+#[test]
 fn fail_fast_and_continue_differ_on_the_independent_branch() {
     let dir = tempfile::tempdir().unwrap();
     let fail_fast = run_in(dir.path(), &["examples/failure-policies.yaml", "--json"])

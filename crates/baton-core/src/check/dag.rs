@@ -185,6 +185,19 @@ pub(crate) fn build(
         })
         .collect();
 
+    // `escalate: E` on T is an edge T -> E: E runs after T, and only if T
+    // failed (see `RunState`).
+    let mut escalations: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    for (position, task) in tasks.iter().enumerate() {
+        if let Some(&target) = task
+            .escalate
+            .as_deref()
+            .and_then(|target| index.get(target))
+            && target != position as u32
+        {
+            escalations.entry(target).or_default().push(position as u32);
+        }
+    }
     let mut needs = Csr {
         offsets: Vec::with_capacity(tasks.len() + 1),
         targets: Vec::with_capacity(resolved.iter().map(Vec::len).sum()),
@@ -214,6 +227,20 @@ pub(crate) fn build(
                 ));
             } else {
                 needs.targets.push(target);
+            }
+        }
+        for &source in escalations.get(&(position as u32)).into_iter().flatten() {
+            if needs.targets[row_start..].contains(&source) {
+                problems.push(Problem::new(
+                    Code::InvalidSetting,
+                    Path::task(&tasks[source as usize].id).key("escalate"),
+                    format!(
+                        "`{}` escalates to `{}`, which also needs it: an escalation target runs only when the task fails",
+                        tasks[source as usize].id, task.id
+                    ),
+                ));
+            } else {
+                needs.targets.push(source);
             }
         }
         needs.offsets.push(needs.targets.len() as u32);
@@ -390,6 +417,32 @@ mod tests {
                 .map(|problem| problem.message.clone())
                 .collect(),
         )
+    }
+
+    #[test]
+    fn an_escalation_is_an_edge_that_may_close_a_cycle_and_must_not_double_a_need() {
+        let check = |spec: &str| match crate::check_source(spec, crate::Format::Yaml) {
+            Ok(valid) => Ok(valid.dag().needs(1).to_vec()),
+            Err(problems) => Err(problems
+                .iter()
+                .map(|problem| (problem.code, problem.path.to_string()))
+                .collect::<Vec<_>>()),
+        };
+        assert_eq!(
+            check("name: s\ntasks:\n  w: {noop: true, escalate: boss}\n  boss: {noop: true}\n"),
+            Ok(vec![0]),
+            "boss waits for w"
+        );
+        assert!(matches!(
+            check("name: s\ntasks:\n  w: {noop: true, needs: [boss], escalate: boss}\n  boss: {noop: true}\n"),
+            Err(problems) if problems[0].0 == Code::Cycle
+        ));
+        assert_eq!(
+            check(
+                "name: s\ntasks:\n  w: {noop: true, escalate: boss}\n  boss: {noop: true, needs: [w]}\n"
+            ),
+            Err(vec![(Code::InvalidSetting, "tasks.w.escalate".to_owned())])
+        );
     }
 
     #[test]

@@ -292,6 +292,8 @@ pub enum SkipReason {
     RunEnding,
     /// It timed out with `on_timeout: skip`.
     TimedOut,
+    /// It is an `escalate` target, and no task escalating to it failed.
+    NotEscalated,
 }
 
 /// Where a run stands.

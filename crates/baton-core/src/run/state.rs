@@ -299,6 +299,9 @@ pub struct RunState {
     /// When a failed compensation is tried again.
     compensation_retry_at: Option<Millis>,
     names: OnceLock<FxHashMap<String, u32>>,
+    /// Tasks some `escalate:` names: they run only if a task escalating to
+    /// them failed, and count such failures (not successes) as live needs.
+    escalation_target: Vec<bool>,
 }
 
 /// How a run is set up: its identity and resolved inputs.
@@ -330,6 +333,14 @@ impl RunState {
             if unmet[task] == 0 {
                 ready.push(Reverse(order.rank[task]));
                 status[task] = TaskStatus::Queued;
+            }
+        }
+        let mut escalation_target = vec![false; count];
+        for task in &workflow.tasks {
+            if let Some(target) = &task.escalate
+                && let Some(position) = workflow.tasks.iter().position(|other| other.id == *target)
+            {
+                escalation_target[position] = true;
             }
         }
         let inputs = Value::from(minijinja::value::Serde(&setup.inputs));
@@ -379,6 +390,7 @@ impl RunState {
             compensation_attempts: FxHashMap::default(),
             compensation_retry_at: None,
             names: OnceLock::new(),
+            escalation_target,
             run_timeout: setup.timeout.or(workflow.timeout),
             on_failure: setup.on_failure.unwrap_or(workflow.on_failure),
             run_id: setup.run_id,
@@ -873,6 +885,12 @@ impl RunState {
             _ => TaskStatus::Failed,
         };
         self.finish(task, status, at);
+        // A failure handed to an `escalate` target is its to handle: the
+        // run goes on, and ends as the target does.
+        let forced = compensate && self.on_failure != FailurePolicy::Compensate;
+        if self.task(task).escalate.is_some() && !forced {
+            return;
+        }
         self.failed_tasks += 1;
         let id = &self.task(task).id;
         let reason = match status {
@@ -938,20 +956,30 @@ impl RunState {
         self.finished[index] = at;
         self.final_count += 1;
         let valid = Arc::clone(&self.valid);
+        let escalates_to = valid.workflow().tasks[index].escalate.as_deref();
         for &dependant in valid.dag().dependants(task) {
             let slot = dependant as usize;
             self.unmet[slot] -= 1;
-            // A task skipped because something upstream failed passes that
-            // failure on, so every task below names the root cause.
-            let cause = if status.blocks_dependants() {
-                task
+            if escalates_to == Some(valid.workflow().tasks[slot].id.as_str()) {
+                // An escalation fires on a failure and is quiet otherwise.
+                if status.blocks_dependants() {
+                    self.live_needs[slot] += 1;
+                }
             } else {
-                self.blocked_by[index]
-            };
-            if status.succeeded() {
-                self.live_needs[slot] += 1;
-            } else if cause != NONE && self.blocked_by[slot] == NONE {
-                self.blocked_by[slot] = cause;
+                // A task skipped because something upstream failed passes
+                // that failure on, so every task below names the root cause.
+                let cause = if status.blocks_dependants() {
+                    task
+                } else {
+                    self.blocked_by[index]
+                };
+                if status.succeeded() {
+                    if !self.escalation_target[slot] {
+                        self.live_needs[slot] += 1;
+                    }
+                } else if cause != NONE && self.blocked_by[slot] == NONE {
+                    self.blocked_by[slot] = cause;
+                }
             }
             if self.unmet[slot] == 0 {
                 if self.blocked_by[slot] != NONE || self.live_needs[slot] == 0 {
@@ -994,6 +1022,7 @@ impl RunState {
 
     fn settle_reason(&self, task: u32) -> SkipReason {
         match self.blocked_by[task as usize] {
+            NONE if self.escalation_target[task as usize] => SkipReason::NotEscalated,
             NONE => SkipReason::NeedsSkipped,
             need => SkipReason::NeedFailed { need },
         }
@@ -1263,6 +1292,8 @@ impl RunState {
                 let view = minijinja::context! {
                     output => self.outputs[index as usize].clone().unwrap_or(Value::UNDEFINED),
                     status => self.status[index as usize].name(),
+                    // What an escalation target is handed: why it failed.
+                    failure => self.failures.get(&index).map(|failure| failure.message.clone()),
                 };
                 Some((name, view))
             })
@@ -2029,6 +2060,51 @@ mod tests {
         run.succeed("d");
         assert_eq!(run.step(), ["finish failed"]);
         assert_eq!(run.status("d"), TaskStatus::Succeeded);
+    }
+
+    const ESCALATION: &str = "name: s\ntasks:\n  worker: {run: x, escalate: supervisor}\n  supervisor: {run: x}\n  after: {run: x, needs: [worker]}\n  report: {run: x, needs: [supervisor]}\n";
+
+    #[test]
+    fn a_failure_escalates_to_its_target_which_decides_the_run() {
+        let mut run = Driver::new(ESCALATION);
+        assert_eq!(run.step(), ["start worker#1"]);
+        run.fail("worker", EXIT_1);
+        assert_eq!(
+            run.step(),
+            ["skip after NeedFailed { need: 0 }", "start supervisor#1"]
+        );
+        run.succeed("supervisor");
+        assert_eq!(run.step(), ["start report#1"]);
+        run.succeed("report");
+        assert_eq!(run.step(), ["finish succeeded"], "the failure was handled");
+        assert_eq!(run.status("worker"), TaskStatus::Failed);
+        assert_eq!(run.replay().run_status(), RunStatus::Succeeded);
+
+        let mut run = Driver::new(ESCALATION);
+        run.step();
+        run.fail("worker", EXIT_1);
+        run.step();
+        run.fail("supervisor", EXIT_1);
+        assert_eq!(run.step(), ["skip report NeedFailed { need: 1 }"]);
+        assert_eq!(
+            run.step(),
+            ["finish failed"],
+            "an escalation target's failure is not handled"
+        );
+    }
+
+    #[test]
+    fn a_success_leaves_its_escalation_target_skipped() {
+        let mut run = Driver::new(ESCALATION);
+        run.step();
+        run.succeed("worker");
+        assert_eq!(
+            run.step(),
+            ["skip supervisor NotEscalated", "start after#1"]
+        );
+        assert_eq!(run.step(), ["skip report NeedsSkipped"]);
+        run.succeed("after");
+        assert_eq!(run.step(), ["finish succeeded"]);
     }
 
     #[test]

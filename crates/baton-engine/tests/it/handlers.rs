@@ -184,7 +184,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let error = engine(dir.path())
         .start(
-            workflow("name: n\ntasks:\n  ask: {agent: {capability: review}}\n  h: {handler: nobody}\n  f: {run: x, escalate: h}\n"),
+            workflow("name: n\ntasks:\n  ask: {agent: {capability: review}}\n  h: {handler: nobody}\n  f: {workflow: {inline: {name: c, tasks: {x: {noop: true}}}}, swarm: {count: 2, reduce: all}}\n"),
             RunOptions::default(),
         )
         .err()
@@ -200,7 +200,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
         "{message}"
     );
     assert!(
-        message.contains("tasks.f.escalate: `escalate` cannot run"),
+        message.contains("tasks.f.swarm: `swarm` over a `workflow` task cannot run"),
         "{message}"
     );
 }

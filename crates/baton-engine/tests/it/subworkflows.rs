@@ -322,3 +322,47 @@ tasks:
         "no second child was started"
     );
 }
+
+#[tokio::test]
+async fn a_failed_child_escalates_to_a_supervisor_that_sees_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        r#"
+name: delegation
+tasks:
+  delegate:
+    workflow:
+      inline:
+        name: team
+        tasks:
+          attempt: {run: exit 7}
+    escalate: supervisor
+  supervisor:
+    run: |
+      printf '{"saw": "%s"}' "{{ tasks.delegate.failure }}" > "$BATON_OUTPUT"
+  ship: {needs: [delegate], noop: true}
+"#,
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let delegate = report.task("delegate").unwrap();
+    assert_eq!(delegate.status, TaskStatus::Failed);
+    assert!(
+        delegate
+            .note
+            .as_deref()
+            .unwrap()
+            .ends_with("; escalated to `supervisor`"),
+        "{delegate:?}"
+    );
+    let saw = report.task("supervisor").unwrap().output.as_ref().unwrap()["saw"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        saw.starts_with(&format!("child run {}.delegate.1 failed", report.run_id)),
+        "{saw}"
+    );
+    assert_eq!(report.task("ship").unwrap().status, TaskStatus::Skipped);
+}
