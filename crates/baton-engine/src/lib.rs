@@ -44,6 +44,7 @@ mod retention;
 mod runnable;
 mod runner;
 mod shell;
+mod spawn;
 mod subworkflow;
 mod telemetry;
 

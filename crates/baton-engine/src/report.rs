@@ -98,6 +98,13 @@ impl RunReport {
                             Some(format!("child run {}", output.get("run")?.as_str()?))
                         })
                     }
+                    // And a spawning task's, the run of what it spawned.
+                    _ if status == TaskStatus::Succeeded => {
+                        state.output_json(task).and_then(|output| {
+                            let run = output.get("spawned")?.get("run")?.as_str()?;
+                            Some(format!("spawned run {run}"))
+                        })
+                    }
                     _ => None,
                 };
                 let runs_process = matches!(

@@ -26,6 +26,7 @@ use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
 use crate::runner::{Attempt, Outcome, Runners, TaskContext};
+use crate::spawn::{Carried, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SPAWN, Spawner};
 use crate::subworkflow::{Child, Pinned};
 use crate::telemetry::Observer;
 
@@ -72,10 +73,15 @@ pub(crate) struct Run {
     pub(crate) family: Family,
 }
 
-/// Where a run sits among sub-workflows: what its `workflow:` tasks need.
+/// Where a run sits among sub-workflows and spawned tasks: what its
+/// `workflow:` tasks and spawning tasks need.
 pub(crate) struct Family {
     /// How deep it is nested: 0 for a run started on its own.
     depth: u32,
+    /// How many spawns deep its tasks are.
+    spawn_depth: u32,
+    max_spawn: u32,
+    max_spawn_depth: u32,
     pinned: Arc<Pinned>,
 }
 
@@ -83,9 +89,23 @@ impl Family {
     pub(crate) fn of(record: &baton_store::RunRecord) -> Family {
         Family {
             depth: record.parent.as_ref().map_or(0, |parent| parent.depth),
+            spawn_depth: record
+                .parent
+                .as_ref()
+                .map_or(0, |parent| parent.spawn_depth),
+            max_spawn: record.workflow.max_spawn.unwrap_or(DEFAULT_MAX_SPAWN),
+            max_spawn_depth: record.workflow.max_spawn_depth.unwrap_or(DEFAULT_MAX_DEPTH),
             pinned: Arc::new(record.subworkflows.clone()),
         }
     }
+}
+
+/// Work whose output is the task's own, which may ask for tasks.
+fn can_spawn(work: &Work) -> bool {
+    matches!(
+        work,
+        Work::Shell(_) | Work::Command(_) | Work::Http(_) | Work::Handler(_)
+    )
 }
 
 /// A `workflow:` task gives its global slot back while its child runs:
@@ -471,6 +491,15 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
+    /// The attempts of `task` a crash cut off, as this resume found them.
+    fn lost_attempts(&self, task: u32) -> Vec<u32> {
+        self.lost
+            .iter()
+            .filter(|&&(lost, _)| lost == task)
+            .map(|&(_, attempt)| attempt)
+            .collect()
+    }
+
     /// Starts attempt `attempt` of `task`, or returns the event it ended
     /// with at once (a no-op, a spec that does not evaluate).
     fn launch(
@@ -527,16 +556,12 @@ impl Launcher<'_> {
                         task: id.clone(),
                         attempt,
                         depth: self.family.depth + 1,
+                        spawn_depth: 0,
                     },
                     run: (**child).clone(),
                     pinned: Arc::clone(&self.family.pinned),
                     timeout: run.timeout,
-                    lost: self
-                        .lost
-                        .iter()
-                        .filter(|&&(lost, _)| lost == task)
-                        .map(|&(_, attempt)| attempt)
-                        .collect(),
+                    lost: self.lost_attempts(task),
                 }),
                 Box::new(run),
             ),
@@ -589,7 +614,25 @@ impl Launcher<'_> {
                 }
             }
         };
+        let spawner = match &plan {
+            Plan::One(run) if can_spawn(&run.resolved.work) => Some(Spawner {
+                engine: self.engine.clone(),
+                parent: ParentTask {
+                    run_id: state.run_id().to_owned(),
+                    task: id.clone(),
+                    attempt,
+                    depth: self.family.depth + 1,
+                    spawn_depth: self.family.spawn_depth + 1,
+                },
+                lost: self.lost_attempts(task),
+                max_spawn: self.family.max_spawn,
+                max_depth: self.family.max_spawn_depth,
+                pinned: Arc::clone(&self.family.pinned),
+            }),
+            _ => None,
+        };
         let files = AttemptFiles {
+            spawner,
             cas: self.cas.clone(),
             store: Arc::clone(&self.engine.store),
             source: match self.reused.results.get(&task) {
@@ -663,6 +706,8 @@ enum Source {
 /// The file work around one attempt: reuse, consumed and produced
 /// artifacts. Blocking file and store work runs off the runtime threads.
 struct AttemptFiles {
+    /// For a task whose output may ask for tasks (`spawn`).
+    spawner: Option<Spawner>,
     cas: Cas,
     store: Arc<dyn Store>,
     source: Source,
@@ -687,6 +732,7 @@ impl AttemptFiles {
         let dir = first.working_dir();
         let task_id = first.context.task_id.clone();
         let AttemptFiles {
+            spawner,
             cas,
             store,
             source,
@@ -730,6 +776,30 @@ impl AttemptFiles {
             }
             files.consumed = needs;
         }
+        // A task that may spawn listens for a kill while its process runs
+        // and while its spawned tasks do.
+        let (killed, spawn_killed) = match &spawner {
+            Some(_) => {
+                let (run_kill, run_killed) = oneshot::channel();
+                let (spawn_kill, spawn_killed) = oneshot::channel();
+                tokio::spawn(async move {
+                    if killed.await.is_ok() {
+                        let _ = run_kill.send(());
+                        let _ = spawn_kill.send(());
+                    }
+                });
+                (run_killed, Some(spawn_killed))
+            }
+            None => (killed, None),
+        };
+        let mut spawn_killed = match (&spawner, spawn_killed) {
+            (Some(spawner), Some(spawn_killed)) => match spawner.carried(spawn_killed) {
+                Ok(Carried::Nothing(spawn_killed)) => Some(spawn_killed),
+                Ok(Carried::Continued(spawned)) => return (spawned.await, files),
+                Err(failure) => return (Outcome::Failed(failure), files),
+            },
+            _ => None,
+        };
         let mut outcome = match plan {
             Plan::One(run) => runners.run(*run, killed).await,
             Plan::Child(child, _) => child.run(killed).await,
@@ -737,6 +807,12 @@ impl AttemptFiles {
                 copies, reduction, ..
             } => runners.run_copies(copies, killed, reduction).await,
         };
+        if let (Some(spawner), Outcome::Succeeded(Some(output))) = (&spawner, &mut outcome)
+            && Spawner::asks(output)
+            && let Some(spawn_killed) = spawn_killed.take()
+        {
+            outcome = spawner.spawn(output.take(), spawn_killed).await;
+        }
         let Outcome::Succeeded(output) = &mut outcome else {
             return (outcome, files);
         };

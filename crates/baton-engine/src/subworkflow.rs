@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baton_core::run::{ChildRun, ChildWorkflow, Failure, FailureKind};
+use baton_core::run::{ChildRun, ChildWorkflow, Failure, FailureKind, TaskStatus};
 use baton_core::spec::TaskKind;
 use baton_core::{Code, Duration, Format, Path, Problem, Workflow};
 use baton_store::ParentTask;
@@ -206,10 +206,6 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    fn id(&self, attempt: u32) -> String {
-        format!("{}.{}.{attempt}", self.parent.run_id, self.parent.task)
-    }
-
     /// Runs (or continues) the child to its end, stopping it if the
     /// parent's attempt is killed or times out.
     pub(crate) async fn run(self, kill: oneshot::Receiver<()>) -> Outcome {
@@ -218,48 +214,17 @@ impl Child {
             Err(failure) => return Outcome::Failed(failure),
         };
         let run_id = handle.run_id().to_owned();
-        let canceller = handle.canceller();
-        let mut finish = std::pin::pin!(handle.finish());
-        let limit = async {
-            match self.timeout {
-                Some(after) => tokio::time::sleep(after.as_std()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let stopped = tokio::select! {
-            report = &mut finish => return ended(&run_id, report),
-            () = limit => Some(Failure::new(
-                FailureKind::Timeout,
-                format!("timed out after {}", self.timeout.unwrap_or(Duration::ZERO)),
-            )),
-            Ok(()) = kill => None,
-        };
-        canceller.cancel();
-        let _ = finish.await;
-        match stopped {
-            Some(failure) => Outcome::Failed(failure),
-            None => Outcome::Cancelled,
+        match supervise(handle, self.timeout, kill).await {
+            Ok(report) => ended(&run_id, report),
+            Err(stopped) => stopped,
         }
     }
 
     /// Continues the child of an earlier attempt that a crash interrupted,
     /// or starts this attempt's.
     fn start(&self) -> Result<crate::RunHandle, Failure> {
-        let error = |message: String| Failure::new(FailureKind::Error, message);
-        let attempt = self.parent.attempt;
-        for earlier in (1..attempt).rev() {
-            let id = self.id(earlier);
-            match self.engine.store.summary(&id) {
-                Ok(summary) if !summary.status.is_final() || self.lost.contains(&earlier) => {
-                    return self
-                        .engine
-                        .resume(&id, false)
-                        .map_err(|why| error(format!("cannot continue child run {id}: {why}")));
-                }
-                Ok(_) => break,
-                Err(baton_store::Error::UnknownRun(_)) => {}
-                Err(why) => return Err(error(format!("cannot read child run {id}: {why}"))),
-            }
+        if let Some(handle) = carried(&self.engine, &self.parent, &self.lost)? {
+            return Ok(handle);
         }
         if self.parent.depth > MAX_DEPTH {
             return Err(Failure::new(
@@ -281,7 +246,7 @@ impl Child {
         };
         let options = RunOptions {
             inputs: self.run.inputs.clone().into_iter().collect(),
-            run_id: Some(self.id(attempt)),
+            run_id: Some(child_id(&self.parent, self.parent.attempt)),
             parent: Some(self.parent.clone()),
             subworkflows: (*self.pinned).clone(),
             ..RunOptions::default()
@@ -292,9 +257,69 @@ impl Child {
     }
 }
 
+/// `PARENT.TASK.ATTEMPT`: the child run of one attempt.
+pub(crate) fn child_id(parent: &ParentTask, attempt: u32) -> String {
+    format!("{}.{}.{attempt}", parent.run_id, parent.task)
+}
+
+/// The child run of an earlier attempt of the task that a crash cut off:
+/// one that never finished, or finished while the attempt was lost. It is
+/// resumed (a finished one just reports) instead of its work done again.
+pub(crate) fn carried(
+    engine: &Engine,
+    parent: &ParentTask,
+    lost: &[u32],
+) -> Result<Option<crate::RunHandle>, Failure> {
+    let error = |message: String| Failure::new(FailureKind::Error, message);
+    for earlier in (1..parent.attempt).rev() {
+        let id = child_id(parent, earlier);
+        match engine.store.summary(&id) {
+            Ok(summary) if !summary.status.is_final() || lost.contains(&earlier) => {
+                return engine
+                    .resume(&id, false)
+                    .map(Some)
+                    .map_err(|why| error(format!("cannot continue child run {id}: {why}")));
+            }
+            Ok(_) => return Ok(None),
+            Err(baton_store::Error::UnknownRun(_)) => {}
+            Err(why) => return Err(error(format!("cannot read child run {id}: {why}"))),
+        }
+    }
+    Ok(None)
+}
+
+/// Waits for a child run's end, cancelling it (and waiting for that) if
+/// the attempt is killed or its timeout passes; then the attempt's end is
+/// the error.
+pub(crate) async fn supervise(
+    handle: crate::RunHandle,
+    timeout: Option<Duration>,
+    kill: oneshot::Receiver<()>,
+) -> Result<Result<RunReport, crate::Error>, Outcome> {
+    let canceller = handle.canceller();
+    let mut finish = std::pin::pin!(handle.finish());
+    let limit = async {
+        match timeout {
+            Some(after) => tokio::time::sleep(after.as_std()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = tokio::select! {
+        report = &mut finish => return Ok(report),
+        () = limit => Outcome::Failed(Failure::new(
+            FailureKind::Timeout,
+            format!("timed out after {}", timeout.unwrap_or(Duration::ZERO)),
+        )),
+        Ok(()) = kill => Outcome::Cancelled,
+    };
+    canceller.cancel();
+    let _ = finish.await;
+    Err(stopped)
+}
+
 /// The attempt's end, from the child's: its outputs by task when it
 /// succeeded, why it did not otherwise.
-fn ended(run_id: &str, report: Result<RunReport, crate::Error>) -> Outcome {
+pub(crate) fn ended(run_id: &str, report: Result<RunReport, crate::Error>) -> Outcome {
     let report = match report {
         Ok(report) => report,
         Err(why) => {
@@ -315,9 +340,17 @@ fn ended(run_id: &str, report: Result<RunReport, crate::Error>) -> Outcome {
             "tasks": tasks,
         })));
     }
+    // The reason names the task that failed; its note says why, so a
+    // failure deep in nested runs reaches the top with its root cause.
+    let cause = report
+        .tasks
+        .iter()
+        .find(|task| matches!(task.status, TaskStatus::Failed | TaskStatus::TimedOut))
+        .and_then(|task| task.note.as_deref())
+        .map_or_else(String::new, |note| format!(" ({note})"));
     let why = report
         .reason
-        .map_or_else(String::new, |reason| format!(": {reason}"));
+        .map_or_else(String::new, |reason| format!(": {reason}{cause}"));
     Outcome::Failed(Failure::new(
         FailureKind::Error,
         format!("child run {run_id} {}{why}", report.status.name()),

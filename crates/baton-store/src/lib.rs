@@ -179,6 +179,14 @@ pub struct ParentTask {
     pub attempt: u32,
     /// How deep the child is nested: 1 under a run started on its own.
     pub depth: u32,
+    /// For tasks spawned at run time, how many spawns deep they are (0 for
+    /// a sub-workflow, which starts counting afresh).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spawn_depth: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// Tasks whose results a run takes from an earlier run of the same

@@ -123,6 +123,21 @@ fn the_escalation_example_hands_the_failure_to_its_supervisor() {
 }
 
 #[test]
+fn the_spawn_example_runs_the_tasks_its_triage_asked_for_before_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/spawn.yaml", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report = lines(&output).pop().unwrap();
+    let triage = &task(&report, "triage")["output"];
+    assert_eq!(triage["failing"], serde_json::json!(["auth", "billing"]));
+    assert_eq!(triage["spawned"]["tasks"]["retest"]["green"], true);
+    assert_eq!(task(&report, "report")["status"], "succeeded");
+}
+
+#[test]
 fn fail_fast_and_continue_differ_on_the_independent_branch() {
     let dir = tempfile::tempdir().unwrap();
     let fail_fast = run_in(dir.path(), &["examples/failure-policies.yaml", "--json"])

@@ -10,5 +10,6 @@ mod http;
 mod policies;
 mod processes;
 mod retention;
+mod spawn;
 mod subworkflows;
 mod util;

@@ -71,6 +71,7 @@ tasks:
             task: "research".to_owned(),
             attempt: 1,
             depth: 1,
+            spawn_depth: 0,
         })
     );
     assert_eq!(child.inputs["topic"], json!("caching"));

@@ -123,6 +123,7 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
             task: "review".to_owned(),
             attempt: 2,
             depth: 1,
+            spawn_depth: 1,
         }),
         subworkflows: std::collections::BTreeMap::from([(
             "review@1".to_owned(),
