@@ -209,6 +209,23 @@ fn main() -> ExitCode {
     })
 }
 
+/// What expanding the spec's `uses` tasks with the templates beside it
+/// finds wrong: templates are checked when a spec is, not first at run time.
+fn template_problems(
+    file: &spec_file::SpecFile,
+    workflow: &baton_core::Workflow,
+) -> Vec<baton_core::Problem> {
+    if !baton_engine::has_uses(workflow) {
+        return Vec::new();
+    }
+    let dir = std::path::Path::new(&file.name)
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."));
+    baton_engine::expand_templates(workflow, &baton_engine::template_dirs(dir))
+        .err()
+        .unwrap_or_default()
+}
+
 fn validate(
     paths: &[PathBuf],
     inputs: &[(String, String)],
@@ -218,15 +235,20 @@ fn validate(
     let mut results = Vec::with_capacity(files.len());
     for file in &files {
         let mut problems = match file.check() {
-            Ok(_) if inputs.is_empty() => Vec::new(),
             Ok(valid) => {
-                let given = inputs
-                    .iter()
-                    .map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str())))
-                    .collect();
-                baton_core::resolve_inputs(valid.workflow(), &given)
-                    .err()
-                    .unwrap_or_default()
+                let mut problems = template_problems(file, valid.workflow());
+                if !inputs.is_empty() {
+                    let given = inputs
+                        .iter()
+                        .map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str())))
+                        .collect();
+                    problems.extend(
+                        baton_core::resolve_inputs(valid.workflow(), &given)
+                            .err()
+                            .unwrap_or_default(),
+                    );
+                }
+                problems
             }
             Err(problems) => problems,
         };

@@ -131,6 +131,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     };
     let engine = args.home.engine_with(EngineConfig {
         workflow_dirs: baton_engine::workflow_dirs(&spec_dir),
+        template_dirs: baton_engine::template_dirs(&spec_dir),
         ..EngineConfig::default()
     })?;
     let options = RunOptions {

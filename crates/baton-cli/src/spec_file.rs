@@ -66,6 +66,11 @@ fn collect(directory: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
+            // Task templates are not workflows: they are checked through
+            // the specs that `uses` them.
+            if path.file_name().is_some_and(|name| name == "templates") {
+                continue;
+            }
             collect(&path, found)?;
         } else if matches!(
             path.extension().and_then(|extension| extension.to_str()),

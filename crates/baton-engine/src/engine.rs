@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::report::RunReport;
 use crate::runner::{Handler, Runners};
-use crate::{runnable, shell, subworkflow};
+use crate::{runnable, shell, subworkflow, uses};
 
 /// How an engine runs tasks; [`EngineConfig::default`] suits a laptop.
 #[derive(Clone, Debug)]
@@ -46,6 +46,8 @@ pub struct EngineConfig {
     /// Where `workflow: name@version` tasks look for their workflow before
     /// the store's registry (see [`crate::workflow_dirs`]).
     pub workflow_dirs: Vec<PathBuf>,
+    /// Where `uses: name@version` tasks find their template.
+    pub template_dirs: Vec<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +63,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_millis(250),
             max_inline_output: 1024 * 1024,
             workflow_dirs: Vec::new(),
+            template_dirs: Vec::new(),
         }
     }
 }
@@ -427,6 +430,7 @@ impl Engine {
         valid: Arc<Valid>,
         options: RunOptions,
     ) -> Result<(shell::Run, RunRecord), Error> {
+        let valid = self.expand_templates(valid)?;
         let mut problems = {
             let handlers = self
                 .handlers
@@ -473,6 +477,19 @@ impl Engine {
             family: shell::Family::of(&record),
         };
         Ok((run, record))
+    }
+}
+
+impl Engine {
+    /// `valid` with its `uses` tasks replaced by their templates' tasks,
+    /// checked again; `valid` itself when it has none.
+    fn expand_templates(&self, valid: Arc<Valid>) -> Result<Arc<Valid>, Error> {
+        if !uses::has_uses(valid.workflow()) {
+            return Ok(valid);
+        }
+        uses::expand_templates(valid.workflow(), &self.config.template_dirs)
+            .map(Arc::new)
+            .map_err(Error::Invalid)
     }
 }
 

@@ -47,6 +47,7 @@ mod shell;
 mod spawn;
 mod subworkflow;
 mod telemetry;
+mod uses;
 
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
@@ -60,3 +61,4 @@ pub use retention::Pruned;
 pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};
 pub use subworkflow::workflow_dirs;
 pub use telemetry::report_metrics;
+pub use uses::{expand_templates, has_uses, template_dirs};

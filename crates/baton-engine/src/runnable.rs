@@ -1,5 +1,5 @@
 //! What this engine can run today. A spec may use kinds and modifiers that
-//! later versions run (agents, templates, escalation);
+//! later versions run (agents, fan-out over sub-workflows);
 //! refusing them up front, with the place they are written, beats a run that
 //! silently does less than the spec says.
 
@@ -40,7 +40,6 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
                     }
                 }
             }
-            TaskKind::Uses(_) => problems.push(not_yet(path().key("uses"), "a `uses` template task")),
             TaskKind::Handler(name) if !handlers.contains_key(name) => problems.push(
                 Problem::new(
                     Code::NotRunnable,

@@ -138,6 +138,21 @@ fn the_spawn_example_runs_the_tasks_its_triage_asked_for_before_the_report() {
 }
 
 #[test]
+fn the_templates_example_expands_each_uses_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["examples/templates.yaml", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report = lines(&output).pop().unwrap();
+    for (id, tool) in [("lint", "ruff"), ("typecheck", "mypy"), ("scan", "trivy")] {
+        assert_eq!(task(&report, id)["output"]["tool"], tool);
+    }
+    assert_eq!(task(&report, "summary")["status"], "succeeded");
+}
+
+#[test]
 fn fail_fast_and_continue_differ_on_the_independent_branch() {
     let dir = tempfile::tempdir().unwrap();
     let fail_fast = run_in(dir.path(), &["examples/failure-policies.yaml", "--json"])

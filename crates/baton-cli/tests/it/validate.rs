@@ -159,3 +159,41 @@ fn no_input_makes_validate_panic() {
         );
     }
 }
+
+#[test]
+fn uses_templates_are_checked_with_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/lint.yaml"),
+        "name: lint\nparams:\n  path: {type: string}\ntask:\n  run: echo {{ params.path }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ok.yaml"),
+        "name: ok\ntasks:\n  a: {uses: lint, with: {path: src}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "name: bad\ntasks:\n  a:\n    uses: lint\n    with: {paht: src}\n",
+    )
+    .unwrap();
+    baton()
+        .arg("validate")
+        .arg(dir.path().join("ok.yaml"))
+        .assert()
+        .success();
+    let output = baton()
+        .arg("validate")
+        .arg(dir.path().join("bad.yaml"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).unwrap();
+    assert!(text.contains("`lint` needs parameter `path`"), "{text}");
+    assert!(text.contains("`lint` has no parameter `paht`"), "{text}");
+    assert!(text.contains("bad.yaml:5:12"), "{text}");
+}

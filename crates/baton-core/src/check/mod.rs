@@ -177,11 +177,33 @@ pub(crate) fn problems(workflow: &Workflow, unloaded: &[String]) -> (Option<Dag>
     let workflow_sites = refs::workflow_sites(workflow);
     let references = refs::scan(&env, &workflow_sites, &mut problems);
     for reference in references {
-        if let refs::Reference::Input { name, path } = reference {
-            context.input_reference(&name, path, &mut problems);
+        match reference {
+            refs::Reference::Input { name, path } => {
+                context.input_reference(&name, path, &mut problems);
+            }
+            refs::Reference::Param { name, path } => {
+                problems.push(unknown_param(&name, path, &[]));
+            }
+            refs::Reference::Task { .. } => {}
         }
     }
     (dag, problems)
+}
+
+/// `params.NAME` where no parameter has that name.
+fn unknown_param(name: &str, path: Path, known: &[&str]) -> Problem {
+    let problem = Problem::new(
+        Code::UnknownVariable,
+        path,
+        format!("unknown parameter `{name}`"),
+    );
+    match crate::problem::did_you_mean(name, known.iter().copied()) {
+        Some(suggestion) => problem.with_help(format!("did you mean `params.{suggestion}`?")),
+        None if known.is_empty() => problem.with_help(
+            "`params` are given by a `uses` template's `with` (or a task's own `params`)",
+        ),
+        None => problem.with_help(format!("this task's parameters: {}", known.join(", "))),
+    }
 }
 
 struct Context<'a> {
@@ -221,6 +243,12 @@ impl Context<'_> {
             match reference {
                 refs::Reference::Input { name, path } => {
                     self.input_reference(&name, path, &mut problems)
+                }
+                refs::Reference::Param { name, path } => {
+                    if !task.params.contains_key(&name) {
+                        let known: Vec<&str> = task.params.keys().map(String::as_str).collect();
+                        problems.push(unknown_param(&name, path, &known));
+                    }
                 }
                 refs::Reference::Task { name, path } => {
                     let Some(&target) = self.index.get(name.as_str()) else {

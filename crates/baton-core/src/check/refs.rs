@@ -14,7 +14,7 @@ use crate::problem::{Code, Path, Problem, did_you_mean};
 use crate::spec::{Action, HttpRequest, Task, TaskKind, Template, Workflow};
 
 /// Variables every template of a task may use.
-const BASE: &[&str] = &["inputs", "tasks", "run", "task"];
+const BASE: &[&str] = &["inputs", "tasks", "run", "task", "params"];
 /// Globals minijinja provides.
 const GLOBALS: &[&str] = &[
     "range",
@@ -35,10 +35,11 @@ pub(crate) struct Site<'a> {
     pub(crate) extra: &'static [&'static str],
 }
 
-/// A `tasks.NAME` or `inputs.NAME` found in a site.
+/// A `tasks.NAME`, `inputs.NAME` or `params.NAME` found in a site.
 pub(crate) enum Reference {
     Task { name: String, path: Path },
     Input { name: String, path: Path },
+    Param { name: String, path: Path },
 }
 
 /// Parses every site, reporting syntax errors and unknown variables, and
@@ -137,7 +138,7 @@ fn references_in(site: &Site<'_>, references: &mut Vec<Reference>, problems: &mu
         .map(|(token, _)| token)
         .collect();
     for (at, token) in tokens.iter().enumerate() {
-        let Token::Ident(root @ ("tasks" | "inputs")) = token else {
+        let Token::Ident(root @ ("tasks" | "inputs" | "params")) = token else {
             continue;
         };
         if at > 0 && matches!(tokens[at - 1], Token::Dot) {
@@ -158,7 +159,11 @@ fn references_in(site: &Site<'_>, references: &mut Vec<Reference>, problems: &mu
                 name,
                 path: site.path.clone(),
             }),
-            (Some(name), _) => references.push(Reference::Input {
+            (Some(name), "inputs") => references.push(Reference::Input {
+                name,
+                path: site.path.clone(),
+            }),
+            (Some(name), _) => references.push(Reference::Param {
                 name,
                 path: site.path.clone(),
             }),
@@ -240,6 +245,14 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             }
         }
         TaskKind::Noop | TaskKind::Handler(_) => {}
+    }
+    for (name, value) in &task.params {
+        json_sites(
+            &mut sites,
+            value,
+            base().key("params").key(name.clone()),
+            scope,
+        );
     }
     for (name, value) in &task.env {
         push_template(

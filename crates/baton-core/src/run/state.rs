@@ -1330,7 +1330,7 @@ impl RunState {
             ),
             _ => (Value::UNDEFINED, Value::UNDEFINED),
         };
-        minijinja::context! {
+        let context = minijinja::context! {
             inputs => self.inputs.clone(),
             tasks => Value::from(tasks),
             run => self.run_context.clone(),
@@ -1338,7 +1338,25 @@ impl RunState {
             output => output,
             previous => previous,
             iteration => iteration,
+        };
+        let params = &self.task(task).params;
+        if params.is_empty() {
+            return context;
         }
+        // Parameters are templates over the rest of the context; one that
+        // does not render is left undefined, and the field using it fails
+        // to render with the reason.
+        let params: std::collections::BTreeMap<&str, Value> = params
+            .iter()
+            .map(|(name, value)| {
+                let rendered = templates::render_json(value, &context, "params")
+                    .map_or(Value::UNDEFINED, |value| {
+                        Value::from(minijinja::value::Serde(value))
+                    });
+                (name.as_str(), rendered)
+            })
+            .collect();
+        minijinja::context! { params => Value::from(params), ..context }
     }
 
     /// What attempt `attempt` of `task` runs, with every template evaluated.

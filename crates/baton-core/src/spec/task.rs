@@ -51,6 +51,9 @@ pub struct Task {
     /// A task to run when this one (a sub-workflow) fails.
     pub escalate: Option<String>,
     pub hooks: Option<Box<Hooks>>,
+    /// Values for `{{ params.NAME }}` in the task's templates, each itself
+    /// a template over the run; a `uses:` template's `with:` becomes these.
+    pub params: BTreeMap<String, Value>,
 }
 
 impl Task {
@@ -78,6 +81,7 @@ impl Task {
             estimate: None,
             escalate: None,
             hooks: None,
+            params: BTreeMap::new(),
         }
     }
 }
@@ -173,6 +177,9 @@ pub(crate) struct TaskDoc {
     escalate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hooks: Option<Hooks>,
+    /// Values for `{{ params.NAME }}`, as a `uses` template's `with` sets them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    params: BTreeMap<String, Value>,
 }
 
 fn is_zero(priority: &i32) -> bool {
@@ -303,6 +310,7 @@ impl TaskDoc {
             estimate: self.estimate,
             escalate: self.escalate,
             hooks: self.hooks.map(Box::new),
+            params: self.params,
         })
     }
 
@@ -327,6 +335,7 @@ impl TaskDoc {
             estimate: task.estimate,
             escalate: task.escalate.clone(),
             hooks: task.hooks.as_deref().cloned(),
+            params: task.params.clone(),
             ..TaskDoc::default()
         };
         match &task.kind {

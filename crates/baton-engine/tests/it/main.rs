@@ -12,4 +12,5 @@ mod processes;
 mod retention;
 mod spawn;
 mod subworkflows;
+mod uses;
 mod util;
