@@ -25,7 +25,7 @@ use crate::hooks::Hooks;
 use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
-use crate::runner::{Attempt, Outcome, Runners, TaskContext};
+use crate::runner::{Attempt, Finished, Outcome, Runners, TaskContext};
 use crate::spawn::{Carried, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SPAWN, Spawner};
 use crate::subworkflow::{Child, Pinned};
 use crate::telemetry::Observer;
@@ -34,9 +34,19 @@ use crate::telemetry::Observer;
 struct Done {
     task: u32,
     attempt: u32,
-    compensation: bool,
+    ran: Ran,
     outcome: Outcome,
     files: Files,
+}
+
+/// What a report is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ran {
+    /// The attempt: its end holds the task's global slot.
+    Attempt,
+    Compensation,
+    /// One item (copy) of the attempt succeeded; the attempt goes on.
+    Copy(u32),
 }
 
 /// What an attempt consumed, produced or reused besides its outcome.
@@ -344,7 +354,7 @@ pub(crate) async fn drive(
                 let mut next = Some(first);
                 while let Some(report) = next {
                     let at = clock.now();
-                    if !report.compensation
+                    if report.ran == Ran::Attempt
                         && kills.remove(&report.task).is_some()
                         && holds_slot(&state, report.task)
                     {
@@ -386,7 +396,7 @@ pub(crate) async fn drive(
         let Some(report) = done.recv().await else {
             break;
         };
-        if !report.compensation
+        if report.ran == Ran::Attempt
             && kills.remove(&report.task).is_some()
             && holds_slot(&state, report.task)
         {
@@ -594,11 +604,25 @@ impl Launcher<'_> {
                         .collect(),
                     Err(error) => Err(error),
                 };
+                let report = self.done.clone();
+                let finished = Finished {
+                    outputs: state.copies_done(task).cloned().unwrap_or_default(),
+                    report: Box::new(move |copy, output| {
+                        let _ = report.send(Done {
+                            task,
+                            attempt,
+                            ran: Ran::Copy(copy),
+                            outcome: Outcome::Succeeded(output.clone()),
+                            files: Files::default(),
+                        });
+                    }),
+                };
                 match copies {
                     Ok(copies) => Plan::Copies {
                         base: Box::new(run),
                         copies,
                         reduction,
+                        finished,
                     },
                     Err(error) => {
                         return Some(Event::TaskFailed {
@@ -669,7 +693,7 @@ impl Launcher<'_> {
             let _ = done.send(Done {
                 task,
                 attempt,
-                compensation: false,
+                ran: Ran::Attempt,
                 outcome,
                 files,
             });
@@ -688,6 +712,7 @@ enum Plan {
         base: Box<Attempt>,
         copies: Vec<Attempt>,
         reduction: Reduction,
+        finished: Finished,
     },
 }
 
@@ -804,8 +829,15 @@ impl AttemptFiles {
             Plan::One(run) => runners.run(*run, killed).await,
             Plan::Child(child, _) => child.run(killed).await,
             Plan::Copies {
-                copies, reduction, ..
-            } => runners.run_copies(copies, killed, reduction).await,
+                copies,
+                reduction,
+                finished,
+                ..
+            } => {
+                runners
+                    .run_copies(copies, killed, reduction, finished)
+                    .await
+            }
         };
         if let (Some(spawner), Outcome::Succeeded(Some(output))) = (&spawner, &mut outcome)
             && Spawner::asks(output)
@@ -892,7 +924,7 @@ fn launch_compensation(
     let report = move |outcome| Done {
         task,
         attempt,
-        compensation: true,
+        ran: Ran::Compensation,
         outcome,
         files: Files::default(),
     };
@@ -967,10 +999,26 @@ fn completion_events(report: Done, at: Millis, state: &RunState, pending: &mut V
     let Done {
         task,
         attempt,
-        compensation,
+        ran,
         outcome,
         files,
     } = report;
+    let compensation = match ran {
+        Ran::Attempt => false,
+        Ran::Compensation => true,
+        Ran::Copy(copy) => {
+            if let Outcome::Succeeded(output) = outcome {
+                pending.push(Event::CopySucceeded {
+                    at,
+                    task,
+                    attempt,
+                    copy,
+                    output: output.map(Box::new),
+                });
+            }
+            return;
+        }
+    };
     if !files.consumed.is_empty() {
         pending.push(Event::ArtifactsConsumed {
             at,

@@ -61,6 +61,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<Box<Value>>,
     },
+    /// One item of a `foreach` (or copy of a `swarm`) succeeded within its
+    /// attempt: kept, so a later attempt after a crash (or, for `foreach`,
+    /// a retry) does not run it again.
+    CopySucceeded {
+        at: Millis,
+        task: u32,
+        attempt: u32,
+        copy: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Box<Value>>,
+    },
     /// An attempt failed; the state decides whether it is retried. A task
     /// that never started (its condition did not evaluate) fails with attempt 0.
     TaskFailed {
@@ -164,6 +175,7 @@ impl Event {
             | Event::TaskStarted { at, .. }
             | Event::TaskSucceeded { at, .. }
             | Event::TaskIterated { at, .. }
+            | Event::CopySucceeded { at, .. }
             | Event::TaskFailed { at, .. }
             | Event::TaskSkipped { at, .. }
             | Event::TaskCancelled { at, .. }
@@ -189,6 +201,7 @@ impl Event {
             Event::TaskStarted { task, .. }
             | Event::TaskSucceeded { task, .. }
             | Event::TaskIterated { task, .. }
+            | Event::CopySucceeded { task, .. }
             | Event::TaskFailed { task, .. }
             | Event::TaskSkipped { task, .. }
             | Event::TaskCancelled { task, .. }

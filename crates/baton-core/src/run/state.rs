@@ -265,6 +265,9 @@ pub struct RunState {
     reused: FxHashMap<u32, Box<str>>,
     /// Iterations a `repeat` task has finished without its `until` holding.
     iterations: FxHashMap<u32, u32>,
+    /// Per `foreach`/`swarm` task, the items (copies) that succeeded in an
+    /// attempt that has not ended the task yet, with their outputs.
+    copies: FxHashMap<u32, CopyOutputs>,
     final_count: usize,
     running: u32,
     /// Approval tasks waiting for a decision.
@@ -303,6 +306,9 @@ pub struct RunState {
     /// them failed, and count such failures (not successes) as live needs.
     escalation_target: Vec<bool>,
 }
+
+/// The items (or swarm copies) of a task that succeeded, by index.
+pub type CopyOutputs = std::collections::BTreeMap<u32, Option<serde_json::Value>>;
 
 /// How a run is set up: its identity and resolved inputs.
 #[derive(Clone, Debug, Default)]
@@ -368,6 +374,7 @@ impl RunState {
             artifacts: FxHashMap::default(),
             reused: FxHashMap::default(),
             iterations: FxHashMap::default(),
+            copies: FxHashMap::default(),
             final_count: 0,
             running: 0,
             waiting: 0,
@@ -509,6 +516,12 @@ impl RunState {
     /// The last failure of a task (or its compensation).
     pub fn failure(&self, task: u32) -> Option<&Failure> {
         self.failures.get(&task)
+    }
+
+    /// The items (or swarm copies) of `task` that already succeeded, by
+    /// index, with their outputs: the next attempt takes them as they are.
+    pub fn copies_done(&self, task: u32) -> Option<&CopyOutputs> {
+        self.copies.get(&task)
     }
 
     /// The files the task's succeeding attempt stored.
@@ -710,7 +723,19 @@ impl RunState {
                 self.outputs[task as usize] = output
                     .as_deref()
                     .map(|output| Value::from(minijinja::value::Serde(output)));
+                self.copies.remove(&task);
                 self.finish(task, TaskStatus::Succeeded, at);
+            }
+            Event::CopySucceeded {
+                task,
+                copy,
+                ref output,
+                ..
+            } => {
+                self.copies
+                    .entry(task)
+                    .or_default()
+                    .insert(copy, output.as_deref().cloned());
             }
             Event::TaskIterated {
                 at,
@@ -718,6 +743,7 @@ impl RunState {
                 ref output,
                 ..
             } => {
+                self.copies.remove(&task);
                 self.end_attempt(task, at);
                 let index = task as usize;
                 self.outputs[index] = output
@@ -732,7 +758,14 @@ impl RunState {
                 task,
                 attempt,
                 ref failure,
-            } => self.fail(task, attempt, failure, at),
+            } => {
+                // A swarm's retry votes afresh; a foreach's runs only the
+                // items that have not succeeded.
+                if self.task(task).swarm.is_some() {
+                    self.copies.remove(&task);
+                }
+                self.fail(task, attempt, failure, at);
+            }
             Event::TaskSkipped { at, task, reason } => {
                 self.skip_reasons.insert(task, reason);
                 self.finish(task, TaskStatus::Skipped, at);

@@ -105,6 +105,7 @@ fn is_decision(state: &RunState, event: &Event) -> bool {
         Event::RunStarted { .. }
         | Event::TaskSucceeded { .. }
         | Event::TaskIterated { .. }
+        | Event::CopySucceeded { .. }
         | Event::CompensationFinished { .. }
         | Event::ArtifactsStored { .. }
         | Event::ResultReused { .. }

@@ -52,6 +52,17 @@ impl Attempt {
     }
 }
 
+/// Told of each copy that succeeds, with its index and output.
+pub(crate) type CopyReporter = Box<dyn Fn(u32, &Option<Value>) + Send + Sync>;
+
+/// The items (copies) of an attempt that earlier attempts finished, and
+/// where each new success is reported as it happens, so it is recorded
+/// before the attempt ends.
+pub(crate) struct Finished {
+    pub(crate) outputs: std::collections::BTreeMap<u32, Option<Value>>,
+    pub(crate) report: CopyReporter,
+}
+
 /// Shared by every attempt of an engine.
 pub(crate) struct Runners {
     pub(crate) handlers: Arc<RwLock<Handlers>>,
@@ -61,18 +72,31 @@ pub(crate) struct Runners {
 impl Runners {
     /// Runs the copies of a swarm or the items of a foreach side by side,
     /// at most `reduction.limit()` at once, and reduces their ends to one
-    /// outcome. With `first_success`, the first copy to succeed stops the
-    /// others; a kill stops them all and the attempt reports cancelled.
+    /// outcome; those `finished` holds count as they ended and do not run.
+    /// With `first_success`, the first copy to succeed stops the others; a
+    /// kill stops them all and the attempt reports cancelled.
     pub(crate) async fn run_copies(
         self: Arc<Self>,
         copies: Vec<Attempt>,
         mut kill: oneshot::Receiver<()>,
         reduction: Reduction,
+        finished: Finished,
     ) -> Outcome {
         let first_success = reduction.first_success();
         let limit = reduction.limit().unwrap_or(usize::MAX).max(1);
-        let first_wave = limit.min(copies.len());
-        let mut waiting = copies.into_iter().enumerate();
+        let mut votes: Vec<(usize, Vote)> = finished
+            .outputs
+            .iter()
+            .map(|(&copy, output)| (copy as usize, Vote::Output(output.clone())))
+            .collect();
+        let pending = copies.len().saturating_sub(finished.outputs.len());
+        let mut waiting = copies
+            .into_iter()
+            .enumerate()
+            .filter(|(copy, _)| !finished.outputs.contains_key(&(*copy as u32)));
+        // Once stopping, nothing more starts.
+        let mut stopping = first_success && !votes.is_empty();
+        let first_wave = if stopping { 0 } else { limit.min(pending) };
         let mut running = tokio::task::JoinSet::new();
         let mut stops: FxHashMap<usize, oneshot::Sender<()>> = FxHashMap::default();
         let mut start =
@@ -93,15 +117,15 @@ impl Runners {
                 let _ = stop.send(());
             }
         };
-        let mut votes = Vec::new();
-        // Once stopping, nothing more starts.
-        let mut stopping = false;
         let mut killed = false;
         loop {
             tokio::select! {
                 joined = running.join_next() => match joined {
                     Some(Ok((copy, outcome))) => {
                         stops.remove(&copy);
+                        if let Outcome::Succeeded(output) = &outcome {
+                            (finished.report)(copy as u32, output);
+                        }
                         if first_success && matches!(outcome, Outcome::Succeeded(_)) {
                             stopping = true;
                             stop_all(&mut stops);

@@ -4,6 +4,7 @@
 mod artifacts;
 mod checkpoints;
 mod controls;
+mod copies;
 mod handlers;
 mod hooks;
 mod http;

@@ -43,6 +43,8 @@ pub struct Snapshot {
     reused: Vec<(u32, Box<str>)>,
     #[serde(default)]
     iterations: Vec<(u32, u32)>,
+    #[serde(default)]
+    copies: Vec<(u32, CopyList)>,
     final_count: usize,
     running: u32,
     /// Absent from snapshots taken before approvals, pauses and controls.
@@ -68,6 +70,9 @@ pub struct Snapshot {
     #[serde(default)]
     compensation_retry_at: Option<Millis>,
 }
+
+/// The items (copies) of one task that succeeded, with their outputs.
+type CopyList = Vec<(u32, Option<serde_json::Value>)>;
 
 /// A snapshot as stored: its encoding and the digest that guards it.
 #[derive(Clone, Debug, PartialEq)]
@@ -131,6 +136,22 @@ impl RunState {
             artifacts: sorted(&self.artifacts),
             reused: sorted(&self.reused),
             iterations: sorted(&self.iterations),
+            copies: {
+                let mut copies: Vec<(u32, CopyList)> = self
+                    .copies
+                    .iter()
+                    .map(|(&task, done)| {
+                        (
+                            task,
+                            done.iter()
+                                .map(|(&copy, output)| (copy, output.clone()))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                copies.sort_unstable_by_key(|entry| entry.0);
+                copies
+            },
             final_count: self.final_count,
             running: self.running,
             waiting: self.waiting,
@@ -202,6 +223,7 @@ impl RunState {
             && snapshot.artifacts.iter().all(|entry| in_range(entry.0))
             && snapshot.reused.iter().all(|entry| in_range(entry.0))
             && snapshot.iterations.iter().all(|entry| in_range(entry.0))
+            && snapshot.copies.iter().all(|entry| in_range(entry.0))
             && snapshot.ready.iter().all(|&rank| in_range(rank))
             && snapshot.settle.iter().all(|&task| in_range(task))
             && snapshot.timers.iter().all(|timer| in_range(timer.1))
@@ -245,6 +267,11 @@ impl RunState {
         state.artifacts = snapshot.artifacts.into_iter().collect();
         state.reused = snapshot.reused.into_iter().collect();
         state.iterations = snapshot.iterations.into_iter().collect();
+        state.copies = snapshot
+            .copies
+            .into_iter()
+            .map(|(task, done)| (task, done.into_iter().collect()))
+            .collect();
         state.final_count = snapshot.final_count;
         state.running = snapshot.running;
         state.waiting = snapshot.waiting;
