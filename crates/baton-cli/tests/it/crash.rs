@@ -176,3 +176,158 @@ fn resume_stops_what_the_dead_baton_left_running_before_running_it_again() {
     let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
     assert_eq!(store.runs(&LATEST).unwrap()[0].status, RunStatus::Succeeded);
 }
+
+/// Every run recorded in `store`, parents and children.
+fn all_runs(store: &SqliteStore) -> Vec<baton_store::RunSummary> {
+    store
+        .runs(&RunFilter {
+            limit: 1000,
+            ..LATEST
+        })
+        .unwrap()
+}
+
+const PATTERNS: &str = r#"
+name: patterns
+concurrency: 3
+tasks:
+  items:
+    foreach: {items: "{{ range(12) | list }}", concurrency: 2}
+    run: sleep 0.1; touch "effects/item-$ITEM.$BATON_ATTEMPT"
+    env: {ITEM: "{{ item }}"}
+  child:
+    workflow:
+      inline:
+        name: child
+        tasks:
+          c1: {run: 'sleep 0.1; touch "effects/$BATON_TASK_ID.$BATON_ATTEMPT"'}
+          c2: {needs: [c1], run: 'sleep 0.1; touch "effects/$BATON_TASK_ID.$BATON_ATTEMPT"'}
+          c3: {needs: [c2], run: 'sleep 0.1; touch "effects/$BATON_TASK_ID.$BATON_ATTEMPT"'}
+          c4: {needs: [c3], run: 'sleep 0.1; touch "effects/$BATON_TASK_ID.$BATON_ATTEMPT"'}
+  spawner:
+    run: |
+      sleep 0.1; touch "effects/spawner.$BATON_ATTEMPT"
+      cat > "$BATON_OUTPUT" <<'JSON'
+      {"spawn": [
+        {"id": "s1", "run": "sleep 0.1; touch effects/s1.$BATON_ATTEMPT"},
+        {"id": "s2", "needs": ["s1"], "run": "sleep 0.1; touch effects/s2.$BATON_ATTEMPT"},
+        {"id": "s3", "needs": ["s2"], "run": "sleep 0.1; touch effects/s3.$BATON_ATTEMPT"}
+      ]}
+      JSON
+  templated:
+    needs: [items]
+    uses: touch
+    with: {name: templated}
+  after:
+    needs: [child, spawner, templated]
+    run: sleep 0.1; touch "effects/after.$BATON_ATTEMPT"
+"#;
+
+#[test]
+fn foreach_subworkflows_spawns_and_templates_survive_kills_without_repeating_work() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("patterns.yaml"), PATTERNS).unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/touch.yaml"),
+        "name: touch\nparams:\n  name: {type: string}\ntask:\n  run: sleep 0.1; touch \"effects/{{ params.name }}.$BATON_ATTEMPT\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("effects")).unwrap();
+
+    let mut random = Lcg(11);
+    let mut kills = 0;
+    let store_path = dir.path().join(".baton/baton.db");
+    let parent = loop {
+        let after = Duration::from_millis(60 + random.below(200));
+        assert!(
+            kill_after(baton(dir.path(), &["run", "patterns.yaml"]), after),
+            "`baton run` ended on its own: is the spec valid?"
+        );
+        kills += 1;
+        if let Ok(store) = SqliteStore::open(&store_path)
+            && let Some(run) = all_runs(&store)
+                .iter()
+                .find(|run| run.workflow == "patterns")
+        {
+            break run.run_id.clone();
+        }
+    };
+    while kills < 15
+        && kill_after(
+            baton(dir.path(), &["resume", &parent]),
+            Duration::from_millis(20 + random.below(250)),
+        )
+    {
+        kills += 1;
+    }
+    assert!(kills >= 5, "the run finished after {kills} kills");
+    let status = baton(dir.path(), &["resume", &parent]).status().unwrap();
+    assert!(status.success(), "the final resume failed: {status}");
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let runs = all_runs(&store);
+    assert!(runs.len() >= 3, "the parent, its child and its spawned run");
+    let effect = |name: &str| dir.path().join("effects").join(name).exists();
+    let mut lost = 0;
+    for run in &runs {
+        assert_eq!(run.status, RunStatus::Succeeded, "{}", run.run_id);
+        let events = store.events(&run.run_id).unwrap();
+        let mut succeeded: std::collections::BTreeMap<u32, u32> = Default::default();
+        for event in &events {
+            match *event {
+                Event::TaskStarted { task, .. } => assert!(
+                    !succeeded.contains_key(&task),
+                    "task {task} of {} started again after it succeeded",
+                    run.run_id
+                ),
+                Event::TaskSucceeded { task, attempt, .. } => {
+                    assert!(succeeded.insert(task, attempt).is_none());
+                }
+                // An item that succeeded is never run by a later attempt.
+                Event::CopySucceeded { copy, attempt, .. } => {
+                    assert!(effect(&format!("item-{copy}.{attempt}")));
+                    for later in attempt + 1..attempt + 5 {
+                        assert!(
+                            !effect(&format!("item-{copy}.{later}")),
+                            "item {copy} ran again at attempt {later}"
+                        );
+                    }
+                }
+                Event::AttemptLost { .. } => lost += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(lost > 0, "no kill caught an attempt in flight");
+    // The spawning process ran only until one attempt had spawned.
+    let spawned_at = (1..20)
+        .find(|attempt| {
+            store
+                .summary(&format!("{parent}.spawner.{attempt}"))
+                .is_ok()
+        })
+        .expect("the spawned run is recorded");
+    for later in spawned_at + 1..spawned_at + 5 {
+        assert!(
+            !effect(&format!("spawner.{later}")),
+            "the spawning process ran again at attempt {later}"
+        );
+    }
+    for name in [
+        "c1",
+        "c2",
+        "c3",
+        "c4",
+        "s1",
+        "s2",
+        "s3",
+        "templated",
+        "after",
+    ] {
+        assert!(
+            (1..20).any(|attempt| effect(&format!("{name}.{attempt}"))),
+            "{name} never ran"
+        );
+    }
+}
