@@ -306,6 +306,18 @@ impl Engine {
     /// done; attempts that were in flight run again as attempt + 1. A run
     /// that had finished just reports.
     pub fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
+        self.resume_with(run_id, watch, false)
+    }
+
+    /// Undoes a run that succeeded, as its parent's compensation asks: its
+    /// succeeded tasks are compensated, the last to finish first, and it
+    /// ends `compensated` (or `compensation_failed`). A run already
+    /// compensating goes on; one that did not succeed just reports.
+    pub(crate) fn compensate(&self, run_id: &str) -> Result<RunHandle, Error> {
+        self.resume_with(run_id, false, true)
+    }
+
+    fn resume_with(&self, run_id: &str, watch: bool, compensate: bool) -> Result<RunHandle, Error> {
         let (state, recovery, record) = self.rebuild_recorded(run_id)?;
         let handlers = self
             .handlers
@@ -319,7 +331,7 @@ impl Engine {
         let chain = Chain::from_records(&state, &self.store.provenance(run_id)?);
         let start = match recovery.events() {
             0 => shell::Start::New,
-            seq => shell::Start::Resume { seq },
+            seq => shell::Start::Resume { seq, compensate },
         };
         let reused = shell::reusable(self, &state, record.reuse.as_ref())?;
         let run = shell::Run {

@@ -181,6 +181,8 @@ pub(crate) enum Start {
     /// Replayed from `seq` recorded events; what was in flight was lost.
     Resume {
         seq: u64,
+        /// Its parent is compensating: undo the run if it succeeded.
+        compensate: bool,
     },
 }
 
@@ -211,7 +213,7 @@ pub(crate) async fn drive(
     let mut lost_attempts = Vec::new();
     let (mut pending, mut seq) = match start {
         Start::New => (vec![Event::RunStarted { at }], 0),
-        Start::Resume { seq } => {
+        Start::Resume { seq, compensate } => {
             let lost = state.in_flight();
             lost_attempts.clone_from(&lost);
             let keys: Vec<String> = lost
@@ -222,7 +224,9 @@ pub(crate) async fn drive(
             let lost =
                 lost.into_iter()
                     .map(|(task, attempt)| Event::AttemptLost { at, task, attempt });
-            (lost.collect(), seq)
+            let undo = (compensate && state.run_status() == baton_core::run::RunStatus::Succeeded)
+                .then_some(Event::CompensationRequested { at });
+            (lost.chain(undo).collect(), seq)
         }
     };
     let mut commands = Vec::new();
@@ -928,6 +932,17 @@ fn launch_compensation(
         outcome,
         files: Files::default(),
     };
+    // Without an action of its own, a task undoes the child run it made.
+    if state.task(task).compensate.is_none()
+        && let Some(child) = state.child_run(task)
+    {
+        let engine = engine.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _ = done.send(report(compensate_child(&engine, &child).await));
+        });
+        return;
+    }
     let resolved = match state.resolve_compensation(task) {
         Ok(resolved) => resolved,
         Err(error) => {
@@ -953,6 +968,26 @@ fn launch_compensation(
         let outcome = runners.run(run, never).await;
         let _ = done.send(report(outcome));
     });
+}
+
+/// Compensates child run `child` and reports how that went.
+async fn compensate_child(engine: &Engine, child: &str) -> Outcome {
+    let failed = |message: String| Outcome::Failed(Failure::new(FailureKind::Error, message));
+    let report = match engine.compensate(child) {
+        Ok(handle) => handle.finish().await,
+        Err(error) => return failed(format!("cannot compensate child run {child}: {error}")),
+    };
+    match report {
+        Ok(report) if report.status == baton_core::run::RunStatus::Compensated => {
+            Outcome::Succeeded(None)
+        }
+        Ok(report) => failed(format!(
+            "child run {child} {}: {}",
+            report.status,
+            report.reason.unwrap_or_default()
+        )),
+        Err(error) => failed(format!("child run {child} stopped: {error}")),
+    }
 }
 
 fn task_context(

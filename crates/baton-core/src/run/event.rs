@@ -157,6 +157,11 @@ pub enum Event {
     CancelRequested {
         at: Millis,
     },
+    /// The parent of a finished, succeeded run (a sub-workflow's, spawned
+    /// tasks') is compensating: this run undoes its own work in turn.
+    CompensationRequested {
+        at: Millis,
+    },
     /// The run's own `timeout` passed.
     RunTimedOut {
         at: Millis,
@@ -190,6 +195,7 @@ impl Event {
             | Event::RunPaused { at }
             | Event::RunResumed { at }
             | Event::CancelRequested { at }
+            | Event::CompensationRequested { at }
             | Event::RunTimedOut { at }
             | Event::RunFinished { at, .. } => *at,
         }
@@ -217,6 +223,7 @@ impl Event {
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }
             | Event::CancelRequested { .. }
+            | Event::CompensationRequested { .. }
             | Event::RunTimedOut { .. }
             | Event::RunFinished { .. } => None,
         }

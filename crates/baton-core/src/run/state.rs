@@ -843,6 +843,15 @@ impl RunState {
             Event::CancelRequested { .. } => {
                 self.end(RunStatus::Cancelled, false, "cancelled".to_owned());
             }
+            Event::CompensationRequested { .. } => {
+                if self.phase == Phase::Finished(RunStatus::Succeeded) {
+                    self.phase = Phase::Ending {
+                        status: RunStatus::Failed,
+                        compensate: true,
+                    };
+                    self.reason = Some("its parent run is compensating".to_owned());
+                }
+            }
             Event::RunTimedOut { .. } => {
                 let after = self.run_timeout.unwrap_or(Duration::ZERO);
                 let compensate = self.on_failure == FailurePolicy::Compensate;
@@ -1253,15 +1262,35 @@ impl RunState {
         }
     }
 
-    /// The tasks with a `compensate` action, the last to finish first.
+    /// Whether `task` has something to undo: its `compensate` action, or,
+    /// without one, the child run it made (a sub-workflow's, its spawned
+    /// tasks').
+    pub fn compensable(&self, task: u32) -> bool {
+        self.task(task).compensate.is_some() || self.child_run(task).is_some()
+    }
+
+    /// The child run a succeeded task's output names: a `workflow:` task's
+    /// `run`, a spawning task's `spawned.run`.
+    pub fn child_run(&self, task: u32) -> Option<String> {
+        let output = self.outputs[task as usize].as_ref()?;
+        let run = match self.task(task).kind {
+            TaskKind::Workflow(_) => output.get_attr("run").ok()?,
+            _ => output
+                .get_attr("spawned")
+                .ok()
+                .and_then(|spawned| spawned.get_attr("run").ok())?,
+        };
+        run.as_str().map(str::to_owned)
+    }
+
+    /// The tasks with something to undo, the last to finish first.
     fn compensation_sequence(&self) -> Vec<u32> {
-        let workflow = self.valid.workflow();
         let mut position = vec![0usize; self.status.len()];
         for (at, &task) in self.valid.plan().order.iter().enumerate() {
             position[task as usize] = at;
         }
         let mut order: Vec<u32> = (0..self.status.len() as u32)
-            .filter(|&task| workflow.tasks[task as usize].compensate.is_some())
+            .filter(|&task| self.compensable(task))
             .collect();
         order.sort_unstable_by_key(|&task| {
             Reverse((self.finished[task as usize], position[task as usize]))

@@ -114,7 +114,8 @@ fn is_decision(state: &RunState, event: &Event) -> bool {
         | Event::ControlReceived { .. }
         | Event::RunPaused { .. }
         | Event::RunResumed { .. }
-        | Event::CancelRequested { .. } => false,
+        | Event::CancelRequested { .. }
+        | Event::CompensationRequested { .. } => false,
     }
 }
 

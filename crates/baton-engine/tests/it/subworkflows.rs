@@ -367,3 +367,55 @@ tasks:
     );
     assert_eq!(report.task("ship").unwrap().status, TaskStatus::Skipped);
 }
+
+#[tokio::test]
+async fn a_compensating_parent_undoes_its_children_last_finished_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let report = run(
+        &engine,
+        r#"
+name: trip
+on_failure: compensate
+tasks:
+  reserve:
+    run: "true"
+    compensate: {run: echo release >> undo.log}
+  book:
+    needs: [reserve]
+    workflow:
+      inline:
+        name: booking
+        tasks:
+          flight:
+            run: "true"
+            compensate: {run: echo cancel-flight >> undo.log}
+          hotel:
+            needs: [flight]
+            run: "true"
+            compensate: {run: echo cancel-hotel >> undo.log}
+  plan:
+    needs: [book]
+    run: |
+      cat > "$BATON_OUTPUT" <<'JSON'
+      {"spawn": [{"id": "car", "run": "true", "compensate": {"run": "echo cancel-car >> undo.log"}}]}
+      JSON
+  pay:
+    needs: [plan]
+    run: exit 1
+"#,
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Compensated, "{report:#?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("undo.log")).unwrap(),
+        "cancel-car\ncancel-hotel\ncancel-flight\nrelease\n"
+    );
+    for child in ["book", "plan"] {
+        let child = engine
+            .recorded(&format!("{}.{child}.1", report.run_id))
+            .unwrap();
+        assert_eq!(child.status, RunStatus::Compensated, "{child:#?}");
+    }
+    assert_eq!(report.task("book").unwrap().status, TaskStatus::Compensated);
+}
