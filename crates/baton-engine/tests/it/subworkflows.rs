@@ -419,3 +419,44 @@ tasks:
     }
     assert_eq!(report.task("book").unwrap().status, TaskStatus::Compensated);
 }
+
+#[tokio::test]
+async fn a_repeated_sub_workflow_runs_a_child_per_iteration_until_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let report = run(
+        &engine,
+        r#"
+name: until-green
+tasks:
+  cycle:
+    workflow:
+      inline:
+        name: fix-and-test
+        inputs: {round: {type: integer}}
+        tasks:
+          fix:
+            run: echo fixing round {{ inputs.round }}
+          test:
+            needs: [fix]
+            run: |
+              if [ {{ inputs.round }} -ge 3 ]; then echo '{"green": true}'; else echo '{"green": false}'; fi > "$BATON_OUTPUT"
+      inputs: {round: "{{ iteration }}"}
+    repeat: {until: "output.tasks.test.green", max: 5}
+"#,
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let cycle = report.task("cycle").unwrap();
+    assert_eq!(cycle.attempts, 3, "three iterations, each an attempt");
+    assert_eq!(
+        cycle.output.as_ref().unwrap()["run"],
+        json!(format!("{}.cycle.3", report.run_id))
+    );
+    for round in 1..=3 {
+        let child = engine
+            .recorded(&format!("{}.cycle.{round}", report.run_id))
+            .unwrap();
+        assert_eq!(child.status, RunStatus::Succeeded);
+    }
+}
