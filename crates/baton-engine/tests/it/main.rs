@@ -11,6 +11,7 @@ mod http;
 mod policies;
 mod processes;
 mod retention;
+mod sagas;
 mod spawn;
 mod subworkflows;
 mod uses;
