@@ -78,8 +78,15 @@ pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
 
 fn label(task: &crate::spec::Task, newline: &str) -> String {
     let mut label = format!("{}{newline}{}", task.id, task.kind.name());
-    if task.foreach.is_some() {
-        label.push_str(" · foreach");
+    let modifiers = [
+        (task.foreach.is_some(), "foreach"),
+        (task.swarm.is_some(), "swarm"),
+        (task.repeat.is_some(), "repeat"),
+        (!task.check.is_empty(), "check"),
+        (task.compensate.is_some(), "compensate"),
+    ];
+    for (_, name) in modifiers.iter().filter(|(present, _)| *present) {
+        let _ = write!(label, " · {name}");
     }
     if let Some(when) = &task.when {
         let _ = write!(label, "{newline}when: {when}");
