@@ -61,6 +61,12 @@ pub(crate) struct Engine {
     pub(crate) poll_interval: Duration,
     pub(crate) checkpoint_every: u64,
     pub(crate) max_inline_output: usize,
+    /// Where `workflow: name@version` tasks look before the registry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) workflow_dirs: Vec<std::path::PathBuf>,
+    /// Where `uses: name@version` tasks find their templates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) template_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for Engine {
@@ -72,6 +78,8 @@ impl Default for Engine {
             poll_interval: defaults.poll_interval,
             checkpoint_every: defaults.checkpoint_every,
             max_inline_output: defaults.max_inline_output,
+            workflow_dirs: defaults.workflow_dirs,
+            template_dirs: defaults.template_dirs,
         }
     }
 }
@@ -83,6 +91,8 @@ impl Engine {
         config.poll_interval = self.poll_interval;
         config.checkpoint_every = self.checkpoint_every;
         config.max_inline_output = self.max_inline_output;
+        config.workflow_dirs.clone_from(&self.workflow_dirs);
+        config.template_dirs.clone_from(&self.template_dirs);
     }
 }
 

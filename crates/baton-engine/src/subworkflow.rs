@@ -117,7 +117,7 @@ fn find(engine: &Engine, reference: &str) -> Result<Arc<Workflow>, String> {
     }
     match engine.store.workflow(name, version) {
         Ok(stored) => Ok(stored.workflow),
-        Err(baton_store::Error::UnknownWorkflow(_)) => {
+        Err(baton_store::Error::UnknownWorkflow(_) | baton_store::Error::UnknownVersion { .. }) => {
             let searched = engine
                 .config
                 .workflow_dirs

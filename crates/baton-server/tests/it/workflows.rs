@@ -181,3 +181,42 @@ async fn an_export_imports_into_another_registry() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_sub_workflow_reference_is_found_in_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    send(
+        &app,
+        yaml(
+            "/api/v1/workflows",
+            "name: review\ntasks:\n  approve: {noop: true}\n",
+        ),
+    )
+    .await;
+    let run = crate::util::start(
+        &app,
+        "name: release\ntasks:\n  review: {workflow: review@1}\n",
+    )
+    .await;
+    follow(&app, &run).await;
+    let shown = json(send(&app, get(&format!("/api/v1/runs/{run}"))).await).await;
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    assert_eq!(
+        shown["tasks"][0]["output"]["run"],
+        format!("{run}.review.1")
+    );
+    let child = json(send(&app, get(&format!("/api/v1/runs/{run}.review.1"))).await).await;
+    assert_eq!(child["workflow"], "review");
+
+    let unknown = send(
+        &app,
+        post_json(
+            "/api/v1/runs",
+            &json!({"spec": "name: release\ntasks:\n  review: {workflow: nobody@1}\n"}),
+        ),
+    )
+    .await;
+    let body = problem(unknown, 422, "invalid-workflow").await;
+    assert_eq!(body["problems"][0]["code"], "unknown-workflow", "{body}");
+}
