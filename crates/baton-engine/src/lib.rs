@@ -38,6 +38,7 @@ mod hooks;
 mod leftovers;
 pub mod logs;
 mod record;
+mod reference;
 mod report;
 mod rerun;
 mod retention;

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use crate::engine::{Engine, RunOptions};
+use crate::reference::{Reference, searched};
 use crate::report::RunReport;
 use crate::runner::Outcome;
 
@@ -101,89 +102,49 @@ fn visit(
 
 /// The workflow `reference` (`name` or `name@version`) names.
 fn find(engine: &Engine, reference: &str) -> Result<Arc<Workflow>, String> {
-    let (name, version) = match reference.split_once('@') {
-        Some((name, version)) => {
-            let version = version.parse::<u32>().map_err(|_| {
-                format!("`{reference}`: the version after `@` must be a whole number")
-            })?;
-            (name, Some(version))
-        }
-        None => (reference, None),
-    };
-    for dir in &engine.config.workflow_dirs {
-        if let Some(found) = from_dir(dir, name, version)? {
+    let parsed = Reference::parse(reference)?;
+    for file in parsed.candidates(&engine.config.workflow_dirs) {
+        if let Some(found) = read(&file, &parsed)? {
             return Ok(Arc::new(found));
         }
     }
-    match engine.store.workflow(name, version) {
+    match engine.store.workflow(parsed.name, parsed.version) {
         Ok(stored) => Ok(stored.workflow),
         Err(baton_store::Error::UnknownWorkflow(_) | baton_store::Error::UnknownVersion { .. }) => {
-            let searched = engine
-                .config
-                .workflow_dirs
-                .iter()
-                .map(|dir| dir.display().to_string())
-                .collect::<Vec<_>>();
             Err(format!(
                 "no workflow `{reference}` in {} or the registry",
-                if searched.is_empty() {
-                    "any workflow directory".to_owned()
-                } else {
-                    searched.join(", ")
-                }
+                searched(&engine.config.workflow_dirs, "workflow directory")
             ))
         }
         Err(error) => Err(format!("cannot look up `{reference}`: {error}")),
     }
 }
 
-/// `NAME@VERSION.yaml|yml|json`, then `NAME.yaml|yml|json`, in `dir`: the
-/// first file of the name whose `version` is the one asked for.
-fn from_dir(
-    dir: &std::path::Path,
-    name: &str,
-    version: Option<u32>,
-) -> Result<Option<Workflow>, String> {
-    let stems = version
-        .map(|version| format!("{name}@{version}"))
-        .into_iter()
-        .chain([name.to_owned()]);
-    for stem in stems {
-        for extension in ["yaml", "yml", "json"] {
-            let file = dir.join(format!("{stem}.{extension}"));
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            let format = Format::detect(Some(extension), &text);
-            let valid = baton_core::check_source(&text, format).map_err(|mut problems| {
-                baton_core::SourceMap::locate_all(&text, &mut problems);
-                let first = problems.first().map_or_else(String::new, |problem| {
-                    let at = problem.location.as_ref().map_or_else(
-                        || problem.path.to_string(),
-                        |at| format!("{}:{}", at.line, at.column),
-                    );
-                    format!(" at {at}: {}", problem.message)
-                });
-                format!(
-                    "{} is not a valid workflow ({} problem(s), the first{first}); `baton validate` it",
-                    file.display(),
-                    problems.len()
-                )
-            })?;
-            let workflow = valid.workflow();
-            if workflow.name != name {
-                return Err(format!(
-                    "{} is named `{}`, not `{name}`",
-                    file.display(),
-                    workflow.name
-                ));
-            }
-            if version.is_none_or(|version| workflow.version == Some(version)) {
-                return Ok(Some(workflow.clone()));
-            }
-        }
-    }
-    Ok(None)
+/// The workflow in `file`, checked, if it exists and is the one asked for.
+fn read(file: &std::path::Path, wanted: &Reference<'_>) -> Result<Option<Workflow>, String> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Ok(None);
+    };
+    let format = Format::detect(file.to_str(), &text);
+    let valid = baton_core::check_source(&text, format).map_err(|mut problems| {
+        baton_core::SourceMap::locate_all(&text, &mut problems);
+        let first = problems.first().map_or_else(String::new, |problem| {
+            let at = problem.location.as_ref().map_or_else(
+                || problem.path.to_string(),
+                |at| format!("{}:{}", at.line, at.column),
+            );
+            format!(" at {at}: {}", problem.message)
+        });
+        format!(
+            "{} is not a valid workflow ({} problem(s), the first{first}); `baton validate` it",
+            file.display(),
+            problems.len()
+        )
+    })?;
+    let workflow = valid.workflow();
+    Ok(wanted
+        .matches(file, &workflow.name, workflow.version)?
+        .then(|| workflow.clone()))
 }
 
 /// Where a sub-workflow task's files are looked for: beside the spec that

@@ -29,6 +29,8 @@ use baton_core::{Code, Format, Path, Problem, Valid, Workflow};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::reference::{Reference, searched};
+
 /// A template file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,43 +224,20 @@ fn params(
 
 /// The template `reference` (`name` or `name@version`) names.
 fn find(reference: &str, dirs: &[PathBuf]) -> Result<TemplateFile, String> {
-    let (name, version) = match reference.split_once('@') {
-        Some((name, version)) => {
-            let version = version.parse::<u32>().map_err(|_| {
-                format!("`{reference}`: the version after `@` must be a whole number")
-            })?;
-            (name, Some(version))
-        }
-        None => (reference, None),
-    };
-    let stems: Vec<String> = version
-        .map(|version| format!("{name}@{version}"))
-        .into_iter()
-        .chain([name.to_owned()])
-        .collect();
-    for dir in dirs {
-        for stem in &stems {
-            for extension in ["yaml", "yml", "json"] {
-                let file = dir.join(format!("{stem}.{extension}"));
-                if let Some(template) = read(&file, name, version)? {
-                    return Ok(template);
-                }
-            }
+    let parsed = Reference::parse(reference)?;
+    for file in parsed.candidates(dirs) {
+        if let Some(template) = read(&file, &parsed)? {
+            return Ok(template);
         }
     }
-    let searched: Vec<String> = dirs.iter().map(|dir| dir.display().to_string()).collect();
     Err(format!(
         "no template `{reference}` in {}",
-        if searched.is_empty() {
-            "any templates directory".to_owned()
-        } else {
-            searched.join(", ")
-        }
+        searched(dirs, "templates directory")
     ))
 }
 
-/// The template in `file`, if it exists and is the version asked for.
-fn read(file: &FsPath, name: &str, version: Option<u32>) -> Result<Option<TemplateFile>, String> {
+/// The template in `file`, if it exists and is the one asked for.
+fn read(file: &FsPath, wanted: &Reference<'_>) -> Result<Option<TemplateFile>, String> {
     let Ok(text) = std::fs::read_to_string(file) else {
         return Ok(None);
     };
@@ -269,13 +248,7 @@ fn read(file: &FsPath, name: &str, version: Option<u32>) -> Result<Option<Templa
             serde_saphyr::from_str(&text).map_err(|error| format!("{shown}: {error}"))?
         }
     };
-    if template.name != name {
-        return Err(format!(
-            "{shown} is named `{}`, not `{name}`",
-            template.name
-        ));
-    }
-    Ok(version
-        .is_none_or(|version| template.version == Some(version))
+    Ok(wanted
+        .matches(file, &template.name, template.version)?
         .then_some(template))
 }
