@@ -1,5 +1,5 @@
 //! What this engine can run today. A spec may use kinds and modifiers that
-//! later versions run (agents, fan-out over sub-workflows);
+//! later versions run (agents);
 //! refusing them up front, with the place they are written, beats a run that
 //! silently does less than the spec says.
 
@@ -27,19 +27,6 @@ pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem>
                 not_yet(path().key("agent"), "an `agent` task")
                     .with_help("agent tasks need remote workers, which arrive with `baton serve`"),
             ),
-            TaskKind::Workflow(_) => {
-                for (key, present) in [
-                    ("swarm", task.swarm.is_some()),
-                    ("foreach", task.foreach.is_some()),
-                ] {
-                    if present {
-                        problems.push(not_yet(
-                            path().key(key),
-                            &format!("`{key}` over a `workflow` task"),
-                        ));
-                    }
-                }
-            }
             TaskKind::Handler(name) if !handlers.contains_key(name) => problems.push(
                 Problem::new(
                     Code::NotRunnable,

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use baton_core::run::{
-    Artifact, Budget, Chain, Command, Digest, Event, Failure, FailureKind, Iteration, Millis,
-    Reduction, RunState, TaskStatus, Work,
+    Artifact, Budget, Chain, ChildRun, Command, Digest, Event, Failure, FailureKind, Iteration,
+    Millis, Reduction, RunState, TaskStatus, Work,
 };
 use baton_store::{ArtifactRole, Batch, ParentTask, Reuse, Store};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -25,7 +25,7 @@ use crate::hooks::Hooks;
 use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
-use crate::runner::{Attempt, Finished, Outcome, Runners, TaskContext};
+use crate::runner::{Attempt, CopyJob, Finished, Outcome, Runners, TaskContext};
 use crate::spawn::{Carried, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SPAWN, Spawner};
 use crate::subworkflow::{Child, Pinned};
 use crate::telemetry::Observer;
@@ -505,6 +505,33 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
+    /// Attempt `attempt` of sub-workflow task `task` (or one item or copy
+    /// of it), as a child run to start.
+    fn child(
+        &self,
+        task: u32,
+        attempt: u32,
+        run: &ChildRun,
+        timeout: Option<baton_core::Duration>,
+        copy: Option<String>,
+    ) -> Child {
+        Child {
+            engine: self.engine.clone(),
+            parent: ParentTask {
+                run_id: self.state.run_id().to_owned(),
+                task: self.state.task(task).id.clone(),
+                attempt,
+                depth: self.family.depth + 1,
+                spawn_depth: 0,
+                copy,
+            },
+            run: run.clone(),
+            pinned: Arc::clone(&self.family.pinned),
+            timeout,
+            lost: self.lost_attempts(task),
+        }
+    }
+
     /// The attempts of `task` a crash cut off, as this resume found them.
     fn lost_attempts(&self, task: u32) -> Vec<u32> {
         self.lost
@@ -562,32 +589,25 @@ impl Launcher<'_> {
             resolved,
         };
         let plan = match (state.reduction(task, attempt), &run.resolved.work) {
-            (None, Work::Workflow(child)) => Plan::Child(
-                Box::new(Child {
-                    engine: self.engine.clone(),
-                    parent: ParentTask {
-                        run_id: state.run_id().to_owned(),
-                        task: id.clone(),
-                        attempt,
-                        depth: self.family.depth + 1,
-                        spawn_depth: 0,
-                    },
-                    run: (**child).clone(),
-                    pinned: Arc::clone(&self.family.pinned),
-                    timeout: run.timeout,
-                    lost: self.lost_attempts(task),
-                }),
-                Box::new(run),
-            ),
+            (None, Work::Workflow(child)) => {
+                let child = self.child(task, attempt, child, run.timeout, None);
+                Plan::Child(Box::new(child), Box::new(run))
+            }
             (None, _) => Plan::One(Box::new(run)),
             (Some(reduction), _) => {
                 // Each copy logs and writes its output under its own
                 // directory of the attempt's: `item-N` or `copy-N`.
-                let copy = |name: String, resolved: baton_core::run::Resolved| Attempt {
-                    context: task_context(state, task, attempt, &resolved),
-                    dir: run.dir.join(name),
-                    resolved,
-                    ..run.clone()
+                let copy = |name: String, resolved: baton_core::run::Resolved| {
+                    if let Work::Workflow(child) = &resolved.work {
+                        let child = self.child(task, attempt, child, run.timeout, Some(name));
+                        return CopyJob::Child(Box::new(child));
+                    }
+                    CopyJob::Run(Box::new(Attempt {
+                        context: task_context(state, task, attempt, &resolved),
+                        dir: run.dir.join(name),
+                        resolved,
+                        ..run.clone()
+                    }))
                 };
                 let copies = match state.foreach_items(task, attempt) {
                     Ok(Some(items)) => items
@@ -651,6 +671,7 @@ impl Launcher<'_> {
                     attempt,
                     depth: self.family.depth + 1,
                     spawn_depth: self.family.spawn_depth + 1,
+                    copy: None,
                 },
                 lost: self.lost_attempts(task),
                 max_spawn: self.family.max_spawn,
@@ -714,7 +735,7 @@ enum Plan {
     Copies {
         /// The attempt as a whole: where it works, what it is called.
         base: Box<Attempt>,
-        copies: Vec<Attempt>,
+        copies: Vec<CopyJob>,
         reduction: Reduction,
         finished: Finished,
     },

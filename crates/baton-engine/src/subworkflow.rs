@@ -218,9 +218,13 @@ impl Child {
     }
 }
 
-/// `PARENT.TASK.ATTEMPT`: the child run of one attempt.
+/// `PARENT.TASK.ATTEMPT` (`.item-N` or `.copy-N` for one of a foreach's
+/// or swarm's children): the child run of one attempt.
 pub(crate) fn child_id(parent: &ParentTask, attempt: u32) -> String {
-    format!("{}.{}.{attempt}", parent.run_id, parent.task)
+    match &parent.copy {
+        Some(copy) => format!("{}.{}.{attempt}.{copy}", parent.run_id, parent.task),
+        None => format!("{}.{}.{attempt}", parent.run_id, parent.task),
+    }
 }
 
 /// The child run of an earlier attempt of the task that a crash cut off:

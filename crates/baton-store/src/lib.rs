@@ -183,6 +183,10 @@ pub struct ParentTask {
     /// a sub-workflow, which starts counting afresh).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub spawn_depth: u32,
+    /// For a `foreach` or `swarm` over a sub-workflow: which item
+    /// (`item-N`) or copy (`copy-N`) of the attempt the child runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
 }
 
 fn is_zero(value: &u32) -> bool {

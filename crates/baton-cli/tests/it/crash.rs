@@ -214,12 +214,27 @@ tasks:
         {"id": "s3", "needs": ["s2"], "run": "sleep 0.1; touch effects/s3.$BATON_ATTEMPT"}
       ]}
       JSON
+  fanout:
+    foreach: {items: "{{ ['x', 'y', 'z'] }}", concurrency: 2}
+    workflow:
+      inline:
+        name: part
+        inputs: {part: {type: string}}
+        tasks:
+          p1:
+            run: sleep 0.1; touch "effects/p1-$PART.$BATON_ATTEMPT"
+            env: {PART: "{{ inputs.part }}"}
+          p2:
+            needs: [p1]
+            run: sleep 0.1; touch "effects/p2-$PART.$BATON_ATTEMPT"
+            env: {PART: "{{ inputs.part }}"}
+      inputs: {part: "{{ item }}"}
   templated:
     needs: [items]
     uses: touch
     with: {name: templated}
   after:
-    needs: [child, spawner, templated]
+    needs: [child, spawner, templated, fanout]
     run: sleep 0.1; touch "effects/after.$BATON_ATTEMPT"
 "#;
 
@@ -285,7 +300,14 @@ fn foreach_subworkflows_spawns_and_templates_survive_kills_without_repeating_wor
                     assert!(succeeded.insert(task, attempt).is_none());
                 }
                 // An item that succeeded is never run by a later attempt.
-                Event::CopySucceeded { copy, attempt, .. } => {
+                // The `items` task's (the first): `fanout`'s items are
+                // child runs, checked as runs.
+                Event::CopySucceeded {
+                    task: 0,
+                    copy,
+                    attempt,
+                    ..
+                } if run.run_id == parent => {
                     assert!(effect(&format!("item-{copy}.{attempt}")));
                     for later in attempt + 1..attempt + 5 {
                         assert!(
@@ -315,6 +337,9 @@ fn foreach_subworkflows_spawns_and_templates_survive_kills_without_repeating_wor
         );
     }
     for name in [
+        "p1-x",
+        "p2-y",
+        "p2-z",
         "c1",
         "c2",
         "c3",

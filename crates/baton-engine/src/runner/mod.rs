@@ -52,6 +52,13 @@ impl Attempt {
     }
 }
 
+/// One copy of a swarm or item of a foreach: a runner's attempt, or, for a
+/// sub-workflow task, a child run.
+pub(crate) enum CopyJob {
+    Run(Box<Attempt>),
+    Child(Box<crate::subworkflow::Child>),
+}
+
 /// Told of each copy that succeeds, with its index and output.
 pub(crate) type CopyReporter = Box<dyn Fn(u32, &Option<Value>) + Send + Sync>;
 
@@ -77,7 +84,7 @@ impl Runners {
     /// kill stops them all and the attempt reports cancelled.
     pub(crate) async fn run_copies(
         self: Arc<Self>,
-        copies: Vec<Attempt>,
+        copies: Vec<CopyJob>,
         mut kill: oneshot::Receiver<()>,
         reduction: Reduction,
         finished: Finished,
@@ -106,7 +113,13 @@ impl Runners {
                     let (stop, stopped) = oneshot::channel();
                     stops.insert(copy, stop);
                     let runners = Arc::clone(&self);
-                    running.spawn(async move { (copy, runners.run(attempt, stopped).await) });
+                    running.spawn(async move {
+                        let outcome = match attempt {
+                            CopyJob::Run(attempt) => runners.run(*attempt, stopped).await,
+                            CopyJob::Child(child) => child.run(stopped).await,
+                        };
+                        (copy, outcome)
+                    });
                 }
             };
         for _ in 0..first_wave {
@@ -181,8 +194,8 @@ impl Runners {
                 FailureKind::Error,
                 "an approval waits for a decision; it has nothing to run",
             )),
-            // The shell runs a child run per attempt; copies of one are
-            // refused before the run starts.
+            // A sub-workflow's attempt (or copy) is a child run the shell
+            // starts (`Plan::Child`, `CopyJob::Child`), never a runner's.
             Work::Workflow(_) => Outcome::Failed(Failure::new(
                 FailureKind::Error,
                 "a `workflow` task runs one child run per attempt",

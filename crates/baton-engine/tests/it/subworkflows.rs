@@ -72,6 +72,7 @@ tasks:
             attempt: 1,
             depth: 1,
             spawn_depth: 0,
+            copy: None,
         })
     );
     assert_eq!(child.inputs["topic"], json!("caching"));
@@ -459,4 +460,42 @@ tasks:
             .unwrap();
         assert_eq!(child.status, RunStatus::Succeeded);
     }
+}
+
+#[tokio::test]
+async fn a_foreach_over_a_sub_workflow_runs_a_child_per_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let report = run(
+        &engine,
+        r#"
+name: fan-out
+tasks:
+  review:
+    foreach: {items: "{{ ['api', 'web', 'cli'] }}", concurrency: 2}
+    workflow:
+      inline:
+        name: review-one
+        inputs: {part: {type: string}}
+        tasks:
+          lint:
+            run: |
+              printf '{"part": "%s"}' {{ inputs.part }} > "$BATON_OUTPUT"
+      inputs: {part: "{{ item }}"}
+"#,
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let output = report.task("review").unwrap().output.clone().unwrap();
+    let parts: Vec<&str> = output
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|child| child["tasks"]["lint"]["part"].as_str().unwrap())
+        .collect();
+    assert_eq!(parts, ["api", "web", "cli"], "in item order");
+    let second = format!("{}.review.1.item-1", report.run_id);
+    assert_eq!(output[1]["run"], json!(second));
+    let record = engine.store().run(&second).unwrap();
+    assert_eq!(record.parent.unwrap().copy.as_deref(), Some("item-1"));
 }

@@ -124,6 +124,7 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
             attempt: 2,
             depth: 1,
             spawn_depth: 1,
+            copy: Some("item-2".to_owned()),
         }),
         subworkflows: std::collections::BTreeMap::from([(
             "review@1".to_owned(),
