@@ -178,11 +178,6 @@ fn a_decision_left_while_no_process_drove_the_run_is_taken_on_resume() {
 #[test]
 fn a_repeat_loop_cut_off_by_a_dead_process_goes_on_from_its_iteration() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("baton.db");
-    let open = || -> Engine {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        Engine::with_store(crate::util::config(dir.path()), store)
-    };
     let spec = r#"
 name: loop
 tasks:
@@ -194,25 +189,12 @@ tasks:
     env: {ROUND: "{{ iteration }}"}
     repeat: {until: "output.n >= 3", max: 5}
 "#;
-    let first = tokio::runtime::Runtime::new().unwrap();
-    let run = first.block_on(async {
-        let mut handle = start(&open(), spec).await;
-        until(&mut handle, |event| {
-            matches!(event, Event::TaskIterated { .. })
-        })
-        .await;
-        // The second iteration has started and waits: the process dies.
-        while !dir.path().join("started-2").exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        handle.run_id().to_owned()
-    });
-    first.shutdown_background();
-
-    std::fs::write(dir.path().join("go"), "").unwrap();
-    let second = tokio::runtime::Runtime::new().unwrap();
-    let report =
-        second.block_on(async { open().resume(&run, false).unwrap().finish().await.unwrap() });
+    let (_, report, _) = crate::util::cut_off_then_resumed(
+        dir.path(),
+        spec,
+        |event| matches!(event, Event::TaskIterated { .. }),
+        "started-2",
+    );
     let grow = report.task("grow").unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(

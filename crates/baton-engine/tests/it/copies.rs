@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use baton_core::run::{Event, RunStatus};
-use baton_engine::{Engine, Handler};
-use baton_store::{SqliteStore, Store};
+use baton_engine::Handler;
 use serde_json::json;
 
-use crate::util::{config, engine, run, start, until};
+use crate::util::{engine, run};
 
 fn runs(dir: &std::path::Path, item: &str) -> usize {
     std::fs::read_to_string(dir.join(format!("ran-{item}")))
@@ -50,11 +49,6 @@ tasks:
 #[test]
 fn foreach_items_that_finished_before_a_crash_are_not_run_again() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("baton.db");
-    let open = || -> Engine {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        Engine::with_store(config(dir.path()), store)
-    };
     let spec = r#"
 name: items
 tasks:
@@ -66,31 +60,12 @@ tasks:
       echo "$ITEM" > "$BATON_OUTPUT"
     env: {ITEM: "{{ item }}"}
 "#;
-    let first = tokio::runtime::Runtime::new().unwrap();
-    let run_id = first.block_on(async {
-        let mut handle = start(&open(), spec).await;
-        // Items 1 and 2 are recorded; item 3 runs when the process dies.
-        until(&mut handle, |event| {
-            matches!(event, Event::CopySucceeded { copy: 1, .. })
-        })
-        .await;
-        while !dir.path().join("waiting").exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        handle.run_id().to_owned()
-    });
-    first.shutdown_background();
-
-    std::fs::write(dir.path().join("go"), "").unwrap();
-    let second = tokio::runtime::Runtime::new().unwrap();
-    let report = second.block_on(async {
-        open()
-            .resume(&run_id, false)
-            .unwrap()
-            .finish()
-            .await
-            .unwrap()
-    });
+    let (_run_id, report, _engine) = crate::util::cut_off_then_resumed(
+        dir.path(),
+        spec,
+        |event| matches!(event, Event::CopySucceeded { copy: 1, .. }),
+        "waiting",
+    );
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(
         report.task("each").unwrap().output,

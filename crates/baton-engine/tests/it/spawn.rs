@@ -2,14 +2,11 @@
 //! checked like any spec, hold back what needs the spawning task, and are
 //! continued rather than spawned again after a crash.
 
-use std::sync::Arc;
-
 use baton_core::run::{Event, RunStatus, TaskStatus};
-use baton_engine::{Engine, Handler};
-use baton_store::{SqliteStore, Store};
+use baton_engine::Handler;
 use serde_json::json;
 
-use crate::util::{config, engine, run, start, until};
+use crate::util::{engine, run};
 
 #[tokio::test]
 async fn spawned_tasks_run_under_their_parent_and_hold_back_its_dependants() {
@@ -150,11 +147,6 @@ async fn spawned_tasks_may_spawn_in_turn_only_as_deep_as_allowed() {
 #[test]
 fn spawned_tasks_cut_off_by_a_dead_process_go_on_without_spawning_again() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("baton.db");
-    let open = || -> Engine {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        Engine::with_store(config(dir.path()), store)
-    };
     let spec = r#"
 name: parent
 tasks:
@@ -168,30 +160,12 @@ tasks:
       ]}
       JSON
 "#;
-    let first = tokio::runtime::Runtime::new().unwrap();
-    let run_id = first.block_on(async {
-        let mut handle = start(&open(), spec).await;
-        until(&mut handle, |event| {
-            matches!(event, Event::TaskStarted { .. })
-        })
-        .await;
-        while !dir.path().join("second-started").exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        handle.run_id().to_owned()
-    });
-    first.shutdown_background();
-
-    std::fs::write(dir.path().join("go"), "").unwrap();
-    let second = tokio::runtime::Runtime::new().unwrap();
-    let report = second.block_on(async {
-        open()
-            .resume(&run_id, false)
-            .unwrap()
-            .finish()
-            .await
-            .unwrap()
-    });
+    let (run_id, report, _engine) = crate::util::cut_off_then_resumed(
+        dir.path(),
+        spec,
+        |event| matches!(event, Event::TaskStarted { .. }),
+        "second-started",
+    );
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     let plan = report.task("plan").unwrap();
     assert_eq!(plan.status, TaskStatus::Succeeded);

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use baton_core::run::{Event, RunStatus, TaskStatus};
 use baton_engine::{Engine, Error, Handler, RunOptions};
-use baton_store::{ParentTask, SqliteStore, Store};
+use baton_store::ParentTask;
 use serde_json::json;
 
-use crate::util::{config, engine, run, start, until, workflow};
+use crate::util::{config, engine, run, workflow};
 
 #[tokio::test]
 async fn an_inline_child_runs_as_its_own_run_linked_to_the_parent_task() {
@@ -262,11 +262,6 @@ async fn a_workflow_that_runs_itself_is_refused_before_anything_runs() {
 #[test]
 fn a_child_cut_off_by_a_dead_process_is_continued_not_started_again() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("baton.db");
-    let open = || -> Engine {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        Engine::with_store(config(dir.path()), store)
-    };
     // `first` leaves a mark per run of it; `second` waits for `go`.
     let spec = r#"
 name: parent
@@ -284,31 +279,12 @@ tasks:
               touch second-started
               while [ ! -f go ]; do sleep 0.02; done
 "#;
-    let first = tokio::runtime::Runtime::new().unwrap();
-    let run_id = first.block_on(async {
-        let mut handle = start(&open(), spec).await;
-        until(&mut handle, |event| {
-            matches!(event, Event::TaskStarted { .. })
-        })
-        .await;
-        while !dir.path().join("second-started").exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        handle.run_id().to_owned()
-    });
-    first.shutdown_background();
-
-    std::fs::write(dir.path().join("go"), "").unwrap();
-    let second = tokio::runtime::Runtime::new().unwrap();
-    let engine = open();
-    let report = second.block_on(async {
-        engine
-            .resume(&run_id, false)
-            .unwrap()
-            .finish()
-            .await
-            .unwrap()
-    });
+    let (run_id, report, engine) = crate::util::cut_off_then_resumed(
+        dir.path(),
+        spec,
+        |event| matches!(event, Event::TaskStarted { .. }),
+        "second-started",
+    );
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     let delegate = report.task("delegate").unwrap();
     assert_eq!(delegate.attempts, 2, "attempt 1 was lost with the process");

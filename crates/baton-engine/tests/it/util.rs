@@ -76,3 +76,46 @@ pub(crate) async fn start(engine: &Engine, yaml: &str) -> RunHandle {
         .await
         .unwrap()
 }
+
+/// An engine on the SQLite store in `dir`, as a fresh process would open it.
+pub(crate) fn durable(dir: &Path) -> Engine {
+    let store: Arc<dyn baton_store::Store> =
+        Arc::new(baton_store::SqliteStore::open(dir.join("baton.db")).unwrap());
+    Engine::with_store(config(dir), store)
+}
+
+/// Runs `spec` in a process of its own (a runtime) until an event matches
+/// `reached` and a task has created the file `marker`, then lets that
+/// process die as if killed; creates `go` (which the waiting task polls
+/// for) and resumes the run from the store in a second one. The run's id,
+/// its report, and the engine that resumed it.
+pub(crate) fn cut_off_then_resumed(
+    dir: &Path,
+    spec: &str,
+    reached: impl Fn(&Event) -> bool,
+    marker: &str,
+) -> (String, RunReport, Engine) {
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let run_id = first.block_on(async {
+        let mut handle = start(&durable(dir), spec).await;
+        until(&mut handle, reached).await;
+        while !dir.join(marker).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        handle.run_id().to_owned()
+    });
+    first.shutdown_background();
+
+    std::fs::write(dir.join("go"), "").unwrap();
+    let engine = durable(dir);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let report = second.block_on(async {
+        engine
+            .resume(&run_id, false)
+            .unwrap()
+            .finish()
+            .await
+            .unwrap()
+    });
+    (run_id, report, engine)
+}
