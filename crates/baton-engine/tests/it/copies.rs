@@ -60,7 +60,7 @@ tasks:
       echo "$ITEM" > "$BATON_OUTPUT"
     env: {ITEM: "{{ item }}"}
 "#;
-    let (_run_id, report, _engine) = crate::util::cut_off_then_resumed(
+    let (_, report, _) = crate::util::cut_off_then_resumed(
         dir.path(),
         spec,
         |event| matches!(event, Event::CopySucceeded { copy: 1, .. }),

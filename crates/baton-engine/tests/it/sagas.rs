@@ -29,7 +29,7 @@ tasks:
     needs: [ship]
     run: exit 1
 "#;
-    let (_run_id, report, _engine) = crate::util::cut_off_then_resumed(
+    let (_, report, _) = crate::util::cut_off_then_resumed(
         dir.path(),
         spec,
         |event| matches!(event, Event::CompensationFinished { .. }),

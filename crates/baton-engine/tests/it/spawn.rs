@@ -160,7 +160,7 @@ tasks:
       ]}
       JSON
 "#;
-    let (run_id, report, _engine) = crate::util::cut_off_then_resumed(
+    let (run_id, report, _) = crate::util::cut_off_then_resumed(
         dir.path(),
         spec,
         |event| matches!(event, Event::TaskStarted { .. }),
