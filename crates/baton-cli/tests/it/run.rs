@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::util::{alive, baton, lines, run_in, stops, task};
+use crate::util::{alive, baton, lines, report_of, run_in, stops, task};
 
 #[test]
 fn the_build_and_test_example_succeeds_and_prints_a_summary() {
@@ -55,12 +55,7 @@ fn the_fan_out_example_merges_every_shard_through_json_outputs() {
 #[test]
 fn the_flaky_example_succeeds_on_its_third_attempt() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_in(dir.path(), &["examples/flaky.yaml", "--json"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report = lines(&output).pop().unwrap();
+    let report = report_of(dir.path(), &["examples/flaky.yaml", "--json"]);
     assert_eq!(task(&report, "wait-for-service")["attempts"], 3);
     assert_eq!(task(&report, "wait-for-service")["status"], "succeeded");
 }
@@ -68,12 +63,7 @@ fn the_flaky_example_succeeds_on_its_third_attempt() {
 #[test]
 fn the_sub_workflows_example_runs_its_children_as_linked_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_in(dir.path(), &["examples/sub-workflows.yaml", "--json"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report = lines(&output).pop().unwrap();
+    let report = report_of(dir.path(), &["examples/sub-workflows.yaml", "--json"]);
     let run = report["run_id"].as_str().unwrap();
     let review = &task(&report, "review")["output"];
     assert_eq!(review["run"], format!("{run}.review.1"));
@@ -104,14 +94,7 @@ fn the_sub_workflows_example_runs_its_children_as_linked_runs() {
 #[test]
 fn the_escalation_example_hands_the_failure_to_its_supervisor() {
     let dir = tempfile::tempdir().unwrap();
-    let report = |args: &[&str]| {
-        let output = run_in(dir.path(), args)
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        lines(&output).pop().unwrap()
-    };
+    let report = |args: &[&str]| report_of(dir.path(), args);
     let failed = report(&["examples/escalation.yaml", "--json"]);
     assert_eq!(failed["status"], "succeeded");
     assert_eq!(task(&failed, "worker")["status"], "failed");
@@ -125,12 +108,7 @@ fn the_escalation_example_hands_the_failure_to_its_supervisor() {
 #[test]
 fn the_spawn_example_runs_the_tasks_its_triage_asked_for_before_the_report() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_in(dir.path(), &["examples/spawn.yaml", "--json"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report = lines(&output).pop().unwrap();
+    let report = report_of(dir.path(), &["examples/spawn.yaml", "--json"]);
     let triage = &task(&report, "triage")["output"];
     assert_eq!(triage["failing"], serde_json::json!(["auth", "billing"]));
     assert_eq!(triage["spawned"]["tasks"]["retest"]["green"], true);
@@ -140,12 +118,7 @@ fn the_spawn_example_runs_the_tasks_its_triage_asked_for_before_the_report() {
 #[test]
 fn the_templates_example_expands_each_uses_task() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_in(dir.path(), &["examples/templates.yaml", "--json"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report = lines(&output).pop().unwrap();
+    let report = report_of(dir.path(), &["examples/templates.yaml", "--json"]);
     for (id, tool) in [("lint", "ruff"), ("typecheck", "mypy"), ("scan", "trivy")] {
         assert_eq!(task(&report, id)["output"]["tool"], tool);
     }

@@ -81,6 +81,13 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The report of a `baton run ... --json` in `dir` (see [`run_in`]) that
+/// must succeed.
+pub(crate) fn report_of(dir: &Path, args: &[&str]) -> Value {
+    let output = run_in(dir, args).success().get_output().stdout.clone();
+    lines(&output).pop().expect("a report line")
+}
+
 /// The JSON lines of a `--json` run; the last is the report.
 pub(crate) fn lines(output: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(output)

@@ -149,12 +149,8 @@ tasks:
     assert_eq!(report.task("charge").unwrap().status.name(), "compensated");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_failing_compensation_is_retried_then_leaves_the_run_compensation_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = run(
-        &engine(dir.path()),
-        r#"
+/// A saga whose `charge` refund fails once, then succeeds on its retry.
+const SAGA: &str = r#"
 name: saga
 on_failure: compensate
 tasks:
@@ -169,14 +165,16 @@ tasks:
       run: |
         echo try >> refund.log
         [ "$(wc -l < refund.log)" -ge 2 ]
-  notify:
-    needs: [charge]
-    run: "true"
-    compensate: {run: exit 4}
-  ship:
-    needs: [notify]
-    run: exit 1
-"#,
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_compensation_is_retried_then_leaves_the_run_compensation_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        &format!(
+            "{SAGA}  notify:\n    needs: [charge]\n    run: \"true\"\n    compensate: {{run: exit 4}}\n  ship:\n    needs: [notify]\n    run: exit 1\n"
+        ),
     )
     .await;
     // notify's undo fails once (no retry policy): compensation stops there.
@@ -197,25 +195,7 @@ tasks:
     let dir = tempfile::tempdir().unwrap();
     let report = run(
         &engine(dir.path()),
-        r#"
-name: saga
-on_failure: compensate
-tasks:
-  reserve:
-    run: "true"
-    compensate: {run: echo released >> undo.log}
-  charge:
-    needs: [reserve]
-    run: "true"
-    retry: {max_attempts: 3, backoff: constant, initial: 2s}
-    compensate:
-      run: |
-        echo try >> refund.log
-        [ "$(wc -l < refund.log)" -ge 2 ]
-  ship:
-    needs: [charge]
-    run: exit 1
-"#,
+        &format!("{SAGA}  ship:\n    needs: [charge]\n    run: exit 1\n"),
     )
     .await;
     assert_eq!(report.status, RunStatus::Compensated, "{report:#?}");
