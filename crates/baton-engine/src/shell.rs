@@ -26,7 +26,7 @@ use crate::leftovers;
 use crate::logs::{attempt_dir, compensation_dir};
 use crate::record::Recorder;
 use crate::runner::{Attempt, CopyJob, Finished, Outcome, Runners, TaskContext};
-use crate::spawn::{Carried, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SPAWN, Spawner};
+use crate::spawn::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_SPAWN, Spawner};
 use crate::subworkflow::{Child, Pinned};
 use crate::telemetry::Observer;
 
@@ -517,18 +517,30 @@ impl Launcher<'_> {
     ) -> Child {
         Child {
             engine: self.engine.clone(),
-            parent: ParentTask {
-                run_id: self.state.run_id().to_owned(),
-                task: self.state.task(task).id.clone(),
-                attempt,
-                depth: self.family.depth + 1,
-                spawn_depth: 0,
-                copy,
-            },
+            parent: self.parent(task, attempt, 0, copy),
             run: run.clone(),
             pinned: Arc::clone(&self.family.pinned),
             timeout,
             lost: self.lost_attempts(task),
+        }
+    }
+
+    /// Attempt `attempt` of `task` as the parent of a child run nested one
+    /// deeper, `spawn_depth` spawns deep.
+    fn parent(
+        &self,
+        task: u32,
+        attempt: u32,
+        spawn_depth: u32,
+        copy: Option<String>,
+    ) -> ParentTask {
+        ParentTask {
+            run_id: self.state.run_id().to_owned(),
+            task: self.state.task(task).id.clone(),
+            attempt,
+            depth: self.family.depth + 1,
+            spawn_depth,
+            copy,
         }
     }
 
@@ -665,14 +677,7 @@ impl Launcher<'_> {
         let spawner = match &plan {
             Plan::One(run) if can_spawn(&run.resolved.work) => Some(Spawner {
                 engine: self.engine.clone(),
-                parent: ParentTask {
-                    run_id: state.run_id().to_owned(),
-                    task: id.clone(),
-                    attempt,
-                    depth: self.family.depth + 1,
-                    spawn_depth: self.family.spawn_depth + 1,
-                    copy: None,
-                },
+                parent: self.parent(task, attempt, self.family.spawn_depth + 1, None),
                 lost: self.lost_attempts(task),
                 max_spawn: self.family.max_spawn,
                 max_depth: self.family.max_spawn_depth,
@@ -827,9 +832,10 @@ impl AttemptFiles {
             files.consumed = needs;
         }
         // A task that may spawn listens for a kill while its process runs
-        // and while its spawned tasks do.
-        let (killed, spawn_killed) = match &spawner {
-            Some(_) => {
+        // and while its spawned tasks do; spawned tasks a crash cut off go
+        // on instead of the process running again.
+        let (killed, spawning) = match spawner {
+            Some(spawner) => {
                 let (run_kill, run_killed) = oneshot::channel();
                 let (spawn_kill, spawn_killed) = oneshot::channel();
                 tokio::spawn(async move {
@@ -838,17 +844,15 @@ impl AttemptFiles {
                         let _ = spawn_kill.send(());
                     }
                 });
-                (run_killed, Some(spawn_killed))
+                match spawner.carried() {
+                    Ok(Some((handle, output))) => {
+                        return (spawner.follow(handle, output, spawn_killed).await, files);
+                    }
+                    Ok(None) => (run_killed, Some((spawner, spawn_killed))),
+                    Err(failure) => return (Outcome::Failed(failure), files),
+                }
             }
             None => (killed, None),
-        };
-        let mut spawn_killed = match (&spawner, spawn_killed) {
-            (Some(spawner), Some(spawn_killed)) => match spawner.carried(spawn_killed) {
-                Ok(Carried::Nothing(spawn_killed)) => Some(spawn_killed),
-                Ok(Carried::Continued(spawned)) => return (spawned.await, files),
-                Err(failure) => return (Outcome::Failed(failure), files),
-            },
-            _ => None,
         };
         let mut outcome = match plan {
             Plan::One(run) => runners.run(*run, killed).await,
@@ -864,9 +868,9 @@ impl AttemptFiles {
                     .await
             }
         };
-        if let (Some(spawner), Outcome::Succeeded(Some(output))) = (&spawner, &mut outcome)
+        if let Some((spawner, spawn_killed)) = spawning
+            && let Outcome::Succeeded(Some(output)) = &mut outcome
             && Spawner::asks(output)
-            && let Some(spawn_killed) = spawn_killed.take()
         {
             outcome = spawner.spawn(output.take(), spawn_killed).await;
         }

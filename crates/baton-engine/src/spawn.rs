@@ -29,6 +29,9 @@ pub(crate) const DEFAULT_MAX_SPAWN: u32 = 100;
 /// Levels of spawned tasks spawning in turn (`max_spawn_depth`).
 pub(crate) const DEFAULT_MAX_DEPTH: u32 = 3;
 
+/// A spawning task's output object.
+type Output = Map<String, Value>;
+
 /// The reserved output key that asks for tasks.
 const SPAWN: &str = "spawn";
 
@@ -53,9 +56,9 @@ impl Spawner {
     /// Spawned tasks of an earlier attempt that a crash cut off: they go
     /// on (a finished run just reports) with the output their spawning
     /// process gave then, instead of that process running again.
-    pub(crate) fn carried(&self, kill: oneshot::Receiver<()>) -> Result<Carried, Failure> {
+    pub(crate) fn carried(&self) -> Result<Option<(crate::RunHandle, Output)>, Failure> {
         let Some(handle) = subworkflow::carried(&self.engine, &self.parent, &self.lost)? else {
-            return Ok(Carried::Nothing(kill));
+            return Ok(None);
         };
         let output = self
             .engine
@@ -67,10 +70,7 @@ impl Spawner {
                 _ => None,
             })
             .unwrap_or_default();
-        let engine = self.engine.clone();
-        Ok(Carried::Continued(Box::pin(async move {
-            follow(&engine, handle, output, kill).await
-        })))
+        Ok(Some((handle, output)))
     }
 
     /// Starts the tasks `output` asks for and waits for them.
@@ -97,12 +97,30 @@ impl Spawner {
             ..RunOptions::default()
         };
         match self.engine.start(workflow, options) {
-            Ok(handle) => follow(&self.engine, handle, output, kill).await,
+            Ok(handle) => self.follow(handle, output, kill).await,
             Err(why) => Outcome::Failed(Failure::new(
                 FailureKind::Error,
                 format!("cannot spawn: {why}"),
             )),
         }
+    }
+
+    /// Waits for spawned tasks; the spawning task's output gains
+    /// `spawned: {run, tasks}` when they all succeed. The spawning task
+    /// lends its global slot to them meanwhile (a parent holding one could
+    /// starve its own children) and takes one back before it ends.
+    pub(crate) async fn follow(
+        &self,
+        handle: crate::RunHandle,
+        output: Map<String, Value>,
+        kill: oneshot::Receiver<()>,
+    ) -> Outcome {
+        self.engine.slots.add_permits(1);
+        let outcome = spawned(handle, output, kill).await;
+        if let Ok(permit) = self.engine.slots.acquire().await {
+            permit.forget();
+        }
+        outcome
     }
 
     /// The spawned tasks as a workflow of their own, checked; none for an
@@ -158,31 +176,6 @@ impl Spawner {
                     .join("; ")
             })
     }
-}
-
-/// What an attempt of a task that may spawn does first.
-pub(crate) enum Carried {
-    /// Nothing to continue: the attempt runs, with its kill signal back.
-    Nothing(oneshot::Receiver<()>),
-    Continued(std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>),
-}
-
-/// Waits for spawned tasks; the spawning task's output gains
-/// `spawned: {run, tasks}` when they all succeed. The spawning task lends
-/// its global slot to them meanwhile (a parent holding one could starve
-/// its own children) and takes one back before it ends.
-async fn follow(
-    engine: &Engine,
-    handle: crate::RunHandle,
-    output: Map<String, Value>,
-    kill: oneshot::Receiver<()>,
-) -> Outcome {
-    engine.slots.add_permits(1);
-    let outcome = spawned(handle, output, kill).await;
-    if let Ok(permit) = engine.slots.acquire().await {
-        permit.forget();
-    }
-    outcome
 }
 
 async fn spawned(
