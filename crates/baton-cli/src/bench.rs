@@ -110,6 +110,16 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 10)]
         wrk_seconds: u64,
     },
+    /// A run still going (waiting at approvals): `GET /api/v1/runs/{id}`
+    /// under wrk, and how long an approval takes to apply.
+    Live {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 20)]
+        approvals: usize,
+        #[arg(long, default_value_t = 10)]
+        wrk_seconds: u64,
+    },
     /// A `foreach` over N no-op items, in memory and on SQLite.
     Foreach {
         #[arg(long, default_value_t = 10_000)]
@@ -215,6 +225,15 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => crate::runtime()?.block_on(crate::bench_api::api(
             runs.max(1),
             samples.max(1),
+            wrk_seconds.max(1),
+        ))?,
+        Command::Live {
+            tasks,
+            approvals,
+            wrk_seconds,
+        } => crate::runtime()?.block_on(crate::bench_live::live(
+            tasks.max(2 * approvals + 1),
+            approvals.max(1),
             wrk_seconds.max(1),
         ))?,
         Command::Foreach { items, samples } => {

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod bench_api;
 mod bench_engine;
+mod bench_live;
 mod bench_resume;
 mod config;
 mod control;
