@@ -1,36 +1,58 @@
-//! Where runs live: the [`Store`] trait and its backends.
+//! Where runs live: the [`Store`] traits and their backends.
 //!
 //! A run's source of truth is its append-only event log; the engine appends
 //! each batch of events before it acts on them (write-ahead), so a run can be
 //! rebuilt by replaying its log into a
 //! [`RunState`](baton_core::run::RunState). [`MemoryStore`] keeps logs in
 //! memory for library use, tests and benchmarks; [`SqliteStore`] keeps them in
-//! one SQLite file (WAL, one writer thread, group commit).
+//! one SQLite file (WAL, one writer thread, group commit, a small pool of
+//! readers).
+//!
+//! The boundary is async and in three parts, so a backend can land in
+//! parts and a networked database can implement it: [`RunLog`] (records,
+//! ownership, events, checkpoints, control requests, the change feed),
+//! [`ReadModels`] (what the engine derives from events: run rows, task
+//! rows, attempts, outputs, provenance, artifacts) and [`Catalog`]
+//! (registered workflows, API keys). [`Store`] is all three.
+//!
+//! A run has one owner at a time. An owner is a process ([`Owner`]) whose
+//! lease it renews with [`RunLog::heartbeat`]; it creates or claims runs
+//! and gets a [`Fence`] for each, which every write to the run carries. A
+//! claim raises the run's fencing token, so a write from an owner that lost
+//! the run (its lease expired and another took over) is refused with
+//! [`Error::Fenced`] and changes nothing.
 //!
 //! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use baton_core::run::{Event, Millis};
-//! use baton_store::{MemoryStore, Store};
+//! use baton_store::{MemoryStore, Owner, RunLog, RunRecord};
 //!
 //! let store = MemoryStore::default();
-//! store.append("run-1", 0, &[Event::RunStarted { at: Millis(0) }]).wait().unwrap();
-//! assert_eq!(store.events("run-1").unwrap().len(), 1);
+//! let owner = Owner::this_process();
+//! store.heartbeat(&owner, Millis(0), baton_core::Duration::from_secs(10)).await.unwrap();
+//! let record = RunRecord::new("run-1", baton_core::Workflow::new("w"));
+//! let fence = store.create_run(&record, &owner.id, Millis(0)).await.unwrap();
+//! store.append("run-1", 0, fence, &[Event::RunStarted { at: Millis(0) }]).await.unwrap();
+//! assert_eq!(store.events("run-1").await.unwrap().len(), 1);
+//! # });
 //! ```
 
 mod catalog;
 mod memory;
+mod owner;
 mod projection;
 mod sqlite;
 
 pub use catalog::{ApiKey, Scope, StoredWorkflow};
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
-
-use projection::Projection;
+pub use owner::{Fence, Owner, Ownership};
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use baton_core::run::{
     Artifact, Control, Digest, Event, Millis, Provenance, RunStatus, Sealed, TaskStatus,
 };
@@ -53,12 +75,25 @@ pub enum Error {
     UnknownRun(String),
     #[error("a run `{0}` already exists")]
     RunExists(String),
+    /// Another live process drives the run.
+    #[error("run `{run}` is {ownership}")]
+    Owned { run: String, ownership: Ownership },
+    /// The caller no longer owns the run: another process claimed it since
+    /// (its lease had expired). Nothing of the refused write was kept.
+    #[error("run `{run}` was taken over by another process; this one no longer drives it")]
+    Fenced { run: String },
+    /// An owner that never announced itself with a heartbeat.
+    #[error("no owner `{0}`: it must send a heartbeat before it claims runs")]
+    UnknownOwner(String),
     #[error("{}: {message}", path.display())]
     Database { path: PathBuf, message: String },
     /// Another process held the database's lock for longer than baton
     /// waits; nothing of the refused write was kept.
     #[error("{}: another process has held the database locked for over {seconds} s; nothing was written (try again once it lets go)", path.display())]
     Locked { path: PathBuf, seconds: u32 },
+    /// SQLite found the file's pages damaged.
+    #[error("{} is damaged ({message}); `sqlite3 {} 'PRAGMA integrity_check'` lists what is wrong", path.display(), path.display())]
+    Damaged { path: PathBuf, message: String },
     #[error("{} is not a baton database", .0.display())]
     NotBaton(PathBuf),
     #[error("{} has schema version {found}, newer than this baton understands ({supported}); use a newer baton", path.display())]
@@ -82,8 +117,11 @@ pub enum Error {
     VersionExists { name: String, version: u32 },
     #[error("no API key `{0}`")]
     UnknownKey(String),
-    /// A stored event that no longer reads back.
-    #[error("event {seq} of run `{run}` is corrupt: {message}")]
+    #[error("an API key `{0}` already exists")]
+    KeyExists(String),
+    /// Something stored that no longer reads back: a damaged or foreign
+    /// record, named by its run and the event sequence number it is at.
+    #[error("run `{run}` is corrupt at event {seq}: {message}")]
     Corrupt {
         run: String,
         seq: u64,
@@ -92,52 +130,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// The answer to an append: awaited by async callers (the engine's loop must
-/// not block a runtime thread on a commit), or waited for with
-/// [`Appended::wait`] by others.
-pub struct Appended(AppendedState);
-
-enum AppendedState {
-    Done(Option<Result<()>>),
-    Pending(tokio::sync::oneshot::Receiver<Result<()>>),
-}
-
-impl Appended {
-    pub(crate) fn done(result: Result<()>) -> Appended {
-        Appended(AppendedState::Done(Some(result)))
-    }
-
-    pub(crate) fn pending(receiver: tokio::sync::oneshot::Receiver<Result<()>>) -> Appended {
-        Appended(AppendedState::Pending(receiver))
-    }
-
-    /// Blocks until the append is durable or refused; not for async code.
-    pub fn wait(self) -> Result<()> {
-        match self.0 {
-            AppendedState::Done(result) => result.unwrap_or(Ok(())),
-            AppendedState::Pending(receiver) => receiver
-                .blocking_recv()
-                .unwrap_or(Err(Error::WriterStopped)),
-        }
-    }
-}
-
-impl std::future::Future for Appended {
-    type Output = Result<()>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<()>> {
-        match &mut self.0 {
-            AppendedState::Done(result) => std::task::Poll::Ready(result.take().unwrap_or(Ok(()))),
-            AppendedState::Pending(receiver) => std::pin::Pin::new(receiver)
-                .poll(context)
-                .map(|answer| answer.unwrap_or(Err(Error::WriterStopped))),
-        }
-    }
-}
 
 /// What a run was started with: with its events, enough to rebuild its
 /// state exactly.
@@ -155,7 +147,8 @@ pub struct RunRecord {
     /// Results taken from an earlier run instead of running (`baton rerun`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse: Option<Reuse>,
-    /// Started through the API: a server that restarts resumes it.
+    /// Started through the API: a server takes it over when whoever drove
+    /// it is gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub served: bool,
     /// The registered version of the workflow it was started from.
@@ -169,6 +162,25 @@ pub struct RunRecord {
     /// run what was pinned then, whatever the registry holds now.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subworkflows: BTreeMap<String, Arc<Workflow>>,
+}
+
+impl RunRecord {
+    /// The record of a run of `workflow` with no inputs or overrides.
+    pub fn new(run_id: impl Into<String>, workflow: Workflow) -> RunRecord {
+        RunRecord {
+            run_id: run_id.into(),
+            workflow: Arc::new(workflow),
+            inputs: serde_json::Map::new(),
+            concurrency: None,
+            timeout: None,
+            on_failure: None,
+            reuse: None,
+            served: false,
+            workflow_version: None,
+            parent: None,
+            subworkflows: BTreeMap::new(),
+        }
+    }
 }
 
 /// The attempt of a parent run's task that a child run belongs to.
@@ -216,6 +228,9 @@ pub struct RunSummary {
     pub finished_at: Option<Millis>,
     /// Events recorded so far.
     pub events: u64,
+    /// Who drives it, while someone does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Ownership>,
 }
 
 /// Which runs to list, newest first.
@@ -229,6 +244,9 @@ pub struct RunFilter {
     pub started_after: Option<Millis>,
     /// Only runs started before this time.
     pub started_before: Option<Millis>,
+    /// Only runs that have not finished and that no live owner drives at
+    /// this time: those a process may take over.
+    pub orphaned_at: Option<Millis>,
     /// The page after this run, in listing order (cursor pagination).
     pub after: Option<String>,
     pub limit: usize,
@@ -242,6 +260,7 @@ impl Default for RunFilter {
             finished_before: None,
             started_after: None,
             started_before: None,
+            orphaned_at: None,
             after: None,
             limit: 20,
         }
@@ -264,6 +283,13 @@ impl RunFilter {
             && self
                 .started_before
                 .is_none_or(|before| run.started_at.is_some_and(|at| at < before))
+            && self.orphaned_at.is_none_or(|now| {
+                !run.status.is_final()
+                    && run
+                        .driver
+                        .as_ref()
+                        .is_none_or(|driver| driver.expires_at <= now)
+            })
     }
 }
 
@@ -283,7 +309,7 @@ pub struct TaskRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<Provenance>,
     /// The key later runs find its result by, for a `cache:` task that
-    /// succeeded; only such rows are found by [`Store::cached`].
+    /// succeeded; only such rows are found by [`ReadModels::cached`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<Digest>,
 }
@@ -395,121 +421,127 @@ pub struct CacheHit {
     pub finished_at: Millis,
 }
 
-/// Persistence for runs. Every backend passes the same conformance suite
-/// (`tests/it/conformance.rs`).
-pub trait Store: Send + Sync {
-    /// Records a new run before its first event; fails if the id is taken.
-    fn create_run(&self, record: &RunRecord) -> Appended;
+/// Something that changed in the store, from this process or another: what
+/// the store's change feed ([`RunLog::changes`]) carries, so one watcher per
+/// process wakes only the runs and streams it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A batch of events was appended to `run`, whose log now holds
+    /// `events` events; `position` is the batch's place in the feed.
+    Appended {
+        position: u64,
+        run: Arc<str>,
+        events: u64,
+    },
+    /// A control request was left for `run`.
+    Requested { run: Arc<str> },
+}
+
+impl Change {
+    /// The run it concerns.
+    pub fn run(&self) -> &str {
+        match self {
+            Change::Appended { run, .. } | Change::Requested { run } => run,
+        }
+    }
+}
+
+/// How many changes a subscriber of the change feed may fall behind before
+/// it is told it lagged (and must look at everything it follows again).
+pub const CHANGE_BACKLOG: usize = 4096;
+
+/// A run's durable history and who may extend it: records, ownership,
+/// events, checkpoints, control requests and the change feed.
+#[async_trait]
+pub trait RunLog: Send + Sync {
+    /// Announces `owner`, or renews its lease: until `now + ttl` the runs it
+    /// claimed are its own. An owner whose lease runs out loses its runs to
+    /// the first process that claims them.
+    async fn heartbeat(&self, owner: &Owner, now: Millis, ttl: Duration) -> Result<()>;
+
+    /// Records a new run before its first event, owned by `owner` (which
+    /// must have sent a heartbeat); fails if the id is taken.
+    async fn create_run(&self, record: &RunRecord, owner: &str, now: Millis) -> Result<Fence>;
+
+    /// Takes `run` over for `owner`: granted when nobody drives it, its
+    /// owner's lease expired by `now`, `owner` already holds it, or `steal`
+    /// names its current fence (a caller that proved the owner dead). Every
+    /// claim raises the fencing token. Refused with [`Error::Owned`] naming
+    /// the live owner otherwise.
+    async fn claim(
+        &self,
+        run: &str,
+        owner: &str,
+        now: Millis,
+        steal: Option<Fence>,
+    ) -> Result<Fence>;
+
+    /// Gives `run` up: nobody drives it until the next claim. A fence that
+    /// is no longer the run's changes nothing.
+    async fn release(&self, run: &str, fence: Fence) -> Result<()>;
 
     /// A run's record.
-    fn run(&self, run: &str) -> Result<RunRecord>;
-
-    /// One run's row.
-    fn summary(&self, run: &str) -> Result<RunSummary>;
-
-    /// Runs that pass `filter`, most recently started first.
-    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    async fn run(&self, run: &str) -> Result<RunRecord>;
 
     /// Appends `batch` to `run`'s log, which must hold exactly `first_seq`
     /// events so far (optimistic concurrency: a second writer fails instead
-    /// of interleaving), and updates the read models in the same
-    /// transaction. The answer comes once all of it is durable.
-    fn write(&self, run: &str, first_seq: u64, batch: Batch<'_>) -> Appended;
+    /// of interleaving), as its owner of `fence`, and updates the read
+    /// models in the same transaction. The answer comes once all of it is
+    /// durable.
+    async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()>;
 
-    /// Appends events alone (see [`Store::write`]).
-    fn append(&self, run: &str, first_seq: u64, events: &[Event]) -> Appended {
-        self.write(
-            run,
-            first_seq,
-            Batch {
-                events,
-                ..Batch::default()
-            },
-        )
+    /// Appends events alone (see [`RunLog::write`]).
+    async fn append(&self, run: &str, first_seq: u64, fence: Fence, events: &[Event]) -> Result<()> {
+        let batch = Batch {
+            events,
+            ..Batch::default()
+        };
+        self.write(run, first_seq, fence, batch).await
     }
 
-    /// The log of `run` from event `from` on (the whole log from 0).
-    fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>>;
+    /// The log of `run` from event `from` on (the whole log from 0). A log
+    /// whose stored batches do not add up to its recorded count is
+    /// [`Error::Corrupt`], never a shorter history.
+    async fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>>;
 
     /// The whole log of `run`, in order.
-    fn events(&self, run: &str) -> Result<Vec<Event>> {
-        self.events_from(run, 0)
+    async fn events(&self, run: &str) -> Result<Vec<Event>> {
+        self.events_from(run, 0).await
     }
 
     /// Up to `limit` appended batches of any run, in the order the store
     /// took them, from the one after position `after` (0: the first).
-    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>>;
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>>;
 
-    /// The `tasks` read model of `run`, in task order; a task no event has
-    /// touched yet has no row.
-    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>>;
-
-    /// Every ended attempt of `run`, by task and attempt.
-    fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>>;
-
-    /// Task outputs of `run`, by task index.
-    fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>>;
-
-    /// The provenance records of `run`, in task order.
-    fn provenance(&self, run: &str) -> Result<Vec<Provenance>>;
-
-    /// The newest cacheable result stored under `key`, from any run.
-    fn cached(&self, key: &Digest) -> Result<Option<CacheHit>>;
-
-    /// The artifacts `run`'s attempts produced and consumed, by task,
-    /// attempt, role and path.
-    fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>>;
-
-    /// Deletes a finished run: its record, events, read models,
-    /// checkpoints. A run that has not finished is refused and kept.
-    fn delete_run(&self, run: &str) -> Appended;
-
-    /// Every artifact digest a recorded run refers to, each once: what
-    /// retention must keep in the artifact store.
-    fn artifact_digests(&self) -> Result<Vec<Digest>>;
-
-    /// Stores a snapshot of `run`'s state; durable once answered.
-    fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended;
+    /// Stores a snapshot of `run`'s state, as its owner of `fence`; durable
+    /// once answered.
+    async fn put_checkpoint(&self, run: &str, fence: Fence, sealed: &Sealed) -> Result<()>;
 
     /// `run`'s checkpoints, newest first.
-    fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>>;
+    async fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>>;
 
     /// The checkpoint taken after `events` events, as stored: whoever opens
     /// it checks its digest.
-    fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed>;
+    async fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed>;
 
     /// Leaves a request for whoever drives `run` (`baton cancel`, an
     /// approval's decision, a pause, from any process); durable once
-    /// answered. Requests are numbered from 0 in the order they arrive.
-    fn request(&self, run: &str, control: &Control) -> Appended;
+    /// answered. Requests are numbered from 0 in the order they arrive; the
+    /// answer is this one's number.
+    async fn request(&self, run: &str, control: &Control) -> Result<u64>;
 
     /// `run`'s control requests from number `from` on, in order.
-    fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>>;
+    async fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>>;
 
-    /// Registers a version of a workflow; refused if that version of the
-    /// name is taken (versions never change).
-    fn put_workflow(&self, workflow: &StoredWorkflow) -> Appended;
+    /// Deletes a finished run: its record, events, read models,
+    /// checkpoints. A run that has not finished is refused and kept.
+    async fn delete_run(&self, run: &str) -> Result<()>;
 
-    /// Version `version` of workflow `name`, or its latest with `None`.
-    fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow>;
-
-    /// The latest version of every registered workflow, by name.
-    fn workflows(&self) -> Result<Vec<StoredWorkflow>>;
-
-    /// Every version of workflow `name`, oldest first.
-    fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>>;
-
-    /// Deletes every version of workflow `name` (runs keep their copy).
-    fn delete_workflow(&self, name: &str) -> Appended;
-
-    /// Stores a new API key; its id must be new.
-    fn put_key(&self, key: &ApiKey) -> Appended;
-
-    /// Every API key, revoked ones too, by id.
-    fn keys(&self) -> Result<Vec<ApiKey>>;
-
-    /// Marks key `id` revoked at `at`; it no longer authenticates.
-    fn revoke_key(&self, id: &str, at: Millis) -> Appended;
+    /// Every change to any run from now on, from this process or another:
+    /// appended events and control requests. One subscription per consumer
+    /// that fans out (a receiver that lags is told so, and must look again
+    /// at everything it follows).
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Change>;
 
     /// Whether the store keeps the read models (tasks, provenance) the
     /// engine computes for it; a log-only store spares the engine the work.
@@ -517,3 +549,77 @@ pub trait Store: Send + Sync {
         true
     }
 }
+
+/// What the engine derives from events and a store keeps beside them.
+#[async_trait]
+pub trait ReadModels: Send + Sync {
+    /// One run's row.
+    async fn summary(&self, run: &str) -> Result<RunSummary>;
+
+    /// Runs that pass `filter`, most recently started first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+
+    /// The `tasks` read model of `run`, in task order; a task no event has
+    /// touched yet has no row.
+    async fn tasks(&self, run: &str) -> Result<Vec<TaskRow>>;
+
+    /// One task's row, if an event has touched it.
+    async fn task(&self, run: &str, task: u32) -> Result<Option<TaskRow>>;
+
+    /// Every ended attempt of `run`, by task and attempt.
+    async fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>>;
+
+    /// Task outputs of `run`, by task index.
+    async fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>>;
+
+    /// The provenance records of `run`, in task order.
+    async fn provenance(&self, run: &str) -> Result<Vec<Provenance>>;
+
+    /// The newest cacheable result stored under `key`, from any run.
+    async fn cached(&self, key: &Digest) -> Result<Option<CacheHit>>;
+
+    /// The artifacts `run`'s attempts produced and consumed, by task,
+    /// attempt, role and path.
+    async fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>>;
+
+    /// Every artifact digest a recorded run refers to, each once: what
+    /// retention must keep in the artifact store.
+    async fn artifact_digests(&self) -> Result<Vec<Digest>>;
+}
+
+/// What a store keeps besides runs: the workflow registry and API keys.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Registers a version of a workflow; refused if that version of the
+    /// name is taken (versions never change).
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()>;
+
+    /// Version `version` of workflow `name`, or its latest with `None`.
+    async fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow>;
+
+    /// The latest version of every registered workflow, by name.
+    async fn workflows(&self) -> Result<Vec<StoredWorkflow>>;
+
+    /// Every version of workflow `name`, oldest first.
+    async fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>>;
+
+    /// Deletes every version of workflow `name` (runs keep their copy).
+    async fn delete_workflow(&self, name: &str) -> Result<()>;
+
+    /// Stores a new API key; its id must be new.
+    async fn put_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// The key with id `id`, revoked or not.
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>>;
+
+    /// Every API key, revoked ones too, by id.
+    async fn keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Marks key `id` revoked at `at`; it no longer authenticates.
+    async fn revoke_key(&self, id: &str, at: Millis) -> Result<()>;
+}
+
+/// A whole store: run logs, their read models and the catalog.
+pub trait Store: RunLog + ReadModels + Catalog {}
+
+impl<T: RunLog + ReadModels + Catalog> Store for T {}

@@ -1,28 +1,45 @@
 //! The in-memory store: each run's log and read models behind one mutex.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
+use baton_core::Duration;
 use baton_core::run::{Control, Digest, Event, Millis, Provenance, RunStatus, Sealed};
+use tokio::sync::broadcast;
 
+use crate::owner::{Fence, Owner, Ownership};
+use crate::projection::Projection;
 use crate::{
-    ApiKey, Appended, ArtifactRow, AttemptRow, Batch, CacheHit, CheckpointInfo, Error, FeedBatch,
-    Projection, Result, RunFilter, RunRecord, RunSummary, Store, StoredWorkflow, TaskRow,
+    ApiKey, ArtifactRole, ArtifactRow, AttemptRow, Batch, CHANGE_BACKLOG, CacheHit, Catalog,
+    Change, CheckpointInfo, Error, FeedBatch, ReadModels, Result, RunFilter, RunLog, RunRecord,
+    RunSummary, StoredWorkflow, TaskRow,
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
-    runs: Mutex<HashMap<String, Run>>,
-    /// Every appended batch as (run, first seq, count); a batch's position
-    /// is its index + 1. Locked after `runs` when both are.
-    feed: Mutex<Vec<(String, u64, u64)>>,
-    catalog: Mutex<Catalog>,
+    state: Mutex<State>,
+    changes: broadcast::Sender<Change>,
     log_only: bool,
 }
 
-/// Registered workflows by (name, version), and API keys by id.
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore {
+            state: Mutex::default(),
+            changes: broadcast::channel(CHANGE_BACKLOG).0,
+            log_only: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
-struct Catalog {
+struct State {
+    runs: HashMap<String, Run>,
+    /// Every appended batch as (run, first seq, count); a batch's position
+    /// is its index + 1.
+    feed: Vec<(String, u64, u64)>,
+    owners: HashMap<String, (Owner, Millis)>,
     workflows: BTreeMap<(String, u32), StoredWorkflow>,
     keys: BTreeMap<String, ApiKey>,
 }
@@ -38,14 +55,17 @@ impl MemoryStore {
     }
 }
 
-/// One run: its record (absent for a log appended without one), its events
-/// and read models, in creation order.
+/// One run: its record, its events and read models, in creation order.
 #[derive(Debug)]
 struct Run {
-    record: Option<RunRecord>,
+    record: RunRecord,
     events: Vec<Event>,
     summary: RunSummary,
     created: usize,
+    /// Its owner's id while one drives it.
+    owner: Option<String>,
+    fence: Fence,
+    claimed_at: Millis,
     tasks: BTreeMap<u32, TaskRow>,
     attempts: BTreeMap<(u32, u32), AttemptRow>,
     outputs: BTreeMap<u32, serde_json::Value>,
@@ -54,105 +74,312 @@ struct Run {
     controls: Vec<Control>,
 }
 
-impl Store for MemoryStore {
-    fn create_run(&self, record: &RunRecord) -> Appended {
-        let mut runs = self.lock();
-        if runs.contains_key(&record.run_id) {
-            return Appended::done(Err(Error::RunExists(record.run_id.clone())));
+impl State {
+    /// `run`'s current ownership, if someone drives it.
+    fn ownership(&self, run: &Run) -> Option<Ownership> {
+        let id = run.owner.as_ref()?;
+        let (owner, expires_at) = self.owners.get(id)?;
+        Some(Ownership {
+            owner: owner.clone(),
+            fence: run.fence,
+            since: run.claimed_at,
+            expires_at: *expires_at,
+        })
+    }
+
+    fn summary(&self, run: &Run) -> RunSummary {
+        RunSummary {
+            driver: self.ownership(run),
+            ..run.summary.clone()
         }
-        let created = runs.len();
-        let mut run = Run::new(&record.run_id, &record.workflow.name, created);
-        run.record = Some(record.clone());
-        runs.insert(record.run_id.clone(), run);
-        Appended::done(Ok(()))
     }
 
-    fn run(&self, run: &str) -> Result<RunRecord> {
+    /// The run, if `fence` is its current one.
+    fn fenced(&mut self, run_id: &str, fence: Fence) -> Result<&mut Run> {
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))?;
+        if run.fence != fence || run.owner.is_none() {
+            return Err(Error::Fenced {
+                run: run_id.to_owned(),
+            });
+        }
+        Ok(run)
+    }
+}
+
+#[async_trait]
+impl RunLog for MemoryStore {
+    async fn heartbeat(&self, owner: &Owner, now: Millis, ttl: Duration) -> Result<()> {
         self.lock()
-            .get(run)
-            .and_then(|run| run.record.clone())
-            .ok_or_else(|| Error::UnknownRun(run.to_owned()))
+            .owners
+            .insert(owner.id.clone(), (owner.clone(), now.plus(ttl)));
+        Ok(())
     }
 
-    fn summary(&self, run: &str) -> Result<RunSummary> {
-        self.read(run, |run| Some(run.summary.clone()))
+    async fn create_run(&self, record: &RunRecord, owner: &str, now: Millis) -> Result<Fence> {
+        let mut state = self.lock();
+        if !state.owners.contains_key(owner) {
+            return Err(Error::UnknownOwner(owner.to_owned()));
+        }
+        if state.runs.contains_key(&record.run_id) {
+            return Err(Error::RunExists(record.run_id.clone()));
+        }
+        let created = state.runs.len();
+        let fence = Fence(1);
+        let run = Run {
+            owner: Some(owner.to_owned()),
+            fence,
+            claimed_at: now,
+            ..Run::new(record.clone(), created)
+        };
+        state.runs.insert(record.run_id.clone(), run);
+        Ok(fence)
     }
 
-    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let runs = self.lock();
-        let mut all: Vec<&Run> = runs
-            .values()
-            .filter(|run| filter.admits(&run.summary))
-            .collect();
+    async fn claim(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now: Millis,
+        steal: Option<Fence>,
+    ) -> Result<Fence> {
+        let mut state = self.lock();
+        if !state.owners.contains_key(owner) {
+            return Err(Error::UnknownOwner(owner.to_owned()));
+        }
+        let run = state
+            .runs
+            .get(run_id)
+            .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))?;
+        if let Some(current) = state.ownership(run)
+            && current.owner.id != owner
+            && current.expires_at > now
+            && steal != Some(current.fence)
+        {
+            return Err(Error::Owned {
+                run: run_id.to_owned(),
+                ownership: current,
+            });
+        }
+        let run = state.runs.get_mut(run_id).expect("looked up above");
+        run.fence = Fence(run.fence.0 + 1);
+        run.owner = Some(owner.to_owned());
+        run.claimed_at = now;
+        Ok(run.fence)
+    }
+
+    async fn release(&self, run_id: &str, fence: Fence) -> Result<()> {
+        let mut state = self.lock();
+        let run = state
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))?;
+        if run.fence == fence {
+            run.owner = None;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, run: &str) -> Result<RunRecord> {
+        self.read(run, |_, run| run.record.clone())
+    }
+
+    async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()> {
+        let change = self.write_now(run, first_seq, fence, batch)?;
+        if let Some(change) = change {
+            // No subscriber is not an error: the log has it all.
+            let _ = self.changes.send(change);
+        }
+        Ok(())
+    }
+
+    async fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
+        self.read(run, |_, run| {
+            let from = (from as usize).min(run.events.len());
+            run.events[from..].to_vec()
+        })
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>> {
+        let state = self.lock();
+        Ok(state
+            .feed
+            .iter()
+            .enumerate()
+            .skip(after.min(state.feed.len() as u64) as usize)
+            .filter_map(|(index, (run_id, first_seq, count))| {
+                let run = state.runs.get(run_id)?;
+                let events = run
+                    .events
+                    .get(*first_seq as usize..(first_seq + count) as usize)?;
+                Some(FeedBatch {
+                    position: index as u64 + 1,
+                    run_id: run_id.clone(),
+                    first_seq: *first_seq,
+                    events: events.to_vec(),
+                })
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn put_checkpoint(&self, run: &str, fence: Fence, sealed: &Sealed) -> Result<()> {
+        let mut state = self.lock();
+        let run = state.fenced(run, fence)?;
+        run.checkpoints.retain(|kept| kept.events != sealed.events);
+        run.checkpoints.push(sealed.clone());
+        run.checkpoints.sort_by_key(|kept| kept.events);
+        Ok(())
+    }
+
+    async fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
+        self.read(run, |_, run| {
+            run.checkpoints
+                .iter()
+                .rev()
+                .map(|sealed| CheckpointInfo {
+                    events: sealed.events,
+                    digest: sealed.digest,
+                    size: sealed.data.len() as u64,
+                })
+                .collect()
+        })
+    }
+
+    async fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed> {
+        let found = self.read(run, |_, run| {
+            run.checkpoints
+                .iter()
+                .find(|sealed| sealed.events == events)
+                .cloned()
+        })?;
+        found.ok_or_else(|| Error::NoCheckpoint {
+            run: run.to_owned(),
+            events,
+        })
+    }
+
+    async fn request(&self, run_id: &str, control: &Control) -> Result<u64> {
+        let seq = {
+            let mut state = self.lock();
+            let run = state
+                .runs
+                .get_mut(run_id)
+                .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))?;
+            run.controls.push(control.clone());
+            run.controls.len() as u64 - 1
+        };
+        let _ = self.changes.send(Change::Requested {
+            run: Arc::from(run_id),
+        });
+        Ok(seq)
+    }
+
+    async fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
+        self.read(run, |_, run| {
+            run.controls
+                .get(from as usize..)
+                .unwrap_or_default()
+                .to_vec()
+        })
+    }
+
+    async fn delete_run(&self, run: &str) -> Result<()> {
+        let mut state = self.lock();
+        match state.runs.get(run) {
+            None => Err(Error::UnknownRun(run.to_owned())),
+            Some(found) if !found.summary.status.is_final() => {
+                Err(Error::Unfinished(run.to_owned()))
+            }
+            Some(_) => {
+                state.runs.remove(run);
+                Ok(())
+            }
+        }
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn keeps_read_models(&self) -> bool {
+        !self.log_only
+    }
+}
+
+#[async_trait]
+impl ReadModels for MemoryStore {
+    async fn summary(&self, run: &str) -> Result<RunSummary> {
+        self.read(run, |state, run| state.summary(run))
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let state = self.lock();
         let order = |run: &Run| {
             std::cmp::Reverse((run.summary.started_at.unwrap_or_default(), run.created))
         };
-        all.sort_by_key(|run| order(run));
+        let mut all: Vec<(&Run, RunSummary)> = state
+            .runs
+            .values()
+            .map(|run| (run, state.summary(run)))
+            .filter(|(_, summary)| filter.admits(summary))
+            .collect();
+        all.sort_by_key(|(run, _)| order(run));
         let skip = match &filter.after {
             None => 0,
             Some(after) => {
-                let cursor = runs
+                let cursor = state
+                    .runs
                     .get(after)
                     .map(order)
                     .ok_or_else(|| Error::UnknownRun(after.clone()))?;
-                all.partition_point(|run| order(run) <= cursor)
+                all.partition_point(|(run, _)| order(run) <= cursor)
             }
         };
         Ok(all
             .into_iter()
             .skip(skip)
             .take(filter.limit)
-            .map(|run| run.summary.clone())
+            .map(|(_, summary)| summary)
             .collect())
     }
 
-    fn write(&self, run: &str, first_seq: u64, batch: Batch<'_>) -> Appended {
-        Appended::done(self.write_now(run, first_seq, batch))
+    async fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+        self.read(run, |_, run| run.tasks.values().cloned().collect())
     }
 
-    fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
-        self.read(run, |run| {
-            if run.events.is_empty() {
-                return None;
-            }
-            let from = (from as usize).min(run.events.len());
-            Some(run.events[from..].to_vec())
+    async fn task(&self, run: &str, task: u32) -> Result<Option<TaskRow>> {
+        self.read(run, |_, run| run.tasks.get(&task).cloned())
+    }
+
+    async fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
+        self.read(run, |_, run| run.attempts.values().cloned().collect())
+    }
+
+    async fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>> {
+        self.read(run, |_, run| {
+            run.outputs
+                .iter()
+                .map(|(&task, output)| (task, output.clone()))
+                .collect()
         })
     }
 
-    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
-        self.read(run, |run| Some(run.tasks.values().cloned().collect()))
-    }
-
-    fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
-        self.read(run, |run| Some(run.attempts.values().cloned().collect()))
-    }
-
-    fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>> {
-        self.read(run, |run| {
-            Some(
-                run.outputs
-                    .iter()
-                    .map(|(&task, output)| (task, output.clone()))
-                    .collect(),
-            )
+    async fn provenance(&self, run: &str) -> Result<Vec<Provenance>> {
+        self.read(run, |_, run| {
+            run.tasks
+                .values()
+                .filter_map(|row| row.record.clone())
+                .collect()
         })
     }
 
-    fn provenance(&self, run: &str) -> Result<Vec<Provenance>> {
-        self.read(run, |run| {
-            Some(
-                run.tasks
-                    .values()
-                    .filter_map(|row| row.record.clone())
-                    .collect(),
-            )
-        })
-    }
-
-    fn cached(&self, key: &Digest) -> Result<Option<CacheHit>> {
-        let runs = self.lock();
-        let newest = runs
+    async fn cached(&self, key: &Digest) -> Result<Option<CacheHit>> {
+        let state = self.lock();
+        let newest = state
+            .runs
             .values()
             .flat_map(|run| run.tasks.values().map(move |row| (run, row)))
             .filter(|(_, row)| row.cache_key == Some(*key))
@@ -168,7 +395,7 @@ impl Store for MemoryStore {
                 .filter(|stored| {
                     stored.task == row.task
                         && stored.attempt == record.attempt
-                        && stored.role == crate::ArtifactRole::Produced
+                        && stored.role == ArtifactRole::Produced
                 })
                 .map(|stored| stored.artifact.clone())
                 .collect(),
@@ -176,28 +403,14 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>> {
-        self.read(run, |run| Some(run.artifacts.clone()))
+    async fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>> {
+        self.read(run, |_, run| run.artifacts.clone())
     }
 
-    fn delete_run(&self, run: &str) -> Appended {
-        let mut runs = self.lock();
-        let answer = match runs.get(run) {
-            None => Err(Error::UnknownRun(run.to_owned())),
-            Some(found) if !found.summary.status.is_final() => {
-                Err(Error::Unfinished(run.to_owned()))
-            }
-            Some(_) => {
-                runs.remove(run);
-                Ok(())
-            }
-        };
-        Appended::done(answer)
-    }
-
-    fn artifact_digests(&self) -> Result<Vec<Digest>> {
+    async fn artifact_digests(&self) -> Result<Vec<Digest>> {
         let mut digests: Vec<Digest> = self
             .lock()
+            .runs
             .values()
             .flat_map(|run| run.artifacts.iter().map(|row| row.artifact.digest))
             .collect();
@@ -205,75 +418,14 @@ impl Store for MemoryStore {
         digests.dedup();
         Ok(digests)
     }
+}
 
-    fn put_checkpoint(&self, run: &str, sealed: &Sealed) -> Appended {
-        let mut runs = self.lock();
-        let Some(run) = runs.get_mut(run) else {
-            return Appended::done(Err(Error::UnknownRun(run.to_owned())));
-        };
-        run.checkpoints.retain(|kept| kept.events != sealed.events);
-        run.checkpoints.push(sealed.clone());
-        run.checkpoints.sort_by_key(|kept| kept.events);
-        Appended::done(Ok(()))
-    }
-
-    fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
-        self.read(run, |run| {
-            Some(
-                run.checkpoints
-                    .iter()
-                    .rev()
-                    .map(|sealed| CheckpointInfo {
-                        events: sealed.events,
-                        digest: sealed.digest,
-                        size: sealed.data.len() as u64,
-                    })
-                    .collect(),
-            )
-        })
-    }
-
-    fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed> {
-        let found = self.read(run, |run| {
-            Some(
-                run.checkpoints
-                    .iter()
-                    .find(|sealed| sealed.events == events)
-                    .cloned(),
-            )
-        })?;
-        found.ok_or_else(|| Error::NoCheckpoint {
-            run: run.to_owned(),
-            events,
-        })
-    }
-
-    fn request(&self, run: &str, control: &Control) -> Appended {
-        let mut runs = self.lock();
-        Appended::done(match runs.get_mut(run) {
-            Some(run) => {
-                run.controls.push(control.clone());
-                Ok(())
-            }
-            None => Err(Error::UnknownRun(run.to_owned())),
-        })
-    }
-
-    fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
-        self.read(run, |run| {
-            Some(
-                run.controls
-                    .get(from as usize..)
-                    .unwrap_or_default()
-                    .to_vec(),
-            )
-        })
-    }
-
-    fn put_workflow(&self, workflow: &StoredWorkflow) -> Appended {
-        let mut catalog = self.catalog();
+#[async_trait]
+impl Catalog for MemoryStore {
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
+        let mut state = self.lock();
         let key = (workflow.name.clone(), workflow.version);
-        Appended::done(match catalog.workflows.entry(key) {
+        match state.workflows.entry(key) {
             std::collections::btree_map::Entry::Occupied(_) => Err(Error::VersionExists {
                 name: workflow.name.clone(),
                 version: workflow.version,
@@ -282,11 +434,11 @@ impl Store for MemoryStore {
                 entry.insert(workflow.clone());
                 Ok(())
             }
-        })
+        }
     }
 
-    fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
-        let versions = self.workflow_versions(name)?;
+    async fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
+        let versions = self.workflow_versions(name).await?;
         match version {
             None => versions.last().cloned(),
             Some(version) => versions
@@ -302,18 +454,18 @@ impl Store for MemoryStore {
         })
     }
 
-    fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
-        let catalog = self.catalog();
+    async fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+        let state = self.lock();
         let mut latest: BTreeMap<&str, &StoredWorkflow> = BTreeMap::new();
-        for ((name, _), stored) in &catalog.workflows {
+        for ((name, _), stored) in &state.workflows {
             latest.insert(name, stored);
         }
         Ok(latest.into_values().cloned().collect())
     }
 
-    fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>> {
+    async fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>> {
         let versions: Vec<StoredWorkflow> = self
-            .catalog()
+            .lock()
             .workflows
             .range((name.to_owned(), 0)..=(name.to_owned(), u32::MAX))
             .map(|(_, stored)| stored.clone())
@@ -324,90 +476,65 @@ impl Store for MemoryStore {
         Ok(versions)
     }
 
-    fn delete_workflow(&self, name: &str) -> Appended {
-        let mut catalog = self.catalog();
-        let before = catalog.workflows.len();
-        catalog.workflows.retain(|(stored, _), _| stored != name);
-        Appended::done(if catalog.workflows.len() == before {
-            Err(Error::UnknownWorkflow(name.to_owned()))
-        } else {
-            Ok(())
-        })
+    async fn delete_workflow(&self, name: &str) -> Result<()> {
+        let mut state = self.lock();
+        let before = state.workflows.len();
+        state.workflows.retain(|(stored, _), _| stored != name);
+        if state.workflows.len() == before {
+            return Err(Error::UnknownWorkflow(name.to_owned()));
+        }
+        Ok(())
     }
 
-    fn put_key(&self, key: &ApiKey) -> Appended {
-        let mut catalog = self.catalog();
-        Appended::done(match catalog.keys.entry(key.id.clone()) {
-            std::collections::btree_map::Entry::Occupied(_) => Err(Error::Database {
-                path: "(memory)".into(),
-                message: format!("an API key `{}` already exists", key.id),
-            }),
+    async fn put_key(&self, key: &ApiKey) -> Result<()> {
+        match self.lock().keys.entry(key.id.clone()) {
+            std::collections::btree_map::Entry::Occupied(_) => {
+                Err(Error::KeyExists(key.id.clone()))
+            }
             std::collections::btree_map::Entry::Vacant(entry) => {
                 entry.insert(key.clone());
                 Ok(())
             }
-        })
+        }
     }
 
-    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>> {
-        let runs = self.lock();
-        let feed = self
-            .feed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(feed
-            .iter()
-            .enumerate()
-            .skip(after.min(feed.len() as u64) as usize)
-            .filter_map(|(index, (run_id, first_seq, count))| {
-                let run = runs.get(run_id)?;
-                let events = run
-                    .events
-                    .get(*first_seq as usize..(first_seq + count) as usize)?;
-                Some(FeedBatch {
-                    position: index as u64 + 1,
-                    run_id: run_id.clone(),
-                    first_seq: *first_seq,
-                    events: events.to_vec(),
-                })
-            })
-            .take(limit)
-            .collect())
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>> {
+        Ok(self.lock().keys.get(id).cloned())
     }
 
-    fn keys(&self) -> Result<Vec<ApiKey>> {
-        Ok(self.catalog().keys.values().cloned().collect())
+    async fn keys(&self) -> Result<Vec<ApiKey>> {
+        Ok(self.lock().keys.values().cloned().collect())
     }
 
-    fn revoke_key(&self, id: &str, at: Millis) -> Appended {
-        Appended::done(match self.catalog().keys.get_mut(id) {
+    async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
+        match self.lock().keys.get_mut(id) {
             Some(key) => {
                 key.revoked_at.get_or_insert(at);
                 Ok(())
             }
             None => Err(Error::UnknownKey(id.to_owned())),
-        })
-    }
-
-    fn keeps_read_models(&self) -> bool {
-        !self.log_only
+        }
     }
 }
 
 impl Run {
-    fn new(run_id: &str, workflow: &str, created: usize) -> Run {
+    fn new(record: RunRecord, created: usize) -> Run {
         Run {
-            record: None,
-            events: Vec::new(),
             summary: RunSummary {
-                run_id: run_id.to_owned(),
-                workflow: workflow.to_owned(),
+                run_id: record.run_id.clone(),
+                workflow: record.workflow.name.clone(),
                 status: RunStatus::Pending,
                 started_at: None,
                 finished_at: None,
                 events: 0,
+                driver: None,
             },
+            record,
+            events: Vec::new(),
             created,
+            owner: None,
+            fence: Fence(0),
+            claimed_at: Millis(0),
             tasks: BTreeMap::new(),
             attempts: BTreeMap::new(),
             outputs: BTreeMap::new(),
@@ -417,28 +544,7 @@ impl Run {
         }
     }
 
-    /// Keeps the run's row current: all a log-only store does.
-    fn summarise(&mut self, events: &[Event]) {
-        let summary = &mut self.summary;
-        summary.events = self.events.len() as u64;
-        for event in events {
-            match *event {
-                Event::RunStarted { at } => {
-                    summary.status = RunStatus::Running;
-                    summary.started_at = Some(at);
-                }
-                Event::RunPaused { .. } => summary.status = RunStatus::Paused,
-                Event::RunResumed { .. } => summary.status = RunStatus::Running,
-                Event::RunFinished { at, status } => {
-                    summary.status = status;
-                    summary.finished_at = Some(at);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn project(&mut self, projection: Projection) {
+    fn project(&mut self, projection: Projection, outputs: bool) {
         let summary = &mut self.summary;
         summary.events = self.events.len() as u64;
         if let Some(at) = projection.started_at {
@@ -454,41 +560,43 @@ impl Run {
             summary.status = status;
             summary.finished_at = Some(at);
         }
-        for (task, output) in projection.outputs {
-            if let Ok(output) = serde_json::from_str(&output) {
-                self.outputs.insert(task, output);
+        if outputs {
+            for (task, output) in projection.outputs {
+                if let Ok(output) = serde_json::from_str(&output) {
+                    self.outputs.insert(task, output);
+                }
             }
         }
     }
 }
 
 impl MemoryStore {
-    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.catalog
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
-        self.runs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// `read` of a known run; a run without events or record is unknown.
-    fn read<T>(&self, run_id: &str, read: impl FnOnce(&Run) -> Option<T>) -> Result<T> {
-        self.lock()
+    /// `read` of a known run.
+    fn read<T>(&self, run_id: &str, read: impl FnOnce(&State, &Run) -> T) -> Result<T> {
+        let state = self.lock();
+        let run = state
+            .runs
             .get(run_id)
-            .and_then(read)
-            .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))
+            .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))?;
+        Ok(read(&state, run))
     }
 
-    fn write_now(&self, run_id: &str, first_seq: u64, batch: Batch<'_>) -> Result<()> {
-        let mut runs = self.lock();
-        let created = runs.len();
-        let run = runs
-            .entry(run_id.to_owned())
-            .or_insert_with(|| Run::new(run_id, "", created));
+    fn write_now(
+        &self,
+        run_id: &str,
+        first_seq: u64,
+        fence: Fence,
+        batch: Batch<'_>,
+    ) -> Result<Option<Change>> {
+        let mut state = self.lock();
+        let log_only = self.log_only;
+        let run = state.fenced(run_id, fence)?;
         let actual = run.events.len() as u64;
         if actual != first_seq {
             return Err(Error::Conflict {
@@ -498,65 +606,45 @@ impl MemoryStore {
             });
         }
         run.events.extend_from_slice(batch.events);
-        if !batch.events.is_empty() {
-            self.feed
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push((run_id.to_owned(), first_seq, batch.events.len() as u64));
+        let events = run.events.len() as u64;
+        run.project(Projection::of(batch.events, !log_only), !log_only);
+        if !log_only {
+            for row in batch.tasks {
+                let kept = run.tasks.entry(row.task).or_insert_with(|| row.clone());
+                // A record, once made, stays (as the SQL backends keep it).
+                let record = kept.record.take().or_else(|| row.record.clone());
+                *kept = TaskRow {
+                    record,
+                    ..row.clone()
+                };
+            }
+            for row in batch.attempts {
+                run.attempts.insert((row.task, row.attempt), row.clone());
+            }
+            if !batch.artifacts.is_empty() {
+                run.artifacts.extend_from_slice(batch.artifacts);
+                run.artifacts.sort_by(|a, b| {
+                    (a.task, a.attempt, a.role, &a.artifact.path).cmp(&(
+                        b.task,
+                        b.attempt,
+                        b.role,
+                        &b.artifact.path,
+                    ))
+                });
+            }
         }
-        if self.log_only {
-            run.summarise(batch.events);
-            return Ok(());
+        if batch.events.is_empty() {
+            return Ok(None);
         }
-        run.project(Projection::of(batch.events, true));
-        for row in batch.tasks {
-            let kept = run.tasks.entry(row.task).or_insert_with(|| row.clone());
-            // A record, once made, stays (as the SQL backends keep it).
-            let record = kept.record.take().or_else(|| row.record.clone());
-            *kept = TaskRow {
-                record,
-                ..row.clone()
-            };
-        }
-        for row in batch.attempts {
-            run.attempts.insert((row.task, row.attempt), row.clone());
-        }
-        run.artifacts.extend_from_slice(batch.artifacts);
-        run.artifacts.sort_by(|a, b| {
-            (a.task, a.attempt, a.role, &a.artifact.path).cmp(&(
-                b.task,
-                b.attempt,
-                b.role,
-                &b.artifact.path,
-            ))
-        });
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use baton_core::run::Millis;
-
-    use super::*;
-
-    #[test]
-    fn an_append_at_the_wrong_position_is_refused_and_changes_nothing() {
-        let store = MemoryStore::default();
-        let started = Event::RunStarted { at: Millis(1) };
-        store
-            .append("r", 0, std::slice::from_ref(&started))
-            .wait()
-            .unwrap();
-        let error = store
-            .append("r", 0, std::slice::from_ref(&started))
-            .wait()
-            .unwrap_err();
-        assert!(
-            matches!(error, Error::Conflict { actual: 1, .. }),
-            "{error}"
-        );
-        assert_eq!(store.events("r").unwrap(), [started]);
-        assert!(matches!(store.events("other"), Err(Error::UnknownRun(_))));
+        state.feed.push((
+            run_id.to_owned(),
+            first_seq,
+            batch.events.len() as u64,
+        ));
+        Ok(Some(Change::Appended {
+            position: state.feed.len() as u64,
+            run: Arc::from(run_id),
+            events,
+        }))
     }
 }

@@ -2,20 +2,43 @@
 
 use std::sync::Arc;
 
+use baton_core::Duration;
 use baton_core::run::{
     Artifact, Digest, Failure, FailureKind, Provenance, RunSetup, RunState, TaskStatus,
 };
 use baton_core::run::{Control, Decision, Event, Millis, RunStatus};
 use baton_store::{
-    ApiKey, ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, Batch, Error, MemoryStore,
-    RunFilter, RunRecord, Scope, SqliteStore, Store, StoredWorkflow, TaskRow,
+    ApiKey, ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, Batch, Change, Error, Fence,
+    MemoryStore, Owner, RunFilter, RunRecord, Scope, SqliteStore, Store, StoredWorkflow, TaskRow,
 };
+
+/// The lease owners take in these tests, from time 0.
+const TTL: Duration = Duration::from_secs(30);
 
 fn started(at: u64) -> Event {
     Event::RunStarted { at: Millis(at) }
 }
 
-pub(crate) fn appended_events_read_back_in_order(store: &dyn Store) {
+/// A new owner, announced at time 0.
+async fn owner(store: &dyn Store) -> Owner {
+    let owner = Owner::this_process();
+    store.heartbeat(&owner, Millis(0), TTL).await.unwrap();
+    owner
+}
+
+/// Records `record` under a new owner; the fence to write it with.
+async fn create(store: &dyn Store, record: &RunRecord) -> Fence {
+    let owner = owner(store).await;
+    store.create_run(record, &owner.id, Millis(0)).await.unwrap()
+}
+
+/// Records a run of workflow `w` with id `run`.
+async fn begin(store: &dyn Store, run: &str) -> Fence {
+    create(store, &RunRecord::new(run, baton_core::Workflow::new("w"))).await
+}
+
+pub(crate) async fn appended_events_read_back_in_order(store: &dyn Store) {
+    let fence = begin(store, "run-a").await;
     let first = [
         started(1),
         Event::TaskStarted {
@@ -24,23 +47,27 @@ pub(crate) fn appended_events_read_back_in_order(store: &dyn Store) {
             attempt: 1,
         },
     ];
-    store.append("run-a", 0, &first).wait().unwrap();
+    store.append("run-a", 0, fence, &first).await.unwrap();
     let finished = Event::RunFinished {
         at: Millis(3),
         status: RunStatus::Succeeded,
     };
     store
-        .append("run-a", 2, std::slice::from_ref(&finished))
-        .wait()
+        .append("run-a", 2, fence, std::slice::from_ref(&finished))
+        .await
         .unwrap();
     let mut expected = first.to_vec();
     expected.push(finished);
-    assert_eq!(store.events("run-a").unwrap(), expected);
+    assert_eq!(store.events("run-a").await.unwrap(), expected);
 }
 
-pub(crate) fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn Store) {
-    store.append("run-b", 0, &[started(1)]).wait().unwrap();
-    let error = store.append("run-b", 0, &[started(2)]).wait().unwrap_err();
+pub(crate) async fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn Store) {
+    let fence = begin(store, "run-b").await;
+    store.append("run-b", 0, fence, &[started(1)]).await.unwrap();
+    let error = store
+        .append("run-b", 0, fence, &[started(2)])
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -52,7 +79,10 @@ pub(crate) fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn St
         ),
         "{error}"
     );
-    let error = store.append("run-b", 5, &[started(3)]).wait().unwrap_err();
+    let error = store
+        .append("run-b", 5, fence, &[started(3)])
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -64,35 +94,50 @@ pub(crate) fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn St
         ),
         "{error}"
     );
-    assert_eq!(store.events("run-b").unwrap(), [started(1)]);
+    assert_eq!(store.events("run-b").await.unwrap(), [started(1)]);
 }
 
-pub(crate) fn runs_are_separate_logs(store: &dyn Store) {
-    store.append("run-c", 0, &[started(1)]).wait().unwrap();
-    store.append("run-d", 0, &[started(2)]).wait().unwrap();
-    assert_eq!(store.events("run-c").unwrap(), [started(1)]);
-    assert_eq!(store.events("run-d").unwrap(), [started(2)]);
-    assert!(matches!(store.events("run-e"), Err(Error::UnknownRun(_))));
+pub(crate) async fn runs_are_separate_logs(store: &dyn Store) {
+    let c = begin(store, "run-c").await;
+    let d = begin(store, "run-d").await;
+    store.append("run-c", 0, c, &[started(1)]).await.unwrap();
+    store.append("run-d", 0, d, &[started(2)]).await.unwrap();
+    assert_eq!(store.events("run-c").await.unwrap(), [started(1)]);
+    assert_eq!(store.events("run-d").await.unwrap(), [started(2)]);
+    assert!(matches!(
+        store.events("run-e").await,
+        Err(Error::UnknownRun(_))
+    ));
+    assert!(matches!(
+        store.append("run-e", 0, c, &[started(1)]).await,
+        Err(Error::UnknownRun(_))
+    ));
 }
 
-pub(crate) fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn Store>) {
-    let writers: Vec<_> = (0..8)
-        .map(|writer| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                let run = format!("run-w{writer}");
-                for batch in 0..50u64 {
-                    let events: Vec<Event> = (0..10).map(|i| started(batch * 10 + i)).collect();
-                    store.append(&run, batch * 10, &events).wait().unwrap();
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().unwrap();
+pub(crate) async fn a_recorded_run_without_events_has_an_empty_log(store: &dyn Store) {
+    begin(store, "quiet").await;
+    assert_eq!(store.events("quiet").await.unwrap(), []);
+    assert_eq!(store.summary("quiet").await.unwrap().events, 0);
+}
+
+pub(crate) async fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn Store>) {
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..8 {
+        let store = Arc::clone(&store);
+        writers.spawn(async move {
+            let run = format!("run-w{writer}");
+            let fence = begin(store.as_ref(), &run).await;
+            for batch in 0..50u64 {
+                let events: Vec<Event> = (0..10).map(|i| started(batch * 10 + i)).collect();
+                store.append(&run, batch * 10, fence, &events).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
     }
     for writer in 0..8 {
-        let events = store.events(&format!("run-w{writer}")).unwrap();
+        let events = store.events(&format!("run-w{writer}")).await.unwrap();
         assert_eq!(events.len(), 500);
         assert!(
             events
@@ -105,12 +150,8 @@ pub(crate) fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn Store>) 
 
 fn record(run_id: &str, workflow: &str) -> RunRecord {
     RunRecord {
-        run_id: run_id.to_owned(),
-        workflow: Arc::new(baton_core::Workflow::new(workflow)),
         inputs: serde_json::Map::from_iter([("n".to_owned(), serde_json::json!(3))]),
         concurrency: Some(2),
-        timeout: None,
-        on_failure: None,
         reuse: Some(baton_store::Reuse {
             run_id: "earlier".to_owned(),
             tasks: vec!["a".to_owned()],
@@ -130,20 +171,32 @@ fn record(run_id: &str, workflow: &str) -> RunRecord {
             "review@1".to_owned(),
             Arc::new(baton_core::Workflow::new("review")),
         )]),
+        ..RunRecord::new(run_id, baton_core::Workflow::new(workflow))
     }
 }
 
-pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) {
-    store.create_run(&record("old", "nightly")).wait().unwrap();
-    store.create_run(&record("new", "release")).wait().unwrap();
-    store.append("old", 0, &[started(10)]).wait().unwrap();
-    store.append("new", 0, &[started(20)]).wait().unwrap();
+/// The ids of the runs `filter` lists.
+async fn listed(store: &dyn Store, filter: &RunFilter) -> Vec<String> {
+    store
+        .runs(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect()
+}
+
+pub(crate) async fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) {
+    let old = create(store, &record("old", "nightly")).await;
+    let new = create(store, &record("new", "release")).await;
+    store.append("old", 0, old, &[started(10)]).await.unwrap();
+    store.append("new", 0, new, &[started(20)]).await.unwrap();
     let finished = Event::RunFinished {
         at: Millis(30),
         status: RunStatus::Failed,
     };
-    store.append("old", 1, &[finished]).wait().unwrap();
-    let runs = store.runs(&RunFilter::default()).unwrap();
+    store.append("old", 1, old, &[finished]).await.unwrap();
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
     let shown: Vec<(&str, &str, RunStatus, u64)> = runs
         .iter()
         .map(|run| {
@@ -163,59 +216,44 @@ pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) 
         ]
     );
     assert_eq!(runs[1].finished_at, Some(Millis(30)));
-    assert_eq!(store.summary("old").unwrap(), runs[1]);
+    assert_eq!(store.summary("old").await.unwrap(), runs[1]);
     assert!(matches!(
-        store.summary("missing"),
+        store.summary("missing").await,
         Err(Error::UnknownRun(_))
     ));
     let one = RunFilter {
         limit: 1,
         ..RunFilter::default()
     };
-    assert_eq!(store.runs(&one).unwrap().len(), 1);
+    assert_eq!(store.runs(&one).await.unwrap().len(), 1);
     let failed = RunFilter {
         status: Some(RunStatus::Failed),
         ..RunFilter::default()
     };
-    let failed: Vec<String> = store
-        .runs(&failed)
-        .unwrap()
-        .into_iter()
-        .map(|run| run.run_id)
-        .collect();
-    assert_eq!(failed, ["old"]);
+    assert_eq!(listed(store, &failed).await, ["old"]);
     let release = RunFilter {
         workflow: Some("release".to_owned()),
         ..RunFilter::default()
     };
-    let release: Vec<String> = store
-        .runs(&release)
-        .unwrap()
-        .into_iter()
-        .map(|run| run.run_id)
-        .collect();
-    assert_eq!(release, ["new"]);
-    let page = |after: Option<&str>| -> Vec<String> {
-        let filter = RunFilter {
-            after: after.map(str::to_owned),
-            limit: 1,
-            ..RunFilter::default()
-        };
-        store
-            .runs(&filter)
-            .unwrap()
-            .into_iter()
-            .map(|run| run.run_id)
-            .collect()
+    assert_eq!(listed(store, &release).await, ["new"]);
+    let page = |after: Option<&str>| RunFilter {
+        after: after.map(str::to_owned),
+        limit: 1,
+        ..RunFilter::default()
     };
-    assert_eq!(page(None), ["new"]);
-    assert_eq!(page(Some("new")), ["old"]);
-    assert_eq!(page(Some("old")), Vec::<String>::new());
+    assert_eq!(listed(store, &page(None)).await, ["new"]);
+    assert_eq!(listed(store, &page(Some("new"))).await, ["old"]);
+    assert_eq!(
+        listed(store, &page(Some("old"))).await,
+        Vec::<String>::new()
+    );
     assert!(matches!(
-        store.runs(&RunFilter {
-            after: Some("missing".to_owned()),
-            ..RunFilter::default()
-        }),
+        store
+            .runs(&RunFilter {
+                after: Some("missing".to_owned()),
+                ..RunFilter::default()
+            })
+            .await,
         Err(Error::UnknownRun(_))
     ));
     let window = RunFilter {
@@ -223,20 +261,151 @@ pub(crate) fn runs_are_listed_newest_first_with_their_status(store: &dyn Store) 
         started_before: Some(Millis(25)),
         ..RunFilter::default()
     };
-    assert_eq!(store.runs(&window).unwrap()[0].run_id, "new");
-    assert_eq!(store.runs(&window).unwrap().len(), 1);
-    assert_eq!(store.run("old").unwrap(), record("old", "nightly"));
-    assert!(matches!(store.run("missing"), Err(Error::UnknownRun(_))));
+    assert_eq!(listed(store, &window).await, ["new"]);
+    assert_eq!(store.run("old").await.unwrap(), record("old", "nightly"));
+    assert!(matches!(
+        store.run("missing").await,
+        Err(Error::UnknownRun(_))
+    ));
 }
 
-pub(crate) fn a_run_id_is_taken_once(store: &dyn Store) {
-    store.create_run(&record("once", "w")).wait().unwrap();
+pub(crate) async fn a_run_id_is_taken_once(store: &dyn Store) {
+    create(store, &record("once", "w")).await;
+    let owner = owner(store).await;
     let error = store
-        .create_run(&record("once", "other"))
-        .wait()
+        .create_run(&record("once", "other"), &owner.id, Millis(0))
+        .await
         .unwrap_err();
     assert!(matches!(error, Error::RunExists(_)), "{error}");
-    assert_eq!(store.run("once").unwrap().workflow.name, "w");
+    assert_eq!(store.run("once").await.unwrap().workflow.name, "w");
+    let stranger = store
+        .create_run(&record("fresh", "w"), "nobody", Millis(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(stranger, Error::UnknownOwner(_)), "{stranger}");
+}
+
+pub(crate) async fn a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses_it(
+    store: &dyn Store,
+) {
+    let first = Owner::this_process();
+    store.heartbeat(&first, Millis(0), TTL).await.unwrap();
+    let run = record("owned", "w");
+    let fence = store
+        .create_run(&run, &first.id, Millis(0))
+        .await
+        .unwrap();
+    store.append("owned", 0, fence, &[started(1)]).await.unwrap();
+    let driver = store.summary("owned").await.unwrap().driver.unwrap();
+    assert_eq!((driver.owner.clone(), driver.fence), (first.clone(), fence));
+    assert_eq!(driver.expires_at, Millis(TTL.as_millis()));
+
+    let second = Owner::this_process();
+    store.heartbeat(&second, Millis(1_000), TTL).await.unwrap();
+    let refused = store
+        .claim("owned", &second.id, Millis(1_000), None)
+        .await
+        .unwrap_err();
+    let Error::Owned { ownership, .. } = &refused else {
+        panic!("expected the live owner to keep the run, got {refused}");
+    };
+    assert_eq!(ownership.owner, first);
+    assert!(
+        refused.to_string().contains(&format!("driven by PID {}", first.pid)),
+        "{refused}"
+    );
+
+    // The first owner stops renewing; once its lease has run out the run
+    // is the second's, under a higher fence.
+    let later = Millis(TTL.as_millis() + 1);
+    store.heartbeat(&second, later, TTL).await.unwrap();
+    let taken = store
+        .claim("owned", &second.id, later, None)
+        .await
+        .unwrap();
+    assert!(taken > fence);
+    let stale = store
+        .append("owned", 1, fence, &[started(2)])
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, Error::Fenced { .. }), "{stale}");
+    let stale = state_snapshot(1);
+    assert!(matches!(
+        store.put_checkpoint("owned", fence, &stale).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert_eq!(store.events("owned").await.unwrap(), [started(1)]);
+    store.append("owned", 1, taken, &[started(3)]).await.unwrap();
+
+    // One that proves the owner dead takes the run at once.
+    let third = Owner::this_process();
+    store.heartbeat(&third, later, TTL).await.unwrap();
+    assert!(matches!(
+        store.claim("owned", &third.id, later, None).await,
+        Err(Error::Owned { .. })
+    ));
+    let stolen = store
+        .claim("owned", &third.id, later, Some(taken))
+        .await
+        .unwrap();
+    assert!(stolen > taken);
+    assert!(matches!(
+        store.append("owned", 2, taken, &[started(4)]).await,
+        Err(Error::Fenced { .. })
+    ));
+
+    // A released run has no driver, and anyone may claim it.
+    store.release("owned", taken).await.unwrap();
+    assert!(store.summary("owned").await.unwrap().driver.is_some());
+    store.release("owned", stolen).await.unwrap();
+    assert_eq!(store.summary("owned").await.unwrap().driver, None);
+    assert!(matches!(
+        store.append("owned", 2, stolen, &[started(4)]).await,
+        Err(Error::Fenced { .. })
+    ));
+    let again = store
+        .claim("owned", &second.id, later, None)
+        .await
+        .unwrap();
+    assert!(again > stolen);
+    assert!(matches!(
+        store.claim("missing", &second.id, later, None).await,
+        Err(Error::UnknownRun(_))
+    ));
+}
+
+pub(crate) async fn runs_nobody_live_drives_are_listed_as_orphans(store: &dyn Store) {
+    let live = Owner::this_process();
+    store.heartbeat(&live, Millis(0), TTL).await.unwrap();
+    let dying = Owner::this_process();
+    store
+        .heartbeat(&dying, Millis(0), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let mut fences = Vec::new();
+    for (run, owner) in [("kept", &live), ("lost", &dying), ("done", &dying)] {
+        let fence = store
+            .create_run(&record(run, "w"), &owner.id, Millis(0))
+            .await
+            .unwrap();
+        store.append(run, 0, fence, &[started(1)]).await.unwrap();
+        fences.push(fence);
+    }
+    let finished = Event::RunFinished {
+        at: Millis(2),
+        status: RunStatus::Succeeded,
+    };
+    store.append("done", 1, fences[2], &[finished]).await.unwrap();
+    let orphans = |at: u64| RunFilter {
+        orphaned_at: Some(Millis(at)),
+        ..RunFilter::default()
+    };
+    assert_eq!(listed(store, &orphans(500)).await, Vec::<String>::new());
+    assert_eq!(listed(store, &orphans(1_000)).await, ["lost"]);
+    store.release("kept", fences[0]).await.unwrap();
+    let mut both = listed(store, &orphans(1_000)).await;
+    both.sort();
+    assert_eq!(both, ["kept", "lost"]);
 }
 
 fn record_digest(task: &str, output: serde_json::Value) -> Provenance {
@@ -257,8 +426,8 @@ fn record_digest(task: &str, output: serde_json::Value) -> Provenance {
     record
 }
 
-pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store) {
-    store.create_run(&record("models", "w")).wait().unwrap();
+pub(crate) async fn read_models_follow_the_events_written_with_them(store: &dyn Store) {
+    let fence = create(store, &record("models", "w")).await;
     let key = Digest::of_bytes(b"cache key");
     let row = |status, finished_at, record: Option<Provenance>| TaskRow {
         task: 0,
@@ -314,9 +483,14 @@ pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store)
         attempts: std::slice::from_ref(&failed),
         artifacts: std::slice::from_ref(&consumed),
     };
-    store.write("models", 0, batch).wait().unwrap();
-    assert_eq!(store.tasks("models").unwrap(), running);
-    assert_eq!(store.provenance("models").unwrap(), []);
+    store.write("models", 0, fence, batch).await.unwrap();
+    assert_eq!(store.tasks("models").await.unwrap(), running);
+    assert_eq!(
+        store.task("models", 0).await.unwrap().as_ref(),
+        running.first()
+    );
+    assert_eq!(store.task("models", 1).await.unwrap(), None);
+    assert_eq!(store.provenance("models").await.unwrap(), []);
 
     let output = serde_json::json!({"n": 1});
     let second = [Event::TaskSucceeded {
@@ -355,31 +529,34 @@ pub(crate) fn read_models_follow_the_events_written_with_them(store: &dyn Store)
         attempts: std::slice::from_ref(&succeeded),
         artifacts: std::slice::from_ref(&produced),
     };
-    store.write("models", 4, batch).wait().unwrap();
+    store.write("models", 4, fence, batch).await.unwrap();
 
-    assert_eq!(store.tasks("models").unwrap(), done);
-    assert_eq!(store.attempts("models").unwrap(), [failed, succeeded]);
-    assert_eq!(store.outputs("models").unwrap(), [(0, output.clone())]);
+    assert_eq!(store.tasks("models").await.unwrap(), done);
+    assert_eq!(store.attempts("models").await.unwrap(), [failed, succeeded]);
+    assert_eq!(store.outputs("models").await.unwrap(), [(0, output.clone())]);
     assert_eq!(
-        store.provenance("models").unwrap(),
+        store.provenance("models").await.unwrap(),
         std::slice::from_ref(&provenance)
     );
     assert_eq!(
-        store.artifacts("models").unwrap(),
+        store.artifacts("models").await.unwrap(),
         [consumed, produced.clone()]
     );
-    let hit = store.cached(&key).unwrap().expect("a cache hit");
+    let hit = store.cached(&key).await.unwrap().expect("a cache hit");
     assert_eq!(hit.run_id, "models");
     assert_eq!(hit.output, Some(output));
     assert_eq!(hit.record, provenance);
     assert_eq!(hit.artifacts, [produced.artifact]);
     assert_eq!(hit.finished_at, Millis(5));
-    assert_eq!(store.cached(&Digest::of_bytes(b"other")).unwrap(), None);
-    assert!(matches!(store.tasks("missing"), Err(Error::UnknownRun(_))));
+    assert_eq!(store.cached(&Digest::of_bytes(b"other")).await.unwrap(), None);
+    assert!(matches!(
+        store.tasks("missing").await,
+        Err(Error::UnknownRun(_))
+    ));
 }
 
-pub(crate) fn checkpoints_are_kept_by_position_and_listed_newest_first(store: &dyn Store) {
-    store.create_run(&record("snap", "w")).wait().unwrap();
+/// A sealed snapshot of a one-task run after `events` events.
+fn state_snapshot(events: u64) -> baton_core::run::Sealed {
     let valid = baton_core::check_source(
         "name: w\ntasks:\n  a: {noop: true}\n",
         baton_core::Format::Yaml,
@@ -387,51 +564,87 @@ pub(crate) fn checkpoints_are_kept_by_position_and_listed_newest_first(store: &d
     .unwrap();
     let mut state = RunState::new(Arc::new(valid), RunSetup::default());
     state.apply(&started(1));
-    let early = state.snapshot(1).seal();
-    let late = state.snapshot(7).seal();
-    store.put_checkpoint("snap", &early).wait().unwrap();
-    store.put_checkpoint("snap", &late).wait().unwrap();
+    state.snapshot(events).seal()
+}
+
+pub(crate) async fn checkpoints_are_kept_by_position_and_listed_newest_first(store: &dyn Store) {
+    let fence = create(store, &record("snap", "w")).await;
+    let early = state_snapshot(1);
+    let late = state_snapshot(7);
+    store.put_checkpoint("snap", fence, &early).await.unwrap();
+    store.put_checkpoint("snap", fence, &late).await.unwrap();
     let listed: Vec<u64> = store
         .checkpoints("snap")
+        .await
         .unwrap()
         .iter()
         .map(|info| info.events)
         .collect();
     assert_eq!(listed, [7, 1]);
-    assert_eq!(store.checkpoints("snap").unwrap()[1].digest, early.digest);
-    assert_eq!(store.checkpoint("snap", 1).unwrap(), early);
+    assert_eq!(
+        store.checkpoints("snap").await.unwrap()[1].digest,
+        early.digest
+    );
+    assert_eq!(store.checkpoint("snap", 1).await.unwrap(), early);
     assert!(matches!(
-        store.checkpoint("snap", 3),
+        store.checkpoint("snap", 3).await,
         Err(Error::NoCheckpoint { .. })
     ));
     assert!(matches!(
-        store.put_checkpoint("nobody", &early).wait(),
+        store.put_checkpoint("nobody", fence, &early).await,
         Err(Error::UnknownRun(_))
     ));
 }
 
-pub(crate) fn control_requests_are_read_in_order_from_a_position(store: &dyn Store) {
-    store.create_run(&record("stop", "w")).wait().unwrap();
-    assert!(store.controls("stop", 0).unwrap().is_empty());
+pub(crate) async fn control_requests_are_read_in_order_from_a_position(store: &dyn Store) {
+    create(store, &record("stop", "w")).await;
+    assert!(store.controls("stop", 0).await.unwrap().is_empty());
     let decide = Control::Decide(Decision {
         task: "gate".to_owned(),
         choice: "approve".to_owned(),
         by: Some("ana".to_owned()),
         comment: Some("looks right".to_owned()),
     });
+    let mut numbers = Vec::new();
     for control in [Control::Pause, decide.clone(), Control::Cancel] {
-        store.request("stop", &control).wait().unwrap();
+        numbers.push(store.request("stop", &control).await.unwrap());
     }
+    assert_eq!(numbers, [0, 1, 2]);
     assert_eq!(
-        store.controls("stop", 0).unwrap(),
+        store.controls("stop", 0).await.unwrap(),
         [Control::Pause, decide, Control::Cancel]
     );
-    assert_eq!(store.controls("stop", 2).unwrap(), [Control::Cancel]);
-    assert!(store.controls("stop", 3).unwrap().is_empty());
+    assert_eq!(store.controls("stop", 2).await.unwrap(), [Control::Cancel]);
+    assert!(store.controls("stop", 3).await.unwrap().is_empty());
     assert!(matches!(
-        store.request("nobody", &Control::Cancel).wait(),
+        store.request("nobody", &Control::Cancel).await,
         Err(Error::UnknownRun(_))
     ));
+}
+
+pub(crate) async fn the_change_feed_tells_of_appends_and_requests(store: &dyn Store) {
+    let mut changes = store.changes();
+    let fence = begin(store, "watched").await;
+    store
+        .append("watched", 0, fence, &[started(1), started(2)])
+        .await
+        .unwrap();
+    store.request("watched", &Control::Pause).await.unwrap();
+    let deadline = std::time::Duration::from_secs(10);
+    let appended = tokio::time::timeout(deadline, changes.recv())
+        .await
+        .expect("a change within the deadline")
+        .unwrap();
+    let Change::Appended { run, events, .. } = appended else {
+        panic!("expected an append first, got {appended:?}");
+    };
+    assert_eq!((&*run, events), ("watched", 2));
+    let requested = tokio::time::timeout(deadline, changes.recv())
+        .await
+        .expect("a change within the deadline")
+        .unwrap();
+    assert_eq!(requested.run(), "watched");
+    assert!(matches!(requested, Change::Requested { .. }));
 }
 
 fn version(name: &str, version: u32, description: &str) -> StoredWorkflow {
@@ -446,50 +659,51 @@ fn version(name: &str, version: u32, description: &str) -> StoredWorkflow {
     }
 }
 
-pub(crate) fn workflow_versions_are_kept_immutable_and_listed(store: &dyn Store) {
+pub(crate) async fn workflow_versions_are_kept_immutable_and_listed(store: &dyn Store) {
     for stored in [
         version("deploy", 1, "one"),
         version("deploy", 2, "two"),
         version("build", 1, "b"),
     ] {
-        store.put_workflow(&stored).wait().unwrap();
+        store.put_workflow(&stored).await.unwrap();
     }
     assert!(matches!(
-        store.put_workflow(&version("deploy", 2, "again")).wait(),
+        store.put_workflow(&version("deploy", 2, "again")).await,
         Err(Error::VersionExists { version: 2, .. })
     ));
     assert_eq!(
-        store.workflow("deploy", None).unwrap(),
+        store.workflow("deploy", None).await.unwrap(),
         version("deploy", 2, "two")
     );
     assert_eq!(
-        store.workflow("deploy", Some(1)).unwrap(),
+        store.workflow("deploy", Some(1)).await.unwrap(),
         version("deploy", 1, "one")
     );
     assert!(matches!(
-        store.workflow("deploy", Some(3)),
+        store.workflow("deploy", Some(3)).await,
         Err(Error::UnknownVersion { version: 3, .. })
     ));
     let latest: Vec<(String, u32)> = store
         .workflows()
+        .await
         .unwrap()
         .into_iter()
         .map(|stored| (stored.name, stored.version))
         .collect();
     assert_eq!(latest, [("build".to_owned(), 1), ("deploy".to_owned(), 2)]);
-    assert_eq!(store.workflow_versions("deploy").unwrap().len(), 2);
-    store.delete_workflow("deploy").wait().unwrap();
+    assert_eq!(store.workflow_versions("deploy").await.unwrap().len(), 2);
+    store.delete_workflow("deploy").await.unwrap();
     assert!(matches!(
-        store.workflow("deploy", None),
+        store.workflow("deploy", None).await,
         Err(Error::UnknownWorkflow(_))
     ));
     assert!(matches!(
-        store.delete_workflow("deploy").wait(),
+        store.delete_workflow("deploy").await,
         Err(Error::UnknownWorkflow(_))
     ));
 }
 
-pub(crate) fn api_keys_are_kept_hashed_and_revoked_once(store: &dyn Store) {
+pub(crate) async fn api_keys_are_kept_hashed_found_by_id_and_revoked_once(store: &dyn Store) {
     let key = ApiKey {
         id: "k1".to_owned(),
         name: "ci".to_owned(),
@@ -498,28 +712,35 @@ pub(crate) fn api_keys_are_kept_hashed_and_revoked_once(store: &dyn Store) {
         created_at: Millis(5),
         revoked_at: None,
     };
-    store.put_key(&key).wait().unwrap();
-    assert!(store.put_key(&key).wait().is_err(), "ids are unique");
-    assert_eq!(store.keys().unwrap(), std::slice::from_ref(&key));
-    store.revoke_key("k1", Millis(9)).wait().unwrap();
-    store.revoke_key("k1", Millis(12)).wait().unwrap();
-    assert_eq!(store.keys().unwrap()[0].revoked_at, Some(Millis(9)));
+    store.put_key(&key).await.unwrap();
     assert!(matches!(
-        store.revoke_key("nope", Millis(1)).wait(),
+        store.put_key(&key).await,
+        Err(Error::KeyExists(_))
+    ));
+    assert_eq!(store.keys().await.unwrap(), std::slice::from_ref(&key));
+    assert_eq!(store.key("k1").await.unwrap(), Some(key.clone()));
+    assert_eq!(store.key("k2").await.unwrap(), None);
+    store.revoke_key("k1", Millis(9)).await.unwrap();
+    store.revoke_key("k1", Millis(12)).await.unwrap();
+    assert_eq!(store.keys().await.unwrap()[0].revoked_at, Some(Millis(9)));
+    assert!(matches!(
+        store.revoke_key("nope", Millis(1)).await,
         Err(Error::UnknownKey(_))
     ));
 }
 
-pub(crate) fn the_feed_holds_every_batch_of_every_run_in_append_order(store: &dyn Store) {
-    store.append("a", 0, &[started(1)]).wait().unwrap();
-    store.append("b", 0, &[started(2)]).wait().unwrap();
+pub(crate) async fn the_feed_holds_every_batch_of_every_run_in_append_order(store: &dyn Store) {
+    let a = begin(store, "a").await;
+    let b = begin(store, "b").await;
+    store.append("a", 0, a, &[started(1)]).await.unwrap();
+    store.append("b", 0, b, &[started(2)]).await.unwrap();
     let paused = Event::RunPaused { at: Millis(3) };
     let resumed = Event::RunResumed { at: Millis(4) };
     store
-        .append("a", 1, &[paused.clone(), resumed.clone()])
-        .wait()
+        .append("a", 1, a, &[paused.clone(), resumed.clone()])
+        .await
         .unwrap();
-    let feed = store.feed(0, 10).unwrap();
+    let feed = store.feed(0, 10).await.unwrap();
     let order: Vec<(&str, u64, usize)> = feed
         .iter()
         .map(|batch| (batch.run_id.as_str(), batch.first_seq, batch.events.len()))
@@ -530,32 +751,43 @@ pub(crate) fn the_feed_holds_every_batch_of_every_run_in_append_order(store: &dy
         feed.windows(2)
             .all(|pair| pair[0].position < pair[1].position)
     );
-    let rest = store.feed(feed[0].position, 1).unwrap();
+    let rest = store.feed(feed[0].position, 1).await.unwrap();
     assert_eq!(rest, [feed[1].clone()]);
-    assert!(store.feed(feed[2].position, 10).unwrap().is_empty());
+    assert!(store.feed(feed[2].position, 10).await.unwrap().is_empty());
 }
 
-pub(crate) fn a_paused_run_is_listed_paused_until_resumed(store: &dyn Store) {
-    store.create_run(&record("p", "w")).wait().unwrap();
+pub(crate) async fn a_paused_run_is_listed_paused_until_resumed(store: &dyn Store) {
+    let fence = create(store, &record("p", "w")).await;
     let events = [started(1), Event::RunPaused { at: Millis(2) }];
-    store.append("p", 0, &events).wait().unwrap();
-    assert_eq!(store.summary("p").unwrap().status, RunStatus::Paused);
+    store.append("p", 0, fence, &events).await.unwrap();
+    assert_eq!(store.summary("p").await.unwrap().status, RunStatus::Paused);
     store
-        .append("p", 2, &[Event::RunResumed { at: Millis(3) }])
-        .wait()
+        .append("p", 2, fence, &[Event::RunResumed { at: Millis(3) }])
+        .await
         .unwrap();
-    assert_eq!(store.summary("p").unwrap().status, RunStatus::Running);
+    assert_eq!(store.summary("p").await.unwrap().status, RunStatus::Running);
 }
 
-pub(crate) fn events_read_from_a_position(store: &dyn Store) {
+pub(crate) async fn events_read_from_a_position(store: &dyn Store) {
+    let fence = begin(store, "tail").await;
     let events: Vec<Event> = (0..5).map(started).collect();
-    store.append("tail", 0, &events).wait().unwrap();
-    assert_eq!(store.events_from("tail", 3).unwrap(), events[3..]);
-    assert_eq!(store.events_from("tail", 9).unwrap(), []);
+    store.append("tail", 0, fence, &events[..2]).await.unwrap();
+    store.append("tail", 2, fence, &events[2..]).await.unwrap();
+    assert_eq!(store.events_from("tail", 3).await.unwrap(), events[3..]);
+    assert_eq!(store.events_from("tail", 2).await.unwrap(), events[2..]);
+    assert_eq!(store.events_from("tail", 5).await.unwrap(), []);
+    assert_eq!(store.events_from("tail", 9).await.unwrap(), []);
 }
 
-pub(crate) fn a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept(store: &dyn Store) {
-    let artifact = |run: &str, bytes: &[u8]| {
+pub(crate) async fn a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept(
+    store: &dyn Store,
+) {
+    let done = create(store, &record("done", "w")).await;
+    let going = create(store, &record("going", "w")).await;
+    for (run, fence, bytes) in [
+        ("done", done, b"only done's".as_slice()),
+        ("going", going, b"going's".as_slice()),
+    ] {
         let produced = ArtifactRow {
             task: 0,
             attempt: 1,
@@ -571,69 +803,57 @@ pub(crate) fn a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept(sto
             artifacts: std::slice::from_ref(&produced),
             ..Batch::default()
         };
-        store.write(run, 0, batch).wait().unwrap();
-    };
-    for run in ["done", "going"] {
-        store.create_run(&record(run, "w")).wait().unwrap();
+        store.write(run, 0, fence, batch).await.unwrap();
     }
-    artifact("done", b"only done's");
-    artifact("going", b"going's");
     let finished = Event::RunFinished {
         at: Millis(50),
         status: RunStatus::Succeeded,
     };
-    store.append("done", 1, &[finished]).wait().unwrap();
-    let state = baton_core::check_source(
-        "name: w\ntasks:\n  a: {noop: true}\n",
-        baton_core::Format::Yaml,
-    )
-    .unwrap();
-    let sealed = RunState::new(Arc::new(state), RunSetup::default())
-        .snapshot(2)
-        .seal();
-    store.put_checkpoint("done", &sealed).wait().unwrap();
+    store.append("done", 1, done, &[finished]).await.unwrap();
+    store
+        .put_checkpoint("done", done, &state_snapshot(2))
+        .await
+        .unwrap();
 
     let old = |before| RunFilter {
         finished_before: Some(Millis(before)),
         limit: usize::MAX,
         ..RunFilter::default()
     };
-    let listed = |filter| -> Vec<String> {
-        store
-            .runs(&filter)
-            .unwrap()
-            .into_iter()
-            .map(|run| run.run_id)
-            .collect()
-    };
-    assert_eq!(listed(old(50)), Vec::<String>::new());
-    assert_eq!(listed(old(51)), ["done"]);
+    assert_eq!(listed(store, &old(50)).await, Vec::<String>::new());
+    assert_eq!(listed(store, &old(51)).await, ["done"]);
     assert_eq!(
-        store.artifact_digests().unwrap().len(),
+        store.artifact_digests().await.unwrap().len(),
         2,
         "each digest once"
     );
 
     assert!(matches!(
-        store.delete_run("going").wait(),
+        store.delete_run("going").await,
         Err(Error::Unfinished(_))
     ));
-    store.delete_run("done").wait().unwrap();
-    assert!(matches!(store.run("done"), Err(Error::UnknownRun(_))));
-    assert!(matches!(store.events("done"), Err(Error::UnknownRun(_))));
-    assert!(matches!(store.summary("done"), Err(Error::UnknownRun(_))));
+    store.delete_run("done").await.unwrap();
+    assert!(matches!(store.run("done").await, Err(Error::UnknownRun(_))));
+    assert!(matches!(
+        store.events("done").await,
+        Err(Error::UnknownRun(_))
+    ));
+    assert!(matches!(
+        store.summary("done").await,
+        Err(Error::UnknownRun(_))
+    ));
     assert_eq!(
-        store.artifact_digests().unwrap(),
+        store.artifact_digests().await.unwrap(),
         [Digest::of_bytes(b"going's")]
     );
-    assert_eq!(store.events("going").unwrap(), [started(1)]);
+    assert_eq!(store.events("going").await.unwrap(), [started(1)]);
     assert!(matches!(
-        store.delete_run("done").wait(),
+        store.delete_run("done").await,
         Err(Error::UnknownRun(_))
     ));
     // The id is free again.
-    store.create_run(&record("done", "w")).wait().unwrap();
-    assert_eq!(store.summary("done").unwrap().events, 0);
+    create(store, &record("done", "w")).await;
+    assert_eq!(store.summary("done").await.unwrap().events, 0);
 }
 
 macro_rules! conformance {
@@ -641,94 +861,39 @@ macro_rules! conformance {
         mod $backend {
             use super::*;
 
-            #[test]
-            fn appended_events_read_back_in_order() {
-                let (store, _dir) = $make;
-                super::appended_events_read_back_in_order(&store);
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (store, _dir) = $make;
+                        super::$name(&store).await;
+                    }
+                };
             }
 
-            #[test]
-            fn an_append_out_of_place_is_refused_and_loses_nothing() {
-                let (store, _dir) = $make;
-                super::an_append_out_of_place_is_refused_and_loses_nothing(&store);
-            }
+            case!(appended_events_read_back_in_order);
+            case!(an_append_out_of_place_is_refused_and_loses_nothing);
+            case!(runs_are_separate_logs);
+            case!(a_recorded_run_without_events_has_an_empty_log);
+            case!(runs_are_listed_newest_first_with_their_status);
+            case!(a_run_id_is_taken_once);
+            case!(a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses_it);
+            case!(runs_nobody_live_drives_are_listed_as_orphans);
+            case!(read_models_follow_the_events_written_with_them);
+            case!(checkpoints_are_kept_by_position_and_listed_newest_first);
+            case!(control_requests_are_read_in_order_from_a_position);
+            case!(the_change_feed_tells_of_appends_and_requests);
+            case!(workflow_versions_are_kept_immutable_and_listed);
+            case!(api_keys_are_kept_hashed_found_by_id_and_revoked_once);
+            case!(the_feed_holds_every_batch_of_every_run_in_append_order);
+            case!(a_paused_run_is_listed_paused_until_resumed);
+            case!(a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept);
+            case!(events_read_from_a_position);
 
-            #[test]
-            fn runs_are_separate_logs() {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writers_each_get_a_complete_log() {
                 let (store, _dir) = $make;
-                super::runs_are_separate_logs(&store);
-            }
-
-            #[test]
-            fn runs_are_listed_newest_first_with_their_status() {
-                let (store, _dir) = $make;
-                super::runs_are_listed_newest_first_with_their_status(&store);
-            }
-
-            #[test]
-            fn a_run_id_is_taken_once() {
-                let (store, _dir) = $make;
-                super::a_run_id_is_taken_once(&store);
-            }
-
-            #[test]
-            fn read_models_follow_the_events_written_with_them() {
-                let (store, _dir) = $make;
-                super::read_models_follow_the_events_written_with_them(&store);
-            }
-
-            #[test]
-            fn checkpoints_are_kept_by_position_and_listed_newest_first() {
-                let (store, _dir) = $make;
-                super::checkpoints_are_kept_by_position_and_listed_newest_first(&store);
-            }
-
-            #[test]
-            fn control_requests_are_read_in_order_from_a_position() {
-                let (store, _dir) = $make;
-                super::control_requests_are_read_in_order_from_a_position(&store);
-            }
-
-            #[test]
-            fn workflow_versions_are_kept_immutable_and_listed() {
-                let (store, _dir) = $make;
-                super::workflow_versions_are_kept_immutable_and_listed(&store);
-            }
-
-            #[test]
-            fn api_keys_are_kept_hashed_and_revoked_once() {
-                let (store, _dir) = $make;
-                super::api_keys_are_kept_hashed_and_revoked_once(&store);
-            }
-
-            #[test]
-            fn the_feed_holds_every_batch_of_every_run_in_append_order() {
-                let (store, _dir) = $make;
-                super::the_feed_holds_every_batch_of_every_run_in_append_order(&store);
-            }
-
-            #[test]
-            fn a_paused_run_is_listed_paused_until_resumed() {
-                let (store, _dir) = $make;
-                super::a_paused_run_is_listed_paused_until_resumed(&store);
-            }
-
-            #[test]
-            fn a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept() {
-                let (store, _dir) = $make;
-                super::a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept(&store);
-            }
-
-            #[test]
-            fn events_read_from_a_position() {
-                let (store, _dir) = $make;
-                super::events_read_from_a_position(&store);
-            }
-
-            #[test]
-            fn concurrent_writers_each_get_a_complete_log() {
-                let (store, _dir) = $make;
-                super::concurrent_writers_each_get_a_complete_log(Arc::new(store));
+                super::concurrent_writers_each_get_a_complete_log(Arc::new(store)).await;
             }
         }
     };

@@ -1,0 +1,11 @@
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    next_seq INTEGER NOT NULL
+);
+CREATE TABLE events (
+    run INTEGER NOT NULL REFERENCES runs (id),
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (run, seq)
+) WITHOUT ROWID;
