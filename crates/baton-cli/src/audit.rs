@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use crate::runs::RunArgs;
 
-pub(crate) fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let verification = engine.verify(&args.run)?;
+    let verification = engine.verify(&args.run).await?;
     if args.json {
         crate::emit(serde_json::to_string_pretty(&verification)?)?;
     } else {
@@ -29,9 +29,9 @@ pub(crate) fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(crate) fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let chain = engine.provenance(&args.run)?;
+    let chain = engine.provenance(&args.run).await?;
     if args.json {
         crate::emit(serde_json::to_string_pretty(&chain)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -56,10 +56,10 @@ pub(crate) fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let recorded = engine.trace(&args.run)?;
-    let replayed = engine.replay(&args.run)?;
+    let recorded = engine.trace(&args.run).await?;
+    let replayed = engine.replay(&args.run).await?;
     if args.json {
         let line = match &replayed {
             Ok(trace) => serde_json::json!({
@@ -85,14 +85,15 @@ pub(crate) fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(crate) fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
     let store = engine.store();
-    let listed = store.checkpoints(&args.run)?;
+    let listed = store.checkpoints(&args.run).await?;
     let mut shown = Vec::with_capacity(listed.len());
     for info in listed {
         let sound = store
             .checkpoint(&args.run, info.events)
+            .await
             .map_err(|error| error.to_string())
             .and_then(|sealed| sealed.open().map(|_| ()).map_err(|error| error.to_string()));
         shown.push((info, sound));
@@ -128,11 +129,11 @@ pub(crate) fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let workflow = engine.store().run(&args.run)?.workflow;
+    let workflow = engine.store().run(&args.run).await?.workflow;
     let id = |task: u32| workflow.tasks[task as usize].id.as_str();
-    let rows = engine.store().artifacts(&args.run)?;
+    let rows = engine.store().artifacts(&args.run).await?;
     if args.json {
         let rows: Vec<_> = rows
             .iter()

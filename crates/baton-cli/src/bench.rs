@@ -144,7 +144,7 @@ pub(crate) enum SpecFormat {
     Yaml,
 }
 
-pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Gen {
             nodes,
@@ -170,13 +170,16 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             events,
             no_checkpoints,
             samples,
-        } => crate::bench_resume::resume(
-            Shape { nodes, seed },
-            attempts,
-            events,
-            !no_checkpoints,
-            samples.max(1),
-        )?,
+        } => {
+            crate::bench_resume::resume(
+                Shape { nodes, seed },
+                attempts,
+                events,
+                !no_checkpoints,
+                samples.max(1),
+            )
+            .await?
+        }
         Command::Plan {
             nodes,
             seed,
@@ -195,59 +198,44 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
                 (false, true) => crate::bench_engine::BenchStore::Memory,
                 (false, false) => crate::bench_engine::BenchStore::LogOnly,
             };
-            crate::runtime()?.block_on(crate::bench_engine::engine(
-                Shape { nodes, seed },
-                wide,
-                store,
-                samples.max(1),
-            ))?
+            crate::bench_engine::engine(Shape { nodes, seed }, wide, store, samples.max(1)).await?
         }
         Command::Sleep {
             tasks,
             millis,
             concurrency,
             samples,
-        } => crate::runtime()?.block_on(crate::bench_engine::sleep(
-            tasks,
-            millis,
-            concurrency,
-            samples.max(1),
-        ))?,
+        } => crate::bench_engine::sleep(tasks, millis, concurrency, samples.max(1)).await?,
         Command::Store {
             events,
             batch,
             writers,
-        } => crate::bench_engine::store(events, batch.max(1), writers.max(1))?,
+        } => crate::bench_engine::store(events, batch.max(1), writers.max(1)).await?,
         Command::Api {
             runs,
             samples,
             wrk_seconds,
-        } => crate::runtime()?.block_on(crate::bench_api::api(
-            runs.max(1),
-            samples.max(1),
-            wrk_seconds.max(1),
-        ))?,
+        } => crate::bench_api::api(runs.max(1), samples.max(1), wrk_seconds.max(1)).await?,
         Command::Live {
             tasks,
             approvals,
             wrk_seconds,
-        } => crate::runtime()?.block_on(crate::bench_live::live(
-            tasks.max(2 * approvals + 1),
-            approvals.max(1),
-            wrk_seconds.max(1),
-        ))?,
+        } => {
+            crate::bench_live::live(
+                tasks.max(2 * approvals + 1),
+                approvals.max(1),
+                wrk_seconds.max(1),
+            )
+            .await?
+        }
         Command::Foreach { items, samples } => {
-            crate::runtime()?.block_on(crate::bench_engine::foreach(items, samples.max(1)))?
+            crate::bench_engine::foreach(items, samples.max(1)).await?
         }
         Command::Shell {
             tasks,
             concurrency,
             samples,
-        } => crate::runtime()?.block_on(crate::bench_engine::shell(
-            tasks,
-            concurrency,
-            samples.max(1),
-        ))?,
+        } => crate::bench_engine::shell(tasks, concurrency, samples.max(1)).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,7 +73,7 @@ pub(crate) async fn api(runs: usize, samples: usize, wrk_seconds: u64) -> anyhow
         .build()?;
 
     let started = concurrent_runs(&app, &client, &base, runs).await?;
-    task_latencies(app.store().as_ref(), &started)?;
+    task_latencies(app.store().as_ref(), &started).await?;
     first_task(&client, &base, samples).await?;
     get_under_load(&base, &started[0], wrk_seconds)?;
     Ok(())
@@ -122,14 +122,16 @@ async fn concurrent_runs(
     }
     let all = clock.elapsed();
     let store = app.store();
-    let succeeded = ids
-        .iter()
-        .filter(|id| {
-            store
-                .summary(id)
-                .is_ok_and(|run| run.status == baton_core::run::RunStatus::Succeeded)
-        })
-        .count();
+    let mut succeeded = 0;
+    for id in &ids {
+        if store
+            .summary(id)
+            .await
+            .is_ok_and(|run| run.status == baton_core::run::RunStatus::Succeeded)
+        {
+            succeeded += 1;
+        }
+    }
     println!(
         "{runs} concurrent runs x 10 tasks through the API: all accepted in {:.1} ms, all finished in {:.1} ms: {:.0} runs/s, {:.0} tasks/s ({succeeded} succeeded)",
         accepted.as_secs_f64() * 1e3,
@@ -142,15 +144,15 @@ async fn concurrent_runs(
 
 /// Task latency from the records: a task's end less the moment it could
 /// start (its needs' last end, or its run's start). Millisecond stamps.
-fn task_latencies(store: &dyn Store, runs: &[String]) -> anyhow::Result<()> {
+async fn task_latencies(store: &dyn Store, runs: &[String]) -> anyhow::Result<()> {
     let needs: HashMap<&str, Vec<&str>> = HashMap::from([
         ("start", vec![]),
         ("join", vec!["a", "b", "c", "d", "e", "f", "g", "h"]),
     ]);
     let mut latencies = Vec::new();
     for run in runs {
-        let started = store.summary(run)?.started_at.unwrap_or_default();
-        let rows = store.tasks(run)?;
+        let started = store.summary(run).await?.started_at.unwrap_or_default();
+        let rows = store.tasks(run).await?;
         let ended: HashMap<&str, u64> = rows
             .iter()
             .filter_map(|row| Some((row.id.as_str(), row.finished_at?.0)))

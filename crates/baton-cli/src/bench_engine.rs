@@ -83,7 +83,8 @@ pub(crate) async fn engine(
     for _ in 0..samples {
         let started = Instant::now();
         let report = engine
-            .start_valid(Arc::clone(&valid), RunOptions::default())?
+            .start_valid(Arc::clone(&valid), RunOptions::default())
+            .await?
             .finish()
             .await?;
         times.push(started.elapsed());
@@ -226,7 +227,8 @@ async fn time_runs(
         };
         let started = Instant::now();
         let report = engine
-            .start_valid(Arc::clone(&valid), options)?
+            .start_valid(Arc::clone(&valid), options)
+            .await?
             .finish()
             .await?;
         times.push(started.elapsed());
@@ -264,9 +266,9 @@ pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-pub(crate) fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()> {
+pub(crate) async fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()> {
     use baton_core::run::{Event, Millis};
-    use baton_store::{SqliteStore, Store};
+    use baton_store::{Owner, RunLog, RunRecord, SqliteStore};
 
     let dir = tempfile_dir()?;
     let path = dir.join("bench.db");
@@ -277,33 +279,42 @@ pub(crate) fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()>
         "{} events into SQLite (WAL, synchronous=NORMAL), {writers} writer(s), {batch} events per append",
         per_writer * writers
     );
+    let owner = Owner::this_process();
+    store
+        .heartbeat(&owner, Millis(0), baton_core::Duration::from_secs(3600))
+        .await?;
+    let mut fences = Vec::new();
+    for writer in 0..writers {
+        let record = RunRecord::new(
+            format!("bench-{writer}"),
+            baton_core::Workflow::new("bench"),
+        );
+        fences.push(store.create_run(&record, &owner.id, Millis(0)).await?);
+    }
     let started = Instant::now();
-    let threads: Vec<_> = (0..writers)
-        .map(|writer| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                let run = format!("bench-{writer}");
-                let mut seq = 0;
-                while seq < per_writer {
-                    let count = batch.min(per_writer - seq);
-                    let events: Vec<Event> = (seq..seq + count)
-                        .map(|at| Event::TaskStarted {
-                            at: Millis(1_800_000_000_000 + at),
-                            task: at as u32,
-                            attempt: 1,
-                        })
-                        .collect();
-                    store.append(&run, seq, &events).wait()?;
-                    seq += count;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+    let mut running = tokio::task::JoinSet::new();
+    for (writer, fence) in fences.into_iter().enumerate() {
+        let store = Arc::clone(&store);
+        running.spawn(async move {
+            let run = format!("bench-{writer}");
+            let mut seq = 0;
+            while seq < per_writer {
+                let count = batch.min(per_writer - seq);
+                let events: Vec<Event> = (seq..seq + count)
+                    .map(|at| Event::TaskStarted {
+                        at: Millis(1_800_000_000_000 + at),
+                        task: at as u32,
+                        attempt: 1,
+                    })
+                    .collect();
+                store.append(&run, seq, fence, &events).await?;
+                seq += count;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
     }
     let elapsed = started.elapsed();
     println!(
@@ -350,7 +361,8 @@ pub(crate) async fn foreach(items: usize, samples: usize) -> anyhow::Result<()> 
         for _ in 0..samples {
             let started = Instant::now();
             let report = engine
-                .start_valid(Arc::clone(&valid), RunOptions::default())?
+                .start_valid(Arc::clone(&valid), RunOptions::default())
+                .await?
                 .finish()
                 .await?;
             times.push(started.elapsed());

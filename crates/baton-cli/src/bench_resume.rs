@@ -17,7 +17,7 @@ use baton_store::SqliteStore;
 
 use crate::bench::{peak_memory, show};
 
-pub(crate) fn resume(
+pub(crate) async fn resume(
     shape: Shape,
     attempts: u32,
     events: u64,
@@ -39,7 +39,15 @@ pub(crate) fn resume(
         shape.nodes, shape.nodes, shape.seed
     );
     let started = Instant::now();
-    let run_id = crash_after(&config, &path, flaky(shape, attempts)?, events)?;
+    // The crashing process is a runtime of its own, on a thread of its own.
+    let crashed = {
+        let (config, path) = (config.clone(), path.clone());
+        let valid = flaky(shape, attempts)?;
+        std::thread::spawn(move || crash_after(&config, &path, valid, events))
+    };
+    let run_id = crashed
+        .join()
+        .map_err(|_| anyhow::anyhow!("the crashing run panicked"))??;
     println!("recorded and crashed in {}", show(started.elapsed()));
 
     let engine = Engine::with_store(config, Arc::new(SqliteStore::open(&path)?));
@@ -47,7 +55,7 @@ pub(crate) fn resume(
     let mut recovery = None;
     for _ in 0..samples {
         let started = Instant::now();
-        let (state, rebuilt) = engine.rebuild(&run_id)?;
+        let (state, rebuilt) = engine.rebuild(&run_id).await?;
         times.push(started.elapsed());
         anyhow::ensure!(
             !state.is_finished(),
@@ -57,7 +65,7 @@ pub(crate) fn resume(
     }
     let recovery = recovery.expect("at least one sample");
     let started = Instant::now();
-    let record = engine.store().run(&run_id)?;
+    let record = engine.store().run(&run_id).await?;
     let loaded = started.elapsed();
     baton_core::check(Arc::unwrap_or_clone(record.workflow))
         .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?;
@@ -119,7 +127,9 @@ fn crash_after(
     valid: Arc<Valid>,
     events: u64,
 ) -> anyhow::Result<String> {
-    let runtime = crate::runtime()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let engine = Engine::with_store(config.clone(), Arc::new(SqliteStore::open(path)?));
     let last = valid
         .workflow()
@@ -142,7 +152,7 @@ fn crash_after(
             watch: true,
             ..RunOptions::default()
         };
-        let mut handle = engine.start_valid(valid, options)?;
+        let mut handle = engine.start_valid(valid, options).await?;
         let run_id = handle.run_id().to_owned();
         let stream = handle.events().expect("watched");
         while let Some(event) = stream.recv().await {

@@ -36,28 +36,40 @@ pub(crate) struct ApproveArgs {
     home: Home,
 }
 
-pub(crate) fn cancel(args: RunControlArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn cancel(
+    args: RunControlArgs,
+    remote: Option<&Remote>,
+) -> anyhow::Result<ExitCode> {
     let done = format!(
         "cancel requested for run {}; the baton running it stops its tasks now",
         args.run
     );
-    send(&args.home, remote, &args.run, Control::Cancel, &done)
+    send(&args.home, remote, &args.run, Control::Cancel, &done).await
 }
 
-pub(crate) fn pause(args: RunControlArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn pause(
+    args: RunControlArgs,
+    remote: Option<&Remote>,
+) -> anyhow::Result<ExitCode> {
     let done = format!(
         "pause requested for run {}; running tasks finish, no new one starts",
         args.run
     );
-    send(&args.home, remote, &args.run, Control::Pause, &done)
+    send(&args.home, remote, &args.run, Control::Pause, &done).await
 }
 
-pub(crate) fn unpause(args: RunControlArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn unpause(
+    args: RunControlArgs,
+    remote: Option<&Remote>,
+) -> anyhow::Result<ExitCode> {
     let done = format!("run {} starts tasks again", args.run);
-    send(&args.home, remote, &args.run, Control::Resume, &done)
+    send(&args.home, remote, &args.run, Control::Resume, &done).await
 }
 
-pub(crate) fn approve(args: ApproveArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn approve(
+    args: ApproveArgs,
+    remote: Option<&Remote>,
+) -> anyhow::Result<ExitCode> {
     let done = format!(
         "{} chosen for task {} of run {}",
         args.choice, args.task, args.run
@@ -68,10 +80,10 @@ pub(crate) fn approve(args: ApproveArgs, remote: Option<&Remote>) -> anyhow::Res
         by: args.by,
         comment: args.comment,
     });
-    send(&args.home, remote, &args.run, control, &done)
+    send(&args.home, remote, &args.run, control, &done).await
 }
 
-fn send(
+async fn send(
     home: &Home,
     remote: Option<&Remote>,
     run: &str,
@@ -79,13 +91,13 @@ fn send(
     done: &str,
 ) -> anyhow::Result<ExitCode> {
     match remote {
-        Some(remote) => ask(remote, run, control, done),
-        None => request(home, run, control, done),
+        Some(remote) => ask(remote, run, control, done).await,
+        None => request(home, run, control, done).await,
     }
 }
 
 /// [`request`] through a server: the same checks, made there.
-fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow::Result<ExitCode> {
+async fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow::Result<ExitCode> {
     let (path, body) = match &control {
         Control::Cancel => (format!("/runs/{run}/cancel"), serde_json::json!({})),
         Control::Pause => (format!("/runs/{run}/pause"), serde_json::json!({})),
@@ -97,14 +109,14 @@ fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow::Resu
             }),
         ),
     };
-    match remote.post(&path, &body)? {
+    match remote.post(&path, &body).await? {
         Ok(_) => {
             crate::emit(done)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(refused) if refused.status == 404 => Err(refused.into()),
         Err(refused) if refused.status == 409 => {
-            let shown: baton_engine::RunReport = remote.get(&format!("/runs/{run}"), &[])?;
+            let shown: baton_engine::RunReport = remote.get(&format!("/runs/{run}"), &[]).await?;
             if shown.status.is_final() {
                 crate::emit(format_args!("run {run} already ended: {}", shown.status))?;
             } else {
@@ -122,16 +134,16 @@ fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow::Resu
 
 /// Leaves `control` for the run; a request the run cannot take now (it
 /// ended, the approval was decided) exits 1 with why.
-fn request(home: &Home, run: &str, control: Control, done: &str) -> anyhow::Result<ExitCode> {
+async fn request(home: &Home, run: &str, control: Control, done: &str) -> anyhow::Result<ExitCode> {
     let engine = home.engine()?;
-    let answer = crate::runtime()?.block_on(engine.control(run, control));
+    let answer = engine.control(run, control).await;
     match answer {
         Ok(()) => {
             crate::emit(done)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(baton_engine::Error::Control(ControlError::Finished)) => {
-            let status = engine.store().summary(run)?.status;
+            let status = engine.store().summary(run).await?.status;
             crate::emit(format_args!("run {run} already ended: {status}"))?;
             Ok(ExitCode::FAILURE)
         }

@@ -20,9 +20,9 @@ pub(crate) struct GcArgs {
 }
 
 /// Deletes old finished runs, their logs, and artifacts nothing else uses.
-pub(crate) fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let pruned = engine.prune(args.older_than, now())?;
+    let pruned = engine.prune(args.older_than, now()).await?;
     if args.json {
         crate::emit(serde_json::to_string_pretty(&pruned)?)?;
     } else {

@@ -37,13 +37,13 @@ pub(crate) enum Command {
     },
 }
 
-pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Create { name, scope, home } => {
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
             let engine = home.engine()?;
             let (key, token) = baton_server::issue(&name, scope, now());
-            engine.store().put_key(&key).wait()?;
+            engine.store().put_key(&key).await?;
             crate::emit(&token)?;
             eprintln!(
                 "key {} ({scope}) for {name}: keep it now, it is not shown again",
@@ -51,7 +51,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::List { json, home } => {
-            let keys = home.engine()?.store().keys()?;
+            let keys = home.engine()?.store().keys().await?;
             if json {
                 for key in &keys {
                     let line = serde_json::json!({
@@ -76,7 +76,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             crate::emit(&table)?;
         }
         Command::Revoke { id, home } => {
-            home.engine()?.store().revoke_key(&id, now()).wait()?;
+            home.engine()?.store().revoke_key(&id, now()).await?;
             crate::emit(format_args!("key {id} revoked"))?;
         }
     }

@@ -33,15 +33,15 @@ pub(crate) struct LogsArgs {
     home: Home,
 }
 
-pub(crate) fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
     if let Some(remote) = remote {
-        return remote_logs(remote, &args);
+        return remote_logs(remote, &args).await;
     }
     let engine = args.home.engine()?;
     if args.follow {
-        return follow(&engine, &args);
+        return follow(&engine, &args).await;
     }
-    let report = engine.recorded(&args.run)?;
+    let report = engine.recorded(&args.run).await?;
     let tasks = selected(&report, &args)?;
     let mut out = std::io::stdout().lock();
     for task in tasks {
@@ -95,7 +95,7 @@ fn selected<'a>(report: &'a RunReport, args: &LogsArgs) -> anyhow::Result<Vec<&'
 
 /// [`logs`] through a server: the same text, read over the API (with
 /// `--follow`, by offset, until the run has ended and all is printed).
-fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+async fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let streams = [
         baton_engine::logs::STDOUT_FILE,
         baton_engine::logs::STDERR_FILE,
@@ -106,7 +106,7 @@ fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let mut last = None;
     let mut out = std::io::stdout().lock();
     loop {
-        let report: RunReport = remote.get(&format!("/runs/{}", args.run), &[])?;
+        let report: RunReport = remote.get(&format!("/runs/{}", args.run), &[]).await?;
         let ended = report.status.is_final();
         for task in selected(&report, args)? {
             let attempts = match args.attempt {
@@ -136,7 +136,7 @@ fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
                         ("offset", offset.to_string()),
                     ];
                     let path = format!("/runs/{}/tasks/{}/logs", args.run, task.id);
-                    let Some(text) = remote.text(&path, &query)? else {
+                    let Some(text) = remote.text(&path, &query).await? else {
                         continue;
                     };
                     if text.is_empty() {
@@ -173,15 +173,15 @@ fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints new log output until the run has ended and everything it wrote
 /// has been printed; a header marks each switch of task, attempt or stream.
-fn follow(engine: &Engine, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+async fn follow(engine: &Engine, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let store = engine.store();
     let mut follower = LogFollower::new(&args.home.state_dir, &args.run, args.attempt);
     let mut last = None;
     let mut out = std::io::stdout().lock();
     loop {
         // Read the status first: once it is final, this pass drains the rest.
-        let ended = store.summary(&args.run)?.status.is_final();
-        let rows = store.tasks(&args.run)?;
+        let ended = store.summary(&args.run).await?.status.is_final();
+        let rows = store.tasks(&args.run).await?;
         if let Some(id) = &args.task {
             anyhow::ensure!(
                 rows.iter().any(|row| row.id == *id),

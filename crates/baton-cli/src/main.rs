@@ -171,7 +171,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let outcome = match cli.command {
+    let outcome = runtime().and_then(|runtime| runtime.block_on(dispatch(cli.command, remote)));
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(2)
+    })
+}
+
+/// Carries out one command.
+async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Validate {
             files,
             inputs,
@@ -179,35 +188,31 @@ fn main() -> ExitCode {
         } => validate(&files, &inputs, json),
         Command::Plan { file, json } => plan(&file, json),
         Command::Graph { file, format } => graph(&file, format),
-        Command::Run(args) => run::run(args),
-        Command::Runs(args) => runs::runs(args, remote),
-        Command::Show(args) => runs::show(args, remote),
-        Command::Events(args) => runs::events(args),
-        Command::Resume(args) => runs::resume(args),
-        Command::Rerun(args) => runs::rerun(args),
-        Command::Logs(args) => logs::logs(args, remote),
-        Command::Cancel(args) => control::cancel(args, remote),
-        Command::Approve(args) => control::approve(args, remote),
-        Command::Pause(args) => control::pause(args, remote),
-        Command::Unpause(args) => control::unpause(args, remote),
-        Command::Verify(args) => audit::verify(args),
-        Command::Provenance(args) => audit::provenance(args),
-        Command::Replay(args) => audit::replay(args),
-        Command::Checkpoints(args) => audit::checkpoints(args),
-        Command::Artifacts(args) => audit::artifacts(args),
-        Command::Gc(args) => gc::gc(args),
-        Command::Serve(args) => serve::serve(args),
-        Command::Keys { command } => keys::run(command),
+        Command::Run(args) => run::run(args).await,
+        Command::Runs(args) => runs::runs(args, remote).await,
+        Command::Show(args) => runs::show(args, remote).await,
+        Command::Events(args) => runs::events(args).await,
+        Command::Resume(args) => runs::resume(args).await,
+        Command::Rerun(args) => runs::rerun(args).await,
+        Command::Logs(args) => logs::logs(args, remote).await,
+        Command::Cancel(args) => control::cancel(args, remote).await,
+        Command::Approve(args) => control::approve(args, remote).await,
+        Command::Pause(args) => control::pause(args, remote).await,
+        Command::Unpause(args) => control::unpause(args, remote).await,
+        Command::Verify(args) => audit::verify(args).await,
+        Command::Provenance(args) => audit::provenance(args).await,
+        Command::Replay(args) => audit::replay(args).await,
+        Command::Checkpoints(args) => audit::checkpoints(args).await,
+        Command::Artifacts(args) => audit::artifacts(args).await,
+        Command::Gc(args) => gc::gc(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Keys { command } => keys::run(command).await,
         Command::Config(args) => config::show(args),
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Bench { command } => bench::run(command),
-    };
-    outcome.unwrap_or_else(|error| {
-        eprintln!("error: {error:#}");
-        ExitCode::from(2)
-    })
+        Command::Bench { command } => bench::run(command).await,
+    }
 }
 
 /// What expanding the spec's `uses` tasks with the templates beside it

@@ -12,7 +12,6 @@ pub(crate) struct Remote {
     base: String,
     key: Option<String>,
     client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
 }
 
 /// A refusal from the server: its status and what its problem says.
@@ -39,7 +38,6 @@ impl Remote {
             client: baton_engine::http_client()
                 .connect_timeout(Duration::from_secs(10))
                 .build()?,
-            runtime: crate::runtime()?,
         })
     }
 
@@ -65,19 +63,19 @@ impl Remote {
     }
 
     /// Sends a request; a problem answer is an `Err(Refused)` inside.
-    fn send(
+    async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<Result<reqwest::Response, Refused>> {
-        let response = self
-            .runtime
-            .block_on(request.send())
+        let response = request
+            .send()
+            .await
             .with_context(|| format!("cannot reach {}", self.base))?;
         if response.status().is_success() {
             return Ok(Ok(response));
         }
         let status = response.status().as_u16();
-        let body: Value = self.runtime.block_on(response.json()).unwrap_or_default();
+        let body: Value = response.json().await.unwrap_or_default();
         let detail = body["detail"]
             .as_str()
             .map_or_else(|| format!("the server answered {status}"), str::to_owned);
@@ -85,23 +83,28 @@ impl Remote {
     }
 
     /// `GET path?query` as `T`; any refusal is an error.
-    pub(crate) fn get<T: DeserializeOwned>(
+    pub(crate) async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        let response = self.send(self.request_with(reqwest::Method::GET, path, query))??;
-        Ok(self.runtime.block_on(response.json())?)
+        let response = self
+            .send(self.request_with(reqwest::Method::GET, path, query))
+            .await??;
+        Ok(response.json().await?)
     }
 
     /// `GET path?query` as text; `None` when the server refuses with 404.
-    pub(crate) fn text(
+    pub(crate) async fn text(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<Option<String>> {
-        match self.send(self.request_with(reqwest::Method::GET, path, query))? {
-            Ok(response) => Ok(Some(self.runtime.block_on(response.text())?)),
+        match self
+            .send(self.request_with(reqwest::Method::GET, path, query))
+            .await?
+        {
+            Ok(response) => Ok(Some(response.text().await?)),
             Err(refused) if refused.status == 404 => Ok(None),
             Err(refused) => Err(refused.into()),
         }
@@ -109,10 +112,17 @@ impl Remote {
 
     /// `POST path` with a JSON body; the refusal, if any, for the caller to
     /// word.
-    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Result<Value, Refused>> {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Result<Value, Refused>> {
         Ok(
-            match self.send(self.request(reqwest::Method::POST, path).json(body))? {
-                Ok(response) => Ok(self.runtime.block_on(response.json()).unwrap_or_default()),
+            match self
+                .send(self.request(reqwest::Method::POST, path).json(body))
+                .await?
+            {
+                Ok(response) => Ok(response.json().await.unwrap_or_default()),
                 Err(refused) => Err(refused),
             },
         )

@@ -81,7 +81,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<Duration>().map_err(|error| error.to_string())
 }
 
-pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = match (&args.file, &args.tasks) {
         (_, Some(tasks)) => inline(tasks)?,
         (Some(path), None) => SpecFile::read(path)?,
@@ -91,7 +91,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(valid) => valid,
         Err(problems) => return Ok(refuse(&file, problems)),
     };
-    crate::runtime()?.block_on(execute(&file, valid, args))
+    execute(&file, valid, args).await
 }
 
 /// A spec from `--tasks`: a JSON list of tasks, each with its `id`.
@@ -151,12 +151,12 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
         ..RunOptions::default()
     };
     if let Some(run_id) = &options.run_id
-        && engine.store().run(run_id).is_ok()
+        && engine.store().run(run_id).await.is_ok()
     {
-        let handle = engine.resume(run_id, true)?;
+        let handle = engine.resume(run_id, true).await?;
         return follow(&engine, handle, args.json).await;
     }
-    let handle = match engine.start_valid(Arc::clone(&valid), options) {
+    let handle = match engine.start_valid(Arc::clone(&valid), options).await {
         Ok(handle) => handle,
         Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
         Err(error) => return Err(error.into()),
@@ -209,8 +209,8 @@ pub(crate) async fn follow(
         other => other.into(),
     })?;
     let proof = Proof {
-        trace: engine.trace(&report.run_id)?,
-        root: engine.provenance(&report.run_id)?.root,
+        trace: engine.trace(&report.run_id).await?,
+        root: engine.provenance(&report.run_id).await?.root,
     };
     view.finish(&report, &proof)?;
     Ok(match report.status {

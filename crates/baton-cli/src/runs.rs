@@ -112,7 +112,7 @@ pub(crate) struct EventsArgs {
     home: Home,
 }
 
-pub(crate) fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
     let runs: Vec<RunSummary> = match remote {
         Some(remote) => {
             let mut query = vec![("limit", args.limit.clamp(1, 1000).to_string())];
@@ -122,7 +122,7 @@ pub(crate) fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Result<Ex
             if let Some(workflow) = &args.workflow {
                 query.push(("workflow", workflow.clone()));
             }
-            let page: serde_json::Value = remote.get("/runs", &query)?;
+            let page: serde_json::Value = remote.get("/runs", &query).await?;
             serde_json::from_value(page["runs"].clone())?
         }
         None => {
@@ -132,7 +132,7 @@ pub(crate) fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Result<Ex
                 limit: args.limit,
                 ..RunFilter::default()
             };
-            args.home.engine()?.store().runs(&filter)?
+            args.home.engine()?.store().runs(&filter).await?
         }
     };
     if args.json {
@@ -180,10 +180,10 @@ fn age(millis: u64) -> String {
     }
 }
 
-pub(crate) fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
     let report: RunReport = match remote {
-        Some(remote) => remote.get(&format!("/runs/{}", args.run), &[])?,
-        None => args.home.engine()?.recorded(&args.run)?,
+        Some(remote) => remote.get(&format!("/runs/{}", args.run), &[]).await?,
+        None => args.home.engine()?.recorded(&args.run).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -193,31 +193,27 @@ pub(crate) fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
-    crate::runtime()?.block_on(async {
-        let engine = args.home.engine()?;
-        let handle = engine.resume(&args.run, true)?;
-        follow(&engine, handle, args.json).await
-    })
+pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let handle = engine.resume(&args.run, true).await?;
+    follow(&engine, handle, args.json).await
 }
 
-pub(crate) fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
-    crate::runtime()?.block_on(async {
-        let engine = args.home.engine()?;
-        let handle = engine.rerun(&args.run, args.from.as_deref(), true)?;
-        follow(&engine, handle, args.json).await
-    })
+pub(crate) async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.home.engine()?;
+    let handle = engine.rerun(&args.run, args.from.as_deref(), true).await?;
+    follow(&engine, handle, args.json).await
 }
 
-pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
     let store = engine.store();
-    let record = store.run(&args.run)?;
+    let record = store.run(&args.run).await?;
     let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
         anyhow::anyhow!("the recorded workflow does not check: {}", problems[0])
     })?;
     let mut out = std::io::stdout().lock();
-    for (seq, event) in store.events(&args.run)?.into_iter().enumerate() {
+    for (seq, event) in store.events(&args.run).await?.into_iter().enumerate() {
         let line = RunEvent {
             seq: seq as u64,
             event,

@@ -30,11 +30,11 @@ pub(crate) struct ServeArgs {
     config: ConfigArgs,
 }
 
-pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let bind = args.bind.unwrap_or(config.server.bind);
     let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
-    crate::runtime()?.block_on(async {
+    async {
         let mut engine_config = EngineConfig::default();
         config.engine.apply(&mut engine_config);
         let engine = args.home.engine_with(engine_config)?;
@@ -48,7 +48,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 require_keys: !insecure,
             },
         );
-        let (resumed, failed) = state.recover()?;
+        let (resumed, failed) = state.recover().await?;
         for error in &failed {
             eprintln!("warning: a run could not be resumed: {error}");
         }
@@ -63,7 +63,13 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "warning: --insecure-no-auth: anyone who can reach {address} can start, cancel and decide runs"
             );
-        } else if state.store().keys()?.iter().all(|key| key.revoked_at.is_some()) {
+        } else if state
+            .store()
+            .keys()
+            .await?
+            .iter()
+            .all(|key| key.revoked_at.is_some())
+        {
             eprintln!(
                 "note: no API key yet, so every API request is refused; make one with `baton keys create --name NAME --scope admin`"
             );
@@ -72,7 +78,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("baton serving on http://{address}");
         baton_server::serve(listener, state, shutdown()).await?;
         Ok(ExitCode::SUCCESS)
-    })
+    }.await
 }
 
 /// The retention policy: every `every`, what `baton gc --older-than` would
@@ -85,18 +91,13 @@ async fn retain(engine: Engine, policy: Retention) {
         tokio::time::interval(policy.every.as_std().max(std::time::Duration::from_secs(1)));
     loop {
         every.tick().await;
-        let engine = engine.clone();
-        let pruned = tokio::task::spawn_blocking(move || {
-            engine.prune(older_than, baton_engine::wall_clock())
-        })
-        .await;
-        match pruned {
-            Ok(Ok(pruned)) if !pruned.runs.is_empty() => eprintln!(
+        match engine.prune(older_than, baton_engine::wall_clock()).await {
+            Ok(pruned) if !pruned.runs.is_empty() => eprintln!(
                 "retention: deleted {} run(s) that finished over {older_than} ago, {} artifact(s)",
                 pruned.runs.len(),
                 pruned.objects
             ),
-            Ok(Err(error)) => eprintln!("retention: {error}"),
+            Err(error) => eprintln!("retention: {error}"),
             _ => {}
         }
     }

@@ -42,21 +42,18 @@ pub struct Mismatch {
 impl Engine {
     /// A fresh state for a recorded run, its events, and its record's
     /// workflow checked.
-    fn recorded_log(&self, run_id: &str) -> Result<(RunState, Vec<Event>), Error> {
-        let record = self.store.run(run_id)?;
+    async fn recorded_log(&self, run_id: &str) -> Result<(RunState, Vec<Event>), Error> {
+        let record = self.store.run(run_id).await?;
         let workflow = Arc::unwrap_or_clone(record.workflow.clone());
         let valid = Arc::new(baton_core::check(workflow).map_err(Error::Invalid)?);
-        let events = match self.store.events(run_id) {
-            Err(baton_store::Error::UnknownRun(_)) => Vec::new(),
-            other => other?,
-        };
+        let events = self.store.events(run_id).await?;
         Ok((RunState::new(valid, setup_of(&record)), events))
     }
 
     /// The stored provenance chain of a run and its root.
-    pub fn provenance(&self, run_id: &str) -> Result<ProvenanceChain, Error> {
-        let (state, _) = self.recorded_log(run_id)?;
-        let records = self.store.provenance(run_id)?;
+    pub async fn provenance(&self, run_id: &str) -> Result<ProvenanceChain, Error> {
+        let (state, _) = self.recorded_log(run_id).await?;
+        let records = self.store.provenance(run_id).await?;
         let root = Chain::from_records(&state, &records).root();
         Ok(ProvenanceChain {
             run_id: run_id.to_owned(),
@@ -67,16 +64,17 @@ impl Engine {
 
     /// Recomputes every provenance record from the run's record and events
     /// and compares it with the stored one, in the order the tasks ended.
-    pub fn verify(&self, run_id: &str) -> Result<Verification, Error> {
-        let (mut state, events) = self.recorded_log(run_id)?;
+    pub async fn verify(&self, run_id: &str) -> Result<Verification, Error> {
+        let (mut state, events) = self.recorded_log(run_id).await?;
         let mut stored: HashMap<String, Provenance> = self
             .store
-            .provenance(run_id)?
+            .provenance(run_id)
+            .await?
             .into_iter()
             .map(|record| (record.task.clone(), record))
             .collect();
         let outputs: HashMap<u32, serde_json::Value> =
-            self.store.outputs(run_id)?.into_iter().collect();
+            self.store.outputs(run_id).await?.into_iter().collect();
         let mut chain = Chain::new(state.task_count());
         let mut records = 0;
         let mut mismatch = None;
@@ -112,16 +110,16 @@ impl Engine {
     }
 
     /// The digest of the run's recorded events.
-    pub fn trace(&self, run_id: &str) -> Result<Digest, Error> {
-        let (_, events) = self.recorded_log(run_id)?;
+    pub async fn trace(&self, run_id: &str) -> Result<Digest, Error> {
+        let (_, events) = self.recorded_log(run_id).await?;
         Ok(Trace::of(&events))
     }
 
     /// Re-drives the state machine through the run's recorded results
     /// without running anything: the trace digest, or the first recorded
     /// decision it would not make.
-    pub fn replay(&self, run_id: &str) -> Result<Result<Digest, Divergence>, Error> {
-        let (mut state, events) = self.recorded_log(run_id)?;
+    pub async fn replay(&self, run_id: &str) -> Result<Result<Digest, Divergence>, Error> {
+        let (mut state, events) = self.recorded_log(run_id).await?;
         Ok(baton_core::run::replay(&mut state, &events))
     }
 }

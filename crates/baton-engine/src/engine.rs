@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, Once, RwLock};
 use baton_core::run::{Chain, Control, ControlError, Event, Millis, RunSetup, RunState};
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Problem, Valid, Workflow};
-use baton_store::{MemoryStore, ParentTask, Reuse, RunRecord, Store};
+use baton_store::{Fence, MemoryStore, Owner, ParentTask, Presence, Reuse, RunRecord, Store};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OnceCell, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::report::RunReport;
 use crate::runner::{Handler, Runners};
 use crate::{runnable, shell, subworkflow, uses};
@@ -48,6 +49,11 @@ pub struct EngineConfig {
     pub workflow_dirs: Vec<PathBuf>,
     /// Where `uses: name@version` tasks find their template.
     pub template_dirs: Vec<PathBuf>,
+    /// How long this engine's hold on the runs it drives lasts unless
+    /// renewed (it renews every third of it): after a crash, how long
+    /// until another process may take them over. On this machine a dead
+    /// owner's runs are taken at once.
+    pub lease: Duration,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +70,7 @@ impl Default for EngineConfig {
             max_inline_output: 1024 * 1024,
             workflow_dirs: Vec::new(),
             template_dirs: Vec::new(),
+            lease: Duration::from_secs(4),
         }
     }
 }
@@ -159,8 +166,8 @@ impl RunEvent {
     }
 }
 
-/// Runs workflows. Cheap to clone; clones share handlers, store and the
-/// global concurrency limit.
+/// Runs workflows. Cheap to clone; clones share handlers, store, the
+/// global concurrency limit and the engine's ownership of its runs.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) config: Arc<EngineConfig>,
@@ -169,9 +176,13 @@ pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) slots: Arc<Semaphore>,
     /// The runs this engine drives, each woken to read its control
-    /// requests as soon as one is recorded here (other processes' requests
-    /// are found by polling).
+    /// requests when the store's change feed says one was left.
     pub(crate) driven: Arc<Mutex<FxHashMap<String, Arc<Notify>>>>,
+    /// Who this engine is to the store, while any clone of it lives.
+    pub(crate) presence: Arc<Presence>,
+    /// Set once the store has heard of this engine and its lease is being
+    /// renewed; the clock leases are stamped by.
+    announced: Arc<OnceCell<Clock>>,
 }
 
 impl Engine {
@@ -202,7 +213,55 @@ impl Engine {
             config: Arc::new(config),
             store,
             driven: Arc::default(),
+            presence: Arc::new(Presence::new(Owner::this_process())),
+            announced: Arc::default(),
         }
+    }
+
+    /// The clock leases are stamped by, once the store knows this engine
+    /// and a task renews its lease for as long as the engine lives. The
+    /// same task wakes driven runs when their control requests arrive.
+    pub(crate) async fn announce(&self) -> Result<Clock, Error> {
+        let clock = self
+            .announced
+            .get_or_try_init(|| async {
+                let clock = self
+                    .config
+                    .start_time
+                    .map_or_else(Clock::system, Clock::starting_at);
+                let owner = self.presence.owner();
+                self.store
+                    .heartbeat(owner, clock.now(), self.config.lease)
+                    .await?;
+                tokio::spawn(renew(
+                    Arc::downgrade(&self.presence),
+                    Arc::clone(&self.store),
+                    clock,
+                    self.config.lease,
+                ));
+                tokio::spawn(wake_on_requests(
+                    Arc::downgrade(&self.driven),
+                    self.store.changes(),
+                ));
+                Ok::<Clock, Error>(clock)
+            })
+            .await?;
+        Ok(*clock)
+    }
+
+    /// Takes `run_id` over for this engine: refused while another live
+    /// process drives it; a dead owner on this machine is taken from at
+    /// once, one elsewhere once its lease has run out.
+    pub(crate) async fn claim(&self, run_id: &str) -> Result<Fence, Error> {
+        let clock = self.announce().await?;
+        let owner = &self.presence.owner().id;
+        let steal = match self.store.summary(run_id).await?.driver {
+            Some(driver) if driver.owner.id != *owner && driver.owner.is_gone() => {
+                Some(driver.fence)
+            }
+            _ => None,
+        };
+        Ok(self.store.claim(run_id, owner, clock.now(), steal).await?)
     }
 
     /// Asks `run` to pause, resume, take an approval's decision or cancel:
@@ -210,12 +269,9 @@ impl Engine {
     /// is refused at once), then stored for whichever process drives it.
     /// The run checks it again when it reads it, as it may have moved on.
     pub async fn control(&self, run: &str, control: Control) -> Result<(), Error> {
-        let (state, _) = self.rebuild(run)?;
+        let (state, _) = self.rebuild(run).await?;
         state.control(&control, Millis(0))?;
         self.store.request(run, &control).await?;
-        if let Some(driver) = self.driven_lock().get(run) {
-            driver.notify_one();
-        }
         Ok(())
     }
 
@@ -248,35 +304,42 @@ impl Engine {
 
     /// The report of a recorded run, rebuilt from its record and events
     /// without running anything (a run still in progress shows as running).
-    pub fn recorded(&self, run_id: &str) -> Result<RunReport, Error> {
-        let (state, _) = self.rebuild(run_id)?;
+    pub async fn recorded(&self, run_id: &str) -> Result<RunReport, Error> {
+        let (state, _) = self.rebuild(run_id).await?;
         Ok(RunReport::from_state(&state, &self.config.state_dir))
     }
 
     /// A recorded run's state, rebuilt from its newest sound checkpoint and
     /// the events after it (or all its events), and how it was rebuilt.
-    pub fn rebuild(&self, run_id: &str) -> Result<(RunState, Recovery), Error> {
+    pub async fn rebuild(&self, run_id: &str) -> Result<(RunState, Recovery), Error> {
         self.rebuild_recorded(run_id)
+            .await
             .map(|(state, recovery, _)| (state, recovery))
     }
 
     /// [`Engine::rebuild`], with what the run's record says to reuse.
-    fn rebuild_recorded(&self, run_id: &str) -> Result<(RunState, Recovery, RunRecord), Error> {
-        let record = self.store.run(run_id)?;
+    async fn rebuild_recorded(
+        &self,
+        run_id: &str,
+    ) -> Result<(RunState, Recovery, RunRecord), Error> {
+        let record = self.store.run(run_id).await?;
         let workflow = Arc::unwrap_or_clone(record.workflow.clone());
         let valid = Arc::new(baton_core::check(workflow).map_err(Error::Invalid)?);
         let mut recovery = Recovery::default();
         let mut restored = None;
-        for info in self.store.checkpoints(run_id)? {
-            let opened = self
-                .store
-                .checkpoint(run_id, info.events)
-                .map_err(|error| error.to_string())
-                .and_then(|sealed| sealed.open().map_err(|error| error.to_string()))
-                .and_then(|snapshot| {
-                    RunState::restore(Arc::clone(&valid), setup_of(&record), snapshot)
+        for info in self.store.checkpoints(run_id).await? {
+            let opened = match self.store.checkpoint(run_id, info.events).await {
+                Ok(sealed) => {
+                    sealed
+                        .open()
                         .map_err(|error| error.to_string())
-                });
+                        .and_then(|snapshot| {
+                            RunState::restore(Arc::clone(&valid), setup_of(&record), snapshot)
+                                .map_err(|error| error.to_string())
+                        })
+                }
+                Err(error) => Err(error.to_string()),
+            };
             match opened {
                 Ok(state) => {
                     restored = Some((state, info.events));
@@ -289,11 +352,7 @@ impl Engine {
         }
         let (mut state, from) =
             restored.unwrap_or_else(|| (RunState::new(valid, setup_of(&record)), 0));
-        let events = match self.store.events_from(run_id, from) {
-            // Recorded, but it died before its first event.
-            Err(baton_store::Error::UnknownRun(_)) => Vec::new(),
-            other => other?,
-        };
+        let events = self.store.events_from(run_id, from).await?;
         for event in &events {
             state.apply(event);
         }
@@ -304,49 +363,53 @@ impl Engine {
 
     /// Finishes a run whose process died: tasks that had succeeded stay
     /// done; attempts that were in flight run again as attempt + 1. A run
-    /// that had finished just reports.
-    pub fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
-        self.resume_with(run_id, watch, false)
+    /// that had finished just reports. Refused while another live process
+    /// drives the run.
+    pub async fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
+        self.resume_with(run_id, watch, false).await
     }
 
     /// Undoes a run that succeeded, as its parent's compensation asks: its
     /// succeeded tasks are compensated, the last to finish first, and it
     /// ends `compensated` (or `compensation_failed`). A run already
     /// compensating goes on; one that did not succeed just reports.
-    pub(crate) fn compensate(&self, run_id: &str) -> Result<RunHandle, Error> {
-        self.resume_with(run_id, false, true)
+    pub(crate) async fn compensate(&self, run_id: &str) -> Result<RunHandle, Error> {
+        self.resume_with(run_id, false, true).await
     }
 
-    fn resume_with(&self, run_id: &str, watch: bool, compensate: bool) -> Result<RunHandle, Error> {
-        let (state, recovery, record) = self.rebuild_recorded(run_id)?;
-        let handlers = self
-            .handlers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let problems = runnable::problems(state.valid().workflow(), &handlers);
-        drop(handlers);
+    async fn resume_with(
+        &self,
+        run_id: &str,
+        watch: bool,
+        compensate: bool,
+    ) -> Result<RunHandle, Error> {
+        let fence = self.claim(run_id).await?;
+        let (state, recovery, record) = self.rebuild_recorded(run_id).await?;
+        let problems = self.unrunnable(state.valid().workflow());
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        let chain = Chain::from_records(&state, &self.store.provenance(run_id)?);
+        let chain = Chain::from_records(&state, &self.store.provenance(run_id).await?);
         let start = match recovery.events() {
             0 => shell::Start::New,
             seq => shell::Start::Resume { seq, compensate },
         };
-        let reused = shell::reusable(self, &state, record.reuse.as_ref())?;
+        let reused = shell::reusable(self, &state, record.reuse.as_ref()).await?;
         let run = shell::Run {
             state,
             chain,
             start,
             reused,
             family: shell::Family::of(&record),
+            fence,
         };
         let mut handle = self.spawn(run, None, watch);
         handle.recovery = Some(recovery);
         Ok(handle)
     }
 
-    /// Runs `state` in the background.
+    /// Runs `state` in the background, recording it first when `record`
+    /// is given.
     fn spawn(&self, run: shell::Run, record: Option<RunRecord>, watch: bool) -> RunHandle {
         let state = &run.state;
         let run_id = state.run_id().to_owned();
@@ -361,8 +424,9 @@ impl Engine {
         };
         let engine = self.clone();
         let join = tokio::spawn(async move {
+            let mut run = run;
             if let Some(record) = record {
-                engine.store.create_run(&record).await?;
+                run.fence = engine.create(&record).await?;
             }
             let state = shell::drive(&engine, run, events, cancelled).await?;
             Ok(RunReport::from_state(&state, &engine.config.state_dir))
@@ -378,6 +442,15 @@ impl Engine {
         }
     }
 
+    /// Records a new run as this engine's.
+    async fn create(&self, record: &RunRecord) -> Result<Fence, Error> {
+        let clock = self.announce().await?;
+        Ok(self
+            .store
+            .create_run(record, &self.presence.owner().id, clock.now())
+            .await?)
+    }
+
     /// The store runs are recorded in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -386,6 +459,11 @@ impl Engine {
     /// Where run files live: logs, outputs, artifacts.
     pub fn state_dir(&self) -> &std::path::Path {
         &self.config.state_dir
+    }
+
+    /// Who this engine is to the store.
+    pub fn owner(&self) -> &Owner {
+        self.presence.owner()
     }
 
     /// Where the artifact with `digest` is stored (it may have been
@@ -404,20 +482,24 @@ impl Engine {
             inputs,
             ..RunOptions::default()
         };
-        self.start(workflow, options)?.finish().await
+        self.start(workflow, options).await?.finish().await
     }
 
     /// Checks `workflow` and starts running it in the background.
-    pub fn start(&self, workflow: Workflow, options: RunOptions) -> Result<RunHandle, Error> {
+    pub async fn start(&self, workflow: Workflow, options: RunOptions) -> Result<RunHandle, Error> {
         let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
-        self.start_valid(Arc::new(valid), options)
+        self.start_valid(Arc::new(valid), options).await
     }
 
     /// Starts a workflow that has already been checked. The run is
     /// recorded in the background, before its first event.
-    pub fn start_valid(&self, valid: Arc<Valid>, options: RunOptions) -> Result<RunHandle, Error> {
+    pub async fn start_valid(
+        &self,
+        valid: Arc<Valid>,
+        options: RunOptions,
+    ) -> Result<RunHandle, Error> {
         let watch = options.watch;
-        let (run, record) = self.prepare(valid, options)?;
+        let (run, record) = self.prepare(valid, options).await?;
         Ok(self.spawn(run, Some(record), watch))
     }
 
@@ -430,28 +512,22 @@ impl Engine {
         options: RunOptions,
     ) -> Result<RunHandle, Error> {
         let watch = options.watch;
-        let (run, record) = self.prepare(valid, options)?;
-        self.store.create_run(&record).await?;
+        let (mut run, record) = self.prepare(valid, options).await?;
+        run.fence = self.create(&record).await?;
         Ok(self.spawn(run, None, watch))
     }
 
     /// Checks what the run needs of this engine and its inputs, and builds
     /// its record and first state.
-    fn prepare(
+    async fn prepare(
         &self,
         valid: Arc<Valid>,
         options: RunOptions,
     ) -> Result<(shell::Run, RunRecord), Error> {
         let valid = self.expand_templates(valid)?;
-        let mut problems = {
-            let handlers = self
-                .handlers
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            runnable::problems(valid.workflow(), &handlers)
-        };
+        let mut problems = self.unrunnable(valid.workflow());
         let mut subworkflows = options.subworkflows;
-        problems.extend(subworkflow::pin(self, valid.workflow(), &mut subworkflows));
+        problems.extend(subworkflow::pin(self, valid.workflow(), &mut subworkflows).await);
         let inputs = match baton_core::resolve_inputs(valid.workflow(), &options.inputs) {
             Ok(inputs) => inputs,
             Err(input_problems) => {
@@ -480,19 +556,81 @@ impl Engine {
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());
-        let reused = shell::reusable(self, &state, record.reuse.as_ref())?;
+        let reused = shell::reusable(self, &state, record.reuse.as_ref()).await?;
         let run = shell::Run {
             state,
             chain,
             start: shell::Start::New,
             reused,
             family: shell::Family::of(&record),
+            fence: Fence(0),
         };
         Ok((run, record))
     }
 }
 
+/// Renews this engine's lease every third of its term for as long as the
+/// engine lives. A renewal that fails is tried again at the next tick; if
+/// the lease runs out meanwhile, another process may take the runs over,
+/// and this one's writes to them are refused from then on.
+async fn renew(
+    presence: std::sync::Weak<Presence>,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    lease: Duration,
+) {
+    let every = (lease.as_std() / 3).max(std::time::Duration::from_millis(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(presence) = presence.upgrade() else {
+            return;
+        };
+        let _ = store.heartbeat(presence.owner(), clock.now(), lease).await;
+    }
+}
+
+/// Wakes each run this engine drives when a control request is left for
+/// it, in this process or another; after missing changes (the feed went
+/// ahead), wakes them all to look.
+async fn wake_on_requests(
+    driven: std::sync::Weak<Mutex<FxHashMap<String, Arc<Notify>>>>,
+    mut changes: tokio::sync::broadcast::Receiver<baton_store::Change>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = changes.recv().await;
+        let Some(driven) = driven.upgrade() else {
+            return;
+        };
+        let driven = driven
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match change {
+            Ok(baton_store::Change::Requested { run }) => {
+                if let Some(notify) = driven.get(&*run) {
+                    notify.notify_one();
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => driven.values().for_each(|notify| notify.notify_one()),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 impl Engine {
+    /// What in `workflow` this engine cannot run.
+    fn unrunnable(&self, workflow: &Workflow) -> Vec<Problem> {
+        let handlers = self
+            .handlers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        runnable::problems(workflow, &handlers)
+    }
+
     /// `valid` with its `uses` tasks replaced by their templates' tasks,
     /// checked again; `valid` itself when it has none.
     fn expand_templates(&self, valid: Arc<Valid>) -> Result<Arc<Valid>, Error> {

@@ -15,9 +15,14 @@ impl Engine {
     /// there except `from` and everything downstream of it, which run even
     /// if the cache holds their result (with no `from`: only what did not
     /// succeed runs).
-    pub fn rerun(&self, run_id: &str, from: Option<&str>, watch: bool) -> Result<RunHandle, Error> {
-        let (valid, options) = self.rerun_of(run_id, from, watch)?;
-        self.start_valid(valid, options)
+    pub async fn rerun(
+        &self,
+        run_id: &str,
+        from: Option<&str>,
+        watch: bool,
+    ) -> Result<RunHandle, Error> {
+        let (valid, options) = self.rerun_of(run_id, from, watch).await?;
+        self.start_valid(valid, options).await
     }
 
     /// [`Engine::rerun`], answering once the new run is recorded.
@@ -27,18 +32,18 @@ impl Engine {
         from: Option<&str>,
         watch: bool,
     ) -> Result<RunHandle, Error> {
-        let (valid, options) = self.rerun_of(run_id, from, watch)?;
+        let (valid, options) = self.rerun_of(run_id, from, watch).await?;
         self.start_recorded(valid, options).await
     }
 
     /// The workflow and options of a rerun of `run_id`.
-    fn rerun_of(
+    async fn rerun_of(
         &self,
         run_id: &str,
         from: Option<&str>,
         watch: bool,
     ) -> Result<(Arc<Valid>, RunOptions), Error> {
-        let record = self.store.run(run_id)?;
+        let record = self.store.run(run_id).await?;
         let workflow = Arc::unwrap_or_clone(Arc::clone(&record.workflow));
         let valid = baton_core::check(workflow).map_err(Error::Invalid)?;
         let again = match from {
@@ -58,7 +63,8 @@ impl Engine {
         };
         let tasks = self
             .store
-            .tasks(run_id)?
+            .tasks(run_id)
+            .await?
             .into_iter()
             .filter(|row| row.status == TaskStatus::Succeeded && !again[row.task as usize])
             .map(|row| row.id)

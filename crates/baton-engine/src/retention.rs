@@ -6,7 +6,7 @@ use std::time::{Duration as StdDuration, UNIX_EPOCH};
 
 use baton_core::Duration;
 use baton_core::run::Millis;
-use baton_store::{Appended, RunFilter};
+use baton_store::RunFilter;
 use serde::Serialize;
 
 use crate::artifacts::Cas;
@@ -28,7 +28,7 @@ impl Engine {
     /// its record, events, read models and log files; then the artifact
     /// objects that no remaining run refers to and that are themselves that
     /// old (a younger one may belong to an attempt not yet recorded).
-    pub fn prune(&self, older_than: Duration, now: Millis) -> Result<Pruned, Error> {
+    pub async fn prune(&self, older_than: Duration, now: Millis) -> Result<Pruned, Error> {
         let cutoff = Millis(now.0.saturating_sub(older_than.as_millis()));
         let filter = RunFilter {
             finished_before: Some(cutoff),
@@ -37,14 +37,15 @@ impl Engine {
         };
         let runs: Vec<String> = self
             .store
-            .runs(&filter)?
+            .runs(&filter)
+            .await?
             .into_iter()
             .map(|run| run.run_id)
             .collect();
         // Sent together, the deletions share the writer's transactions.
-        let deletions: Vec<Appended> = runs.iter().map(|run| self.store.delete_run(run)).collect();
-        for deletion in deletions {
-            deletion.wait()?;
+        let deletions = runs.iter().map(|run| self.store.delete_run(run));
+        for deleted in futures_util::future::join_all(deletions).await {
+            deleted?;
         }
         let mut pruned = Pruned {
             runs,
@@ -52,12 +53,20 @@ impl Engine {
         };
         for run in &pruned.runs {
             let dir = self.config.state_dir.join("runs").join(run);
-            pruned.bytes += remove_dir(&dir).map_err(|error| files_error(&dir, &error))?;
+            let removed = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || remove_dir(&dir)
+            })
+            .await
+            .map_err(|error| Error::Files(error.to_string()))?;
+            pruned.bytes += removed.map_err(|error| files_error(&dir, &error))?;
         }
-        let keep: HashSet<_> = self.store.artifact_digests()?.into_iter().collect();
+        let keep: HashSet<_> = self.store.artifact_digests().await?.into_iter().collect();
         let before = UNIX_EPOCH + StdDuration::from_millis(cutoff.0);
-        let swept = Cas::new(&self.config.state_dir)
-            .sweep(&keep, before)
+        let cas = Cas::new(&self.config.state_dir);
+        let swept = tokio::task::spawn_blocking(move || cas.sweep(&keep, before))
+            .await
+            .map_err(|error| Error::Files(error.to_string()))?
             .map_err(|error| Error::Files(error.to_string()))?;
         pruned.objects = swept.objects;
         pruned.bytes += swept.bytes;

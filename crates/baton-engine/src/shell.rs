@@ -13,7 +13,7 @@ use baton_core::run::{
     Artifact, Budget, Chain, ChildRun, Command, Digest, Event, Failure, FailureKind, Iteration,
     Millis, Reduction, RunState, TaskStatus, Work,
 };
-use baton_store::{ArtifactRole, Batch, ParentTask, Reuse, Store};
+use baton_store::{ArtifactRole, Batch, Fence, ParentTask, Reuse, Store};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -81,6 +81,8 @@ pub(crate) struct Run {
     pub(crate) start: Start,
     pub(crate) reused: Reused,
     pub(crate) family: Family,
+    /// The fence this engine holds the run by: every write carries it.
+    pub(crate) fence: Fence,
 }
 
 /// Where a run sits among sub-workflows and spawned tasks: what its
@@ -126,7 +128,7 @@ fn holds_slot(state: &RunState, task: u32) -> bool {
 }
 
 /// Loads the results `reuse` names from its run; each must have succeeded.
-pub(crate) fn reusable(
+pub(crate) async fn reusable(
     engine: &Engine,
     state: &RunState,
     reuse: Option<&Reuse>,
@@ -136,9 +138,9 @@ pub(crate) fn reusable(
     };
     let store = &engine.store;
     let source = &reuse.run_id;
-    let rows = store.tasks(source)?;
-    let mut outputs: FxHashMap<u32, Value> = store.outputs(source)?.into_iter().collect();
-    let artifacts = store.artifacts(source)?;
+    let rows = store.tasks(source).await?;
+    let mut outputs: FxHashMap<u32, Value> = store.outputs(source).await?.into_iter().collect();
+    let artifacts = store.artifacts(source).await?;
     let mut reused = Reused::default();
     for id in &reuse.tasks {
         let not_reusable = || Error::NotReusable {
@@ -199,6 +201,7 @@ pub(crate) async fn drive(
         start,
         reused,
         family,
+        fence,
     } = run;
     let cas = Cas::new(&engine.config.state_dir);
     let clock = engine
@@ -244,10 +247,11 @@ pub(crate) async fn drive(
         .max(2 * state.task_count() as u64)
         .max(1);
     let controls = Controls::new(engine, &state);
+    // Requests left before this loop began (or while it was away) are read
+    // at once; later ones wake it through the store's change feed.
+    controls.wake.notify_one();
     let mut observer = Observer::default();
     let mut hooks = Hooks::new(&state);
-    let mut poll = tokio::time::interval(engine.config.poll_interval.as_std());
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Events of `pending` already applied to `state` (inline completions,
     // applied early so one decision sees them), not yet persisted.
     let mut applied = 0;
@@ -265,7 +269,14 @@ pub(crate) async fn drive(
                 artifacts: &recorder.artifacts,
             };
             let append = std::time::Instant::now();
-            engine.store.write(state.run_id(), seq, write).await?;
+            if let Err(error) = engine.store.write(state.run_id(), seq, fence, write).await {
+                // Another process took the run over (or the store refused):
+                // this one stops its attempts and writes nothing more.
+                for kill in kills.values_mut().filter_map(Option::take) {
+                    let _ = kill.send(());
+                }
+                return Err(error.into());
+            }
             observer.batch(&state, &pending, append.elapsed());
             hooks.fire(engine, &state, &pending, seq);
             recorder.clear();
@@ -281,7 +292,10 @@ pub(crate) async fn drive(
                 && !state.is_finished()
             {
                 let sealed = state.snapshot(seq).seal();
-                engine.store.put_checkpoint(state.run_id(), &sealed).await?;
+                engine
+                    .store
+                    .put_checkpoint(state.run_id(), fence, &sealed)
+                    .await?;
             }
         }
         let mut finished_inline = 0;
@@ -379,14 +393,10 @@ pub(crate) async fn drive(
                 permit.forget();
                 won = 1;
             }
-            // Another process (`baton cancel`, `baton approve`) leaves its
-            // request in the store; this one also wakes the loop at once.
-            _ = poll.tick() => {
-                controls.read(&mut state, &mut recorder, clock.now(), &mut pending);
-                applied = pending.len();
-            }
+            // A request left in the store by any process (`baton cancel`,
+            // `baton approve`, the API) wakes the loop through the change feed.
             () = controls.wake.notified() => {
-                controls.read(&mut state, &mut recorder, clock.now(), &mut pending);
+                controls.read(&mut state, &mut recorder, clock.now(), &mut pending).await;
                 applied = pending.len();
             }
         }
@@ -408,6 +418,9 @@ pub(crate) async fn drive(
         }
     }
     hooks.finish().await;
+    // Nobody drives a finished run; a release that fails leaves it to the
+    // lease, which runs out.
+    let _ = engine.store.release(state.run_id(), fence).await;
     Ok(state)
 }
 
@@ -417,7 +430,7 @@ pub(crate) async fn drive(
 struct Controls<'a> {
     engine: &'a Engine,
     run: String,
-    next: std::cell::Cell<u64>,
+    next: std::sync::atomic::AtomicU64,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -426,7 +439,7 @@ impl<'a> Controls<'a> {
         Controls {
             engine,
             run: state.run_id().to_owned(),
-            next: std::cell::Cell::new(state.controls_read()),
+            next: std::sync::atomic::AtomicU64::new(state.controls_read()),
             wake: engine.drive_controls(state.run_id()),
         }
     }
@@ -435,20 +448,21 @@ impl<'a> Controls<'a> {
     /// the position of every request read is in the log, so a resumed run
     /// neither misses nor repeats one. A request that no longer applies
     /// (its approval was decided meanwhile) changes nothing. A store that
-    /// cannot answer is asked again next time.
-    fn read(
+    /// cannot answer is asked again next time it wakes the loop.
+    async fn read(
         &self,
         state: &mut RunState,
         recorder: &mut Recorder,
         at: Millis,
         pending: &mut Vec<Event>,
     ) {
-        let Ok(controls) = self.engine.store.controls(&self.run, self.next.get()) else {
+        use std::sync::atomic::Ordering::Relaxed;
+        let from = self.next.load(Relaxed);
+        let Ok(controls) = self.engine.store.controls(&self.run, from).await else {
             return;
         };
         for control in controls {
-            let seq = self.next.get();
-            self.next.set(seq + 1);
+            let seq = self.next.fetch_add(1, Relaxed);
             let effects = state.control(&control, at).unwrap_or_default();
             let received = Event::ControlReceived {
                 at,
@@ -798,7 +812,8 @@ impl AttemptFiles {
         let found = match source {
             Source::None => None,
             Source::Rerun(reusable) => Some(reusable),
-            Source::Cache { key, fresh_after } => blocking(move || store.cached(&key))
+            Source::Cache { key, fresh_after } => store
+                .cached(&key)
                 .await
                 .ok()
                 .flatten()
@@ -844,7 +859,7 @@ impl AttemptFiles {
                         let _ = spawn_kill.send(());
                     }
                 });
-                match spawner.carried() {
+                match spawner.carried().await {
                     Ok(Some((handle, output))) => {
                         return (spawner.follow(handle, output, spawn_killed).await, files);
                     }
@@ -998,7 +1013,7 @@ fn launch_compensation(
 /// Compensates child run `child` and reports how that went.
 async fn compensate_child(engine: &Engine, child: &str) -> Outcome {
     let failed = |message: String| Outcome::Failed(Failure::new(FailureKind::Error, message));
-    let report = match engine.compensate(child) {
+    let report = match engine.compensate(child).await {
         Ok(handle) => handle.finish().await,
         Err(error) => return failed(format!("cannot compensate child run {child}: {error}")),
     };

@@ -56,14 +56,16 @@ impl Spawner {
     /// Spawned tasks of an earlier attempt that a crash cut off: they go
     /// on (a finished run just reports) with the output their spawning
     /// process gave then, instead of that process running again.
-    pub(crate) fn carried(&self) -> Result<Option<(crate::RunHandle, Output)>, Failure> {
-        let Some(handle) = subworkflow::carried(&self.engine, &self.parent, &self.lost)? else {
+    pub(crate) async fn carried(&self) -> Result<Option<(crate::RunHandle, Output)>, Failure> {
+        let Some(handle) = subworkflow::carried(&self.engine, &self.parent, &self.lost).await?
+        else {
             return Ok(None);
         };
         let output = self
             .engine
             .store
             .run(handle.run_id())
+            .await
             .ok()
             .and_then(|record| match record.inputs.get("parent") {
                 Some(Value::Object(output)) => Some(output.clone()),
@@ -96,7 +98,7 @@ impl Spawner {
             subworkflows: (*self.pinned).clone(),
             ..RunOptions::default()
         };
-        match self.engine.start(workflow, options) {
+        match self.engine.start(workflow, options).await {
             Ok(handle) => self.follow(handle, output, kill).await,
             Err(why) => Outcome::Failed(Failure::new(
                 FailureKind::Error,

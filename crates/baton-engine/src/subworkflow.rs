@@ -40,7 +40,7 @@ pub(crate) type Pinned = BTreeMap<String, Arc<Workflow>>;
 /// turn) that `pinned` does not hold yet, and adds it; a reference that
 /// finds nothing, names an invalid workflow or runs itself is a problem
 /// at the task that wrote it.
-pub(crate) fn pin(engine: &Engine, workflow: &Workflow, pinned: &mut Pinned) -> Vec<Problem> {
+pub(crate) async fn pin(engine: &Engine, workflow: &Workflow, pinned: &mut Pinned) -> Vec<Problem> {
     let mut problems = Vec::new();
     visit(
         engine,
@@ -49,66 +49,71 @@ pub(crate) fn pin(engine: &Engine, workflow: &Workflow, pinned: &mut Pinned) -> 
         pinned,
         &mut Vec::new(),
         &mut problems,
-    );
+    )
+    .await;
     problems
 }
 
-fn visit(
-    engine: &Engine,
-    workflow: &Workflow,
-    prefix: &Path,
-    pinned: &mut Pinned,
-    chain: &mut Vec<String>,
-    problems: &mut Vec<Problem>,
-) {
-    for task in &workflow.tasks {
-        let TaskKind::Workflow(child) = &task.kind else {
-            continue;
-        };
-        let path = prefix.clone().join(&Path::task(&task.id).key("workflow"));
-        if let Some(inline) = &child.inline {
-            visit(engine, inline, &path.key("inline"), pinned, chain, problems);
-            continue;
+/// Pins what `workflow`'s tasks name, depth first (boxed: it recurses
+/// into the workflows it finds).
+fn visit<'a>(
+    engine: &'a Engine,
+    workflow: &'a Workflow,
+    prefix: &'a Path,
+    pinned: &'a mut Pinned,
+    chain: &'a mut Vec<String>,
+    problems: &'a mut Vec<Problem>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        for task in &workflow.tasks {
+            let TaskKind::Workflow(child) = &task.kind else {
+                continue;
+            };
+            let path = prefix.clone().join(&Path::task(&task.id).key("workflow"));
+            if let Some(inline) = &child.inline {
+                visit(engine, inline, &path.key("inline"), pinned, chain, problems).await;
+                continue;
+            }
+            let Some(reference) = &child.reference else {
+                continue;
+            };
+            let problem = |message: String| {
+                Problem::new(Code::UnknownWorkflow, path.clone(), message).with_help("sub-workflows are found as NAME.yaml (or NAME@VERSION.yaml) next to the spec or in its workflows/ directory, then in the server's registry")
+            };
+            if chain.contains(reference) {
+                let cycle = format!("{} -> {reference}", chain.join(" -> "));
+                problems.push(problem(format!("`{reference}` runs itself: {cycle}")));
+                continue;
+            }
+            let found = match pinned.get(reference) {
+                Some(found) => Arc::clone(found),
+                None => match find(engine, reference).await {
+                    Ok(found) => {
+                        pinned.insert(reference.clone(), Arc::clone(&found));
+                        found
+                    }
+                    Err(why) => {
+                        problems.push(problem(why));
+                        continue;
+                    }
+                },
+            };
+            chain.push(reference.clone());
+            visit(engine, &found, &path, pinned, chain, problems).await;
+            chain.pop();
         }
-        let Some(reference) = &child.reference else {
-            continue;
-        };
-        let problem = |message: String| {
-            Problem::new(Code::UnknownWorkflow, path.clone(), message).with_help("sub-workflows are found as NAME.yaml (or NAME@VERSION.yaml) next to the spec or in its workflows/ directory, then in the server's registry")
-        };
-        if chain.contains(reference) {
-            let cycle = format!("{} -> {reference}", chain.join(" -> "));
-            problems.push(problem(format!("`{reference}` runs itself: {cycle}")));
-            continue;
-        }
-        let found = match pinned.get(reference) {
-            Some(found) => Arc::clone(found),
-            None => match find(engine, reference) {
-                Ok(found) => {
-                    pinned.insert(reference.clone(), Arc::clone(&found));
-                    found
-                }
-                Err(why) => {
-                    problems.push(problem(why));
-                    continue;
-                }
-            },
-        };
-        chain.push(reference.clone());
-        visit(engine, &found, &path, pinned, chain, problems);
-        chain.pop();
-    }
+    })
 }
 
 /// The workflow `reference` (`name` or `name@version`) names.
-fn find(engine: &Engine, reference: &str) -> Result<Arc<Workflow>, String> {
+async fn find(engine: &Engine, reference: &str) -> Result<Arc<Workflow>, String> {
     let parsed = Reference::parse(reference)?;
     for file in parsed.candidates(&engine.config.workflow_dirs) {
         if let Some(found) = read(&file, &parsed)? {
             return Ok(Arc::new(found));
         }
     }
-    match engine.store.workflow(parsed.name, parsed.version) {
+    match engine.store.workflow(parsed.name, parsed.version).await {
         Ok(stored) => Ok(stored.workflow),
         Err(baton_store::Error::UnknownWorkflow(_) | baton_store::Error::UnknownVersion { .. }) => {
             Err(format!(
@@ -170,7 +175,7 @@ impl Child {
     /// Runs (or continues) the child to its end, stopping it if the
     /// parent's attempt is killed or times out.
     pub(crate) async fn run(self, kill: oneshot::Receiver<()>) -> Outcome {
-        let handle = match self.start() {
+        let handle = match self.start().await {
             Ok(handle) => handle,
             Err(failure) => return Outcome::Failed(failure),
         };
@@ -183,8 +188,8 @@ impl Child {
 
     /// Continues the child of an earlier attempt that a crash interrupted,
     /// or starts this attempt's.
-    fn start(&self) -> Result<crate::RunHandle, Failure> {
-        if let Some(handle) = carried(&self.engine, &self.parent, &self.lost)? {
+    async fn start(&self) -> Result<crate::RunHandle, Failure> {
+        if let Some(handle) = carried(&self.engine, &self.parent, &self.lost).await? {
             return Ok(handle);
         }
         if self.parent.depth > MAX_DEPTH {
@@ -214,6 +219,7 @@ impl Child {
         };
         self.engine
             .start(Arc::unwrap_or_clone(workflow), options)
+            .await
             .map_err(|why| Failure::new(FailureKind::Template, why.to_string()))
     }
 }
@@ -230,7 +236,7 @@ pub(crate) fn child_id(parent: &ParentTask, attempt: u32) -> String {
 /// The child run of an earlier attempt of the task that a crash cut off:
 /// one that never finished, or finished while the attempt was lost. It is
 /// resumed (a finished one just reports) instead of its work done again.
-pub(crate) fn carried(
+pub(crate) async fn carried(
     engine: &Engine,
     parent: &ParentTask,
     lost: &[u32],
@@ -238,10 +244,11 @@ pub(crate) fn carried(
     let error = |message: String| Failure::new(FailureKind::Error, message);
     for earlier in (1..parent.attempt).rev() {
         let id = child_id(parent, earlier);
-        match engine.store.summary(&id) {
+        match engine.store.summary(&id).await {
             Ok(summary) if !summary.status.is_final() || lost.contains(&earlier) => {
                 return engine
                     .resume(&id, false)
+                    .await
                     .map(Some)
                     .map_err(|why| error(format!("cannot continue child run {id}: {why}")));
             }

@@ -3,26 +3,43 @@
 //!
 //! A key reads `baton_<id>_<secret>`. The id is public (listing and revoking
 //! name it); the secret is random, shown once, and stored only as its
-//! SHA-256, compared in constant time. Keys found are cached for a second,
-//! so a hot endpoint does not read the store per request and a key revoked
-//! from another process stops working within that second.
+//! SHA-256, compared in constant time. A request's key is looked up by its
+//! id, never by scanning; keys found are kept for a second (so a hot
+//! endpoint does not read the store per request, and a key revoked from
+//! another process stops working within that second). Failed
+//! authentications are counted per client address: past a burst, that
+//! address gets 429 without the store being asked, so a flood of made-up
+//! tokens costs neither lookups nor other clients' cached keys.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use baton_core::run::{Digest, Millis};
-use baton_store::{ApiKey, Scope, Store};
+use baton_store::{ApiKey, Catalog, Scope};
 
 use crate::AppState;
 use crate::problem::ApiError;
 
 /// How long a key looked up stays trusted without asking the store.
 const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// Keys kept at most; past it the oldest entry makes room.
+const CACHED_KEYS: usize = 10_000;
+
+/// Failed authentications an address may make at once, and how fast its
+/// allowance comes back (one per this long).
+const FAILURE_BURST: f64 = 20.0;
+const FAILURE_REFILL: Duration = Duration::from_secs(1);
+
+/// Client addresses whose failures are counted at most; past it the
+/// longest quiet one is forgotten.
+const COUNTED_ADDRESSES: usize = 10_000;
 
 /// Who made a request: the key it carried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,68 +68,150 @@ pub fn issue(name: &str, scope: Scope, now: Millis) -> (ApiKey, String) {
     (key, format!("baton_{id}_{secret}"))
 }
 
-/// Whether the service asks for keys, and the keys it has seen lately.
+/// Whether the service asks for keys, the keys it has looked up lately,
+/// and the failures each client address has made.
 pub(crate) struct Keys {
     required: bool,
-    seen: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
+    found: Mutex<HashMap<String, (Instant, Option<ApiKey>)>>,
+    failures: Mutex<HashMap<IpAddr, Allowance>>,
+}
+
+/// A token bucket of failed authentications.
+#[derive(Clone, Copy)]
+struct Allowance {
+    left: f64,
+    at: Instant,
 }
 
 impl Keys {
     pub(crate) fn new(required: bool) -> Keys {
         Keys {
             required,
-            seen: Mutex::new(HashMap::new()),
+            found: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The principal `token` authenticates, if any.
-    fn principal(&self, store: &dyn Store, token: &str) -> Result<Option<Principal>, ApiError> {
+    /// The principal `token` authenticates, if any. Only a well-formed
+    /// token's id reaches the store.
+    async fn principal(
+        &self,
+        store: &dyn Catalog,
+        token: &str,
+    ) -> Result<Option<Principal>, ApiError> {
+        let Some((id, secret)) = parse(token) else {
+            return Ok(None);
+        };
         let now = Instant::now();
-        if let Some((at, principal)) = self.lock().get(token)
-            && now.duration_since(*at) < CACHE_FOR
-        {
-            return Ok(principal.clone());
-        }
-        let principal = match parse(token) {
-            None => None,
-            Some((id, secret)) => {
-                let hash = Digest::of_bytes(secret.as_bytes());
-                store
-                    .keys()
-                    .map_err(|error| ApiError::Unavailable(error.to_string()))?
-                    .into_iter()
-                    .find(|key| key.id == id && key.revoked_at.is_none() && same(&key.hash, &hash))
-                    .map(|key| Principal {
-                        key_id: key.id,
-                        name: key.name,
-                        scope: key.scope,
-                    })
+        let cached = lock(&self.found)
+            .get(id)
+            .filter(|(at, _)| now.duration_since(*at) < CACHE_FOR)
+            .map(|(_, key)| key.clone());
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let key = store
+                    .key(id)
+                    .await
+                    .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+                self.remember(id, now, key.clone());
+                key
             }
         };
-        let mut seen = self.lock();
-        // Bounded: a flood of made-up tokens cannot grow it without end.
-        if seen.len() > 10_000 {
-            seen.clear();
+        let hash = Digest::of_bytes(secret.as_bytes());
+        Ok(key
+            .filter(|key| key.revoked_at.is_none() && same(&key.hash, &hash))
+            .map(|key| Principal {
+                key_id: key.id,
+                name: key.name,
+                scope: key.scope,
+            }))
+    }
+
+    /// Keeps what the store said of key `id`; a full cache drops its
+    /// oldest entry, never everything.
+    fn remember(&self, id: &str, at: Instant, key: Option<ApiKey>) {
+        let mut found = lock(&self.found);
+        if found.len() >= CACHED_KEYS && !found.contains_key(id) {
+            let oldest = found
+                .iter()
+                .min_by_key(|(_, (seen, _))| *seen)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                found.remove(&oldest);
+            }
         }
-        seen.insert(token.to_owned(), (now, principal.clone()));
-        Ok(principal)
+        found.insert(id.to_owned(), (at, key));
     }
 
     /// Forgets every key seen, so a revocation here takes effect at once.
     pub(crate) fn forget(&self) {
-        self.lock().clear();
+        lock(&self.found).clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Principal>)>> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Whether `address` may try to authenticate now, and when it may if
+    /// not (in whole seconds).
+    fn admits(&self, address: Option<IpAddr>, now: Instant) -> Result<(), u64> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        let failures = lock(&self.failures);
+        let Some(allowance) = failures.get(&address) else {
+            return Ok(());
+        };
+        if allowance.refilled(now).left >= 1.0 {
+            return Ok(());
+        }
+        Err(FAILURE_REFILL.as_secs().max(1))
     }
+
+    /// Counts a failed authentication from `address`.
+    fn failed(&self, address: Option<IpAddr>, now: Instant) {
+        let Some(address) = address else {
+            return;
+        };
+        let mut failures = lock(&self.failures);
+        if failures.len() >= COUNTED_ADDRESSES && !failures.contains_key(&address) {
+            let quietest = failures
+                .iter()
+                .min_by_key(|(_, allowance)| allowance.at)
+                .map(|(address, _)| *address);
+            if let Some(quietest) = quietest {
+                failures.remove(&quietest);
+            }
+        }
+        let allowance = failures.entry(address).or_insert(Allowance {
+            left: FAILURE_BURST,
+            at: now,
+        });
+        let refilled = allowance.refilled(now);
+        *allowance = Allowance {
+            left: (refilled.left - 1.0).max(0.0),
+            at: now,
+        };
+    }
+}
+
+impl Allowance {
+    fn refilled(self, now: Instant) -> Allowance {
+        let earned = now.duration_since(self.at).as_secs_f64() / FAILURE_REFILL.as_secs_f64();
+        Allowance {
+            left: (self.left + earned).min(FAILURE_BURST),
+            at: now,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `baton_<id>_<secret>`, split.
 fn parse(token: &str) -> Option<(&str, &str)> {
-    token.strip_prefix("baton_")?.split_once('_')
+    let (id, secret) = token.strip_prefix("baton_")?.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
 }
 
 /// Compares digests in time independent of where they differ.
@@ -143,8 +242,19 @@ fn needed(method: &Method, path: &str) -> Option<Scope> {
     })
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme's case
+/// does not matter (RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// The middleware: 401 without a valid key, 403 with one whose scope is too
-/// small; otherwise the request goes on carrying its [`Principal`].
+/// small, 429 for an address that keeps failing; otherwise the request goes
+/// on carrying its [`Principal`].
 pub(crate) async fn authorize(
     State(app): State<AppState>,
     mut request: Request,
@@ -159,24 +269,40 @@ pub(crate) async fn authorize(
     let Some(scope) = scope.filter(|_| app.keys.required) else {
         return next.run(request).await;
     };
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let now = Instant::now();
+    if let Err(retry_after) = app.keys.admits(address, now) {
+        return ApiError::TooMany {
+            detail: "too many failed authentications from this address; wait and send a valid key"
+                .to_owned(),
+            retry_after,
+        }
+        .into_response();
+    }
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer);
     let Some(token) = token else {
+        app.keys.failed(address, now);
         return ApiError::Unauthorized(
             "this endpoint needs an API key: send `Authorization: Bearer KEY`".to_owned(),
         )
         .into_response();
     };
-    match app.keys.principal(app.engine.store().as_ref(), token) {
+    match app.keys.principal(app.engine.store().as_ref(), token).await {
         Err(error) => error.into_response(),
-        Ok(None) => ApiError::Unauthorized(
-            "the API key is not valid (unknown, revoked or malformed)".to_owned(),
-        )
-        .into_response(),
+        Ok(None) => {
+            app.keys.failed(address, now);
+            ApiError::Unauthorized(
+                "the API key is not valid (unknown, revoked or malformed)".to_owned(),
+            )
+            .into_response()
+        }
         Ok(Some(principal)) if principal.scope < scope => ApiError::Forbidden(format!(
             "key `{}` has scope {}; this needs {scope}",
             principal.key_id, principal.scope
@@ -221,5 +347,31 @@ mod tests {
         assert_eq!(id, key.id);
         assert!(same(&key.hash, &Digest::of_bytes(secret.as_bytes())));
         assert!(!token.contains(&key.hash.to_string()));
+        assert_eq!(parse("baton__x"), None);
+        assert_eq!(parse("baton_id_"), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_whatever_its_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+
+    #[test]
+    fn an_address_that_keeps_failing_is_refused_until_its_allowance_returns() {
+        let keys = Keys::new(true);
+        let address = Some(IpAddr::from([192, 0, 2, 1]));
+        let other = Some(IpAddr::from([192, 0, 2, 2]));
+        let start = Instant::now();
+        for _ in 0..FAILURE_BURST as usize {
+            assert!(keys.admits(address, start).is_ok());
+            keys.failed(address, start);
+        }
+        assert!(keys.admits(address, start).is_err());
+        assert!(keys.admits(other, start).is_ok(), "others are not held up");
+        assert!(keys.admits(address, start + FAILURE_REFILL).is_ok());
     }
 }

@@ -58,7 +58,7 @@ pub(crate) async fn run_events(
     };
     // Subscribed before the log is read, so no event falls between the two.
     let live = app.live.subscribe();
-    let record = app.engine.store().run(&run)?;
+    let record = app.engine.store().run(&run).await?;
     let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
         ApiError::Internal(format!(
             "the recorded workflow does not check: {}",
@@ -95,7 +95,13 @@ impl Follower {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let logged = match self.app.engine.store().events_from(&self.run, self.next) {
+            let logged = match self
+                .app
+                .engine
+                .store()
+                .events_from(&self.run, self.next)
+                .await
+            {
                 Ok(events) => events,
                 // Recorded but not started yet.
                 Err(baton_store::Error::UnknownRun(_)) => Vec::new(),

@@ -205,7 +205,7 @@ impl Follower {
                     Some(_) => self.cursor.position.saturating_sub(1),
                     None => self.cursor.position,
                 };
-                let Ok(batches) = self.app.engine.store().feed(after, PAGE) else {
+                let Ok(batches) = self.app.engine.store().feed(after, PAGE).await else {
                     break;
                 };
                 let full = batches.len() == PAGE;
@@ -243,7 +243,7 @@ impl Follower {
         if self.run.as_ref().is_some_and(|run| *run != batch.run_id) {
             return true;
         }
-        let valid = self.valid(&batch.run_id);
+        let valid = self.valid(&batch.run_id).await;
         for (index, event) in batch.events.into_iter().enumerate().skip(skip) {
             let run_event = RunEvent {
                 seq: batch.first_seq + index as u64,
@@ -266,20 +266,21 @@ impl Follower {
         true
     }
 
-    fn valid(&mut self, run: &str) -> Option<Arc<Valid>> {
+    async fn valid(&mut self, run: &str) -> Option<Arc<Valid>> {
         if self.valids.len() > 4096 {
             self.valids.clear();
         }
-        let store = self.app.engine.store();
-        self.valids
-            .entry(run.to_owned())
-            .or_insert_with(|| {
-                let workflow = store.run(run).ok()?.workflow;
-                baton_core::check(Arc::unwrap_or_clone(workflow))
-                    .ok()
-                    .map(Arc::new)
-            })
-            .clone()
+        if let Some(valid) = self.valids.get(run) {
+            return valid.clone();
+        }
+        let checked = match self.app.engine.store().run(run).await {
+            Ok(record) => baton_core::check(Arc::unwrap_or_clone(record.workflow))
+                .ok()
+                .map(Arc::new),
+            Err(_) => None,
+        };
+        self.valids.insert(run.to_owned(), checked.clone());
+        checked
     }
 }
 

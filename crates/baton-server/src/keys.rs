@@ -23,7 +23,7 @@ use crate::problem::{ApiError, Body, PathArgs};
     ),
 )]
 pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let keys = app.engine.store().keys()?;
+    let keys = app.engine.store().keys().await?;
     let keys: Vec<Value> = keys
         .into_iter()
         .map(|key| {

@@ -92,7 +92,9 @@ impl AppState {
     /// done, what was in flight runs again. Runs `baton run` started are
     /// left to `baton resume`. Returns the runs resumed, and the errors of
     /// those that could not be.
-    pub fn recover(&self) -> Result<(Vec<String>, Vec<baton_engine::Error>), baton_engine::Error> {
+    pub async fn recover(
+        &self,
+    ) -> Result<(Vec<String>, Vec<baton_engine::Error>), baton_engine::Error> {
         let store = self.engine.store();
         let mut resumed = Vec::new();
         let mut failed = Vec::new();
@@ -102,11 +104,11 @@ impl AppState {
                 limit: usize::MAX,
                 ..baton_store::RunFilter::default()
             };
-            for run in store.runs(&filter)? {
-                if !store.run(&run.run_id)?.served {
+            for run in store.runs(&filter).await? {
+                if !store.run(&run.run_id).await?.served {
                     continue;
                 }
-                match self.engine.resume(&run.run_id, true) {
+                match self.engine.resume(&run.run_id, true).await {
                     Ok(handle) => {
                         self.live.drive(handle);
                         resumed.push(run.run_id);
@@ -179,7 +181,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -214,6 +217,7 @@ async fn readyz(State(app): State<AppState>) -> Result<axum::Json<serde_json::Va
     app.engine
         .store()
         .runs(&probe)
+        .await
         .map_err(|error| ApiError::Unavailable(format!("the store does not answer: {error}")))?;
     Ok(axum::Json(json!({"status": "ready"})))
 }

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The request is well formed but the resource's state refuses it.
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of a kind: try again after `retry_after` seconds.
+    #[error("{detail}")]
+    TooMany { detail: String, retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -73,6 +76,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             ApiError::Conflict(_) => ("conflict", "Conflict", StatusCode::CONFLICT),
+            ApiError::TooMany { .. } => (
+                "too-many-requests",
+                "Too many requests",
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
             ApiError::Unavailable(_) => (
                 "unavailable",
                 "Service unavailable",
@@ -107,6 +115,10 @@ impl IntoResponse for ApiError {
         let (name, title, status) = self.kind();
         let detail = self.to_string();
         let challenge = matches!(self, ApiError::Unauthorized(_));
+        let retry_after = match &self {
+            ApiError::TooMany { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let problems = match self {
             ApiError::InvalidWorkflow(problems) => Some(problems),
             _ => None,
@@ -128,6 +140,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"baton\""),
             );
+        }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -125,7 +125,7 @@ pub(crate) async fn start(
     let (valid, version) = match (&request.spec, &request.workflow) {
         (Some(spec), None) => (checked(spec)?, None),
         (None, Some(reference)) => {
-            let stored = crate::workflows::resolve(&app, reference)?;
+            let stored = crate::workflows::resolve(&app, reference).await?;
             let valid =
                 baton_core::check((*stored.workflow).clone()).map_err(ApiError::InvalidWorkflow)?;
             (valid, Some(stored.version))
@@ -145,7 +145,7 @@ pub(crate) async fn start(
         .or(request.idempotency_key);
     let run_id = key.map(|key| keyed_run_id(&valid.workflow().name, &key));
     if let Some(run_id) = &run_id {
-        match app.engine.store().summary(run_id) {
+        match app.engine.store().summary(run_id).await {
             Ok(existing) => {
                 return Ok(started(StatusCode::OK, &existing.run_id, existing.status));
             }
@@ -167,7 +167,7 @@ pub(crate) async fn start(
         Ok(handle) => handle,
         // The same key, sent twice at once: the other request started it.
         Err(baton_engine::Error::Store(baton_store::Error::RunExists(run_id))) => {
-            let existing = app.engine.store().summary(&run_id)?;
+            let existing = app.engine.store().summary(&run_id).await?;
             return Ok(started(StatusCode::OK, &run_id, existing.status));
         }
         Err(error) => return Err(error.into()),
@@ -298,6 +298,7 @@ pub(crate) async fn list(
         .engine
         .store()
         .runs(&filter)
+        .await
         .map_err(|error| match error {
             baton_store::Error::UnknownRun(_) => ApiError::Malformed {
                 status: StatusCode::BAD_REQUEST,
@@ -331,10 +332,10 @@ pub(crate) async fn get(
     if let Some(shown) = app.finished.get(&run) {
         return Ok(json_bytes(shown));
     }
-    let report = app.engine.recorded(&run)?;
+    let report = app.engine.recorded(&run).await?;
     let finished = report.status.is_final();
     let mut shown = serde_json::to_value(report).map_err(internal)?;
-    shown["workflow_version"] = json!(app.engine.store().run(&run)?.workflow_version);
+    shown["workflow_version"] = json!(app.engine.store().run(&run).await?.workflow_version);
     let shown = axum::body::Bytes::from(serde_json::to_vec(&shown).map_err(internal)?);
     // A finished run never changes: it is rebuilt from its events once.
     if finished {
@@ -497,7 +498,7 @@ pub(crate) async fn retry(
     State(app): State<AppState>,
     PathArgs((run, task)): PathArgs<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let summary = app.engine.store().summary(&run)?;
+    let summary = app.engine.store().summary(&run).await?;
     if !summary.status.is_final() {
         return Err(ApiError::Conflict(format!(
             "run `{run}` is {}: a task is retried once the run has ended",
@@ -507,7 +508,8 @@ pub(crate) async fn retry(
     let row = app
         .engine
         .store()
-        .tasks(&run)?
+        .tasks(&run)
+        .await?
         .into_iter()
         .find(|row| row.id == task);
     if let Some(row) = row
@@ -540,7 +542,7 @@ pub(crate) async fn trace(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let trace = app.engine.trace(&run)?;
+    let trace = app.engine.trace(&run).await?;
     Ok(Json(json!({"run_id": run, "trace": trace.to_string()})))
 }
 
@@ -560,7 +562,7 @@ pub(crate) async fn provenance(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let chain = app.engine.provenance(&run)?;
+    let chain = app.engine.provenance(&run).await?;
     Ok(Json(serde_json::to_value(chain).map_err(internal)?))
 }
 
@@ -580,7 +582,7 @@ pub(crate) async fn verify(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let verification = app.engine.verify(&run)?;
+    let verification = app.engine.verify(&run).await?;
     Ok(Json(serde_json::to_value(verification).map_err(internal)?))
 }
 
@@ -601,9 +603,9 @@ pub(crate) async fn checkpoints(
     PathArgs(run): PathArgs<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = app.engine.store();
-    store.summary(&run)?;
+    store.summary(&run).await?;
     Ok(Json(
-        serde_json::to_value(store.checkpoints(&run)?).map_err(internal)?,
+        serde_json::to_value(store.checkpoints(&run).await?).map_err(internal)?,
     ))
 }
 
@@ -624,9 +626,10 @@ pub(crate) async fn artifacts(
     PathArgs(run): PathArgs<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = app.engine.store();
-    let workflow = store.run(&run)?.workflow;
+    let workflow = store.run(&run).await?.workflow;
     let rows: Vec<Value> = store
-        .artifacts(&run)?
+        .artifacts(&run)
+        .await?
         .into_iter()
         .map(|row| {
             let mut line = serde_json::to_value(&row).unwrap_or_default();
@@ -712,7 +715,7 @@ pub(crate) async fn logs(
     PathArgs((run, task)): PathArgs<(String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let rows = app.engine.store().tasks(&run)?;
+    let rows = app.engine.store().tasks(&run).await?;
     let row = rows.iter().find(|row| row.id == task).ok_or_else(|| {
         ApiError::NotFound(format!("run `{run}` has no task `{task}` that started"))
     })?;
@@ -776,7 +779,7 @@ impl LogTail {
     ) {
         loop {
             // Whether it ended is read first: this pass then drains the rest.
-            let ended = self.ended();
+            let ended = self.ended().await;
             let bytes = match read_from(&self.path, self.offset).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -802,9 +805,9 @@ impl LogTail {
 
     /// Whether the attempt has stopped writing: a later one began, or the
     /// task (or its run) is no longer running.
-    fn ended(&self) -> bool {
+    async fn ended(&self) -> bool {
         let store = self.app.engine.store();
-        let Ok(rows) = store.tasks(&self.run) else {
+        let Ok(rows) = store.tasks(&self.run).await else {
             return true;
         };
         rows.iter()

@@ -118,7 +118,7 @@ async fn register(
     let workflow = valid.into_workflow();
     let digest = digest(&workflow);
     let store = app.engine.store();
-    let versions = match store.workflow_versions(&workflow.name) {
+    let versions = match store.workflow_versions(&workflow.name).await {
         Ok(versions) => versions,
         Err(baton_store::Error::UnknownWorkflow(_)) => Vec::new(),
         Err(error) => return Err(error.into()),
@@ -235,7 +235,8 @@ pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, Api
     let workflows: Vec<Value> = app
         .engine
         .store()
-        .workflows()?
+        .workflows()
+        .await?
         .iter()
         .map(|stored| shown(stored, false))
         .collect();
@@ -268,7 +269,7 @@ pub(crate) async fn get(
     PathArgs(name): PathArgs<String>,
     Query(pick): Query<Pick>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = app.engine.store().workflow(&name, pick.version)?;
+    let stored = app.engine.store().workflow(&name, pick.version).await?;
     Ok(Json(shown(&stored, true)))
 }
 
@@ -292,7 +293,7 @@ pub(crate) async fn version(
     State(app): State<AppState>,
     PathArgs((name, version)): PathArgs<(String, u32)>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = app.engine.store().workflow(&name, Some(version))?;
+    let stored = app.engine.store().workflow(&name, Some(version)).await?;
     Ok(Json(shown(&stored, true)))
 }
 
@@ -315,7 +316,8 @@ pub(crate) async fn versions(
     let versions: Vec<Value> = app
         .engine
         .store()
-        .workflow_versions(&name)?
+        .workflow_versions(&name)
+        .await?
         .iter()
         .map(|stored| shown(stored, false))
         .collect();
@@ -342,14 +344,16 @@ pub(crate) async fn delete(
     PathArgs(name): PathArgs<String>,
 ) -> Result<StatusCode, ApiError> {
     let store = app.engine.store();
-    store.workflow(&name, None)?;
+    store.workflow(&name, None).await?;
     for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Paused] {
-        let active = store.runs(&RunFilter {
-            status: Some(status),
-            workflow: Some(name.clone()),
-            limit: 1,
-            ..RunFilter::default()
-        })?;
+        let active = store
+            .runs(&RunFilter {
+                status: Some(status),
+                workflow: Some(name.clone()),
+                limit: 1,
+                ..RunFilter::default()
+            })
+            .await?;
         if let Some(run) = active.first() {
             return Err(ApiError::Conflict(format!(
                 "workflow `{name}` has a run that has not ended ({}, {status}); cancel it or wait",
@@ -388,7 +392,7 @@ pub(crate) async fn graph(
     PathArgs(name): PathArgs<String>,
     Query(query): Query<GraphQuery>,
 ) -> Result<Response, ApiError> {
-    let stored = app.engine.store().workflow(&name, query.version)?;
+    let stored = app.engine.store().workflow(&name, query.version).await?;
     let valid = baton_core::check((*stored.workflow).clone()).map_err(ApiError::InvalidWorkflow)?;
     let text = match query.format.as_deref().unwrap_or("mermaid") {
         "mermaid" => baton_core::render::mermaid(valid.workflow(), valid.dag()),
@@ -417,8 +421,8 @@ pub(crate) async fn graph(
 pub(crate) async fn export(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = app.engine.store();
     let mut bundle = Vec::new();
-    for latest in store.workflows()? {
-        for stored in store.workflow_versions(&latest.name)? {
+    for latest in store.workflows().await? {
+        for stored in store.workflow_versions(&latest.name).await? {
             bundle.push(json!({
                 "name": stored.name,
                 "version": stored.version,
@@ -489,7 +493,7 @@ pub(crate) async fn import(
 }
 
 /// A `name` or `name@version` a run names its workflow by.
-pub(crate) fn resolve(app: &AppState, reference: &str) -> Result<StoredWorkflow, ApiError> {
+pub(crate) async fn resolve(app: &AppState, reference: &str) -> Result<StoredWorkflow, ApiError> {
     let (name, version) = match reference.rsplit_once('@') {
         Some((name, version)) => {
             let version = version.parse().map_err(|_| ApiError::Malformed {
@@ -503,6 +507,7 @@ pub(crate) fn resolve(app: &AppState, reference: &str) -> Result<StoredWorkflow,
     app.engine
         .store()
         .workflow(name, version)
+        .await
         .map_err(|error| match error {
             baton_store::Error::UnknownWorkflow(_) | baton_store::Error::UnknownVersion { .. } => {
                 ApiError::Malformed {

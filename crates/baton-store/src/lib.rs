@@ -45,7 +45,7 @@ mod sqlite;
 
 pub use catalog::{ApiKey, Scope, StoredWorkflow};
 pub use memory::MemoryStore;
-pub use owner::{Fence, Owner, Ownership};
+pub use owner::{Fence, Owner, Ownership, Presence};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::collections::BTreeMap;
@@ -77,7 +77,10 @@ pub enum Error {
     RunExists(String),
     /// Another live process drives the run.
     #[error("run `{run}` is {ownership}")]
-    Owned { run: String, ownership: Ownership },
+    Owned {
+        run: String,
+        ownership: Box<Ownership>,
+    },
     /// The caller no longer owns the run: another process claimed it since
     /// (its lease had expired). Nothing of the refused write was kept.
     #[error("run `{run}` was taken over by another process; this one no longer drives it")]
@@ -491,7 +494,13 @@ pub trait RunLog: Send + Sync {
     async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()>;
 
     /// Appends events alone (see [`RunLog::write`]).
-    async fn append(&self, run: &str, first_seq: u64, fence: Fence, events: &[Event]) -> Result<()> {
+    async fn append(
+        &self,
+        run: &str,
+        first_seq: u64,
+        fence: Fence,
+        events: &[Event],
+    ) -> Result<()> {
         let batch = Batch {
             events,
             ..Batch::default()

@@ -160,7 +160,7 @@ impl RunLog for MemoryStore {
         {
             return Err(Error::Owned {
                 run: run_id.to_owned(),
-                ownership: current,
+                ownership: Box::new(current),
             });
         }
         let run = state.runs.get_mut(run_id).expect("looked up above");
@@ -636,11 +636,9 @@ impl MemoryStore {
         if batch.events.is_empty() {
             return Ok(None);
         }
-        state.feed.push((
-            run_id.to_owned(),
-            first_seq,
-            batch.events.len() as u64,
-        ));
+        state
+            .feed
+            .push((run_id.to_owned(), first_seq, batch.events.len() as u64));
         Ok(Some(Change::Appended {
             position: state.feed.len() as u64,
             run: Arc::from(run_id),

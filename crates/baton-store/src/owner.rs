@@ -3,6 +3,8 @@
 //! [`Ownership`] is a run's owner as the store holds it; a [`Fence`] is the
 //! token a write carries to prove it comes from the current owner.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration as StdDuration, UNIX_EPOCH};
 
 use baton_core::run::Millis;
@@ -36,10 +38,12 @@ impl Owner {
         }
     }
 
-    /// Whether the process is known to be gone: it ran on this machine
-    /// since its last boot and no process with its pid and start time is
-    /// left, or the machine has rebooted since. `false` when that cannot be
-    /// told from here (another machine): only its lease says.
+    /// Whether the owner is known to be gone: it ran on this machine since
+    /// its last boot and no process with its pid and start time is left,
+    /// or the machine has rebooted since, or it is of this very process and
+    /// its [`Presence`] was dropped (an engine that was dropped, which a
+    /// program may replace). `false` when that cannot be told from here
+    /// (another machine): only its lease says.
     pub fn is_gone(&self) -> bool {
         if self.host != host_name() {
             return false;
@@ -47,8 +51,43 @@ impl Owner {
         if self.boot != boot_id() {
             return true;
         }
-        process_start(self.pid) != Some(self.process_start)
+        if process_start(self.pid) != Some(self.process_start) {
+            return true;
+        }
+        self.pid == std::process::id() && !present().contains(&self.id)
     }
+}
+
+/// An owner of this process that is alive as long as this value is: what
+/// tells [`Owner::is_gone`] an owner of this process apart from one whose
+/// engine was dropped.
+#[derive(Debug)]
+pub struct Presence(Owner);
+
+impl Presence {
+    pub fn new(owner: Owner) -> Presence {
+        present().insert(owner.id.clone());
+        Presence(owner)
+    }
+
+    pub fn owner(&self) -> &Owner {
+        &self.0
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        present().remove(&self.0.id);
+    }
+}
+
+/// The ids of this process's owners that are present.
+fn present() -> std::sync::MutexGuard<'static, HashSet<String>> {
+    static PRESENT: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    PRESENT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A run's owner as recorded: who, since when, and until when its lease
@@ -123,9 +162,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_is_not_gone_and_a_dead_pid_is() {
-        let owner = Owner::this_process();
+    fn a_present_owner_is_not_gone_and_a_dead_pid_or_a_dropped_presence_is() {
+        let presence = Presence::new(Owner::this_process());
+        let owner = presence.owner().clone();
         assert!(!owner.is_gone());
+        drop(presence);
+        assert!(owner.is_gone());
         assert_ne!(owner.process_start, 0);
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();

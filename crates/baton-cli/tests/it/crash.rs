@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use baton_core::run::{Event, RunStatus};
-use baton_store::{RunFilter, SqliteStore, Store};
+use baton_store::{ReadModels, RunFilter, RunLog, SqliteStore};
 
-use crate::util::alive;
+use crate::util::{alive, block};
 
 /// The newest run.
 const LATEST: RunFilter = RunFilter {
@@ -18,6 +18,7 @@ const LATEST: RunFilter = RunFilter {
     finished_before: None,
     started_after: None,
     started_before: None,
+    orphaned_at: None,
     after: None,
     limit: 1,
 };
@@ -88,7 +89,7 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
         );
         kills += 1;
         if let Ok(store) = SqliteStore::open(&store_path)
-            && let Some(run) = store.runs(&LATEST).unwrap().first()
+            && let Some(run) = block(store.runs(&LATEST)).unwrap().first()
         {
             break run.run_id.clone();
         }
@@ -109,8 +110,11 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
     assert!(status.success(), "the final resume failed: {status}");
 
     let store = SqliteStore::open(&store_path).unwrap();
-    assert_eq!(store.runs(&LATEST).unwrap()[0].status, RunStatus::Succeeded);
-    let events = store.events(&run_id).unwrap();
+    assert_eq!(
+        block(store.runs(&LATEST)).unwrap()[0].status,
+        RunStatus::Succeeded
+    );
+    let events = block(store.events(&run_id)).unwrap();
     let mut succeeded = [None::<u32>; 50];
     let mut lost = 0;
     for event in &events {
@@ -168,23 +172,25 @@ fn resume_stops_what_the_dead_baton_left_running_before_running_it_again() {
     assert!(alive(first), "the orphan should outlive a SIGKILLed baton");
 
     let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
-    let run_id = store.runs(&LATEST).unwrap()[0].run_id.clone();
+    let run_id = block(store.runs(&LATEST)).unwrap()[0].run_id.clone();
     drop(store);
     let status = baton(dir.path(), &["resume", &run_id]).status().unwrap();
     assert!(status.success());
     assert!(!alive(first), "resume left the first attempt running");
     let store = SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
-    assert_eq!(store.runs(&LATEST).unwrap()[0].status, RunStatus::Succeeded);
+    assert_eq!(
+        block(store.runs(&LATEST)).unwrap()[0].status,
+        RunStatus::Succeeded
+    );
 }
 
 /// Every run recorded in `store`, parents and children.
 fn all_runs(store: &SqliteStore) -> Vec<baton_store::RunSummary> {
-    store
-        .runs(&RunFilter {
-            limit: 1000,
-            ..LATEST
-        })
-        .unwrap()
+    block(store.runs(&RunFilter {
+        limit: 1000,
+        ..LATEST
+    }))
+    .unwrap()
 }
 
 const PATTERNS: &str = r#"
@@ -287,7 +293,7 @@ fn foreach_subworkflows_spawns_and_templates_survive_kills_without_repeating_wor
     let mut lost = 0;
     for run in &runs {
         assert_eq!(run.status, RunStatus::Succeeded, "{}", run.run_id);
-        let events = store.events(&run.run_id).unwrap();
+        let events = block(store.events(&run.run_id)).unwrap();
         let mut succeeded: std::collections::BTreeMap<u32, u32> = Default::default();
         for event in &events {
             match *event {
@@ -324,11 +330,7 @@ fn foreach_subworkflows_spawns_and_templates_survive_kills_without_repeating_wor
     assert!(lost > 0, "no kill caught an attempt in flight");
     // The spawning process ran only until one attempt had spawned.
     let spawned_at = (1..20)
-        .find(|attempt| {
-            store
-                .summary(&format!("{parent}.spawner.{attempt}"))
-                .is_ok()
-        })
+        .find(|attempt| block(store.summary(&format!("{parent}.spawner.{attempt}"))).is_ok())
         .expect("the spawned run is recorded");
     for later in spawned_at + 1..spawned_at + 5 {
         assert!(

@@ -312,7 +312,7 @@ fn every_event_of_a_run_is_recorded_in_the_sqlite_store() {
     let report = lines.last().unwrap();
     let run_id = report["run_id"].as_str().unwrap();
     let store = baton_store::SqliteStore::open(dir.path().join(".baton/baton.db")).unwrap();
-    let recorded = baton_store::Store::events(&store, run_id).unwrap();
+    let recorded = crate::util::block(baton_store::RunLog::events(&store, run_id)).unwrap();
     assert_eq!(recorded.len(), lines.len() - 1);
     assert!(matches!(
         recorded.last(),

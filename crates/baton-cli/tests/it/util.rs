@@ -104,3 +104,13 @@ pub(crate) fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
         .find(|task| task["id"] == id)
         .unwrap()
 }
+
+/// Waits for `future` on a runtime of its own: how these tests, which drive
+/// the real binary, read the store it left.
+pub(crate) fn block<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}

@@ -49,7 +49,7 @@ async fn artifacts_are_stored_by_content_and_placed_where_consumers_run() {
         b"app"
     );
 
-    let rows = engine.store().artifacts(&report.run_id).unwrap();
+    let rows = engine.store().artifacts(&report.run_id).await.unwrap();
     let roles: Vec<(u32, ArtifactRole, &str)> = rows
         .iter()
         .map(|row| (row.task, row.role, row.artifact.path.as_str()))
@@ -118,7 +118,7 @@ async fn a_cached_task_is_not_run_again_and_its_files_come_back() {
         fs::read(dir.path().join("consumer/package.bin")).unwrap(),
         b"app"
     );
-    let events = engine.store().events(&second.run_id).unwrap();
+    let events = engine.store().events(&second.run_id).await.unwrap();
     assert!(events.iter().any(|event| matches!(
         event,
         Event::ResultReused { run, .. } if **run == *first.run_id
@@ -156,7 +156,14 @@ tasks:
         .into(),
         ..RunOptions::default()
     };
-    let start = |options| engine.start(workflow(spec), options).unwrap().finish();
+    let start = async |options| {
+        engine
+            .start(workflow(spec), options)
+            .await
+            .unwrap()
+            .finish()
+            .await
+    };
     let first = start(with("1", "a")).await.unwrap();
     // Another note, the same version: the key says it is the same work.
     let second = start(with("1", "b")).await.unwrap();
@@ -185,6 +192,7 @@ async fn a_rerun_from_a_task_runs_it_and_its_dependants_and_reuses_the_rest() {
 
     let rerun = engine
         .rerun(&first.run_id, Some("package"), false)
+        .await
         .unwrap()
         .finish()
         .await
@@ -208,6 +216,7 @@ async fn a_rerun_from_a_task_runs_it_and_its_dependants_and_reuses_the_rest() {
 
     let from_the_root = engine
         .rerun(&rerun.run_id, Some("compile"), false)
+        .await
         .unwrap()
         .finish()
         .await
@@ -225,6 +234,7 @@ async fn a_rerun_from_a_task_runs_it_and_its_dependants_and_reuses_the_rest() {
 
     let error = engine
         .rerun(&first.run_id, Some("nope"), false)
+        .await
         .err()
         .unwrap();
     assert_eq!(
@@ -251,6 +261,7 @@ tasks:
     fs::write(dir.path().join("fixed"), "").unwrap();
     let second = engine
         .rerun(&first.run_id, None, false)
+        .await
         .unwrap()
         .finish()
         .await
@@ -280,7 +291,7 @@ async fn reusing_a_task_that_did_not_succeed_is_refused() {
         }),
         ..RunOptions::default()
     };
-    let error = engine.start(workflow(BUILD), options).err().unwrap();
+    let error = engine.start(workflow(BUILD), options).await.err().unwrap();
     assert!(
         error
             .to_string()

@@ -46,7 +46,7 @@ async fn a_decision_finishes_the_waiting_approval_and_feeds_its_dependants() {
         matches!(event, Event::ApprovalRequested { .. })
     })
     .await;
-    let waiting = engine.recorded(&run).unwrap();
+    let waiting = engine.recorded(&run).await.unwrap();
     let gate = waiting.task("gate").unwrap();
     assert_eq!(gate.status, TaskStatus::Waiting);
     assert_eq!(
@@ -109,7 +109,7 @@ async fn a_paused_run_starts_nothing_until_it_is_resumed() {
     })
     .await;
     assert_eq!(
-        engine.store().summary(&run).unwrap().status,
+        engine.store().summary(&run).await.unwrap().status,
         RunStatus::Paused
     );
     release.notify_one();
@@ -117,14 +117,14 @@ async fn a_paused_run_starts_nothing_until_it_is_resumed() {
         matches!(event, Event::TaskSucceeded { task: 0, .. })
     })
     .await;
-    let paused = engine.recorded(&run).unwrap();
+    let paused = engine.recorded(&run).await.unwrap();
     assert_eq!(paused.status, RunStatus::Paused);
     assert_eq!(paused.task("b").unwrap().status, TaskStatus::Queued);
 
     engine.control(&run, Control::Resume).await.unwrap();
     let report = handle.finish().await.unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
-    let events = engine.store().events(&run).unwrap();
+    let events = engine.store().events(&run).await.unwrap();
     let position = |wanted: fn(&Event) -> bool| events.iter().position(wanted).unwrap();
     assert!(
         position(|event| matches!(event, Event::RunResumed { .. }))
@@ -160,13 +160,20 @@ fn a_decision_left_while_no_process_drove_the_run_is_taken_on_resume() {
             .control(&run, decide("gate", "reject"))
             .await
             .unwrap();
-        let report = engine.resume(&run, false).unwrap().finish().await.unwrap();
+        let report = engine
+            .resume(&run, false)
+            .await
+            .unwrap()
+            .finish()
+            .await
+            .unwrap();
         assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
         assert_eq!(report.task("gate").unwrap().attempts, 1);
         assert_eq!(report.task("ship").unwrap().status, TaskStatus::Skipped);
         let received = engine
             .store()
             .events(&run)
+            .await
             .unwrap()
             .into_iter()
             .filter(|event| matches!(event, Event::ControlReceived { .. }))

@@ -46,7 +46,7 @@ async fn a_flaky_handler_succeeds_on_its_third_attempt_after_exact_backoffs() {
                 watch: true,
                 ..RunOptions::default()
             },
-        )
+        ).await
         .unwrap();
     let starts = start_times(&mut handle).await;
     let report = handle.finish().await.unwrap();
@@ -81,6 +81,7 @@ async fn each_backoff_spaces_attempts_as_named() {
                     ..RunOptions::default()
                 },
             )
+            .await
             .unwrap();
         let starts = start_times(&mut handle).await;
         let seen: Vec<u64> = starts.windows(2).map(|pair| pair[1] - pair[0]).collect();
@@ -189,6 +190,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
             ),
             RunOptions::default(),
         )
+        .await
         .err()
         .unwrap();
     let message = error.to_string();
@@ -268,7 +270,7 @@ async fn a_finished_run_is_rebuilt_from_its_record_and_events() {
         "name: r\non_failure: continue\ntasks:\n  a: {handler: answer}\n  b: {handler: fail, needs: [a]}\n  c: {handler: answer, needs: [b]}\n",
     )
     .await;
-    let rebuilt = engine.recorded(&report.run_id).unwrap();
+    let rebuilt = engine.recorded(&report.run_id).await.unwrap();
     assert_eq!(rebuilt.status, report.status);
     assert_eq!(rebuilt.reason, report.reason);
     assert_eq!(rebuilt.metrics, report.metrics);
@@ -292,6 +294,7 @@ async fn a_finished_run_is_rebuilt_from_its_record_and_events() {
         engine
             .store()
             .runs(&baton_store::RunFilter::default())
+            .await
             .unwrap()[0]
             .run_id,
         report.run_id

@@ -170,6 +170,7 @@ tasks:
                 ..RunOptions::default()
             },
         )
+        .await
         .unwrap();
     let leader = wait_for_file(&dir.path().join("leader.pid")).await;
     let child = wait_for_file(&dir.path().join("child.pid")).await;

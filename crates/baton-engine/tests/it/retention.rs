@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use baton_core::run::Millis;
 use baton_engine::{Engine, EngineConfig};
-use baton_store::{MemoryStore, Store};
+use baton_store::{MemoryStore, ReadModels, RunLog, Store};
 
 use crate::util::run;
 
@@ -59,12 +59,13 @@ async fn pruning_deletes_old_runs_their_logs_and_the_artifacts_only_they_used() 
             baton_core::Duration::from_millis(30 * DAY),
             Millis(41 * DAY),
         )
+        .await
         .unwrap();
     assert_eq!(pruned.runs, std::slice::from_ref(&old.run_id));
     assert_eq!(pruned.objects, 1);
     assert!(pruned.bytes > 0);
-    assert!(store.summary(&old.run_id).is_err());
-    assert!(store.summary(&recent.run_id).is_ok());
+    assert!(store.summary(&old.run_id).await.is_err());
+    assert!(store.summary(&recent.run_id).await.is_ok());
     assert!(!runs_dir.join(&old.run_id).exists());
     assert!(runs_dir.join(&recent.run_id).is_dir());
     let kept = &recent.task("make").unwrap().artifacts[0];
@@ -80,6 +81,7 @@ async fn pruning_deletes_old_runs_their_logs_and_the_artifacts_only_they_used() 
             baton_core::Duration::from_millis(30 * DAY),
             Millis(41 * DAY),
         )
+        .await
         .unwrap();
     assert_eq!(again, baton_engine::Pruned::default());
 }
@@ -96,7 +98,7 @@ async fn an_object_stored_again_is_renewed_and_survives_a_sweep() {
         first.task("make").unwrap().artifacts,
         second.task("make").unwrap().artifacts
     );
-    store.delete_run(&second.run_id).wait().unwrap();
+    store.delete_run(&second.run_id).await.unwrap();
     // Both runs are gone from the store, but the object was written (again)
     // after the cutoff: a run being recorded now may still refer to it.
     let pruned = engine_at(dir.path(), &store, 0)
@@ -104,6 +106,7 @@ async fn an_object_stored_again_is_renewed_and_survives_a_sweep() {
             baton_core::Duration::from_millis(30 * DAY),
             Millis(40 * DAY),
         )
+        .await
         .unwrap();
     assert_eq!(pruned.runs, [first.run_id]);
     assert_eq!(pruned.objects, 0);

@@ -57,7 +57,7 @@ tasks:
             "spawned": {"run": child, "tasks": {"retest": {"green": true}}},
         })
     );
-    let record = engine.store().run(&child).unwrap();
+    let record = engine.store().run(&child).await.unwrap();
     assert_eq!(record.parent.as_ref().unwrap().task, "test");
     assert_eq!(record.parent.as_ref().unwrap().spawn_depth, 1);
     assert_eq!(record.inputs["parent"], json!({"plan": "fix then retest"}));
@@ -140,6 +140,7 @@ async fn spawned_tasks_may_spawn_in_turn_only_as_deep_as_allowed() {
     );
     let deepest = engine
         .recorded(&format!("{}.grow.1.grow.1", report.run_id))
+        .await
         .unwrap();
     assert_eq!(deepest.status, RunStatus::Failed, "level 2 tried a third");
 }

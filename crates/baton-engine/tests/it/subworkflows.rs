@@ -63,7 +63,7 @@ tasks:
         Some(&*format!("child run {child_id}"))
     );
 
-    let child = engine.store().run(&child_id).unwrap();
+    let child = engine.store().run(&child_id).await.unwrap();
     assert_eq!(
         child.parent,
         Some(ParentTask {
@@ -76,7 +76,7 @@ tasks:
         })
     );
     assert_eq!(child.inputs["topic"], json!("caching"));
-    let child_report = engine.recorded(&child_id).unwrap();
+    let child_report = engine.recorded(&child_id).await.unwrap();
     assert_eq!(child_report.status, RunStatus::Succeeded);
     assert_eq!(child_report.workflow, "research");
 }
@@ -114,6 +114,7 @@ tasks:
     assert_eq!(report.task("delegate").unwrap().attempts, 2);
     let first = engine
         .recorded(&format!("{}.delegate.1", report.run_id))
+        .await
         .unwrap();
     assert_eq!(first.status, RunStatus::Failed);
     assert_eq!(
@@ -122,6 +123,7 @@ tasks:
     );
     let second = engine
         .recorded(&format!("{}.delegate.2", report.run_id))
+        .await
         .unwrap();
     assert_eq!(second.status, RunStatus::Succeeded);
 }
@@ -197,7 +199,7 @@ tasks:
         report.task("greet").unwrap().output.as_ref().unwrap()["tasks"]["hello"],
         json!({"text": "hello world"})
     );
-    let record = engine.store().run(&report.run_id).unwrap();
+    let record = engine.store().run(&report.run_id).await.unwrap();
     assert_eq!(
         record.subworkflows.keys().collect::<Vec<_>>(),
         ["greet@2", "shout@1"],
@@ -209,6 +211,7 @@ tasks:
             workflow("name: p\ntasks:\n  a: {workflow: greet@3}\n  b: {workflow: nowhere}\n"),
             RunOptions::default(),
         )
+        .await
         .err()
         .unwrap();
     let Error::Invalid(problems) = error else {
@@ -249,6 +252,7 @@ async fn a_workflow_that_runs_itself_is_refused_before_anything_runs() {
             workflow("name: top\ntasks:\n  go: {workflow: ping}\n"),
             RunOptions::default(),
         )
+        .await
         .err()
         .unwrap();
     assert!(
@@ -295,10 +299,11 @@ tasks:
         "ran\n",
         "the child's finished task did not run again"
     );
-    assert!(
-        engine.store().run(&format!("{run_id}.delegate.2")).is_err(),
-        "no second child was started"
-    );
+    let second_child_missing = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(engine.store().run(&format!("{run_id}.delegate.2")))
+        .is_err();
+    assert!(second_child_missing, "no second child was started");
 }
 
 #[tokio::test]
@@ -391,6 +396,7 @@ tasks:
     for child in ["book", "plan"] {
         let child = engine
             .recorded(&format!("{}.{child}.1", report.run_id))
+            .await
             .unwrap();
         assert_eq!(child.status, RunStatus::Compensated, "{child:#?}");
     }
@@ -433,6 +439,7 @@ tasks:
     for round in 1..=3 {
         let child = engine
             .recorded(&format!("{}.cycle.{round}", report.run_id))
+            .await
             .unwrap();
         assert_eq!(child.status, RunStatus::Succeeded);
     }
@@ -472,6 +479,6 @@ tasks:
     assert_eq!(parts, ["api", "web", "cli"], "in item order");
     let second = format!("{}.review.1.item-1", report.run_id);
     assert_eq!(output[1]["run"], json!(second));
-    let record = engine.store().run(&second).unwrap();
+    let record = engine.store().run(&second).await.unwrap();
     assert_eq!(record.parent.unwrap().copy.as_deref(), Some("item-1"));
 }

@@ -72,7 +72,7 @@ tasks:
         !dir.path().join("pwned").exists(),
         "a parameter is data in a script, never code"
     );
-    let recorded = engine.store().run(&report.run_id).unwrap().workflow;
+    let recorded = engine.store().run(&report.run_id).await.unwrap().workflow;
     let guest = recorded
         .tasks
         .iter()
@@ -95,8 +95,8 @@ tasks:
     );
 }
 
-fn problems(engine: &Engine, spec: &str) -> Vec<String> {
-    match engine.start(workflow(spec), RunOptions::default()) {
+async fn problems(engine: &Engine, spec: &str) -> Vec<String> {
+    match engine.start(workflow(spec), RunOptions::default()).await {
         Err(Error::Invalid(problems)) => problems
             .iter()
             .map(|problem| format!("{} {}: {}", problem.code, problem.path, problem.message))
@@ -127,7 +127,7 @@ async fn parameters_and_templates_are_checked_before_anything_runs() {
         problems(
             &engine,
             "name: p\ntasks:\n  a: {uses: greet@1, with: {times: many, whom: x}}\n  b: {uses: greet@2}\n  c: {uses: placed}\n",
-        ),
+        ).await,
         [
             "invalid-input tasks.a.with.times: parameter `times` of `greet@1` must be of type integer, got \"many\"",
             "missing-input tasks.a.with: `greet@1` needs parameter `who`",
@@ -143,7 +143,8 @@ async fn parameters_and_templates_are_checked_before_anything_runs() {
         problems(
             &engine,
             "name: p\ntasks:\n  a: {uses: typo, with: {who: x}}\n"
-        ),
+        )
+        .await,
         ["unknown-variable tasks.a.run: unknown parameter `woh`"]
     );
 }

@@ -104,7 +104,9 @@ pub(crate) fn cut_off_then_resumed(
         }
         handle.run_id().to_owned()
     });
-    first.shutdown_background();
+    // Dropping the runtime drops its tasks, and with them the engine's
+    // presence: to the store, that process is gone.
+    first.shutdown_timeout(std::time::Duration::from_secs(10));
 
     std::fs::write(dir.join("go"), "").unwrap();
     let engine = durable(dir);
@@ -112,6 +114,7 @@ pub(crate) fn cut_off_then_resumed(
     let report = second.block_on(async {
         engine
             .resume(&run_id, false)
+            .await
             .unwrap()
             .finish()
             .await

@@ -25,7 +25,10 @@ async fn a_run_streams_every_event_in_order_and_ends_with_the_run() {
     );
     let recorded = baton_store::SqliteStore::open(dir.path().join("baton.db")).unwrap();
     assert_eq!(
-        baton_store::Store::events(&recorded, &run).unwrap().len(),
+        baton_store::RunLog::events(&recorded, &run)
+            .await
+            .unwrap()
+            .len(),
         events.len()
     );
 }

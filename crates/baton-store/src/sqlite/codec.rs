@@ -40,7 +40,12 @@ pub(crate) fn millis(at: i64) -> Millis {
 }
 
 /// One stored batch of events, which must hold `count` of them.
-pub(crate) fn events(run: &str, first_seq: u64, count: u64, text: &str) -> Result<Vec<Event>, Error> {
+pub(crate) fn events(
+    run: &str,
+    first_seq: u64,
+    count: u64,
+    text: &str,
+) -> Result<Vec<Event>, Error> {
     let batch: Vec<Event> = serde_json::from_str(text).map_err(|error| {
         corrupt(
             run,

@@ -30,7 +30,11 @@ pub(crate) fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection,
 }
 
 /// The store's error for a SQLite error on `path`.
-pub(crate) fn database_error(path: &Path, busy_timeout: Duration, error: &rusqlite::Error) -> Error {
+pub(crate) fn database_error(
+    path: &Path,
+    busy_timeout: Duration,
+    error: &rusqlite::Error,
+) -> Error {
     let message = match error.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             return Error::Locked {

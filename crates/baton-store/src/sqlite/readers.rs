@@ -30,8 +30,8 @@ impl Readers {
         }
     }
 
-    /// Runs `read` on a connection of the pool (opened on first use), off
-    /// the runtime's threads.
+    /// Runs `read` on a connection of the pool (opened on first use) in
+    /// one read transaction, off the runtime's threads.
     pub(crate) async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         read: impl FnOnce(&Connection, &Reading) -> Result<T> + Send + 'static,
@@ -43,7 +43,7 @@ impl Readers {
         let readers = Arc::clone(self);
         let answer = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let connection = match readers.lock().pop() {
+            let mut connection = match readers.lock().pop() {
                 Some(connection) => connection,
                 None => connect(&readers.path, readers.busy_timeout)?,
             };
@@ -51,7 +51,17 @@ impl Readers {
                 path: &readers.path,
                 busy_timeout: readers.busy_timeout,
             };
-            let answer = read(&connection, &reading);
+            // One read transaction: a read of several queries (a log and its
+            // recorded count) sees one state of the file, whatever commits
+            // meanwhile.
+            let answer = match connection.transaction() {
+                Ok(snapshot) => {
+                    let answer = read(&snapshot, &reading);
+                    drop(snapshot);
+                    answer
+                }
+                Err(error) => Err(reading.error(&error)),
+            };
             readers.lock().push(connection);
             answer
         })

@@ -297,10 +297,14 @@ pub(crate) fn task(
     task: u32,
 ) -> Result<Option<TaskRow>> {
     let id = require(connection, reading, run)?;
-    Ok(
-        task_rows(connection, reading, run, "AND tasks.task = ?2", params![id, task])?
-            .pop(),
-    )
+    Ok(task_rows(
+        connection,
+        reading,
+        run,
+        "AND tasks.task = ?2",
+        params![id, task],
+    )?
+    .pop())
 }
 
 pub(crate) fn attempts(
@@ -418,9 +422,7 @@ pub(crate) fn cached(
     .map(|row| row.artifact)
     .collect();
     Ok(Some(CacheHit {
-        output: text
-            .map(|text| output(&run_id, task, &text))
-            .transpose()?,
+        output: text.map(|text| output(&run_id, task, &text)).transpose()?,
         finished_at: millis(finished_at.unwrap_or_default()),
         artifacts,
         record,
@@ -690,4 +692,3 @@ pub(crate) fn keys<P: rusqlite::Params>(
         })
         .collect()
 }
-

@@ -76,7 +76,9 @@ impl SqliteStore {
         let deadline = Instant::now() + busy;
         let writer = loop {
             let opened = connect(&path, busy).and_then(|mut writer| {
-                migrate(&mut writer, &path, |error| database_error(&path, busy, &error))?;
+                migrate(&mut writer, &path, |error| {
+                    database_error(&path, busy, &error)
+                })?;
                 Ok(writer)
             });
             match opened {
@@ -132,12 +134,9 @@ impl SqliteStore {
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
         self.readers
             .read(|connection, reading| {
-                let rows = reading.query(
-                    connection,
-                    "PRAGMA integrity_check",
-                    [],
-                    |row| row.get::<_, String>(0),
-                )?;
+                let rows = reading.query(connection, "PRAGMA integrity_check", [], |row| {
+                    row.get::<_, String>(0)
+                })?;
                 Ok(rows.into_iter().filter(|row| row != "ok").collect())
             })
             .await
@@ -392,8 +391,8 @@ impl ReadModels for SqliteStore {
 #[async_trait]
 impl Catalog for SqliteStore {
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
-        let spec = serde_json::to_string(&workflow.workflow)
-            .map_err(|error| self.encode_error(&error))?;
+        let spec =
+            serde_json::to_string(&workflow.workflow).map_err(|error| self.encode_error(&error))?;
         let kind = WriteKind::PutWorkflow {
             version: workflow.version,
             digest: workflow.digest.0,
@@ -504,7 +503,11 @@ mod tests {
         assert_eq!(tasks.len(), 2);
         assert_eq!(tasks[0].record.as_ref(), Some(&records[0]));
         assert_eq!(tasks[1].record, None);
-        let hit = store.cached(&key).await.unwrap().expect("the old cache key");
+        let hit = store
+            .cached(&key)
+            .await
+            .unwrap()
+            .expect("the old cache key");
         assert_eq!(
             (hit.run_id.as_str(), hit.record),
             ("old", records[0].clone())

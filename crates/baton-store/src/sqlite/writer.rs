@@ -124,8 +124,7 @@ impl Writer {
                     if frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
                         // A failed checkpoint loses nothing: the frames stay in
                         // the WAL and the next one tries again.
-                        let _ =
-                            connection.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
+                        let _ = connection.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
                         frames.store(0, Ordering::Relaxed);
                     }
                 }
@@ -146,7 +145,11 @@ impl Writer {
 
 /// One write inside the batch's transaction: its answer, or the database
 /// error that fails the whole batch.
-fn apply(connection: &Connection, subject: &str, kind: &WriteKind) -> rusqlite::Result<Result<u64>> {
+fn apply(
+    connection: &Connection,
+    subject: &str,
+    kind: &WriteKind,
+) -> rusqlite::Result<Result<u64>> {
     Ok(match kind {
         WriteKind::Heartbeat { owner, expires_at } => {
             heartbeat(connection, owner, *expires_at)?;
@@ -344,7 +347,7 @@ fn claim(
     {
         return Ok(Err(Error::Owned {
             run: run.to_owned(),
-            ownership: held,
+            ownership: Box::new(held),
         }));
     }
     connection
@@ -357,7 +360,11 @@ fn claim(
 
 /// The row id of a run, if `fence` is its current one: `Fenced` if it is
 /// not, `UnknownRun` if there is no such run.
-fn fenced(connection: &Connection, run: &str, fence: Fence) -> rusqlite::Result<Result<(i64, u64)>> {
+fn fenced(
+    connection: &Connection,
+    run: &str,
+    fence: Fence,
+) -> rusqlite::Result<Result<(i64, u64)>> {
     let found: Option<(i64, i64, Option<String>, i64)> = connection
         .prepare_cached("SELECT id, next_seq, owner, token FROM runs WHERE run_id = ?1")?
         .query_row([run], |row| {

@@ -29,7 +29,10 @@ async fn owner(store: &dyn Store) -> Owner {
 /// Records `record` under a new owner; the fence to write it with.
 async fn create(store: &dyn Store, record: &RunRecord) -> Fence {
     let owner = owner(store).await;
-    store.create_run(record, &owner.id, Millis(0)).await.unwrap()
+    store
+        .create_run(record, &owner.id, Millis(0))
+        .await
+        .unwrap()
 }
 
 /// Records a run of workflow `w` with id `run`.
@@ -63,7 +66,10 @@ pub(crate) async fn appended_events_read_back_in_order(store: &dyn Store) {
 
 pub(crate) async fn an_append_out_of_place_is_refused_and_loses_nothing(store: &dyn Store) {
     let fence = begin(store, "run-b").await;
-    store.append("run-b", 0, fence, &[started(1)]).await.unwrap();
+    store
+        .append("run-b", 0, fence, &[started(1)])
+        .await
+        .unwrap();
     let error = store
         .append("run-b", 0, fence, &[started(2)])
         .await
@@ -129,7 +135,10 @@ pub(crate) async fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn St
             let fence = begin(store.as_ref(), &run).await;
             for batch in 0..50u64 {
                 let events: Vec<Event> = (0..10).map(|i| started(batch * 10 + i)).collect();
-                store.append(&run, batch * 10, fence, &events).await.unwrap();
+                store
+                    .append(&run, batch * 10, fence, &events)
+                    .await
+                    .unwrap();
             }
         });
     }
@@ -291,11 +300,11 @@ pub(crate) async fn a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses
     let first = Owner::this_process();
     store.heartbeat(&first, Millis(0), TTL).await.unwrap();
     let run = record("owned", "w");
-    let fence = store
-        .create_run(&run, &first.id, Millis(0))
+    let fence = store.create_run(&run, &first.id, Millis(0)).await.unwrap();
+    store
+        .append("owned", 0, fence, &[started(1)])
         .await
         .unwrap();
-    store.append("owned", 0, fence, &[started(1)]).await.unwrap();
     let driver = store.summary("owned").await.unwrap().driver.unwrap();
     assert_eq!((driver.owner.clone(), driver.fence), (first.clone(), fence));
     assert_eq!(driver.expires_at, Millis(TTL.as_millis()));
@@ -311,7 +320,9 @@ pub(crate) async fn a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses
     };
     assert_eq!(ownership.owner, first);
     assert!(
-        refused.to_string().contains(&format!("driven by PID {}", first.pid)),
+        refused
+            .to_string()
+            .contains(&format!("driven by PID {}", first.pid)),
         "{refused}"
     );
 
@@ -319,10 +330,7 @@ pub(crate) async fn a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses
     // is the second's, under a higher fence.
     let later = Millis(TTL.as_millis() + 1);
     store.heartbeat(&second, later, TTL).await.unwrap();
-    let taken = store
-        .claim("owned", &second.id, later, None)
-        .await
-        .unwrap();
+    let taken = store.claim("owned", &second.id, later, None).await.unwrap();
     assert!(taken > fence);
     let stale = store
         .append("owned", 1, fence, &[started(2)])
@@ -335,7 +343,10 @@ pub(crate) async fn a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses
         Err(Error::Fenced { .. })
     ));
     assert_eq!(store.events("owned").await.unwrap(), [started(1)]);
-    store.append("owned", 1, taken, &[started(3)]).await.unwrap();
+    store
+        .append("owned", 1, taken, &[started(3)])
+        .await
+        .unwrap();
 
     // One that proves the owner dead takes the run at once.
     let third = Owner::this_process();
@@ -363,10 +374,7 @@ pub(crate) async fn a_live_owner_keeps_its_run_and_one_whose_lease_ran_out_loses
         store.append("owned", 2, stolen, &[started(4)]).await,
         Err(Error::Fenced { .. })
     ));
-    let again = store
-        .claim("owned", &second.id, later, None)
-        .await
-        .unwrap();
+    let again = store.claim("owned", &second.id, later, None).await.unwrap();
     assert!(again > stolen);
     assert!(matches!(
         store.claim("missing", &second.id, later, None).await,
@@ -395,7 +403,10 @@ pub(crate) async fn runs_nobody_live_drives_are_listed_as_orphans(store: &dyn St
         at: Millis(2),
         status: RunStatus::Succeeded,
     };
-    store.append("done", 1, fences[2], &[finished]).await.unwrap();
+    store
+        .append("done", 1, fences[2], &[finished])
+        .await
+        .unwrap();
     let orphans = |at: u64| RunFilter {
         orphaned_at: Some(Millis(at)),
         ..RunFilter::default()
@@ -533,7 +544,10 @@ pub(crate) async fn read_models_follow_the_events_written_with_them(store: &dyn 
 
     assert_eq!(store.tasks("models").await.unwrap(), done);
     assert_eq!(store.attempts("models").await.unwrap(), [failed, succeeded]);
-    assert_eq!(store.outputs("models").await.unwrap(), [(0, output.clone())]);
+    assert_eq!(
+        store.outputs("models").await.unwrap(),
+        [(0, output.clone())]
+    );
     assert_eq!(
         store.provenance("models").await.unwrap(),
         std::slice::from_ref(&provenance)
@@ -548,7 +562,10 @@ pub(crate) async fn read_models_follow_the_events_written_with_them(store: &dyn 
     assert_eq!(hit.record, provenance);
     assert_eq!(hit.artifacts, [produced.artifact]);
     assert_eq!(hit.finished_at, Millis(5));
-    assert_eq!(store.cached(&Digest::of_bytes(b"other")).await.unwrap(), None);
+    assert_eq!(
+        store.cached(&Digest::of_bytes(b"other")).await.unwrap(),
+        None
+    );
     assert!(matches!(
         store.tasks("missing").await,
         Err(Error::UnknownRun(_))

@@ -21,7 +21,10 @@ async fn owner(store: &dyn Store) -> Owner {
 async fn begin(store: &dyn Store, run: &str) -> Fence {
     let owner = owner(store).await;
     let record = RunRecord::new(run, baton_core::Workflow::new("w"));
-    store.create_run(&record, &owner.id, Millis(0)).await.unwrap()
+    store
+        .create_run(&record, &owner.id, Millis(0))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -117,7 +120,10 @@ async fn a_database_of_the_first_schema_is_upgraded_on_open() {
         store.events("r").await.unwrap(),
         std::slice::from_ref(&event)
     );
-    let listed = store.runs(&baton_store::RunFilter::default()).await.unwrap();
+    let listed = store
+        .runs(&baton_store::RunFilter::default())
+        .await
+        .unwrap();
     assert_eq!((listed[0].events, &listed[0].driver), (1, &None));
     // Nobody drove runs before owners were recorded: anyone may claim one.
     let owner = owner(&store).await;
@@ -228,10 +234,7 @@ async fn a_log_with_a_missing_batch_is_reported_as_corrupt_not_shorter() {
             Event::RunStarted { at: Millis(at) },
             Event::RunPaused { at: Millis(at) },
         ];
-        store
-            .append("holed", at * 2, fence, &events)
-            .await
-            .unwrap();
+        store.append("holed", at * 2, fence, &events).await.unwrap();
     }
     rusqlite::Connection::open(&path)
         .unwrap()
@@ -242,7 +245,10 @@ async fn a_log_with_a_missing_batch_is_reported_as_corrupt_not_shorter() {
         matches!(&error, Error::Corrupt { run, seq: 2, .. } if run == "holed"),
         "{error}"
     );
-    assert!(error.to_string().contains("events 2 to 3 are missing"), "{error}");
+    assert!(
+        error.to_string().contains("events 2 to 3 are missing"),
+        "{error}"
+    );
     assert_eq!(store.events_from("holed", 4).await.unwrap().len(), 2);
 
     rusqlite::Connection::open(&path)
