@@ -57,8 +57,6 @@ pub(crate) struct Engine {
     /// Task attempts in flight across all runs.
     pub(crate) max_concurrency: usize,
     pub(crate) kill_grace: Duration,
-    /// How often a run looks for requests other processes left.
-    pub(crate) poll_interval: Duration,
     pub(crate) checkpoint_every: u64,
     pub(crate) max_inline_output: usize,
     /// Where `workflow: name@version` tasks look before the registry.
@@ -75,7 +73,6 @@ impl Default for Engine {
         Engine {
             max_concurrency: defaults.max_concurrency,
             kill_grace: defaults.kill_grace,
-            poll_interval: defaults.poll_interval,
             checkpoint_every: defaults.checkpoint_every,
             max_inline_output: defaults.max_inline_output,
             workflow_dirs: defaults.workflow_dirs,
@@ -88,7 +85,6 @@ impl Engine {
     pub(crate) fn apply(&self, config: &mut EngineConfig) {
         config.max_concurrency = self.max_concurrency;
         config.kill_grace = self.kill_grace;
-        config.poll_interval = self.poll_interval;
         config.checkpoint_every = self.checkpoint_every;
         config.max_inline_output = self.max_inline_output;
         config.workflow_dirs.clone_from(&self.workflow_dirs);

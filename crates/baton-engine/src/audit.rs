@@ -9,8 +9,10 @@ use std::sync::Arc;
 use baton_core::run::{Chain, Digest, Divergence, Event, Provenance, RunState, Trace};
 use serde::Serialize;
 
-use crate::engine::{Engine, Error, setup_of};
-use crate::record::record_of;
+use crate::config::setup_of;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::run::record_of;
 
 /// A run's provenance chain, as `baton provenance --json` exports it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -78,8 +80,12 @@ impl Engine {
         let mut chain = Chain::new(state.task_count());
         let mut records = 0;
         let mut mismatch = None;
-        for event in &events {
-            state.apply(event);
+        for (seq, event) in events.iter().enumerate() {
+            state.apply(event).map_err(|why| Error::Corrupt {
+                run: run_id.to_owned(),
+                seq: seq as u64,
+                why,
+            })?;
             let Some(expected) = record_of(&mut chain, &state, event) else {
                 continue;
             };

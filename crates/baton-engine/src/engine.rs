@@ -1,183 +1,42 @@
-//! [`Engine`]: configuration, handler registry, and starting runs.
+//! [`Engine`]: the handler registry, the run ownership of this process,
+//! and starting, resuming, rebuilding and steering runs. It is the top of
+//! the crate: it makes each run's [`Host`] and is the [`Children`] through
+//! which runs start runs of their own.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Once, RwLock};
+use std::sync::{Arc, Once};
 
-use baton_core::run::{Chain, Control, ControlError, Event, Millis, RunSetup, RunState};
-use baton_core::spec::FailurePolicy;
+use async_trait::async_trait;
+use baton_core::run::{Chain, Control, Millis, RunState};
 use baton_core::{Duration, Problem, Valid, Workflow};
-use baton_store::{Fence, MemoryStore, Owner, ParentTask, Presence, Reuse, RunRecord, Store};
-use rustc_hash::FxHashMap;
+use baton_store::{Fence, MemoryStore, Owner, Presence, RunRecord, Store};
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, OnceCell, Semaphore, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
 
+use crate::children::Children;
 use crate::clock::Clock;
+use crate::config::{EngineConfig, RunOptions, setup_of};
+use crate::error::Error;
+use crate::executor::{ChildRuns, Executors, Handler, Http, InProcess, Processes};
+use crate::handle::{Canceller, Recovery, RunHandle};
+use crate::pin::{Place, pin};
 use crate::report::RunReport;
-use crate::runner::{Handler, Runners};
-use crate::{runnable, shell, subworkflow, uses};
-
-/// How an engine runs tasks; [`EngineConfig::default`] suits a laptop.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    /// Where run files (logs, outputs) go.
-    pub state_dir: PathBuf,
-    /// Where processes start; a task's `cwd` is relative to it.
-    pub workdir: PathBuf,
-    /// Task attempts in flight across every run of this engine.
-    pub max_concurrency: usize,
-    /// Between SIGTERM and SIGKILL when a task is killed without a timeout
-    /// of its own to say.
-    pub kill_grace: Duration,
-    /// Start the clock here instead of at the system time (tests, replays).
-    pub start_time: Option<Millis>,
-    /// Commands `decide` hands out per round.
-    pub batch: usize,
-    /// A snapshot of a run's state is stored every this many events (or
-    /// every twice as many events as the run has tasks, if more), so a
-    /// resume replays at most that many.
-    pub checkpoint_every: u64,
-    /// How often a run asks its store whether another process asked to
-    /// cancel it.
-    pub poll_interval: Duration,
-    /// Bytes of JSON above which a task's output is stored as an artifact
-    /// and replaced by a reference to it (`output_artifact`).
-    pub max_inline_output: usize,
-    /// Where `workflow: name@version` tasks look for their workflow before
-    /// the store's registry (see [`crate::workflow_dirs`]).
-    pub workflow_dirs: Vec<PathBuf>,
-    /// Where `uses: name@version` tasks find their template.
-    pub template_dirs: Vec<PathBuf>,
-    /// How long this engine's hold on the runs it drives lasts unless
-    /// renewed (it renews every third of it): after a crash, how long
-    /// until another process may take them over. On this machine a dead
-    /// owner's runs are taken at once.
-    pub lease: Duration,
-}
-
-impl Default for EngineConfig {
-    fn default() -> EngineConfig {
-        EngineConfig {
-            state_dir: PathBuf::from(".baton"),
-            workdir: PathBuf::from("."),
-            max_concurrency: 1024,
-            kill_grace: Duration::from_secs(10),
-            start_time: None,
-            batch: 4096,
-            checkpoint_every: 100_000,
-            poll_interval: Duration::from_millis(250),
-            max_inline_output: 1024 * 1024,
-            workflow_dirs: Vec::new(),
-            template_dirs: Vec::new(),
-            lease: Duration::from_secs(4),
-        }
-    }
-}
-
-/// What can stop a run from starting or finishing.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The workflow, its inputs, or what it asks of this engine is wrong;
-    /// nothing ran.
-    #[error("the workflow cannot run: {}", summary(.0))]
-    Invalid(Vec<Problem>),
-    #[error(transparent)]
-    Store(#[from] baton_store::Error),
-    #[error("the run's task stopped: {0}")]
-    Aborted(String),
-    /// `baton rerun` asked to reuse a result its run does not have.
-    #[error("task `{task}` did not succeed in run `{run}`: it has no result to reuse")]
-    NotReusable { run: String, task: String },
-    #[error("run `{run}` has no task `{task}`")]
-    UnknownTask { run: String, task: String },
-    /// Run files (logs, artifacts) could not be read or removed.
-    #[error("{0}")]
-    Files(String),
-    /// A control request that does not apply to the run as it stands.
-    #[error(transparent)]
-    Control(#[from] ControlError),
-}
-
-fn summary(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|problem| format!("{}: {}", problem.path, problem.message))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Per-run choices.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    /// Input values; text is read as the declared type (`-i n=3`).
-    pub inputs: BTreeMap<String, Value>,
-    /// Overrides the workflow's `concurrency`.
-    pub concurrency: Option<u32>,
-    /// Overrides the workflow's `timeout`.
-    pub timeout: Option<Duration>,
-    /// Overrides the workflow's `on_failure`.
-    pub on_failure: Option<FailurePolicy>,
-    /// A run id to use instead of a fresh UUIDv7.
-    pub run_id: Option<String>,
-    /// Stream events through [`RunHandle::events`].
-    pub watch: bool,
-    /// Take these tasks' results from an earlier run instead of running
-    /// them (`baton rerun`).
-    pub reuse: Option<Reuse>,
-    /// Started through the API (`baton serve` resumes such runs when it
-    /// starts again after dying).
-    pub served: bool,
-    /// The registered version of the workflow the run was started from.
-    pub workflow_version: Option<u32>,
-    /// For a sub-workflow's run: the task attempt it belongs to.
-    pub parent: Option<ParentTask>,
-    /// Workflows already found for `workflow: name@version` tasks; the
-    /// others are looked up when the run starts.
-    pub subworkflows: BTreeMap<String, Arc<Workflow>>,
-}
-
-/// One event of a run, numbered from 0 in log order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunEvent {
-    pub seq: u64,
-    pub event: Event,
-}
-
-impl RunEvent {
-    /// The event as people and scripts read it (`--json` lines, the API's
-    /// event streams): tagged with its `type` and `seq`, tasks named by id
-    /// instead of index.
-    pub fn json(&self, valid: &Valid) -> Value {
-        let tasks = &valid.workflow().tasks;
-        let mut line = serde_json::to_value(&self.event).unwrap_or_default();
-        line["seq"] = Value::from(self.seq);
-        if let Some(task) = self.event.task() {
-            line["task"] = Value::from(tasks[task as usize].id.as_str());
-        }
-        if let Some(need) = line
-            .get("reason")
-            .and_then(|reason| reason.get("need"))
-            .and_then(Value::as_u64)
-        {
-            line["reason"]["need"] = Value::from(tasks[need as usize].id.as_str());
-        }
-        line
-    }
-}
+use crate::run::{Driven, Family, Host, Run, Start, drive, reusable};
+use crate::{runnable, uses};
 
 /// Runs workflows. Cheap to clone; clones share handlers, store, the
 /// global concurrency limit and the engine's ownership of its runs.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) config: Arc<EngineConfig>,
-    pub(crate) runners: Arc<Runners>,
-    pub(crate) handlers: Arc<RwLock<crate::runner::Handlers>>,
+    in_process: InProcess,
+    http: Http,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) slots: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
     /// The runs this engine drives, each woken to read its control
     /// requests when the store's change feed says one was left.
-    pub(crate) driven: Arc<Mutex<FxHashMap<String, Arc<Notify>>>>,
+    driven: Arc<Driven>,
     /// Who this engine is to the store, while any clone of it lives.
     pub(crate) presence: Arc<Presence>,
     /// Set once the store has heard of this engine and its lease is being
@@ -200,16 +59,14 @@ impl Engine {
                 *path = absolute;
             }
         }
-        let handlers = Arc::new(RwLock::new(crate::runner::Handlers::new()));
         Engine {
             slots: Arc::new(Semaphore::new(
                 config.max_concurrency.clamp(1, Semaphore::MAX_PERMITS),
             )),
-            runners: Arc::new(Runners {
-                handlers: Arc::clone(&handlers),
-                http: reqwest::Client::new(),
-            }),
-            handlers,
+            in_process: InProcess::default(),
+            http: Http {
+                client: reqwest::Client::new(),
+            },
             config: Arc::new(config),
             store,
             driven: Arc::default(),
@@ -275,27 +132,30 @@ impl Engine {
         Ok(())
     }
 
-    /// Registers a run this engine drives, so its controls wake it.
-    pub(crate) fn drive_controls(&self, run: &str) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        self.driven_lock()
-            .insert(run.to_owned(), Arc::clone(&notify));
-        notify
-    }
-
-    pub(crate) fn forget_controls(&self, run: &str) {
-        self.driven_lock().remove(run);
-    }
-
-    fn driven_lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, Arc<Notify>>> {
-        self.driven
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// What one run's loop works with.
+    fn host(&self) -> Host {
+        let children: Arc<dyn Children> = Arc::new(self.clone());
+        Host {
+            config: Arc::clone(&self.config),
+            store: Arc::clone(&self.store),
+            slots: Arc::clone(&self.slots),
+            executors: Arc::new(Executors {
+                processes: Processes,
+                http: self.http.clone(),
+                in_process: self.in_process.clone(),
+                child_runs: ChildRuns {
+                    children: Arc::clone(&children),
+                },
+            }),
+            children,
+            driven: Arc::clone(&self.driven),
+        }
     }
 
     /// Makes `handler` the function behind tasks written `handler: NAME`.
     pub fn register(&self, name: impl Into<String>, handler: Handler) -> &Engine {
-        self.handlers
+        self.in_process
+            .handlers
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(name.into(), handler);
@@ -353,8 +213,12 @@ impl Engine {
         let (mut state, from) =
             restored.unwrap_or_else(|| (RunState::new(valid, setup_of(&record)), 0));
         let events = self.store.events_from(run_id, from).await?;
-        for event in &events {
-            state.apply(event);
+        for (offset, event) in events.iter().enumerate() {
+            state.apply(event).map_err(|why| Error::Corrupt {
+                run: run_id.to_owned(),
+                seq: from + offset as u64,
+                why,
+            })?;
         }
         recovery.checkpoint = (from > 0).then_some(from);
         recovery.replayed = events.len() as u64;
@@ -367,14 +231,6 @@ impl Engine {
     /// drives the run.
     pub async fn resume(&self, run_id: &str, watch: bool) -> Result<RunHandle, Error> {
         self.resume_with(run_id, watch, false).await
-    }
-
-    /// Undoes a run that succeeded, as its parent's compensation asks: its
-    /// succeeded tasks are compensated, the last to finish first, and it
-    /// ends `compensated` (or `compensation_failed`). A run already
-    /// compensating goes on; one that did not succeed just reports.
-    pub(crate) async fn compensate(&self, run_id: &str) -> Result<RunHandle, Error> {
-        self.resume_with(run_id, false, true).await
     }
 
     async fn resume_with(
@@ -391,33 +247,31 @@ impl Engine {
         }
         let chain = Chain::from_records(&state, &self.store.provenance(run_id).await?);
         let start = match recovery.events() {
-            0 => shell::Start::New,
-            seq => shell::Start::Resume { seq, compensate },
+            0 => Start::New,
+            seq => Start::Resume { seq, compensate },
         };
-        let reused = shell::reusable(self, &state, record.reuse.as_ref()).await?;
-        let run = shell::Run {
+        let reused = reusable(self.store.as_ref(), &state, record.reuse.as_ref()).await?;
+        let run = Run {
             state,
             chain,
             start,
             reused,
-            family: shell::Family::of(&record),
+            family: Family::of(&record),
             fence,
         };
-        let mut handle = self.spawn(run, None, watch);
-        handle.recovery = Some(recovery);
-        Ok(handle)
+        Ok(self.spawn(run, None, watch).with_recovery(recovery))
     }
 
     /// Runs `state` in the background, recording it first when `record`
     /// is given.
-    fn spawn(&self, run: shell::Run, record: Option<RunRecord>, watch: bool) -> RunHandle {
+    fn spawn(&self, run: Run, record: Option<RunRecord>, watch: bool) -> RunHandle {
         let state = &run.state;
         let run_id = state.run_id().to_owned();
         let valid = state.shared_valid();
         let ended = state.final_count();
         let (cancel, cancelled) = watch::channel(false);
         let (events, receiver) = if watch {
-            let (sender, receiver) = mpsc::unbounded_channel();
+            let (sender, receiver) = mpsc::channel(self.config.event_buffer.max(1));
             (Some(sender), Some(receiver))
         } else {
             (None, None)
@@ -428,18 +282,11 @@ impl Engine {
             if let Some(record) = record {
                 run.fence = engine.create(&record).await?;
             }
-            let state = shell::drive(&engine, run, events, cancelled).await?;
+            let host = engine.host();
+            let state = drive(&host, run, events, cancelled).await?;
             Ok(RunReport::from_state(&state, &engine.config.state_dir))
         });
-        RunHandle {
-            run_id,
-            valid,
-            ended,
-            events: receiver,
-            cancel: Canceller(Arc::new(cancel)),
-            join,
-            recovery: None,
-        }
+        RunHandle::new(run_id, valid, ended, receiver, Canceller::new(cancel), join)
     }
 
     /// Records a new run as this engine's.
@@ -523,11 +370,15 @@ impl Engine {
         &self,
         valid: Arc<Valid>,
         options: RunOptions,
-    ) -> Result<(shell::Run, RunRecord), Error> {
+    ) -> Result<(Run, RunRecord), Error> {
         let valid = self.expand_templates(valid)?;
         let mut problems = self.unrunnable(valid.workflow());
         let mut subworkflows = options.subworkflows;
-        problems.extend(subworkflow::pin(self, valid.workflow(), &mut subworkflows).await);
+        let place = Place {
+            dirs: &self.config.workflow_dirs,
+            registry: self.store.as_ref(),
+        };
+        problems.extend(pin(&place, valid.workflow(), &mut subworkflows).await);
         let inputs = match baton_core::resolve_inputs(valid.workflow(), &options.inputs) {
             Ok(inputs) => inputs,
             Err(input_problems) => {
@@ -556,13 +407,13 @@ impl Engine {
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());
-        let reused = shell::reusable(self, &state, record.reuse.as_ref()).await?;
-        let run = shell::Run {
+        let reused = reusable(self.store.as_ref(), &state, record.reuse.as_ref()).await?;
+        let run = Run {
             state,
             chain,
-            start: shell::Start::New,
+            start: Start::New,
             reused,
-            family: shell::Family::of(&record),
+            family: Family::of(&record),
             fence: Fence(0),
         };
         Ok((run, record))
@@ -596,7 +447,7 @@ async fn renew(
 /// it, in this process or another; after missing changes (the feed went
 /// ahead), wakes them all to look.
 async fn wake_on_requests(
-    driven: std::sync::Weak<Mutex<FxHashMap<String, Arc<Notify>>>>,
+    driven: std::sync::Weak<Driven>,
     mut changes: tokio::sync::broadcast::Receiver<baton_store::Change>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -605,19 +456,31 @@ async fn wake_on_requests(
         let Some(driven) = driven.upgrade() else {
             return;
         };
-        let driven = driven
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match change {
-            Ok(baton_store::Change::Requested { run }) => {
-                if let Some(notify) = driven.get(&*run) {
-                    notify.notify_one();
-                }
-            }
+            Ok(baton_store::Change::Requested { run }) => driven.wake(&run),
             Ok(_) => {}
-            Err(RecvError::Lagged(_)) => driven.values().for_each(|notify| notify.notify_one()),
+            Err(RecvError::Lagged(_)) => driven.wake_all(),
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+#[async_trait]
+impl Children for Engine {
+    async fn start(&self, workflow: Workflow, options: RunOptions) -> Result<RunHandle, Error> {
+        Engine::start(self, workflow, options).await
+    }
+
+    async fn resume(&self, run: &str) -> Result<RunHandle, Error> {
+        self.resume_with(run, false, false).await
+    }
+
+    async fn compensate(&self, run: &str) -> Result<RunHandle, Error> {
+        self.resume_with(run, false, true).await
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 }
 
@@ -625,6 +488,7 @@ impl Engine {
     /// What in `workflow` this engine cannot run.
     fn unrunnable(&self, workflow: &Workflow) -> Vec<Problem> {
         let handlers = self
+            .in_process
             .handlers
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -642,18 +506,6 @@ impl Engine {
             .map_err(Error::Invalid)
     }
 }
-
-/// How the state of a recorded run is set up: its record, read back.
-pub(crate) fn setup_of(record: &RunRecord) -> RunSetup {
-    RunSetup {
-        run_id: record.run_id.clone(),
-        inputs: record.inputs.clone(),
-        concurrency: record.concurrency,
-        timeout: record.timeout,
-        on_failure: record.on_failure,
-    }
-}
-
 /// An HTTP client builder for programs around the engine (the CLI talking
 /// to a server), with the TLS provider in place.
 pub fn http_client() -> reqwest::ClientBuilder {
@@ -668,84 +520,4 @@ fn install_crypto_provider() {
     INSTALL.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-/// A run in progress.
-pub struct RunHandle {
-    run_id: String,
-    valid: Arc<Valid>,
-    ended: usize,
-    events: Option<mpsc::UnboundedReceiver<RunEvent>>,
-    cancel: Canceller,
-    join: JoinHandle<Result<RunReport, Error>>,
-    recovery: Option<Recovery>,
-}
-
-/// How a resumed run's state was rebuilt.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// The event the checkpoint it started from was taken at, if any.
-    pub checkpoint: Option<u64>,
-    /// Events applied after the checkpoint (or from the start).
-    pub replayed: u64,
-    /// Checkpoints that were skipped, newest first, and why.
-    pub rejected: Vec<String>,
-}
-
-impl Recovery {
-    /// Events the rebuilt state has folded.
-    pub fn events(&self) -> u64 {
-        self.checkpoint.unwrap_or(0) + self.replayed
-    }
-}
-
-impl RunHandle {
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
-    /// The checked workflow: events name tasks by their index in it.
-    pub fn valid(&self) -> &Arc<Valid> {
-        &self.valid
-    }
-
-    /// Tasks that had already ended when this handle started the run
-    /// (non-zero for a resumed run).
-    pub fn ended(&self) -> usize {
-        self.ended
-    }
-
-    /// The run's events as they are persisted, when started with
-    /// [`RunOptions::watch`]; the stream ends with the run.
-    pub fn events(&mut self) -> Option<&mut mpsc::UnboundedReceiver<RunEvent>> {
-        self.events.as_mut()
-    }
-
-    /// How the state of a resumed run was rebuilt.
-    pub fn recovery(&self) -> Option<&Recovery> {
-        self.recovery.as_ref()
-    }
-
-    /// A handle that cancels the run from anywhere (a signal handler).
-    pub fn canceller(&self) -> Canceller {
-        self.cancel.clone()
-    }
-
-    /// Waits for the run to end.
-    pub async fn finish(self) -> Result<RunReport, Error> {
-        self.join
-            .await
-            .map_err(|error| Error::Aborted(error.to_string()))?
-    }
-}
-
-/// Cancels one run: running tasks get SIGTERM (SIGKILL after the grace),
-/// waiting ones are cancelled, and the run ends `cancelled`.
-#[derive(Clone, Debug)]
-pub struct Canceller(Arc<watch::Sender<bool>>);
-
-impl Canceller {
-    pub fn cancel(&self) {
-        self.0.send_replace(true);
-    }
 }

@@ -1,7 +1,7 @@
 //! baton's engine: runs a checked workflow for real.
 //!
 //! The pure [`RunState`](baton_core::run::RunState) decides; this crate does.
-//! Its one loop (the `shell` module) persists each batch of events to a
+//! Its one loop (the `run` module) persists each batch of events to a
 //! [`Store`](baton_store::Store) before acting on it, applies them, asks the
 //! state for commands, and hands work to runners: processes in their own
 //! process groups, HTTP calls, in-process [`Handler`]s.
@@ -32,34 +32,34 @@
 
 mod artifacts;
 mod audit;
+mod children;
 mod clock;
+mod config;
 mod engine;
-mod hooks;
+mod error;
+mod executor;
+mod handle;
 mod leftovers;
 pub mod logs;
-mod record;
+mod pin;
 mod reference;
 mod report;
 mod rerun;
 mod retention;
+mod run;
 mod runnable;
-mod runner;
-mod shell;
-mod spawn;
-mod subworkflow;
-mod telemetry;
 mod uses;
 
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
 pub use clock::wall_clock;
-pub use engine::http_client;
-pub use engine::{
-    Canceller, Engine, EngineConfig, Error, Recovery, RunEvent, RunHandle, RunOptions,
-};
+pub use config::{EngineConfig, RunOptions};
+pub use engine::{Engine, http_client};
+pub use error::Error;
+pub use executor::{Handler, HandlerError, HandlerResult, TaskContext};
+pub use handle::{Canceller, Recovery, RunEvent, RunHandle};
+pub use pin::workflow_dirs;
 pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
-pub use runner::{Handler, HandlerError, HandlerResult, TaskContext};
-pub use subworkflow::workflow_dirs;
-pub use telemetry::report_metrics;
+pub use run::report_metrics;
 pub use uses::{expand_templates, has_uses, template_dirs};

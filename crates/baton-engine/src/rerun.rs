@@ -8,7 +8,10 @@ use baton_core::Valid;
 use baton_core::run::TaskStatus;
 use baton_store::Reuse;
 
-use crate::engine::{Engine, Error, RunHandle, RunOptions};
+use crate::config::RunOptions;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::handle::RunHandle;
 
 impl Engine {
     /// Starts a new run like `run_id`, reusing every task that succeeded

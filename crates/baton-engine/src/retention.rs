@@ -10,7 +10,8 @@ use baton_store::RunFilter;
 use serde::Serialize;
 
 use crate::artifacts::Cas;
-use crate::engine::{Engine, Error};
+use crate::engine::Engine;
+use crate::error::Error;
 
 /// What a sweep removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@
 use baton_core::spec::TaskKind;
 use baton_core::{Code, Path, Problem, Workflow};
 
-use crate::runner::Handlers;
+use crate::executor::Handlers;
 
 /// Every task kind or modifier of `workflow` this engine cannot run.
 pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem> {

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::problem::{Code, Path, Problem};
+use crate::problem::{Code, Path, Problem, did_you_mean};
 use crate::spec::Task;
 
 const MISSING: u32 = u32::MAX;
@@ -270,7 +270,7 @@ fn missing_dependency(index: &FxHashMap<&str, u32>, id: &str, need: &str, path: 
         path,
         format!("task `{id}` needs `{need}`, which does not exist"),
     );
-    match super::suggest_task(index, need) {
+    match suggest_task(index, need) {
         Some(help) => problem.with_help(help),
         None => problem,
     }
@@ -390,6 +390,19 @@ fn cycle_problem(tasks: &[Task], cycle: &[u32]) -> Problem {
         format!("tasks form a cycle: {} -> {}", names.join(" -> "), names[0]),
     )
     .with_help("each task in the cycle needs the one before it; remove one of these needs")
+}
+
+/// Past this many tasks, "did you mean" stops scanning every id.
+const SUGGESTION_LIMIT: usize = 100_000;
+
+/// "did you mean" among task ids, skipped for huge graphs where scanning
+/// every id per problem would cost more than the check itself.
+pub(super) fn suggest_task(index: &FxHashMap<&str, u32>, name: &str) -> Option<String> {
+    if index.len() > SUGGESTION_LIMIT {
+        return None;
+    }
+    let ids: std::collections::BTreeSet<&str> = index.keys().copied().collect();
+    did_you_mean(name, ids).map(|suggestion| format!("did you mean `{suggestion}`?"))
 }
 
 #[cfg(test)]

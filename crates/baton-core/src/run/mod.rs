@@ -36,8 +36,8 @@ pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipRe
 pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
 pub use resolve::{ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work};
 pub use state::{
-    Budget, Command, CopyOutputs, Iteration, RunMetrics, RunSetup, RunState, Sealed, Snapshot,
-    SnapshotError, TaskStatus, Usage,
+    Budget, Command, CopyOutputs, Inadmissible, Iteration, RunMetrics, RunSetup, RunState, Sealed,
+    Snapshot, SnapshotError, TaskStatus, Usage,
 };
 pub use swarm::{Reduction, Vote};
 pub use templates::{ShellScript, TemplateError, VALUE_PREFIX};

@@ -225,19 +225,23 @@ mod tests {
         let valid = check_source(SPEC, Format::Yaml).unwrap();
         let mut state = RunState::new(Arc::new(valid), RunSetup::default());
         let mut chain = Chain::new(2);
-        state.apply(&Event::RunStarted { at: Millis(0) });
-        state.apply(&Event::TaskStarted {
-            at: Millis(0),
-            task: 0,
-            attempt: 1,
-        });
+        state.apply(&Event::RunStarted { at: Millis(0) }).unwrap();
+        state
+            .apply(&Event::TaskStarted {
+                at: Millis(0),
+                task: 0,
+                attempt: 1,
+            })
+            .unwrap();
         let a = chain.record(&state, 0, 1, Some(&output), &[]);
-        state.apply(&Event::TaskSucceeded {
-            at: Millis(1),
-            task: 0,
-            attempt: 1,
-            output: Some(Box::new(output)),
-        });
+        state
+            .apply(&Event::TaskSucceeded {
+                at: Millis(1),
+                task: 0,
+                attempt: 1,
+                output: Some(Box::new(output)),
+            })
+            .unwrap();
         let b = chain.record(&state, 1, 1, None, &[]);
         (a, b, chain.root())
     }

@@ -1,14 +1,9 @@
 //! A task ready to hand to a runner: every template evaluated, nothing left
 //! that depends on the run's state.
 
-use std::cell::OnceCell;
+use crate::spec::{Method, StatusMatch};
 
-use minijinja::Value;
-
-use crate::spec::{Action, HttpRequest, Method, StatusMatch, Task};
-
-use super::state::RunState;
-use super::templates::{self, ShellScript, TemplateError};
+use super::templates::ShellScript;
 
 /// One attempt (or compensation) of a task, resolved.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -82,117 +77,4 @@ pub enum HttpBody {
     Empty,
     Json(serde_json::Value),
     Text(String),
-}
-
-/// Renders the fields of one task, building its template context only if a
-/// field is not a literal (most are not templated at all).
-pub(crate) struct Scope<'a> {
-    state: &'a RunState,
-    task: u32,
-    attempt: u32,
-    compensation: bool,
-    context: OnceCell<Value>,
-}
-
-impl<'a> Scope<'a> {
-    pub(crate) fn new(state: &'a RunState, task: u32, attempt: u32, compensation: bool) -> Self {
-        Scope {
-            state,
-            task,
-            attempt,
-            compensation,
-            context: OnceCell::new(),
-        }
-    }
-
-    /// A scope over a context made elsewhere (a hook's): the task fields
-    /// are never read, as the context is already there.
-    pub(crate) fn given(state: &'a RunState, context: Value) -> Self {
-        let scope = Scope::new(state, 0, 0, false);
-        let _ = scope.context.set(context);
-        scope
-    }
-
-    /// What an action (`compensate`, a hook) does, rendered; `what` names
-    /// it in errors.
-    pub(crate) fn action(&self, action: &Action, what: &str) -> Result<Work, TemplateError> {
-        Ok(match action {
-            Action::Run(script) => Work::Shell(self.shell(script.as_str())?),
-            Action::Command(argv) => Work::Command(
-                argv.iter()
-                    .map(|argument| self.text(argument.as_str(), what))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Action::Http(http) => Work::Http(Box::new(self.http(http)?)),
-        })
-    }
-
-    pub(crate) fn context(&self) -> &Value {
-        self.context.get_or_init(|| {
-            self.state
-                .context(self.task, self.attempt, self.compensation)
-        })
-    }
-
-    pub(crate) fn text(&self, text: &str, what: &str) -> Result<String, TemplateError> {
-        if crate::spec::is_literal(text) {
-            return Ok(text.to_owned());
-        }
-        templates::render(text, self.context(), what)
-    }
-
-    pub(crate) fn shell(&self, text: &str) -> Result<ShellScript, TemplateError> {
-        if crate::spec::is_literal(text) {
-            return Ok(ShellScript {
-                script: text.to_owned(),
-                values: Vec::new(),
-            });
-        }
-        templates::shell_script(text, self.context())
-    }
-
-    pub(crate) fn json(
-        &self,
-        value: &serde_json::Value,
-        what: &str,
-    ) -> Result<serde_json::Value, TemplateError> {
-        templates::render_json(value, self.context(), what)
-    }
-
-    pub(crate) fn http(&self, http: &HttpRequest) -> Result<HttpCall, TemplateError> {
-        let body = match (&http.json, &http.body) {
-            (Some(json), _) => {
-                HttpBody::Json(templates::render_json(json, self.context(), "http.json")?)
-            }
-            (None, Some(body)) => HttpBody::Text(self.text(body.as_str(), "http.body")?),
-            (None, None) => HttpBody::Empty,
-        };
-        Ok(HttpCall {
-            method: http.method,
-            url: self.text(http.url.as_str(), "http.url")?,
-            headers: http
-                .headers
-                .iter()
-                .map(|(name, value)| Ok((name.clone(), self.text(value.as_str(), "http.headers")?)))
-                .collect::<Result<_, TemplateError>>()?,
-            body,
-            expect: http.expect.clone(),
-        })
-    }
-
-    pub(crate) fn finish(&self, task: &Task, work: Work) -> Result<Resolved, TemplateError> {
-        Ok(Resolved {
-            env: task
-                .env
-                .iter()
-                .map(|(name, value)| Ok((name.clone(), self.text(value.as_str(), "env")?)))
-                .collect::<Result<_, TemplateError>>()?,
-            cwd: task
-                .cwd
-                .as_ref()
-                .map(|cwd| self.text(cwd.as_str(), "cwd"))
-                .transpose()?,
-            work,
-        })
-    }
 }

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::digest::{Digest, Hasher};
 use super::event::{Event, Millis};
-use super::state::{Budget, Command, RunState, TaskStatus};
+use super::state::{Budget, Command, Inadmissible, RunState, TaskStatus};
 
 /// Folds events, in order, into a trace digest.
 #[derive(Default)]
@@ -39,7 +39,8 @@ impl Trace {
     }
 }
 
-/// A recorded decision the state machine does not make.
+/// A recorded decision the state machine does not make, or a recorded
+/// event that cannot follow the state before it at all.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Divergence {
     /// Its position in the log.
@@ -47,11 +48,20 @@ pub struct Divergence {
     pub recorded: Event,
     /// What the state machine would do instead (events without times).
     pub expected: Vec<Event>,
+    /// Why the event cannot follow the state, when it cannot.
+    pub inadmissible: Option<Inadmissible>,
 }
 
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let recorded = serde_json::to_string(&self.recorded).unwrap_or_default();
+        if let Some(why) = &self.inadmissible {
+            return write!(
+                f,
+                "event {} ({recorded}) cannot follow the events before it: {why}",
+                self.seq
+            );
+        }
         write!(
             f,
             "event {} ({recorded}) is not a decision the state machine makes here",
@@ -127,6 +137,14 @@ pub fn replay(state: &mut RunState, events: &[Event]) -> Result<Digest, Divergen
     let mut decided: FxHashMap<Key, Command> = FxHashMap::default();
     let mut commands = Vec::new();
     for (seq, event) in events.iter().enumerate() {
+        if let Err(why) = state.admit(event) {
+            return Err(Divergence {
+                seq: seq as u64,
+                recorded: event.clone(),
+                expected: Vec::new(),
+                inadmissible: Some(why),
+            });
+        }
         if is_decision(state, event) {
             let key = decision_key(event);
             if !decided.contains_key(&key) {
@@ -158,11 +176,12 @@ pub fn replay(state: &mut RunState, events: &[Event]) -> Result<Digest, Divergen
                         seq: seq as u64,
                         recorded: event.clone(),
                         expected,
+                        inadmissible: None,
                     });
                 }
             }
         }
-        state.apply(event);
+        state.fold(event);
         trace.push(event);
     }
     Ok(trace.finish())

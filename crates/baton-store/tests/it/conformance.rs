@@ -580,7 +580,7 @@ fn state_snapshot(events: u64) -> baton_core::run::Sealed {
     )
     .unwrap();
     let mut state = RunState::new(Arc::new(valid), RunSetup::default());
-    state.apply(&started(1));
+    state.apply(&started(1)).unwrap();
     state.snapshot(events).seal()
 }
 

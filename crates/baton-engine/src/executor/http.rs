@@ -1,13 +1,33 @@
 //! The `http` kind: one request; the response's status, headers and body
 //! (parsed as JSON when it is JSON) become the task's output.
 
-use baton_core::run::{Failure, FailureKind, HttpBody, HttpCall};
+use async_trait::async_trait;
+use baton_core::run::{Failure, FailureKind, HttpBody, HttpCall, Work};
 use baton_core::spec::Method;
 use serde_json::{Map, Value, json};
 
-use super::Outcome;
+use super::job::{Attempt, Executor, Kill, Outcome, bounded};
 
-pub(super) async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
+/// Runs `http` tasks with one shared client.
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
+}
+
+#[async_trait]
+impl Executor for Http {
+    async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
+        let Work::Http(request) = &attempt.resolved.work else {
+            return Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                "only `http` tasks are HTTP calls",
+            ));
+        };
+        bounded(call(&self.client, request), attempt.timeout, kill).await
+    }
+}
+
+async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
     let method = match call.method {
         Method::Get => reqwest::Method::GET,
         Method::Post => reqwest::Method::POST,

@@ -4,7 +4,7 @@
 //! applied, in log order, so a verifier replaying the log makes the same
 //! records.
 
-use baton_core::run::{Chain, Digest, Event, Provenance, RunState, TaskStatus};
+use baton_core::run::{Chain, Digest, Event, Inadmissible, Provenance, RunState, TaskStatus};
 use baton_store::{ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, TaskRow};
 use rustc_hash::FxHashMap;
 
@@ -37,21 +37,25 @@ impl Recorder {
         }
     }
 
-    /// Applies `event` to `state` and notes what it changes.
-    pub(crate) fn apply(&mut self, state: &mut RunState, event: &Event) {
+    /// Applies `event` to `state` and notes what it changes; an event the
+    /// state refuses changes nothing here either.
+    pub(crate) fn apply(
+        &mut self,
+        state: &mut RunState,
+        event: &Event,
+    ) -> Result<(), Inadmissible> {
         if !self.enabled {
-            state.apply(event);
-            return;
+            return state.apply(event);
         }
         let Some(task) = event.task() else {
-            state.apply(event);
-            return;
+            return state.apply(event);
         };
+        state.admit(event)?;
         let was_running = matches!(
             state.status(task),
             TaskStatus::Running | TaskStatus::Waiting
         );
-        state.apply(event);
+        state.apply(event)?;
         let seen = &mut self.touched_in[task as usize];
         if *seen != self.batch {
             *seen = self.batch;
@@ -72,6 +76,7 @@ impl Recorder {
         if was_running && let Some(row) = ended_attempt(state, event) {
             self.attempts.push(row);
         }
+        Ok(())
     }
 
     /// Ends a batch: the rows of the tasks it touched are in `tasks`.

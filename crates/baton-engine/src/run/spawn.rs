@@ -18,11 +18,12 @@ use baton_core::run::{Failure, FailureKind};
 use baton_core::{Format, Workflow};
 use baton_store::ParentTask;
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
 
-use crate::engine::{Engine, RunOptions};
-use crate::runner::Outcome;
-use crate::subworkflow::{self, Pinned};
+use crate::children::Children;
+use crate::config::RunOptions;
+use crate::executor::{Kill, Outcome, carried, child_id, ended, supervise};
+use crate::handle::RunHandle;
+use crate::pin::Pinned;
 
 /// Tasks one spawn may add when the workflow does not say (`max_spawn`).
 pub(crate) const DEFAULT_MAX_SPAWN: u32 = 100;
@@ -37,7 +38,10 @@ const SPAWN: &str = "spawn";
 
 /// What a task's attempt needs to spawn.
 pub(crate) struct Spawner {
-    pub(crate) engine: Engine,
+    pub(crate) children: Arc<dyn Children>,
+    /// The engine's global slots, which the spawning task lends its own to
+    /// its spawned tasks while they run.
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
     /// The attempt that spawns, and how deep its children nest.
     pub(crate) parent: ParentTask,
     /// Attempts of the task a crash cut off, found by this resume.
@@ -56,14 +60,13 @@ impl Spawner {
     /// Spawned tasks of an earlier attempt that a crash cut off: they go
     /// on (a finished run just reports) with the output their spawning
     /// process gave then, instead of that process running again.
-    pub(crate) async fn carried(&self) -> Result<Option<(crate::RunHandle, Output)>, Failure> {
-        let Some(handle) = subworkflow::carried(&self.engine, &self.parent, &self.lost).await?
-        else {
+    pub(crate) async fn carried(&self) -> Result<Option<(RunHandle, Output)>, Failure> {
+        let Some(handle) = carried(self.children.as_ref(), &self.parent, &self.lost).await? else {
             return Ok(None);
         };
         let output = self
-            .engine
-            .store
+            .children
+            .store()
             .run(handle.run_id())
             .await
             .ok()
@@ -76,7 +79,7 @@ impl Spawner {
     }
 
     /// Starts the tasks `output` asks for and waits for them.
-    pub(crate) async fn spawn(&self, output: Value, kill: oneshot::Receiver<()>) -> Outcome {
+    pub(crate) async fn spawn(&self, output: Value, kill: Kill) -> Outcome {
         let Value::Object(mut output) = output else {
             return Outcome::Succeeded(Some(output));
         };
@@ -93,12 +96,12 @@ impl Spawner {
         };
         let options = RunOptions {
             inputs: [("parent".to_owned(), Value::Object(output.clone()))].into(),
-            run_id: Some(subworkflow::child_id(&self.parent, self.parent.attempt)),
+            run_id: Some(child_id(&self.parent, self.parent.attempt)),
             parent: Some(self.parent.clone()),
             subworkflows: (*self.pinned).clone(),
             ..RunOptions::default()
         };
-        match self.engine.start(workflow, options).await {
+        match self.children.start(workflow, options).await {
             Ok(handle) => self.follow(handle, output, kill).await,
             Err(why) => Outcome::Failed(Failure::new(
                 FailureKind::Error,
@@ -113,13 +116,13 @@ impl Spawner {
     /// starve its own children) and takes one back before it ends.
     pub(crate) async fn follow(
         &self,
-        handle: crate::RunHandle,
+        handle: RunHandle,
         output: Map<String, Value>,
-        kill: oneshot::Receiver<()>,
+        kill: Kill,
     ) -> Outcome {
-        self.engine.slots.add_permits(1);
+        self.slots.add_permits(1);
         let outcome = spawned(handle, output, kill).await;
-        if let Ok(permit) = self.engine.slots.acquire().await {
+        if let Ok(permit) = self.slots.acquire().await {
             permit.forget();
         }
         outcome
@@ -180,17 +183,13 @@ impl Spawner {
     }
 }
 
-async fn spawned(
-    handle: crate::RunHandle,
-    mut output: Map<String, Value>,
-    kill: oneshot::Receiver<()>,
-) -> Outcome {
+async fn spawned(handle: RunHandle, mut output: Map<String, Value>, kill: Kill) -> Outcome {
     let run_id = handle.run_id().to_owned();
-    let report = match subworkflow::supervise(handle, None, kill).await {
+    let report = match supervise(handle, None, kill).await {
         Ok(report) => report,
         Err(stopped) => return stopped,
     };
-    match subworkflow::ended(&run_id, report) {
+    match ended(&run_id, report) {
         Outcome::Succeeded(spawned) => {
             output.insert("spawned".to_owned(), spawned.unwrap_or_default());
             Outcome::Succeeded(Some(Value::Object(output)))

@@ -22,8 +22,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use crate::engine::{Engine, RunEvent};
-use crate::runner::{Attempt, Outcome, Runners, TaskContext};
+use tokio::sync::Semaphore;
+
+use super::host::Host;
+use crate::executor::{Attempt, Executor, Executors, Outcome, TaskContext};
+use crate::handle::RunEvent;
 
 /// How long one hook attempt may take when the workflow sets no default
 /// timeout.
@@ -38,7 +41,10 @@ pub(crate) struct Hooks {
 
 /// One hook to run: what, for which event, where its logs go.
 struct Job {
-    runners: Arc<Runners>,
+    executors: Arc<Executors>,
+    /// The engine's global slots: a hook's attempt takes one like a task's,
+    /// so a wave of hooks cannot outrun the engine's limit.
+    slots: Arc<Semaphore>,
     attempt: Attempt,
     policy: RetryPolicy,
     /// `EVENT[INDEX]`, for the retry jitter's seed.
@@ -56,13 +62,7 @@ impl Hooks {
 
     /// Fires what a persisted batch calls for; `state` has the batch
     /// applied and `first_seq` numbers its first event.
-    pub(crate) fn fire(
-        &mut self,
-        engine: &Engine,
-        state: &RunState,
-        events: &[Event],
-        first_seq: u64,
-    ) {
+    pub(crate) fn fire(&mut self, host: &Host, state: &RunState, events: &[Event], first_seq: u64) {
         if !self.any {
             return;
         }
@@ -76,9 +76,8 @@ impl Hooks {
                 .json(state.valid());
                 json["run_id"] = Value::from(state.run_id());
                 for (index, action) in actions(state, moment, task).enumerate() {
-                    let dir =
-                        hook_dir(&engine.config.state_dir, state.run_id(), seq, moment, index);
-                    match job(engine, state, (moment, index, task), action, (seq, &json)) {
+                    let dir = hook_dir(&host.config.state_dir, state.run_id(), seq, moment, index);
+                    match job(host, state, (moment, index, task), action, (seq, &json)) {
                         Ok(job) => self.running.spawn(job.run(dir)),
                         Err(error) => self.running.spawn(give_up(dir, error)),
                     };
@@ -139,13 +138,13 @@ fn actions<'a>(
 /// The hook ready to run, or why it cannot be (its templates do not
 /// render).
 fn job(
-    engine: &Engine,
+    host: &Host,
     state: &RunState,
     (moment, index, task): (&'static str, usize, Option<u32>),
     action: &Action,
     (seq, event): (u64, &Value),
 ) -> Result<Job, String> {
-    let config = &engine.config;
+    let config = &host.config;
     let workflow = state.valid().workflow();
     let name = format!("{moment}[{index}]");
     let mut resolved = state
@@ -175,7 +174,8 @@ fn job(
         env: Vec::new(),
     };
     Ok(Job {
-        runners: Arc::clone(&engine.runners),
+        executors: Arc::clone(&host.executors),
+        slots: Arc::clone(&host.slots),
         attempt: Attempt {
             context,
             dir: PathBuf::new(),
@@ -183,6 +183,7 @@ fn job(
             timeout: Some(timeout.map_or(HOOK_TIMEOUT, |timeout| timeout.after)),
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
             resolved,
+            lineage: None,
         },
         policy: workflow.defaults.retry.clone().unwrap_or_default(),
         name,
@@ -216,7 +217,8 @@ impl Job {
     /// or its retries run out.
     async fn run(self, base: PathBuf) {
         let Job {
-            runners,
+            executors,
+            slots,
             mut attempt,
             policy,
             name,
@@ -226,7 +228,12 @@ impl Job {
             attempt.dir = base.join(number.to_string());
             attempt.context.attempt = number;
             let (_keep, never) = oneshot::channel();
-            let failure = match runners.run(attempt.clone(), never).await {
+            let Ok(permit) = slots.acquire().await else {
+                return;
+            };
+            let outcome = executors.execute(attempt.clone(), never).await;
+            drop(permit);
+            let failure = match outcome {
                 Outcome::Failed(failure) => failure,
                 Outcome::Succeeded(_) | Outcome::Cancelled => return,
             };

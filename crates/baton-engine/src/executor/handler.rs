@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use baton_core::run::{Failure, FailureKind};
+use async_trait::async_trait;
+use baton_core::run::{Failure, FailureKind, Work};
 use serde_json::Value;
 
-use super::Outcome;
+use super::job::{Attempt, Executor, Kill, Outcome, TaskContext, bounded};
 
 /// What a handler returns: its output (`Value::Null` for none) or an error.
 pub type HandlerResult = Result<Value, HandlerError>;
@@ -18,22 +19,6 @@ pub type HandlerResult = Result<Value, HandlerError>;
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
-
-/// What a handler gets to work with.
-#[derive(Clone, Debug)]
-pub struct TaskContext {
-    pub run_id: String,
-    pub task_id: String,
-    pub attempt: u32,
-    /// `run:task:attempt`, stable across a replay, for de-duplicating side effects.
-    pub idempotency_key: String,
-    /// The run's inputs.
-    pub inputs: Value,
-    /// Outputs of the tasks this one needs, by task id.
-    pub needs: serde_json::Map<String, Value>,
-    /// The task's `env`, rendered.
-    pub env: Vec<(String, String)>,
-}
 
 /// A registered function, blocking or async.
 #[derive(Clone)]
@@ -80,3 +65,41 @@ impl Handler {
 
 /// Handlers by name.
 pub(crate) type Handlers = HashMap<String, Handler>;
+
+/// Runs `handler:` tasks: the function registered under the task's name,
+/// in this process.
+#[derive(Clone, Default)]
+pub(crate) struct InProcess {
+    pub(crate) handlers: Arc<RwLock<Handlers>>,
+}
+
+impl InProcess {
+    fn handler(&self, name: &str) -> Option<Handler> {
+        self.handlers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl Executor for InProcess {
+    async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
+        let Work::Handler(name) = &attempt.resolved.work else {
+            return Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                "only `handler` tasks run in process",
+            ));
+        };
+        match self.handler(name) {
+            Some(handler) => {
+                bounded(handler.call(attempt.context.clone()), attempt.timeout, kill).await
+            }
+            None => Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                format!("no handler named `{name}` is registered"),
+            )),
+        }
+    }
+}

@@ -7,20 +7,27 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
+use async_trait::async_trait;
 use baton_core::Duration;
 use baton_core::run::{Failure, FailureKind, Work};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
-use super::{Attempt, Outcome, timed_out};
+use super::job::{Attempt, Executor, Kill, Outcome, timed_out};
 use crate::logs::{OUTPUT_FILE, STDERR_FILE, STDOUT_FILE};
 
-pub(super) async fn run(attempt: &Attempt, kill: oneshot::Receiver<()>) -> Outcome {
-    match spawn(attempt) {
-        Ok(child) => supervise(child, attempt, kill).await,
-        Err(failure) => Outcome::Failed(failure),
+/// Runs `run` and `command` tasks as processes of this machine.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Processes;
+
+#[async_trait]
+impl Executor for Processes {
+    async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
+        match spawn(&attempt) {
+            Ok(child) => supervise(child, &attempt, kill).await,
+            Err(failure) => Outcome::Failed(failure),
+        }
     }
 }
 
@@ -50,7 +57,12 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
             command.args(arguments);
             (command, program.clone())
         }
-        _ => unreachable!("only shell and command work reach the process runner"),
+        _ => {
+            return Err(Failure::new(
+                FailureKind::Error,
+                "only `run` and `command` tasks are processes",
+            ));
+        }
     };
     let context = &attempt.context;
     command
@@ -71,7 +83,7 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
         .map_err(|error| setup(&format!("cannot start `{program}`"), error))
 }
 
-async fn supervise(mut child: Child, attempt: &Attempt, kill: oneshot::Receiver<()>) -> Outcome {
+async fn supervise(mut child: Child, attempt: &Attempt, kill: Kill) -> Outcome {
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     let limit = async {
         match attempt.timeout {

@@ -1,0 +1,107 @@
+//! What an engine and a run are configured with.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use baton_core::run::{Millis, RunSetup};
+use baton_core::spec::FailurePolicy;
+use baton_core::{Duration, Workflow};
+use baton_store::{ParentTask, Reuse, RunRecord};
+use serde_json::Value;
+
+/// How an engine runs tasks; [`EngineConfig::default`] suits a laptop.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Where run files (logs, outputs) go.
+    pub state_dir: PathBuf,
+    /// Where processes start; a task's `cwd` is relative to it.
+    pub workdir: PathBuf,
+    /// Task attempts in flight across every run of this engine.
+    pub max_concurrency: usize,
+    /// Between SIGTERM and SIGKILL when a task is killed without a timeout
+    /// of its own to say.
+    pub kill_grace: Duration,
+    /// Start the clock here instead of at the system time (tests, replays).
+    pub start_time: Option<Millis>,
+    /// Commands `decide` hands out per round.
+    pub batch: usize,
+    /// A snapshot of a run's state is stored every this many events (or
+    /// every twice as many events as the run has tasks, if more), so a
+    /// resume replays at most that many.
+    pub checkpoint_every: u64,
+    /// Events a watched run's handle holds before the run waits for its
+    /// reader ([`crate::RunHandle::events`]).
+    pub event_buffer: usize,
+    /// Bytes of JSON above which a task's output is stored as an artifact
+    /// and replaced by a reference to it (`output_artifact`).
+    pub max_inline_output: usize,
+    /// Where `workflow: name@version` tasks look for their workflow before
+    /// the store's registry (see [`crate::workflow_dirs`]).
+    pub workflow_dirs: Vec<PathBuf>,
+    /// Where `uses: name@version` tasks find their template.
+    pub template_dirs: Vec<PathBuf>,
+    /// How long this engine's hold on the runs it drives lasts unless
+    /// renewed (it renews every third of it): after a crash, how long
+    /// until another process may take them over. On this machine a dead
+    /// owner's runs are taken at once.
+    pub lease: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            state_dir: PathBuf::from(".baton"),
+            workdir: PathBuf::from("."),
+            max_concurrency: 1024,
+            kill_grace: Duration::from_secs(10),
+            start_time: None,
+            batch: 4096,
+            checkpoint_every: 100_000,
+            event_buffer: 4096,
+            max_inline_output: 1024 * 1024,
+            workflow_dirs: Vec::new(),
+            template_dirs: Vec::new(),
+            lease: Duration::from_secs(4),
+        }
+    }
+}
+/// Per-run choices.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Input values; text is read as the declared type (`-i n=3`).
+    pub inputs: BTreeMap<String, Value>,
+    /// Overrides the workflow's `concurrency`.
+    pub concurrency: Option<u32>,
+    /// Overrides the workflow's `timeout`.
+    pub timeout: Option<Duration>,
+    /// Overrides the workflow's `on_failure`.
+    pub on_failure: Option<FailurePolicy>,
+    /// A run id to use instead of a fresh UUIDv7.
+    pub run_id: Option<String>,
+    /// Stream events through [`RunHandle::events`].
+    pub watch: bool,
+    /// Take these tasks' results from an earlier run instead of running
+    /// them (`baton rerun`).
+    pub reuse: Option<Reuse>,
+    /// Started through the API (`baton serve` resumes such runs when it
+    /// starts again after dying).
+    pub served: bool,
+    /// The registered version of the workflow the run was started from.
+    pub workflow_version: Option<u32>,
+    /// For a sub-workflow's run: the task attempt it belongs to.
+    pub parent: Option<ParentTask>,
+    /// Workflows already found for `workflow: name@version` tasks; the
+    /// others are looked up when the run starts.
+    pub subworkflows: BTreeMap<String, Arc<Workflow>>,
+}
+/// How the state of a recorded run is set up: its record, read back.
+pub(crate) fn setup_of(record: &RunRecord) -> RunSetup {
+    RunSetup {
+        run_id: record.run_id.clone(),
+        inputs: record.inputs.clone(),
+        concurrency: record.concurrency,
+        timeout: record.timeout,
+        on_failure: record.on_failure,
+    }
+}

@@ -1,0 +1,20 @@
+//! Executors run attempts: a process (`run`, `command`), an HTTP call, an
+//! in-process handler, a child run (`workflow:`). The run loop hands each
+//! resolved attempt to [`Executors`], which routes it by what it runs; each
+//! executor honours the attempt's timeout and the loop's kill.
+
+mod child;
+mod handler;
+mod http;
+mod job;
+mod process;
+mod route;
+
+pub(crate) use child::{ChildRuns, carried, child_id, ended, supervise};
+pub use handler::{Handler, HandlerError, HandlerResult};
+pub(crate) use handler::{Handlers, InProcess};
+pub(crate) use http::Http;
+pub use job::TaskContext;
+pub(crate) use job::{Attempt, Executor, Kill, Lineage, Outcome};
+pub(crate) use process::Processes;
+pub(crate) use route::{Executors, Finished};
