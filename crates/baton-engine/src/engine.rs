@@ -23,6 +23,7 @@ use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
 use crate::report::RunReport;
 use crate::run::{Driven, Family, Host, Run, Start, drive, reusable};
+use crate::views::{View, Views, rebuild};
 use crate::{runnable, uses};
 
 /// Runs workflows. Cheap to clone; clones share handlers, store, the
@@ -39,6 +40,8 @@ pub struct Engine {
     driven: Arc<Driven>,
     /// Who this engine is to the store, while any clone of it lives.
     pub(crate) presence: Arc<Presence>,
+    /// Runs as readers see them, kept current from the change feed.
+    views: Arc<Views>,
     /// Set once the store has heard of this engine and its lease is being
     /// renewed; the clock leases are stamped by.
     announced: Arc<OnceCell<Clock>>,
@@ -67,6 +70,7 @@ impl Engine {
             http: Http {
                 client: reqwest::Client::new(),
             },
+            views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),
             store,
             driven: Arc::default(),
@@ -126,8 +130,32 @@ impl Engine {
     /// is refused at once), then stored for whichever process drives it.
     /// The run checks it again when it reads it, as it may have moved on.
     pub async fn control(&self, run: &str, control: Control) -> Result<(), Error> {
-        let (state, _) = self.rebuild(run).await?;
-        state.control(&control, Millis(0))?;
+        let view = self.views.view(run).await?;
+        // Requests left and not read yet come first: this one is checked
+        // against the state they will leave (a pause asked for just before
+        // makes an unpause valid), so requests apply in the order asked.
+        let pending = self
+            .store
+            .controls(run, view.state.controls_read())
+            .await?;
+        if pending.is_empty() {
+            view.state.control(&control, Millis(0))?;
+        } else {
+            let state = Arc::clone(&view.state);
+            let checked = control.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut state = Arc::unwrap_or_clone(state);
+                for earlier in &pending {
+                    for event in state.control(earlier, Millis(0)).unwrap_or_default() {
+                        // What cannot follow changes nothing, as when read.
+                        let _ = state.apply(&event);
+                    }
+                }
+                state.control(&checked, Millis(0)).map(drop)
+            })
+            .await
+            .map_err(|error| Error::Aborted(error.to_string()))??;
+        }
         self.store.request(run, &control).await?;
         Ok(())
     }
@@ -162,67 +190,23 @@ impl Engine {
         self
     }
 
-    /// The report of a recorded run, rebuilt from its record and events
-    /// without running anything (a run still in progress shows as running).
+    /// The report of a recorded run as far as its events go, without
+    /// running anything (a run still in progress shows as running).
     pub async fn recorded(&self, run_id: &str) -> Result<RunReport, Error> {
-        let (state, _) = self.rebuild(run_id).await?;
-        Ok(RunReport::from_state(&state, &self.config.state_dir))
+        let report = self.view(run_id).await?.report().await?;
+        Ok(Arc::unwrap_or_clone(report))
+    }
+
+    /// A recorded run as far as its events go: rebuilt the first time it is
+    /// read, then brought up to date with only the events appended since.
+    pub async fn view(&self, run_id: &str) -> Result<Arc<View>, Error> {
+        self.views.view(run_id).await
     }
 
     /// A recorded run's state, rebuilt from its newest sound checkpoint and
     /// the events after it (or all its events), and how it was rebuilt.
     pub async fn rebuild(&self, run_id: &str) -> Result<(RunState, Recovery), Error> {
-        self.rebuild_recorded(run_id)
-            .await
-            .map(|(state, recovery, _)| (state, recovery))
-    }
-
-    /// [`Engine::rebuild`], with what the run's record says to reuse.
-    async fn rebuild_recorded(
-        &self,
-        run_id: &str,
-    ) -> Result<(RunState, Recovery, RunRecord), Error> {
-        let record = self.store.run(run_id).await?;
-        let workflow = Arc::unwrap_or_clone(record.workflow.clone());
-        let valid = Arc::new(baton_core::check(workflow).map_err(Error::Invalid)?);
-        let mut recovery = Recovery::default();
-        let mut restored = None;
-        for info in self.store.checkpoints(run_id).await? {
-            let opened = match self.store.checkpoint(run_id, info.events).await {
-                Ok(sealed) => {
-                    sealed
-                        .open()
-                        .map_err(|error| error.to_string())
-                        .and_then(|snapshot| {
-                            RunState::restore(Arc::clone(&valid), setup_of(&record), snapshot)
-                                .map_err(|error| error.to_string())
-                        })
-                }
-                Err(error) => Err(error.to_string()),
-            };
-            match opened {
-                Ok(state) => {
-                    restored = Some((state, info.events));
-                    break;
-                }
-                Err(error) => recovery
-                    .rejected
-                    .push(format!("the checkpoint at event {}: {error}", info.events)),
-            }
-        }
-        let (mut state, from) =
-            restored.unwrap_or_else(|| (RunState::new(valid, setup_of(&record)), 0));
-        let events = self.store.events_from(run_id, from).await?;
-        for (offset, event) in events.iter().enumerate() {
-            state.apply(event).map_err(|why| Error::Corrupt {
-                run: run_id.to_owned(),
-                seq: from + offset as u64,
-                why,
-            })?;
-        }
-        recovery.checkpoint = (from > 0).then_some(from);
-        recovery.replayed = events.len() as u64;
-        Ok((state, recovery, record))
+        rebuild(self.store.as_ref(), run_id).await
     }
 
     /// Finishes a run whose process died: tasks that had succeeded stay
@@ -240,7 +224,8 @@ impl Engine {
         compensate: bool,
     ) -> Result<RunHandle, Error> {
         let fence = self.claim(run_id).await?;
-        let (state, recovery, record) = self.rebuild_recorded(run_id).await?;
+        let record = self.store.run(run_id).await?;
+        let (state, recovery) = self.rebuild(run_id).await?;
         let problems = self.unrunnable(state.valid().workflow());
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));

@@ -49,6 +49,7 @@ mod retention;
 mod run;
 mod runnable;
 mod uses;
+mod views;
 
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
@@ -63,3 +64,4 @@ pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
 pub use run::report_metrics;
 pub use uses::{expand_templates, has_uses, template_dirs};
+pub use views::View;

@@ -10,12 +10,12 @@
 mod auth;
 mod events;
 mod feed;
-mod finished;
 mod keys;
 mod live;
 mod openapi;
 mod problem;
 mod runs;
+mod shown;
 mod telemetry;
 mod workflows;
 
@@ -56,7 +56,7 @@ pub struct AppState {
     engine: Engine,
     live: Arc<live::Live>,
     keys: Arc<auth::Keys>,
-    finished: Arc<finished::Finished>,
+    shown: Arc<shown::Shown>,
     config: Arc<ServerConfig>,
 }
 
@@ -67,7 +67,7 @@ impl AppState {
             engine,
             live: Arc::new(live::Live::default()),
             keys: Arc::new(auth::Keys::new(config.require_keys)),
-            finished: Arc::default(),
+            shown: Arc::default(),
             config: Arc::new(config),
         }
     }

@@ -329,19 +329,8 @@ pub(crate) async fn get(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
 ) -> Result<Response, ApiError> {
-    if let Some(shown) = app.finished.get(&run) {
-        return Ok(json_bytes(shown));
-    }
-    let report = app.engine.recorded(&run).await?;
-    let finished = report.status.is_final();
-    let mut shown = serde_json::to_value(report).map_err(internal)?;
-    shown["workflow_version"] = json!(app.engine.store().run(&run).await?.workflow_version);
-    let shown = axum::body::Bytes::from(serde_json::to_vec(&shown).map_err(internal)?);
-    // A finished run never changes: it is rebuilt from its events once.
-    if finished {
-        app.finished.put(&run, shown.clone());
-    }
-    Ok(json_bytes(shown))
+    let view = app.engine.view(&run).await?;
+    Ok(json_bytes(app.shown.encode(&run, view).await?))
 }
 
 fn json_bytes(body: axum::body::Bytes) -> Response {

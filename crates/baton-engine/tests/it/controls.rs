@@ -214,3 +214,51 @@ tasks:
         "iteration 1, iteration 2 lost, then 2 and 3 again"
     );
 }
+
+/// A pause and an unpause asked one right after the other: the unpause is
+/// checked against the pause it follows (not yet read by the run), and the
+/// two apply in the order asked, so the run goes on.
+#[tokio::test]
+async fn an_unpause_right_after_a_pause_is_taken_and_applied_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let gate = Arc::new(Notify::new());
+    let opened = Arc::clone(&gate);
+    engine.register(
+        "wait",
+        Handler::asynchronous(move |_| {
+            let opened = Arc::clone(&opened);
+            async move {
+                opened.notified().await;
+                Ok(json!(null))
+            }
+        }),
+    );
+    let spec = "name: p\ntasks:\n  a: {handler: wait}\n  b: {noop: true, needs: [a]}\n";
+    let mut handle = start(&engine, spec).await;
+    let run = handle.run_id().to_owned();
+    until(&mut handle, |event| matches!(event, Event::TaskStarted { .. })).await;
+    engine.control(&run, Control::Pause).await.unwrap();
+    engine.control(&run, Control::Resume).await.unwrap();
+    // A second unpause has nothing to undo: both requests are ahead of it.
+    assert!(matches!(
+        engine.control(&run, Control::Resume).await,
+        Err(Error::Control(ControlError::NotPaused))
+    ));
+    gate.notify_one();
+    let report = handle.finish().await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let kinds: Vec<&str> = engine
+        .store()
+        .events(&run)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|event| match event {
+            Event::RunPaused { .. } => Some("paused"),
+            Event::RunResumed { .. } => Some("resumed"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["paused", "resumed"]);
+}

@@ -1,0 +1,70 @@
+//! Runs as `GET /api/v1/runs/{id}` shows them: the engine's view of the
+//! run, encoded once per event count however many clients ask at once
+//! (they wait for the one encoding), and kept for the runs read lately.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use baton_engine::View;
+
+use crate::problem::ApiError;
+
+/// Runs whose encoding is kept.
+const CAPACITY: usize = 1024;
+
+#[derive(Default)]
+pub(crate) struct Shown {
+    kept: Mutex<HashMap<String, Arc<Encoding>>>,
+}
+
+/// One view's encoding, made by the first reader to need it.
+struct Encoding {
+    events: u64,
+    bytes: tokio::sync::OnceCell<Bytes>,
+}
+
+impl Shown {
+    /// `view` of `run` as JSON.
+    pub(crate) async fn encode(&self, run: &str, view: Arc<View>) -> Result<Bytes, ApiError> {
+        let encoding = {
+            let mut kept = self.lock();
+            match kept.get(run) {
+                Some(encoding) if encoding.events == view.events => Arc::clone(encoding),
+                _ => {
+                    if kept.len() >= CAPACITY {
+                        kept.clear();
+                    }
+                    let encoding = Arc::new(Encoding {
+                        events: view.events,
+                        bytes: tokio::sync::OnceCell::new(),
+                    });
+                    kept.insert(run.to_owned(), Arc::clone(&encoding));
+                    encoding
+                }
+            }
+        };
+        let bytes = encoding
+            .bytes
+            .get_or_try_init(|| async move {
+                let report = view.report().await?;
+                let version = view.workflow_version;
+                tokio::task::spawn_blocking(move || {
+                    let mut shown = serde_json::to_value(&*report)?;
+                    shown["workflow_version"] = serde_json::json!(version);
+                    serde_json::to_vec(&shown).map(Bytes::from)
+                })
+                .await
+                .map_err(|error| ApiError::Internal(error.to_string()))?
+                .map_err(|error| ApiError::Internal(error.to_string()))
+            })
+            .await?;
+        Ok(bytes.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Encoding>>> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
