@@ -181,7 +181,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Events and answers are small writes: without TCP_NODELAY, Nagle's
+    // algorithm holds each behind the client's delayed ACK (tens of ms).
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
