@@ -134,10 +134,7 @@ impl Engine {
         // Requests left and not read yet come first: this one is checked
         // against the state they will leave (a pause asked for just before
         // makes an unpause valid), so requests apply in the order asked.
-        let pending = self
-            .store
-            .controls(run, view.state.controls_read())
-            .await?;
+        let pending = self.store.controls(run, view.state.controls_read()).await?;
         if pending.is_empty() {
             view.state.control(&control, Millis(0))?;
         } else {

@@ -24,6 +24,8 @@ pub struct Valid {
     /// Tasks by (priority desc, id asc), computed on first use and shared by
     /// every run of this workflow.
     ready_order: OnceLock<Arc<ReadyOrder>>,
+    /// Task indices by id, made on first use and shared by every run.
+    names: OnceLock<FxHashMap<String, u32>>,
 }
 
 /// The order ready tasks start in, as a rank per task and the tasks by rank.
@@ -39,6 +41,7 @@ impl Valid {
             workflow: Arc::new(workflow),
             dag,
             ready_order: OnceLock::new(),
+            names: OnceLock::new(),
         }
     }
 
@@ -61,6 +64,23 @@ impl Valid {
 
     pub fn plan(&self) -> Plan {
         Plan::new(&self.workflow, &self.dag)
+    }
+
+    /// The index of the task named `id`.
+    pub fn task_index(&self, id: &str) -> Option<u32> {
+        self.names().get(id).copied()
+    }
+
+    /// Task indices by id.
+    pub(crate) fn names(&self) -> &FxHashMap<String, u32> {
+        self.names.get_or_init(|| {
+            self.workflow
+                .tasks
+                .iter()
+                .enumerate()
+                .map(|(index, task)| (task.id.clone(), index as u32))
+                .collect()
+        })
     }
 
     pub(crate) fn ready_order(&self) -> Arc<ReadyOrder> {

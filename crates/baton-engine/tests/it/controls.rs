@@ -237,7 +237,10 @@ async fn an_unpause_right_after_a_pause_is_taken_and_applied_after_it() {
     let spec = "name: p\ntasks:\n  a: {handler: wait}\n  b: {noop: true, needs: [a]}\n";
     let mut handle = start(&engine, spec).await;
     let run = handle.run_id().to_owned();
-    until(&mut handle, |event| matches!(event, Event::TaskStarted { .. })).await;
+    until(&mut handle, |event| {
+        matches!(event, Event::TaskStarted { .. })
+    })
+    .await;
     engine.control(&run, Control::Pause).await.unwrap();
     engine.control(&run, Control::Resume).await.unwrap();
     // A second unpause has nothing to undo: both requests are ahead of it.

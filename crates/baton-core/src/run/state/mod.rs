@@ -68,7 +68,6 @@ pub struct RunState {
     /// Tasks some `escalate:` names: they run only if a task escalating to
     /// them failed, and count such failures (not successes) as live needs.
     escalation_target: Vec<bool>,
-    names: OnceLock<FxHashMap<String, u32>>,
     progress: Progress,
 }
 
@@ -120,7 +119,6 @@ impl RunState {
             key_of,
             key_limit,
             escalation_target,
-            names: OnceLock::new(),
             run_id: setup.run_id,
             inputs,
             run_context,
@@ -261,7 +259,7 @@ impl RunState {
 
     /// The index of the task named `id`.
     pub fn task_index(&self, id: &str) -> Option<u32> {
-        self.names().get(id).copied()
+        self.valid.task_index(id)
     }
 
     pub fn skip_reason(&self, task: u32) -> Option<SkipReason> {
@@ -368,17 +366,5 @@ impl RunState {
             Some(&key) if key != NONE => Some(key as usize),
             _ => None,
         }
-    }
-
-    fn names(&self) -> &FxHashMap<String, u32> {
-        self.names.get_or_init(|| {
-            self.valid
-                .workflow()
-                .tasks
-                .iter()
-                .enumerate()
-                .map(|(index, task)| (task.id.clone(), index as u32))
-                .collect()
-        })
     }
 }

@@ -141,7 +141,7 @@ impl RunState {
     /// The template context of `task`: `inputs`, the tasks it reads,
     /// `run`, `task`, and for compensation its own `output`.
     pub(crate) fn context(&self, task: u32, attempt: u32, compensation: bool) -> Value {
-        let names = self.names();
+        let names = self.valid.names();
         let tasks: std::collections::BTreeMap<String, Value> = task_references(self.task(task))
             .into_iter()
             .filter_map(|name| {
