@@ -59,6 +59,9 @@ pub(crate) struct Engine {
     pub(crate) kill_grace: Duration,
     pub(crate) checkpoint_every: u64,
     pub(crate) max_inline_output: usize,
+    /// How long a process's hold on the runs it drives lasts unless
+    /// renewed: after a crash, how long until another may take them over.
+    pub(crate) lease: Duration,
     /// Where `workflow: name@version` tasks look before the registry.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) workflow_dirs: Vec<std::path::PathBuf>,
@@ -75,6 +78,7 @@ impl Default for Engine {
             kill_grace: defaults.kill_grace,
             checkpoint_every: defaults.checkpoint_every,
             max_inline_output: defaults.max_inline_output,
+            lease: defaults.lease,
             workflow_dirs: defaults.workflow_dirs,
             template_dirs: defaults.template_dirs,
         }
@@ -87,6 +91,7 @@ impl Engine {
         config.kill_grace = self.kill_grace;
         config.checkpoint_every = self.checkpoint_every;
         config.max_inline_output = self.max_inline_output;
+        config.lease = self.lease;
         config.workflow_dirs.clone_from(&self.workflow_dirs);
         config.template_dirs.clone_from(&self.template_dirs);
     }

@@ -153,8 +153,10 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     if let Some(run_id) = &options.run_id
         && engine.store().run(run_id).await.is_ok()
     {
-        let handle = engine.resume(run_id, true).await?;
-        return follow(&engine, handle, args.json).await;
+        return match engine.resume(run_id, true).await {
+            Ok(handle) => follow(&engine, handle, args.json).await,
+            Err(error) => crate::runs::refused(error),
+        };
     }
     let handle = match engine.start_valid(Arc::clone(&valid), options).await {
         Ok(handle) => handle,

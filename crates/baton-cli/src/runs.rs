@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use baton_core::run::RunStatus;
 use baton_engine::{Engine, EngineConfig, RunEvent, RunReport};
-use baton_store::{RunFilter, RunSummary, SqliteStore};
+use baton_store::{Driven, RunFilter, RunSummary, SqliteStore};
 
 use crate::remote::Remote;
 
@@ -132,7 +132,9 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
                 limit: args.limit,
                 ..RunFilter::default()
             };
-            args.home.engine()?.store().runs(&filter).await?
+            let now = baton_engine::wall_clock();
+            let listed = args.home.engine()?.store().runs(&filter).await?;
+            listed.into_iter().map(|run| run.judged(now)).collect()
         }
     };
     if args.json {
@@ -142,8 +144,17 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
     let now = baton_engine::wall_clock().0;
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["run", "workflow", "status", "started", "took", "events"]);
+    table.set_header([
+        "run", "workflow", "status", "started", "took", "events", "driver",
+    ]);
     for run in &runs {
+        let driver = match (run.driven, &run.driver) {
+            (Some(Driven::Live), Some(driver)) => {
+                format!("PID {} on {}", driver.owner.pid, driver.owner.host)
+            }
+            (Some(Driven::Orphaned), _) => "orphaned: baton resume takes it".to_owned(),
+            _ => String::new(),
+        };
         table.add_row([
             run.run_id.clone(),
             run.workflow.clone(),
@@ -156,6 +167,7 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
                 _ => String::new(),
             },
             run.events.to_string(),
+            driver,
         ]);
     }
     println!("{table}");
@@ -195,8 +207,24 @@ pub(crate) async fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Resu
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
-    let handle = engine.resume(&args.run, true).await?;
-    follow(&engine, handle, args.json).await
+    match engine.resume(&args.run, true).await {
+        Ok(handle) => follow(&engine, handle, args.json).await,
+        Err(error) => refused(error),
+    }
+}
+
+/// A run another live process drives is left to it: said plainly, exit 1.
+pub(crate) fn refused(error: baton_engine::Error) -> anyhow::Result<ExitCode> {
+    match error {
+        baton_engine::Error::Store(baton_store::Error::Owned { run, ownership }) => {
+            eprintln!(
+                "error: run {run} is {ownership}; it goes on there and was not resumed here \
+                 (`baton cancel {run}` stops it)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        other => Err(other.into()),
+    }
 }
 
 pub(crate) async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {

@@ -55,6 +55,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if !resumed.is_empty() {
             eprintln!("resumed {} run(s) the last server left unfinished", resumed.len());
         }
+        let lease = engine_lease(&config);
+        tokio::spawn(state.clone().keep_recovering(lease.as_std() / 2));
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
@@ -79,6 +81,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         baton_server::serve(listener, state, shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }.await
+}
+
+/// How long this server's hold on its runs lasts: half of it is how often
+/// it looks for runs another server left.
+fn engine_lease(config: &crate::config::Config) -> baton_core::Duration {
+    let mut engine = EngineConfig::default();
+    config.engine.apply(&mut engine);
+    engine.lease
 }
 
 /// The retention policy: every `every`, what `baton gc --older-than` would

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
-use baton_core::run::RunStatus;
 use baton_engine::Engine;
 use serde_json::json;
 
@@ -87,37 +86,65 @@ impl AppState {
         self.live.active()
     }
 
-    /// Resumes the runs started through the API that had not finished when
-    /// the server last stopped (killed, crashed): what they finished stays
-    /// done, what was in flight runs again. Runs `baton run` started are
-    /// left to `baton resume`. Returns the runs resumed, and the errors of
-    /// those that could not be.
+    /// Takes over the runs started through the API that nobody drives any
+    /// more (the server that drove them was killed, crashed, or stopped
+    /// renewing its lease): what they finished stays done, what was in
+    /// flight runs again. A run another live server (or `baton` process)
+    /// drives is left to it; runs `baton run` started are left to `baton
+    /// resume`. Returns the runs taken over, and the errors of those that
+    /// could not be.
     pub async fn recover(
         &self,
     ) -> Result<(Vec<String>, Vec<baton_engine::Error>), baton_engine::Error> {
         let store = self.engine.store();
         let mut resumed = Vec::new();
         let mut failed = Vec::new();
-        for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Paused] {
-            let filter = baton_store::RunFilter {
-                status: Some(status),
-                limit: usize::MAX,
-                ..baton_store::RunFilter::default()
-            };
-            for run in store.runs(&filter).await? {
-                if !store.run(&run.run_id).await?.served {
-                    continue;
+        let filter = baton_store::RunFilter {
+            limit: usize::MAX,
+            ..baton_store::RunFilter::default()
+        };
+        let now = self.now();
+        for run in store.runs(&filter).await? {
+            let run = run.judged(now);
+            if run.driven != Some(baton_store::Driven::Orphaned)
+                || !store.run(&run.run_id).await?.served
+            {
+                continue;
+            }
+            match self.engine.resume(&run.run_id, true).await {
+                Ok(handle) => {
+                    self.live.drive(handle);
+                    resumed.push(run.run_id);
                 }
-                match self.engine.resume(&run.run_id, true).await {
-                    Ok(handle) => {
-                        self.live.drive(handle);
-                        resumed.push(run.run_id);
-                    }
-                    Err(error) => failed.push(error),
-                }
+                // Another server took it first: it is in good hands.
+                Err(baton_engine::Error::Store(baton_store::Error::Owned { .. })) => {}
+                Err(error) => failed.push(error),
             }
         }
         Ok((resumed, failed))
+    }
+
+    /// Looks for served runs nobody drives every `every`, and takes them
+    /// over ([`AppState::recover`]): how a server carries on the runs of
+    /// another that died on the same store.
+    pub async fn keep_recovering(self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match self.recover().await {
+                Ok((resumed, failed)) => {
+                    if !resumed.is_empty() {
+                        eprintln!("took over {} run(s) nobody drove any more", resumed.len());
+                    }
+                    for error in failed {
+                        eprintln!("warning: a run could not be taken over: {error}");
+                    }
+                }
+                Err(error) => eprintln!("warning: looking for runs to take over: {error}"),
+            }
+        }
     }
 }
 

@@ -310,6 +310,8 @@ pub(crate) async fn list(
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|run| run.run_id.clone()))
         .flatten();
+    let now = app.now();
+    let runs: Vec<_> = runs.into_iter().map(|run| run.judged(now)).collect();
     Ok(Json(json!({"runs": runs, "next_cursor": next})))
 }
 

@@ -234,6 +234,38 @@ pub struct RunSummary {
     /// Who drives it, while someone does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<Ownership>,
+    /// For a run that has not finished: whether a live process drives it,
+    /// as judged by [`RunSummary::judged`] (the store leaves it unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driven: Option<Driven>,
+}
+
+/// Whether an unfinished run is being driven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driven {
+    /// A live process holds it and renews its lease.
+    Live,
+    /// Nobody does: its process died (or stopped renewing); `baton
+    /// resume`, or a server for a run it started, takes it over.
+    Orphaned,
+}
+
+impl RunSummary {
+    /// The summary with [`RunSummary::driven`] judged at `now`.
+    pub fn judged(self, now: Millis) -> RunSummary {
+        let driven = (!self.status.is_final()).then(|| {
+            match self
+                .driver
+                .as_ref()
+                .is_some_and(|driver| driver.is_live(now))
+            {
+                true => Driven::Live,
+                false => Driven::Orphaned,
+            }
+        });
+        RunSummary { driven, ..self }
+    }
 }
 
 /// Which runs to list, newest first.

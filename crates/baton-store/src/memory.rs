@@ -528,6 +528,7 @@ impl Run {
                 finished_at: None,
                 events: 0,
                 driver: None,
+                driven: None,
             },
             record,
             events: Vec::new(),

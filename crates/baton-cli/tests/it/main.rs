@@ -4,6 +4,7 @@ mod audit;
 mod crash;
 mod faults;
 mod live;
+mod ownership;
 mod plan;
 mod reuse;
 mod run;

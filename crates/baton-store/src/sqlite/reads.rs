@@ -185,6 +185,7 @@ fn summaries<P: rusqlite::Params>(
                     finished_at: finished_at.map(millis),
                     events: u64::try_from(events).unwrap_or_default(),
                     driver: ownership(owner),
+                    driven: None,
                 })
             },
         )
