@@ -4,7 +4,7 @@
 
 use baton_core::run::Millis;
 use baton_engine::Error;
-use baton_store::{Owner, RunLog};
+use baton_store::Owner;
 
 use crate::util::{durable, start, until};
 
