@@ -11,18 +11,26 @@ pub(crate) async fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         crate::emit(serde_json::to_string_pretty(&verification)?)?;
     } else {
-        match &verification.mismatch {
-            None => crate::emit(format_args!(
-                "ok: {} provenance record(s) match the run's events; root {}",
-                verification.records, verification.root
-            ))?,
-            Some(mismatch) => crate::emit(format_args!(
+        for damage in &verification.damage {
+            crate::emit(format_args!("DAMAGED: {damage}"))?;
+        }
+        if let Some(mismatch) = &verification.mismatch {
+            crate::emit(format_args!(
                 "MISMATCH at task `{}`: {}",
                 mismatch.task, mismatch.problem
-            ))?,
+            ))?;
+        }
+        if verification.is_sound() {
+            crate::emit(format_args!(
+                "ok: {} events, each following the last; {} checkpoint(s) match them; {} provenance record(s) match; the store's pages are sound; root {}",
+                verification.events,
+                verification.checkpoints,
+                verification.records,
+                verification.root
+            ))?;
         }
     }
-    Ok(if verification.mismatch.is_none() {
+    Ok(if verification.is_sound() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

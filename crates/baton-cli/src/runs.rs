@@ -241,7 +241,7 @@ pub(crate) async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
         anyhow::anyhow!("the recorded workflow does not check: {}", problems[0])
     })?;
     let mut out = std::io::stdout().lock();
-    for (seq, event) in store.events(&args.run).await?.into_iter().enumerate() {
+    for (seq, event) in engine.events(&args.run).await?.into_iter().enumerate() {
         let line = RunEvent {
             seq: seq as u64,
             event,

@@ -23,23 +23,32 @@ impl RunEvent {
     /// The event as people and scripts read it (`--json` lines, the API's
     /// event streams): tagged with its `type` and `seq`, tasks named by id
     /// instead of index.
+    /// A task the workflow does not have (a damaged log's) keeps its
+    /// number.
     pub fn json(&self, valid: &Valid) -> Value {
         let tasks = &valid.workflow().tasks;
+        let name = |task: u64| {
+            usize::try_from(task)
+                .ok()
+                .and_then(|task| tasks.get(task))
+                .map_or_else(|| Value::from(task), |task| Value::from(task.id.as_str()))
+        };
         let mut line = serde_json::to_value(&self.event).unwrap_or_default();
         line["seq"] = Value::from(self.seq);
         if let Some(task) = self.event.task() {
-            line["task"] = Value::from(tasks[task as usize].id.as_str());
+            line["task"] = name(u64::from(task));
         }
         if let Some(need) = line
             .get("reason")
             .and_then(|reason| reason.get("need"))
             .and_then(Value::as_u64)
         {
-            line["reason"]["need"] = Value::from(tasks[need as usize].id.as_str());
+            line["reason"]["need"] = name(need);
         }
         line
     }
 }
+
 /// A run in progress.
 pub struct RunHandle {
     run_id: String,

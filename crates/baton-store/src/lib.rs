@@ -578,6 +578,12 @@ pub trait RunLog: Send + Sync {
     /// checkpoints. A run that has not finished is refused and kept.
     async fn delete_run(&self, run: &str) -> Result<()>;
 
+    /// What the backend itself finds damaged in what it keeps (SQLite's
+    /// `PRAGMA integrity_check`), none when it is sound.
+    async fn integrity(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Every change to any run from now on, from this process or another:
     /// appended events and control requests. One subscription per consumer
     /// that fans out (a receiver that lags is told so, and must look again

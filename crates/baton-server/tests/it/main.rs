@@ -4,6 +4,7 @@
 mod auth;
 mod contract;
 mod controls;
+mod corruption;
 mod events;
 mod feed;
 mod util;

@@ -129,19 +129,6 @@ impl SqliteStore {
         &self.path
     }
 
-    /// SQLite's own check of every page (`PRAGMA integrity_check`): the
-    /// problems it finds, none when the file is sound.
-    pub async fn integrity_check(&self) -> Result<Vec<String>> {
-        self.readers
-            .read(|connection, reading| {
-                let rows = reading.query(connection, "PRAGMA integrity_check", [], |row| {
-                    row.get::<_, String>(0)
-                })?;
-                Ok(rows.into_iter().filter(|row| row != "ok").collect())
-            })
-            .await
-    }
-
     /// Sends a write to the writer thread; the answer comes after its
     /// commit.
     async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
@@ -302,6 +289,16 @@ impl RunLog for SqliteStore {
 
     async fn delete_run(&self, run: &str) -> Result<()> {
         self.send(run, WriteKind::Delete).await.map(drop)
+    }
+
+    async fn integrity(&self) -> Result<Vec<String>> {
+        self.read(|connection, reading| {
+            let rows = reading.query(connection, "PRAGMA integrity_check", [], |row| {
+                row.get::<_, String>(0)
+            })?;
+            Ok(rows.into_iter().filter(|row| row != "ok").collect())
+        })
+        .await
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {
