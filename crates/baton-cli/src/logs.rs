@@ -5,17 +5,18 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use std::collections::{HashMap, HashSet};
-
 use anyhow::Context;
 use baton_engine::logs::LogFollower;
 use baton_engine::{Engine, RunReport, TaskReport};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::remote::Remote;
 use crate::runs::Home;
 
-/// How often `--follow` looks for new output and for the run's end.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+/// How often `--follow` looks for new output in the files; the run's end
+/// comes from the store's change feed at once.
+const GROWTH: Duration = Duration::from_millis(100);
 
 #[derive(clap::Args)]
 pub(crate) struct LogsArgs {
@@ -43,7 +44,7 @@ pub(crate) async fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Res
     }
     let report = engine.recorded(&args.run).await?;
     let tasks = selected(&report, &args)?;
-    let mut out = std::io::stdout().lock();
+    let mut printer = Printer::default();
     for task in tasks {
         let attempt = args.attempt.unwrap_or(task.attempts);
         if attempt == 0 || attempt > task.attempts {
@@ -57,24 +58,12 @@ pub(crate) async fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Res
         }
         let dir =
             baton_engine::logs::attempt_dir(&args.home.state_dir, &args.run, &task.id, attempt);
-        for stream in [
-            baton_engine::logs::STDOUT_FILE,
-            baton_engine::logs::STDERR_FILE,
-        ] {
-            let Ok(text) = std::fs::read_to_string(dir.join(stream)) else {
+        for stream in STREAMS {
+            let Ok(bytes) = std::fs::read(dir.join(stream)) else {
                 continue;
             };
-            if text.is_empty() {
-                continue;
-            }
-            let written = writeln!(out, "--- {} (attempt {attempt}) {stream} ---", task.id)
-                .and_then(|()| out.write_all(text.as_bytes()));
-            match written {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Err(error) => return Err(error.into()),
+            if !printer.print(&task.id, attempt, stream, &bytes)? {
+                return Ok(ExitCode::SUCCESS);
             }
         }
     }
@@ -93,129 +82,227 @@ fn selected<'a>(report: &'a RunReport, args: &LogsArgs) -> anyhow::Result<Vec<&'
     })
 }
 
-/// [`logs`] through a server: the same text, read over the API (with
-/// `--follow`, by offset, until the run has ended and all is printed).
+/// [`logs`] through a server: the same text, read over the API. With
+/// `--follow`, each attempt the run's event stream says started is
+/// followed as its own event stream of log bytes, resumed by offset if the
+/// connection breaks, until the run has ended and every log is drained.
 async fn remote_logs(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let streams = [
-        baton_engine::logs::STDOUT_FILE,
-        baton_engine::logs::STDERR_FILE,
-    ];
-    // Bytes printed per (task, attempt, stream), and attempts drained.
-    let mut offsets: HashMap<(String, u32, &str), u64> = HashMap::new();
-    let mut drained: HashSet<(String, u32)> = HashSet::new();
-    let mut last = None;
-    let mut out = std::io::stdout().lock();
-    loop {
-        let report: RunReport = remote.get(&format!("/runs/{}", args.run), &[]).await?;
-        let ended = report.status.is_final();
-        for task in selected(&report, args)? {
-            let attempts = match args.attempt {
-                Some(attempt) => {
-                    anyhow::ensure!(
-                        (1..=task.attempts).contains(&attempt) || args.follow,
-                        "task `{}` has {} attempt(s)",
-                        task.id,
-                        task.attempts
-                    );
-                    attempt..=attempt.min(task.attempts)
-                }
-                None if args.follow => 1..=task.attempts,
-                None => task.attempts..=task.attempts,
+    let report: RunReport = remote.get(&format!("/runs/{}", args.run), &[]).await?;
+    let tasks = selected(&report, args)?;
+    if args.follow {
+        return remote_follow(remote, args).await;
+    }
+    let mut printer = Printer::default();
+    for task in tasks {
+        let attempt = args.attempt.unwrap_or(task.attempts);
+        if attempt == 0 || attempt > task.attempts {
+            anyhow::ensure!(
+                args.task.is_none(),
+                "task `{}` has {} attempt(s)",
+                task.id,
+                task.attempts
+            );
+            continue;
+        }
+        for stream in STREAMS {
+            let query = [
+                ("attempt", attempt.to_string()),
+                ("stream", stream.trim_end_matches(".log").to_owned()),
+            ];
+            let path = format!("/runs/{}/tasks/{}/logs", args.run, task.id);
+            let Some(text) = remote.text(&path, &query).await? else {
+                continue;
             };
-            for attempt in attempts.filter(|&attempt| attempt > 0) {
-                if drained.contains(&(task.id.clone(), attempt)) {
-                    continue;
-                }
-                let mut fresh = false;
-                for stream in streams {
-                    let key = (task.id.clone(), attempt, stream);
-                    let offset = offsets.get(&key).copied().unwrap_or(0);
-                    let query = [
-                        ("attempt", attempt.to_string()),
-                        ("stream", stream.trim_end_matches(".log").to_owned()),
-                        ("offset", offset.to_string()),
-                    ];
-                    let path = format!("/runs/{}/tasks/{}/logs", args.run, task.id);
-                    let Some(text) = remote.text(&path, &query).await? else {
-                        continue;
-                    };
-                    if text.is_empty() {
-                        continue;
-                    }
-                    fresh = true;
-                    offsets.insert(key, offset + text.len() as u64);
-                    let source = (task.id.clone(), attempt, stream);
-                    let written = if last.as_ref() == Some(&source) {
-                        out.write_all(text.as_bytes())
-                    } else {
-                        writeln!(out, "--- {} (attempt {attempt}) {stream} ---", task.id)
-                            .and_then(|()| out.write_all(text.as_bytes()))
-                    };
-                    match written.and_then(|()| out.flush()) {
-                        Ok(()) => last = Some(source),
-                        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
-                            return Ok(ExitCode::SUCCESS);
+            if !printer.print(&task.id, attempt, stream, text.as_bytes())? {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const STREAMS: [&str; 2] = [
+    baton_engine::logs::STDOUT_FILE,
+    baton_engine::logs::STDERR_FILE,
+];
+
+/// Times a broken log stream is taken up again from its last offset.
+const RECONNECTS: u32 = 3;
+
+/// Bytes of one attempt's log, as they come.
+struct Piece {
+    task: String,
+    attempt: u32,
+    stream: &'static str,
+    text: String,
+}
+
+async fn remote_follow(remote: &Remote, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let mut run_events = remote
+        .events(&format!("/runs/{}/events", args.run), &[], None)
+        .await??;
+    let (sender, mut pieces) = mpsc::channel(64);
+    // Dropped once the run has ended: the pieces then end with the last
+    // attempt's follower.
+    let mut sender = Some(sender);
+    let mut printer = Printer::default();
+    loop {
+        tokio::select! {
+            message = run_events.next(), if sender.is_some() => match message? {
+                Some(message) if message.kind == "task_started" => {
+                    let started: Value = serde_json::from_str(&message.data)?;
+                    let task = started["task"].as_str().unwrap_or_default().to_owned();
+                    let attempt = started["attempt"].as_u64().unwrap_or(0) as u32;
+                    let wanted = args.task.as_ref().is_none_or(|id| *id == task)
+                        && args.attempt.is_none_or(|only| only == attempt);
+                    if let (true, Some(sender)) = (wanted, &sender) {
+                        for stream in STREAMS {
+                            let follower = follow_log(
+                                remote.clone(),
+                                format!("/runs/{}/tasks/{task}/logs", args.run),
+                                Piece { task: task.clone(), attempt, stream, text: String::new() },
+                                sender.clone(),
+                            );
+                            tokio::spawn(follower);
                         }
-                        Err(error) => return Err(error.into()),
                     }
                 }
-                if !fresh && (attempt < task.attempts || task.status.is_final()) {
-                    drained.insert((task.id.clone(), attempt));
+                Some(message) if message.kind == "run_finished" => sender = None,
+                Some(_) => {}
+                None => sender = None,
+            },
+            piece = pieces.recv() => match piece {
+                Some(piece) => {
+                    if !printer.print(&piece.task, piece.attempt, piece.stream, piece.text.as_bytes())? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                None => return Ok(ExitCode::SUCCESS),
+            },
+        }
+    }
+}
+
+/// Sends what one attempt writes to one stream, as it writes it, until the
+/// server says it ended (or the printer went away).
+async fn follow_log(remote: Remote, path: String, of: Piece, sender: mpsc::Sender<Piece>) {
+    let query = [
+        ("attempt", of.attempt.to_string()),
+        ("stream", of.stream.trim_end_matches(".log").to_owned()),
+        ("follow", "true".to_owned()),
+    ];
+    let mut last = None;
+    for _ in 0..=RECONNECTS {
+        if let Ok(Ok(mut events)) = remote.events(&path, &query, last.as_deref()).await {
+            while let Ok(Some(message)) = events.next().await {
+                match message.kind.as_str() {
+                    "log" => {
+                        let Ok(log) = serde_json::from_str::<Value>(&message.data) else {
+                            return;
+                        };
+                        let piece = Piece {
+                            text: log["text"].as_str().unwrap_or_default().to_owned(),
+                            task: of.task.clone(),
+                            ..of
+                        };
+                        if sender.send(piece).await.is_err() {
+                            return;
+                        }
+                        last = message.id;
+                    }
+                    "end" | "error" => return,
+                    _ => {}
                 }
             }
         }
-        if !args.follow || ended {
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(FOLLOW_INTERVAL);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Prints new log output until the run has ended and everything it wrote
-/// has been printed; a header marks each switch of task, attempt or stream.
+/// has been printed. The store is read again only when its change feed
+/// says the run moved on; the files are looked at every [`GROWTH`].
 async fn follow(engine: &Engine, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let store = engine.store();
+    let mut changes = store.changes();
     let mut follower = LogFollower::new(&args.home.state_dir, &args.run, args.attempt);
-    let mut last = None;
-    let mut out = std::io::stdout().lock();
+    let mut printer = Printer::default();
+    let mut stale = true;
+    let mut ended = false;
+    let mut rows = Vec::new();
     loop {
-        // Read the status first: once it is final, this pass drains the rest.
-        let ended = store.summary(&args.run).await?.status.is_final();
-        let rows = store.tasks(&args.run).await?;
-        if let Some(id) = &args.task {
-            anyhow::ensure!(
-                rows.iter().any(|row| row.id == *id),
-                "run `{}` has no task `{id}`",
-                args.run
-            );
+        if stale {
+            // The status first: once it is final, this pass drains the rest.
+            ended = store.summary(&args.run).await?.status.is_final();
+            rows = store.tasks(&args.run).await?;
+            stale = false;
+            if let Some(id) = &args.task {
+                anyhow::ensure!(
+                    rows.iter().any(|row| row.id == *id),
+                    "run `{}` has no task `{id}`",
+                    args.run
+                );
+            }
         }
         let watched = rows
             .iter()
             .filter(|row| args.task.as_ref().is_none_or(|id| row.id == *id))
             .map(|row| (row.id.as_str(), row.attempts));
         for chunk in follower.poll(watched)? {
-            let source = (chunk.task, chunk.attempt, chunk.stream);
-            let written = if last.as_ref() == Some(&source) {
-                out.write_all(&chunk.bytes)
-            } else {
-                writeln!(
-                    out,
-                    "--- {} (attempt {}) {} ---",
-                    source.0, source.1, source.2
-                )
-                .and_then(|()| out.write_all(&chunk.bytes))
-            };
-            match written.and_then(|()| out.flush()) {
-                Ok(()) => last = Some(source),
-                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Err(error) => return Err(error.into()),
+            if !printer.print(&chunk.task, chunk.attempt, chunk.stream, &chunk.bytes)? {
+                return Ok(ExitCode::SUCCESS);
             }
         }
         if ended {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(FOLLOW_INTERVAL);
+        tokio::select! {
+            changed = changes.recv() => match changed {
+                Ok(change) => stale = change.run() == args.run,
+                Err(broadcast::error::RecvError::Lagged(_)) => stale = true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    anyhow::bail!("the store's change feed closed")
+                }
+            },
+            () = tokio::time::sleep(GROWTH) => {}
+        }
+    }
+}
+
+/// Writes log output to stdout, with a header at each switch of task,
+/// attempt or stream.
+#[derive(Default)]
+struct Printer {
+    last: Option<(String, u32, &'static str)>,
+}
+
+impl Printer {
+    /// False once stdout is closed (`| head`): nothing more to print.
+    fn print(
+        &mut self,
+        task: &str,
+        attempt: u32,
+        stream: &'static str,
+        bytes: &[u8],
+    ) -> anyhow::Result<bool> {
+        if bytes.is_empty() {
+            return Ok(true);
+        }
+        let mut out = std::io::stdout().lock();
+        let source = (task.to_owned(), attempt, stream);
+        let written = if self.last.as_ref() == Some(&source) {
+            out.write_all(bytes)
+        } else {
+            writeln!(out, "--- {task} (attempt {attempt}) {stream} ---")
+                .and_then(|()| out.write_all(bytes))
+        };
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => {
+                self.last = Some(source);
+                Ok(true)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A server and the key to show it.
+#[derive(Clone)]
 pub(crate) struct Remote {
     base: String,
     key: Option<String>,
@@ -126,5 +127,106 @@ impl Remote {
                 Err(refused) => Err(refused),
             },
         )
+    }
+
+    /// `GET path?query` as Server-Sent Events, resuming after `last` (the
+    /// id of the last event seen).
+    pub(crate) async fn events(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        last: Option<&str>,
+    ) -> anyhow::Result<Result<Events, Refused>> {
+        let mut request = self
+            .request_with(reqwest::Method::GET, path, query)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(last) = last {
+            request = request.header("last-event-id", last);
+        }
+        Ok(self.send(request).await?.map(|response| Events {
+            response,
+            buffer: Vec::new(),
+        }))
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Message {
+    pub(crate) id: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) data: String,
+}
+
+impl Message {
+    /// The event a block of `field: value` lines says, if it says one
+    /// (a comment, such as a keep-alive, does not).
+    fn parse(block: &str) -> Option<Message> {
+        let mut message = Message {
+            id: None,
+            kind: "message".to_owned(),
+            data: String::new(),
+        };
+        let mut data = false;
+        for line in block.lines() {
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => message.id = Some(value.to_owned()),
+                "event" => value.clone_into(&mut message.kind),
+                "data" => {
+                    if data {
+                        message.data.push('\n');
+                    }
+                    message.data.push_str(value);
+                    data = true;
+                }
+                _ => {}
+            }
+        }
+        data.then_some(message)
+    }
+}
+
+/// An open stream of server-sent events.
+pub(crate) struct Events {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl Events {
+    /// The next event; `None` once the server ends the stream.
+    pub(crate) async fn next(&mut self) -> anyhow::Result<Option<Message>> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                if let Some(message) = Message::parse(&String::from_utf8_lossy(&block)) {
+                    return Ok(Some(message));
+                }
+                continue;
+            }
+            match self.response.chunk().await? {
+                Some(bytes) => self.buffer.extend_from_slice(&bytes),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_block_reads_back_with_its_lines_joined() {
+        assert_eq!(
+            Message::parse("id: 7\nevent: log\ndata: a\ndata: b\n"),
+            Some(Message {
+                id: Some("7".to_owned()),
+                kind: "log".to_owned(),
+                data: "a\nb".to_owned(),
+            })
+        );
+        assert_eq!(Message::parse(":keep-alive\n"), None);
     }
 }

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -12,16 +11,13 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use baton_core::Valid;
 use baton_core::run::Event;
 use baton_engine::RunEvent;
+use baton_store::Change;
 use futures_util::Stream;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
 use crate::live::LiveEvent;
 use crate::problem::{ApiError, PathArgs};
-
-/// How often a stream looks at the store for events of a run another
-/// process drives (this server's own runs arrive at once).
-const POLL: Duration = Duration::from_millis(250);
 
 /// `GET /api/v1/runs/{id}/events`.
 #[utoipa::path(
@@ -58,6 +54,7 @@ pub(crate) async fn run_events(
     };
     // Subscribed before the log is read, so no event falls between the two.
     let live = app.live.subscribe();
+    let changes = app.engine.store().changes();
     let record = app.engine.store().run(&run).await?;
     let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
         ApiError::Internal(format!(
@@ -73,7 +70,7 @@ pub(crate) async fn run_events(
         next,
         sender,
     };
-    tokio::spawn(follower.follow(live));
+    tokio::spawn(follower.follow(live, changes));
     let stream = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -89,11 +86,14 @@ struct Follower {
 
 impl Follower {
     /// Sends the log from `next` on, then live events as they come; goes
-    /// back to the log on a gap, a lag, or a poll. Ends with the run's
-    /// `run_finished`, or when the client goes away.
-    async fn follow(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) {
-        let mut poll = tokio::time::interval(POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// back to the log on a gap or a lag, and when the store says the run's
+    /// log grew past what was sent (another process drives it). Ends with
+    /// the run's `run_finished`, or when the client goes away.
+    async fn follow(
+        mut self,
+        mut live: broadcast::Receiver<Arc<LiveEvent>>,
+        mut changes: broadcast::Receiver<Change>,
+    ) {
         loop {
             let logged = match self
                 .app
@@ -129,7 +129,13 @@ impl Follower {
                         Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
-                    _ = poll.tick() => break,
+                    changed = changes.recv() => match changed {
+                        Ok(Change::Appended { run, events, .. })
+                            if *run == *self.run && events > self.next => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
                     () = self.sender.closed() => return,
                 }
             }

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -18,19 +17,14 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use baton_core::Valid;
 use baton_engine::RunEvent;
-use baton_store::FeedBatch;
+use baton_store::{Change, FeedBatch};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
-use crate::live::LiveEvent;
 use crate::problem::{ApiError, Query};
-
-/// How often a stream looks for batches other processes appended (this
-/// server's own wake it at once).
-const POLL: Duration = Duration::from_millis(250);
 
 /// Batches read from the store at a time.
 const PAGE: usize = 256;
@@ -170,7 +164,7 @@ async fn relay(mut socket: WebSocket, mut items: mpsc::Receiver<Item>) {
 /// receiver until the client goes away.
 fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<Item> {
     let (sender, receiver) = mpsc::channel(256);
-    let live = app.live.subscribe();
+    let changes = app.engine.store().changes();
     let follower = Follower {
         app,
         cursor,
@@ -178,7 +172,7 @@ fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<
         valids: HashMap::new(),
         sender,
     };
-    tokio::spawn(follower.run(live));
+    tokio::spawn(follower.run(changes));
     receiver
 }
 
@@ -192,11 +186,9 @@ struct Follower {
 }
 
 impl Follower {
-    /// Reads the feed after the cursor whenever something may have been
-    /// appended: an event of this server's, or a poll for other processes'.
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) {
-        let mut poll = tokio::time::interval(POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Reads the feed after the cursor whenever the store says a batch
+    /// past it was appended, by this process or another.
+    async fn run(mut self, mut changes: broadcast::Receiver<Change>) {
         loop {
             loop {
                 // The batch the cursor is inside comes again, its seen
@@ -218,14 +210,16 @@ impl Follower {
                     break;
                 }
             }
-            tokio::select! {
-                received = live.recv() => {
-                    if let Err(broadcast::error::RecvError::Closed) = received {
-                        return;
-                    }
+            loop {
+                tokio::select! {
+                    changed = changes.recv() => match changed {
+                        Ok(Change::Appended { position, .. }) if position >= self.cursor.position => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = self.sender.closed() => return,
                 }
-                _ = poll.tick() => {}
-                () = self.sender.closed() => return,
             }
         }
     }

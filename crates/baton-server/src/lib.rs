@@ -12,6 +12,7 @@ mod events;
 mod feed;
 mod keys;
 mod live;
+mod logs;
 mod openapi;
 mod problem;
 mod runs;
@@ -166,7 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/verify", get(runs::verify))
         .route("/runs/{id}/checkpoints", get(runs::checkpoints))
         .route("/runs/{id}/artifacts", get(runs::artifacts))
-        .route("/runs/{id}/tasks/{task}/logs", get(runs::logs))
+        .route("/runs/{id}/tasks/{task}/logs", get(logs::logs))
         .route("/artifacts/{sha256}", get(runs::artifact))
         .route("/workflows", post(workflows::create).get(workflows::list))
         .route("/workflows/validate", post(workflows::validate))

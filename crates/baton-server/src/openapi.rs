@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{events, feed, keys, problem, runs, telemetry, workflows};
+use crate::{events, feed, keys, logs, problem, runs, telemetry, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,7 @@ use crate::{events, feed, keys, problem, runs, telemetry, workflows};
     paths(
         runs::start, runs::list, runs::get, runs::cancel, runs::pause, runs::resume,
         runs::decide, runs::retry, runs::trace, runs::provenance, runs::verify,
-        runs::checkpoints, runs::artifacts, runs::artifact, runs::logs,
+        runs::checkpoints, runs::artifacts, runs::artifact, logs::logs,
         events::run_events, feed::events, feed::websocket,
         workflows::create, workflows::validate, workflows::list, workflows::get,
         workflows::version, workflows::versions, workflows::delete, workflows::graph,

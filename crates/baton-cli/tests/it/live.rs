@@ -1,12 +1,10 @@
 //! Watching and steering a run that another `baton` process drives:
 //! `baton logs --follow`, `baton cancel` and `baton approve`.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{baton, wait_for_file};
+use crate::util::{baton, lines_of, wait_for_file};
 
 /// `baton run` in the background in `dir`, with a chosen run id.
 fn start(dir: &std::path::Path, run_id: &str, tasks: &str) -> Child {
@@ -18,20 +16,6 @@ fn start(dir: &std::path::Path, run_id: &str, tasks: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// The lines a child prints, as they come.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (send, receive) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if send.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    receive
 }
 
 #[test]

@@ -224,3 +224,43 @@ fn the_cli_talks_to_a_server_and_prints_what_it_prints_locally() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn remote_logs_follow_prints_output_while_the_task_runs_and_ends_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key(dir.path(), "write");
+    let (mut server, address) = serve(dir.path());
+    let spec = "name: talk\ntasks:\n  talk:\n    run: echo first; touch started; while [ ! -f go ]; do sleep 0.02; done; echo second\n";
+    let (status, body) = request(
+        &address,
+        &key,
+        ("POST", "/api/v1/runs"),
+        Some(&json!({"spec": spec})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    let run = run["run_id"].as_str().unwrap().to_owned();
+    wait_for_file(&dir.path().join("started"));
+
+    let mut follower = Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(dir.path())
+        .args(["--server", &format!("http://{address}"), "--key", &key])
+        .args(["logs", &run, "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = crate::util::lines_of(&mut follower);
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap()
+    };
+    assert_eq!(next(), "--- talk (attempt 1) stdout.log ---");
+    assert_eq!(next(), "first", "printed while the task still waits");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    assert_eq!(next(), "second");
+    assert!(follower.wait().unwrap().success());
+    assert!(lines.recv().is_err(), "nothing after the run ended");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

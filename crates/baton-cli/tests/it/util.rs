@@ -136,3 +136,17 @@ pub(crate) fn http(address: &str, method: &str, path: &str, body: Option<&Value>
         .unwrap_or_default();
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
+
+/// The lines a child prints, as they come.
+pub(crate) fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if send.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}

@@ -358,3 +358,62 @@ async fn task_logs_follow_an_attempt_as_it_writes_until_it_ends() {
     let rest = send(&app, get(&format!("{logs}?offset=6"))).await;
     assert_eq!(crate::util::text(rest).await, "second\n");
 }
+
+#[tokio::test]
+async fn task_logs_stream_as_events_and_resume_after_the_last_byte_offset_seen() {
+    use crate::util::parse_sse;
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    // A carriage return and a character of two bytes, which SSE data and
+    // byte offsets must both carry whole.
+    let spec = "name: talk\ntasks:\n  talk:\n    run: printf 'fïrst\\r\\n'; touch started; while [ ! -f go ]; do sleep 0.02; done; echo second\n";
+    let run = start(&app, spec).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir.path().join("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let logs = format!("/api/v1/runs/{run}/tasks/talk/logs?follow=true");
+    let events = |last: Option<u64>| {
+        let mut request = Request::get(&logs).header("accept", "text/event-stream");
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let response = send(&app, events(None)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    let mut raw = String::new();
+    while parse_sse(&raw).is_empty() {
+        let frame = tokio::time::timeout_at(deadline.into(), body.frame())
+            .await
+            .expect("no log event while the task runs")
+            .unwrap()
+            .unwrap();
+        raw.push_str(&String::from_utf8_lossy(&frame.into_data().unwrap()));
+    }
+    drop(body);
+    let first = parse_sse(&raw);
+    assert_eq!(first[0].kind, "log");
+    assert_eq!(first[0].data["text"], "fïrst\r\n");
+    assert_eq!(first[0].data["offset"], 0);
+    assert_eq!(first[0].id, "fïrst\r\n".len() as u64);
+
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let rest = send(&app, events(Some(first[0].id))).await;
+    let rest = parse_sse(&crate::util::text(rest).await);
+    let kinds: Vec<&str> = rest.iter().map(|event| event.kind.as_str()).collect();
+    assert_eq!(kinds, ["log", "end"], "{rest:?}");
+    assert_eq!(rest[0].data["text"], "second\n");
+    assert_eq!(rest[0].data["offset"], first[0].id);
+    assert_eq!(rest[1].id, "fïrst\r\nsecond\n".len() as u64);
+}
