@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use baton_core::run::{Control, ControlError, Decision};
 
+use crate::home::Home;
 use crate::remote::Remote;
-use crate::runs::Home;
 
 #[derive(clap::Args)]
 pub(crate) struct RunControlArgs {

@@ -6,7 +6,7 @@ use baton_core::Duration;
 
 use baton_engine::wall_clock as now;
 
-use crate::runs::Home;
+use crate::home::Home;
 
 #[derive(clap::Args)]
 pub(crate) struct GcArgs {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use baton_engine::wall_clock as now;
 use baton_store::Scope;
 
-use crate::runs::Home;
+use crate::home::Home;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum Command {

@@ -11,8 +11,8 @@ use baton_engine::{Engine, RunReport, TaskReport};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::home::Home;
 use crate::remote::Remote;
-use crate::runs::Home;
 
 /// How often `--follow` looks for new output in the files; the run's end
 /// comes from the store's change feed at once.

@@ -3,14 +3,10 @@
 //! the library crates.
 
 mod audit;
-mod bench;
-mod bench_api;
-mod bench_engine;
-mod bench_live;
-mod bench_resume;
 mod config;
 mod control;
 mod gc;
+mod home;
 mod keys;
 mod logs;
 mod remote;
@@ -19,6 +15,7 @@ mod run;
 mod runs;
 mod serve;
 mod spec_file;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,7 +121,7 @@ enum Command {
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
-        command: bench::Command,
+        command: baton_bench::Command,
     },
 }
 
@@ -211,7 +208,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Schema => {
             print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Bench { command } => bench::run(command).await,
+        Command::Bench { command } => baton_bench::run(command).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -1,55 +1,18 @@
-//! Reading recorded runs back: `baton runs`, `baton show`, `baton events`,
-//! and where the record lives (`--state-dir`, `$BATON_HOME`, `--store`).
+//! Reading recorded runs back (`baton runs`, `baton show`, `baton events`)
+//! and driving them again (`baton resume`, `baton rerun`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use baton_core::run::RunStatus;
-use baton_engine::{Engine, EngineConfig, RunEvent, RunReport};
-use baton_store::{Driven, RunFilter, RunSummary, SqliteStore};
+use baton_engine::{RunEvent, RunReport};
+use baton_store::{Driven, RunFilter, RunSummary};
 
 use crate::remote::Remote;
 
-use crate::run::{follow, print_summary};
-
-/// Where baton keeps its files and its run store.
-#[derive(clap::Args)]
-pub(crate) struct Home {
-    /// Where run files (logs, outputs, the run store) go.
-    #[arg(long, env = "BATON_HOME", default_value = ".baton", value_name = "DIR")]
-    pub(crate) state_dir: PathBuf,
-    /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
-    #[arg(long, value_name = "PATH")]
-    store: Option<PathBuf>,
-}
-
-impl Home {
-    /// An engine recording into this home's store.
-    pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
-        self.engine_with(EngineConfig::default())
-    }
-
-    /// [`Home::engine`], with `config`'s settings but this home's files.
-    pub(crate) fn engine_with(&self, config: EngineConfig) -> anyhow::Result<Engine> {
-        std::fs::create_dir_all(&self.state_dir)
-            .with_context(|| format!("cannot create {}", self.state_dir.display()))?;
-        let path = self
-            .store
-            .clone()
-            .unwrap_or_else(|| self.state_dir.join("baton.db"));
-        let store = SqliteStore::open(&path).context("cannot open the run store")?;
-        Ok(Engine::with_store(
-            EngineConfig {
-                state_dir: self.state_dir.clone(),
-                ..config
-            },
-            Arc::new(store),
-        ))
-    }
-}
+use crate::home::{Home, refused};
+use crate::watch::{follow, print_summary};
 
 #[derive(clap::Args)]
 pub(crate) struct RunsArgs {
@@ -210,20 +173,6 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     match engine.resume(&args.run, true).await {
         Ok(handle) => follow(&engine, handle, args.json).await,
         Err(error) => refused(error),
-    }
-}
-
-/// A run another live process drives is left to it: said plainly, exit 1.
-pub(crate) fn refused(error: baton_engine::Error) -> anyhow::Result<ExitCode> {
-    match error {
-        baton_engine::Error::Store(baton_store::Error::Owned { run, ownership }) => {
-            eprintln!(
-                "error: run {run} is {ownership}; it goes on there and was not resumed here \
-                 (`baton cancel {run}` stops it)"
-            );
-            Ok(ExitCode::FAILURE)
-        }
-        other => Err(other.into()),
     }
 }
 

@@ -8,7 +8,7 @@ use baton_engine::{Engine, EngineConfig};
 use baton_server::{AppState, ServerConfig};
 
 use crate::config::{ConfigArgs, Retention};
-use crate::runs::Home;
+use crate::home::Home;
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {

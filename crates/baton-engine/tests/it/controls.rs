@@ -248,6 +248,12 @@ async fn an_unpause_right_after_a_pause_is_taken_and_applied_after_it() {
         engine.control(&run, Control::Resume).await,
         Err(Error::Control(ControlError::NotPaused))
     ));
+    // Requests the loop has not read when the run ends change nothing:
+    // the gate opens once both are applied.
+    until(&mut handle, |event| {
+        matches!(event, Event::RunResumed { .. })
+    })
+    .await;
     gate.notify_one();
     let report = handle.finish().await.unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");

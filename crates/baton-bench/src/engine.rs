@@ -8,7 +8,7 @@ use baton_core::generate::{Shape, generate};
 use baton_core::{Task, TaskKind, Workflow};
 use baton_engine::{Engine, EngineConfig, Handler, RunOptions};
 
-use crate::bench::{peak_memory, show};
+use crate::figures::{peak_memory, show};
 
 fn engine_at(state_dir: &std::path::Path) -> Engine {
     Engine::new(EngineConfig {
@@ -55,14 +55,14 @@ pub(crate) async fn engine(
         baton_core::check(workflow)
             .map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?,
     );
-    let dir = tempfile_dir()?;
+    let dir = tempfile::tempdir()?;
     let config = EngineConfig {
-        state_dir: dir.clone(),
+        state_dir: dir.path().to_owned(),
         ..EngineConfig::default()
     };
     let (engine, store): (Engine, &str) = match store {
         BenchStore::Sqlite => {
-            let path = dir.join("engine.db");
+            let path = dir.path().join("engine.db");
             let _ = std::fs::remove_file(&path);
             let store = baton_store::SqliteStore::open(&path)?;
             (
@@ -133,8 +133,8 @@ pub(crate) async fn sleep(
         "{tasks} independent tasks sleeping {millis} ms, concurrency {concurrency}: ideal {}",
         show(ideal)
     );
-    let dir = tempfile_dir()?;
-    let engine = engine_at(&dir);
+    let dir = tempfile::tempdir()?;
+    let engine = engine_at(dir.path());
     let pause = Duration::from_millis(millis);
     engine.register(
         "sleep",
@@ -172,8 +172,8 @@ pub(crate) async fn sleep(
 
 pub(crate) async fn shell(tasks: usize, concurrency: u32, samples: usize) -> anyhow::Result<()> {
     println!("{tasks} independent `true` tasks, concurrency {concurrency}");
-    let dir = tempfile_dir()?;
-    let engine = engine_at(&dir);
+    let dir = tempfile::tempdir()?;
+    let engine = engine_at(dir.path());
     let mut bare = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
@@ -260,18 +260,12 @@ async fn bare_spawn_loop(tasks: usize, concurrency: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 pub(crate) async fn store(events: u64, batch: u64, writers: u64) -> anyhow::Result<()> {
     use baton_core::run::{Event, Millis};
     use baton_store::{Owner, RunLog, RunRecord, SqliteStore};
 
-    let dir = tempfile_dir()?;
-    let path = dir.join("bench.db");
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.db");
     let _ = std::fs::remove_file(&path);
     let store = Arc::new(SqliteStore::open(&path)?);
     let per_writer = events / writers;
@@ -338,7 +332,7 @@ pub(crate) async fn foreach(items: usize, samples: usize) -> anyhow::Result<()> 
         baton_core::check_source(&spec, baton_core::Format::Yaml)
             .map_err(|problems| anyhow::anyhow!("the bench spec is invalid: {problems:?}"))?,
     );
-    let dir = tempfile_dir()?;
+    let dir = tempfile::tempdir()?;
     let stores: [(&str, Arc<dyn baton_store::Store>); 2] = [
         (
             "in-memory store",
@@ -346,13 +340,15 @@ pub(crate) async fn foreach(items: usize, samples: usize) -> anyhow::Result<()> 
         ),
         (
             "SQLite store",
-            Arc::new(baton_store::SqliteStore::open(dir.join("foreach.db"))?),
+            Arc::new(baton_store::SqliteStore::open(
+                dir.path().join("foreach.db"),
+            )?),
         ),
     ];
     for (label, store) in stores {
         let engine = Engine::with_store(
             EngineConfig {
-                state_dir: dir.clone(),
+                state_dir: dir.path().to_owned(),
                 ..EngineConfig::default()
             },
             store,

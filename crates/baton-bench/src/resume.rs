@@ -15,7 +15,7 @@ use baton_core::{TaskKind, Valid};
 use baton_engine::{Engine, EngineConfig, Handler, RunOptions, TaskContext};
 use baton_store::SqliteStore;
 
-use crate::bench::{peak_memory, show};
+use crate::figures::{peak_memory, show};
 
 pub(crate) async fn resume(
     shape: Shape,
@@ -24,11 +24,11 @@ pub(crate) async fn resume(
     checkpoints: bool,
     samples: usize,
 ) -> anyhow::Result<()> {
-    let dir = crate::bench_engine::tempfile_dir()?;
-    let path = dir.join("resume.db");
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("resume.db");
     let _ = std::fs::remove_file(&path);
     let mut config = EngineConfig {
-        state_dir: dir.clone(),
+        state_dir: dir.path().to_owned(),
         ..EngineConfig::default()
     };
     if !checkpoints {

@@ -4,16 +4,22 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use baton_core::generate::{Shape, generate};
-use baton_core::{Format, Plan, load, validate};
 use clap::{Subcommand, ValueEnum};
 
+mod api;
+mod engine;
+mod figures;
+mod live;
+mod plan;
+mod resume;
+
+pub use figures::{peak_memory, show};
+
 #[derive(Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Write a generated spec: N noop tasks in levels of width ~sqrt(N),
     /// each needing 3 random tasks of the level before.
     Gen {
@@ -139,12 +145,12 @@ pub(crate) enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum SpecFormat {
+pub enum SpecFormat {
     Json,
     Yaml,
 }
 
-pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Gen {
             nodes,
@@ -171,7 +177,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             no_checkpoints,
             samples,
         } => {
-            crate::bench_resume::resume(
+            resume::resume(
                 Shape { nodes, seed },
                 attempts,
                 events,
@@ -184,7 +190,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             nodes,
             seed,
             samples,
-        } => plan(Shape { nodes, seed }, samples.max(1))?,
+        } => plan::plan(Shape { nodes, seed }, samples.max(1))?,
         Command::Engine {
             nodes,
             seed,
@@ -194,118 +200,46 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             samples,
         } => {
             let store = match (sqlite, read_models) {
-                (true, _) => crate::bench_engine::BenchStore::Sqlite,
-                (false, true) => crate::bench_engine::BenchStore::Memory,
-                (false, false) => crate::bench_engine::BenchStore::LogOnly,
+                (true, _) => engine::BenchStore::Sqlite,
+                (false, true) => engine::BenchStore::Memory,
+                (false, false) => engine::BenchStore::LogOnly,
             };
-            crate::bench_engine::engine(Shape { nodes, seed }, wide, store, samples.max(1)).await?
+            engine::engine(Shape { nodes, seed }, wide, store, samples.max(1)).await?
         }
         Command::Sleep {
             tasks,
             millis,
             concurrency,
             samples,
-        } => crate::bench_engine::sleep(tasks, millis, concurrency, samples.max(1)).await?,
+        } => engine::sleep(tasks, millis, concurrency, samples.max(1)).await?,
         Command::Store {
             events,
             batch,
             writers,
-        } => crate::bench_engine::store(events, batch.max(1), writers.max(1)).await?,
+        } => engine::store(events, batch.max(1), writers.max(1)).await?,
         Command::Api {
             runs,
             samples,
             wrk_seconds,
-        } => crate::bench_api::api(runs.max(1), samples.max(1), wrk_seconds.max(1)).await?,
+        } => api::api(runs.max(1), samples.max(1), wrk_seconds.max(1)).await?,
         Command::Live {
             tasks,
             approvals,
             wrk_seconds,
         } => {
-            crate::bench_live::live(
+            live::live(
                 tasks.max(2 * approvals + 1),
                 approvals.max(1),
                 wrk_seconds.max(1),
             )
             .await?
         }
-        Command::Foreach { items, samples } => {
-            crate::bench_engine::foreach(items, samples.max(1)).await?
-        }
+        Command::Foreach { items, samples } => engine::foreach(items, samples.max(1)).await?,
         Command::Shell {
             tasks,
             concurrency,
             samples,
-        } => crate::bench_engine::shell(tasks, concurrency, samples.max(1)).await?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn plan(shape: Shape, samples: usize) -> anyhow::Result<()> {
-    println!(
-        "graph: {} tasks, seed {} (baton bench gen --nodes {} --seed {})",
-        shape.nodes, shape.seed, shape.nodes, shape.seed
-    );
-    let text = serde_json::to_string(&generate(&shape))?;
-    let started = Instant::now();
-    let loaded = load(&text, Format::Json);
-    let parse = started.elapsed();
-    anyhow::ensure!(
-        loaded.problems.is_empty(),
-        "the generated spec has problems: {:?}",
-        &loaded.problems[..1]
-    );
-    let workflow = loaded.workflow.context("the generated spec did not load")?;
-    println!(
-        "parse JSON ({:.1} MiB): {} ({:.0} tasks/s)",
-        text.len() as f64 / (1024.0 * 1024.0),
-        show(parse),
-        shape.nodes as f64 / parse.as_secs_f64()
-    );
-    drop(text);
-
-    let mut times = Vec::with_capacity(samples);
-    let mut edges = 0;
-    let mut width = 0;
-    for _ in 0..samples {
-        let started = Instant::now();
-        let dag =
-            validate(&workflow).map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?;
-        let plan = Plan::new(&workflow, &dag);
-        times.push(started.elapsed());
-        edges = dag.edge_count();
-        width = plan.max_width;
-        drop((dag, plan));
-    }
-    times.sort();
-    println!(
-        "validate + plan ({edges} edges, max width {width}): median {}, min {}, max {} over {samples} samples",
-        show(times[samples / 2]),
-        show(times[0]),
-        show(times[samples - 1])
-    );
-    if let Some(peak) = peak_memory() {
-        println!(
-            "peak memory (VmHWM, whole process): {:.0} MiB",
-            peak as f64 / 1024.0
-        );
+        } => engine::shell(tasks, concurrency, samples.max(1)).await?,
     }
     Ok(())
-}
-
-pub(crate) fn show(duration: Duration) -> String {
-    let seconds = duration.as_secs_f64();
-    if seconds >= 1.0 {
-        format!("{seconds:.3} s")
-    } else if seconds >= 0.001 {
-        format!("{:.2} ms", seconds * 1e3)
-    } else {
-        format!("{:.1} µs", seconds * 1e6)
-    }
-}
-
-/// The process's peak resident memory in KiB, from /proc on Linux.
-pub(crate) fn peak_memory() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
