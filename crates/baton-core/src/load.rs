@@ -1,19 +1,20 @@
 //! Source text to a [`Workflow`], collecting every problem on the way.
 //!
-//! Tasks are read one at a time: each goes through a transient JSON value,
-//! then into its typed form. A task that does not fit is diagnosed field by
-//! field, so three bad fields give three problems, and the other tasks still
-//! load and get checked. Syntax errors stop the load; they are the only
-//! problems reported alone.
+//! A document is first read straight into its types, the fast path every
+//! good spec takes. One that does not fit is read again, task by task: each
+//! goes through a transient JSON value, then into its typed form, and a task
+//! that does not fit is diagnosed field by field, so three bad fields give
+//! three problems, and the other tasks still load and get checked. Syntax
+//! errors stop the load; they are the only problems reported alone.
 
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::problem::{Code, Location, Path, Problem, Segment, did_you_mean};
-use crate::spec::{KIND_KEYS, TaskDoc, Workflow, json_type, kind_count_problem};
+use crate::spec::{KIND_KEYS, TaskDoc, UniqueValue, Workflow, json_type, kind_count_problem};
 
 /// The two spellings of a spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +50,42 @@ pub struct Loaded {
     pub unloaded: Vec<String>,
 }
 
-/// Reads a workflow from YAML or JSON text.
+/// Reads a workflow from YAML or JSON text: straight into its types, and
+/// only when that fails, again field by field to say every problem where
+/// it is. The two accept exactly the same documents.
 pub fn load(text: &str, format: Format) -> Loaded {
+    let typed = match format {
+        Format::Json => serde_json::from_str::<Workflow>(text).ok(),
+        Format::Yaml => serde_saphyr::from_str_with_options::<Workflow>(text, yaml_options()).ok(),
+    };
+    match typed {
+        Some(workflow) => Loaded {
+            workflow: Some(workflow),
+            problems: Vec::new(),
+            unloaded: Vec::new(),
+        },
+        None => diagnose(text, format),
+    }
+}
+
+/// Duplicate keys reach the visitors, which report duplicate task ids as
+/// problems; YAML 1.2 booleans only, so `run: y` is a string; size budgets
+/// grow with big specs while alias and depth limits keep guarding against
+/// bombs.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = usize::MAX;
+    budget.max_nodes = usize::MAX;
+    budget.max_total_scalar_bytes = usize::MAX;
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+    options.strict_booleans = true;
+    options.budget = Some(budget);
+    options
+}
+
+/// Every problem of a document that does not load as it is.
+fn diagnose(text: &str, format: Format) -> Loaded {
     let document = match format {
         Format::Json => {
             let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -58,22 +93,8 @@ pub fn load(text: &str, format: Format) -> Loaded {
                 .and_then(|document| deserializer.end().map(|()| document))
                 .map_err(|error| json_syntax_problem(text, &error))
         }
-        Format::Yaml => {
-            // Duplicate keys reach the visitors, which report duplicate
-            // task ids as problems; YAML 1.2 booleans only, so `run: y` is a
-            // string; size budgets grow with big specs while alias and depth
-            // limits keep guarding against bombs.
-            let mut budget = serde_saphyr::Budget::default();
-            budget.max_events = usize::MAX;
-            budget.max_nodes = usize::MAX;
-            budget.max_total_scalar_bytes = usize::MAX;
-            let mut options = serde_saphyr::Options::default();
-            options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
-            options.strict_booleans = true;
-            options.budget = Some(budget);
-            serde_saphyr::from_str_with_options::<RawDocument>(text, options)
-                .map_err(|error| yaml_syntax_problem(text, &error))
-        }
+        Format::Yaml => serde_saphyr::from_str_with_options::<RawDocument>(text, yaml_options())
+            .map_err(|error| yaml_syntax_problem(text, &error)),
     };
     match document {
         Ok(document) => document.into_loaded(),
@@ -336,83 +357,6 @@ fn unknown_name<'m>(message: &'m str, prefix: &str) -> Option<(&'m str, Vec<&'m 
     Some((name, expected))
 }
 
-/// Any value, but a mapping with a key twice is an error (serde_json's own
-/// `Value` would keep the last one silently).
-struct UniqueValue(Value);
-
-impl<'de> Deserialize<'de> for UniqueValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<UniqueValue, D::Error> {
-        deserializer
-            .deserialize_any(UniqueValueVisitor)
-            .map(UniqueValue)
-    }
-}
-
-struct UniqueValueVisitor;
-
-impl<'de> Visitor<'de> for UniqueValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        UniqueValue::deserialize(deserializer).map(|UniqueValue(value)| value)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(UniqueValue(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut fields = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let UniqueValue(value) = map.next_value()?;
-            if fields.insert(key.clone(), value).is_some() {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
-            }
-        }
-        Ok(Value::Object(fields))
-    }
-}
-
 fn json_syntax_problem(text: &str, error: &serde_json::Error) -> Problem {
     let message = strip_position_suffix(&error.to_string());
     let problem = Problem::new(Code::Syntax, Path::root(), message);
@@ -567,5 +511,81 @@ mod tests {
         let text = "ab\nçd\n";
         assert_eq!(offset_of(text, 2, 2), Some(5));
         assert_eq!(offset_of(text, 1, 1), Some(0));
+    }
+
+    /// The example specs, as texts with their formats.
+    fn examples() -> Vec<(String, Format)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut texts = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.to_string_lossy().into_owned();
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let format = Format::detect(Some(&name), &text);
+                texts.push((text, format));
+            }
+        }
+        assert!(texts.len() > 10);
+        texts
+    }
+
+    /// Both readings of `text` agree: the typed one takes it exactly when
+    /// the diagnosis finds nothing, and then to the same workflow.
+    fn readings_agree(text: &str, format: Format) -> Result<(), String> {
+        let typed = load(text, format);
+        let diagnosed = diagnose(text, format);
+        if diagnosed.problems.is_empty() {
+            if typed.workflow != diagnosed.workflow || !typed.problems.is_empty() {
+                return Err(format!("different workflows for:\n{text}"));
+            }
+        } else if typed.problems != diagnosed.problems {
+            return Err(format!("the typed reading took:\n{text}"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_fast_reading_takes_every_example_and_agrees_with_the_diagnosis() {
+        for (text, format) in examples() {
+            assert!(load(&text, format).problems.is_empty());
+            readings_agree(&text, format).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_key_said_twice_in_a_free_form_map_is_refused_by_both_readings() {
+        let yaml = "name: w\ntasks:\n  a:\n    run: x\n    env: {A: 1, A: 2}\n";
+        assert!(!load(yaml, Format::Yaml).problems.is_empty());
+        let json =
+            r#"{"name": "w", "tasks": {"a": {"http": {"url": "u", "json": {"k": 1, "k": 2}}}}}"#;
+        assert!(!load(json, Format::Json).problems.is_empty());
+        readings_agree(json, Format::Json).unwrap();
+    }
+
+    proptest::proptest! {
+        /// Any example with a line dropped, doubled or moved: the fast path
+        /// never takes what the diagnosis would refuse.
+        #[test]
+        fn both_readings_agree_on_damaged_examples(
+            pick in 0usize..64,
+            line in 0usize..256,
+            other in 0usize..256,
+            how in 0u8..3,
+        ) {
+            let examples = examples();
+            let (text, format) = &examples[pick % examples.len()];
+            let mut lines: Vec<&str> = text.lines().collect();
+            let (line, other) = (line % lines.len(), other % lines.len());
+            match how {
+                0 => {
+                    lines.remove(line);
+                }
+                1 => lines.insert(other, lines[line]),
+                _ => lines.swap(line, other),
+            }
+            let damaged = lines.join("\n");
+            readings_agree(&damaged, *format).map_err(proptest::test_runner::TestCaseError::fail)?;
+        }
     }
 }

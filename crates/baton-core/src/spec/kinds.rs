@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::Value;
 
 use crate::duration::Duration;
-use crate::spec::{Expression, Template, Workflow};
+use crate::spec::{Expression, Template, Workflow, unique};
 
 /// The one thing a task does. Each variant is the key that selects it in a
 /// spec, so a task has exactly one kind by construction.
@@ -75,10 +75,18 @@ pub struct HttpRequest {
     #[serde(default)]
     pub method: Method,
     pub url: Template,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "unique::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub headers: BTreeMap<String, Template>,
     /// A JSON body; its strings are templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "unique::some_value",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub json: Option<Value>,
     /// A raw body template, for non-JSON payloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +119,7 @@ impl<'de> Deserialize<'de> for StatusMatch {
                 "invalid HTTP status `{shown}`: use a status from 100 to 599 or a class like `2xx`"
             ))
         };
-        match Value::deserialize(deserializer)? {
+        match unique::value(deserializer)? {
             Value::Number(number) => match number.as_u64() {
                 Some(status @ 100..=599) => Ok(StatusMatch::Exact(status as u16)),
                 _ => Err(invalid(&number)),
@@ -148,12 +156,20 @@ impl JsonSchema for StatusMatch {
 #[serde(deny_unknown_fields)]
 pub struct AgentTask {
     pub capability: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "unique::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<Template>,
     /// Input handed to the agent; its strings are templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "unique::some_value",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input: Option<Value>,
 }
 
@@ -205,7 +221,7 @@ impl<'de> Deserialize<'de> for SubWorkflow {
             inputs: BTreeMap<String, Value>,
         }
 
-        let value = Value::deserialize(deserializer)?;
+        let value = unique::value(deserializer)?;
         if let Value::String(reference) = value {
             return Ok(SubWorkflow {
                 reference: Some(reference),
@@ -267,7 +283,7 @@ impl<'de> Deserialize<'de> for Foreach {
             concurrency: Option<u32>,
         }
 
-        let value = Value::deserialize(deserializer)?;
+        let value = unique::value(deserializer)?;
         if let Value::String(items) = value {
             return Ok(Foreach {
                 items: Template::new(items),
@@ -311,7 +327,7 @@ impl<'de> Deserialize<'de> for Check {
             message: Option<String>,
         }
 
-        let value = Value::deserialize(deserializer)?;
+        let value = unique::value(deserializer)?;
         if let Value::String(expr) = value {
             return Ok(Check {
                 expr: Expression::new(expr),
@@ -335,7 +351,11 @@ pub struct Swarm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     /// One copy per entry, each seeing its entry as `variant`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "unique::values",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub variants: Vec<Value>,
     pub reduce: Reduce,
 }
@@ -435,7 +455,11 @@ impl InputType {
 pub struct InputSpec {
     #[serde(default, rename = "type")]
     pub kind: InputType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "unique::some_value",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -8,6 +8,7 @@
 mod kinds;
 mod policy;
 mod task;
+mod unique;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -26,6 +27,7 @@ pub use policy::{
 };
 pub use task::Task;
 pub(crate) use task::{TaskDoc, json_type, kind_count_problem, task_map};
+pub(crate) use unique::UniqueValue;
 
 use crate::duration::Duration;
 
@@ -130,7 +132,11 @@ pub struct Workflow {
     pub version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "unique::map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
     pub inputs: IndexMap<String, InputSpec>,
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
@@ -139,7 +145,11 @@ pub struct Workflow {
     pub concurrency: Option<u32>,
     /// Tasks sharing a `concurrency_key` in flight at once, by key; a key
     /// not listed here runs one task at a time.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "unique::map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
     pub concurrency_limits: IndexMap<String, u32>,
     /// A limit on the whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -232,7 +232,7 @@ impl<'de> Deserialize<'de> for Timeout {
             grace: Duration,
         }
 
-        let value = serde_json::Value::deserialize(deserializer)?;
+        let value = crate::spec::unique::value(deserializer)?;
         if !value.is_object() {
             let after: Duration = serde_json::from_value(value).map_err(de::Error::custom)?;
             return Ok(Timeout::after(after));
@@ -265,10 +265,10 @@ pub(crate) mod cache_field {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Option<CachePolicy>, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
+    ) -> Result<Option<Box<CachePolicy>>, D::Error> {
+        let value = crate::spec::unique::value(deserializer)?;
         match value {
-            serde_json::Value::Bool(true) => Ok(Some(CachePolicy::default())),
+            serde_json::Value::Bool(true) => Ok(Some(Box::default())),
             serde_json::Value::Bool(false) | serde_json::Value::Null => Ok(None),
             other => serde_json::from_value(other)
                 .map(Some)

@@ -16,7 +16,7 @@ use crate::problem::{Code, Path, Problem};
 use crate::spec::{
     Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
     KIND_KEYS, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind, Template, Timeout, UsesTemplate,
-    policy::cache_field,
+    policy::cache_field, unique,
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.
@@ -101,13 +101,13 @@ pub(crate) struct TaskDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     command: Option<Vec<Template>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    http: Option<HttpRequest>,
+    http: Option<Box<HttpRequest>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    agent: Option<AgentTask>,
+    agent: Option<Box<AgentTask>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    approval: Option<Approval>,
+    approval: Option<Box<Approval>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    workflow: Option<SubWorkflow>,
+    workflow: Option<Box<SubWorkflow>>,
     /// `noop: true`: a join point.
     #[serde(
         default,
@@ -124,7 +124,11 @@ pub(crate) struct TaskDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uses: Option<String>,
     /// Parameters of the `uses` template.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "unique::some_map",
+        skip_serializing_if = "Option::is_none"
+    )]
     with: Option<BTreeMap<String, Value>>,
 
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,7 +138,7 @@ pub(crate) struct TaskDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     when: Option<Expression>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    retry: Option<RetryPolicy>,
+    retry: Option<Box<RetryPolicy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout: Option<Timeout>,
     #[serde(
@@ -152,13 +156,13 @@ pub(crate) struct TaskDoc {
         deserialize_with = "cache_field::deserialize",
         skip_serializing_if = "Option::is_none"
     )]
-    cache: Option<CachePolicy>,
+    cache: Option<Box<CachePolicy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    compensate: Option<Action>,
+    compensate: Option<Box<Action>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    foreach: Option<Foreach>,
+    foreach: Option<Box<Foreach>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    repeat: Option<Repeat>,
+    repeat: Option<Box<Repeat>>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
@@ -166,7 +170,7 @@ pub(crate) struct TaskDoc {
     )]
     check: Vec<Check>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    swarm: Option<Swarm>,
+    swarm: Option<Box<Swarm>>,
     #[serde(default, skip_serializing_if = "is_zero")]
     priority: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,9 +180,13 @@ pub(crate) struct TaskDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     escalate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    hooks: Option<Hooks>,
+    hooks: Option<Box<Hooks>>,
     /// Values for `{{ params.NAME }}`, as a `uses` template's `with` sets them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "unique::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     params: BTreeMap<String, Value>,
 }
 
@@ -187,7 +195,7 @@ fn is_zero(priority: &i32) -> bool {
 }
 
 fn noop_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
-    match Value::deserialize(deserializer)? {
+    match unique::value(deserializer)? {
         Value::Null | Value::Bool(true) => Ok(Some(())),
         Value::Object(map) if map.is_empty() => Ok(Some(())),
         _ => Err(de::Error::custom(
@@ -205,7 +213,7 @@ fn serialize_noop<S: Serializer>(_: &Option<()>, serializer: S) -> Result<S::Ok,
 fn env_map<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<String, Template>, D::Error> {
-    BTreeMap::<String, Value>::deserialize(deserializer)?
+    unique::map::<_, BTreeMap<String, Value>>(deserializer)?
         .into_iter()
         .map(|(name, value)| match value {
             Value::String(text) => Ok((name, Template::new(text))),
@@ -220,7 +228,7 @@ fn env_map<'de, D: Deserializer<'de>>(
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Check>, D::Error> {
-    match Value::deserialize(deserializer)? {
+    match unique::value(deserializer)? {
         Value::Array(items) => items
             .into_iter()
             .map(|item| serde_json::from_value(item).map_err(de::Error::custom))
@@ -246,70 +254,71 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
 impl TaskDoc {
     /// The task, or the problems that stop the document from being one.
     pub(crate) fn into_task(self, id: String) -> Result<Task, Vec<Problem>> {
-        let path = Path::task(&id);
         let mut problems = Vec::new();
         let with = self.with;
         if with.is_some() && self.uses.is_none() {
             problems.push(
                 Problem::new(
                     Code::InvalidSetting,
-                    path.clone().key("with"),
+                    Path::task(&id).key("with"),
                     "`with` gives parameters to a `uses` template, and this task has no `uses`",
                 )
                 .at_key(),
             );
         }
-        let mut kinds: Vec<TaskKind> = Vec::with_capacity(1);
-        kinds.extend(self.run.map(TaskKind::Run));
-        kinds.extend(self.command.map(TaskKind::Command));
-        kinds.extend(self.http.map(|http| TaskKind::Http(Box::new(http))));
-        kinds.extend(self.agent.map(|agent| TaskKind::Agent(Box::new(agent))));
-        kinds.extend(
-            self.approval
-                .map(|approval| TaskKind::Approval(Box::new(approval))),
-        );
-        kinds.extend(
-            self.workflow
-                .map(|child| TaskKind::Workflow(Box::new(child))),
-        );
-        kinds.extend(self.noop.map(|()| TaskKind::Noop));
-        kinds.extend(self.handler.map(TaskKind::Handler));
-        kinds.extend(self.uses.map(|reference| {
-            TaskKind::Uses(Box::new(UsesTemplate {
-                reference,
-                with: with.unwrap_or_default(),
-            }))
-        }));
-        let names: Vec<&str> = kinds.iter().map(TaskKind::name).collect();
-        if let Some(problem) = kind_count_problem(&id, &names) {
-            problems.push(problem);
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let kind = kinds.pop().expect("exactly one kind was checked above");
+        let mut kinds = self
+            .run
+            .map(TaskKind::Run)
+            .into_iter()
+            .chain(self.command.map(TaskKind::Command))
+            .chain(self.http.map(TaskKind::Http))
+            .chain(self.agent.map(TaskKind::Agent))
+            .chain(self.approval.map(TaskKind::Approval))
+            .chain(self.workflow.map(TaskKind::Workflow))
+            .chain(self.noop.map(|()| TaskKind::Noop))
+            .chain(self.handler.map(TaskKind::Handler))
+            .chain(self.uses.map(|reference| {
+                TaskKind::Uses(Box::new(UsesTemplate {
+                    reference,
+                    with: with.unwrap_or_default(),
+                }))
+            }));
+        let kind = match (kinds.next(), kinds.next()) {
+            (Some(kind), None) if problems.is_empty() => kind,
+            (Some(_), None) => return Err(problems),
+            (first, second) => {
+                let names: Vec<&str> = first
+                    .iter()
+                    .chain(&second)
+                    .map(TaskKind::name)
+                    .chain(kinds.map(|kind| kind.name()))
+                    .collect();
+                problems.extend(kind_count_problem(&id, &names));
+                return Err(problems);
+            }
+        };
         Ok(Task {
             id,
             kind,
             needs: self.needs,
             description: self.description,
             when: self.when,
-            retry: self.retry.map(Box::new),
+            retry: self.retry,
             timeout: self.timeout,
             env: self.env,
             cwd: self.cwd,
             artifacts: self.artifacts,
-            cache: self.cache.map(Box::new),
-            compensate: self.compensate.map(Box::new),
-            foreach: self.foreach.map(Box::new),
-            repeat: self.repeat.map(Box::new),
+            cache: self.cache,
+            compensate: self.compensate,
+            foreach: self.foreach,
+            repeat: self.repeat,
             check: self.check,
-            swarm: self.swarm.map(Box::new),
+            swarm: self.swarm,
             priority: self.priority,
             concurrency_key: self.concurrency_key,
             estimate: self.estimate,
             escalate: self.escalate,
-            hooks: self.hooks.map(Box::new),
+            hooks: self.hooks,
             params: self.params,
         })
     }
@@ -319,32 +328,32 @@ impl TaskDoc {
             needs: task.needs.clone(),
             description: task.description.clone(),
             when: task.when.clone(),
-            retry: task.retry.as_deref().cloned(),
+            retry: task.retry.clone(),
             timeout: task.timeout,
             env: task.env.clone(),
             cwd: task.cwd.clone(),
             artifacts: task.artifacts.clone(),
-            cache: task.cache.as_deref().cloned(),
-            compensate: task.compensate.as_deref().cloned(),
-            foreach: task.foreach.as_deref().cloned(),
-            repeat: task.repeat.as_deref().cloned(),
+            cache: task.cache.clone(),
+            compensate: task.compensate.clone(),
+            foreach: task.foreach.clone(),
+            repeat: task.repeat.clone(),
             check: task.check.clone(),
-            swarm: task.swarm.as_deref().cloned(),
+            swarm: task.swarm.clone(),
             priority: task.priority,
             concurrency_key: task.concurrency_key.clone(),
             estimate: task.estimate,
             escalate: task.escalate.clone(),
-            hooks: task.hooks.as_deref().cloned(),
+            hooks: task.hooks.clone(),
             params: task.params.clone(),
             ..TaskDoc::default()
         };
         match &task.kind {
             TaskKind::Run(script) => doc.run = Some(script.clone()),
             TaskKind::Command(argv) => doc.command = Some(argv.clone()),
-            TaskKind::Http(http) => doc.http = Some((**http).clone()),
-            TaskKind::Agent(agent) => doc.agent = Some((**agent).clone()),
-            TaskKind::Approval(approval) => doc.approval = Some((**approval).clone()),
-            TaskKind::Workflow(child) => doc.workflow = Some((**child).clone()),
+            TaskKind::Http(http) => doc.http = Some(http.clone()),
+            TaskKind::Agent(agent) => doc.agent = Some(agent.clone()),
+            TaskKind::Approval(approval) => doc.approval = Some(approval.clone()),
+            TaskKind::Workflow(child) => doc.workflow = Some(child.clone()),
             TaskKind::Noop => doc.noop = Some(()),
             TaskKind::Handler(name) => doc.handler = Some(name.clone()),
             TaskKind::Uses(template) => {
@@ -361,18 +370,21 @@ impl TaskDoc {
 /// The problem with a task that has `kinds` (by key name), if it has not
 /// exactly one.
 pub(crate) fn kind_count_problem(id: &str, kinds: &[&str]) -> Option<Problem> {
-    let path = Path::task(id);
     match kinds {
         [_] => None,
         [] => Some(
-            Problem::new(Code::MissingKind, path, format!("task `{id}` has no kind"))
-                .at_key()
-                .with_help(format!("give it one of: {}", KIND_KEYS.join(", "))),
+            Problem::new(
+                Code::MissingKind,
+                Path::task(id),
+                format!("task `{id}` has no kind"),
+            )
+            .at_key()
+            .with_help(format!("give it one of: {}", KIND_KEYS.join(", "))),
         ),
         [first, second, ..] => Some(
             Problem::new(
                 Code::MultipleKinds,
-                path.key(*second),
+                Path::task(id).key(*second),
                 format!(
                     "task `{id}` has {} kinds ({}); a task does exactly one thing",
                     kinds.len(),
@@ -421,16 +433,21 @@ pub(crate) mod task_map {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Task>, A::Error> {
                 let mut tasks: Vec<Task> = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                let mut seen = rustc_hash::FxHashSet::default();
                 while let Some(id) = map.next_key::<String>()? {
-                    if !seen.insert(id.clone()) {
-                        return Err(de::Error::custom(format!("duplicate task id `{id}`")));
-                    }
                     let doc: TaskDoc = map.next_value()?;
                     let task = doc
                         .into_task(id)
                         .map_err(|problems| de::Error::custom(&problems[0].message))?;
                     tasks.push(task);
+                }
+                // Checked once all are read: the ids are borrowed, not copied.
+                let mut seen = rustc_hash::FxHashSet::default();
+                seen.reserve(tasks.len());
+                if let Some(task) = tasks.iter().find(|task| !seen.insert(task.id.as_str())) {
+                    return Err(de::Error::custom(format!(
+                        "duplicate task id `{}`",
+                        task.id
+                    )));
                 }
                 Ok(tasks)
             }
