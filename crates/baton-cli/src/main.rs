@@ -4,8 +4,8 @@
 
 /// mimalloc: big specs and runs allocate many small strings and vectors,
 /// which glibc's allocator serves at about half the speed.
-//GA
-//ALLOC
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit;
 mod config;

@@ -14,6 +14,8 @@
 //! assert_eq!(valid.workflow().tasks.len(), 2);
 //! ```
 
+use compact_str::CompactString;
+
 use crate::check::{Valid, check};
 use crate::duration::Duration;
 use crate::problem::Problem;
@@ -85,7 +87,7 @@ impl WorkflowBuilder {
     }
 
     /// Starts a task.
-    pub fn task(self, id: impl Into<String>, kind: TaskKind) -> TaskBuilder {
+    pub fn task(self, id: impl Into<CompactString>, kind: TaskKind) -> TaskBuilder {
         TaskBuilder {
             workflow: self,
             task: Task::new(id, kind),
@@ -113,7 +115,7 @@ impl TaskBuilder {
     pub fn needs<I, S>(mut self, ids: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<CompactString>,
     {
         self.task.needs.extend(ids.into_iter().map(Into::into));
         self
@@ -179,7 +181,7 @@ impl TaskBuilder {
     }
 
     /// Finishes this task and starts the next.
-    pub fn task(self, id: impl Into<String>, kind: TaskKind) -> TaskBuilder {
+    pub fn task(self, id: impl Into<CompactString>, kind: TaskKind) -> TaskBuilder {
         self.done().task(id, kind)
     }
 

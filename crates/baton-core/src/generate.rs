@@ -39,7 +39,10 @@ pub fn generate(shape: &Shape) -> Workflow {
                 }
             }
             let mut task = Task::new(format!("t{position}"), TaskKind::Noop);
-            task.needs = picks.iter().map(|pick| format!("t{pick}")).collect();
+            task.needs = picks
+                .iter()
+                .map(|pick| compact_str::format_compact!("t{pick}"))
+                .collect();
             workflow.tasks.push(task);
         }
         previous = level;

@@ -33,6 +33,7 @@ pub mod spec;
 
 pub use builder::{TaskBuilder, WorkflowBuilder};
 pub use check::{Dag, Valid, check, check_source, resolve_inputs, validate};
+pub use compact_str::CompactString;
 pub use duration::Duration;
 pub use load::{Format, Loaded, load};
 pub use plan::{DEFAULT_ESTIMATE, Plan, PlanReport};

@@ -112,7 +112,7 @@ impl RunReport {
                     baton_core::TaskKind::Run(_) | baton_core::TaskKind::Command(_)
                 );
                 TaskReport {
-                    id: definition.id.clone(),
+                    id: definition.id.to_string(),
                     status,
                     attempts,
                     duration: state.elapsed(task),

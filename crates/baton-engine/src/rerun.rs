@@ -78,7 +78,7 @@ impl Engine {
             .iter()
             .zip(&again)
             .filter(|&(_, &again)| again)
-            .map(|(task, _)| task.id.clone())
+            .map(|(task, _)| task.id.to_string())
             .collect();
         let options = RunOptions {
             inputs: record.inputs.into_iter().collect(),

@@ -86,7 +86,7 @@ pub fn expand_templates(workflow: &Workflow, dirs: &[PathBuf]) -> Result<Valid, 
     let mut problems = Vec::new();
     let mut entries = Vec::with_capacity(workflow.tasks.len());
     for task in &workflow.tasks {
-        let mut entry = tasks.remove(&task.id).unwrap_or_default();
+        let mut entry = tasks.remove(task.id.as_str()).unwrap_or_default();
         if let TaskKind::Uses(uses) = &task.kind {
             match expand_task(&entry, uses, &task.id, dirs) {
                 Ok(expanded) => entry = Value::Object(expanded),

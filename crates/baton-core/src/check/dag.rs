@@ -210,7 +210,7 @@ pub(crate) fn build(
             let target = resolved_needs.next().expect("one resolution per need");
             let path = || Path::task(&task.id).key("needs").index(need_index);
             if target == MISSING {
-                if !unloaded.contains(need) {
+                if !unloaded.iter().any(|unloaded| unloaded == need) {
                     problems.push(missing_dependency(index, &task.id, need, path()));
                 }
             } else if target == position as u32 {
@@ -415,7 +415,7 @@ mod tests {
             .iter()
             .map(|(id, needs)| {
                 let mut task = Task::new(*id, TaskKind::Noop);
-                task.needs = needs.iter().map(|need| need.to_string()).collect();
+                task.needs = needs.iter().map(|need| (*need).into()).collect();
                 task
             })
             .collect();

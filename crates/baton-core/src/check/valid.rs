@@ -1,6 +1,7 @@
 //! The checks themselves: a workflow's problems, all at once, and the
 //! [`Valid`] workflow (with its DAG and plan) when it has none.
 
+use compact_str::CompactString;
 use std::sync::{Arc, OnceLock};
 
 use minijinja::Environment;
@@ -25,7 +26,7 @@ pub struct Valid {
     /// every run of this workflow.
     ready_order: OnceLock<Arc<ReadyOrder>>,
     /// Task indices by id, made on first use and shared by every run.
-    names: OnceLock<FxHashMap<String, u32>>,
+    names: OnceLock<FxHashMap<CompactString, u32>>,
 }
 
 /// The order ready tasks start in, as a rank per task and the tasks by rank.
@@ -72,7 +73,7 @@ impl Valid {
     }
 
     /// Task indices by id.
-    pub(crate) fn names(&self) -> &FxHashMap<String, u32> {
+    pub(crate) fn names(&self) -> &FxHashMap<CompactString, u32> {
         self.names.get_or_init(|| {
             self.workflow
                 .tasks
@@ -237,7 +238,7 @@ impl Context<'_> {
             let (_, child_problems) = self::problems(inline, &[]);
             problems.extend(child_problems.into_iter().map(|mut problem| {
                 problem.path = prefix.clone().join(&problem.path);
-                problem.task = Some(task.id.clone());
+                problem.task = Some(task.id.to_string());
                 problem
             }));
         }

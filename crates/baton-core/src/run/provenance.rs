@@ -183,7 +183,7 @@ impl Chain {
                 .number(artifact.size);
         }
         let mut record = Provenance {
-            task: state.task(task).id.clone(),
+            task: state.task(task).id.to_string(),
             attempt,
             spec: work.spec,
             inputs: work.inputs,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use serde_json::Value;
@@ -22,10 +23,12 @@ use crate::spec::{
 /// One node of the DAG: what it does, what it waits for, and how it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
-    pub id: String,
+    /// Short ids (up to 24 bytes) live inline: a big spec's ids and needs
+    /// cost no allocation each.
+    pub id: CompactString,
     pub kind: TaskKind,
     /// Tasks that must finish before this one starts.
-    pub needs: Vec<String>,
+    pub needs: Vec<CompactString>,
     pub description: Option<String>,
     /// Skip the task unless this holds.
     pub when: Option<Expression>,
@@ -58,7 +61,7 @@ pub struct Task {
 
 impl Task {
     /// A task of `kind` with no modifiers.
-    pub fn new(id: impl Into<String>, kind: TaskKind) -> Task {
+    pub fn new(id: impl Into<CompactString>, kind: TaskKind) -> Task {
         Task {
             id: id.into(),
             kind,
@@ -132,7 +135,8 @@ pub(crate) struct TaskDoc {
     with: Option<BTreeMap<String, Value>>,
 
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    needs: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    needs: Vec<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,7 +302,7 @@ impl TaskDoc {
             }
         };
         Ok(Task {
-            id,
+            id: id.into(),
             kind,
             needs: self.needs,
             description: self.description,

@@ -166,7 +166,7 @@ fn job(
     let timeout = workflow.defaults.timeout;
     let context = TaskContext {
         run_id: state.run_id().to_owned(),
-        task_id: task.map_or_else(String::new, |task| state.task(task).id.clone()),
+        task_id: task.map_or_else(String::new, |task| state.task(task).id.to_string()),
         attempt: 1,
         idempotency_key: format!("{}:hook:{seq}:{name}", state.run_id()),
         inputs: Value::Null,

@@ -97,7 +97,7 @@ impl Launcher<'_> {
     ) -> ParentTask {
         ParentTask {
             run_id: self.state.run_id().to_owned(),
-            task: self.state.task(task).id.clone(),
+            task: self.state.task(task).id.to_string(),
             attempt,
             depth: self.family.depth + 1,
             spawn_depth,
@@ -297,7 +297,7 @@ pub(crate) fn task_context(
     attempt: u32,
     resolved: &Resolved,
 ) -> TaskContext {
-    let id = state.task(task).id.clone();
+    let id = state.task(task).id.to_string();
     let in_process = matches!(resolved.work, Work::Handler(_));
     TaskContext {
         idempotency_key: idempotency_key(state, task, attempt),
@@ -314,7 +314,9 @@ pub(crate) fn task_context(
                 .dag()
                 .needs(task)
                 .iter()
-                .filter_map(|&need| Some((state.task(need).id.clone(), state.output_json(need)?)))
+                .filter_map(|&need| {
+                    Some((state.task(need).id.to_string(), state.output_json(need)?))
+                })
                 .collect()
         } else {
             serde_json::Map::new()

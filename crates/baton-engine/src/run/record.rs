@@ -89,7 +89,7 @@ impl Recorder {
                 .map_or((None, None), |(record, key)| (Some(record), key));
             self.tasks.push(TaskRow {
                 task,
-                id: state.task(task).id.clone(),
+                id: state.task(task).id.to_string(),
                 status: state.status(task),
                 attempts: state.attempts(task),
                 started_at,

@@ -413,7 +413,7 @@ impl RunState {
             .filter(|&other| {
                 other == task || self.progress.status[other as usize] == TaskStatus::Succeeded
             })
-            .map(|other| self.task(other).id.clone())
+            .map(|other| self.task(other).id.to_string())
             .collect();
         let first = self
             .progress

@@ -145,7 +145,7 @@ impl RunState {
         let tasks: std::collections::BTreeMap<String, Value> = task_references(self.task(task))
             .into_iter()
             .filter_map(|name| {
-                let index = *names.get(&name)?;
+                let index = *names.get(name.as_str())?;
                 let view = minijinja::context! {
                     output => self.progress.outputs[index as usize].clone().unwrap_or(Value::UNDEFINED),
                     status => self.progress.status[index as usize].name(),
@@ -162,7 +162,7 @@ impl RunState {
             .flatten()
             .map(|failure| failure.message.clone());
         let own = minijinja::context! {
-            id => self.task(task).id.clone(),
+            id => self.task(task).id.as_str(),
             attempt => attempt,
             failure => failure,
         };
@@ -419,7 +419,7 @@ impl RunState {
     ) -> Result<Resolved, TemplateError> {
         let task = task.map(|task| {
             minijinja::context! {
-                id => self.task(task).id.clone(),
+                id => self.task(task).id.as_str(),
                 attempt => self.attempts(task),
             }
         });
