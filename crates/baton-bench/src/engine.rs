@@ -4,22 +4,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::generate::{Shape, generate};
 use baton_core::{Task, TaskKind, Workflow};
 use baton_engine::{Engine, EngineConfig, Handler, RunOptions};
 
-use crate::figures::{peak_memory, show};
+use crate::figures::{median, peak_memory, show};
+use crate::source::GraphArgs;
 
 fn engine_at(state_dir: &std::path::Path) -> Engine {
     Engine::new(EngineConfig {
         state_dir: state_dir.to_path_buf(),
         ..EngineConfig::default()
     })
-}
-
-fn median(mut times: Vec<Duration>) -> (Duration, Duration, Duration) {
-    times.sort();
-    (times[times.len() / 2], times[0], times[times.len() - 1])
 }
 
 /// Where `bench engine` records its runs.
@@ -32,24 +27,22 @@ pub(crate) enum BenchStore {
 }
 
 pub(crate) async fn engine(
-    shape: Shape,
+    graph: &GraphArgs,
     wide: bool,
     store: BenchStore,
     samples: usize,
 ) -> anyhow::Result<()> {
-    let mut workflow = generate(&shape);
+    let (label, mut workflow) = graph.workflow()?;
     if wide {
         for task in &mut workflow.tasks {
             task.needs.clear();
         }
     }
     let edges: usize = workflow.tasks.iter().map(|task| task.needs.len()).sum();
+    let nodes = workflow.tasks.len();
     println!(
-        "graph: {} no-op tasks, {edges} edges{} (baton bench gen --nodes {} --seed {})",
-        shape.nodes,
+        "graph: {label}: {nodes} tasks, {edges} edges{}",
         if wide { ", all ready at once" } else { "" },
-        shape.nodes,
-        shape.seed
     );
     let valid = Arc::new(
         baton_core::check(workflow)
@@ -93,14 +86,14 @@ pub(crate) async fn engine(
     println!(
         "first run (also orders tasks by priority and id, once per workflow): {} ({:.0} tasks/s)",
         show(times[0]),
-        shape.nodes as f64 / times[0].as_secs_f64()
+        nodes as f64 / times[0].as_secs_f64()
     );
     let (median, min, max) = median(times);
     println!(
         "run to the end, {store}: median {} ({:.0} tasks/s, {:.0} ns/task), min {}, max {} over {samples} samples",
         show(median),
-        shape.nodes as f64 / median.as_secs_f64(),
-        median.as_nanos() as f64 / shape.nodes as f64,
+        nodes as f64 / median.as_secs_f64(),
+        median.as_nanos() as f64 / nodes as f64,
         show(min),
         show(max)
     );

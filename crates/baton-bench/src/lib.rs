@@ -15,8 +15,9 @@ mod figures;
 mod live;
 mod plan;
 mod resume;
+mod source;
 
-pub use figures::{peak_memory, show};
+pub use source::GraphArgs;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -33,22 +34,25 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Time parsing, then validation plus planning, of a generated spec.
+    /// Time parsing, then validation plus planning, of a generated graph
+    /// or a spec file.
     Plan {
-        #[arg(long)]
-        nodes: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Timed validate+plan repetitions; the median is reported.
+        #[command(flatten)]
+        graph: GraphArgs,
+        /// Timed repetitions of each step; the median is reported.
         #[arg(long, default_value_t = 5)]
         samples: usize,
-    },
-    /// Run a generated graph of no-op tasks through the in-memory engine.
-    Engine {
+        /// Also time `baton plan --json` as a whole process beside Python's
+        /// graphlib and NetworkX on the same file (needs python3; NetworkX
+        /// is skipped when it is not installed).
         #[arg(long)]
-        nodes: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        peers: bool,
+    },
+    /// Run a generated graph of no-op tasks, or a spec file, through the
+    /// engine.
+    Engine {
+        #[command(flatten)]
+        graph: GraphArgs,
         /// No needs at all: every task is ready at once.
         #[arg(long)]
         wide: bool,
@@ -187,13 +191,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .await?
         }
         Command::Plan {
-            nodes,
-            seed,
+            graph,
             samples,
-        } => plan::plan(Shape { nodes, seed }, samples.max(1))?,
+            peers,
+        } => plan::plan(&graph, samples.max(1), peers)?,
         Command::Engine {
-            nodes,
-            seed,
+            graph,
             wide,
             sqlite,
             read_models,
@@ -204,7 +207,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 (false, true) => engine::BenchStore::Memory,
                 (false, false) => engine::BenchStore::LogOnly,
             };
-            engine::engine(Shape { nodes, seed }, wide, store, samples.max(1)).await?
+            engine::engine(&graph, wide, store, samples.max(1)).await?
         }
         Command::Sleep {
             tasks,

@@ -106,7 +106,7 @@ fn flaky(shape: Shape, attempts: u32) -> anyhow::Result<Arc<Valid>> {
     let mut workflow = generate(&shape);
     for task in &mut workflow.tasks {
         task.kind = TaskKind::Handler(FLAKY.to_owned());
-        task.retry = Some(Box::new(RetryPolicy {
+        task.modifiers_mut().retry = Some(Box::new(RetryPolicy {
             max_attempts: attempts.max(1),
             initial: baton_core::Duration::ZERO,
             ..RetryPolicy::default()
@@ -135,7 +135,7 @@ fn crash_after(
         .workflow()
         .tasks
         .first()
-        .and_then(|task| task.retry.as_ref())
+        .and_then(|task| task.modifiers().retry.as_ref())
         .map_or(1, |retry| retry.max_attempts);
     engine.register(
         FLAKY,

@@ -122,27 +122,30 @@ impl TaskBuilder {
     }
 
     pub fn when(mut self, condition: impl Into<Expression>) -> Self {
-        self.task.when = Some(condition.into());
+        self.task.modifiers_mut().when = Some(condition.into());
         self
     }
 
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.task.retry = Some(Box::new(retry));
+        self.task.modifiers_mut().retry = Some(Box::new(retry));
         self
     }
 
     pub fn timeout(mut self, timeout: Timeout) -> Self {
-        self.task.timeout = Some(timeout);
+        self.task.modifiers_mut().timeout = Some(timeout);
         self
     }
 
     pub fn env(mut self, name: impl Into<String>, value: impl Into<Template>) -> Self {
-        self.task.env.insert(name.into(), value.into());
+        self.task
+            .modifiers_mut()
+            .env
+            .insert(name.into(), value.into());
         self
     }
 
     pub fn cwd(mut self, directory: impl Into<Template>) -> Self {
-        self.task.cwd = Some(directory.into());
+        self.task.modifiers_mut().cwd = Some(directory.into());
         self
     }
 
@@ -152,17 +155,17 @@ impl TaskBuilder {
     }
 
     pub fn estimate(mut self, estimate: Duration) -> Self {
-        self.task.estimate = Some(estimate);
+        self.task.modifiers_mut().estimate = Some(estimate);
         self
     }
 
     pub fn compensate(mut self, action: Action) -> Self {
-        self.task.compensate = Some(Box::new(action));
+        self.task.modifiers_mut().compensate = Some(Box::new(action));
         self
     }
 
     pub fn check(mut self, condition: impl Into<Expression>, message: impl Into<String>) -> Self {
-        self.task.check.push(Check {
+        self.task.modifiers_mut().check.push(Check {
             expr: condition.into(),
             message: Some(message.into()),
         });
@@ -170,7 +173,7 @@ impl TaskBuilder {
     }
 
     pub fn concurrency_key(mut self, key: impl Into<Template>) -> Self {
-        self.task.concurrency_key = Some(key.into());
+        self.task.modifiers_mut().concurrency_key = Some(key.into());
         self
     }
 

@@ -564,25 +564,33 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any example with a line dropped, doubled or moved: the fast path
+        /// Any example with a line dropped, doubled or moved, or a value
+        /// emptied: the fast path
         /// never takes what the diagnosis would refuse.
         #[test]
         fn both_readings_agree_on_damaged_examples(
             pick in 0usize..64,
             line in 0usize..256,
             other in 0usize..256,
-            how in 0u8..3,
+            how in 0u8..6,
         ) {
             let examples = examples();
             let (text, format) = &examples[pick % examples.len()];
-            let mut lines: Vec<&str> = text.lines().collect();
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
             let (line, other) = (line % lines.len(), other % lines.len());
             match how {
                 0 => {
                     lines.remove(line);
                 }
-                1 => lines.insert(other, lines[line]),
-                _ => lines.swap(line, other),
+                1 => lines.insert(other, lines[line].clone()),
+                2 => lines.swap(line, other),
+                // A value replaced: by nothing, an empty mapping or list.
+                _ => {
+                    let value = ["null", "{}", "[]"][usize::from(how - 3)];
+                    if let Some((key, _)) = lines[line].split_once(": ") {
+                        lines[line] = format!("{key}: {value}");
+                    }
+                }
             }
             let damaged = lines.join("\n");
             readings_agree(&damaged, *format).map_err(proptest::test_runner::TestCaseError::fail)?;

@@ -66,6 +66,7 @@ impl Plan {
 
         let estimate = |task: u32| {
             tasks[task as usize]
+                .modifiers()
                 .estimate
                 .unwrap_or(DEFAULT_ESTIMATE)
                 .as_millis()

@@ -34,7 +34,10 @@ pub fn mermaid(workflow: &Workflow, dag: &Dag) -> String {
 
 /// Whether the edge `need -> task` is `need`'s `escalate:` rather than a need.
 fn escalates(workflow: &Workflow, need: u32, task: u32) -> bool {
-    workflow.tasks[need as usize].escalate.as_deref()
+    workflow.tasks[need as usize]
+        .modifiers()
+        .escalate
+        .as_deref()
         == Some(workflow.tasks[task as usize].id.as_str())
 }
 
@@ -51,7 +54,7 @@ pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
             TaskKind::Workflow(_) => ", shape=box3d",
             _ => "",
         };
-        let style = if task.when.is_some() {
+        let style = if task.modifiers().when.is_some() {
             ", style=dashed"
         } else {
             ""
@@ -79,16 +82,16 @@ pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
 fn label(task: &crate::spec::Task, newline: &str) -> String {
     let mut label = format!("{}{newline}{}", task.id, task.kind.name());
     let modifiers = [
-        (task.foreach.is_some(), "foreach"),
-        (task.swarm.is_some(), "swarm"),
-        (task.repeat.is_some(), "repeat"),
-        (!task.check.is_empty(), "check"),
-        (task.compensate.is_some(), "compensate"),
+        (task.modifiers().foreach.is_some(), "foreach"),
+        (task.modifiers().swarm.is_some(), "swarm"),
+        (task.modifiers().repeat.is_some(), "repeat"),
+        (!task.modifiers().check.is_empty(), "check"),
+        (task.modifiers().compensate.is_some(), "compensate"),
     ];
     for (_, name) in modifiers.iter().filter(|(present, _)| *present) {
         let _ = write!(label, " · {name}");
     }
-    if let Some(when) = &task.when {
+    if let Some(when) = &task.modifiers().when {
         let _ = write!(label, "{newline}when: {when}");
     }
     label

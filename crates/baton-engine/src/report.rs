@@ -86,7 +86,7 @@ impl RunReport {
                         None => "stopped".to_owned(),
                     }),
                     _ if !status.succeeded() || status == TaskStatus::CompensationFailed => failure
-                        .map(|failure| match &definition.escalate {
+                        .map(|failure| match &definition.modifiers().escalate {
                             Some(target) if !status.succeeded() => {
                                 format!("{}; escalated to `{target}`", failure.message)
                             }

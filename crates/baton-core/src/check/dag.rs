@@ -190,6 +190,7 @@ pub(crate) fn build(
     let mut escalations: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
     for (position, task) in tasks.iter().enumerate() {
         if let Some(&target) = task
+            .modifiers()
             .escalate
             .as_deref()
             .and_then(|target| index.get(target))

@@ -74,10 +74,10 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             .with_help("use letters, digits, `_` and `-`, starting with a letter or `_`"),
         );
     }
-    if let Some(retry) = &task.retry {
+    if let Some(retry) = &task.modifiers().retry {
         retry_problems(retry, path().key("retry"), problems);
     }
-    if let Some(timeout) = &task.timeout {
+    if let Some(timeout) = &task.modifiers().timeout {
         timeout_problems(timeout, path().key("timeout"), problems);
     }
     match &task.kind {
@@ -98,7 +98,7 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
         )),
         _ => {}
     }
-    for (index, pattern) in task.artifacts.iter().enumerate() {
+    for (index, pattern) in task.modifiers().artifacts.iter().enumerate() {
         if let Some(problem) = artifact_problem(pattern) {
             problems.push(
                 Problem::new(
@@ -110,7 +110,7 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             );
         }
     }
-    if let Some(foreach) = &task.foreach
+    if let Some(foreach) = &task.modifiers().foreach
         && foreach.concurrency == Some(0)
     {
         problems.push(Problem::new(
@@ -119,7 +119,7 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             "foreach concurrency 0 would never run an item",
         ));
     }
-    if let Some(repeat) = &task.repeat
+    if let Some(repeat) = &task.modifiers().repeat
         && repeat.max == 0
     {
         problems.push(Problem::new(
@@ -128,7 +128,7 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             "repeat max 0 would never run the task",
         ));
     }
-    if let Some(swarm) = &task.swarm {
+    if let Some(swarm) = &task.modifiers().swarm {
         let size = if swarm.variants.is_empty() {
             swarm.count.unwrap_or(0)
         } else {
@@ -151,7 +151,7 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             ));
         }
     }
-    if task.escalate.as_deref() == Some(task.id.as_str()) {
+    if task.modifiers().escalate.as_deref() == Some(task.id.as_str()) {
         problems.push(Problem::new(
             Code::InvalidSetting,
             path().key("escalate"),

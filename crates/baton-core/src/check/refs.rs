@@ -188,9 +188,9 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
     // spec should not pay for paths it never reports.
     let base = || Path::task(&task.id);
     let scope: &'static [&'static str] = match (
-        task.foreach.is_some(),
-        task.repeat.is_some(),
-        task.swarm.is_some(),
+        task.modifiers().foreach.is_some(),
+        task.modifiers().repeat.is_some(),
+        task.modifiers().swarm.is_some(),
     ) {
         (true, _, _) => &["item", "index"],
         (_, true, _) => &["previous", "iteration"],
@@ -246,7 +246,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
         }
         TaskKind::Noop | TaskKind::Handler(_) => {}
     }
-    for (name, value) in &task.params {
+    for (name, value) in &task.modifiers().params {
         json_sites(
             &mut sites,
             value,
@@ -254,7 +254,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             scope,
         );
     }
-    for (name, value) in &task.env {
+    for (name, value) in &task.modifiers().env {
         push_template(
             &mut sites,
             value,
@@ -262,10 +262,10 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             scope,
         );
     }
-    if let Some(cwd) = &task.cwd {
+    if let Some(cwd) = &task.modifiers().cwd {
         push_template(&mut sites, cwd, base().key("cwd"), scope);
     }
-    if let Some(when) = &task.when {
+    if let Some(when) = &task.modifiers().when {
         sites.push(Site {
             text: when.as_str(),
             path: base().key("when"),
@@ -273,7 +273,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             extra: scope,
         });
     }
-    if let Some(foreach) = &task.foreach {
+    if let Some(foreach) = &task.modifiers().foreach {
         push_template(
             &mut sites,
             &foreach.items,
@@ -281,7 +281,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             &[],
         );
     }
-    if let Some(repeat) = &task.repeat {
+    if let Some(repeat) = &task.modifiers().repeat {
         sites.push(Site {
             text: repeat.until.as_str(),
             path: base().key("repeat").key("until"),
@@ -289,7 +289,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             extra: &["output", "previous", "iteration"],
         });
     }
-    for (index, check) in task.check.iter().enumerate() {
+    for (index, check) in task.modifiers().check.iter().enumerate() {
         sites.push(Site {
             text: check.expr.as_str(),
             path: base().key("check").index(index),
@@ -297,18 +297,18 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             extra: &["output", "attempt"],
         });
     }
-    if let Some(cache) = &task.cache
+    if let Some(cache) = &task.modifiers().cache
         && let Some(key) = &cache.key
     {
         push_template(&mut sites, key, base().key("cache").key("key"), scope);
     }
-    if let Some(key) = &task.concurrency_key {
+    if let Some(key) = &task.modifiers().concurrency_key {
         push_template(&mut sites, key, base().key("concurrency_key"), scope);
     }
-    if let Some(action) = &task.compensate {
+    if let Some(action) = &task.modifiers().compensate {
         action_sites(&mut sites, action, base().key("compensate"), &["output"]);
     }
-    if let Some(swarm) = &task.swarm
+    if let Some(swarm) = &task.modifiers().swarm
         && let crate::spec::Reduce::Template(reduce) = &swarm.reduce
     {
         push_template(
@@ -318,7 +318,7 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             &["outputs"],
         );
     }
-    if let Some(hooks) = &task.hooks {
+    if let Some(hooks) = &task.modifiers().hooks {
         for (event, index, action) in hooks.actions() {
             action_sites(
                 &mut sites,

@@ -226,7 +226,7 @@ impl Context<'_> {
     fn task_problems(&self, position: u32, task: &crate::spec::Task) -> Vec<Problem> {
         let mut problems = Vec::new();
         fields::task_problems(task, &mut problems);
-        if let Some(target) = &task.escalate
+        if let Some(target) = &task.modifiers().escalate
             && !self.index.contains_key(target.as_str())
         {
             problems.push(self.unknown_task(target, Path::task(&task.id).key("escalate")));
@@ -253,8 +253,9 @@ impl Context<'_> {
                     self.input_reference(&name, path, &mut problems)
                 }
                 refs::Reference::Param { name, path } => {
-                    if !task.params.contains_key(&name) {
-                        let known: Vec<&str> = task.params.keys().map(String::as_str).collect();
+                    if !task.modifiers().params.contains_key(&name) {
+                        let known: Vec<&str> =
+                            task.modifiers().params.keys().map(String::as_str).collect();
                         problems.push(unknown_param(&name, path, &known));
                     }
                 }

@@ -131,7 +131,7 @@ impl Chain {
         task: u32,
         attempt: u32,
     ) -> Option<Result<Digest, TemplateError>> {
-        let policy = state.task(task).cache.as_deref()?;
+        let policy = state.task(task).modifiers().cache.as_deref()?;
         Some(match &policy.key {
             Some(key) => state
                 .render(task, attempt, key.as_str(), "cache.key")

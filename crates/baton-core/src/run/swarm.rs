@@ -45,6 +45,7 @@ impl RunState {
     /// How many copies a task runs: 1 for a task without `swarm`.
     pub fn copies(&self, task: u32) -> usize {
         self.task(task)
+            .modifiers()
             .swarm
             .as_ref()
             .map_or(1, |swarm| match swarm.variants.len() {
@@ -57,7 +58,10 @@ impl RunState {
     /// other tasks.
     pub fn reduction(&self, task: u32, attempt: u32) -> Option<Reduction> {
         let definition = self.task(task);
-        let (rule, limit) = match (&definition.swarm, &definition.foreach) {
+        let (rule, limit) = match (
+            &definition.modifiers().swarm,
+            &definition.modifiers().foreach,
+        ) {
             (Some(swarm), _) => (Rule::Swarm(swarm.reduce.clone()), None),
             (None, Some(foreach)) => (
                 Rule::Items,
@@ -83,7 +87,7 @@ impl RunState {
         task: u32,
         attempt: u32,
     ) -> Result<Option<Vec<serde_json::Value>>, TemplateError> {
-        let Some(foreach) = &self.task(task).foreach else {
+        let Some(foreach) = &self.task(task).modifiers().foreach else {
             return Ok(None);
         };
         let context = self.context(task, attempt, false);

@@ -7,6 +7,7 @@
 
 mod kinds;
 mod policy;
+mod read;
 mod task;
 mod unique;
 
@@ -25,8 +26,9 @@ pub use policy::{
     Backoff, CachePolicy, FailurePolicy, OnTimeout, ParseRetryOnError, RetryOn, RetryPolicy,
     Timeout,
 };
-pub use task::Task;
-pub(crate) use task::{TaskDoc, json_type, kind_count_problem, task_map};
+pub(crate) use read::task_map;
+pub use task::{Modifiers, Task};
+pub(crate) use task::{TaskDoc, json_type, kind_count_problem};
 pub(crate) use unique::UniqueValue;
 
 use crate::duration::Duration;

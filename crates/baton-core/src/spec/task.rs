@@ -21,7 +21,11 @@ use crate::spec::{
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// What every task has is here; the modifiers most tasks never set live
+/// behind one pointer, absent when none is set, so a workflow of a million
+/// plain tasks holds a million small values rather than large ones.
+#[derive(Clone, Debug)]
 pub struct Task {
     /// Short ids (up to 24 bytes) live inline: a big spec's ids and needs
     /// cost no allocation each.
@@ -29,6 +33,15 @@ pub struct Task {
     pub kind: TaskKind,
     /// Tasks that must finish before this one starts.
     pub needs: Vec<CompactString>,
+    /// Higher runs first among ready tasks.
+    pub priority: i32,
+    modifiers: Option<Box<Modifiers>>,
+}
+
+/// How a task runs, beyond what it does and waits for; every field is
+/// optional in a spec.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Modifiers {
     pub description: Option<String>,
     /// Skip the task unless this holds.
     pub when: Option<Expression>,
@@ -45,8 +58,6 @@ pub struct Task {
     pub repeat: Option<Box<Repeat>>,
     pub check: Vec<Check>,
     pub swarm: Option<Box<Swarm>>,
-    /// Higher runs first among ready tasks.
-    pub priority: i32,
     /// Tasks sharing a key share its concurrency limit.
     pub concurrency_key: Option<Template>,
     /// Expected duration, for the critical path; 1s when absent.
@@ -59,6 +70,32 @@ pub struct Task {
     pub params: BTreeMap<String, Value>,
 }
 
+impl Modifiers {
+    /// None set: what a task without modifiers reads.
+    const NONE: Modifiers = Modifiers {
+        description: None,
+        when: None,
+        retry: None,
+        timeout: None,
+        env: BTreeMap::new(),
+        cwd: None,
+        artifacts: Vec::new(),
+        cache: None,
+        compensate: None,
+        foreach: None,
+        repeat: None,
+        check: Vec::new(),
+        swarm: None,
+        concurrency_key: None,
+        estimate: None,
+        escalate: None,
+        hooks: None,
+        params: BTreeMap::new(),
+    };
+}
+
+static NO_MODIFIERS: Modifiers = Modifiers::NONE;
+
 impl Task {
     /// A task of `kind` with no modifiers.
     pub fn new(id: impl Into<CompactString>, kind: TaskKind) -> Task {
@@ -66,26 +103,49 @@ impl Task {
             id: id.into(),
             kind,
             needs: Vec::new(),
-            description: None,
-            when: None,
-            retry: None,
-            timeout: None,
-            env: BTreeMap::new(),
-            cwd: None,
-            artifacts: Vec::new(),
-            cache: None,
-            compensate: None,
-            foreach: None,
-            repeat: None,
-            check: Vec::new(),
-            swarm: None,
             priority: 0,
-            concurrency_key: None,
-            estimate: None,
-            escalate: None,
-            hooks: None,
-            params: BTreeMap::new(),
+            modifiers: None,
         }
+    }
+
+    /// Its modifiers (all unset for most tasks).
+    pub fn modifiers(&self) -> &Modifiers {
+        self.modifiers.as_deref().unwrap_or(&NO_MODIFIERS)
+    }
+
+    /// Its modifiers, to set some.
+    pub fn modifiers_mut(&mut self) -> &mut Modifiers {
+        self.modifiers.get_or_insert_default()
+    }
+
+    /// Lets go of modifiers that were made but all left unset.
+    pub(crate) fn drop_unset_modifiers(&mut self) {
+        if self
+            .modifiers
+            .as_deref()
+            .is_some_and(|modifiers| *modifiers == Modifiers::NONE)
+        {
+            self.modifiers = None;
+        }
+    }
+
+    /// The task with `modifiers`, kept only if one is set.
+    pub fn with_modifiers(mut self, modifiers: Modifiers) -> Task {
+        self.modifiers = Some(Box::new(modifiers));
+        self.drop_unset_modifiers();
+        self
+    }
+}
+
+/// Tasks are equal when they say the same, however their modifiers are
+/// held.
+impl PartialEq for Task {
+    fn eq(&self, other: &Task) -> bool {
+        self.id == other.id
+            && self.kind == other.kind
+            && self.needs == other.needs
+            && self.priority == other.priority
+            && self.modifiers() == other.modifiers()
     }
 }
 
@@ -198,7 +258,9 @@ fn is_zero(priority: &i32) -> bool {
     *priority == 0
 }
 
-fn noop_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
+pub(super) fn noop_field<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<()>, D::Error> {
     match unique::value(deserializer)? {
         Value::Null | Value::Bool(true) => Ok(Some(())),
         Value::Object(map) if map.is_empty() => Ok(Some(())),
@@ -214,7 +276,7 @@ fn serialize_noop<S: Serializer>(_: &Option<()>, serializer: S) -> Result<S::Ok,
 
 /// Environment values may be written as numbers or booleans; they are text
 /// by the time they reach a process.
-fn env_map<'de, D: Deserializer<'de>>(
+pub(super) fn env_map<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<String, Template>, D::Error> {
     unique::map::<_, BTreeMap<String, Value>>(deserializer)?
@@ -231,7 +293,9 @@ fn env_map<'de, D: Deserializer<'de>>(
         .collect()
 }
 
-fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Check>, D::Error> {
+pub(super) fn one_or_many<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Check>, D::Error> {
     match unique::value(deserializer)? {
         Value::Array(items) => items
             .into_iter()
@@ -301,10 +365,14 @@ impl TaskDoc {
                 return Err(problems);
             }
         };
-        Ok(Task {
+        let task = Task {
             id: id.into(),
             kind,
             needs: self.needs,
+            priority: self.priority,
+            modifiers: None,
+        };
+        Ok(task.with_modifiers(Modifiers {
             description: self.description,
             when: self.when,
             retry: self.retry,
@@ -318,37 +386,37 @@ impl TaskDoc {
             repeat: self.repeat,
             check: self.check,
             swarm: self.swarm,
-            priority: self.priority,
             concurrency_key: self.concurrency_key,
             estimate: self.estimate,
             escalate: self.escalate,
             hooks: self.hooks,
             params: self.params,
-        })
+        }))
     }
 
     pub(crate) fn from_task(task: &Task) -> TaskDoc {
+        let modifiers = task.modifiers();
         let mut doc = TaskDoc {
             needs: task.needs.clone(),
-            description: task.description.clone(),
-            when: task.when.clone(),
-            retry: task.retry.clone(),
-            timeout: task.timeout,
-            env: task.env.clone(),
-            cwd: task.cwd.clone(),
-            artifacts: task.artifacts.clone(),
-            cache: task.cache.clone(),
-            compensate: task.compensate.clone(),
-            foreach: task.foreach.clone(),
-            repeat: task.repeat.clone(),
-            check: task.check.clone(),
-            swarm: task.swarm.clone(),
             priority: task.priority,
-            concurrency_key: task.concurrency_key.clone(),
-            estimate: task.estimate,
-            escalate: task.escalate.clone(),
-            hooks: task.hooks.clone(),
-            params: task.params.clone(),
+            description: modifiers.description.clone(),
+            when: modifiers.when.clone(),
+            retry: modifiers.retry.clone(),
+            timeout: modifiers.timeout,
+            env: modifiers.env.clone(),
+            cwd: modifiers.cwd.clone(),
+            artifacts: modifiers.artifacts.clone(),
+            cache: modifiers.cache.clone(),
+            compensate: modifiers.compensate.clone(),
+            foreach: modifiers.foreach.clone(),
+            repeat: modifiers.repeat.clone(),
+            check: modifiers.check.clone(),
+            swarm: modifiers.swarm.clone(),
+            concurrency_key: modifiers.concurrency_key.clone(),
+            estimate: modifiers.estimate,
+            escalate: modifiers.escalate.clone(),
+            hooks: modifiers.hooks.clone(),
+            params: modifiers.params.clone(),
             ..TaskDoc::default()
         };
         match &task.kind {
@@ -400,63 +468,5 @@ pub(crate) fn kind_count_problem(id: &str, kinds: &[&str]) -> Option<Problem> {
                 "keep `{first}` and move `{second}` into a task of its own"
             )),
         ),
-    }
-}
-
-/// `tasks:` as a mapping from id to task, kept in written order.
-pub(crate) mod task_map {
-    use std::fmt;
-
-    use serde::de::{MapAccess, Visitor};
-    use serde::ser::SerializeMap;
-
-    use super::*;
-
-    pub(crate) fn serialize<S: Serializer>(
-        tasks: &[Task],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(tasks.len()))?;
-        for task in tasks {
-            map.serialize_entry(&task.id, &TaskDoc::from_task(task))?;
-        }
-        map.end()
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<Task>, D::Error> {
-        struct TasksVisitor;
-
-        impl<'de> Visitor<'de> for TasksVisitor {
-            type Value = Vec<Task>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping from task id to task")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Task>, A::Error> {
-                let mut tasks: Vec<Task> = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(id) = map.next_key::<String>()? {
-                    let doc: TaskDoc = map.next_value()?;
-                    let task = doc
-                        .into_task(id)
-                        .map_err(|problems| de::Error::custom(&problems[0].message))?;
-                    tasks.push(task);
-                }
-                // Checked once all are read: the ids are borrowed, not copied.
-                let mut seen = rustc_hash::FxHashSet::default();
-                seen.reserve(tasks.len());
-                if let Some(task) = tasks.iter().find(|task| !seen.insert(task.id.as_str())) {
-                    return Err(de::Error::custom(format!(
-                        "duplicate task id `{}`",
-                        task.id
-                    )));
-                }
-                Ok(tasks)
-            }
-        }
-
-        deserializer.deserialize_map(TasksVisitor)
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn launch_compensation(
         files: Files::default(),
     };
     // Without an action of its own, a task undoes the child run it made.
-    if state.task(task).compensate.is_none()
+    if state.task(task).modifiers().compensate.is_none()
         && let Some(child) = state.child_run(task)
     {
         let children = Arc::clone(&host.children);

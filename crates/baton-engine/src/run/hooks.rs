@@ -55,7 +55,11 @@ impl Hooks {
     pub(crate) fn new(state: &RunState) -> Hooks {
         let workflow = state.valid().workflow();
         Hooks {
-            any: workflow.hooks.is_some() || workflow.tasks.iter().any(|task| task.hooks.is_some()),
+            any: workflow.hooks.is_some()
+                || workflow
+                    .tasks
+                    .iter()
+                    .any(|task| task.modifiers().hooks.is_some()),
             running: JoinSet::new(),
         }
     }
@@ -127,7 +131,7 @@ fn actions<'a>(
     task: Option<u32>,
 ) -> impl Iterator<Item = &'a Action> {
     let workflow = state.valid().workflow().hooks.as_ref();
-    let own = task.and_then(|task| state.task(task).hooks.as_deref());
+    let own = task.and_then(|task| state.task(task).modifiers().hooks.as_deref());
     workflow
         .into_iter()
         .chain(own)

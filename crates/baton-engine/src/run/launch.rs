@@ -124,12 +124,13 @@ impl Launcher<'_> {
         at: Millis,
     ) -> Option<Event> {
         let (state, definition) = (self.state, self.state.task(task));
-        let plain = definition.cache.is_none()
-            && definition.artifacts.is_empty()
-            && definition.check.is_empty()
-            && definition.repeat.is_none()
-            && definition.swarm.is_none()
-            && definition.foreach.is_none()
+        let modifiers = definition.modifiers();
+        let plain = modifiers.cache.is_none()
+            && modifiers.artifacts.is_empty()
+            && modifiers.check.is_empty()
+            && modifiers.repeat.is_none()
+            && modifiers.swarm.is_none()
+            && modifiers.foreach.is_none()
             && !self.reused.results.contains_key(&task);
         if plain && matches!(definition.kind, baton_core::TaskKind::Noop) {
             return Some(Event::TaskSucceeded {
@@ -254,6 +255,7 @@ impl Launcher<'_> {
                     Some(Ok(key)) => Source::Cache {
                         key,
                         fresh_after: definition
+                            .modifiers()
                             .cache
                             .as_ref()
                             .and_then(|policy| policy.ttl)
@@ -269,7 +271,7 @@ impl Launcher<'_> {
                 .iter()
                 .flat_map(|&need| state.artifacts(need).iter().cloned())
                 .collect(),
-            declared: definition.artifacts.clone(),
+            declared: definition.modifiers().artifacts.clone(),
             max_inline_output: config.max_inline_output,
         };
         let (kill, killed) = oneshot::channel();

@@ -83,10 +83,21 @@ tasks:
         "recorded expanded"
     );
     assert_eq!(guest.needs, ["host"]);
-    assert_eq!(guest.description.as_deref(), Some("Greets someone"));
-    assert_eq!(guest.env["SHARED"].as_str(), "task", "the task's env wins");
-    assert_eq!(guest.env["FROM_TEMPLATE"].as_str(), "yes");
-    assert_eq!(guest.params["times"], serde_json::json!(1), "the default");
+    assert_eq!(
+        guest.modifiers().description.as_deref(),
+        Some("Greets someone")
+    );
+    assert_eq!(
+        guest.modifiers().env["SHARED"].as_str(),
+        "task",
+        "the task's env wins"
+    );
+    assert_eq!(guest.modifiers().env["FROM_TEMPLATE"].as_str(), "yes");
+    assert_eq!(
+        guest.modifiers().params["times"],
+        serde_json::json!(1),
+        "the default"
+    );
     let order: Vec<&str> = recorded.tasks.iter().map(|task| task.id.as_str()).collect();
     assert_eq!(
         order,

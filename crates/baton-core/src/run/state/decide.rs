@@ -226,7 +226,7 @@ impl RunState {
             }
             let attempt = self.progress.attempts[index] + 1;
             if attempt == 1
-                && let Some(when) = &self.task(task).when
+                && let Some(when) = &self.task(task).modifiers().when
             {
                 let scope = Scope::new(self, task, attempt, false);
                 match templates::condition(when.as_str(), scope.context(), "when") {
@@ -359,7 +359,7 @@ impl RunState {
     /// without one, the child run it made (a sub-workflow's, its spawned
     /// tasks').
     pub fn compensable(&self, task: u32) -> bool {
-        self.task(task).compensate.is_some() || self.child_run(task).is_some()
+        self.task(task).modifiers().compensate.is_some() || self.child_run(task).is_some()
     }
 
     /// The child run a succeeded task's output names: a `workflow:` task's

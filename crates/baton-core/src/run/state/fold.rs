@@ -200,7 +200,7 @@ impl RunState {
             } => {
                 // A swarm's retry votes afresh; a foreach's runs only the
                 // items that have not succeeded.
-                if self.task(task).swarm.is_some() {
+                if self.task(task).modifiers().swarm.is_some() {
                     self.progress.copies.remove(&task);
                 }
                 self.fail(task, attempt, failure, at);
@@ -366,7 +366,7 @@ impl RunState {
         // A failure handed to an `escalate` target is its to handle: the
         // run goes on, and ends as the target does.
         let forced = compensate && self.on_failure != FailurePolicy::Compensate;
-        if self.task(task).escalate.is_some() && !forced {
+        if self.task(task).modifiers().escalate.is_some() && !forced {
             return;
         }
         self.progress.failed_tasks += 1;
@@ -442,7 +442,10 @@ impl RunState {
         self.progress.finished[index] = at;
         self.progress.final_count += 1;
         let valid = Arc::clone(&self.valid);
-        let escalates_to = valid.workflow().tasks[index].escalate.as_deref();
+        let escalates_to = valid.workflow().tasks[index]
+            .modifiers()
+            .escalate
+            .as_deref();
         for &dependant in valid.dag().dependants(task) {
             let slot = dependant as usize;
             self.progress.unmet[slot] -= 1;

@@ -102,7 +102,7 @@ impl RunState {
         }
         let mut escalation_target = vec![false; count];
         for task in &workflow.tasks {
-            if let Some(target) = &task.escalate
+            if let Some(target) = &task.modifiers().escalate
                 && let Some(position) = workflow.tasks.iter().position(|other| other.id == *target)
             {
                 escalation_target[position] = true;
@@ -135,7 +135,7 @@ fn concurrency_keys(valid: &Valid, setup: &RunSetup) -> (Vec<u32>, Vec<u32>) {
     if workflow
         .tasks
         .iter()
-        .all(|task| task.concurrency_key.is_none())
+        .all(|task| task.modifiers().concurrency_key.is_none())
     {
         return (Vec::new(), Vec::new());
     }
@@ -147,7 +147,7 @@ fn concurrency_keys(valid: &Valid, setup: &RunSetup) -> (Vec<u32>, Vec<u32>) {
         .tasks
         .iter()
         .map(|task| {
-            let Some(key) = &task.concurrency_key else {
+            let Some(key) = &task.modifiers().concurrency_key else {
                 return NONE;
             };
             let key = templates::render(key.as_str(), &context, "concurrency_key")
@@ -343,6 +343,7 @@ impl RunState {
     pub fn retry_policy(&self, task: u32) -> &RetryPolicy {
         static SINGLE: OnceLock<RetryPolicy> = OnceLock::new();
         self.task(task)
+            .modifiers()
             .retry
             .as_deref()
             .or(self.valid.workflow().defaults.retry.as_ref())
@@ -357,6 +358,7 @@ impl RunState {
     /// The timeout that applies to `task`, if any.
     pub fn timeout(&self, task: u32) -> Option<Timeout> {
         self.task(task)
+            .modifiers()
             .timeout
             .or(self.valid.workflow().defaults.timeout)
     }

@@ -123,11 +123,13 @@ impl<'a> Scope<'a> {
     pub(crate) fn finish(&self, task: &Task, work: Work) -> Result<Resolved, TemplateError> {
         Ok(Resolved {
             env: task
+                .modifiers()
                 .env
                 .iter()
                 .map(|(name, value)| Ok((name.clone(), self.text(value.as_str(), "env")?)))
                 .collect::<Result<_, TemplateError>>()?,
             cwd: task
+                .modifiers()
                 .cwd
                 .as_ref()
                 .map(|cwd| self.text(cwd.as_str(), "cwd"))
@@ -175,7 +177,7 @@ impl RunState {
         };
         // A `repeat` task sees the iteration it is on and the output of the
         // one before (undefined on the first).
-        let (previous, iteration) = match self.task(task).repeat {
+        let (previous, iteration) = match self.task(task).modifiers().repeat {
             Some(_) if !compensation => (
                 match self.progress.iterations.get(&task) {
                     Some(_) => self.progress.outputs[task as usize]
@@ -196,7 +198,7 @@ impl RunState {
             previous => previous,
             iteration => iteration,
         };
-        let params = &self.task(task).params;
+        let params = &self.task(task).modifiers().params;
         if params.is_empty() {
             return context;
         }
@@ -227,7 +229,7 @@ impl RunState {
         attempt: u32,
         output: Option<&serde_json::Value>,
     ) -> Result<(), Failure> {
-        let checks = &self.task(task).check;
+        let checks = &self.task(task).modifiers().check;
         if checks.is_empty() {
             return Ok(());
         }
@@ -264,7 +266,7 @@ impl RunState {
         attempt: u32,
         output: Option<&serde_json::Value>,
     ) -> Result<Iteration, Failure> {
-        let Some(repeat) = &self.task(task).repeat else {
+        let Some(repeat) = &self.task(task).modifiers().repeat else {
             return Ok(Iteration::Done);
         };
         let context = minijinja::context! {
@@ -339,6 +341,7 @@ impl RunState {
     ) -> Result<Resolved, TemplateError> {
         let variant = self
             .task(task)
+            .modifiers()
             .swarm
             .as_ref()
             .and_then(|swarm| swarm.variants.get(index))
@@ -399,7 +402,7 @@ impl RunState {
     pub fn resolve_compensation(&self, task: u32) -> Result<Resolved, TemplateError> {
         let scope = Scope::new(self, task, self.attempts(task), true);
         let definition = self.task(task);
-        let Some(action) = definition.compensate.as_deref() else {
+        let Some(action) = definition.modifiers().compensate.as_deref() else {
             return Err(TemplateError {
                 what: "compensate".to_owned(),
                 detail: format!("task `{}` has no compensate action", definition.id),
