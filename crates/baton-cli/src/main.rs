@@ -289,7 +289,7 @@ fn plan(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let plan = valid.plan();
     let summary = plan.report(valid.workflow());
     if json {
-        print_json(&serde_json::to_value(&summary)?)?;
+        print_json(&summary)?;
     } else {
         report::print_plan(&summary, valid.dag().edge_count());
     }
@@ -339,7 +339,17 @@ pub(crate) fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+/// Writes `value` as indented JSON on stdout, straight from its type; a
+/// reader that stopped early (`| head`) is not an error.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
