@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::problem::{Code, Location, Path, Problem, Segment, did_you_mean};
+use crate::source_map::Lines;
 use crate::spec::{KIND_KEYS, TaskDoc, UniqueValue, Workflow, json_type, kind_count_problem};
 
 /// The two spellings of a spec.
@@ -360,7 +361,7 @@ fn unknown_name<'m>(message: &'m str, prefix: &str) -> Option<(&'m str, Vec<&'m 
 fn json_syntax_problem(text: &str, error: &serde_json::Error) -> Problem {
     let message = strip_position_suffix(&error.to_string());
     let problem = Problem::new(Code::Syntax, Path::root(), message);
-    match offset_of(text, error.line(), error.column()) {
+    match Lines::new(text).offset_of(text, error.line(), error.column()) {
         Some(offset) => problem.at(Location {
             line: error.line(),
             column: error.column().max(1),
@@ -386,7 +387,7 @@ fn yaml_syntax_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
         .span()
         .byte_offset()
         .map(|offset| offset as usize)
-        .or_else(|| offset_of(text, line, column));
+        .or_else(|| Lines::new(text).offset_of(text, line, column));
     match offset {
         Some(offset) => problem.at(Location {
             line,
@@ -405,23 +406,6 @@ fn strip_position_suffix(message: &str) -> String {
         Some(position) => message[..position].to_owned(),
         None => message.to_owned(),
     }
-}
-
-/// The byte offset of a 1-based line and character column.
-pub(crate) fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
-    let line_start = if line <= 1 {
-        0
-    } else {
-        text.match_indices('\n')
-            .nth(line - 2)
-            .map(|(index, _)| index + 1)?
-    };
-    let rest = &text[line_start..];
-    let within = rest
-        .char_indices()
-        .nth(column.saturating_sub(1))
-        .map_or(rest.len(), |(index, _)| index);
-    Some(line_start + within)
 }
 
 #[cfg(test)]
@@ -504,13 +488,6 @@ mod tests {
                 "missing-kind tasks.a"
             ]
         );
-    }
-
-    #[test]
-    fn offsets_count_characters_within_a_line() {
-        let text = "ab\nçd\n";
-        assert_eq!(offset_of(text, 2, 2), Some(5));
-        assert_eq!(offset_of(text, 1, 1), Some(0));
     }
 
     /// The example specs, as texts with their formats.

@@ -227,6 +227,10 @@ pub struct Problem {
     pub help: Option<String>,
     #[serde(skip)]
     pub target: Target,
+    /// A task name the problem says does not exist: a "did you mean" among
+    /// the task ids is added once all problems are found.
+    #[serde(skip)]
+    pub(crate) unknown_task: Option<String>,
 }
 
 impl Problem {
@@ -243,7 +247,14 @@ impl Problem {
             location: None,
             help: None,
             target: Target::Value,
+            unknown_task: None,
         }
+    }
+
+    /// Marks the problem as naming a task that does not exist.
+    pub(crate) fn naming_unknown_task(mut self, name: &str) -> Problem {
+        self.unknown_task = Some(name.to_owned());
+        self
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Problem {

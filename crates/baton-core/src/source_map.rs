@@ -41,9 +41,10 @@ impl SourceMap {
         let mut map = SourceMap::default();
         let mut path = Path::root();
         let mut stack: Vec<Frame> = Vec::new();
+        let lines = Lines::new(text);
         for event in Parser::new_from_str(text) {
             let Ok((event, span)) = event else { break };
-            let location = location(text, &span);
+            let location = lines.location(text, &span);
             match event {
                 Event::Scalar(value, ..) => {
                     if let Some(Frame::Mapping { pending_key }) = stack.last_mut()
@@ -166,26 +167,59 @@ impl SourceMap {
     }
 }
 
-fn location(text: &str, span: &Span) -> Location {
-    let start = offset(text, &span.start);
-    let end = offset(text, &span.end).max(start);
-    let line_end = text[start..]
-        .find('\n')
-        .map_or(text.len(), |index| start + index);
-    Location {
-        line: span.start.line(),
-        column: span.start.col() + 1,
-        offset: start,
-        length: end.min(line_end).saturating_sub(start).max(1),
-    }
+/// Where each line starts, so that a position is found by a binary search
+/// instead of a scan: a minified spec is one line of megabytes, and each of
+/// its values would otherwise scan to the end of it.
+pub(crate) struct Lines {
+    starts: Vec<usize>,
 }
 
-fn offset(text: &str, marker: &Marker) -> usize {
-    marker
-        .byte_offset()
-        .or_else(|| crate::load::offset_of(text, marker.line(), marker.col() + 1))
-        .unwrap_or(text.len())
-        .min(text.len())
+impl Lines {
+    pub(crate) fn new(text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(index, _)| index + 1))
+            .collect();
+        Lines { starts }
+    }
+
+    /// Where the line holding `offset` ends (its newline, or the text's end).
+    fn end_of_line(&self, text: &str, offset: usize) -> usize {
+        let next = self.starts.partition_point(|&start| start <= offset);
+        self.starts.get(next).map_or(text.len(), |&start| start - 1)
+    }
+
+    /// The byte offset of a 1-based line and character column.
+    pub(crate) fn offset_of(&self, text: &str, line: usize, column: usize) -> Option<usize> {
+        let start = *self.starts.get(line.checked_sub(1)?)?;
+        let rest = &text[start..self.end_of_line(text, start)];
+        let within = rest
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(rest.len(), |(index, _)| index);
+        Some(start + within)
+    }
+
+    fn offset(&self, text: &str, marker: &Marker) -> usize {
+        marker
+            .byte_offset()
+            .or_else(|| self.offset_of(text, marker.line(), marker.col() + 1))
+            .unwrap_or(text.len())
+            .min(text.len())
+    }
+
+    fn location(&self, text: &str, span: &Span) -> Location {
+        let start = self.offset(text, &span.start);
+        let end = self.offset(text, &span.end).max(start);
+        Location {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+            offset: start,
+            length: end
+                .min(self.end_of_line(text, start))
+                .saturating_sub(start)
+                .max(1),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +269,19 @@ mod tests {
             at(text, Path::task("a").key("retry").key("max"), Target::Value),
             (3, 3)
         );
+    }
+
+    #[test]
+    fn lines_are_found_by_their_starts() {
+        let text = "ab\nçd\n\nx";
+        let lines = Lines::new(text);
+        assert_eq!(lines.end_of_line(text, 0), 2);
+        assert_eq!(lines.end_of_line(text, 3), 6);
+        assert_eq!(lines.end_of_line(text, 7), 7);
+        assert_eq!(lines.end_of_line(text, 8), 9);
+        assert_eq!(lines.offset_of(text, 2, 2), Some(5));
+        assert_eq!(lines.offset_of(text, 4, 1), Some(8));
+        assert_eq!(lines.offset_of(text, 5, 1), None);
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub struct RunOptions {
     pub on_failure: Option<FailurePolicy>,
     /// A run id to use instead of a fresh UUIDv7.
     pub run_id: Option<String>,
-    /// Stream events through [`RunHandle::events`].
+    /// Stream events through [`crate::RunHandle::events`].
     pub watch: bool,
     /// Take these tasks' results from an earlier run instead of running
     /// them (`baton rerun`).

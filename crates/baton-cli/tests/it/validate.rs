@@ -197,3 +197,43 @@ fn uses_templates_are_checked_with_the_spec() {
     assert!(text.contains("`lint` has no parameter `paht`"), "{text}");
     assert!(text.contains("bad.yaml:5:12"), "{text}");
 }
+
+#[test]
+fn a_problem_on_a_very_long_line_shows_a_window_of_it_with_its_column() {
+    // 5,000 tasks on one line (a minified spec), one of them needing a task
+    // that does not exist.
+    let tasks: Vec<String> = (0..5000)
+        .map(|index| match index {
+            0 => "\"t0\":{\"run\":\"true\"}".to_owned(),
+            2500 => "\"t2500\":{\"run\":\"true\",\"needs\":[\"nope\"]}".to_owned(),
+            _ => format!(
+                "\"t{index}\":{{\"run\":\"true\",\"needs\":[\"t{}\"]}}",
+                index - 1
+            ),
+        })
+        .collect();
+    let spec = format!("{{\"name\":\"chain\",\"tasks\":{{{}}}}}", tasks.join(","));
+    let column = spec.find("\"nope\"").unwrap() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("chain.json"), &spec).unwrap();
+    let output = baton()
+        .current_dir(dir.path())
+        .args(["validate", "chain.json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        shown.contains("task `t2500` needs `nope`, which does not exist")
+            && shown.contains(&format!("chain.json:1:{column}"))
+            && shown.contains(&format!("line 1 is {} bytes long", spec.len())),
+        "{shown}"
+    );
+    assert!(
+        shown.len() < 2048,
+        "a window of the line, not all {} bytes of it: {} bytes shown",
+        spec.len(),
+        shown.len()
+    );
+}

@@ -6,7 +6,7 @@
 //! on flat integer arrays, keeps every pass O(V+E) and cache-friendly.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::problem::{Code, Path, Problem, did_you_mean};
 use crate::spec::Task;
@@ -167,7 +167,7 @@ pub(crate) fn index<'a>(tasks: &'a [Task], problems: &mut Vec<Problem>) -> FxHas
 pub(crate) fn build(
     tasks: &[Task],
     index: &FxHashMap<&str, u32>,
-    unloaded: &[String],
+    unloaded: &FxHashSet<&str>,
 ) -> (Option<Dag>, Vec<Problem>) {
     let mut problems = Vec::new();
     let resolved: Vec<Vec<u32>> = tasks
@@ -211,8 +211,8 @@ pub(crate) fn build(
             let target = resolved_needs.next().expect("one resolution per need");
             let path = || Path::task(&task.id).key("needs").index(need_index);
             if target == MISSING {
-                if !unloaded.iter().any(|unloaded| unloaded == need) {
-                    problems.push(missing_dependency(index, &task.id, need, path()));
+                if !unloaded.contains(need.as_str()) {
+                    problems.push(missing_dependency(&task.id, need, path()));
                 }
             } else if target == position as u32 {
                 problems.push(Problem::new(
@@ -265,16 +265,13 @@ pub(crate) fn build(
     }
 }
 
-fn missing_dependency(index: &FxHashMap<&str, u32>, id: &str, need: &str, path: Path) -> Problem {
-    let problem = Problem::new(
+fn missing_dependency(id: &str, need: &str, path: Path) -> Problem {
+    Problem::new(
         Code::MissingDependency,
         path,
         format!("task `{id}` needs `{need}`, which does not exist"),
-    );
-    match suggest_task(index, need) {
-        Some(help) => problem.with_help(help),
-        None => problem,
-    }
+    )
+    .naming_unknown_task(need)
 }
 
 /// Kahn's algorithm: each task's level, or the tasks left over when a cycle
@@ -393,17 +390,34 @@ fn cycle_problem(tasks: &[Task], cycle: &[u32]) -> Problem {
     .with_help("each task in the cycle needs the one before it; remove one of these needs")
 }
 
-/// Past this many tasks, "did you mean" stops scanning every id.
-const SUGGESTION_LIMIT: usize = 100_000;
+/// Comparisons "did you mean" may spend on one check, over all its
+/// problems: a spec naming a great many unknown tasks is still checked in
+/// time linear in its size.
+const SUGGESTION_BUDGET: usize = 4_000_000;
 
-/// "did you mean" among task ids, skipped for huge graphs where scanning
-/// every id per problem would cost more than the check itself.
-pub(super) fn suggest_task(index: &FxHashMap<&str, u32>, name: &str) -> Option<String> {
-    if index.len() > SUGGESTION_LIMIT {
-        return None;
+/// Problems that get a "did you mean" at most.
+const SUGGESTED: usize = 100;
+
+/// Adds "did you mean" among the task ids to problems that name an unknown
+/// task, in order, as far as [`SUGGESTION_BUDGET`] goes (each costs one
+/// comparison per task), so which ones get one does not depend on timing.
+pub(super) fn suggest_tasks(index: &FxHashMap<&str, u32>, problems: &mut [Problem]) {
+    let naming: Vec<&mut Problem> = problems
+        .iter_mut()
+        .filter(|problem| problem.unknown_task.is_some())
+        .collect();
+    if naming.is_empty() {
+        return;
     }
-    let ids: std::collections::BTreeSet<&str> = index.keys().copied().collect();
-    did_you_mean(name, ids).map(|suggestion| format!("did you mean `{suggestion}`?"))
+    let mut ids: Vec<&str> = index.keys().copied().collect();
+    ids.sort_unstable();
+    let affordable = (SUGGESTION_BUDGET / ids.len().max(1)).min(SUGGESTED);
+    for problem in naming.into_iter().take(affordable) {
+        let name = problem.unknown_task.take().unwrap_or_default();
+        if let Some(suggestion) = did_you_mean(&name, ids.iter().copied()) {
+            problem.help = Some(format!("did you mean `{suggestion}`?"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -422,7 +436,7 @@ mod tests {
             .collect();
         let mut problems = Vec::new();
         let index = index(&tasks, &mut problems);
-        let (dag, edge_problems) = build(&tasks, &index, &[]);
+        let (dag, edge_problems) = build(&tasks, &index, &FxHashSet::default());
         problems.extend(edge_problems);
         (
             dag,

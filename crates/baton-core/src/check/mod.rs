@@ -1,6 +1,6 @@
 //! Validation: every problem of a workflow at once, and its compiled DAG.
 //!
-//! [`check`] takes a [`Workflow`] from any source (a file, the builder, the
+//! [`check`] takes a [`Workflow`](crate::Workflow) from any source (a file, the builder, the
 //! API) and returns a [`Valid`] workflow or the full list of problems, sorted
 //! by where they are. [`check_source`] also loads the text and attaches
 //! line:col to each problem.

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use minijinja::Environment;
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::dag::Dag;
 use super::{dag, fields, refs};
@@ -161,6 +161,8 @@ fn sort(problems: &mut [Problem]) {
 /// `unloaded` names tasks of the source that did not load: references to
 /// them are not reported as missing.
 pub(crate) fn problems(workflow: &Workflow, unloaded: &[String]) -> (Option<Dag>, Vec<Problem>) {
+    let unloaded: FxHashSet<&str> = unloaded.iter().map(String::as_str).collect();
+    let unloaded = &unloaded;
     let mut problems = Vec::new();
     fields::workflow_problems(workflow, &mut problems);
     let index = dag::index(&workflow.tasks, &mut problems);
@@ -195,6 +197,7 @@ pub(crate) fn problems(workflow: &Workflow, unloaded: &[String]) -> (Option<Dag>
             refs::Reference::Task { .. } => {}
         }
     }
+    dag::suggest_tasks(&index, &mut problems);
     (dag, problems)
 }
 
@@ -218,7 +221,7 @@ struct Context<'a> {
     workflow: &'a Workflow,
     dag: Option<&'a Dag>,
     index: &'a FxHashMap<&'a str, u32>,
-    unloaded: &'a [String],
+    unloaded: &'a FxHashSet<&'a str>,
     env: &'a Environment<'a>,
 }
 
@@ -261,7 +264,7 @@ impl Context<'_> {
                 }
                 refs::Reference::Task { name, path } => {
                     let Some(&target) = self.index.get(name.as_str()) else {
-                        if !self.unloaded.contains(&name) {
+                        if !self.unloaded.contains(name.as_str()) {
                             problems.push(self.unknown_task(&name, path));
                         }
                         continue;
@@ -282,15 +285,12 @@ impl Context<'_> {
     }
 
     fn unknown_task(&self, name: &str, path: Path) -> Problem {
-        let problem = Problem::new(
+        Problem::new(
             Code::UnknownTask,
             path,
             format!("there is no task `{name}`"),
-        );
-        match dag::suggest_task(self.index, name) {
-            Some(help) => problem.with_help(help),
-            None => problem,
-        }
+        )
+        .naming_unknown_task(name)
     }
 
     fn input_reference(&self, name: &str, path: Path, problems: &mut Vec<Problem>) {

@@ -301,7 +301,7 @@ impl RunState {
         }
     }
 
-    /// Control requests the run has read (see [`Event::ControlReceived`]).
+    /// Control requests the run has read (see [`Event::ControlReceived`](crate::run::Event::ControlReceived)).
     pub fn controls_read(&self) -> u64 {
         self.progress.controls
     }
