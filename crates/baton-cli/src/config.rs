@@ -59,6 +59,8 @@ pub(crate) struct Engine {
     pub(crate) kill_grace: Duration,
     pub(crate) checkpoint_every: u64,
     pub(crate) max_inline_output: usize,
+    /// Bytes a task may hand back as its output before it fails.
+    pub(crate) max_output: u64,
     /// How long a process's hold on the runs it drives lasts unless
     /// renewed: after a crash, how long until another may take them over.
     pub(crate) lease: Duration,
@@ -78,6 +80,7 @@ impl Default for Engine {
             kill_grace: defaults.kill_grace,
             checkpoint_every: defaults.checkpoint_every,
             max_inline_output: defaults.max_inline_output,
+            max_output: defaults.max_output,
             lease: defaults.lease,
             workflow_dirs: defaults.workflow_dirs,
             template_dirs: defaults.template_dirs,
@@ -91,6 +94,7 @@ impl Engine {
         config.kill_grace = self.kill_grace;
         config.checkpoint_every = self.checkpoint_every;
         config.max_inline_output = self.max_inline_output;
+        config.max_output = self.max_output;
         config.lease = self.lease;
         config.workflow_dirs.clone_from(&self.workflow_dirs);
         config.template_dirs.clone_from(&self.template_dirs);

@@ -20,8 +20,9 @@ use std::time::SystemTime;
 use baton_core::run::{Artifact, Digest};
 use sha2::{Digest as _, Sha256};
 
+/// Why artifacts could not be stored, placed or swept.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ArtifactError {
+pub enum ArtifactError {
     #[error("artifact `{pattern}` matches {path}, which is outside the task's directory")]
     Escapes { pattern: String, path: String },
     #[error("artifact `{pattern}` is not a path inside the task's directory")]

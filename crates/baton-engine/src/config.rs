@@ -36,6 +36,10 @@ pub struct EngineConfig {
     /// Bytes of JSON above which a task's output is stored as an artifact
     /// and replaced by a reference to it (`output_artifact`).
     pub max_inline_output: usize,
+    /// Bytes a task may hand back as its output (`$BATON_OUTPUT`, an HTTP
+    /// response body). Read with this cap, so a runaway task fails with a
+    /// clear message instead of the process holding gigabytes.
+    pub max_output: u64,
     /// Where `workflow: name@version` tasks look for their workflow before
     /// the store's registry (see [`crate::workflow_dirs`]).
     pub workflow_dirs: Vec<PathBuf>,
@@ -60,6 +64,7 @@ impl Default for EngineConfig {
             checkpoint_every: 100_000,
             event_buffer: 4096,
             max_inline_output: 1024 * 1024,
+            max_output: 64 * 1024 * 1024,
             workflow_dirs: Vec::new(),
             template_dirs: Vec::new(),
             lease: Duration::from_secs(4),

@@ -69,6 +69,7 @@ impl Engine {
             in_process: InProcess::default(),
             http: Http {
                 client: reqwest::Client::new(),
+                max_output: config.max_output,
             },
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),
@@ -165,7 +166,9 @@ impl Engine {
             store: Arc::clone(&self.store),
             slots: Arc::clone(&self.slots),
             executors: Arc::new(Executors {
-                processes: Processes,
+                processes: Processes {
+                    max_output: self.config.max_output,
+                },
                 http: self.http.clone(),
                 in_process: self.in_process.clone(),
                 child_runs: ChildRuns {

@@ -19,9 +19,19 @@ pub enum Error {
     NotReusable { run: String, task: String },
     #[error("run `{run}` has no task `{task}`")]
     UnknownTask { run: String, task: String },
-    /// Run files (logs, artifacts) could not be read or removed.
-    #[error("{0}")]
-    Files(String),
+    /// A run's files (logs) could not be read or removed.
+    #[error("{}: {source}", path.display())]
+    Files {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The artifact store could not be swept.
+    #[error(transparent)]
+    Artifacts(#[from] crate::artifacts::ArtifactError),
+    /// Work handed to the blocking pool died before answering.
+    #[error("background work of the engine stopped: {0}")]
+    Background(#[from] tokio::task::JoinError),
     /// A control request that does not apply to the run as it stands.
     #[error(transparent)]
     Control(#[from] ControlError),

@@ -51,6 +51,7 @@ mod runnable;
 mod uses;
 mod views;
 
+pub use artifacts::ArtifactError;
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
 pub use clock::wall_clock;

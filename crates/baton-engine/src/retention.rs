@@ -58,25 +58,17 @@ impl Engine {
                 let dir = dir.clone();
                 move || remove_dir(&dir)
             })
-            .await
-            .map_err(|error| Error::Files(error.to_string()))?;
-            pruned.bytes += removed.map_err(|error| files_error(&dir, &error))?;
+            .await?;
+            pruned.bytes += removed.map_err(|source| Error::Files { path: dir, source })?;
         }
         let keep: HashSet<_> = self.store.artifact_digests().await?.into_iter().collect();
         let before = UNIX_EPOCH + StdDuration::from_millis(cutoff.0);
         let cas = Cas::new(&self.config.state_dir);
-        let swept = tokio::task::spawn_blocking(move || cas.sweep(&keep, before))
-            .await
-            .map_err(|error| Error::Files(error.to_string()))?
-            .map_err(|error| Error::Files(error.to_string()))?;
+        let swept = tokio::task::spawn_blocking(move || cas.sweep(&keep, before)).await??;
         pruned.objects = swept.objects;
         pruned.bytes += swept.bytes;
         Ok(pruned)
     }
-}
-
-fn files_error(path: &std::path::Path, error: &std::io::Error) -> Error {
-    Error::Files(format!("{}: {error}", path.display()))
 }
 
 /// Removes `dir` and what it holds; the bytes its files held.

@@ -6,12 +6,14 @@ use baton_core::run::{Failure, FailureKind, HttpBody, HttpCall, Work};
 use baton_core::spec::Method;
 use serde_json::{Map, Value, json};
 
-use super::job::{Attempt, Executor, Kill, Outcome, bounded};
+use super::job::{Attempt, Executor, Kill, Outcome, bounded, too_large};
 
 /// Runs `http` tasks with one shared client.
 #[derive(Clone)]
 pub(crate) struct Http {
     pub(crate) client: reqwest::Client,
+    /// Bytes of a response body read at most.
+    pub(crate) max_output: u64,
 }
 
 #[async_trait]
@@ -23,11 +25,11 @@ impl Executor for Http {
                 "only `http` tasks are HTTP calls",
             ));
         };
-        bounded(call(&self.client, request), attempt.timeout, kill).await
+        bounded(call(self, request), attempt.timeout, kill).await
     }
 }
 
-async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
+async fn call(http: &Http, call: &HttpCall) -> Outcome {
     let method = match call.method {
         Method::Get => reqwest::Method::GET,
         Method::Post => reqwest::Method::POST,
@@ -37,7 +39,7 @@ async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
         Method::Head => reqwest::Method::HEAD,
         Method::Options => reqwest::Method::OPTIONS,
     };
-    let mut request = client.request(method, &call.url);
+    let mut request = http.client.request(method, &call.url);
     for (name, value) in &call.headers {
         request = request.header(name, value);
     }
@@ -59,9 +61,9 @@ async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
                 .or_insert_with(|| Value::from(value));
         }
     }
-    let bytes = match response.bytes().await {
+    let bytes = match body(response, http.max_output).await {
         Ok(bytes) => bytes,
-        Err(error) => return Outcome::Failed(error_failure(&call.url, &error)),
+        Err(failure) => return Outcome::Failed(failure),
     };
     let mut output = json!({ "status": status, "headers": headers });
     match serde_json::from_slice::<Value>(&bytes) {
@@ -79,6 +81,31 @@ async fn call(client: &reqwest::Client, call: &HttpCall) -> Outcome {
             format!("{} answered HTTP {status}", call.url),
         ))
     }
+}
+
+/// The response body, refused as soon as it passes `max_output` (a
+/// declared length over it is refused before reading).
+async fn body(mut response: reqwest::Response, max_output: u64) -> Result<Vec<u8>, Failure> {
+    let url = response.url().to_string();
+    let too_large = || too_large(&format!("the response body of {url}"), max_output);
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_output)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| error_failure(&url, &error))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > max_output {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 fn error_failure(url: &str, error: &reqwest::Error) -> Failure {

@@ -93,6 +93,18 @@ pub(crate) fn timed_out(timeout: Option<Duration>) -> Failure {
     Failure::new(FailureKind::Timeout, format!("timed out after {after}"))
 }
 
+/// An output over the configured cap: the attempt fails rather than the
+/// process holding whatever a task produced.
+pub(crate) fn too_large(what: &str, max_output: u64) -> Failure {
+    Failure::new(
+        FailureKind::Error,
+        format!(
+            "{what} is larger than max_output ({max_output} bytes): write large data to a file \
+             (an artifact) and hand back its path, or raise [engine] max_output in baton.toml"
+        ),
+    )
+}
+
 /// Runs `work` until it ends, its timeout passes or the loop kills it;
 /// dropping the future is how an in-process attempt stops.
 pub(crate) async fn bounded(

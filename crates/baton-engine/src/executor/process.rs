@@ -14,18 +14,23 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::job::{Attempt, Executor, Kill, Outcome, timed_out};
+use tokio::io::AsyncReadExt;
+
+use super::job::{Attempt, Executor, Kill, Outcome, timed_out, too_large};
 use crate::logs::{OUTPUT_FILE, STDERR_FILE, STDOUT_FILE};
 
 /// Runs `run` and `command` tasks as processes of this machine.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Processes;
+#[derive(Clone, Copy)]
+pub(crate) struct Processes {
+    /// Bytes of `$BATON_OUTPUT` read at most.
+    pub(crate) max_output: u64,
+}
 
 #[async_trait]
 impl Executor for Processes {
     async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
         match spawn(&attempt) {
-            Ok(child) => supervise(child, &attempt, kill).await,
+            Ok(child) => supervise(child, &attempt, kill, self.max_output).await,
             Err(failure) => Outcome::Failed(failure),
         }
     }
@@ -83,7 +88,7 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
         .map_err(|error| setup(&format!("cannot start `{program}`"), error))
 }
 
-async fn supervise(mut child: Child, attempt: &Attempt, kill: Kill) -> Outcome {
+async fn supervise(mut child: Child, attempt: &Attempt, kill: Kill, max_output: u64) -> Outcome {
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     let limit = async {
         match attempt.timeout {
@@ -93,7 +98,7 @@ async fn supervise(mut child: Child, attempt: &Attempt, kill: Kill) -> Outcome {
     };
     let outcome = tokio::select! {
         status = child.wait() => match status {
-            Ok(status) => finished(status, attempt).await,
+            Ok(status) => finished(status, attempt, max_output).await,
             Err(error) => Outcome::Failed(Failure::new(FailureKind::Error, format!("cannot wait for the process: {error}"))),
         },
         () = limit => {
@@ -128,7 +133,7 @@ async fn terminate(child: &mut Child, group: Option<Pid>, grace: Duration) {
     }
 }
 
-async fn finished(status: ExitStatus, attempt: &Attempt) -> Outcome {
+async fn finished(status: ExitStatus, attempt: &Attempt, max_output: u64) -> Outcome {
     if let Some(signal) = status.signal() {
         return Outcome::Failed(Failure::new(
             FailureKind::Signal { signal },
@@ -142,8 +147,7 @@ async fn finished(status: ExitStatus, attempt: &Attempt) -> Outcome {
             format!("exited with code {code}"),
         ));
     }
-    let path = attempt.dir.join(OUTPUT_FILE);
-    match tokio::fs::read(&path).await {
+    match read_output(&attempt.dir.join(OUTPUT_FILE), max_output).await {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Outcome::Succeeded(None),
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(output) => Outcome::Succeeded(Some(output)),
@@ -152,10 +156,31 @@ async fn finished(status: ExitStatus, attempt: &Attempt) -> Outcome {
                 format!("$BATON_OUTPUT does not hold JSON: {error}"),
             )),
         },
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Outcome::Succeeded(None),
-        Err(error) => Outcome::Failed(Failure::new(
+        Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// The output file's bytes, refused unread past `max_output` (a missing
+/// file is no output).
+async fn read_output(path: &std::path::Path, max_output: u64) -> Result<Vec<u8>, Failure> {
+    let cannot = |error: std::io::Error| {
+        Failure::new(
             FailureKind::Error,
             format!("cannot read $BATON_OUTPUT: {error}"),
-        )),
+        )
+    };
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(cannot(error)),
+    };
+    let mut bytes = Vec::new();
+    file.take(max_output + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(cannot)?;
+    if bytes.len() as u64 > max_output {
+        return Err(too_large("$BATON_OUTPUT", max_output));
     }
+    Ok(bytes)
 }

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::util::{engine, run};
 
-/// Serves `/echo` (the request as JSON), `/flaky` (503 twice, then 200)
-/// and anything else as 404, one connection at a time, until the test ends.
+/// Serves `/echo` (the request as JSON), `/flaky` (503 twice, then 200),
+/// `/big` (a 100 KB JSON array) and anything else as 404, one connection at a time, until the test ends.
 pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
@@ -56,6 +56,7 @@ pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
                 ),
                 "/flaky" if counter.fetch_add(1, Ordering::SeqCst) < 2 => (503, "busy".to_owned()),
                 "/flaky" => (200, "{\"ok\": true}".to_owned()),
+                "/big" => (200, format!("[{}1]", "1,".repeat(50_000))),
                 _ => (404, "no such page".to_owned()),
             };
             let _ = write!(
@@ -118,5 +119,36 @@ async fn server_errors_are_retried_when_the_policy_names_them() {
             .as_deref()
             .unwrap()
             .ends_with("answered HTTP 404")
+    );
+}
+
+#[tokio::test]
+async fn a_response_body_over_max_output_fails_the_task_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, _) = serve();
+    let engine = baton_engine::Engine::new(baton_engine::EngineConfig {
+        max_output: 10_000,
+        ..crate::util::config(dir.path())
+    });
+    let report = run(
+        &engine,
+        &format!(
+            r#"
+name: big-answer
+tasks:
+  fetch:
+    http: {{url: "{address}/big"}}
+"#
+        ),
+    )
+    .await;
+    let fetch = report.task("fetch").unwrap();
+    assert_eq!(fetch.status.name(), "failed", "{report:#?}");
+    let note = fetch.note.as_deref().unwrap();
+    assert!(
+        note.starts_with(&format!(
+            "the response body of {address}/big is larger than max_output (10000 bytes)"
+        )),
+        "{note}"
     );
 }

@@ -152,3 +152,36 @@ tasks:
     let value: serde_json::Value = serde_json::from_str(&placed).unwrap();
     assert_eq!(value["rows"].as_array().unwrap().len(), 100);
 }
+
+#[tokio::test]
+async fn an_output_over_max_output_fails_its_task_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(EngineConfig {
+        state_dir: dir.path().join(".baton"),
+        workdir: dir.path().to_path_buf(),
+        max_output: 1000,
+        ..EngineConfig::default()
+    });
+    let spec = r#"
+name: runaway
+on_failure: continue
+tasks:
+  runaway:
+    run: |
+      printf '{"rows": [' > "$BATON_OUTPUT"
+      seq -s, 1 1000 >> "$BATON_OUTPUT"
+      printf ']}' >> "$BATON_OUTPUT"
+  fits:
+    run: |
+      echo '{"ok": true}' > "$BATON_OUTPUT"
+"#;
+    let report = run(&engine, spec).await;
+    let runaway = report.task("runaway").unwrap();
+    assert_eq!(runaway.status.name(), "failed", "{report:#?}");
+    let note = runaway.note.as_deref().unwrap();
+    assert!(
+        note.starts_with("$BATON_OUTPUT is larger than max_output (1000 bytes)"),
+        "{note}"
+    );
+    assert_eq!(report.task("fits").unwrap().status.name(), "succeeded");
+}
