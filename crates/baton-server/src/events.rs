@@ -16,6 +16,7 @@ use futures_util::Stream;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
+use crate::checking;
 use crate::live::LiveEvent;
 use crate::problem::{ApiError, PathArgs};
 
@@ -56,12 +57,14 @@ pub(crate) async fn run_events(
     let live = app.live.subscribe();
     let changes = app.engine.store().changes();
     let record = app.engine.store().run(&run).await?;
-    let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
-        ApiError::Internal(format!(
-            "the recorded workflow does not check: {}",
-            problems[0]
-        ))
-    })?;
+    let valid = checking::workflow(Arc::unwrap_or_clone(record.workflow))
+        .await?
+        .map_err(|problems| {
+            ApiError::Internal(format!(
+                "the recorded workflow does not check: {}",
+                problems[0]
+            ))
+        })?;
     let (sender, mut receiver) = mpsc::channel(256);
     let follower = Follower {
         app,

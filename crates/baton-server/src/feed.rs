@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
+use crate::checking;
 use crate::problem::{ApiError, Query};
 
 /// Batches read from the store at a time.
@@ -268,8 +269,10 @@ impl Follower {
             return valid.clone();
         }
         let checked = match self.app.engine.store().run(run).await {
-            Ok(record) => baton_core::check(Arc::unwrap_or_clone(record.workflow))
+            Ok(record) => checking::workflow(Arc::unwrap_or_clone(record.workflow))
+                .await
                 .ok()
+                .and_then(Result::ok)
                 .map(Arc::new),
             Err(_) => None,
         };

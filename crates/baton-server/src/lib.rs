@@ -8,6 +8,7 @@
 //! listener.
 
 mod auth;
+mod checking;
 mod events;
 mod feed;
 mod keys;

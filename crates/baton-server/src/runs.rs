@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Principal;
+use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query};
 
 /// Runs listed per page unless `limit` says otherwise, and at most.
@@ -122,11 +123,12 @@ pub(crate) async fn start(
         });
     }
     let (valid, version) = match (&request.spec, &request.workflow) {
-        (Some(spec), None) => (checked(spec)?, None),
+        (Some(spec), None) => (checked(spec).await?, None),
         (None, Some(reference)) => {
             let stored = crate::workflows::resolve(&app, reference).await?;
-            let valid =
-                baton_core::check((*stored.workflow).clone()).map_err(ApiError::InvalidWorkflow)?;
+            let valid = checking::workflow(Arc::unwrap_or_clone(stored.workflow))
+                .await?
+                .map_err(ApiError::InvalidWorkflow)?;
             (valid, Some(stored.version))
         }
         _ => {
@@ -191,7 +193,7 @@ fn started(status: StatusCode, run_id: &str, run_status: RunStatus) -> Response 
 
 /// A spec from a request: text (YAML, which JSON is too) gets its problems
 /// located by line:col.
-fn checked(spec: &Value) -> Result<Valid, ApiError> {
+async fn checked(spec: &Value) -> Result<Valid, ApiError> {
     let (text, format) = match spec {
         Value::String(text) => (text.clone(), Format::Yaml),
         Value::Object(_) => (spec.to_string(), Format::Json),
@@ -202,7 +204,7 @@ fn checked(spec: &Value) -> Result<Valid, ApiError> {
             });
         }
     };
-    crate::workflows::check_text(&text, format).map_err(ApiError::InvalidWorkflow)
+    checking::text(text, format).await
 }
 
 /// The run id an idempotency key stands for: the same key (for the same

@@ -3,6 +3,8 @@
 //! answered with the version it already is. Runs started by name pin the
 //! version they started with.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
@@ -14,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query};
 
 /// A spec sent as the body: YAML (`application/yaml`, `text/*`, or no
@@ -66,14 +69,6 @@ impl<S: Send + Sync> FromRequest<S> for SpecText {
         }
         Ok(SpecText { text, format })
     }
-}
-
-/// Checks a spec's text; its problems come with line:col.
-pub(crate) fn check_text(text: &str, format: Format) -> Result<Valid, Vec<baton_core::Problem>> {
-    baton_core::check_source(text, format).map_err(|mut problems| {
-        baton_core::SourceMap::locate_all(text, &mut problems);
-        problems
-    })
 }
 
 /// What identifies a workflow's content, whatever its formatting.
@@ -188,7 +183,7 @@ pub(crate) async fn create(
     State(app): State<AppState>,
     spec: SpecText,
 ) -> Result<Response, ApiError> {
-    let valid = check_text(&spec.text, spec.format).map_err(ApiError::InvalidWorkflow)?;
+    let valid = checking::text(spec.text, spec.format).await?;
     let (new, stored) = register(&app, valid, Same::Latest).await?;
     Ok(registered(new, &stored))
 }
@@ -213,7 +208,7 @@ pub(crate) async fn create(
     ),
 )]
 pub(crate) async fn validate(spec: SpecText) -> Result<Json<Value>, ApiError> {
-    let valid = check_text(&spec.text, spec.format).map_err(ApiError::InvalidWorkflow)?;
+    let valid = checking::text(spec.text, spec.format).await?;
     Ok(Json(json!({
         "valid": true,
         "name": valid.workflow().name,
@@ -393,7 +388,9 @@ pub(crate) async fn graph(
     Query(query): Query<GraphQuery>,
 ) -> Result<Response, ApiError> {
     let stored = app.engine.store().workflow(&name, query.version).await?;
-    let valid = baton_core::check((*stored.workflow).clone()).map_err(ApiError::InvalidWorkflow)?;
+    let valid = checking::workflow(Arc::unwrap_or_clone(stored.workflow))
+        .await?
+        .map_err(ApiError::InvalidWorkflow)?;
     let text = match query.format.as_deref().unwrap_or("mermaid") {
         "mermaid" => baton_core::render::mermaid(valid.workflow(), valid.dag()),
         "dot" => baton_core::render::dot(valid.workflow(), valid.dag()),
@@ -473,12 +470,15 @@ pub(crate) async fn import(
     let mut checked = Vec::with_capacity(bundle.workflows.len());
     let mut problems = Vec::new();
     for (index, entry) in bundle.workflows.iter().enumerate() {
-        match check_text(&entry.spec.to_string(), Format::Json) {
+        match checking::text(entry.spec.to_string(), Format::Json).await {
             Ok(valid) => checked.push(valid),
-            Err(found) => problems.extend(found.into_iter().map(|mut problem| {
-                problem.message = format!("workflows[{index}]: {}", problem.message);
-                problem
-            })),
+            Err(ApiError::InvalidWorkflow(found)) => {
+                problems.extend(found.into_iter().map(|mut problem| {
+                    problem.message = format!("workflows[{index}]: {}", problem.message);
+                    problem
+                }));
+            }
+            Err(other) => return Err(other),
         }
     }
     if !problems.is_empty() {

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::contract::problem;
 use crate::util::{app, follow, get, json, post_json, send, text};
@@ -219,4 +219,32 @@ async fn a_sub_workflow_reference_is_found_in_the_registry() {
     .await;
     let body = problem(unknown, 422, "invalid-workflow").await;
     assert_eq!(body["problems"][0]["code"], "unknown-workflow", "{body}");
+}
+
+/// On a runtime with one thread, a check done on the async thread would
+/// hold every other request until it ended.
+#[tokio::test(flavor = "current_thread")]
+async fn health_answers_while_a_big_spec_is_being_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let tasks: serde_json::Map<String, Value> = (0..2_000)
+        .map(|index| {
+            let needs = json!({"run": "true", "needs": [format!("missing{index}")]});
+            (format!("t{index}"), needs)
+        })
+        .collect();
+    let spec = json!({"name": "big", "tasks": tasks});
+    let validating = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, post_json("/api/v1/workflows/validate", &spec)).await }
+    });
+    tokio::task::yield_now().await;
+    let health = send(&app, get("/healthz")).await;
+    assert_eq!(health.status(), 200);
+    assert!(
+        !validating.is_finished(),
+        "/healthz waited for the validation to end"
+    );
+    let refused = json(validating.await.unwrap()).await;
+    assert_eq!(refused["problems"].as_array().unwrap().len(), 2_000);
 }
