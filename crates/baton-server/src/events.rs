@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::checking;
 use crate::live::LiveEvent;
 use crate::problem::{ApiError, PathArgs};
+use crate::refusals;
 
 /// `GET /api/v1/runs/{id}/events`.
 #[utoipa::path(
@@ -31,9 +32,9 @@ use crate::problem::{ApiError, PathArgs};
     ),
     responses(
         (status = 200, description = "The run's events as Server-Sent Events, ending with the run", content_type = "text/event-stream"),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn run_events(
@@ -48,9 +49,10 @@ pub(crate) async fn run_events(
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
             .map(|seq| seq + 1)
-            .ok_or_else(|| ApiError::Malformed {
-                status: axum::http::StatusCode::BAD_REQUEST,
-                detail: "Last-Event-ID must be the number of an event of this run".to_owned(),
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "Last-Event-ID must be the number of an event of this run".to_owned(),
+                )
             })?,
     };
     // Subscribed before the log is read, so no event falls between the two.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use baton_core::Valid;
@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::AppState;
 use crate::checking;
 use crate::problem::{ApiError, Query};
+use crate::refusals;
 
 /// Batches read from the store at a time.
 const PAGE: usize = 256;
@@ -40,9 +41,10 @@ struct Cursor {
 
 impl Cursor {
     fn parse(text: &str) -> Result<Cursor, ApiError> {
-        let malformed = || ApiError::Malformed {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!("`{text}` is not an event id: ids read POSITION:INDEX"),
+        let malformed = || {
+            ApiError::BadRequest(format!(
+                "`{text}` is not an event id: ids read POSITION:INDEX"
+            ))
         };
         let (position, index) = text.trim().split_once(':').ok_or_else(malformed)?;
         let position: u64 = position.parse().map_err(|_| malformed())?;
@@ -83,8 +85,8 @@ struct Item {
     ),
     responses(
         (status = 200, description = "Every run's events as Server-Sent Events, as they are appended", content_type = "text/event-stream"),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
     ),
 )]
 pub(crate) async fn events(
@@ -123,8 +125,8 @@ pub(crate) async fn events(
     params(FeedQuery),
     responses(
         (status = 101, description = "A WebSocket carrying every run's events as JSON text messages"),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
     ),
 )]
 pub(crate) async fn websocket(
@@ -132,9 +134,11 @@ pub(crate) async fn websocket(
     Query(query): Query<FeedQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|rejection| ApiError::Malformed {
-        status: StatusCode::BAD_REQUEST,
-        detail: format!("this endpoint speaks WebSocket: {}", rejection.body_text()),
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "this endpoint speaks WebSocket: {}",
+            rejection.body_text()
+        ))
     })?;
     let cursor = query
         .after

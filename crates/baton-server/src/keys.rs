@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::problem::{ApiError, Body, PathArgs};
+use crate::refusals;
 
 /// `GET /api/v1/keys`: every key without its secret, revoked ones marked.
 #[utoipa::path(
@@ -18,8 +19,8 @@ use crate::problem::{ApiError, Body, PathArgs};
     tag = "keys",
     responses(
         (status = 200, description = "Every key, without secrets", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
     ),
 )]
 pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -58,11 +59,11 @@ pub(crate) struct NewKey {
     request_body = NewKey,
     responses(
         (status = 201, description = "The key, shown this once", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::UnsupportedMediaType,
+        refusals::Unprocessable,
     ),
 )]
 pub(crate) async fn create(
@@ -70,10 +71,9 @@ pub(crate) async fn create(
     Body(request): Body<NewKey>,
 ) -> Result<Response, ApiError> {
     if request.name.trim().is_empty() {
-        return Err(ApiError::Malformed {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: "a key needs a `name`: who or what holds it".to_owned(),
-        });
+        return Err(ApiError::Unprocessable(
+            "a key needs a `name`: who or what holds it".to_owned(),
+        ));
     }
     let (key, token) = crate::auth::issue(&request.name, request.scope, app.now());
     app.engine.store().put_key(&key).await?;
@@ -98,9 +98,9 @@ pub(crate) async fn create(
     params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn revoke(

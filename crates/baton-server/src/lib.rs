@@ -16,6 +16,7 @@ mod live;
 mod logs;
 mod openapi;
 mod problem;
+mod refusals;
 mod runs;
 mod shown;
 mod telemetry;
@@ -241,7 +242,7 @@ async fn healthz() -> axum::Json<serde_json::Value> {
     security(()),
     responses(
         (status = 200, description = "The store answers", body = Object),
-        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json"),
+        refusals::Unavailable,
     ),
 )]
 async fn readyz(State(app): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use baton_core::run::TaskStatus;
@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
 use crate::problem::{ApiError, PathArgs, Query};
+use crate::refusals;
 
 /// The most bytes one read (one SSE event, one body chunk) carries.
 const CHUNK: usize = 64 * 1024;
@@ -70,9 +71,9 @@ enum LogStream {
     ),
     responses(
         (status = 200, description = "What the attempt printed; followed as Server-Sent Events, `log` events (`{\"offset\", \"text\"}`, id the offset after them) and one `end`", content((String = "text/plain"), (String = "text/event-stream"))),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn logs(
@@ -123,9 +124,8 @@ pub(crate) async fn logs(
             .to_str()
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::Malformed {
-                status: StatusCode::BAD_REQUEST,
-                detail: "Last-Event-ID must be a byte offset into this log".to_owned(),
+            .ok_or_else(|| {
+                ApiError::BadRequest("Last-Event-ID must be a byte offset into this log".to_owned())
             })?,
         _ => query.offset,
     };

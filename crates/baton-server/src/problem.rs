@@ -27,9 +27,18 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{method} is not allowed here")]
     MethodNotAllowed { method: String },
-    /// The body or query could not be read as the endpoint's input.
-    #[error("{detail}")]
-    Malformed { status: StatusCode, detail: String },
+    /// The body, query or path could not be read as the endpoint's input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A body over the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A body of a content type the endpoint does not read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A well-formed body whose values the endpoint refuses.
+    #[error("{0}")]
+    Unprocessable(String),
     /// A spec or its inputs with problems: every one is listed.
     #[error("the workflow has {} problem(s)", .0.len())]
     InvalidWorkflow(Vec<baton_core::Problem>),
@@ -56,20 +65,26 @@ impl ApiError {
                 "Method not allowed",
                 StatusCode::METHOD_NOT_ALLOWED,
             ),
-            ApiError::Malformed { status, .. } => match *status {
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    ("body-too-large", "Request body too large", *status)
-                }
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                    ("unsupported-media-type", "Unsupported media type", *status)
-                }
-                StatusCode::UNPROCESSABLE_ENTITY => ("invalid-request", "Invalid request", *status),
-                _ => (
-                    "malformed-request",
-                    "Malformed request",
-                    StatusCode::BAD_REQUEST,
-                ),
-            },
+            ApiError::BadRequest(_) => (
+                "malformed-request",
+                "Malformed request",
+                StatusCode::BAD_REQUEST,
+            ),
+            ApiError::TooLarge(_) => (
+                "body-too-large",
+                "Request body too large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                "unsupported-media-type",
+                "Unsupported media type",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            ApiError::Unprocessable(_) => (
+                "invalid-request",
+                "Invalid request",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
             ApiError::InvalidWorkflow(_) => (
                 "invalid-workflow",
                 "Invalid workflow",
@@ -160,10 +175,9 @@ impl From<baton_engine::Error> for ApiError {
             baton_engine::Error::Control(ControlError::UnknownTask(_)) => {
                 ApiError::NotFound(error.to_string())
             }
-            baton_engine::Error::Control(control) if control.is_invalid() => ApiError::Malformed {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                detail: control.to_string(),
-            },
+            baton_engine::Error::Control(control) if control.is_invalid() => {
+                ApiError::Unprocessable(control.to_string())
+            }
             baton_engine::Error::Control(control) => ApiError::Conflict(control.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -189,8 +203,14 @@ impl From<baton_store::Error> for ApiError {
     }
 }
 
-fn malformed(status: StatusCode, detail: String) -> ApiError {
-    ApiError::Malformed { status, detail }
+/// An extractor's refusal, by the status axum gave it.
+pub(crate) fn rejected(status: StatusCode, detail: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(detail),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(detail),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(detail),
+        _ => ApiError::BadRequest(detail),
+    }
 }
 
 /// A JSON body; what cannot be read is a problem with axum's own status
@@ -209,7 +229,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    malformed(rejection.status(), rejection.body_text())
+    rejected(rejection.status(), rejection.body_text())
 }
 
 /// Query parameters; a bad one is a 400 problem.
@@ -222,9 +242,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|rejection: QueryRejection| {
-                malformed(StatusCode::BAD_REQUEST, rejection.body_text())
-            })
+            .map_err(|rejection: QueryRejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
 
@@ -238,9 +256,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArg
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| PathArgs(value))
-            .map_err(|rejection: PathRejection| {
-                malformed(StatusCode::BAD_REQUEST, rejection.body_text())
-            })
+            .map_err(|rejection: PathRejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
 

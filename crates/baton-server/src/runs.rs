@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query};
+use crate::refusals;
 
 /// Runs listed per page unless `limit` says otherwise, and at most.
 const PAGE: usize = 50;
@@ -103,12 +104,12 @@ impl utoipa::ToSchema for StartRun {}
     responses(
         (status = 201, description = "The run started", body = Object),
         (status = 200, description = "The run an earlier request with this idempotency key started", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::TooLarge,
+        refusals::UnsupportedMediaType,
+        refusals::Unprocessable,
     ),
 )]
 pub(crate) async fn start(
@@ -117,10 +118,9 @@ pub(crate) async fn start(
     Body(request): Body<StartRun>,
 ) -> Result<Response, ApiError> {
     if request.concurrency == Some(0) {
-        return Err(ApiError::Malformed {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: "`concurrency` is at least 1".to_owned(),
-        });
+        return Err(ApiError::Unprocessable(
+            "`concurrency` is at least 1".to_owned(),
+        ));
     }
     let (valid, version) = match (&request.spec, &request.workflow) {
         (Some(spec), None) => (checked(spec).await?, None),
@@ -132,11 +132,9 @@ pub(crate) async fn start(
             (valid, Some(stored.version))
         }
         _ => {
-            return Err(ApiError::Malformed {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                detail: "give the workflow as `spec` or by name as `workflow`, one of the two"
-                    .to_owned(),
-            });
+            return Err(ApiError::Unprocessable(
+                "give the workflow as `spec` or by name as `workflow`, one of the two".to_owned(),
+            ));
         }
     };
     let key = headers
@@ -198,10 +196,9 @@ async fn checked(spec: &Value) -> Result<Valid, ApiError> {
         Value::String(text) => (text.clone(), Format::Yaml),
         Value::Object(_) => (spec.to_string(), Format::Json),
         _ => {
-            return Err(ApiError::Malformed {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                detail: "`spec` must be a workflow: YAML or JSON text, or an object".to_owned(),
-            });
+            return Err(ApiError::Unprocessable(
+                "`spec` must be a workflow: YAML or JSON text, or an object".to_owned(),
+            ));
         }
     };
     checking::text(text, format).await
@@ -247,11 +244,10 @@ fn bound(name: &str, value: Option<i64>) -> Result<Option<Millis>, ApiError> {
                 .ok()
                 .filter(|&millis| millis <= MAX_SAFE_MILLIS)
                 .map(Millis)
-                .ok_or_else(|| ApiError::Malformed {
-                    status: StatusCode::BAD_REQUEST,
-                    detail: format!(
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
                         "`{name}` is milliseconds since the epoch, 0 to {MAX_SAFE_MILLIS}"
-                    ),
+                    ))
                 })
         })
         .transpose()
@@ -265,8 +261,8 @@ fn bound(name: &str, value: Option<i64>) -> Result<Option<Millis>, ApiError> {
     params(ListRuns),
     responses(
         (status = 200, description = "Runs, newest first, and the cursor of the next page", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
     ),
 )]
 pub(crate) async fn list(
@@ -274,17 +270,13 @@ pub(crate) async fn list(
     Query(query): Query<ListRuns>,
 ) -> Result<Json<Value>, ApiError> {
     if query.cursor.as_deref() == Some("") {
-        return Err(ApiError::Malformed {
-            status: StatusCode::BAD_REQUEST,
-            detail: "`cursor` is empty: leave it out for the first page".to_owned(),
-        });
+        return Err(ApiError::BadRequest(
+            "`cursor` is empty: leave it out for the first page".to_owned(),
+        ));
     }
     let limit = query.limit.unwrap_or(PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Malformed {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!("`limit` is 1 to {MAX_PAGE}"),
-        });
+        return Err(ApiError::BadRequest(format!("`limit` is 1 to {MAX_PAGE}")));
     }
     let filter = RunFilter {
         status: query.status,
@@ -301,11 +293,9 @@ pub(crate) async fn list(
         .runs(&filter)
         .await
         .map_err(|error| match error {
-            baton_store::Error::UnknownRun(_) => ApiError::Malformed {
-                status: StatusCode::BAD_REQUEST,
-                detail: "`cursor` names no run: use the `next_cursor` of the page before"
-                    .to_owned(),
-            },
+            baton_store::Error::UnknownRun(_) => ApiError::BadRequest(
+                "`cursor` names no run: use the `next_cursor` of the page before".to_owned(),
+            ),
             other => other.into(),
         })?;
     let next = (runs.len() == limit)
@@ -324,8 +314,8 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run: tasks with states, attempts, timings, outputs", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn get(
@@ -349,10 +339,10 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Cancel requested", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
     ),
 )]
 pub(crate) async fn cancel(
@@ -371,10 +361,10 @@ pub(crate) async fn cancel(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Pause requested", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
     ),
 )]
 pub(crate) async fn pause(
@@ -392,10 +382,10 @@ pub(crate) async fn pause(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Resume requested", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
     ),
 )]
 pub(crate) async fn resume(
@@ -429,13 +419,13 @@ pub(crate) struct DecisionRequest {
     request_body = DecisionRequest,
     responses(
         (status = 202, description = "Decision recorded", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
+        refusals::UnsupportedMediaType,
+        refusals::Unprocessable,
     ),
 )]
 pub(crate) async fn decide(
@@ -480,10 +470,10 @@ async fn request(app: &AppState, run: String, control: Control) -> Result<Respon
     ),
     responses(
         (status = 201, description = "A new run that runs the task and its dependants again", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
     ),
 )]
 pub(crate) async fn retry(
@@ -526,8 +516,8 @@ pub(crate) async fn retry(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The digest of the run's event log", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn trace(
@@ -546,8 +536,8 @@ pub(crate) async fn trace(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Provenance records and the root digest", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn provenance(
@@ -566,8 +556,8 @@ pub(crate) async fn provenance(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The provenance recomputed from events", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn verify(
@@ -586,8 +576,8 @@ pub(crate) async fn verify(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Snapshots with their SHA-256", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn checkpoints(
@@ -609,8 +599,8 @@ pub(crate) async fn checkpoints(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Files tasks stored and consumed", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn artifacts(
@@ -640,18 +630,17 @@ pub(crate) async fn artifacts(
     params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The artifact's SHA-256, 64 hex digits")),
     responses(
         (status = 200, description = "The artifact's bytes", content_type = "application/octet-stream"),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn artifact(
     State(app): State<AppState>,
     PathArgs(digest): PathArgs<String>,
 ) -> Result<Response, ApiError> {
-    let digest: Digest = digest.parse().map_err(|_| ApiError::Malformed {
-        status: StatusCode::BAD_REQUEST,
-        detail: "an artifact is named by its SHA-256, 64 hex digits".to_owned(),
+    let digest: Digest = digest.parse().map_err(|_| {
+        ApiError::BadRequest("an artifact is named by its SHA-256, 64 hex digits".to_owned())
     })?;
     let bytes = tokio::fs::read(app.engine.artifact_file(&digest))
         .await

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::AppState;
+use crate::refusals;
 
 /// Seconds; from a fast API read to a slow task.
 const BUCKETS: &[f64] = &[
@@ -58,8 +59,8 @@ pub(crate) fn registry() -> Option<&'static PrometheusHandle> {
     tag = "service",
     responses(
         (status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
     ),
 )]
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {

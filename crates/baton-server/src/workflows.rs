@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::checking;
-use crate::problem::{ApiError, Body, PathArgs, Query};
+use crate::problem::{ApiError, Body, PathArgs, Query, rejected};
+use crate::refusals;
 
 /// A spec sent as the body: YAML (`application/yaml`, `text/*`, or no
 /// type) or JSON (`application/json`).
@@ -47,25 +48,18 @@ impl<S: Send + Sync> FromRequest<S> for SpecText {
             None | Some("application/yaml" | "application/x-yaml") => Format::Yaml,
             Some(text) if text.starts_with("text/") => Format::Yaml,
             Some(other) => {
-                return Err(ApiError::Malformed {
-                    status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    detail: format!(
-                        "a workflow is sent as application/yaml or application/json, not {other}"
-                    ),
-                });
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "a workflow is sent as application/yaml or application/json, not {other}"
+                )));
             }
         };
         let text = String::from_request(request, state)
             .await
-            .map_err(|rejection| ApiError::Malformed {
-                status: rejection.status(),
-                detail: rejection.body_text(),
-            })?;
+            .map_err(|rejection| rejected(rejection.status(), rejection.body_text()))?;
         if text.trim().is_empty() {
-            return Err(ApiError::Malformed {
-                status: StatusCode::BAD_REQUEST,
-                detail: "the body is empty: send a workflow spec".to_owned(),
-            });
+            return Err(ApiError::BadRequest(
+                "the body is empty: send a workflow spec".to_owned(),
+            ));
         }
         Ok(SpecText { text, format })
     }
@@ -171,12 +165,12 @@ fn registered(new: bool, stored: &StoredWorkflow) -> Response {
     responses(
         (status = 201, description = "A new version", body = Object),
         (status = 200, description = "The spec is the latest version already", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::TooLarge,
+        refusals::UnsupportedMediaType,
+        refusals::Unprocessable,
     ),
 )]
 pub(crate) async fn create(
@@ -200,11 +194,11 @@ pub(crate) async fn create(
     ),
     responses(
         (status = 200, description = "The spec is valid", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid workflow: every problem", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::TooLarge,
+        refusals::UnsupportedMediaType,
+        refusals::Unprocessable,
     ),
 )]
 pub(crate) async fn validate(spec: SpecText) -> Result<Json<Value>, ApiError> {
@@ -223,7 +217,7 @@ pub(crate) async fn validate(spec: SpecText) -> Result<Json<Value>, ApiError> {
     tag = "workflows",
     responses(
         (status = 200, description = "The latest version of each workflow", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
     ),
 )]
 pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -254,9 +248,9 @@ pub(crate) struct Pick {
     params(("name" = String, Path, description = "The workflow's name"), Pick),
     responses(
         (status = 200, description = "A version with its spec", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn get(
@@ -279,9 +273,9 @@ pub(crate) async fn get(
     ),
     responses(
         (status = 200, description = "The version with its spec", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn version(
@@ -300,8 +294,8 @@ pub(crate) async fn version(
     params(("name" = String, Path, description = "The workflow's name")),
     responses(
         (status = 200, description = "Every version, oldest first", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn versions(
@@ -328,10 +322,10 @@ pub(crate) async fn versions(
     params(("name" = String, Path, description = "The workflow's name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflict with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
     ),
 )]
 pub(crate) async fn delete(
@@ -377,9 +371,9 @@ pub(crate) struct GraphQuery {
     params(("name" = String, Path, description = "The workflow's name"), GraphQuery),
     responses(
         (status = 200, description = "The DAG as Mermaid or DOT", content_type = "text/plain"),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::NotFound,
     ),
 )]
 pub(crate) async fn graph(
@@ -395,10 +389,9 @@ pub(crate) async fn graph(
         "mermaid" => baton_core::render::mermaid(valid.workflow(), valid.dag()),
         "dot" => baton_core::render::dot(valid.workflow(), valid.dag()),
         other => {
-            return Err(ApiError::Malformed {
-                status: StatusCode::BAD_REQUEST,
-                detail: format!("`format` is mermaid or dot, not `{other}`"),
-            });
+            return Err(ApiError::BadRequest(format!(
+                "`format` is mermaid or dot, not `{other}`"
+            )));
         }
     };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
@@ -412,7 +405,7 @@ pub(crate) async fn graph(
     tag = "workflows",
     responses(
         (status = 200, description = "Every version of every workflow, as a bundle", body = Object),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::Unauthorized,
     ),
 )]
 pub(crate) async fn export(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -455,12 +448,12 @@ pub(crate) struct BundleEntry {
     request_body = Bundle,
     responses(
         (status = 200, description = "What was registered", body = Object),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key's scope does not cover this", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported media type", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request or workflow", body = crate::Problem, content_type = "application/problem+json"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::TooLarge,
+        refusals::UnsupportedMediaType,
+        refusals::Unprocessable,
     ),
 )]
 pub(crate) async fn import(
@@ -496,9 +489,10 @@ pub(crate) async fn import(
 pub(crate) async fn resolve(app: &AppState, reference: &str) -> Result<StoredWorkflow, ApiError> {
     let (name, version) = match reference.rsplit_once('@') {
         Some((name, version)) => {
-            let version = version.parse().map_err(|_| ApiError::Malformed {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                detail: format!("`{reference}`: a workflow is named `name` or `name@VERSION`"),
+            let version = version.parse().map_err(|_| {
+                ApiError::Unprocessable(format!(
+                    "`{reference}`: a workflow is named `name` or `name@VERSION`"
+                ))
             })?;
             (name, Some(version))
         }
@@ -510,10 +504,7 @@ pub(crate) async fn resolve(app: &AppState, reference: &str) -> Result<StoredWor
         .await
         .map_err(|error| match error {
             baton_store::Error::UnknownWorkflow(_) | baton_store::Error::UnknownVersion { .. } => {
-                ApiError::Malformed {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    detail: error.to_string(),
-                }
+                ApiError::Unprocessable(error.to_string())
             }
             other => other.into(),
         })
