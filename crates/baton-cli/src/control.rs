@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use baton_core::run::{Control, ControlError, Decision};
+use baton_server::api::{Accepted, DecisionRequest};
 
 use crate::home::Home;
 use crate::remote::Remote;
@@ -78,6 +79,8 @@ pub(crate) async fn approve(
         task: args.task,
         choice: args.choice,
         by: args.by,
+        key_id: None,
+        note: None,
         comment: args.comment,
     });
     send(&args.home, remote, &args.run, control, &done).await
@@ -99,17 +102,27 @@ async fn send(
 /// [`request`] through a server: the same checks, made there.
 async fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow::Result<ExitCode> {
     let (path, body) = match &control {
-        Control::Cancel => (format!("/runs/{run}/cancel"), serde_json::json!({})),
-        Control::Pause => (format!("/runs/{run}/pause"), serde_json::json!({})),
-        Control::Resume => (format!("/runs/{run}/resume"), serde_json::json!({})),
+        Control::Cancel => (format!("/runs/{run}/cancel"), None),
+        Control::Pause => (format!("/runs/{run}/pause"), None),
+        Control::Resume => (format!("/runs/{run}/resume"), None),
         Control::Decide(decision) => (
             format!("/runs/{run}/tasks/{}/decision", decision.task),
-            serde_json::json!({
-                "choice": decision.choice, "by": decision.by, "comment": decision.comment,
+            Some(DecisionRequest {
+                choice: decision.choice.clone(),
+                by: decision.by.clone(),
+                comment: decision.comment.clone(),
             }),
         ),
     };
-    match remote.post(&path, &body).await? {
+    let sent = match body {
+        Some(decision) => remote.post::<Accepted>(&path, &decision).await?,
+        None => {
+            remote
+                .post::<Accepted>(&path, &serde_json::Map::new())
+                .await?
+        }
+    };
+    match sent {
         Ok(_) => {
             crate::emit(done)?;
             Ok(ExitCode::SUCCESS)

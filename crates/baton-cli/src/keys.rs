@@ -17,7 +17,7 @@ pub(crate) enum Command {
         name: String,
         /// read: read runs and workflows; write: also start, cancel and
         /// decide; admin: also manage workflows and keys.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["read", "write", "admin"]))]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["read", "write", "execute", "admin"]))]
         scope: String,
         #[command(flatten)]
         home: Home,

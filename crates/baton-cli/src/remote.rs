@@ -111,19 +111,19 @@ impl Remote {
         }
     }
 
-    /// `POST path` with a JSON body; the refusal, if any, for the caller to
-    /// word.
-    pub(crate) async fn post(
+    /// `POST path` with a JSON body, the answer read as `T`; the refusal,
+    /// if any, for the caller to word.
+    pub(crate) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
-    ) -> anyhow::Result<Result<Value, Refused>> {
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<Result<T, Refused>> {
         Ok(
             match self
                 .send(self.request(reqwest::Method::POST, path).json(body))
                 .await?
             {
-                Ok(response) => Ok(response.json().await.unwrap_or_default()),
+                Ok(response) => Ok(response.json().await?),
                 Err(refused) => Err(refused),
             },
         )

@@ -85,8 +85,8 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
             if let Some(workflow) = &args.workflow {
                 query.push(("workflow", workflow.clone()));
             }
-            let page: serde_json::Value = remote.get("/runs", &query).await?;
-            serde_json::from_value(page["runs"].clone())?
+            let page: baton_server::api::RunPage = remote.get("/runs", &query).await?;
+            page.runs
         }
         None => {
             let filter = RunFilter {

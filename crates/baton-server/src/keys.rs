@@ -46,8 +46,8 @@ pub(crate) struct NewKey {
     /// Who or what holds it.
     #[schema(min_length = 1)]
     name: String,
-    /// read, write or admin.
-    #[schema(value_type = String, pattern = "^(read|write|admin)$")]
+    /// read, write, execute or admin.
+    #[schema(value_type = String, pattern = "^(read|write|execute|admin)$")]
     scope: Scope,
 }
 

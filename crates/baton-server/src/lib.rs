@@ -7,6 +7,7 @@
 //! it in process with `tower::ServiceExt::oneshot`; [`serve`] puts it on a
 //! listener.
 
+pub mod api;
 mod auth;
 mod checking;
 mod events;
@@ -28,7 +29,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use baton_engine::Engine;
-use serde_json::json;
 
 pub use auth::{Principal, issue};
 pub use problem::{ApiError, Problem};
@@ -228,10 +228,12 @@ pub async fn serve(
     path = "/healthz",
     tag = "service",
     security(()),
-    responses((status = 200, description = "The process answers", body = Object)),
+    responses((status = 200, description = "The process answers", body = api::Health)),
 )]
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(json!({"status": "ok"}))
+async fn healthz() -> axum::Json<api::Health> {
+    axum::Json(api::Health {
+        status: "ok".to_owned(),
+    })
 }
 
 /// Ready when the store answers.
@@ -241,11 +243,11 @@ async fn healthz() -> axum::Json<serde_json::Value> {
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "The store answers", body = Object),
+        (status = 200, description = "The store answers", body = api::Health),
         refusals::Unavailable,
     ),
 )]
-async fn readyz(State(app): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn readyz(State(app): State<AppState>) -> Result<axum::Json<api::Health>, ApiError> {
     let probe = baton_store::RunFilter {
         limit: 1,
         ..baton_store::RunFilter::default()
@@ -255,5 +257,7 @@ async fn readyz(State(app): State<AppState>) -> Result<axum::Json<serde_json::Va
         .runs(&probe)
         .await
         .map_err(|error| ApiError::Unavailable(format!("the store does not answer: {error}")))?;
-    Ok(axum::Json(json!({"status": "ready"})))
+    Ok(axum::Json(api::Health {
+        status: "ready".to_owned(),
+    }))
 }

@@ -11,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 use baton_core::run::{Control, Decision, Digest, Millis, RunStatus};
 use baton_core::{Format, Valid};
 use baton_engine::RunOptions;
-use baton_store::RunFilter;
+use baton_store::{RunFilter, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::api::{Accepted, DecisionRequest, RunPage, Started, Traced};
 use crate::auth::Principal;
 use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query};
@@ -102,8 +103,8 @@ impl utoipa::ToSchema for StartRun {}
         ("Idempotency-Key" = Option<String>, Header, description = "A request retried with the same key gets the same run"),
     ),
     responses(
-        (status = 201, description = "The run started", body = Object),
-        (status = 200, description = "The run an earlier request with this idempotency key started", body = Object),
+        (status = 201, description = "The run started", body = Started),
+        (status = 200, description = "The run an earlier request with this idempotency key started", body = Started),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::Forbidden,
@@ -115,6 +116,7 @@ impl utoipa::ToSchema for StartRun {}
 pub(crate) async fn start(
     State(app): State<AppState>,
     headers: HeaderMap,
+    principal: Option<axum::Extension<Principal>>,
     Body(request): Body<StartRun>,
 ) -> Result<Response, ApiError> {
     if request.concurrency == Some(0) {
@@ -123,7 +125,19 @@ pub(crate) async fn start(
         ));
     }
     let (valid, version) = match (&request.spec, &request.workflow) {
-        (Some(spec), None) => (checked(spec).await?, None),
+        (Some(spec), None) => {
+            if let Some(axum::Extension(principal)) = &principal
+                && principal.scope < Scope::Execute
+            {
+                return Err(ApiError::Forbidden(format!(
+                    "key `{}` has scope {}; an inline `spec` runs its commands as the \
+                     server's user, which needs execute: start a registered workflow by \
+                     `workflow` instead, or use an execute key",
+                    principal.key_id, principal.scope
+                )));
+            }
+            (checked(spec).await?, None)
+        }
         (None, Some(reference)) => {
             let stored = crate::workflows::resolve(&app, reference).await?;
             let valid = checking::workflow(Arc::unwrap_or_clone(stored.workflow))
@@ -180,7 +194,11 @@ fn started(status: StatusCode, run_id: &str, run_status: RunStatus) -> Response 
     let location = format!("/api/v1/runs/{run_id}");
     let mut response = (
         status,
-        Json(json!({"run_id": run_id, "status": run_status, "href": location})),
+        Json(Started {
+            run_id: run_id.to_owned(),
+            status: run_status,
+            href: location.clone(),
+        }),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -260,7 +278,7 @@ fn bound(name: &str, value: Option<i64>) -> Result<Option<Millis>, ApiError> {
     tag = "runs",
     params(ListRuns),
     responses(
-        (status = 200, description = "Runs, newest first, and the cursor of the next page", body = Object),
+        (status = 200, description = "Runs, newest first, and the cursor of the next page", body = RunPage),
         refusals::BadRequest,
         refusals::Unauthorized,
     ),
@@ -268,7 +286,7 @@ fn bound(name: &str, value: Option<i64>) -> Result<Option<Millis>, ApiError> {
 pub(crate) async fn list(
     State(app): State<AppState>,
     Query(query): Query<ListRuns>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     if query.cursor.as_deref() == Some("") {
         return Err(ApiError::BadRequest(
             "`cursor` is empty: leave it out for the first page".to_owned(),
@@ -298,12 +316,12 @@ pub(crate) async fn list(
             ),
             other => other.into(),
         })?;
-    let next = (runs.len() == limit)
+    let next_cursor = (runs.len() == limit)
         .then(|| runs.last().map(|run| run.run_id.clone()))
         .flatten();
     let now = app.now();
-    let runs: Vec<_> = runs.into_iter().map(|run| run.judged(now)).collect();
-    Ok(Json(json!({"runs": runs, "next_cursor": next})))
+    let runs = runs.into_iter().map(|run| run.judged(now)).collect();
+    Ok(Json(RunPage { runs, next_cursor }))
 }
 
 /// `GET /api/v1/runs/{id}`: tasks with states, attempts, timings, outputs.
@@ -338,7 +356,7 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 202, description = "Cancel requested", body = Object),
+        (status = 202, description = "Cancel requested", body = Accepted),
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,
@@ -360,7 +378,7 @@ pub(crate) async fn cancel(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 202, description = "Pause requested", body = Object),
+        (status = 202, description = "Pause requested", body = Accepted),
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,
@@ -381,7 +399,7 @@ pub(crate) async fn pause(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 202, description = "Resume requested", body = Object),
+        (status = 202, description = "Resume requested", body = Accepted),
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,
@@ -393,16 +411,6 @@ pub(crate) async fn resume(
     PathArgs(run): PathArgs<String>,
 ) -> Result<Response, ApiError> {
     request(&app, run, Control::Resume).await
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DecisionRequest {
-    /// One of the approval's `choices`.
-    choice: String,
-    comment: Option<String>,
-    /// Who decided; recorded with the choice.
-    by: Option<String>,
 }
 
 /// `POST /api/v1/runs/{id}/tasks/{task}/decision`: 202; the waiting
@@ -418,7 +426,7 @@ pub(crate) struct DecisionRequest {
     ),
     request_body = DecisionRequest,
     responses(
-        (status = 202, description = "Decision recorded", body = Object),
+        (status = 202, description = "Decision recorded", body = Accepted),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::Forbidden,
@@ -434,13 +442,21 @@ pub(crate) async fn decide(
     principal: Option<axum::Extension<Principal>>,
     Body(decision): Body<DecisionRequest>,
 ) -> Result<Response, ApiError> {
+    // The key that sent the decision is who decided; what the body says
+    // about it is a note beside it. Without keys (`--insecure-no-auth`)
+    // nothing is known but what the body says.
+    let (by, key_id, note) = match principal {
+        Some(axum::Extension(principal)) => {
+            (Some(principal.name), Some(principal.key_id), decision.by)
+        }
+        None => (decision.by, None, None),
+    };
     let control = Control::Decide(Decision {
         task,
         choice: decision.choice,
-        // Without a `by`, the key's holder decided.
-        by: decision
-            .by
-            .or_else(|| principal.map(|axum::Extension(principal)| principal.name)),
+        by,
+        key_id,
+        note,
         comment: decision.comment,
     });
     request(&app, run, control).await
@@ -451,7 +467,10 @@ async fn request(app: &AppState, run: String, control: Control) -> Result<Respon
     app.engine.control(&run, control.clone()).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"run_id": run, "accepted": control})),
+        Json(Accepted {
+            run_id: run,
+            accepted: control,
+        }),
     )
         .into_response())
 }
@@ -469,7 +488,7 @@ async fn request(app: &AppState, run: String, control: Control) -> Result<Respon
         ("task" = String, Path, description = "A task's id"),
     ),
     responses(
-        (status = 201, description = "A new run that runs the task and its dependants again", body = Object),
+        (status = 201, description = "A new run that runs the task and its dependants again", body = Started),
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,
@@ -515,7 +534,7 @@ pub(crate) async fn retry(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "The digest of the run's event log", body = Object),
+        (status = 200, description = "The digest of the run's event log", body = Traced),
         refusals::Unauthorized,
         refusals::NotFound,
     ),
@@ -523,9 +542,12 @@ pub(crate) async fn retry(
 pub(crate) async fn trace(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Traced>, ApiError> {
     let trace = app.engine.trace(&run).await?;
-    Ok(Json(json!({"run_id": run, "trace": trace.to_string()})))
+    Ok(Json(Traced {
+        run_id: run,
+        trace: trace.to_string(),
+    }))
 }
 
 /// `GET /api/v1/runs/{id}/provenance`.

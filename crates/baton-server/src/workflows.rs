@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::api::Validated;
 use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query, rejected};
 use crate::refusals;
@@ -193,7 +194,7 @@ pub(crate) async fn create(
         content((Object = "application/yaml"), (Object = "application/json")),
     ),
     responses(
-        (status = 200, description = "The spec is valid", body = Object),
+        (status = 200, description = "The spec is valid", body = Validated),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::TooLarge,
@@ -201,13 +202,13 @@ pub(crate) async fn create(
         refusals::Unprocessable,
     ),
 )]
-pub(crate) async fn validate(spec: SpecText) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn validate(spec: SpecText) -> Result<Json<Validated>, ApiError> {
     let valid = checking::text(spec.text, spec.format).await?;
-    Ok(Json(json!({
-        "valid": true,
-        "name": valid.workflow().name,
-        "tasks": valid.workflow().tasks.len(),
-    })))
+    Ok(Json(Validated {
+        valid: true,
+        name: valid.workflow().name.clone(),
+        tasks: valid.workflow().tasks.len(),
+    }))
 }
 
 /// `GET /api/v1/workflows`: the latest version of each, by name.

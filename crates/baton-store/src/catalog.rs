@@ -26,8 +26,13 @@ pub struct StoredWorkflow {
 pub enum Scope {
     /// Read runs, workflows, events, logs.
     Read,
-    /// Also start, cancel, pause and resume runs, and decide approvals.
+    /// Also start runs of registered workflows, cancel, pause and resume
+    /// runs, decide approvals and retry tasks.
     Write,
+    /// Also start runs of inline specs (`spec` in the request): their
+    /// commands run as the server's user, which registering a workflow
+    /// (admin) otherwise guards.
+    Execute,
     /// Also manage workflows and keys.
     Admin,
 }
@@ -37,6 +42,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
+            Scope::Execute => "execute",
             Scope::Admin => "admin",
         }
     }
@@ -49,8 +55,11 @@ impl std::str::FromStr for Scope {
         match text {
             "read" => Ok(Scope::Read),
             "write" => Ok(Scope::Write),
+            "execute" => Ok(Scope::Execute),
             "admin" => Ok(Scope::Admin),
-            _ => Err(format!("`{text}` is not a scope: read, write or admin")),
+            _ => Err(format!(
+                "`{text}` is not a scope: read, write, execute or admin"
+            )),
         }
     }
 }

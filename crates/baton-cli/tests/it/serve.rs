@@ -69,7 +69,7 @@ fn request(
 #[test]
 fn runs_started_through_the_api_survive_a_killed_server() {
     let dir = tempfile::tempdir().unwrap();
-    let key = key(dir.path(), "write");
+    let key = key(dir.path(), "execute");
     let (mut first, address) = serve(dir.path());
     // The first attempt leaves its pid and hangs; the second finishes.
     let spec = "name: durable\ntasks:\n  hang:\n    run: |\n      if [ \"$BATON_ATTEMPT\" = 1 ]; then echo $$ > first.pid; sleep 300; fi\n  after: {needs: [hang], run: echo after}\n";
@@ -144,7 +144,7 @@ fn settings_come_from_the_file_then_the_environment_and_bad_ones_are_named() {
 #[test]
 fn the_cli_talks_to_a_server_and_prints_what_it_prints_locally() {
     let dir = tempfile::tempdir().unwrap();
-    let key = key(dir.path(), "write");
+    let key = key(dir.path(), "execute");
     let (mut server, address) = serve(dir.path());
     let url = format!("http://{address}");
     let spec =
@@ -195,7 +195,7 @@ fn the_cli_talks_to_a_server_and_prints_what_it_prints_locally() {
         .assert()
         .success()
         .stdout(predicates::str::contains(
-            "shipping app-1.0.0.tar.gz, approved by ana",
+            "shipping app-1.0.0.tar.gz, approved by test",
         ));
 
     for args in [
@@ -228,7 +228,7 @@ fn the_cli_talks_to_a_server_and_prints_what_it_prints_locally() {
 #[test]
 fn remote_logs_follow_prints_output_while_the_task_runs_and_ends_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let key = key(dir.path(), "write");
+    let key = key(dir.path(), "execute");
     let (mut server, address) = serve(dir.path());
     let spec = "name: talk\ntasks:\n  talk:\n    run: echo first; touch started; while [ ! -f go ]; do sleep 0.02; done; echo second\n";
     let (status, body) = request(

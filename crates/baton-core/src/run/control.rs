@@ -28,9 +28,17 @@ pub struct Decision {
     pub task: String,
     /// One of the task's `choices`.
     pub choice: String,
-    /// Who decided (an API key's name, a user), when known.
+    /// Who decided: through the API, the name of the key that sent the
+    /// decision; on this machine, whom the user names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The id of the API key that sent the decision, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Who the sender says decided, when a key sent it: kept beside the
+    /// key, never in place of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
@@ -76,18 +84,30 @@ impl ControlError {
     }
 }
 
-/// What the output of an approval task holds: the decision, or the
-/// `default` its timeout took.
-pub(crate) fn decision_output(
-    choice: &str,
-    by: Option<&str>,
-    comment: Option<&str>,
-    timed_out: bool,
-) -> serde_json::Value {
+/// What the output of an approval task holds when its timeout took the
+/// `default`.
+pub(crate) fn default_output(default: &str) -> serde_json::Value {
     serde_json::json!({
-        "choice": choice,
-        "by": by,
-        "comment": comment,
-        "timed_out": timed_out,
+        "choice": default,
+        "by": null,
+        "comment": null,
+        "timed_out": true,
     })
+}
+
+/// What the output of an approval task holds when someone decided.
+pub(crate) fn decision_output(decision: &Decision) -> serde_json::Value {
+    let mut output = serde_json::json!({
+        "choice": decision.choice,
+        "by": decision.by,
+        "comment": decision.comment,
+        "timed_out": false,
+    });
+    if let Some(key_id) = &decision.key_id {
+        output["key_id"] = key_id.as_str().into();
+    }
+    if let Some(note) = &decision.note {
+        output["note"] = note.as_str().into();
+    }
+    output
 }

@@ -32,6 +32,8 @@ fn decide(task: &str, choice: &str) -> Control {
         task: task.to_owned(),
         choice: choice.to_owned(),
         by: Some("ana".to_owned()),
+        key_id: None,
+        note: None,
         comment: Some("checked the notes".to_owned()),
     })
 }

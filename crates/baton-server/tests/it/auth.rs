@@ -45,6 +45,7 @@ async fn each_scope_does_what_it_covers_and_no_more() {
     let store = std::sync::Arc::clone(app.store());
     let read = key(store.as_ref(), Scope::Read).await;
     let write = key(store.as_ref(), Scope::Write).await;
+    let execute = key(store.as_ref(), Scope::Execute).await;
     let admin = key(store.as_ref(), Scope::Admin).await;
     let start = || Some(json!({"spec": SPEC}));
 
@@ -92,10 +93,43 @@ async fn each_scope_does_what_it_covers_and_no_more() {
         "{body}"
     );
 
-    // Write starts and cancels, and may not manage keys.
-    let started = send(
+    // Write starts registered workflows and cancels, and may neither run
+    // an inline spec (its commands run as the server's user) nor manage
+    // keys; execute runs inline specs.
+    let inline = send(
         &app,
         request(Method::POST, "/api/v1/runs", Some(&write), start()),
+    )
+    .await;
+    let body = problem(inline, 403, "forbidden").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("needs execute"),
+        "{body}"
+    );
+    let inline = send(
+        &app,
+        request(Method::POST, "/api/v1/runs", Some(&execute), start()),
+    )
+    .await;
+    assert_eq!(inline.status(), 201);
+    let registered = send(
+        &app,
+        Request::post("/api/v1/workflows")
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+            .header(header::CONTENT_TYPE, "application/yaml")
+            .body(Body::from(SPEC))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(registered.status(), 201);
+    let started = send(
+        &app,
+        request(
+            Method::POST,
+            "/api/v1/runs",
+            Some(&write),
+            Some(json!({"workflow": "hello"})),
+        ),
     )
     .await;
     assert_eq!(started.status(), 201);
@@ -129,7 +163,7 @@ async fn each_scope_does_what_it_covers_and_no_more() {
     )
     .await;
     let listed = json(listed).await;
-    assert_eq!(listed["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 4);
     assert!(
         !listed.to_string().contains(&admin["baton_".len() + 13..]),
         "no secret is listed"
@@ -188,4 +222,62 @@ async fn each_scope_does_what_it_covers_and_no_more() {
         "not-found",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_decision_records_the_key_that_sent_it_and_keeps_the_body_s_by_as_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), ServerConfig::default());
+    let store = std::sync::Arc::clone(app.store());
+    let execute = key(store.as_ref(), Scope::Execute).await;
+    let (bot, bot_token) = issue("ci-bot", Scope::Write, Millis(1));
+    store.put_key(&bot).await.unwrap();
+    let spec = "name: gated\ntasks:\n  gate:\n    approval: {prompt: go?, choices: [ship, hold]}\n";
+    let started = send(
+        &app,
+        request(
+            Method::POST,
+            "/api/v1/runs",
+            Some(&execute),
+            Some(json!({"spec": spec})),
+        ),
+    )
+    .await;
+    let run = json(started).await["run_id"].as_str().unwrap().to_owned();
+    let decide = || {
+        request(
+            Method::POST,
+            &format!("/api/v1/runs/{run}/tasks/gate/decision"),
+            Some(&bot_token),
+            Some(json!({"choice": "ship", "by": "release manager"})),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // 409 until the approval waits.
+    while send(&app, decide()).await.status() != 202 {
+        assert!(std::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let output = loop {
+        let shown = send(
+            &app,
+            request(
+                Method::GET,
+                &format!("/api/v1/runs/{run}"),
+                Some(&bot_token),
+                None,
+            ),
+        )
+        .await;
+        let shown = json(shown).await;
+        if shown["status"] == "succeeded" {
+            break shown["tasks"][0]["output"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(output["choice"], "ship");
+    assert_eq!(output["by"], "ci-bot", "{output}");
+    assert_eq!(output["key_id"], bot.id.as_str());
+    assert_eq!(output["note"], "release manager");
 }

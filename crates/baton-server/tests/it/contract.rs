@@ -322,7 +322,12 @@ async fn the_openapi_document_describes_every_route_and_the_reference_page_is_se
         "#/components/schemas/Problem",
         "{refused}"
     );
-    assert!(refused["description"].as_str().unwrap().starts_with("Invalid"));
+    assert!(
+        refused["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid")
+    );
     let start = &document["components"]["schemas"]["StartRun"];
     assert_eq!(start["oneOf"].as_array().unwrap().len(), 2, "{start}");
     let page = send(&app, get("/api/v1/docs/")).await;

@@ -19,6 +19,7 @@ tasks:
 
 /// Reads the run until `task` is `status`; the run as shown then.
 async fn until_task(app: &baton_server::AppState, run: &str, task: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let shown = json(send(app, get(&format!("/api/v1/runs/{run}"))).await).await;
         let found = shown["tasks"]
@@ -29,6 +30,10 @@ async fn until_task(app: &baton_server::AppState, run: &str, task: &str, status:
         if found {
             return shown;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{task} never became {status}: {shown}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }

@@ -620,6 +620,8 @@ pub(crate) async fn control_requests_are_read_in_order_from_a_position(store: &d
         task: "gate".to_owned(),
         choice: "approve".to_owned(),
         by: Some("ana".to_owned()),
+        key_id: None,
+        note: None,
         comment: Some("looks right".to_owned()),
     });
     let mut numbers = Vec::new();

@@ -57,12 +57,7 @@ impl RunState {
             at,
             task,
             attempt: self.progress.attempts[task as usize],
-            output: Some(Box::new(decision_output(
-                &decision.choice,
-                decision.by.as_deref(),
-                decision.comment.as_deref(),
-                false,
-            ))),
+            output: Some(Box::new(decision_output(decision))),
         })
     }
 }

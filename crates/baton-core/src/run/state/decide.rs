@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 
 use crate::spec::TaskKind;
 
-use super::super::control::decision_output;
+use super::super::control::default_output;
 use super::super::event::{Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
 use super::super::templates;
 use super::progress::Phase;
@@ -88,7 +88,7 @@ impl Command {
                 at,
                 task: *task,
                 attempt: 1,
-                output: Some(Box::new(decision_output(choice, None, None, true))),
+                output: Some(Box::new(default_output(choice))),
             },
             Command::TimeOutRun => Event::RunTimedOut { at },
             Command::Finish { status } => Event::RunFinished {

@@ -143,6 +143,8 @@ impl Driver {
             task: task.to_owned(),
             choice: choice.to_owned(),
             by: Some("ana".to_owned()),
+            key_id: None,
+            note: None,
             comment: None,
         }))
     }
