@@ -15,8 +15,9 @@ pub(crate) enum Command {
         /// What holds the key (a person, a CI job); decisions record it.
         #[arg(long)]
         name: String,
-        /// read: read runs and workflows; write: also start, cancel and
-        /// decide; admin: also manage workflows and keys.
+        /// read: read runs and workflows; write: also start registered
+        /// workflows, cancel and decide; execute: also run inline specs;
+        /// admin: also manage workflows and keys.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["read", "write", "execute", "admin"]))]
         scope: String,
         #[command(flatten)]
@@ -41,6 +42,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Create { name, scope, home } => {
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
+            baton_server::check_key_name(&name)?;
             let engine = home.engine()?;
             let (key, token) = baton_server::issue(&name, scope, now());
             engine.store().put_key(&key).await?;

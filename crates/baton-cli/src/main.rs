@@ -239,7 +239,15 @@ fn validate(
     inputs: &[(String, String)],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let files = spec_file::expand(paths)?;
+    let files = match spec_file::expand(paths) {
+        Ok(files) => files,
+        // Nothing to validate is a failed validation, not a misuse.
+        Err(error) if error.is::<spec_file::NoSpecs>() => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(error),
+    };
     let mut results = Vec::with_capacity(files.len());
     for file in &files {
         let mut problems = match file.check() {

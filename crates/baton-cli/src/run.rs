@@ -30,7 +30,7 @@ pub(crate) struct RunArgs {
     #[arg(short, long = "input", value_name = "KEY=VALUE", value_parser = crate::parse_input)]
     inputs: Vec<(String, String)>,
     /// Tasks in flight at once (overrides the spec's `concurrency`).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: Option<u32>,
     /// A time limit on the whole run: `--timeout 5m`.
     #[arg(long, value_parser = parse_duration)]

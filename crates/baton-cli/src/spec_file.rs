@@ -41,6 +41,22 @@ impl SpecFile {
     }
 }
 
+/// A directory given as specs that holds none.
+#[derive(Debug)]
+pub(crate) struct NoSpecs(PathBuf);
+
+impl std::fmt::Display for NoSpecs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no spec in {}: it holds no .yaml, .yml or .json file",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for NoSpecs {}
+
 /// Files as given, with each directory replaced by the specs inside it
 /// (`.yaml`, `.yml`, `.json`, recursively, sorted).
 pub(crate) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<SpecFile>> {
@@ -49,6 +65,9 @@ pub(crate) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<SpecFile>> {
         if path.is_dir() {
             let mut found = Vec::new();
             collect(path, &mut found)?;
+            if found.is_empty() {
+                return Err(NoSpecs(path.clone()).into());
+            }
             found.sort();
             for file in found {
                 files.push(SpecFile::read(&file)?);

@@ -49,6 +49,35 @@ pub struct Principal {
     pub scope: Scope,
 }
 
+/// The longest key name.
+const MAX_KEY_NAME: usize = 100;
+
+/// Why a key's name is refused: it is printed in listings, logs and the
+/// decisions the key sends, so it must be something a terminal shows as
+/// it is.
+#[derive(Debug, thiserror::Error)]
+pub enum BadKeyName {
+    #[error("a key needs a name: who or what holds it")]
+    Empty,
+    #[error("a key's name is at most {MAX_KEY_NAME} characters")]
+    TooLong,
+    #[error("a key's name may not hold control characters (a terminal would act on them)")]
+    ControlCharacter,
+}
+
+/// Checks a name for a new key.
+pub fn check_key_name(name: &str) -> Result<(), BadKeyName> {
+    if name.trim().is_empty() {
+        Err(BadKeyName::Empty)
+    } else if name.chars().count() > MAX_KEY_NAME {
+        Err(BadKeyName::TooLong)
+    } else if name.chars().any(char::is_control) {
+        Err(BadKeyName::ControlCharacter)
+    } else {
+        Ok(())
+    }
+}
+
 /// A new key: its stored record, and the text to hand over (once).
 pub fn issue(name: &str, scope: Scope, now: Millis) -> (ApiKey, String) {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();

@@ -70,11 +70,8 @@ pub(crate) async fn create(
     State(app): State<AppState>,
     Body(request): Body<NewKey>,
 ) -> Result<Response, ApiError> {
-    if request.name.trim().is_empty() {
-        return Err(ApiError::Unprocessable(
-            "a key needs a `name`: who or what holds it".to_owned(),
-        ));
-    }
+    crate::auth::check_key_name(&request.name)
+        .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
     let (key, token) = crate::auth::issue(&request.name, request.scope, app.now());
     app.engine.store().put_key(&key).await?;
     Ok((

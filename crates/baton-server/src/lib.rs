@@ -30,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use baton_engine::Engine;
 
-pub use auth::{Principal, issue};
+pub use auth::{BadKeyName, Principal, check_key_name, issue};
 pub use problem::{ApiError, Problem};
 
 /// What the service is configured with.

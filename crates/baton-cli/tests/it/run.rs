@@ -420,3 +420,20 @@ fn recorded_runs_are_listed_shown_and_replayed_as_events() {
         .code(2)
         .stderr(predicates::str::contains("no run `no-such-run`"));
 }
+
+#[test]
+fn a_concurrency_of_zero_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.yaml"),
+        "name: one\ntasks:\n  a: {run: \"true\"}\n",
+    )
+    .unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "one.yaml", "--concurrency", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("0 is not in 1.."));
+    assert!(!dir.path().join(".baton").exists(), "no run was recorded");
+}

@@ -264,3 +264,21 @@ fn remote_logs_follow_prints_output_while_the_task_runs_and_ends_with_it() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn key_names_a_terminal_would_act_on_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, problem) in [
+        ("", "a key needs a name"),
+        ("  ", "a key needs a name"),
+        ("ci\u{1b}[31m", "may not hold control characters"),
+        ("ci\nroot", "may not hold control characters"),
+    ] {
+        crate::util::baton()
+            .current_dir(dir.path())
+            .args(["keys", "create", "--name", name, "--scope", "read"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(problem));
+    }
+}

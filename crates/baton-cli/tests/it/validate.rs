@@ -237,3 +237,15 @@ fn a_problem_on_a_very_long_line_shows_a_window_of_it_with_its_column() {
         shown.len()
     );
 }
+
+#[test]
+fn a_directory_without_specs_is_a_failed_validation_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["validate", "empty"])
+        .assert()
+        .code(1)
+        .stderr("error: no spec in empty: it holds no .yaml, .yml or .json file\n");
+}

@@ -13,6 +13,16 @@ pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>
             "the workflow name is empty",
         ));
     }
+    if workflow.tasks.is_empty() {
+        problems.push(
+            Problem::new(
+                Code::InvalidSetting,
+                root.clone().key("tasks"),
+                "the workflow has no tasks: a run of it would do nothing and succeed",
+            )
+            .with_help("add a task under `tasks:`"),
+        );
+    }
     if workflow.concurrency == Some(0) {
         problems.push(
             Problem::new(
@@ -61,6 +71,10 @@ pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>
     }
 }
 
+/// The longest task id: it names the task's log directory (with the run's
+/// id and the attempt beside it), and file names stop at 255 bytes.
+pub(crate) const MAX_TASK_ID: usize = 128;
+
 pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
     let path = || Path::task(&task.id);
     if !is_valid_id(&task.id) {
@@ -72,6 +86,20 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             )
             .at_key()
             .with_help("use letters, digits, `_` and `-`, starting with a letter or `_`"),
+        );
+    } else if task.id.len() > MAX_TASK_ID {
+        problems.push(
+            Problem::new(
+                Code::InvalidTaskId,
+                path(),
+                format!(
+                    "task id `{}…` is {} characters long; at most {MAX_TASK_ID}",
+                    &task.id[..32],
+                    task.id.len()
+                ),
+            )
+            .at_key()
+            .with_help("a task's id names its log directory, which file systems limit"),
         );
     }
     if let Some(retry) = &task.modifiers().retry {
