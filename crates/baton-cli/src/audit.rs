@@ -9,25 +9,25 @@ pub(crate) async fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
     let verification = engine.verify(&args.run).await?;
     if args.json {
-        crate::emit(serde_json::to_string_pretty(&verification)?)?;
+        crate::out::emit(serde_json::to_string_pretty(&verification)?);
     } else {
         for damage in &verification.damage {
-            crate::emit(format_args!("DAMAGED: {damage}"))?;
+            crate::out::emit(format_args!("DAMAGED: {damage}"));
         }
         if let Some(mismatch) = &verification.mismatch {
-            crate::emit(format_args!(
+            crate::out::emit(format_args!(
                 "MISMATCH at task `{}`: {}",
                 mismatch.task, mismatch.problem
-            ))?;
+            ));
         }
         if verification.is_sound() {
-            crate::emit(format_args!(
+            crate::out::emit(format_args!(
                 "ok: {} events, each following the last; {} checkpoint(s) match them; {} provenance record(s) match; the store's pages are sound; root {}",
                 verification.events,
                 verification.checkpoints,
                 verification.records,
                 verification.root
-            ))?;
+            ));
         }
     }
     Ok(if verification.is_sound() {
@@ -41,7 +41,7 @@ pub(crate) async fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
     let chain = engine.provenance(&args.run).await?;
     if args.json {
-        crate::emit(serde_json::to_string_pretty(&chain)?)?;
+        crate::out::emit(serde_json::to_string_pretty(&chain)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = comfy_table::Table::new();
@@ -60,7 +60,7 @@ pub(crate) async fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
             record.parents.len().to_string(),
         ]);
     }
-    crate::emit(format_args!("{table}\nroot {}", chain.root))?;
+    crate::out::emit(format_args!("{table}\nroot {}", chain.root));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -78,13 +78,13 @@ pub(crate) async fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
                 "divergence": divergence.to_string(),
             }),
         };
-        crate::emit(serde_json::to_string_pretty(&line)?)?;
+        crate::out::emit(serde_json::to_string_pretty(&line)?);
     } else {
         match &replayed {
-            Ok(trace) => crate::emit(format_args!(
+            Ok(trace) => crate::out::emit(format_args!(
                 "trace {trace} (replayed without running a task; the record's is {recorded})"
-            ))?,
-            Err(divergence) => crate::emit(format_args!("the replay diverges: {divergence}"))?,
+            )),
+            Err(divergence) => crate::out::emit(format_args!("the replay diverges: {divergence}")),
         }
     }
     Ok(match replayed {
@@ -116,7 +116,7 @@ pub(crate) async fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        crate::emit(serde_json::to_string_pretty(&rows)?)?;
+        crate::out::emit(serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = comfy_table::Table::new();
@@ -133,7 +133,7 @@ pub(crate) async fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
         ]);
     }
-    crate::emit(&table)?;
+    crate::out::emit(&table);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -151,7 +151,7 @@ pub(crate) async fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
                 line
             })
             .collect();
-        crate::emit(serde_json::to_string_pretty(&rows)?)?;
+        crate::out::emit(serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = comfy_table::Table::new();
@@ -167,6 +167,6 @@ pub(crate) async fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
             row.artifact.digest.to_string(),
         ]);
     }
-    crate::emit(&table)?;
+    crate::out::emit(&table);
     Ok(ExitCode::SUCCESS)
 }

@@ -155,7 +155,7 @@ pub(crate) fn show(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = args.load()?;
     let mut value = toml::Value::try_from(&config)?;
     mask(&mut value);
-    crate::emit(toml::to_string_pretty(&value)?.trim_end())?;
+    crate::out::emit(toml::to_string_pretty(&value)?.trim_end());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -124,14 +124,14 @@ async fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow
     };
     match sent {
         Ok(_) => {
-            crate::emit(done)?;
+            crate::out::emit(done);
             Ok(ExitCode::SUCCESS)
         }
         Err(refused) if refused.status == 404 => Err(refused.into()),
         Err(refused) if refused.status == 409 => {
             let shown: baton_engine::RunReport = remote.get(&format!("/runs/{run}"), &[]).await?;
             if shown.status.is_final() {
-                crate::emit(format_args!("run {run} already ended: {}", shown.status))?;
+                crate::out::emit(format_args!("run {run} already ended: {}", shown.status));
             } else {
                 eprintln!("error: {refused}");
             }
@@ -152,12 +152,12 @@ async fn request(home: &Home, run: &str, control: Control, done: &str) -> anyhow
     let answer = engine.control(run, control).await;
     match answer {
         Ok(()) => {
-            crate::emit(done)?;
+            crate::out::emit(done);
             Ok(ExitCode::SUCCESS)
         }
         Err(baton_engine::Error::Control(ControlError::Finished)) => {
             let status = engine.store().summary(run).await?.status;
-            crate::emit(format_args!("run {run} already ended: {status}"))?;
+            crate::out::emit(format_args!("run {run} already ended: {status}"));
             Ok(ExitCode::FAILURE)
         }
         Err(baton_engine::Error::Control(refused)) => {

@@ -24,15 +24,15 @@ pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
     let engine = args.home.engine()?;
     let pruned = engine.prune(args.older_than, now()).await?;
     if args.json {
-        crate::emit(serde_json::to_string_pretty(&pruned)?)?;
+        crate::out::emit(serde_json::to_string_pretty(&pruned)?);
     } else {
-        crate::emit(format_args!(
+        crate::out::emit(format_args!(
             "deleted {} run(s) that finished over {} ago and {} unreferenced artifact(s); {} freed",
             pruned.runs.len(),
             args.older_than,
             pruned.objects,
             bytes(pruned.bytes)
-        ))?;
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -46,7 +46,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let engine = home.engine()?;
             let (key, token) = baton_server::issue(&name, scope, now());
             engine.store().put_key(&key).await?;
-            crate::emit(&token)?;
+            crate::out::emit(&token);
             eprintln!(
                 "key {} ({scope}) for {name}: keep it now, it is not shown again",
                 key.id
@@ -60,7 +60,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         "id": key.id, "name": key.name, "scope": key.scope,
                         "created_at": key.created_at, "revoked_at": key.revoked_at,
                     });
-                    crate::emit(line)?;
+                    crate::out::emit(line);
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -75,11 +75,11 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 };
                 table.add_row([key.id.as_str(), key.name.as_str(), key.scope.name(), state]);
             }
-            crate::emit(&table)?;
+            crate::out::emit(&table);
         }
         Command::Revoke { id, home } => {
             home.engine()?.store().revoke_key(&id, now()).await?;
-            crate::emit(format_args!("key {id} revoked"))?;
+            crate::out::emit(format_args!("key {id} revoked"));
         }
     }
     Ok(ExitCode::SUCCESS)

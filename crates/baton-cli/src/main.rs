@@ -14,6 +14,7 @@ mod gc;
 mod home;
 mod keys;
 mod logs;
+mod out;
 mod remote;
 mod report;
 mod run;
@@ -211,7 +212,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Keys { command } => keys::run(command).await,
         Command::Config(args) => config::show(args),
         Command::Schema => {
-            print_json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
+            out::json(&baton_core::Workflow::json_schema()).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench { command } => baton_bench::run(command).await.map(|()| ExitCode::SUCCESS),
     }
@@ -277,7 +278,7 @@ fn validate(
             .iter()
             .map(|(file, problems)| serde_json::json!({"file": file.name, "valid": problems.is_empty(), "problems": problems}))
             .collect();
-        print_json(&serde_json::Value::Array(documents))?;
+        out::json(&serde_json::Value::Array(documents))?;
     } else {
         for (file, problems) in &results {
             report::print(file, problems);
@@ -297,7 +298,7 @@ fn plan(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let plan = valid.plan();
     let summary = plan.report(valid.workflow());
     if json {
-        print_json(&summary)?;
+        out::json(&summary)?;
     } else {
         report::print_plan(&summary, valid.dag().edge_count());
     }
@@ -312,7 +313,7 @@ fn graph(path: &std::path::Path, format: GraphFormat) -> anyhow::Result<ExitCode
         GraphFormat::Mermaid => baton_core::render::mermaid(valid.workflow(), valid.dag()),
         GraphFormat::Dot => baton_core::render::dot(valid.workflow(), valid.dag()),
     };
-    print!("{text}");
+    out::write(format_args!("{text}"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -335,29 +336,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-/// Prints a line on stdout; a reader that stopped early (`| head`) is not
-/// an error.
-pub(crate) fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
-    use std::io::Write;
-    match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
-        _ => Ok(()),
-    }
-}
-
-/// Writes `value` as indented JSON on stdout, straight from its type; a
-/// reader that stopped early (`| head`) is not an error.
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    match written {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
-        _ => Ok(()),
-    }
 }

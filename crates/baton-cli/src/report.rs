@@ -28,7 +28,7 @@ const SHOWN: usize = 50;
 /// then a summary line.
 pub(crate) fn print(file: &SpecFile, problems: &[Problem]) {
     if problems.is_empty() {
-        println!("{}: ok", file.name);
+        crate::out::out!("{}: ok", file.name);
         return;
     }
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -83,7 +83,7 @@ pub(crate) fn print(file: &SpecFile, problems: &[Problem]) {
         };
         let mut out = String::new();
         if handler.render_report(&mut out, report.as_ref()).is_ok() {
-            println!("{out}");
+            crate::out::out!("{out}");
         }
     }
     let count = problems.len();
@@ -92,7 +92,7 @@ pub(crate) fn print(file: &SpecFile, problems: &[Problem]) {
     } else {
         String::new()
     };
-    println!(
+    crate::out::out!(
         "{}: {count} problem{}{unshown}",
         file.name,
         if count == 1 { "" } else { "s" }
@@ -235,20 +235,20 @@ impl SourceCode for Windowed {
 }
 
 pub(crate) fn print_plan(plan: &PlanReport<'_>, edges: usize) {
-    println!(
+    crate::out::out!(
         "workflow {}: {} tasks, {edges} edges, {} levels, max width {}",
         plan.workflow,
         plan.tasks,
         plan.levels.len(),
         plan.max_width
     );
-    println!(
+    crate::out::out!(
         "critical path ({}): {}",
         plan.critical_path_estimate,
         plan.critical_path.join(" -> ")
     );
-    println!("one at a time: {}", plan.serial_estimate);
-    println!();
+    crate::out::out!("one at a time: {}", plan.serial_estimate);
+    crate::out::out!();
     let digits = plan.levels.len().to_string().len();
     for (level, tasks) in plan.levels.iter().enumerate() {
         let shown = tasks[..tasks.len().min(LEVEL_PREVIEW)].join(", ");
@@ -258,7 +258,7 @@ pub(crate) fn print_plan(plan: &PlanReport<'_>, edges: usize) {
         } else {
             String::new()
         };
-        println!("level {:>digits$}  {shown}{rest}", level + 1);
+        crate::out::out!("level {:>digits$}  {shown}{rest}", level + 1);
     }
 }
 

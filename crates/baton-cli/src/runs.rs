@@ -101,7 +101,7 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        crate::out::out!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
     let now = baton_engine::wall_clock().0;
@@ -133,7 +133,7 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
             driver,
         ]);
     }
-    println!("{table}");
+    crate::out::out!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -161,7 +161,7 @@ pub(crate) async fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Resu
         None => args.home.engine()?.recorded(&args.run).await?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::out::out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
     }

@@ -77,7 +77,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         // The line scripts and tests wait for: the port is open from here.
-        println!("baton serving on http://{address}");
+        crate::out::out!("baton serving on http://{address}");
         baton_server::serve(listener, state, shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }.await

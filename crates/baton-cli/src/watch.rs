@@ -29,7 +29,10 @@ pub(crate) async fn follow(
             eprintln!("warning: {rejected}; rebuilt from events instead");
         }
     }
-    tokio::spawn(cancel_on_signal(handle.canceller()));
+    tokio::spawn(cancel_on_signal(
+        handle.canceller(),
+        handle.run_id().to_owned(),
+    ));
     let valid = Arc::clone(handle.valid());
     let mut view = if json {
         View::Json
@@ -73,19 +76,42 @@ pub(crate) async fn follow(
     })
 }
 
-/// Ctrl-C or SIGTERM cancels the run; the loop then stops its tasks cleanly.
-async fn cancel_on_signal(canceller: baton_engine::Canceller) {
-    let Ok(mut terminate) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
+/// Ctrl-C, SIGTERM or SIGHUP (a closed terminal or SSH session) cancels the
+/// run; the loop then stops its tasks cleanly, each given its grace. A
+/// second one does not wait: the tasks' process groups are killed at once
+/// and baton exits, leaving the run for `baton resume`.
+async fn cancel_on_signal(canceller: baton_engine::Canceller, run_id: String) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         return;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    eprintln!("cancelling: stopping running tasks");
+    let mut stop = async || {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    };
+    // After a hangup the terminal is gone: what is said may go nowhere,
+    // and must not stop what is done.
+    let say = |text: std::fmt::Arguments<'_>| {
+        let _ = writeln!(std::io::stderr(), "{text}");
+    };
+    stop().await;
     canceller.cancel();
+    say(format_args!(
+        "cancelling: stopping running tasks (again to kill them at once)"
+    ));
+    stop().await;
+    let killed = baton_engine::kill_now(&run_id);
+    say(format_args!(
+        "killed {killed} task process(es) at once; `baton resume {run_id}` finishes the run"
+    ));
+    std::process::exit(130);
 }
 
 enum View {
@@ -96,12 +122,7 @@ enum View {
 impl View {
     fn on_event(&mut self, valid: &Valid, event: &RunEvent) -> anyhow::Result<()> {
         match self {
-            View::Json => {
-                let mut stdout = std::io::stdout().lock();
-                serde_json::to_writer(&mut stdout, &event.json(valid))?;
-                stdout.write_all(b"\n")?;
-                Ok(())
-            }
+            View::Json => crate::out::json_line(&event.json(valid)),
             View::Progress(progress) => {
                 progress.on_event(&event.event);
                 Ok(())
@@ -122,12 +143,12 @@ impl View {
                 line["type"] = Value::from("run_report");
                 line["trace"] = Value::from(proof.trace.to_string());
                 line["provenance_root"] = Value::from(proof.root.to_string());
-                println!("{}", serde_json::to_string(&line)?);
+                crate::out::json_line(&line)?;
             }
             View::Progress(progress) => {
                 progress.bar.finish_and_clear();
                 print_summary(report);
-                println!(
+                crate::out::out!(
                     "  trace {}, provenance root {} (baton replay / baton verify {})",
                     proof.trace.short(),
                     proof.root.short(),
@@ -180,7 +201,7 @@ impl Progress {
 
     fn say(&self, line: String) {
         if self.bar.is_hidden() {
-            eprintln!("{line}");
+            let _ = writeln!(std::io::stderr(), "{line}");
         } else {
             self.bar.println(line);
         }
@@ -313,7 +334,7 @@ pub(crate) fn print_summary(report: &RunReport) {
             note,
         ]);
     }
-    println!("{table}");
+    crate::out::out!("{table}");
     for task in &report.tasks {
         let failed = matches!(task.status, TaskStatus::Failed | TaskStatus::TimedOut);
         let Some(logs) = task.logs.as_ref().filter(|_| failed) else {
@@ -325,7 +346,7 @@ pub(crate) fn print_summary(report: &RunReport) {
         ] {
             let tail = baton_engine::logs::tail(&logs.join(stream), TAIL_LINES);
             if !tail.is_empty() {
-                println!(
+                crate::out::out!(
                     "\n--- {} (attempt {}) {stream}: {} ---\n{tail}",
                     task.id,
                     task.attempts,
@@ -344,14 +365,14 @@ pub(crate) fn print_summary(report: &RunReport) {
         .reason
         .as_ref()
         .map_or_else(String::new, |reason| format!(" ({reason})"));
-    println!(
+    crate::out::out!(
         "\n{} run {} {}{reason} in {}",
         paint(colour, code, mark),
         report.run_id,
         report.status,
         short(metrics.wall.as_std()),
     );
-    println!(
+    crate::out::out!(
         "  {} tasks, {} attempts; task time {}, {:.2}x speedup over serial; critical path {}",
         report.tasks.len(),
         metrics.attempts,
@@ -360,9 +381,10 @@ pub(crate) fn print_summary(report: &RunReport) {
         short(metrics.critical_path.as_std()),
     );
     if metrics.usage.tokens > 0 || metrics.usage.cost > 0.0 {
-        println!(
+        crate::out::out!(
             "  usage: {} tokens, cost {:.4}",
-            metrics.usage.tokens, metrics.usage.cost
+            metrics.usage.tokens,
+            metrics.usage.cost
         );
     }
 }

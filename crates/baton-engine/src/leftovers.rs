@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpgid};
 
 /// SIGTERM to every live process carrying one of `keys`, SIGKILL to those
 /// still there after `grace`. Returns how many were found.
@@ -35,8 +35,30 @@ pub(crate) async fn stop(keys: &[String], grace: Duration) -> usize {
     found.len()
 }
 
+/// SIGKILL, at once, to every process of `run`'s attempts and to their
+/// process groups (members that cleared their environment go with their
+/// group): what a second Ctrl-C does. Returns how many were found.
+pub fn kill_now(run: &str) -> usize {
+    let prefix = format!("BATON_IDEMPOTENCY_KEY={run}:").into_bytes();
+    let found = matching(|variable| variable.starts_with(&prefix));
+    for &pid in &found {
+        if let Ok(group) = getpgid(Some(pid))
+            && group != getpgid(None).unwrap_or(group)
+        {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    found.len()
+}
+
 /// Pids whose environment holds one of `needles` exactly.
 fn carrying(needles: &[Vec<u8>]) -> Vec<Pid> {
+    matching(|variable| needles.iter().any(|needle| variable == needle.as_slice()))
+}
+
+/// Pids (other than this one) with an environment variable that `holds`.
+fn matching(holds: impl Fn(&[u8]) -> bool) -> Vec<Pid> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -45,11 +67,8 @@ fn carrying(needles: &[Vec<u8>]) -> Vec<Pid> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != own)
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|&byte| byte == 0)
-                    .any(|variable| needles.iter().any(|needle| variable == needle.as_slice()))
-            })
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| environ.split(|&byte| byte == 0).any(&holds))
         })
         .map(|pid| Pid::from_raw(pid as i32))
         .collect()

@@ -60,6 +60,7 @@ pub use engine::{Engine, http_client};
 pub use error::Error;
 pub use executor::{Handler, HandlerError, HandlerResult, TaskContext};
 pub use handle::{Canceller, Recovery, RunEvent, RunHandle};
+pub use leftovers::kill_now;
 pub use pin::workflow_dirs;
 pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;

@@ -258,46 +258,101 @@ fn a_missing_input_is_refused_before_anything_runs() {
     assert!(!dir.path().join("ran").exists());
 }
 
-#[test]
-fn ctrl_c_cancels_the_run_and_leaves_no_process_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("hang.yaml");
+/// Starts `baton run` on a task whose shell writes `leader.pid` and whose
+/// background child writes `child.pid` (with `prelude` run first); the
+/// process and both pids once they are written.
+fn run_a_tree(dir: &std::path::Path, prelude: &str) -> (std::process::Child, i32, i32) {
     std::fs::write(
-        &spec,
-        "name: hang\ntasks:\n  tree:\n    run: sleep 300 & echo $! > child.pid; echo $$ > leader.pid; wait\n  later: {needs: [tree], run: 'true'}\n",
+        dir.join("hang.yaml"),
+        format!(
+            "name: hang\ntasks:\n  tree:\n    timeout: {{after: 1h, grace: 1h}}\n    run: {prelude} sleep 300 & echo $! > child.pid; echo $$ > leader.pid; wait\n  later: {{needs: [tree], run: 'true'}}\n"
+        ),
     )
     .unwrap();
     let binary = assert_cmd::cargo::cargo_bin("baton");
     let child = std::process::Command::new(binary)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args(["run", "hang.yaml"])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let read_pid = |name: &str| loop {
-        if let Some(pid) = std::fs::read_to_string(dir.path().join(name))
+        if let Some(pid) = std::fs::read_to_string(dir.join(name))
             .ok()
             .and_then(|text| text.trim().parse::<i32>().ok())
         {
             break pid;
         }
+        assert!(std::time::Instant::now() < deadline, "no {name}");
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     let (leader, grandchild) = (read_pid("leader.pid"), read_pid("child.pid"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("| tree  | cancelled"), "{text}");
-    assert!(text.contains("cancelled (cancelled)"), "{text}");
-    assert!(!alive(leader), "the task's shell survived");
+    (child, leader, grandchild)
+}
+
+fn signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+#[test]
+fn ctrl_c_sigterm_and_sighup_cancel_the_run_and_leave_no_process_behind() {
+    use nix::sys::signal::Signal;
+    for sent in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, leader, grandchild) = run_a_tree(dir.path(), "");
+        signal(&child, sent);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(130), "{sent}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("| tree  | cancelled"), "{sent}: {text}");
+        assert!(!alive(leader), "{sent}: the task's shell survived");
+        assert!(
+            stops(grandchild),
+            "{sent}: the task's background child survived"
+        );
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_kills_the_tasks_at_once_and_leaves_the_run_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    // The task ignores SIGTERM and has an hour's grace: only a kill ends it.
+    let (mut child, leader, grandchild) = run_a_tree(dir.path(), "trap '' TERM;");
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("cancelling") {
+        assert!(std::time::Instant::now() < deadline, "{said}");
+        std::io::BufRead::read_line(&mut reader, &mut said).unwrap();
+    }
+    assert!(alive(leader), "the task ignores SIGTERM for its grace");
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second Ctrl-C did not end baton"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
+    std::io::Read::read_to_string(&mut reader, &mut said).unwrap();
+    assert!(said.contains("finishes the run"), "{said}");
+    assert!(stops(leader), "the task's shell survived");
     assert!(stops(grandchild), "the task's background child survived");
+    let runs = baton()
+        .current_dir(dir.path())
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "running", "{runs}");
 }
 
 #[test]
@@ -436,4 +491,79 @@ fn a_concurrency_of_zero_is_refused_before_anything_starts() {
         .code(2)
         .stderr(predicates::str::contains("0 is not in 1.."));
     assert!(!dir.path().join(".baton").exists(), "no run was recorded");
+}
+
+/// Runs `baton ARGS` in `dir`, reads `keep` bytes of its stdout and closes
+/// it; the exit status (within a deadline) and its stderr.
+fn closed_early(dir: &std::path::Path, args: &[&str], keep: usize) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = vec![0; keep];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{args:?} never ended");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_reader_that_stops_early_stops_the_printing_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("steps.yaml"),
+        "name: steps\ntasks:\n  a: {run: 'sleep 0.2'}\n  b: {needs: [a], run: 'sleep 0.2'}\n",
+    )
+    .unwrap();
+    let (code, stderr) = closed_early(dir.path(), &["run", "steps.yaml", "--json"], 10);
+    assert_eq!(code, Some(0), "{stderr}");
+    let runs = baton()
+        .current_dir(dir.path())
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+
+    // Output larger than a pipe holds, from every printing command.
+    let tasks: String = (0..3000)
+        .map(|index| {
+            format!(
+                "  t{index}: {{noop: true, needs: [t{}]}}\n",
+                index.max(1) - 1
+            )
+        })
+        .collect::<String>()
+        .replacen("needs: [t0]", "needs: []", 1);
+    std::fs::write(
+        dir.path().join("wide.yaml"),
+        format!("name: wide\ntasks:\n{tasks}"),
+    )
+    .unwrap();
+    for args in [
+        &["graph", "wide.yaml"][..],
+        &["plan", "wide.yaml"],
+        &["plan", "wide.yaml", "--json"],
+        &["validate", "wide.yaml", "--json"],
+        &["show", runs[0]["run_id"].as_str().unwrap(), "--json"],
+    ] {
+        let (code, stderr) = closed_early(dir.path(), args, 1);
+        assert!(
+            !stderr.contains("panicked") && code != Some(101),
+            "{args:?}: {stderr}"
+        );
+    }
 }
