@@ -47,6 +47,7 @@ pub(crate) async fn live(tasks: usize, approvals: usize, wrk_seconds: u64) -> an
     let config = ServerConfig {
         require_keys: false,
         body_limit: 512 * 1024 * 1024,
+        ..ServerConfig::default()
     };
     let app = AppState::new(engine, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

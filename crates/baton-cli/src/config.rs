@@ -38,14 +38,29 @@ pub(crate) struct Server {
     pub(crate) body_limit: usize,
     /// Accept requests without an API key (a laptop only).
     pub(crate) insecure_no_auth: bool,
+    /// Connections served at once; more wait to be accepted.
+    pub(crate) max_connections: usize,
+    /// How long a connection may take to send a request's headers, or sit
+    /// idle between requests, before it is closed.
+    pub(crate) header_read_timeout: Duration,
+    /// Host names the server answers to besides IP addresses and
+    /// `localhost` (what clients put in the URL).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 impl Default for Server {
     fn default() -> Server {
+        let defaults = baton_server::ServerConfig::default();
         Server {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            body_limit: baton_server::ServerConfig::default().body_limit,
+            body_limit: defaults.body_limit,
             insecure_no_auth: false,
+            max_connections: defaults.max_connections,
+            header_read_timeout: Duration::from_millis(
+                defaults.header_read_timeout.as_millis() as u64
+            ),
+            allowed_hosts: defaults.allowed_hosts,
         }
     }
 }

@@ -46,6 +46,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ServerConfig {
                 body_limit: args.body_limit.unwrap_or(config.server.body_limit),
                 require_keys: !insecure,
+                max_connections: config.server.max_connections,
+                header_read_timeout: config.server.header_read_timeout.as_std(),
+                allowed_hosts: config.server.allowed_hosts.clone(),
             },
         );
         let (resumed, failed) = state.recover().await?;
@@ -63,7 +66,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let address = listener.local_addr()?;
         if insecure {
             eprintln!(
-                "warning: --insecure-no-auth: anyone who can reach {address} can start, cancel and decide runs"
+                "warning: --insecure-no-auth: anyone who can reach {address} can run any command as this user (an inline spec runs its commands), and cancel and decide runs"
             );
         } else if state
             .store()

@@ -12,7 +12,9 @@ mod auth;
 mod checking;
 mod events;
 mod feed;
+mod host;
 mod keys;
+mod listen;
 mod live;
 mod logs;
 mod openapi;
@@ -41,6 +43,14 @@ pub struct ServerConfig {
     /// Whether requests must carry an API key (`--insecure-no-auth` turns
     /// it off for local use).
     pub require_keys: bool,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and
+    /// how long it may sit idle between requests, before it is closed.
+    pub header_read_timeout: std::time::Duration,
+    /// Host names the server answers to besides IP addresses and
+    /// `localhost` (a `Host` of any other name is refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +58,9 @@ impl Default for ServerConfig {
         ServerConfig {
             body_limit: 2 * 1024 * 1024,
             require_keys: true,
+            max_connections: 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -201,6 +214,10 @@ pub fn router(state: AppState) -> Router {
             auth::authorize,
         ))
         .route_layer(axum::middleware::from_fn(telemetry::measure))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host::check,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -211,16 +228,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Events and answers are small writes: without TCP_NODELAY, Nagle's
-    // algorithm holds each behind the client's delayed ACK (tens of ms).
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = listen::Limits {
+        max_connections: state.config.max_connections,
+        header_read_timeout: state.config.header_read_timeout,
+    };
+    listen::serve(listener, router(state), limits, shutdown).await
 }
 
 #[utoipa::path(

@@ -21,8 +21,8 @@ use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query, rejected};
 use crate::refusals;
 
-/// A spec sent as the body: YAML (`application/yaml`, `text/*`, or no
-/// type) or JSON (`application/json`).
+/// A spec sent as the body: YAML (`application/yaml`, `text/yaml`) or
+/// JSON (`application/json`).
 pub(crate) struct SpecText {
     text: String,
     format: Format,
@@ -44,13 +44,18 @@ impl<S: Send + Sync> FromRequest<S> for SpecText {
                     .trim()
                     .to_ascii_lowercase()
             });
+        // Only types a web page cannot send without asking first (a CORS
+        // preflight): `text/plain`, forms and a body with no type are what
+        // a cross-site page posts freely, and a spec runs commands.
         let format = match kind.as_deref() {
             Some("application/json") => Format::Json,
-            None | Some("application/yaml" | "application/x-yaml") => Format::Yaml,
-            Some(text) if text.starts_with("text/") => Format::Yaml,
-            Some(other) => {
+            Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml") => {
+                Format::Yaml
+            }
+            other => {
                 return Err(ApiError::UnsupportedMediaType(format!(
-                    "a workflow is sent as application/yaml or application/json, not {other}"
+                    "a workflow is sent as application/yaml or application/json, not {}",
+                    other.unwrap_or("a body without a content type")
                 )));
             }
         };

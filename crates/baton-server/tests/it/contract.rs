@@ -62,6 +62,7 @@ async fn bad_bodies_get_the_status_that_says_why() {
     let config = ServerConfig {
         body_limit: 256,
         require_keys: false,
+        ..ServerConfig::default()
     };
     let app = app_with(dir.path(), config);
     let malformed = Request::post("/api/v1/runs")

@@ -2,6 +2,7 @@
 //! `oneshot`: status codes, problem bodies, shapes, event streams.
 
 mod auth;
+mod connections;
 mod contract;
 mod controls;
 mod corruption;

@@ -248,3 +248,41 @@ async fn health_answers_while_a_big_spec_is_being_validated() {
     let refused = json(validating.await.unwrap()).await;
     assert_eq!(refused["problems"].as_array().unwrap().len(), 2_000);
 }
+
+/// With `--insecure-no-auth` a web page the user visits can post to the
+/// server; what it can post without a CORS preflight is refused.
+#[tokio::test]
+async fn a_cross_site_post_cannot_register_a_workflow_or_reach_a_rebound_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    for kind in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut request = Request::post("/api/v1/workflows");
+        if let Some(kind) = kind {
+            request = request.header(header::CONTENT_TYPE, kind);
+        }
+        let refused = send(&app, request.body(Body::from(V1)).unwrap()).await;
+        problem(refused, 415, "unsupported-media-type").await;
+    }
+    let listed = json(send(&app, get("/api/v1/workflows")).await).await;
+    assert_eq!(listed["workflows"], json!([]), "nothing was registered");
+
+    let rebound = Request::get("/api/v1/runs")
+        .header(header::HOST, "evil.example:8080")
+        .body(Body::empty())
+        .unwrap();
+    let body = problem(send(&app, rebound).await, 400, "malformed-request").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("allowed_hosts"),
+        "{body}"
+    );
+    let local = Request::get("/api/v1/runs")
+        .header(header::HOST, "localhost:8080")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, local).await.status(), 200);
+}
