@@ -34,6 +34,14 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// Whether an attempt of this kind counts against the run's
+    /// `concurrency` and the engine's slots. A no-op ends as it starts
+    /// (holding a slot would only make a wave of join points wait and
+    /// commit one slot's worth at a time); an approval only waits.
+    pub fn takes_slot(&self) -> bool {
+        !matches!(self, TaskKind::Noop | TaskKind::Approval(_))
+    }
+
     /// The spec key of this kind, e.g. `run` or `approval`.
     pub fn name(&self) -> &'static str {
         match self {

@@ -176,10 +176,13 @@ pub(crate) async fn drive(
                 lost: &lost_attempts,
                 done: &done_sender,
             };
+            // What took a slot and holds none now (it ended inline, or it
+            // is a child run, which holds none while it waits) gives it back.
+            let took = state.task(task).kind.takes_slot();
             if let Some(event) = launcher.launch(task, attempt, &mut kills, at) {
                 pending.push(event);
-                finished_inline += 1;
-            } else if !holds_slot(&state, task) {
+                finished_inline += usize::from(took);
+            } else if took && !holds_slot(&state, task) {
                 finished_inline += 1;
             }
         }
@@ -229,7 +232,11 @@ pub(crate) async fn drive(
                 _ => {}
             }
         }
-        host.slots.add_permits(slots - launches.len());
+        let slotted = launches
+            .iter()
+            .filter(|&&(task, _)| state.task(task).kind.takes_slot())
+            .count();
+        host.slots.add_permits(slots - slotted);
         if !pending.is_empty() {
             continue;
         }

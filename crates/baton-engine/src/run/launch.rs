@@ -59,7 +59,8 @@ fn can_spawn(work: &Work) -> bool {
 /// the child's tasks take slots of their own, and a parent holding one
 /// could starve them.
 pub(crate) fn holds_slot(state: &RunState, task: u32) -> bool {
-    !matches!(state.task(task).kind, baton_core::TaskKind::Workflow(_))
+    let kind = &state.task(task).kind;
+    kind.takes_slot() && !matches!(kind, baton_core::TaskKind::Workflow(_))
 }
 
 /// What launching an attempt needs from the loop.

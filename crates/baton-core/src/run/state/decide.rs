@@ -199,14 +199,17 @@ impl RunState {
         // again after a lost attempt); equal ranks pop one after the other,
         // and a command's event is applied only after this call returns.
         let mut previous = None;
-        while !self.progress.paused
-            && out.len() < budget.batch
-            && self.progress.running + started < self.limit
-            && slots > 0
-        {
-            let Some(Reverse(rank)) = self.progress.ready.pop() else {
+        while !self.progress.paused && out.len() < budget.batch {
+            let Some(&Reverse(rank)) = self.progress.ready.peek() else {
                 break;
             };
+            // No-ops take no slot, so they go on past a full limit, until
+            // the first task that needs one.
+            let full = self.progress.running + started >= self.limit || slots == 0;
+            if full && self.task(self.order.by_rank[rank as usize]).kind.takes_slot() {
+                break;
+            }
+            self.progress.ready.pop();
             if previous.replace(rank) == Some(rank) {
                 continue;
             }
@@ -255,12 +258,14 @@ impl RunState {
                 out.push(Command::Await { task });
                 continue;
             }
-            if let Some(key) = self.key(task) {
-                reserved[key] += 1;
-            }
             out.push(Command::Dispatch { task, attempt });
-            started += 1;
-            slots -= 1;
+            if self.task(task).kind.takes_slot() {
+                if let Some(key) = self.key(task) {
+                    reserved[key] += 1;
+                }
+                started += 1;
+                slots -= 1;
+            }
         }
         if out.is_empty()
             && self.progress.running == 0

@@ -335,6 +335,23 @@ fn ready_tasks_start_by_priority_then_id_within_the_limit() {
 }
 
 #[test]
+fn no_op_tasks_start_without_taking_a_slot_of_the_limit() {
+    let mut run = Driver::new(
+        "name: w\nconcurrency: 1\ntasks:\n  a: {run: x}\n  j1: {noop: true}\n  j2: {noop: true}\n  j3: {noop: true}\n  z: {run: x}\n",
+    );
+    assert_eq!(
+        run.step(),
+        ["start a#1", "start j1#1", "start j2#1", "start j3#1"]
+    );
+    for join in ["j1", "j2", "j3"] {
+        run.succeed(join);
+    }
+    assert_eq!(run.step(), Vec::<String>::new(), "z waits for a's slot");
+    run.succeed("a");
+    assert_eq!(run.step(), ["start z#1"]);
+}
+
+#[test]
 fn tasks_sharing_a_key_take_turns_within_its_limit() {
     let mut run = Driver::new(
         "name: k\nconcurrency_limits: {gpu: 2}\ntasks:\n  a: {run: x, concurrency_key: db}\n  b: {run: x, concurrency_key: db}\n  c: {run: x, concurrency_key: gpu}\n  d: {run: x, concurrency_key: gpu}\n  e: {run: x, concurrency_key: gpu}\n  f: {run: x}\n",
