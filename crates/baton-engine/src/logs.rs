@@ -1,7 +1,10 @@
 //! Where a run keeps its files, and reading the end of a log.
 //!
-//! `STATE_DIR/runs/RUN/tasks/TASK/ATTEMPT/` holds `stdout.log`,
-//! `stderr.log` and `output.json` (the file `$BATON_OUTPUT` names).
+//! `STATE_DIR/runs/RUN/tasks/TASK.ATTEMPT/` holds `stdout.log`,
+//! `stderr.log` and `output.json` (the file `$BATON_OUTPUT` names). One
+//! directory per attempt, not one per task holding one per attempt: every
+//! inode a task creates is a cost on the shell-task path (task ids hold no
+//! `.`, so the name is unambiguous).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,22 +16,16 @@ pub const OUTPUT_FILE: &str = "output.json";
 
 /// The directory of one attempt's files.
 pub fn attempt_dir(state_dir: &Path, run_id: &str, task_id: &str, attempt: u32) -> PathBuf {
-    state_dir
-        .join("runs")
-        .join(run_id)
-        .join("tasks")
-        .join(task_id)
-        .join(attempt.to_string())
+    tasks_dir(&state_dir.join("runs").join(run_id)).join(format!("{task_id}.{attempt}"))
+}
+
+fn tasks_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("tasks")
 }
 
 /// The directory of a task's compensation action.
 pub fn compensation_dir(state_dir: &Path, run_id: &str, task_id: &str) -> PathBuf {
-    state_dir
-        .join("runs")
-        .join(run_id)
-        .join("tasks")
-        .join(task_id)
-        .join("compensate")
+    tasks_dir(&state_dir.join("runs").join(run_id)).join(format!("{task_id}.compensate"))
 }
 
 /// The last `lines` lines of a file (reading at most its last 64 KiB), or
@@ -104,11 +101,8 @@ impl LogFollower {
             };
             for attempt in range {
                 for stream in [STDOUT_FILE, STDERR_FILE] {
-                    let path = self
-                        .run_dir
-                        .join("tasks")
-                        .join(task)
-                        .join(attempt.to_string())
+                    let path = tasks_dir(&self.run_dir)
+                        .join(format!("{task}.{attempt}"))
                         .join(stream);
                     let offset = self
                         .offsets

@@ -55,7 +55,7 @@ async fn stdout_and_stderr_go_to_per_attempt_logs() {
     let talk = report.task("talk").unwrap();
     assert_eq!(talk.attempts, 2);
     let logs = talk.logs.as_ref().unwrap();
-    assert!(logs.ends_with("talk/2"), "{}", logs.display());
+    assert!(logs.ends_with("tasks/talk.2"), "{}", logs.display());
     assert_eq!(
         std::fs::read_to_string(logs.join("stdout.log")).unwrap(),
         "out\n"
@@ -64,7 +64,7 @@ async fn stdout_and_stderr_go_to_per_attempt_logs() {
         std::fs::read_to_string(logs.join("stderr.log")).unwrap(),
         "err\n"
     );
-    let first = logs.parent().unwrap().join("1");
+    let first = logs.parent().unwrap().join("talk.1");
     assert_eq!(
         std::fs::read_to_string(first.join("stderr.log")).unwrap(),
         "err\n"
