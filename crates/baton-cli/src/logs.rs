@@ -56,10 +56,10 @@ pub(crate) async fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Res
             );
             continue;
         }
-        let dir =
-            baton_engine::logs::attempt_dir(&args.home.state_dir, &args.run, &task.id, attempt);
+        let prefix =
+            baton_engine::logs::attempt_prefix(&args.home.state_dir, &args.run, &task.id, attempt);
         for stream in STREAMS {
-            let Ok(bytes) = std::fs::read(dir.join(stream)) else {
+            let Ok(bytes) = std::fs::read(baton_engine::logs::attempt_file(&prefix, stream)) else {
                 continue;
             };
             if !printer.print(&task.id, attempt, stream, &bytes)? {

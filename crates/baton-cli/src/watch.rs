@@ -344,7 +344,10 @@ pub(crate) fn print_summary(report: &RunReport) {
             baton_engine::logs::STDERR_FILE,
             baton_engine::logs::STDOUT_FILE,
         ] {
-            let tail = baton_engine::logs::tail(&logs.join(stream), TAIL_LINES);
+            let tail = baton_engine::logs::tail(
+                &baton_engine::logs::attempt_file(logs, stream),
+                TAIL_LINES,
+            );
             if !tail.is_empty() {
                 crate::out::out!(
                     "\n--- {} (attempt {}) {stream}: {} ---\n{tail}",

@@ -9,7 +9,7 @@ use baton_core::run::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::logs::attempt_dir;
+use crate::logs::attempt_prefix;
 
 /// How a run ended, task by task, with its figures.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,7 +47,8 @@ pub struct TaskReport {
     /// The files it stored from its `artifacts:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
-    /// The last attempt's log directory, for `run` and `command` tasks.
+    /// The prefix of the last attempt's log files (`PREFIX.stdout.log`,
+    /// `PREFIX.stderr.log`), for `run` and `command` tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<PathBuf>,
     /// What an approval task that waits for a decision asks.
@@ -125,8 +126,9 @@ impl RunReport {
                         .and_then(|output| serde_json::to_value(output).ok()),
                     reused_from: state.reused_from(task).map(str::to_owned),
                     artifacts: state.artifacts(task).to_vec(),
-                    logs: (runs_process && attempts > 0 && state.reused_from(task).is_none())
-                        .then(|| attempt_dir(state_dir, state.run_id(), &definition.id, attempts)),
+                    logs: (runs_process && attempts > 0 && state.reused_from(task).is_none()).then(
+                        || attempt_prefix(state_dir, state.run_id(), &definition.id, attempts),
+                    ),
                     approval: approval_request(state, task),
                 }
             })

@@ -97,8 +97,10 @@ pub(crate) async fn logs(
         LogStream::Stdout => baton_engine::logs::STDOUT_FILE,
         LogStream::Stderr => baton_engine::logs::STDERR_FILE,
     };
-    let path =
-        baton_engine::logs::attempt_dir(app.engine.state_dir(), &run, &task, attempt).join(file);
+    let path = baton_engine::logs::attempt_file(
+        &baton_engine::logs::attempt_prefix(app.engine.state_dir(), &run, &task, attempt),
+        file,
+    );
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !query.follow {
         let mut text = Vec::new();

@@ -40,8 +40,9 @@ pub(crate) trait Executor: Send + Sync {
 pub(crate) struct Attempt {
     pub(crate) resolved: Resolved,
     pub(crate) context: TaskContext,
-    /// Where logs and `$BATON_OUTPUT` go.
-    pub(crate) dir: PathBuf,
+    /// Where logs and `$BATON_OUTPUT` go: the prefix of their file names
+    /// (see [`crate::logs::attempt_file`]).
+    pub(crate) prefix: PathBuf,
     /// The working directory relative paths start from.
     pub(crate) workdir: PathBuf,
     pub(crate) timeout: Option<Duration>,

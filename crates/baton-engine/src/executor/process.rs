@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tokio::io::AsyncReadExt;
 
 use super::job::{Attempt, Executor, Kill, Outcome, timed_out, too_large};
-use crate::logs::{OUTPUT_FILE, STDERR_FILE, STDOUT_FILE};
+use crate::logs::{OUTPUT_FILE, STDERR_FILE, STDOUT_FILE, attempt_file};
 
 /// Runs `run` and `command` tasks as processes of this machine.
 #[derive(Clone, Copy)]
@@ -40,11 +40,12 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
     let setup = |what: &str, error: std::io::Error| {
         Failure::new(FailureKind::Error, format!("{what}: {error}"))
     };
-    std::fs::create_dir_all(&attempt.dir)
-        .map_err(|error| setup(&format!("cannot create {}", attempt.dir.display()), error))?;
-    let stdout = std::fs::File::create(attempt.dir.join(STDOUT_FILE))
+    let dir = attempt.prefix.parent().unwrap_or(&attempt.prefix);
+    std::fs::create_dir_all(dir)
+        .map_err(|error| setup(&format!("cannot create {}", dir.display()), error))?;
+    let stdout = std::fs::File::create(attempt_file(&attempt.prefix, STDOUT_FILE))
         .map_err(|error| setup("cannot create the stdout log", error))?;
-    let stderr = std::fs::File::create(attempt.dir.join(STDERR_FILE))
+    let stderr = std::fs::File::create(attempt_file(&attempt.prefix, STDERR_FILE))
         .map_err(|error| setup("cannot create the stderr log", error))?;
     let resolved = &attempt.resolved;
     let (mut command, program) = match &resolved.work {
@@ -72,7 +73,7 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
     let context = &attempt.context;
     command
         .envs(resolved.env.iter().map(|(name, value)| (name, value)))
-        .env("BATON_OUTPUT", attempt.dir.join(OUTPUT_FILE))
+        .env("BATON_OUTPUT", attempt_file(&attempt.prefix, OUTPUT_FILE))
         .env("BATON_RUN_ID", &context.run_id)
         .env("BATON_TASK_ID", &context.task_id)
         .env("BATON_ATTEMPT", context.attempt.to_string())
@@ -147,7 +148,7 @@ async fn finished(status: ExitStatus, attempt: &Attempt, max_output: u64) -> Out
             format!("exited with code {code}"),
         ));
     }
-    match read_output(&attempt.dir.join(OUTPUT_FILE), max_output).await {
+    match read_output(&attempt_file(&attempt.prefix, OUTPUT_FILE), max_output).await {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Outcome::Succeeded(None),
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(output) => Outcome::Succeeded(Some(output)),

@@ -10,7 +10,7 @@ use super::launch::task_context;
 use super::report::{Done, Files, Ran};
 use crate::children::Children;
 use crate::executor::{Attempt, Executor, Outcome};
-use crate::logs::compensation_dir;
+use crate::logs::compensation_prefix;
 
 /// Starts the `compensate` action of `task`; it is not killed, as undoing
 /// work half-way helps no one, but its own timeout applies.
@@ -51,7 +51,7 @@ pub(crate) fn launch_compensation(
     let timeout = state.timeout(task);
     let run = Attempt {
         context: task_context(state, task, attempt, &resolved),
-        dir: compensation_dir(&config.state_dir, state.run_id(), &state.task(task).id),
+        prefix: compensation_prefix(&config.state_dir, state.run_id(), &state.task(task).id),
         workdir: config.workdir.clone(),
         timeout: timeout.map(|timeout| timeout.after),
         grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),

@@ -182,7 +182,7 @@ fn job(
         slots: Arc::clone(&host.slots),
         attempt: Attempt {
             context,
-            dir: PathBuf::new(),
+            prefix: PathBuf::new(),
             workdir: config.workdir.clone(),
             timeout: Some(timeout.map_or(HOOK_TIMEOUT, |timeout| timeout.after)),
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
@@ -229,7 +229,7 @@ impl Job {
         } = self;
         let mut number = 1;
         loop {
-            attempt.dir = base.join(number.to_string());
+            attempt.prefix = base.join(number.to_string());
             attempt.context.attempt = number;
             let (_keep, never) = oneshot::channel();
             let Ok(permit) = slots.acquire().await else {

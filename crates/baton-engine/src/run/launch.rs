@@ -17,7 +17,7 @@ use super::reuse::Reused;
 use super::spawn::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_SPAWN, Spawner};
 use crate::artifacts::Cas;
 use crate::executor::{Attempt, Finished, Lineage, Outcome, TaskContext};
-use crate::logs::attempt_dir;
+use crate::logs::{attempt_file, attempt_prefix};
 use crate::pin::Pinned;
 
 /// Where a run sits among sub-workflows and spawned tasks: what its
@@ -159,7 +159,7 @@ impl Launcher<'_> {
             matches!(resolved.work, Work::Workflow(_)).then(|| self.lineage(task, attempt, None));
         let run = Attempt {
             context: task_context(state, task, attempt, &resolved),
-            dir: attempt_dir(&config.state_dir, state.run_id(), id, attempt),
+            prefix: attempt_prefix(&config.state_dir, state.run_id(), id, attempt),
             workdir: config.workdir.clone(),
             timeout: timeout.map(|timeout| timeout.after),
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
@@ -169,12 +169,12 @@ impl Launcher<'_> {
         let plan = match state.reduction(task, attempt) {
             None => Plan::One(Box::new(run)),
             Some(reduction) => {
-                // Each copy logs and writes its output under its own
-                // directory of the attempt's (`item-N` or `copy-N`), and a
+                // Each copy logs and writes its output under its own name
+                // after the attempt's (`item-N` or `copy-N`), and a
                 // copy that is a child run is named for it too.
                 let copy = |name: String, resolved: Resolved| Attempt {
                     context: task_context(state, task, attempt, &resolved),
-                    dir: run.dir.join(&name),
+                    prefix: attempt_file(&run.prefix, &name),
                     lineage: matches!(resolved.work, Work::Workflow(_))
                         .then(|| self.lineage(task, attempt, Some(name))),
                     resolved,

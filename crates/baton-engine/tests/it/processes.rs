@@ -56,19 +56,13 @@ async fn stdout_and_stderr_go_to_per_attempt_logs() {
     assert_eq!(talk.attempts, 2);
     let logs = talk.logs.as_ref().unwrap();
     assert!(logs.ends_with("tasks/talk.2"), "{}", logs.display());
-    assert_eq!(
-        std::fs::read_to_string(logs.join("stdout.log")).unwrap(),
-        "out\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(logs.join("stderr.log")).unwrap(),
-        "err\n"
-    );
-    let first = logs.parent().unwrap().join("talk.1");
-    assert_eq!(
-        std::fs::read_to_string(first.join("stderr.log")).unwrap(),
-        "err\n"
-    );
+    let read = |prefix: &std::path::Path, file: &str| {
+        std::fs::read_to_string(baton_engine::logs::attempt_file(prefix, file)).unwrap()
+    };
+    assert_eq!(read(logs, "stdout.log"), "out\n");
+    assert_eq!(read(logs, "stderr.log"), "err\n");
+    let first = logs.with_file_name("talk.1");
+    assert_eq!(read(&first, "stderr.log"), "err\n");
 }
 
 #[tokio::test]

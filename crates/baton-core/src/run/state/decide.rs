@@ -206,7 +206,12 @@ impl RunState {
             // No-ops take no slot, so they go on past a full limit, until
             // the first task that needs one.
             let full = self.progress.running + started >= self.limit || slots == 0;
-            if full && self.task(self.order.by_rank[rank as usize]).kind.takes_slot() {
+            if full
+                && self
+                    .task(self.order.by_rank[rank as usize])
+                    .kind
+                    .takes_slot()
+            {
                 break;
             }
             self.progress.ready.pop();
