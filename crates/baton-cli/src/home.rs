@@ -9,6 +9,8 @@ use anyhow::Context;
 use baton_engine::{Engine, EngineConfig};
 use baton_store::SqliteStore;
 
+use crate::config::ConfigArgs;
+
 /// Where baton keeps its files and its run store.
 #[derive(clap::Args)]
 pub(crate) struct Home {
@@ -18,12 +20,23 @@ pub(crate) struct Home {
     /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
+    /// Every command that opens the record reads the same settings.
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 impl Home {
-    /// An engine recording into this home's store.
+    /// An engine recording into this home's store, with the settings of
+    /// `baton.toml` and `BATON_ENGINE__*`.
     pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
-        self.engine_with(EngineConfig::default())
+        self.engine_with(self.settings()?)
+    }
+
+    /// The engine's configuration as the settings say.
+    pub(crate) fn settings(&self) -> anyhow::Result<EngineConfig> {
+        let mut config = EngineConfig::default();
+        self.config.load()?.engine.apply(&mut config);
+        Ok(config)
     }
 
     /// [`Home::engine`], with `config`'s settings but this home's files.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use baton_core::spec::FailurePolicy;
 use baton_core::{Duration, Format, Valid};
-use baton_engine::{EngineConfig, Error, RunOptions};
+use baton_engine::{Error, RunOptions};
 use serde_json::Value;
 
 use crate::home::Home;
@@ -123,11 +123,15 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
             .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
         _ => PathBuf::from("."),
     };
-    let engine = args.home.engine_with(EngineConfig {
-        workflow_dirs: baton_engine::workflow_dirs(&spec_dir),
-        template_dirs: baton_engine::template_dirs(&spec_dir),
-        ..EngineConfig::default()
-    })?;
+    let mut config = args.home.settings()?;
+    // Beside the spec first, then where the settings say.
+    let configured = std::mem::take(&mut config.workflow_dirs);
+    config.workflow_dirs = baton_engine::workflow_dirs(&spec_dir);
+    config.workflow_dirs.extend(configured);
+    let configured = std::mem::take(&mut config.template_dirs);
+    config.template_dirs = baton_engine::template_dirs(&spec_dir);
+    config.template_dirs.extend(configured);
+    let engine = args.home.engine_with(config)?;
     let options = RunOptions {
         inputs: args
             .inputs

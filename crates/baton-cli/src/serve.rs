@@ -7,7 +7,7 @@ use anyhow::Context;
 use baton_engine::{Engine, EngineConfig};
 use baton_server::{AppState, ServerConfig};
 
-use crate::config::{ConfigArgs, Retention};
+use crate::config::Retention;
 use crate::home::Home;
 
 #[derive(clap::Args)]
@@ -26,12 +26,10 @@ pub(crate) struct ServeArgs {
     insecure_no_auth: bool,
     #[command(flatten)]
     home: Home,
-    #[command(flatten)]
-    config: ConfigArgs,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config.load()?;
+    let config = args.home.config.load()?;
     let bind = args.bind.unwrap_or(config.server.bind);
     let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
     async {

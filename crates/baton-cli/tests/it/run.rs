@@ -567,3 +567,23 @@ fn a_reader_that_stops_early_stops_the_printing_not_the_run() {
         );
     }
 }
+
+#[test]
+fn run_reads_the_engine_settings_of_baton_toml_like_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("baton.toml"), "[engine]\nmax_output = 10\n").unwrap();
+    std::fs::write(
+        dir.path().join("big.yaml"),
+        "name: big\ntasks:\n  say:\n    run: |\n      echo '{\"text\": \"more than ten bytes\"}' > \"$BATON_OUTPUT\"\n",
+    )
+    .unwrap();
+    let output = baton()
+        .current_dir(dir.path())
+        .args(["run", "big.yaml", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = lines(&output.stdout).pop().unwrap();
+    let note = report["tasks"][0]["note"].as_str().unwrap();
+    assert!(note.contains("larger than max_output (10 bytes)"), "{note}");
+}
