@@ -2,8 +2,8 @@
 //! build them, the OpenAPI document describes them from their derives, and
 //! the CLI's remote client reads them back with the same types.
 
-use baton_core::run::{Control, RunStatus};
-use baton_store::RunSummary;
+use baton_core::run::{Control, Millis, RunStatus};
+use baton_store::{ApiKey, RunSummary, Scope, StoredWorkflow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -70,4 +70,94 @@ pub struct Validated {
 pub struct Health {
     #[schema(example = "ok")]
     pub status: String,
+}
+
+/// An API key as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyShown {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "write")]
+    pub scope: Scope,
+    #[schema(value_type = u64)]
+    pub created_at: Millis,
+    #[schema(value_type = Option<u64>)]
+    pub revoked_at: Option<Millis>,
+}
+
+impl From<&ApiKey> for KeyShown {
+    fn from(key: &ApiKey) -> KeyShown {
+        KeyShown {
+            id: key.id.clone(),
+            name: key.name.clone(),
+            scope: key.scope,
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// Every key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyShown>,
+}
+
+/// A key just made: its text (`key`) is shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyIssued {
+    #[serde(flatten)]
+    pub shown: KeyShown,
+    /// `baton_<id>_<secret>`: send it as `Authorization: Bearer KEY`.
+    pub key: String,
+}
+
+/// A registered version of a workflow; with its spec when one version is
+/// asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowShown {
+    pub name: String,
+    pub version: u32,
+    /// SHA-256 of the spec's canonical JSON.
+    pub digest: String,
+    #[schema(value_type = u64)]
+    pub created_at: Millis,
+    pub description: Option<String>,
+    /// How many tasks it has.
+    pub tasks: usize,
+    pub href: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<serde_json::Value>,
+}
+
+impl WorkflowShown {
+    /// `stored` as listed; with `spec`, the workflow itself.
+    pub fn of(stored: &StoredWorkflow, spec: bool) -> WorkflowShown {
+        WorkflowShown {
+            name: stored.name.clone(),
+            version: stored.version,
+            digest: stored.digest.to_string(),
+            created_at: stored.created_at,
+            description: stored.workflow.description.clone(),
+            tasks: stored.workflow.tasks.len(),
+            href: format!(
+                "/api/v1/workflows/{}/versions/{}",
+                stored.name, stored.version
+            ),
+            spec: spec.then(|| serde_json::to_value(&*stored.workflow).unwrap_or_default()),
+        }
+    }
+}
+
+/// Workflows: the latest version of each, or every version of one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowShown>,
+}
+
+/// Every version of one workflow, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionList {
+    pub versions: Vec<WorkflowShown>,
 }

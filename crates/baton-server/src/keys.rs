@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use baton_store::Scope;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::api::{KeyIssued, KeyList, KeyShown};
 use crate::problem::{ApiError, Body, PathArgs};
 use crate::refusals;
 
@@ -18,26 +18,16 @@ use crate::refusals;
     path = "/api/v1/keys",
     tag = "keys",
     responses(
-        (status = 200, description = "Every key, without secrets", body = Object),
+        (status = 200, description = "Every key, without secrets", body = KeyList),
         refusals::Unauthorized,
         refusals::Forbidden,
     ),
 )]
-pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<KeyList>, ApiError> {
     let keys = app.engine.store().keys().await?;
-    let keys: Vec<Value> = keys
-        .into_iter()
-        .map(|key| {
-            json!({
-                "id": key.id,
-                "name": key.name,
-                "scope": key.scope,
-                "created_at": key.created_at,
-                "revoked_at": key.revoked_at,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList {
+        keys: keys.iter().map(KeyShown::from).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,7 +48,7 @@ pub(crate) struct NewKey {
     tag = "keys",
     request_body = NewKey,
     responses(
-        (status = 201, description = "The key, shown this once", body = Object),
+        (status = 201, description = "The key, shown this once", body = KeyIssued),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::Forbidden,
@@ -76,13 +66,10 @@ pub(crate) async fn create(
     app.engine.store().put_key(&key).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": key.id,
-            "name": key.name,
-            "scope": key.scope,
-            "created_at": key.created_at,
-            "key": token,
-        })),
+        Json(KeyIssued {
+            shown: KeyShown::from(&key),
+            key: token,
+        }),
     )
         .into_response())
 }

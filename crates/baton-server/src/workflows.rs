@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::Validated;
+use crate::api::{Validated, VersionList, WorkflowList, WorkflowShown};
 use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query, rejected};
 use crate::refusals;
@@ -76,23 +76,6 @@ fn digest(workflow: &Workflow) -> Digest {
     Digest::of_json(&serde_json::to_value(workflow).unwrap_or_default())
 }
 
-/// A registered version as listed; with `spec`, the workflow itself.
-fn shown(stored: &StoredWorkflow, spec: bool) -> Value {
-    let mut shown = json!({
-        "name": stored.name,
-        "version": stored.version,
-        "digest": stored.digest,
-        "created_at": stored.created_at,
-        "description": stored.workflow.description,
-        "tasks": stored.workflow.tasks.len(),
-        "href": format!("/api/v1/workflows/{}/versions/{}", stored.name, stored.version),
-    });
-    if spec {
-        shown["spec"] = serde_json::to_value(&*stored.workflow).unwrap_or_default();
-    }
-    shown
-}
-
 /// Which registered versions a spec sent again is recognised as.
 #[derive(Clone, Copy, PartialEq)]
 enum Same {
@@ -146,7 +129,7 @@ fn registered(new: bool, stored: &StoredWorkflow) -> Response {
     } else {
         StatusCode::OK
     };
-    let body = shown(stored, false);
+    let body = WorkflowShown::of(stored, false);
     let mut response = (status, Json(body)).into_response();
     let location = format!(
         "/api/v1/workflows/{}/versions/{}",
@@ -169,8 +152,8 @@ fn registered(new: bool, stored: &StoredWorkflow) -> Response {
         content((Object = "application/yaml"), (Object = "application/json")),
     ),
     responses(
-        (status = 201, description = "A new version", body = Object),
-        (status = 200, description = "The spec is the latest version already", body = Object),
+        (status = 201, description = "A new version", body = WorkflowShown),
+        (status = 200, description = "The spec is the latest version already", body = WorkflowShown),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::Forbidden,
@@ -222,20 +205,20 @@ pub(crate) async fn validate(spec: SpecText) -> Result<Json<Validated>, ApiError
     path = "/api/v1/workflows",
     tag = "workflows",
     responses(
-        (status = 200, description = "The latest version of each workflow", body = Object),
+        (status = 200, description = "The latest version of each workflow", body = WorkflowList),
         refusals::Unauthorized,
     ),
 )]
-pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let workflows: Vec<Value> = app
+pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<WorkflowList>, ApiError> {
+    let workflows = app
         .engine
         .store()
         .workflows()
         .await?
         .iter()
-        .map(|stored| shown(stored, false))
+        .map(|stored| WorkflowShown::of(stored, false))
         .collect();
-    Ok(Json(json!({ "workflows": workflows })))
+    Ok(Json(WorkflowList { workflows }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -253,7 +236,7 @@ pub(crate) struct Pick {
     tag = "workflows",
     params(("name" = String, Path, description = "The workflow's name"), Pick),
     responses(
-        (status = 200, description = "A version with its spec", body = Object),
+        (status = 200, description = "A version with its spec", body = WorkflowShown),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::NotFound,
@@ -263,9 +246,9 @@ pub(crate) async fn get(
     State(app): State<AppState>,
     PathArgs(name): PathArgs<String>,
     Query(pick): Query<Pick>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkflowShown>, ApiError> {
     let stored = app.engine.store().workflow(&name, pick.version).await?;
-    Ok(Json(shown(&stored, true)))
+    Ok(Json(WorkflowShown::of(&stored, true)))
 }
 
 /// `GET /api/v1/workflows/{name}/versions/{version}`.
@@ -278,7 +261,7 @@ pub(crate) async fn get(
         ("version" = u32, Path, description = "The version"),
     ),
     responses(
-        (status = 200, description = "The version with its spec", body = Object),
+        (status = 200, description = "The version with its spec", body = WorkflowShown),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::NotFound,
@@ -287,9 +270,9 @@ pub(crate) async fn get(
 pub(crate) async fn version(
     State(app): State<AppState>,
     PathArgs((name, version)): PathArgs<(String, u32)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkflowShown>, ApiError> {
     let stored = app.engine.store().workflow(&name, Some(version)).await?;
-    Ok(Json(shown(&stored, true)))
+    Ok(Json(WorkflowShown::of(&stored, true)))
 }
 
 /// `GET /api/v1/workflows/{name}/versions`: oldest first.
@@ -299,7 +282,7 @@ pub(crate) async fn version(
     tag = "workflows",
     params(("name" = String, Path, description = "The workflow's name")),
     responses(
-        (status = 200, description = "Every version, oldest first", body = Object),
+        (status = 200, description = "Every version, oldest first", body = VersionList),
         refusals::Unauthorized,
         refusals::NotFound,
     ),
@@ -307,16 +290,16 @@ pub(crate) async fn version(
 pub(crate) async fn versions(
     State(app): State<AppState>,
     PathArgs(name): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
-    let versions: Vec<Value> = app
+) -> Result<Json<VersionList>, ApiError> {
+    let versions = app
         .engine
         .store()
         .workflow_versions(&name)
         .await?
         .iter()
-        .map(|stored| shown(stored, false))
+        .map(|stored| WorkflowShown::of(stored, false))
         .collect();
-    Ok(Json(json!({ "versions": versions })))
+    Ok(Json(VersionList { versions }))
 }
 
 /// `DELETE /api/v1/workflows/{name}`: 204; 409 while a run of it has not
