@@ -108,6 +108,24 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
     if let Some(timeout) = &task.modifiers().timeout {
         timeout_problems(timeout, path().key("timeout"), problems);
     }
+    if let TaskKind::Run(script) = &task.kind
+        && !script.is_literal()
+        && super::heredoc::template_in_heredoc(script.as_str()).is_some()
+    {
+        problems.push(
+            Problem::new(
+                Code::InvalidSetting,
+                path().key("run"),
+                "a `{{ }}` inside a heredoc body would be written with the shell quotes \
+                 that keep it one word (`VERSION=\"1.2.3\"`), or not expanded at all \
+                 under a quoted delimiter",
+            )
+            .with_help(
+                "pass the value through `env:` (`env: {VERSION: \"{{ inputs.v }}\"}`) and \
+                 write `$VERSION` in the heredoc",
+            ),
+        );
+    }
     match &task.kind {
         TaskKind::Approval(approval) => {
             approval_problems(approval, path().key("approval"), problems)

@@ -7,6 +7,7 @@
 
 mod dag;
 mod fields;
+mod heredoc;
 mod inputs;
 mod refs;
 mod valid;

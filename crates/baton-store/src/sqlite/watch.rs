@@ -120,8 +120,18 @@ fn version(connection: &Connection) -> i64 {
 
 impl Watcher {
     /// Publishes the batches and requests committed since the last look;
-    /// false if the file could not be read.
+    /// false if the file could not be read. Both are read in one snapshot,
+    /// so a request committed after an append is never published before it.
     fn look(&mut self) -> bool {
+        if self.connection.execute_batch("BEGIN").is_err() {
+            return false;
+        }
+        let looked = self.publish();
+        let _ = self.connection.execute_batch("COMMIT");
+        looked
+    }
+
+    fn publish(&mut self) -> bool {
         loop {
             let Ok(appended) = self.appended() else {
                 return false;
