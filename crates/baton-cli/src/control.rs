@@ -152,7 +152,20 @@ async fn request(home: &Home, run: &str, control: Control, done: &str) -> anyhow
     let answer = engine.control(run, control).await;
     match answer {
         Ok(()) => {
-            crate::out::emit(done);
+            let summary = engine
+                .store()
+                .summary(run)
+                .await?
+                .judged(baton_engine::wall_clock());
+            if summary.driven == Some(baton_store::Driven::Orphaned) {
+                // Nothing acts on it until someone drives the run again.
+                crate::out::emit(format_args!(
+                    "request recorded for run {run}, but no process drives it (the one that \
+                     did is gone): `baton resume {run}` takes it up and applies it"
+                ));
+            } else {
+                crate::out::emit(done);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(baton_engine::Error::Control(ControlError::Finished)) => {

@@ -362,25 +362,32 @@ pub(crate) fn print_summary(report: &RunReport) {
     let (code, mark) = match report.status {
         RunStatus::Succeeded => ("32", "✓"),
         RunStatus::Cancelled => ("33", "■"),
+        status if !status.is_final() => ("36", "…"),
         _ => ("31", "✗"),
     };
+    // A reason that only repeats the status says nothing.
     let reason = report
         .reason
         .as_ref()
+        .filter(|reason| reason.as_str() != report.status.name())
         .map_or_else(String::new, |reason| format!(" ({reason})"));
+    let took = if report.status.is_final() {
+        format!(" in {}", short(metrics.wall.as_std()))
+    } else {
+        ", not finished".to_owned()
+    };
     crate::out::out!(
-        "\n{} run {} {}{reason} in {}",
+        "\n{} run {} {}{reason}{took}",
         paint(colour, code, mark),
         report.run_id,
         report.status,
-        short(metrics.wall.as_std()),
     );
     crate::out::out!(
-        "  {} tasks, {} attempts; task time {}, {:.2}x speedup over serial; critical path {}",
+        "  {} tasks, {} attempts; task time {}, {:.1} attempts in flight on average (task time / wall time); critical path {}",
         report.tasks.len(),
         metrics.attempts,
         short(metrics.task_time.as_std()),
-        metrics.speedup,
+        metrics.parallelism,
         short(metrics.critical_path.as_std()),
     );
     if metrics.usage.tokens > 0 || metrics.usage.cost > 0.0 {

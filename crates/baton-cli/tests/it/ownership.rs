@@ -89,6 +89,20 @@ fn a_run_whose_process_died_is_listed_orphaned_and_resumed() {
         .assert()
         .success()
         .stdout(predicates::str::contains("orphaned"));
+    // A pause asked of it says nobody acts on it until it is resumed.
+    baton()
+        .current_dir(dir.path())
+        .args(["pause", "dropped"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "no process drives it (the one that did is gone): `baton resume dropped` takes it up",
+        ));
+    baton()
+        .current_dir(dir.path())
+        .args(["unpause", "dropped"])
+        .assert()
+        .success();
     std::fs::write(dir.path().join("go"), "").unwrap();
     baton()
         .current_dir(dir.path())

@@ -19,7 +19,7 @@ fn the_build_and_test_example_succeeds_and_prints_a_summary() {
     assert!(text.contains("| unit-tests | succeeded | 1"), "{text}");
     assert!(text.contains("succeeded in"), "{text}");
     assert!(
-        text.contains("speedup over serial; critical path"),
+        text.contains("in flight on average (task time / wall time); critical path"),
         "{text}"
     );
     assert!(dir.path().join(".baton/work/greet-1.0.0.tar").exists());

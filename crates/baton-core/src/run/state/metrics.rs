@@ -50,7 +50,7 @@ impl RunState {
         RunMetrics {
             wall,
             task_time,
-            speedup: if wall.is_zero() {
+            parallelism: if wall.is_zero() {
                 0.0
             } else {
                 task_time.as_millis() as f64 / wall.as_millis() as f64
@@ -73,8 +73,11 @@ pub struct RunMetrics {
     pub wall: Duration,
     /// Time spent in task attempts, summed.
     pub task_time: Duration,
-    /// `task_time / wall`: how much parallelism bought.
-    pub speedup: f64,
+    /// `task_time / wall`: how many attempts were in flight on average. Not
+    /// a speedup over one core: waiting (a sleep, an HTTP call, a child
+    /// run) counts as task time, so it can pass the number of cores.
+    #[serde(alias = "speedup")]
+    pub parallelism: f64,
     pub attempts: u64,
     /// The longest chain of needs, by the time each task took.
     pub critical_path: Duration,
