@@ -372,12 +372,67 @@ fn json_syntax_problem(text: &str, error: &serde_json::Error) -> Problem {
     }
 }
 
+/// A YAML limit a document passed, in words: the parser's own message is
+/// Rust debug text.
+fn over_budget(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    const ALIASES: &str = "write the values out instead of expanding aliases this much";
+    let (what, advice) = match breach {
+        BudgetBreach::Aliases { aliases } => (format!("{aliases} aliases (`*name`)"), ALIASES),
+        BudgetBreach::Anchors { anchors } => (format!("{anchors} anchors (`&name`)"), ALIASES),
+        BudgetBreach::AliasAnchorRatio { aliases, anchors } => {
+            (format!("{aliases} aliases for {anchors} anchors"), ALIASES)
+        }
+        BudgetBreach::RecordedAnchorEvents {
+            recorded_anchor_events,
+        } => (
+            format!("{recorded_anchor_events} nodes expanded from aliases"),
+            ALIASES,
+        ),
+        BudgetBreach::RecordedAnchorBytes {
+            recorded_anchor_bytes,
+        } => (
+            format!("{recorded_anchor_bytes} bytes expanded from aliases"),
+            ALIASES,
+        ),
+        BudgetBreach::MergeKeys { merge_keys } => {
+            (format!("{merge_keys} merge keys (`<<`)"), ALIASES)
+        }
+        BudgetBreach::Depth { depth } => (
+            format!("nesting {depth} levels deep"),
+            "nest values less deeply (64 levels at most)",
+        ),
+        BudgetBreach::Documents { documents } => (
+            format!("{documents} documents"),
+            "a spec is one YAML document",
+        ),
+        BudgetBreach::InputBytes { input_bytes } => {
+            (format!("{input_bytes} bytes"), "split the workflow")
+        }
+        // Events, nodes and scalar bytes are unbounded here (big specs are
+        // welcome); what remains is named as the parser names it.
+        other => (format!("{other:?}"), "simplify the document"),
+    };
+    format!("the document is over a limit that guards against YAML bombs: {what}; {advice}")
+}
+
 fn yaml_syntax_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
-    let message = serde_saphyr::MessageFormatter::format_message(
-        &serde_saphyr::DefaultMessageFormatter,
-        error,
-    )
-    .into_owned();
+    // The parser wraps errors in context (a snippet, an alias); the budget
+    // breach is found beneath.
+    let mut inner = error;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = inner
+    {
+        inner = error;
+    }
+    let message = match inner {
+        serde_saphyr::Error::Budget { breach, .. } => over_budget(breach),
+        _ => serde_saphyr::MessageFormatter::format_message(
+            &serde_saphyr::DefaultMessageFormatter,
+            error,
+        )
+        .into_owned(),
+    };
     let problem = Problem::new(Code::Syntax, Path::root(), message);
     let Some(location) = error.location() else {
         return problem;
@@ -432,6 +487,23 @@ mod tests {
         assert_eq!(from_yaml.workflow, from_json.workflow);
         let workflow = from_yaml.workflow.unwrap();
         assert!(matches!(workflow.tasks[1].kind, TaskKind::Noop));
+    }
+
+    #[test]
+    fn a_yaml_limit_is_reported_in_words_not_debug_text() {
+        let yaml = format!(
+            "name: deep\ntasks:\n  t: {{noop: true}}\nx: {}{}\n",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let problems = load(&yaml, Format::Yaml).problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let message = &problems[0].message;
+        assert!(
+            message.starts_with("the document is over a limit that guards against YAML bombs"),
+            "{message}"
+        );
+        assert!(!message.contains('{'), "{message}");
     }
 
     #[test]
