@@ -47,6 +47,9 @@ pub(crate) struct Server {
     /// `localhost` (what clients put in the URL).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) allowed_hosts: Vec<String>,
+    /// Runs served at once; more starts are answered 429.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_active_runs: Option<usize>,
 }
 
 impl Default for Server {
@@ -61,6 +64,7 @@ impl Default for Server {
                 defaults.header_read_timeout.as_millis() as u64
             ),
             allowed_hosts: defaults.allowed_hosts,
+            max_active_runs: defaults.max_active_runs,
         }
     }
 }

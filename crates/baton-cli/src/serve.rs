@@ -47,6 +47,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 max_connections: config.server.max_connections,
                 header_read_timeout: config.server.header_read_timeout.as_std(),
                 allowed_hosts: config.server.allowed_hosts.clone(),
+                max_active_runs: config.server.max_active_runs,
             },
         );
         let (resumed, failed) = state.recover().await?;

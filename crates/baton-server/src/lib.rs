@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// Host names the server answers to besides IP addresses and
     /// `localhost` (a `Host` of any other name is refused: DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// Runs this server drives at once; a start beyond it is answered 429
+    /// with `Retry-After`. Unlimited when `None`.
+    pub max_active_runs: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_read_timeout: std::time::Duration::from_secs(10),
             allowed_hosts: Vec::new(),
+            max_active_runs: None,
         }
     }
 }

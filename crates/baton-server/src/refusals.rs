@@ -50,6 +50,12 @@ pub(crate) struct UnsupportedMediaType(Problem);
 #[response(status = 422, content_type = "application/problem+json")]
 pub(crate) struct Unprocessable(Problem);
 
+/// Too many runs active (or failed authentications): `Retry-After` says
+/// when to try again.
+#[derive(IntoResponses)]
+#[response(status = 429, content_type = "application/problem+json")]
+pub(crate) struct TooMany(Problem);
+
 /// The store does not answer.
 #[derive(IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json")]

@@ -111,6 +111,7 @@ impl utoipa::ToSchema for StartRun {}
         refusals::TooLarge,
         refusals::UnsupportedMediaType,
         refusals::Unprocessable,
+        refusals::TooMany,
     ),
 )]
 pub(crate) async fn start(
@@ -166,6 +167,7 @@ pub(crate) async fn start(
             Err(error) => return Err(error.into()),
         }
     }
+    admit(&app)?;
     let options = RunOptions {
         inputs: request.inputs,
         concurrency: request.concurrency,
@@ -188,6 +190,20 @@ pub(crate) async fn start(
     let run_id = handle.run_id().to_owned();
     app.live.drive(handle);
     Ok(started(StatusCode::CREATED, &run_id, RunStatus::Pending))
+}
+
+/// Refuses a new run while this server drives as many as it may.
+fn admit(app: &AppState) -> Result<(), ApiError> {
+    match app.config.max_active_runs {
+        Some(limit) if app.live.active() >= limit => Err(ApiError::TooMany {
+            detail: format!(
+                "this server drives {limit} runs, the most it takes at once \
+                 ([server] max_active_runs): try again when one ends"
+            ),
+            retry_after: 1,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn started(status: StatusCode, run_id: &str, run_status: RunStatus) -> Response {
@@ -493,6 +509,7 @@ async fn request(app: &AppState, run: String, control: Control) -> Result<Respon
         refusals::Forbidden,
         refusals::NotFound,
         refusals::Conflict,
+        refusals::TooMany,
     ),
 )]
 pub(crate) async fn retry(
@@ -521,6 +538,7 @@ pub(crate) async fn retry(
             row.status.name()
         )));
     }
+    admit(&app)?;
     let handle = app.engine.rerun_recorded(&run, Some(&task), true).await?;
     let run_id = handle.run_id().to_owned();
     app.live.drive(handle);

@@ -147,3 +147,44 @@ async fn retrying_a_failed_task_starts_a_run_that_reuses_the_rest() {
     assert_eq!(shown["tasks"][0]["reused_from"], run.as_str());
     assert_eq!(shown["tasks"][1]["attempts"], 1);
 }
+
+#[tokio::test]
+async fn beyond_max_active_runs_a_start_is_told_to_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::util::app_with(
+        dir.path(),
+        baton_server::ServerConfig {
+            require_keys: false,
+            max_active_runs: Some(1),
+            ..baton_server::ServerConfig::default()
+        },
+    );
+    let body = json!({"spec": GATED, "idempotency_key": "first"});
+    let first = send(&app, post_json("/api/v1/runs", &body)).await;
+    assert_eq!(first.status(), 201);
+    let run = json(first).await["run_id"].as_str().unwrap().to_owned();
+    let refused = send(&app, post_json("/api/v1/runs", &json!({"spec": GATED}))).await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    problem(refused, 429, "too-many-requests").await;
+    // The same request again is the run it started, not a new one.
+    let again = send(&app, post_json("/api/v1/runs", &body)).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(json(again).await["run_id"], run.as_str());
+    // Once it ends, there is room.
+    let cancel = post_json(&format!("/api/v1/runs/{run}/cancel"), &json!({}));
+    assert_eq!(send(&app, cancel).await.status(), 202);
+    follow(&app, &run).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let started = send(&app, post_json("/api/v1/runs", &json!({"spec": GATED}))).await;
+        if started.status() == 201 {
+            break;
+        }
+        assert_eq!(started.status(), 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after the run ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
