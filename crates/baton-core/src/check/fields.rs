@@ -108,6 +108,18 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
     if let Some(timeout) = &task.modifiers().timeout {
         timeout_problems(timeout, path().key("timeout"), problems);
     }
+    for (index, pattern) in task.modifiers().artifacts.iter().enumerate() {
+        if pattern.contains("{{") || pattern.contains("{%") {
+            problems.push(
+                Problem::new(
+                    Code::InvalidSetting,
+                    path().key("artifacts").index(index),
+                    format!("`{pattern}` is a template, but artifacts are file patterns, read as written"),
+                )
+                .with_help("name the files (`dist/*.tar.gz`); a task that picks its files at run time writes them under one fixed directory"),
+            );
+        }
+    }
     if let TaskKind::Run(script) = &task.kind
         && !script.is_literal()
         && super::heredoc::template_in_heredoc(script.as_str()).is_some()
