@@ -13,6 +13,7 @@ pub(crate) struct GcArgs {
     /// Delete runs that finished longer ago than this: `30d`, `12h`.
     #[arg(long, value_parser = crate::run::parse_duration, value_name = "AGE")]
     older_than: Duration,
+    /// Print what was deleted as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]

@@ -25,6 +25,7 @@ pub(crate) enum Command {
     },
     /// List keys (never their secrets).
     List {
+        /// One JSON object per key, a line each.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -65,6 +65,7 @@ enum Command {
     /// Show the order tasks run in: levels, critical path, width.
     Plan {
         file: PathBuf,
+        /// Print the plan as JSON (order, levels, critical path, width).
         #[arg(long)]
         json: bool,
     },

@@ -25,6 +25,7 @@ pub(crate) struct RunsArgs {
     /// Only runs of this workflow.
     #[arg(long)]
     workflow: Option<String>,
+    /// Print the runs as a JSON array.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -35,6 +36,7 @@ pub(crate) struct RunsArgs {
 pub(crate) struct RunArgs {
     /// The run's id, as `baton run` and `baton runs` print it.
     pub(crate) run: String,
+    /// Print the run's report as JSON (tasks, outputs, figures).
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
@@ -164,8 +166,37 @@ pub(crate) async fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Resu
         crate::out::out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
+        print_outputs(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The longest output `show` prints on a line; `--json` has them whole.
+const OUTPUT_WIDTH: usize = 160;
+
+/// Each task's output, one compact JSON line each, cut at [`OUTPUT_WIDTH`].
+fn print_outputs(report: &RunReport) {
+    let outputs: Vec<_> = report
+        .tasks
+        .iter()
+        .filter_map(|task| Some((&task.id, task.output.as_ref()?)))
+        .collect();
+    if outputs.is_empty() {
+        return;
+    }
+    crate::out::out!("\noutputs:");
+    for (id, output) in outputs {
+        let text = output.to_string();
+        let shown = match text.char_indices().nth(OUTPUT_WIDTH) {
+            Some((cut, _)) => format!(
+                "{}… ({} bytes; --json has it all)",
+                &text[..cut],
+                text.len()
+            ),
+            None => text,
+        };
+        crate::out::out!("  {id}: {shown}");
+    }
 }
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {

@@ -587,3 +587,26 @@ fn run_reads_the_engine_settings_of_baton_toml_like_serve() {
     let note = report["tasks"][0]["note"].as_str().unwrap();
     assert!(note.contains("larger than max_output (10 bytes)"), "{note}");
 }
+
+#[test]
+fn show_prints_each_task_s_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("out.yaml"),
+        "name: out\ntasks:\n  count:\n    run: |\n      echo '{\"n\": 1}' > \"$BATON_OUTPUT\"\n  quiet: {run: 'true'}\n",
+    )
+    .unwrap();
+    let output = baton()
+        .current_dir(dir.path())
+        .args(["run", "out.yaml", "--json"])
+        .output()
+        .unwrap();
+    let report = lines(&output.stdout).pop().unwrap();
+    let run = report["run_id"].as_str().unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["show", run])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("outputs:\n  count: {\"n\":1}\n"));
+}
