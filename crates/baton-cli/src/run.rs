@@ -131,6 +131,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     let configured = std::mem::take(&mut config.template_dirs);
     config.template_dirs = baton_engine::template_dirs(&spec_dir);
     config.template_dirs.extend(configured);
+    let templates = config.template_dirs.clone();
     let engine = args.home.engine_with(config)?;
     let options = RunOptions {
         inputs: args
@@ -148,18 +149,55 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
         watch: true,
         ..RunOptions::default()
     };
-    if let Some(run_id) = &options.run_id
-        && engine.store().run(run_id).await.is_ok()
-    {
-        return match engine.resume(run_id, true).await {
-            Ok(handle) => follow(&engine, handle, args.json).await,
-            Err(error) => crate::home::refused(error),
-        };
+    let recorded = match &options.run_id {
+        Some(run_id) => engine.store().run(run_id).await.ok(),
+        None => None,
+    };
+    if let Some(record) = recorded {
+        return again(&engine, &record, &valid, &templates, args.json).await;
     }
+    let run_id = options.run_id.clone();
     let handle = match engine.start_valid(Arc::clone(&valid), options).await {
         Ok(handle) => handle,
         Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
+        // Another baton started the same id (the same --seed) a moment ago.
+        Err(Error::Store(baton_store::Error::RunExists(_))) if run_id.is_some() => {
+            let run_id = run_id.unwrap_or_default();
+            let record = engine.store().run(&run_id).await?;
+            return again(&engine, &record, &valid, &templates, args.json).await;
+        }
         Err(error) => return Err(error.into()),
     };
     follow(&engine, handle, args.json).await
+}
+
+/// A run id given again (`--run-id`, `--seed`): the recorded run is
+/// resumed or reported, unless it was made from another workflow, which is
+/// left as it is.
+async fn again(
+    engine: &baton_engine::Engine,
+    record: &baton_store::RunRecord,
+    valid: &Valid,
+    templates: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let current = match baton_engine::has_uses(valid.workflow()) {
+        true => baton_engine::expand_templates(valid.workflow(), templates)
+            .map(|expanded| expanded.into_workflow())
+            .ok(),
+        false => Some(valid.workflow().clone()),
+    };
+    if current.as_ref() != Some(&*record.workflow) {
+        eprintln!(
+            "error: run {} exists and was made from a different version of this workflow; \
+             it is left as it is. Give another --seed or --run-id for a new run \
+             (`baton show {}` shows the recorded one)",
+            record.run_id, record.run_id
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    match engine.resume(&record.run_id, true).await {
+        Ok(handle) => follow(engine, handle, json).await,
+        Err(error) => crate::home::refused(error),
+    }
 }

@@ -42,6 +42,32 @@ fn a_seed_gives_the_same_run_id_and_a_second_run_reports_the_first() {
 }
 
 #[test]
+fn a_seed_given_again_with_an_edited_spec_leaves_the_recorded_run_alone() {
+    let home = tempfile::tempdir().unwrap();
+    let spec = home.path().join("steps.yaml");
+    let run = |text: &str| {
+        std::fs::write(&spec, text).unwrap();
+        baton()
+            .current_dir(home.path())
+            .args(["run", "steps.yaml", "--seed", "7"])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run("name: steps\ntasks:\n  a: {run: 'true'}\n")
+            .status
+            .success()
+    );
+    let edited = run("name: steps\ntasks:\n  a: {run: 'true'}\n  b: {run: 'false'}\n");
+    assert_eq!(edited.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&edited.stderr);
+    assert!(
+        said.contains("was made from a different version of this workflow; it is left as it is"),
+        "{said}"
+    );
+}
+
+#[test]
 fn replay_prints_the_trace_of_the_original_run() {
     let home = tempfile::tempdir().unwrap();
     let report = seeded_run(home.path());
