@@ -91,6 +91,7 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
             page.runs
         }
         None => {
+            let everything = args.status.is_none() && args.workflow.is_none();
             let filter = RunFilter {
                 status: args.status,
                 workflow: args.workflow,
@@ -99,6 +100,9 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
             };
             let now = baton_engine::wall_clock();
             let listed = args.home.engine()?.store().runs(&filter).await?;
+            if listed.is_empty() && everything {
+                warn_of_lost_record(&args.home.state_dir);
+            }
             listed.into_iter().map(|run| run.judged(now)).collect()
         }
     };
@@ -235,4 +239,20 @@ pub(crate) async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An empty record beside the files of runs means the database was
+/// replaced or emptied: said, rather than shown as "no runs".
+fn warn_of_lost_record(state_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) else {
+        return;
+    };
+    let orphans = entries.filter_map(Result::ok).count();
+    if orphans > 0 {
+        eprintln!(
+            "warning: the record lists no runs, but {} holds the files of {orphans} run(s): \
+             its database may have been replaced or emptied (logs are kept there)",
+            state_dir.join("runs").display()
+        );
+    }
 }

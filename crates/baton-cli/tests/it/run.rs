@@ -610,3 +610,29 @@ fn show_prints_each_task_s_output() {
         .success()
         .stdout(predicates::str::contains("outputs:\n  count: {\"n\":1}\n"));
 }
+
+#[test]
+fn an_emptied_record_beside_run_files_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.yaml"),
+        "name: one\ntasks:\n  a: {run: 'true'}\n",
+    )
+    .unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "one.yaml"])
+        .assert()
+        .success();
+    for file in ["baton.db", "baton.db-wal", "baton.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(".baton").join(file));
+    }
+    baton()
+        .current_dir(dir.path())
+        .arg("runs")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "the record lists no runs, but .baton/runs holds the files of 1 run(s)",
+        ));
+}
