@@ -472,3 +472,5 @@ pub struct InputSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
+
+unique::plain_items!(InputSpec);

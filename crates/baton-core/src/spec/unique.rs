@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::spec::{InputSpec, Template};
+use crate::spec::Template;
 
 /// Any value, but a mapping with a key twice is an error.
 pub(crate) struct UniqueValue(pub(crate) Value);
@@ -91,17 +91,21 @@ impl<'de> Item<'de> for Value {
     }
 }
 
+/// Items read as themselves: types whose own `Deserialize` already refuses
+/// a key given twice (or that hold no map). The module that defines such
+/// a type says so beside it.
 macro_rules! plain_items {
     ($($item:ty),*) => {
-        $(impl<'de> Item<'de> for $item {
-            fn next<A: MapAccess<'de>>(access: &mut A) -> Result<$item, A::Error> {
+        $(impl<'de> $crate::spec::unique::Item<'de> for $item {
+            fn next<A: ::serde::de::MapAccess<'de>>(access: &mut A) -> Result<$item, A::Error> {
                 access.next_value()
             }
         })*
     };
 }
+pub(crate) use plain_items;
 
-plain_items!(String, u32, Template, InputSpec);
+plain_items!(String, u32, Template);
 
 /// `deserialize_with` for a map: a key twice is an error.
 pub(crate) fn map<'de, D, M>(deserializer: D) -> Result<M, D::Error>
