@@ -1,7 +1,9 @@
 //! Settings from `baton.toml` (or `--config PATH`, `$BATON_CONFIG`) and
 //! `BATON_`-prefixed environment variables (`BATON_SERVER__BIND`: two
-//! underscores between a section and its key), read with figment; flags
-//! beat both. `baton config` prints what is in effect.
+//! underscores between a section and its key; a value is read as TOML,
+//! else as a string); flags beat both. `baton config` prints what is in
+//! effect. Read with the `toml` crate and twenty lines of overlay rather
+//! than figment, whose proc-macros cost build time for one file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +12,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use baton_core::Duration;
 use baton_engine::EngineConfig;
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Where the settings come from.
@@ -153,19 +153,46 @@ impl ConfigArgs {
         if self.path.is_some() && !path.exists() {
             anyhow::bail!("no settings file {}", path.display());
         }
-        let variables = Env::prefixed("BATON_")
-            .filter(|key| {
-                let section = key.as_str().split("__").next().unwrap_or_default();
-                SECTIONS
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(section))
-            })
-            .split("__");
-        Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(&path))
-            .merge(variables)
-            .extract()
+        let mut settings = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .with_context(|| format!("bad settings in {}", path.display()))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        overlay(&mut settings, std::env::vars());
+        Config::deserialize(toml::Value::Table(settings))
             .with_context(|| format!("bad settings (from {} or BATON_ variables)", path.display()))
+    }
+}
+
+/// Sets `BATON_SECTION__KEY=VALUE` variables of the known sections over
+/// `settings`; a value that is not TOML (`127.0.0.1:9999`) is a string.
+fn overlay(settings: &mut toml::Table, variables: impl Iterator<Item = (String, String)>) {
+    for (name, text) in variables {
+        let Some((section, key)) = name
+            .strip_prefix("BATON_")
+            .and_then(|rest| rest.split_once("__"))
+        else {
+            continue;
+        };
+        let section = section.to_ascii_lowercase();
+        if !SECTIONS.contains(&section.as_str()) {
+            continue;
+        }
+        let value = format!("value = {text}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut parsed| parsed.remove("value"))
+            .unwrap_or(toml::Value::String(text));
+        if let toml::Value::Table(table) = settings
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            table.insert(key.to_ascii_lowercase(), value);
+        }
     }
 }
 

@@ -138,7 +138,9 @@ fn settings_come_from_the_file_then_the_environment_and_bad_ones_are_named() {
         .args(["config", "--config", "bad.toml"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("unknown field: found `bnd`"));
+        .stderr(predicates::str::contains(
+            "unknown field `bnd`, expected one of `bind`",
+        ));
 }
 
 #[test]
