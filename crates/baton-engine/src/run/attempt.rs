@@ -13,6 +13,7 @@ use super::reuse::Reusable;
 use super::spawn::Spawner;
 use crate::artifacts::{ArtifactError, Cas};
 use crate::executor::{Attempt, Executor, Executors, Finished, Kill, Outcome};
+use crate::logs::{OUTPUT_FILE, attempt_file};
 
 /// What an attempt runs: the task, or a swarm's copies of it (a foreach's
 /// items), each through the executors.
@@ -136,6 +137,12 @@ impl AttemptFiles {
             }
             None => (killed, None),
         };
+        // The file the output came in, once it is read: kept only while
+        // nothing else holds the output.
+        let handed_back = match &plan {
+            Plan::One(run) => Some(attempt_file(&run.prefix, OUTPUT_FILE)),
+            Plan::Copies { .. } => None,
+        };
         let mut outcome = match plan {
             Plan::One(run) => executors.execute(*run, killed).await,
             Plan::Copies {
@@ -168,6 +175,11 @@ impl AttemptFiles {
                 Ok((reference, artifact)) => {
                     *output = Some(reference);
                     files.produced.push(artifact);
+                    // The artifact store holds it now: a second whole copy
+                    // in the run's files would only take the space again.
+                    if let Some(path) = handed_back {
+                        let _ = tokio::fs::remove_file(path).await;
+                    }
                 }
                 Err(error) => return (artifact_failure(error), files),
             }

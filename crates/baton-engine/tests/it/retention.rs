@@ -151,6 +151,11 @@ tasks:
     let placed = fs::read_to_string(dir.path().join(".baton-outputs/big.json")).unwrap();
     let value: serde_json::Value = serde_json::from_str(&placed).unwrap();
     assert_eq!(value["rows"].as_array().unwrap().len(), 100);
+    // The file it was handed back in is not kept beside the stored copy.
+    let logs = big.logs.as_ref().unwrap();
+    assert!(!baton_engine::logs::attempt_file(logs, "output.json").exists());
+    let small = report.task("small").unwrap().logs.as_ref().unwrap();
+    assert!(baton_engine::logs::attempt_file(small, "output.json").exists());
 }
 
 #[tokio::test]
