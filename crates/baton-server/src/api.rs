@@ -161,3 +161,19 @@ pub struct WorkflowList {
 pub struct VersionList {
     pub versions: Vec<WorkflowShown>,
 }
+
+/// A file a task of the run stored or consumed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactShown {
+    /// The task's id.
+    pub task: String,
+    pub attempt: u32,
+    #[schema(value_type = String, example = "produced")]
+    pub role: baton_store::ArtifactRole,
+    /// Where it is, relative to the task's working directory.
+    pub path: String,
+    /// SHA-256 of its bytes (`GET /api/v1/artifacts/{sha256}`).
+    #[schema(value_type = String)]
+    pub digest: baton_core::run::Digest,
+    pub size: u64,
+}

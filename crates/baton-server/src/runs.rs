@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{Accepted, DecisionRequest, RunPage, Started, Traced};
+use crate::api::{Accepted, ArtifactShown, DecisionRequest, RunPage, Started, Traced};
 use crate::auth::Principal;
 use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query};
@@ -583,9 +583,8 @@ pub(crate) async fn trace(
 pub(crate) async fn provenance(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
-    let chain = app.engine.provenance(&run).await?;
-    Ok(Json(serde_json::to_value(chain).map_err(internal)?))
+) -> Result<Json<baton_engine::ProvenanceChain>, ApiError> {
+    Ok(Json(app.engine.provenance(&run).await?))
 }
 
 /// `GET /api/v1/runs/{id}/verify`: the provenance recomputed from events.
@@ -603,9 +602,8 @@ pub(crate) async fn provenance(
 pub(crate) async fn verify(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
-    let verification = app.engine.verify(&run).await?;
-    Ok(Json(serde_json::to_value(verification).map_err(internal)?))
+) -> Result<Json<baton_engine::Verification>, ApiError> {
+    Ok(Json(app.engine.verify(&run).await?))
 }
 
 /// `GET /api/v1/runs/{id}/checkpoints`.
@@ -623,12 +621,10 @@ pub(crate) async fn verify(
 pub(crate) async fn checkpoints(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<baton_store::CheckpointInfo>>, ApiError> {
     let store = app.engine.store();
     store.summary(&run).await?;
-    Ok(Json(
-        serde_json::to_value(store.checkpoints(&run).await?).map_err(internal)?,
-    ))
+    Ok(Json(store.checkpoints(&run).await?))
 }
 
 /// `GET /api/v1/runs/{id}/artifacts`: what tasks stored and consumed.
@@ -646,20 +642,29 @@ pub(crate) async fn checkpoints(
 pub(crate) async fn artifacts(
     State(app): State<AppState>,
     PathArgs(run): PathArgs<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<ArtifactShown>>, ApiError> {
     let store = app.engine.store();
     let workflow = store.run(&run).await?.workflow;
-    let rows: Vec<Value> = store
-        .artifacts(&run)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let mut line = serde_json::to_value(&row).unwrap_or_default();
-            line["task"] = Value::from(workflow.tasks[row.task as usize].id.as_str());
-            line
-        })
-        .collect();
-    Ok(Json(Value::Array(rows)))
+    let rows = store.artifacts(&run).await?;
+    let mut shown = Vec::with_capacity(rows.len());
+    for row in rows {
+        // A row naming no task of the run is damage, said as such.
+        let Some(task) = workflow.tasks.get(row.task as usize) else {
+            return Err(ApiError::Internal(format!(
+                "run `{run}` is corrupt: an artifact row names task {}, which it does not have",
+                row.task
+            )));
+        };
+        shown.push(ArtifactShown {
+            task: task.id.to_string(),
+            attempt: row.attempt,
+            role: row.role,
+            path: row.artifact.path,
+            digest: row.artifact.digest,
+            size: row.artifact.size,
+        });
+    }
+    Ok(Json(shown))
 }
 
 /// `GET /api/v1/artifacts/{sha256}`: an artifact's bytes.
@@ -686,8 +691,4 @@ pub(crate) async fn artifact(
         .await
         .map_err(|_| ApiError::NotFound(format!("no artifact {digest}")))?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
-}
-
-fn internal(error: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(error.to_string())
 }
