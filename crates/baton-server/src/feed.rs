@@ -61,10 +61,23 @@ impl Cursor {
 #[into_params(parameter_in = Query)]
 pub(crate) struct FeedQuery {
     /// Only this run's events.
+    #[param(min_length = 1)]
     run: Option<String>,
     /// Start after this event id (what `Last-Event-ID` says for SSE).
     #[param(pattern = "^[0-9]+:[0-9]+$")]
     after: Option<String>,
+}
+
+impl FeedQuery {
+    /// The run to follow; an empty one is refused, as the document says.
+    fn checked_run(&self) -> Result<Option<String>, ApiError> {
+        match self.run.as_deref() {
+            Some("") => Err(ApiError::BadRequest(
+                "`run` is empty: leave it out to follow every run".to_owned(),
+            )),
+            run => Ok(run.map(str::to_owned)),
+        }
+    }
 }
 
 /// One event for a client: its id, its type, and the event as JSON.
@@ -99,7 +112,7 @@ pub(crate) async fn events(
         .map(|value| value.to_str().unwrap_or("-"))
         .or(query.after.as_deref());
     let cursor = resume.map(Cursor::parse).transpose()?.unwrap_or_default();
-    let mut items = follow(app, cursor, query.run);
+    let mut items = follow(app, cursor, query.checked_run()?);
     let (sender, mut receiver) = mpsc::channel(256);
     tokio::spawn(async move {
         while let Some(item) = items.recv().await {
@@ -146,8 +159,9 @@ pub(crate) async fn websocket(
         .map(Cursor::parse)
         .transpose()?
         .unwrap_or_default();
+    let run = query.checked_run()?;
     Ok(upgrade
-        .on_upgrade(move |socket| relay(socket, follow(app, cursor, query.run)))
+        .on_upgrade(move |socket| relay(socket, follow(app, cursor, run)))
         .into_response())
 }
 

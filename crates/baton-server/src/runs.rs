@@ -77,7 +77,17 @@ impl utoipa::PartialSchema for StartRun {
         let schema = json!({"oneOf": [
             variant(
                 "spec",
-                json!({"oneOf": [{"type": "string", "minLength": 1}, {"type": "object"}]}),
+                json!({"oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "object",
+                        "required": ["name", "tasks"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "tasks": {"type": "object", "minProperties": 1},
+                        },
+                    },
+                ]}),
                 "The workflow given whole: YAML or JSON text, or an object",
             ),
             variant(

@@ -331,6 +331,17 @@ async fn the_openapi_document_describes_every_route_and_the_reference_page_is_se
     );
     let start = &document["components"]["schemas"]["StartRun"];
     assert_eq!(start["oneOf"].as_array().unwrap().len(), 2, "{start}");
+    // What the document allows is what the server takes: an inline spec
+    // object names its workflow and has tasks, a run filter is not empty.
+    let inline = &start["oneOf"][0]["properties"]["spec"]["oneOf"][1];
+    assert_eq!(inline["required"], json!(["name", "tasks"]), "{inline}");
+    let feed = paths["/api/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|parameter| parameter["name"] == "run")
+        .unwrap();
+    assert_eq!(feed["schema"]["minLength"], 1, "{feed}");
     let page = send(&app, get("/api/v1/docs/")).await;
     assert_eq!(page.status(), 200);
     assert!(text(page).await.contains("swagger"));

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::util::{app, follow, send, start};
+use crate::util::{app, follow, get, send, start};
 
 const HELLO: &str = "name: hello\ntasks:\n  a: {noop: true}\n  b: {run: echo b, needs: [a]}\n";
 
@@ -121,4 +121,12 @@ async fn the_websocket_carries_the_same_events_with_their_ids() {
     let next = socket.next().await.unwrap().unwrap();
     let next: Value = serde_json::from_str(next.to_text().unwrap()).unwrap();
     assert_eq!(next, seen[1]);
+}
+
+#[tokio::test]
+async fn an_empty_run_filter_is_refused_as_the_document_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let refused = send(&app, get("/api/v1/events?run=")).await;
+    crate::contract::problem(refused, 400, "malformed-request").await;
 }
