@@ -57,13 +57,23 @@ pub(crate) async fn follow(
         }
     }
     let run_id = handle.run_id().to_owned();
-    let report = handle.finish().await.map_err(|error| match error {
-        Error::Store(_) => anyhow::Error::new(error).context(format!(
-            "run {run_id} stopped: its record could not be written. What was recorded is kept; \
-             once the cause is fixed, `baton resume {run_id}` finishes it"
-        )),
-        other => other.into(),
-    })?;
+    let report = match handle.finish().await {
+        Ok(report) => report,
+        // Resuming is advice only for a run the record holds: one whose
+        // first write failed (a read-only database) has nothing to resume.
+        Err(error @ Error::Store(_)) if engine.store().run(&run_id).await.is_err() => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "run {run_id} could not start: nothing of it was recorded"
+            )));
+        }
+        Err(error @ Error::Store(_)) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "run {run_id} stopped: its record could not be written. What was recorded is \
+                 kept; once the cause is fixed, `baton resume {run_id}` finishes it"
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    };
     let proof = Proof {
         trace: engine.trace(&report.run_id).await?,
         root: engine.provenance(&report.run_id).await?.root,

@@ -636,3 +636,47 @@ fn an_emptied_record_beside_run_files_is_warned_of() {
             "the record lists no runs, but .baton/runs holds the files of 1 run(s)",
         ));
 }
+
+#[test]
+fn a_read_only_record_says_nothing_was_recorded_instead_of_advising_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.yaml"),
+        "name: one\ntasks:\n  a: {run: 'true'}\n",
+    )
+    .unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "one.yaml"])
+        .assert()
+        .success();
+    let database = dir.path().join(".baton/baton.db");
+    // Permissions do not stop root, which runs this suite in CI: the
+    // immutable attribute does.
+    let frozen = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&database)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !frozen {
+        eprintln!("SKIPPED: `chattr +i` is not available here, so no read-only database");
+        return;
+    }
+    let output = baton()
+        .current_dir(dir.path())
+        .args(["run", "one.yaml"])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(&database)
+        .status();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("could not start: nothing of it was recorded"),
+        "{said}"
+    );
+    assert!(said.contains("read-only"), "{said}");
+    assert!(!said.contains("baton resume"), "{said}");
+}
