@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use baton_core::{Format, Plan, load, validate};
 
 use crate::figures::{median, peak_memory, show};
@@ -34,7 +36,7 @@ pub(crate) fn plan(graph: &GraphArgs, samples: usize, peers: bool) -> anyhow::Re
         );
         workflow = loaded.workflow;
     }
-    let workflow = workflow.expect("at least one sample");
+    let workflow = workflow.context("--samples must be at least 1")?;
     let tasks = workflow.tasks.len() as f64;
     let spelled = match source.format {
         Format::Json => "JSON",

@@ -46,6 +46,12 @@ pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
             .and_then(|()| out.flush())
             .map_err(serde_json::Error::io)
     });
+    settle(written)
+}
+
+/// A write's result: a failed write to stdout is the reader gone (nothing
+/// more is written); a value that cannot be encoded is an error.
+fn settle(written: serde_json::Result<()>) -> anyhow::Result<()> {
     match written {
         Err(error) if error.is_io() => {
             CLOSED.store(true, Ordering::Relaxed);
@@ -69,12 +75,5 @@ pub(crate) fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let written = serde_json::to_writer(&mut stdout, value)
         .and_then(|()| stdout.write_all(b"\n").map_err(serde_json::Error::io));
-    match written {
-        Err(error) if error.is_io() => {
-            CLOSED.store(true, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(error) => Err(error.into()),
-        Ok(()) => Ok(()),
-    }
+    settle(written)
 }

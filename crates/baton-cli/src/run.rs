@@ -156,13 +156,11 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     if let Some(record) = recorded {
         return again(&engine, &record, &valid, &templates, args.json).await;
     }
-    let run_id = options.run_id.clone();
     let handle = match engine.start_valid(Arc::clone(&valid), options).await {
         Ok(handle) => handle,
         Err(Error::Invalid(problems)) => return Ok(refuse(file, problems)),
         // Another baton started the same id (the same --seed) a moment ago.
-        Err(Error::Store(baton_store::Error::RunExists(_))) if run_id.is_some() => {
-            let run_id = run_id.unwrap_or_default();
+        Err(Error::Store(baton_store::Error::RunExists(run_id))) => {
             let record = engine.store().run(&run_id).await?;
             return again(&engine, &record, &valid, &templates, args.json).await;
         }
@@ -181,11 +179,12 @@ async fn again(
     templates: &[PathBuf],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let current = match baton_engine::has_uses(valid.workflow()) {
-        true => baton_engine::expand_templates(valid.workflow(), templates)
+    let current = if baton_engine::has_uses(valid.workflow()) {
+        baton_engine::expand_templates(valid.workflow(), templates)
             .map(|expanded| expanded.into_workflow())
-            .ok(),
-        false => Some(valid.workflow().clone()),
+            .ok()
+    } else {
+        Some(valid.workflow().clone())
     };
     if current.as_ref() != Some(&*record.workflow) {
         eprintln!(

@@ -203,22 +203,17 @@ impl RunState {
             let Some(&Reverse(rank)) = self.progress.ready.peek() else {
                 break;
             };
+            let task = self.order.by_rank[rank as usize];
             // No-ops take no slot, so they go on past a full limit, until
             // the first task that needs one.
             let full = self.progress.running + started >= self.limit || slots == 0;
-            if full
-                && self
-                    .task(self.order.by_rank[rank as usize])
-                    .kind
-                    .takes_slot()
-            {
+            if full && self.task(task).kind.takes_slot() {
                 break;
             }
             self.progress.ready.pop();
             if previous.replace(rank) == Some(rank) {
                 continue;
             }
-            let task = self.order.by_rank[rank as usize];
             let index = task as usize;
             if self.progress.status[index] != TaskStatus::Queued {
                 continue;
