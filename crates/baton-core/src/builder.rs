@@ -20,7 +20,7 @@ use crate::check::{Valid, check};
 use crate::duration::Duration;
 use crate::problem::Problem;
 use crate::spec::{
-    Action, Check, Expression, FailurePolicy, InputSpec, RetryPolicy, Task, TaskKind, Template,
+    Action, Check, Expression, FailurePolicy, InputSpec, NeedCondition, RetryPolicy, Task, TaskKind, Template,
     Timeout, Workflow,
 };
 
@@ -118,6 +118,20 @@ impl TaskBuilder {
         S: Into<CompactString>,
     {
         self.task.needs.extend(ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// A need that waits for `condition` rather than success: a cleanup
+    /// that runs `Always`, a notice sent `OnFailure`.
+    pub fn need_on(mut self, id: impl Into<CompactString>, condition: NeedCondition) -> Self {
+        let id = id.into();
+        if condition != NeedCondition::OnSuccess {
+            self.task
+                .modifiers_mut()
+                .need_conditions
+                .insert(id.clone(), condition);
+        }
+        self.task.needs.push(id);
         self
     }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::check::Dag;
-use crate::spec::{TaskKind, Workflow};
+use crate::spec::{NeedCondition, TaskKind, Workflow};
 
 /// A `flowchart TD` in Mermaid: approvals are hexagons, no-ops circles,
 /// sub-workflows subroutines; a condition is printed under the kind.
@@ -22,23 +22,40 @@ pub fn mermaid(workflow: &Workflow, dag: &Dag) -> String {
     }
     for task in 0..dag.len() as u32 {
         for &need in dag.needs(task) {
-            if escalates(workflow, need, task) {
-                let _ = writeln!(out, "  t{need} -. escalate .-> t{task}");
-            } else {
-                let _ = writeln!(out, "  t{need} --> t{task}");
+            match edge(workflow, need, task) {
+                Edge::Escalate => {
+                    let _ = writeln!(out, "  t{need} -. escalate .-> t{task}");
+                }
+                Edge::Need(NeedCondition::OnSuccess) => {
+                    let _ = writeln!(out, "  t{need} --> t{task}");
+                }
+                Edge::Need(condition) => {
+                    let _ = writeln!(out, "  t{need} -- {} --> t{task}", condition.name());
+                }
             }
         }
     }
     out
 }
 
-/// Whether the edge `need -> task` is `need`'s `escalate:` rather than a need.
-fn escalates(workflow: &Workflow, need: u32, task: u32) -> bool {
-    workflow.tasks[need as usize]
-        .modifiers()
-        .escalate
-        .as_deref()
-        == Some(workflow.tasks[task as usize].id.as_str())
+/// What an edge `need -> task` of the graph is.
+enum Edge {
+    /// `need`'s `escalate:`.
+    Escalate,
+    /// A need, with what it must end as.
+    Need(NeedCondition),
+}
+
+fn edge(workflow: &Workflow, need: u32, task: u32) -> Edge {
+    let (need, task) = (
+        &workflow.tasks[need as usize],
+        &workflow.tasks[task as usize],
+    );
+    if need.modifiers().escalate.as_deref() == Some(task.id.as_str()) {
+        Edge::Escalate
+    } else {
+        Edge::Need(task.need_condition(&need.id))
+    }
 }
 
 /// A `digraph` in DOT, edges pointing from a task to the tasks that need it.
@@ -67,10 +84,13 @@ pub fn dot(workflow: &Workflow, dag: &Dag) -> String {
     }
     for task in 0..dag.len() as u32 {
         for &need in dag.needs(task) {
-            let style = if escalates(workflow, need, task) {
-                " [style=dotted, label=\"escalate\"]"
-            } else {
-                ""
+            let style = match edge(workflow, need, task) {
+                Edge::Escalate => " [style=dotted, label=\"escalate\"]",
+                Edge::Need(NeedCondition::OnSuccess) => "",
+                Edge::Need(NeedCondition::OnFailure) => {
+                    " [style=dashed, color=red, label=\"on_failure\"]"
+                }
+                Edge::Need(NeedCondition::Always) => " [style=bold, label=\"always\"]",
             };
             let _ = writeln!(out, "  t{need} -> t{task}{style};");
         }
@@ -87,6 +107,7 @@ fn label(task: &crate::spec::Task, newline: &str) -> String {
         (task.modifiers().repeat.is_some(), "repeat"),
         (!task.modifiers().check.is_empty(), "check"),
         (task.modifiers().compensate.is_some(), "compensate"),
+        (task.modifiers().verdict, "verdict"),
     ];
     for (_, name) in modifiers.iter().filter(|(present, _)| *present) {
         let _ = write!(label, " · {name}");
@@ -143,5 +164,27 @@ mod tests {
             }
         "#]]
         .assert_eq(&dot(valid.workflow(), valid.dag()));
+    }
+
+    #[test]
+    fn need_conditions_label_their_edges_and_a_verdict_its_task() {
+        let spec = "name: c\ntasks:\n  work: {run: x}\n  notify: {run: x, needs: [{task: work, condition: on_failure}]}\n  audit: {run: x, verdict: true, needs: [{task: work, condition: always}, notify]}\n";
+        let valid = check_source(spec, Format::Yaml).unwrap();
+        expect_test::expect![[r#"
+            flowchart TD
+              t0["work<br/>run"]
+              t1["notify<br/>run"]
+              t2["audit<br/>run · verdict"]
+              t0 -- on_failure --> t1
+              t0 -- always --> t2
+              t1 --> t2
+        "#]]
+        .assert_eq(&mermaid(valid.workflow(), valid.dag()));
+        let dot = dot(valid.workflow(), valid.dag());
+        assert!(
+            dot.contains("t0 -> t1 [style=dashed, color=red, label=\"on_failure\"];"),
+            "{dot}"
+        );
+        assert!(dot.contains("t0 -> t2 [style=bold, label=\"always\"];"), "{dot}");
     }
 }

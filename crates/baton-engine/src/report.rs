@@ -170,6 +170,11 @@ fn skip_note(state: &RunState, reason: SkipReason) -> String {
         ),
         SkipReason::NeedsSkipped => "every task it needs was skipped".to_owned(),
         SkipReason::NotEscalated => "nothing escalated to it".to_owned(),
+        SkipReason::NeedDidNotFail { need } => format!(
+            "it runs on the failure of `{}`, which {}",
+            state.task(need).id,
+            state.status(need).name()
+        ),
         SkipReason::RunEnding => match state.reason() {
             Some(reason) => format!("the run stopped: {reason}"),
             None => "the run stopped".to_owned(),

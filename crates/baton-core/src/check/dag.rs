@@ -160,6 +160,72 @@ pub(crate) fn index<'a>(tasks: &'a [Task], problems: &mut Vec<Problem>) -> FxHas
     index
 }
 
+/// A `verdict` task decides the run, so there is at most one and it comes
+/// after every other task: a task still to run after the verdict could
+/// fail a run already judged.
+pub(crate) fn verdict_problems(tasks: &[Task], dag: Option<&Dag>, problems: &mut Vec<Problem>) {
+    let mut verdicts = tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, task)| task.modifiers().verdict);
+    let Some((position, first)) = verdicts.next() else {
+        return;
+    };
+    for (_, other) in verdicts {
+        problems.push(
+            Problem::new(
+                Code::InvalidSetting,
+                Path::task(&other.id).key("verdict"),
+                format!(
+                    "`{}` gives the run's verdict, and `{}` already does",
+                    other.id, first.id
+                ),
+            )
+            .with_help("a run has one verdict: keep `verdict: true` on one task"),
+        );
+    }
+    let Some(dag) = dag else {
+        return;
+    };
+    let mut upstream = vec![false; dag.len()];
+    let mut stack = vec![position as u32];
+    while let Some(node) = stack.pop() {
+        for &need in dag.needs(node) {
+            if !std::mem::replace(&mut upstream[need as usize], true) {
+                stack.push(need);
+            }
+        }
+    }
+    upstream[position] = true;
+    let after: Vec<&str> = tasks
+        .iter()
+        .zip(&upstream)
+        .filter(|(_, upstream)| !**upstream)
+        .map(|(task, _)| task.id.as_str())
+        .collect();
+    if after.is_empty() {
+        return;
+    }
+    let shown = after.len().min(5);
+    let more = match after.len() - shown {
+        0 => String::new(),
+        more => format!(" and {more} more"),
+    };
+    problems.push(
+        Problem::new(
+            Code::InvalidSetting,
+            Path::task(&first.id).key("verdict"),
+            format!(
+                "the verdict task `{}` must come after every other task, and {}{more} {} not upstream of it",
+                first.id,
+                after[..shown].iter().map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", "),
+                if after.len() == 1 { "is" } else { "are" },
+            ),
+        )
+        .with_help("add them to its needs, with `condition: always` to judge their failures too"),
+    );
+}
+
 /// The graph of `tasks`, or the problems that keep it from being a DAG.
 /// Edge problems (missing, self or repeated needs) do not stop the build;
 /// the graph is built without those edges so cycles are still found.
@@ -445,6 +511,49 @@ mod tests {
                 .map(|problem| problem.message.clone())
                 .collect(),
         )
+    }
+
+    fn problems_of(spec: &str) -> Vec<String> {
+        match crate::check_source(spec, crate::Format::Yaml) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_verdict_task_comes_after_every_other_task_and_only_one_gives_it() {
+        assert_eq!(
+            problems_of(
+                "name: v\ntasks:\n  a: {run: x}\n  b: {run: x}\n  audit: {run: x, verdict: true, needs: [a]}\n"
+            ),
+            ["5:28: invalid-setting: the verdict task `audit` must come after every other task, and `b` is not upstream of it (at tasks.audit.verdict); add them to its needs, with `condition: always` to judge their failures too"]
+        );
+        let two = problems_of(
+            "name: v\ntasks:\n  a: {run: x, verdict: true}\n  b: {run: x, verdict: true, needs: [a]}\n",
+        );
+        assert!(
+            two.iter()
+                .any(|problem| problem.contains("`b` gives the run's verdict, and `a` already does")),
+            "{two:?}"
+        );
+        assert!(
+            problems_of(
+                "name: v\ntasks:\n  a: {run: x}\n  b: {run: x, needs: [a]}\n  audit: {run: x, verdict: true, needs: [{task: b, condition: always}]}\n"
+            )
+            .is_empty(),
+            "upstream through b counts"
+        );
+    }
+
+    #[test]
+    fn a_bad_need_item_is_reported_where_it_is_written() {
+        let problems = problems_of(
+            "name: v\ntasks:\n  a: {run: x}\n  b: {run: x, needs: [{task: a, condition: later}]}\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("4:"), "{problems:?}");
+        assert!(problems[0].contains("tasks.b.needs[0]"), "{problems:?}");
+        assert!(problems[0].contains("on_failure"), "{problems:?}");
     }
 
     #[test]

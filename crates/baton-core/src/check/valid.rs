@@ -168,6 +168,7 @@ pub(crate) fn problems(workflow: &Workflow, unloaded: &[String]) -> (Option<Dag>
     let index = dag::index(&workflow.tasks, &mut problems);
     let (dag, graph_problems) = dag::build(&workflow.tasks, &index, unloaded);
     problems.extend(graph_problems);
+    dag::verdict_problems(&workflow.tasks, dag.as_ref(), &mut problems);
 
     let env = Environment::new();
     let context = Context {

@@ -314,6 +314,9 @@ pub enum SkipReason {
     TimedOut,
     /// It is an `escalate` target, and no task escalating to it failed.
     NotEscalated,
+    /// It needs `need` with `condition: on_failure`, and `need` did not
+    /// fail.
+    NeedDidNotFail { need: u32 },
 }
 
 /// Where a run stands.

@@ -6,6 +6,7 @@
 //! is reported at once instead of deserialization stopping at the first.
 
 mod kinds;
+mod need;
 mod policy;
 mod read;
 mod task;
@@ -22,6 +23,8 @@ pub use kinds::{
     Action, AgentTask, Approval, Check, Foreach, Hooks, HttpRequest, InputSpec, InputType,
     KIND_KEYS, Method, Reduce, Repeat, StatusMatch, SubWorkflow, Swarm, TaskKind, UsesTemplate,
 };
+pub use need::NeedCondition;
+pub(crate) use need::{Need, Needs};
 pub use policy::{
     Backoff, CachePolicy, FailurePolicy, OnTimeout, ParseRetryOnError, RetryOn, RetryPolicy,
     Timeout,

@@ -15,7 +15,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::spec::task::{env_map, noop_field, one_or_many};
-use crate::spec::{Task, TaskDoc, TaskKind, UsesTemplate, policy::cache_field, unique};
+use crate::spec::{
+    Needs, Task, TaskDoc, TaskKind, UsesTemplate, policy::cache_field, unique,
+};
 
 /// `tasks:` as a mapping from id to task, kept in written order.
 pub(crate) mod task_map {
@@ -99,6 +101,7 @@ enum Field {
     Escalate,
     Hooks,
     Params,
+    Verdict,
 }
 
 impl Field {
@@ -134,6 +137,7 @@ impl Field {
             "escalate" => Field::Escalate,
             "hooks" => Field::Hooks,
             "params" => Field::Params,
+            "verdict" => Field::Verdict,
             _ => return None,
         })
     }
@@ -249,7 +253,13 @@ impl<'de> Visitor<'de> for TaskVisitor {
                     }
                 }
                 Field::With => with = map.next_value_seed(WithSeed)?,
-                Field::Needs => task.needs = map.next_value()?,
+                Field::Needs => {
+                    let needs: Needs = map.next_value()?;
+                    task.needs = needs.ids;
+                    if !needs.conditions.is_empty() {
+                        task.modifiers_mut().need_conditions = needs.conditions;
+                    }
+                }
                 Field::Priority => task.priority = map.next_value()?,
                 Field::Description => task.modifiers_mut().description = map.next_value()?,
                 Field::When => task.modifiers_mut().when = map.next_value()?,
@@ -271,6 +281,7 @@ impl<'de> Visitor<'de> for TaskVisitor {
                 Field::Escalate => task.modifiers_mut().escalate = map.next_value()?,
                 Field::Hooks => task.modifiers_mut().hooks = map.next_value()?,
                 Field::Params => task.modifiers_mut().params = map.next_value_seed(ParamsSeed)?,
+                Field::Verdict => task.modifiers_mut().verdict = map.next_value()?,
             }
         }
         if with.is_some() && uses.is_none() {

@@ -16,8 +16,8 @@ use crate::duration::Duration;
 use crate::problem::{Code, Path, Problem};
 use crate::spec::{
     Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
-    KIND_KEYS, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind, Template, Timeout, UsesTemplate,
-    policy::cache_field, unique,
+    KIND_KEYS, Need, NeedCondition, Needs, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind,
+    Template, Timeout, UsesTemplate, policy::cache_field, unique,
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.
@@ -43,6 +43,9 @@ pub struct Task {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Modifiers {
     pub description: Option<String>,
+    /// The needs this task waits on for something other than success, by
+    /// id (each one of `needs`); the rest must succeed.
+    pub need_conditions: BTreeMap<CompactString, NeedCondition>,
     /// Skip the task unless this holds.
     pub when: Option<Expression>,
     pub retry: Option<Box<RetryPolicy>>,
@@ -68,12 +71,17 @@ pub struct Modifiers {
     /// Values for `{{ params.NAME }}` in the task's templates, each itself
     /// a template over the run; a `uses:` template's `with:` becomes these.
     pub params: BTreeMap<String, Value>,
+    /// The run ends as this task does: succeeded when it succeeds, even
+    /// after failures it judged acceptable, and failed when it fails (a
+    /// veto). Every other task is upstream of it.
+    pub verdict: bool,
 }
 
 impl Modifiers {
     /// None set: what a task without modifiers reads.
     const NONE: Modifiers = Modifiers {
         description: None,
+        need_conditions: BTreeMap::new(),
         when: None,
         retry: None,
         timeout: None,
@@ -91,6 +99,7 @@ impl Modifiers {
         escalate: None,
         hooks: None,
         params: BTreeMap::new(),
+        verdict: false,
     };
 }
 
@@ -106,6 +115,15 @@ impl Task {
             priority: 0,
             modifiers: None,
         }
+    }
+
+    /// What `need` (one of its needs) must end as for this task to run.
+    pub fn need_condition(&self, need: &str) -> NeedCondition {
+        self.modifiers()
+            .need_conditions
+            .get(need)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Its modifiers (all unset for most tasks).
@@ -195,8 +213,7 @@ pub(crate) struct TaskDoc {
     with: Option<BTreeMap<String, Value>>,
 
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(with = "Vec<String>")]
-    needs: Vec<CompactString>,
+    needs: Vec<Need>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,6 +269,14 @@ pub(crate) struct TaskDoc {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     params: BTreeMap<String, Value>,
+    /// The run ends as this task does: an audit step that accepts the
+    /// failures before it or vetoes the run.
+    #[serde(default, skip_serializing_if = "is_false")]
+    verdict: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 fn is_zero(priority: &i32) -> bool {
@@ -365,15 +390,17 @@ impl TaskDoc {
                 return Err(problems);
             }
         };
+        let needs = Needs::from_items(self.needs);
         let task = Task {
             id: id.into(),
             kind,
-            needs: self.needs,
+            needs: needs.ids,
             priority: self.priority,
             modifiers: None,
         };
         Ok(task.with_modifiers(Modifiers {
             description: self.description,
+            need_conditions: needs.conditions,
             when: self.when,
             retry: self.retry,
             timeout: self.timeout,
@@ -391,13 +418,14 @@ impl TaskDoc {
             escalate: self.escalate,
             hooks: self.hooks,
             params: self.params,
+            verdict: self.verdict,
         }))
     }
 
     pub(crate) fn from_task(task: &Task) -> TaskDoc {
         let modifiers = task.modifiers();
         let mut doc = TaskDoc {
-            needs: task.needs.clone(),
+            needs: Needs::items(&task.needs, &modifiers.need_conditions),
             priority: task.priority,
             description: modifiers.description.clone(),
             when: modifiers.when.clone(),
@@ -417,6 +445,7 @@ impl TaskDoc {
             escalate: modifiers.escalate.clone(),
             hooks: modifiers.hooks.clone(),
             params: modifiers.params.clone(),
+            verdict: modifiers.verdict,
             ..TaskDoc::default()
         };
         match &task.kind {

@@ -150,7 +150,10 @@ impl RunState {
     fn settle_reason(&self, task: u32) -> SkipReason {
         match self.progress.blocked_by[task as usize] {
             NONE if self.escalation_target[task as usize] => SkipReason::NotEscalated,
-            NONE => SkipReason::NeedsSkipped,
+            NONE => match self.progress.declined.get(&task) {
+                Some(&need) => SkipReason::NeedDidNotFail { need },
+                None => SkipReason::NeedsSkipped,
+            },
             need => SkipReason::NeedFailed { need },
         }
     }
@@ -164,6 +167,41 @@ impl RunState {
             out.push(Command::TimeOutRun);
             return;
         }
+        self.fire_timers(now, out);
+        self.drain_settle(budget, out);
+        self.dispatch_ready(budget, out);
+        if out.is_empty()
+            && self.progress.running == 0
+            && self.progress.waiting == 0
+            && self.progress.ready.is_empty()
+            && self.progress.timers.is_empty()
+            && self.progress.settle.is_empty()
+        {
+            debug_assert_eq!(self.progress.final_count, self.progress.status.len());
+            let status = if self.progress.failed_tasks > 0 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            };
+            out.push(Command::Finish {
+                status: self.verdict_status(status),
+            });
+            return;
+        }
+        self.wake_at_next(self.progress.deadline, out);
+    }
+
+    /// Asks to be called again at the next timer, or at `deadline` if
+    /// sooner.
+    fn wake_at_next(&self, deadline: Option<Millis>, out: &mut Vec<Command>) {
+        let next_timer = self.progress.timers.peek().map(|Reverse((at, _))| *at);
+        if let Some(wake) = next_timer.into_iter().chain(deadline).min() {
+            out.push(Command::WakeAt(wake));
+        }
+    }
+
+    /// Makes the retries and approval timeouts due by `now` happen.
+    fn fire_timers(&mut self, now: Millis, out: &mut Vec<Command>) {
         while let Some(&Reverse((at, task))) = self.progress.timers.peek() {
             if at > now {
                 break;
@@ -191,7 +229,10 @@ impl RunState {
                 _ => {}
             }
         }
-        self.drain_settle(budget, out);
+    }
+
+    /// Starts ready tasks, in rank order, while the limits allow.
+    fn dispatch_ready(&mut self, budget: Budget, out: &mut Vec<Command>) {
         let mut started = 0u32;
         let mut slots = budget.slots;
         let mut reserved: Vec<u32> = Vec::new();
@@ -267,28 +308,11 @@ impl RunState {
                 slots -= 1;
             }
         }
-        if out.is_empty()
-            && self.progress.running == 0
-            && self.progress.waiting == 0
-            && self.progress.ready.is_empty()
-            && self.progress.timers.is_empty()
-            && self.progress.settle.is_empty()
-        {
-            debug_assert_eq!(self.progress.final_count, self.progress.status.len());
-            let status = if self.progress.failed_tasks > 0 {
-                RunStatus::Failed
-            } else {
-                RunStatus::Succeeded
-            };
-            out.push(Command::Finish { status });
-            return;
-        }
-        let next_timer = self.progress.timers.peek().map(|Reverse((at, _))| *at);
-        if let Some(wake) = next_timer.into_iter().chain(self.progress.deadline).min() {
-            out.push(Command::WakeAt(wake));
-        }
     }
 
+    /// Stops what the run will not need now it ends, lets the tasks that
+    /// handle failures run (unless it was cancelled), then finishes or
+    /// compensates.
     fn decide_ending(
         &mut self,
         status: RunStatus,
@@ -297,6 +321,7 @@ impl RunState {
         budget: Budget,
         out: &mut Vec<Command>,
     ) {
+        let handlers = status != RunStatus::Cancelled;
         let drop_waiting = |task: u32| match status {
             RunStatus::Cancelled => Command::Cancel { task },
             _ => Command::Skip {
@@ -305,29 +330,57 @@ impl RunState {
             },
         };
         self.drain_settle(budget, out);
-        let waiting = self
+        let keep = |state: &RunState, task: u32| handlers && state.handles_failure(task);
+        let ranks: Vec<u32> = self
             .progress
             .ready
             .drain()
-            .map(|Reverse(rank)| self.order.by_rank[rank as usize])
-            .chain(self.progress.timers.drain().map(|Reverse((_, task))| task))
-            .chain(
-                self.progress
-                    .parked
-                    .iter_mut()
-                    .flat_map(|parked| parked.drain(..))
-                    .map(|rank| self.order.by_rank[rank as usize]),
-            )
-            .collect::<Vec<u32>>();
-        let mut waiting: Vec<u32> = waiting
-            .into_iter()
-            .filter(|&task| {
-                matches!(
-                    self.progress.status[task as usize],
-                    TaskStatus::Queued | TaskStatus::RetryWait
-                )
-            })
+            .map(|Reverse(rank)| rank)
             .collect();
+        let timers: Vec<(Millis, u32)> = self
+            .progress
+            .timers
+            .drain()
+            .map(|Reverse(timer)| timer)
+            .collect();
+        let mut parked: Vec<Vec<u32>> = self
+            .progress
+            .parked
+            .iter_mut()
+            .map(|parked| parked.drain(..).collect())
+            .collect();
+        let mut waiting = Vec::new();
+        for rank in ranks {
+            let task = self.order.by_rank[rank as usize];
+            if keep(self, task) {
+                self.progress.ready.push(Reverse(rank));
+            } else {
+                waiting.push(task);
+            }
+        }
+        for (at, task) in timers {
+            if keep(self, task) {
+                self.progress.timers.push(Reverse((at, task)));
+            } else {
+                waiting.push(task);
+            }
+        }
+        for (key, ranks) in parked.iter_mut().enumerate() {
+            for rank in ranks.drain(..) {
+                let task = self.order.by_rank[rank as usize];
+                if keep(self, task) {
+                    self.progress.parked[key].push_back(rank);
+                } else {
+                    waiting.push(task);
+                }
+            }
+        }
+        waiting.retain(|&task| {
+            matches!(
+                self.progress.status[task as usize],
+                TaskStatus::Queued | TaskStatus::RetryWait
+            )
+        });
         waiting.sort_unstable_by_key(|&task| self.order.rank[task as usize]);
         waiting.dedup();
         out.extend(waiting.into_iter().map(drop_waiting));
@@ -339,21 +392,31 @@ impl RunState {
                     .map(|task| Command::Cancel { task }),
             );
         }
-        if self.progress.running > 0 {
-            if !self.progress.kills_sent {
-                self.progress.kills_sent = true;
-                out.extend(
-                    (0..self.progress.status.len() as u32)
-                        .filter(|&task| self.progress.status[task as usize] == TaskStatus::Running)
-                        .map(|task| Command::Kill { task }),
-                );
-            }
+        if self.progress.running > 0 && !self.progress.kills_sent {
+            self.progress.kills_sent = true;
+            out.extend(
+                (0..self.progress.status.len() as u32)
+                    .filter(|&task| {
+                        self.progress.status[task as usize] == TaskStatus::Running
+                            && !keep(self, task)
+                    })
+                    .map(|task| Command::Kill { task }),
+            );
+        }
+        if handlers {
+            self.fire_timers(now, out);
+            self.dispatch_ready(budget, out);
+        }
+        if self.progress.running > 0
+            || !out.is_empty()
+            || !self.progress.ready.is_empty()
+            || !self.progress.timers.is_empty()
+        {
+            self.wake_at_next(None, out);
             return;
         }
-        if !out.is_empty() {
-            return;
-        }
-        if compensate {
+        let status = self.verdict_status(status);
+        if compensate && status != RunStatus::Succeeded {
             self.decide_compensation(now, out);
         } else {
             out.push(Command::Finish { status });

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use minijinja::Value;
 
 use crate::duration::Duration;
-use crate::spec::{FailurePolicy, OnTimeout, TaskKind};
+use crate::spec::{FailurePolicy, NeedCondition, OnTimeout, TaskKind};
 
 use super::super::backoff::{retries, retry_delay};
 use super::super::event::{Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
@@ -42,7 +42,7 @@ impl RunState {
             ));
         }
         if let Event::TaskSkipped {
-            reason: SkipReason::NeedFailed { need },
+            reason: SkipReason::NeedFailed { need } | SkipReason::NeedDidNotFail { need },
             ..
         } = *event
             && need as usize >= self.task_count()
@@ -279,9 +279,24 @@ impl RunState {
             Event::ControlReceived { seq, .. } => self.progress.controls = seq + 1,
             Event::RunPaused { .. } => self.progress.paused = true,
             Event::RunResumed { .. } => self.progress.paused = false,
-            Event::CancelRequested { .. } => {
-                self.end(RunStatus::Cancelled, false, "cancelled".to_owned());
-            }
+            Event::CancelRequested { .. } => match self.progress.phase {
+                // A run ending after a failure may be running the tasks
+                // that wait for failures; a cancel stops those too.
+                Phase::Ending {
+                    status: RunStatus::Failed,
+                    compensate: false,
+                } => {
+                    self.progress.phase = Phase::Ending {
+                        status: RunStatus::Cancelled,
+                        compensate: false,
+                    };
+                    self.progress.kills_sent = false;
+                    if let Some(reason) = &mut self.progress.reason {
+                        reason.push_str("; then cancelled");
+                    }
+                }
+                _ => self.end(RunStatus::Cancelled, false, "cancelled".to_owned()),
+            },
             Event::CompensationRequested { .. } => {
                 if self.progress.phase == Phase::Finished(RunStatus::Succeeded) {
                     self.progress.phase = Phase::Ending {
@@ -292,6 +307,7 @@ impl RunState {
                 }
             }
             Event::RunTimedOut { .. } => {
+                self.progress.timed_out = true;
                 let after = self.run_timeout.unwrap_or(Duration::ZERO);
                 let compensate = self.on_failure == FailurePolicy::Compensate;
                 self.end(
@@ -301,6 +317,13 @@ impl RunState {
                 );
             }
             Event::RunFinished { at, status } => {
+                if status == RunStatus::Succeeded
+                    && self.verdict != NONE
+                    && let Some(reason) = &mut self.progress.reason
+                {
+                    let id = &self.valid.workflow().tasks[self.verdict as usize].id;
+                    reason.push_str(&format!("; accepted by the verdict task `{id}`"));
+                }
                 self.progress.phase = Phase::Finished(status);
                 self.progress.finished_at = Some(at);
             }
@@ -336,7 +359,7 @@ impl RunState {
         self.progress.failures.insert(task, failure.clone());
         let policy = self.retry_policy(task);
         if was_running
-            && self.progress.phase == Phase::Running
+            && self.may_start(task)
             && attempt < policy.max_attempts
             && retries(policy, failure)
         {
@@ -455,28 +478,48 @@ impl RunState {
                     self.progress.live_needs[slot] += 1;
                 }
             } else {
-                // A task skipped because something upstream failed passes
-                // that failure on, so every task below names the root cause.
-                let cause = if status.blocks_dependants() {
-                    task
-                } else {
-                    self.progress.blocked_by[index]
-                };
-                if status.succeeded() {
-                    if !self.escalation_target[slot] {
-                        self.progress.live_needs[slot] += 1;
-                    }
-                } else if cause != NONE && self.progress.blocked_by[slot] == NONE {
-                    self.progress.blocked_by[slot] = cause;
-                }
+                let condition = valid.workflow().tasks[slot].need_condition(&valid.workflow().tasks[index].id);
+                self.pass_on(task, status, slot, condition);
             }
             if self.progress.unmet[slot] == 0 {
-                if self.progress.blocked_by[slot] != NONE || self.progress.live_needs[slot] == 0 {
+                if self.progress.blocked_by[slot] != NONE
+                    || self.progress.live_needs[slot] == 0
+                    || self.progress.declined.contains_key(&dependant)
+                {
                     self.progress.settle.push_back(dependant);
                 } else {
                     self.progress.status[slot] = TaskStatus::Queued;
                     self.progress.ready.push(Reverse(self.order.rank[slot]));
                 }
+            }
+        }
+    }
+
+    /// What `need` ending as `status` means for `dependant`, which waits
+    /// on it for `condition`: a live need, a failure passed on, or a
+    /// condition that did not hold.
+    fn pass_on(&mut self, need: u32, status: TaskStatus, dependant: usize, condition: NeedCondition) {
+        // A task skipped because something upstream failed passes that
+        // failure on, so every task below names the root cause.
+        let cause = if status.blocks_dependants() {
+            need
+        } else {
+            self.progress.blocked_by[need as usize]
+        };
+        match condition {
+            NeedCondition::OnSuccess => {
+                if status.succeeded() {
+                    if !self.escalation_target[dependant] {
+                        self.progress.live_needs[dependant] += 1;
+                    }
+                } else if cause != NONE && self.progress.blocked_by[dependant] == NONE {
+                    self.progress.blocked_by[dependant] = cause;
+                }
+            }
+            NeedCondition::Always => self.progress.live_needs[dependant] += 1,
+            NeedCondition::OnFailure if cause != NONE => self.progress.live_needs[dependant] += 1,
+            NeedCondition::OnFailure => {
+                self.progress.declined.entry(dependant as u32).or_insert(need);
             }
         }
     }

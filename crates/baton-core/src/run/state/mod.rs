@@ -68,6 +68,8 @@ pub struct RunState {
     /// Tasks some `escalate:` names: they run only if a task escalating to
     /// them failed, and count such failures (not successes) as live needs.
     escalation_target: Vec<bool>,
+    /// The task whose result is the run's (`verdict: true`), or [`NONE`].
+    verdict: u32,
     progress: Progress,
 }
 
@@ -108,6 +110,11 @@ impl RunState {
                 escalation_target[position] = true;
             }
         }
+        let verdict = workflow
+            .tasks
+            .iter()
+            .position(|task| task.modifiers().verdict)
+            .map_or(NONE, |position| position as u32);
         let inputs = Value::from(minijinja::value::Serde(&setup.inputs));
         let run_context =
             minijinja::context! { id => setup.run_id.clone(), name => workflow.name.clone() };
@@ -119,6 +126,7 @@ impl RunState {
             key_of,
             key_limit,
             escalation_target,
+            verdict,
             run_id: setup.run_id,
             inputs,
             run_context,
@@ -361,6 +369,37 @@ impl RunState {
             .modifiers()
             .timeout
             .or(self.valid.workflow().defaults.timeout)
+    }
+
+    /// Whether `task` waits on a need for its failure or whatever its end:
+    /// such a task still starts (and retries) while a run ends after a
+    /// failure, as it is there to handle one.
+    fn handles_failure(&self, task: u32) -> bool {
+        !self.task(task).modifiers().need_conditions.is_empty()
+    }
+
+    /// Whether `task` may start an attempt in the run's phase.
+    fn may_start(&self, task: u32) -> bool {
+        match self.progress.phase {
+            Phase::Running => true,
+            Phase::Ending { status, .. } => {
+                status != RunStatus::Cancelled && self.handles_failure(task)
+            }
+            _ => false,
+        }
+    }
+
+    /// How the run ends, given `otherwise` from its tasks: as its verdict
+    /// task ended, when it has one that ran and the run did not time out.
+    fn verdict_status(&self, otherwise: RunStatus) -> RunStatus {
+        if self.verdict == NONE || self.progress.timed_out {
+            return otherwise;
+        }
+        match self.progress.status[self.verdict as usize] {
+            TaskStatus::Succeeded => RunStatus::Succeeded,
+            TaskStatus::Failed | TaskStatus::TimedOut => RunStatus::Failed,
+            _ => otherwise,
+        }
     }
 
     fn key(&self, task: u32) -> Option<usize> {

@@ -52,6 +52,11 @@ pub(super) struct Progress {
     pub(super) live_needs: Vec<u32>,
     /// The first task upstream that failed, was cancelled or timed out.
     pub(super) blocked_by: Vec<u32>,
+    /// Tasks that will be skipped because a need they wait on for its
+    /// failure did not fail, with that need. (Absent from snapshots taken
+    /// before needs had conditions.)
+    #[serde(default, with = "pairs")]
+    pub(super) declined: BTreeMap<u32, u32>,
     pub(super) attempt_started: Vec<Millis>,
     pub(super) first_started: Vec<Millis>,
     pub(super) finished: Vec<Millis>,
@@ -87,6 +92,9 @@ pub(super) struct Progress {
     #[serde(default)]
     pub(super) controls: u64,
     pub(super) failed_tasks: u32,
+    /// The run's own timeout passed: no verdict turns that into success.
+    #[serde(default)]
+    pub(super) timed_out: bool,
 
     /// Ready tasks, as ranks in (priority desc, id asc) order.
     pub(super) ready: Heap<u32>,
@@ -128,6 +136,7 @@ impl Progress {
             unmet: vec![0; count],
             live_needs: vec![0; count],
             blocked_by: vec![u32::MAX; count],
+            declined: BTreeMap::new(),
             attempt_started: vec![Millis(0); count],
             first_started: vec![Millis(0); count],
             finished: vec![Millis(0); count],
@@ -145,6 +154,7 @@ impl Progress {
             paused: false,
             controls: 0,
             failed_tasks: 0,
+            timed_out: false,
             ready: Heap::default(),
             settle: VecDeque::new(),
             timers: Heap::default(),
