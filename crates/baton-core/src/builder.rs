@@ -20,8 +20,8 @@ use crate::check::{Valid, check};
 use crate::duration::Duration;
 use crate::problem::Problem;
 use crate::spec::{
-    Action, Check, Expression, FailurePolicy, InputSpec, NeedCondition, RetryPolicy, Task, TaskKind, Template,
-    Timeout, Workflow,
+    Action, Check, Expression, FailurePolicy, InputSpec, NeedCondition, RetryPolicy, Task,
+    TaskKind, Template, Timeout, Workflow,
 };
 
 /// Builds a [`Workflow`]; [`WorkflowBuilder::task`] moves on to a task.

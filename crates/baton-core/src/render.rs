@@ -185,6 +185,9 @@ mod tests {
             dot.contains("t0 -> t1 [style=dashed, color=red, label=\"on_failure\"];"),
             "{dot}"
         );
-        assert!(dot.contains("t0 -> t2 [style=bold, label=\"always\"];"), "{dot}");
+        assert!(
+            dot.contains("t0 -> t2 [style=bold, label=\"always\"];"),
+            "{dot}"
+        );
     }
 }

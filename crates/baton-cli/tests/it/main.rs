@@ -1,6 +1,7 @@
 //! Behaviour of the `baton` binary, driven as a user drives it.
 
 mod audit;
+mod conditions;
 mod corruption;
 mod crash;
 mod faults;

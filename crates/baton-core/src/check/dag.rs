@@ -526,14 +526,17 @@ mod tests {
             problems_of(
                 "name: v\ntasks:\n  a: {run: x}\n  b: {run: x}\n  audit: {run: x, verdict: true, needs: [a]}\n"
             ),
-            ["5:28: invalid-setting: the verdict task `audit` must come after every other task, and `b` is not upstream of it (at tasks.audit.verdict); add them to its needs, with `condition: always` to judge their failures too"]
+            [
+                "5:28: invalid-setting: the verdict task `audit` must come after every other task, and `b` is not upstream of it (at tasks.audit.verdict); add them to its needs, with `condition: always` to judge their failures too"
+            ]
         );
         let two = problems_of(
             "name: v\ntasks:\n  a: {run: x, verdict: true}\n  b: {run: x, verdict: true, needs: [a]}\n",
         );
         assert!(
-            two.iter()
-                .any(|problem| problem.contains("`b` gives the run's verdict, and `a` already does")),
+            two.iter().any(
+                |problem| problem.contains("`b` gives the run's verdict, and `a` already does")
+            ),
             "{two:?}"
         );
         assert!(

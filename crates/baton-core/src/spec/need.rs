@@ -16,9 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 /// What a need must end as for the task after it to run.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NeedCondition {
     /// The need succeeded; otherwise the task is skipped, and a failure
@@ -221,7 +219,10 @@ mod tests {
     #[test]
     fn a_mapping_without_a_task_or_with_an_unknown_condition_is_refused() {
         let missing = read(r#"[{"condition": "always"}]"#).expect_err("no task");
-        assert!(missing.to_string().contains("missing field `task`"), "{missing}");
+        assert!(
+            missing.to_string().contains("missing field `task`"),
+            "{missing}"
+        );
         let unknown = read(r#"[{"task": "a", "condition": "sometimes"}]"#).expect_err("bad");
         assert!(unknown.to_string().contains("on_failure"), "{unknown}");
         let extra = read(r#"[{"task": "a", "if": "x"}]"#).expect_err("unknown key");

@@ -15,9 +15,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::spec::task::{env_map, noop_field, one_or_many};
-use crate::spec::{
-    Needs, Task, TaskDoc, TaskKind, UsesTemplate, policy::cache_field, unique,
-};
+use crate::spec::{Needs, Task, TaskDoc, TaskKind, UsesTemplate, policy::cache_field, unique};
 
 /// `tasks:` as a mapping from id to task, kept in written order.
 pub(crate) mod task_map {

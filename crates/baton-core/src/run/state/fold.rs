@@ -317,12 +317,8 @@ impl RunState {
                 );
             }
             Event::RunFinished { at, status } => {
-                if status == RunStatus::Succeeded
-                    && self.verdict != NONE
-                    && let Some(reason) = &mut self.progress.reason
-                {
-                    let id = &self.valid.workflow().tasks[self.verdict as usize].id;
-                    reason.push_str(&format!("; accepted by the verdict task `{id}`"));
+                if self.verdict != NONE {
+                    self.explain_verdict(status);
                 }
                 self.progress.phase = Phase::Finished(status);
                 self.progress.finished_at = Some(at);
@@ -478,7 +474,8 @@ impl RunState {
                     self.progress.live_needs[slot] += 1;
                 }
             } else {
-                let condition = valid.workflow().tasks[slot].need_condition(&valid.workflow().tasks[index].id);
+                let condition =
+                    valid.workflow().tasks[slot].need_condition(&valid.workflow().tasks[index].id);
                 self.pass_on(task, status, slot, condition);
             }
             if self.progress.unmet[slot] == 0 {
@@ -495,10 +492,40 @@ impl RunState {
         }
     }
 
+    /// Says in the run's reason that its verdict task decided it.
+    fn explain_verdict(&mut self, status: RunStatus) {
+        let id = &self.valid.workflow().tasks[self.verdict as usize].id;
+        let verdict = self.progress.status[self.verdict as usize];
+        let reason = &mut self.progress.reason;
+        match (status, verdict) {
+            (RunStatus::Succeeded, _) => {
+                if let Some(reason) = reason {
+                    reason.push_str(&format!("; accepted by the verdict task `{id}`"));
+                }
+            }
+            (RunStatus::Failed, TaskStatus::Failed | TaskStatus::TimedOut) => {
+                let vetoed = format!("the verdict task `{id}` {}", verdict.name());
+                *reason = Some(match reason.take() {
+                    Some(before) if !before.starts_with(&format!("task `{id}` ")) => {
+                        format!("{vetoed}; before it, {before}")
+                    }
+                    _ => vetoed,
+                });
+            }
+            _ => {}
+        }
+    }
+
     /// What `need` ending as `status` means for `dependant`, which waits
     /// on it for `condition`: a live need, a failure passed on, or a
     /// condition that did not hold.
-    fn pass_on(&mut self, need: u32, status: TaskStatus, dependant: usize, condition: NeedCondition) {
+    fn pass_on(
+        &mut self,
+        need: u32,
+        status: TaskStatus,
+        dependant: usize,
+        condition: NeedCondition,
+    ) {
         // A task skipped because something upstream failed passes that
         // failure on, so every task below names the root cause.
         let cause = if status.blocks_dependants() {
@@ -519,7 +546,10 @@ impl RunState {
             NeedCondition::Always => self.progress.live_needs[dependant] += 1,
             NeedCondition::OnFailure if cause != NONE => self.progress.live_needs[dependant] += 1,
             NeedCondition::OnFailure => {
-                self.progress.declined.entry(dependant as u32).or_insert(need);
+                self.progress
+                    .declined
+                    .entry(dependant as u32)
+                    .or_insert(need);
             }
         }
     }

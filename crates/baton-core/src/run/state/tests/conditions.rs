@@ -183,7 +183,7 @@ fn a_verdict_task_that_fails_vetoes_a_run_whose_tasks_succeeded() {
     run.step();
     run.fail("audit", EXIT_1);
     assert_eq!(run.step(), ["finish failed"]);
-    assert_eq!(run.state.reason(), Some("task `audit` failed"));
+    assert_eq!(run.state.reason(), Some("the verdict task `audit` failed"));
 }
 
 #[test]
