@@ -13,12 +13,16 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 use baton_core::run::{Artifact, Digest};
 use sha2::{Digest as _, Sha256};
+
+/// Where an output too large to keep inline is placed for the tasks that
+/// need it, relative to their working directory.
+pub(crate) const OUTPUT_ARTIFACTS: &str = ".baton-outputs";
 
 /// Why artifacts could not be stored, placed or swept.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +214,8 @@ impl Cas {
                 });
             }
             let target = dir.join(relative);
-            if holds(&target, artifact)? {
+            let shared = relative.starts_with(OUTPUT_ARTIFACTS);
+            if (shared && same_file(&target, &object)) || holds(&target, artifact)? {
                 continue;
             }
             if let Some(parent) = target.parent() {
@@ -221,6 +226,12 @@ impl Cas {
                     return Err(io_at(&target)(error));
                 }
                 _ => {}
+            }
+            // A large output is only read: its placement is the stored
+            // object itself, read-only, so it takes no space twice. Where
+            // a link cannot be made (another file system), it is copied.
+            if shared && fs::hard_link(&object, &target).is_ok() {
+                continue;
             }
             fs::copy(&object, &target).map_err(io_at(&target))?;
             // The copy is the task's own: writable, as a file it made would be.
@@ -346,6 +357,14 @@ fn files_under(
 }
 
 /// Whether `target` already holds the artifact's content.
+/// Whether `path` is `object` itself (a link to it).
+fn same_file(path: &Path, object: &Path) -> bool {
+    match (fs::metadata(path), fs::metadata(object)) {
+        (Ok(path), Ok(object)) => path.dev() == object.dev() && path.ino() == object.ino(),
+        _ => false,
+    }
+}
+
 fn holds(target: &Path, artifact: &Artifact) -> Result<bool, ArtifactError> {
     let Ok(metadata) = fs::symlink_metadata(target) else {
         return Ok(false);

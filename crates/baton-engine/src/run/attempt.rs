@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::report::Files;
 use super::reuse::Reusable;
 use super::spawn::Spawner;
-use crate::artifacts::{ArtifactError, Cas};
+use crate::artifacts::{ArtifactError, Cas, OUTPUT_ARTIFACTS};
 use crate::executor::{Attempt, Executor, Executors, Finished, Kill, Outcome};
 use crate::logs::{OUTPUT_FILE, attempt_file};
 
@@ -197,10 +197,6 @@ impl AttemptFiles {
         }
     }
 }
-
-/// Where an output too large to keep inline is placed for the tasks that
-/// need it, relative to their working directory.
-const OUTPUT_ARTIFACTS: &str = ".baton-outputs";
 
 /// Stores an output too large to keep inline (its JSON `bytes`) as an
 /// artifact, and returns the reference the run keeps instead, so events,

@@ -2,6 +2,7 @@
 //! nothing else refers to; outputs too large to keep inline become files.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -148,9 +149,25 @@ tasks:
         report.task("small").unwrap().output,
         Some(serde_json::json!({"ok": true}))
     );
-    let placed = fs::read_to_string(dir.path().join(".baton-outputs/big.json")).unwrap();
+    let placed_at = dir.path().join(".baton-outputs/big.json");
+    let placed = fs::read_to_string(&placed_at).unwrap();
     let value: serde_json::Value = serde_json::from_str(&placed).unwrap();
     assert_eq!(value["rows"].as_array().unwrap().len(), 100);
+    // The placement is the stored object itself, read-only: one copy on
+    // disk however many tasks read it.
+    let object = engine.artifact_file(&big.artifacts[0].digest);
+    let (placed_meta, object_meta) = (
+        fs::metadata(&placed_at).unwrap(),
+        fs::metadata(&object).unwrap(),
+    );
+    assert_eq!(
+        (placed_meta.dev(), placed_meta.ino()),
+        (object_meta.dev(), object_meta.ino()),
+        "{} is a copy of {}",
+        placed_at.display(),
+        object.display()
+    );
+    assert!(placed_meta.permissions().readonly());
     // The file it was handed back in is not kept beside the stored copy.
     let logs = big.logs.as_ref().unwrap();
     assert!(!baton_engine::logs::attempt_file(logs, "output.json").exists());
