@@ -43,7 +43,7 @@ pub(crate) struct RunArgs {
     json: bool,
     /// The run's id; if a run with this id is recorded, it is resumed (or,
     /// if it ended, reported) instead of started again.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = run_id)]
     run_id: Option<String>,
     /// Derive the run id from this seed and the workflow's name, for
     /// reproducible runs (see --run-id).
@@ -198,5 +198,13 @@ async fn again(
     match engine.resume(&record.run_id, true).await {
         Ok(handle) => follow(engine, handle, json).await,
         Err(error) => crate::home::refused(error),
+    }
+}
+
+/// A `--run-id` that can name a run's files and URLs.
+fn run_id(id: &str) -> Result<String, String> {
+    match baton_core::run::run_id_problem(id) {
+        Some(problem) => Err(problem),
+        None => Ok(id.to_owned()),
     }
 }

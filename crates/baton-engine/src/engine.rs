@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Once};
 
 use async_trait::async_trait;
-use baton_core::run::{Chain, Control, Millis, RunState};
-use baton_core::{Duration, Problem, Valid, Workflow};
+use baton_core::run::{Chain, Control, Millis, RunState, run_id_problem};
+use baton_core::{Code, Duration, Path, Problem, Valid, Workflow};
 use baton_store::{Fence, MemoryStore, Owner, Presence, RunRecord, Store};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
@@ -371,6 +371,13 @@ impl Engine {
                 Map::new()
             }
         };
+        if let Some(problem) = options.run_id.as_deref().and_then(run_id_problem) {
+            problems.push(Problem::new(
+                Code::InvalidValue,
+                Path::root().key("run_id"),
+                problem,
+            ));
+        }
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }

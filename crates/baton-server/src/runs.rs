@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use baton_core::run::{Control, Decision, Digest, Millis, RunStatus};
 use baton_core::{Format, Valid};
 use baton_engine::RunOptions;
-use baton_store::{RunFilter, Scope};
+use baton_store::{RunCursor, RunFilter, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -275,8 +275,9 @@ pub(crate) struct ListRuns {
     /// Runs per page, 1 to 1000 (50 by default).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// The `next_cursor` of the page before.
-    #[param(min_length = 1)]
+    /// The `next_cursor` of the page before: `STARTED_MS.RUN_ID`, the
+    /// place the page follows on from.
+    #[param(pattern = r"^[0-9]{1,16}\.[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
     cursor: Option<String>,
 }
 
@@ -313,11 +314,12 @@ pub(crate) async fn list(
     State(app): State<AppState>,
     Query(query): Query<ListRuns>,
 ) -> Result<Json<RunPage>, ApiError> {
-    if query.cursor.as_deref() == Some("") {
-        return Err(ApiError::BadRequest(
-            "`cursor` is empty: leave it out for the first page".to_owned(),
-        ));
-    }
+    let after = query
+        .cursor
+        .as_deref()
+        .map(str::parse::<RunCursor>)
+        .transpose()
+        .map_err(|error| ApiError::BadRequest(format!("`cursor`: {error}")))?;
     let limit = query.limit.unwrap_or(PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest(format!("`limit` is 1 to {MAX_PAGE}")));
@@ -327,23 +329,13 @@ pub(crate) async fn list(
         workflow: query.workflow,
         started_after: bound("started_after", query.started_after)?,
         started_before: bound("started_before", query.started_before)?,
-        after: query.cursor,
+        after,
         limit,
         ..RunFilter::default()
     };
-    let runs = app
-        .engine
-        .store()
-        .runs(&filter)
-        .await
-        .map_err(|error| match error {
-            baton_store::Error::UnknownRun(_) => ApiError::BadRequest(
-                "`cursor` names no run: use the `next_cursor` of the page before".to_owned(),
-            ),
-            other => other.into(),
-        })?;
+    let runs = app.engine.store().runs(&filter).await?;
     let next_cursor = (runs.len() == limit)
-        .then(|| runs.last().map(|run| run.run_id.clone()))
+        .then(|| runs.last().map(|run| RunCursor::after(run).to_string()))
         .flatten();
     let now = app.now();
     let runs = runs.into_iter().map(|run| run.judged(now)).collect();

@@ -268,6 +268,64 @@ impl RunSummary {
     }
 }
 
+/// A place in the run listing, which goes newest first and, among runs
+/// started in the same millisecond, by run id: the start and id of the
+/// last run of a page. It names a place rather than a run, so a page
+/// follows on even when that run has been deleted since, and any cursor of
+/// the right shape is a valid one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunCursor {
+    /// When the run started (0 for one that has not).
+    pub started_at: Millis,
+    pub run_id: String,
+}
+
+impl RunCursor {
+    /// The shape of a cursor as text, `STARTED_MS.RUN_ID`, for documents
+    /// that describe it.
+    pub const PATTERN: &str = r"^[0-9]{1,16}\.[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$";
+
+    /// The place just after `run`.
+    pub fn after(run: &RunSummary) -> RunCursor {
+        RunCursor {
+            started_at: run.started_at.unwrap_or_default(),
+            run_id: run.run_id.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for RunCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.started_at.0, self.run_id)
+    }
+}
+
+/// A cursor that is not `STARTED_MS.RUN_ID`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a cursor is `STARTED_MS.RUN_ID`, the `next_cursor` of the page before")]
+pub struct BadCursor;
+
+impl std::str::FromStr for RunCursor {
+    type Err = BadCursor;
+
+    fn from_str(text: &str) -> std::result::Result<RunCursor, BadCursor> {
+        let (started, run_id) = text.split_once('.').ok_or(BadCursor)?;
+        let started_at = (1..=16)
+            .contains(&started.len())
+            .then(|| started.parse::<u64>().ok())
+            .flatten()
+            .filter(|_| started.bytes().all(|byte| byte.is_ascii_digit()))
+            .ok_or(BadCursor)?;
+        if baton_core::run::run_id_problem(run_id).is_some() {
+            return Err(BadCursor);
+        }
+        Ok(RunCursor {
+            started_at: Millis(started_at),
+            run_id: run_id.to_owned(),
+        })
+    }
+}
+
 /// Which runs to list, newest first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunFilter {
@@ -282,8 +340,8 @@ pub struct RunFilter {
     /// Only runs that have not finished and that no live owner drives at
     /// this time: those a process may take over.
     pub orphaned_at: Option<Millis>,
-    /// The page after this run, in listing order (cursor pagination).
-    pub after: Option<String>,
+    /// The page after this place in the listing (cursor pagination).
+    pub after: Option<RunCursor>,
     pub limit: usize,
 }
 

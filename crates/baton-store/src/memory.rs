@@ -317,26 +317,24 @@ impl ReadModels for MemoryStore {
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let state = self.lock();
-        let order = |run: &Run| {
-            std::cmp::Reverse((run.summary.started_at.unwrap_or_default(), run.created))
-        };
+        fn key(summary: &RunSummary) -> (Millis, &str) {
+            (
+                summary.started_at.unwrap_or_default(),
+                summary.run_id.as_str(),
+            )
+        }
         let mut all: Vec<(&Run, RunSummary)> = state
             .runs
             .values()
             .map(|run| (run, state.summary(run)))
             .filter(|(_, summary)| filter.admits(summary))
             .collect();
-        all.sort_by_key(|(run, _)| order(run));
+        all.sort_by(|(_, a), (_, b)| key(b).cmp(&key(a)));
         let skip = match &filter.after {
             None => 0,
-            Some(after) => {
-                let cursor = state
-                    .runs
-                    .get(after)
-                    .map(order)
-                    .ok_or_else(|| Error::UnknownRun(after.clone()))?;
-                all.partition_point(|(run, _)| order(run) <= cursor)
-            }
+            Some(after) => all.partition_point(|(_, summary)| {
+                key(summary) >= (after.started_at, after.run_id.as_str())
+            }),
         };
         Ok(all
             .into_iter()

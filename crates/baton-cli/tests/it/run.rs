@@ -680,3 +680,23 @@ fn a_read_only_record_says_nothing_was_recorded_instead_of_advising_resume() {
     assert!(said.contains("read-only"), "{said}");
     assert!(!said.contains("baton resume"), "{said}");
 }
+
+#[test]
+fn a_run_id_that_is_no_safe_file_name_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        "name: x\ntasks:\n  a: {run: touch ran}\n",
+    )
+    .unwrap();
+    for bad in ["../escape", "a b", ".hidden"] {
+        baton()
+            .current_dir(dir.path())
+            .args(["run", "x.yaml", "--run-id", bad])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("is not valid"));
+    }
+    assert!(!dir.path().join("ran").exists());
+    assert!(!dir.path().join(".baton/runs").exists());
+}

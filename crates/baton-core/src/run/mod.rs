@@ -22,6 +22,7 @@ mod backoff;
 mod control;
 mod digest;
 mod event;
+mod id;
 mod provenance;
 mod resolve;
 mod state;
@@ -33,6 +34,7 @@ pub use backoff::{retries, retry_delay};
 pub use control::{Control, ControlError, Decision};
 pub use digest::{BadDigest, Digest, Hasher};
 pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
+pub use id::{MAX_RUN_ID, run_id_problem};
 pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
 pub use resolve::{ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work};
 pub use state::{

@@ -448,3 +448,29 @@ tasks:
         Some(serde_json::json!([]))
     );
 }
+
+#[tokio::test]
+async fn a_run_id_that_could_leave_the_runs_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = baton_core::check(crate::util::workflow(
+        "name: x\ntasks:\n  a: {noop: true}\n",
+    ))
+    .unwrap();
+    let refused = engine(dir.path())
+        .start_recorded(
+            std::sync::Arc::new(valid),
+            baton_engine::RunOptions {
+                run_id: Some("../../outside".to_owned()),
+                ..baton_engine::RunOptions::default()
+            },
+        )
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("run id `../../outside` is not valid"),
+        "{refused}"
+    );
+}

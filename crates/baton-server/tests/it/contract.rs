@@ -178,6 +178,11 @@ async fn runs_are_listed_a_page_at_a_time() {
     }
     started.reverse();
     assert_eq!(seen, started, "newest first, each once");
+    // Any cursor of the documented shape is a place to follow on from,
+    // even one no page ever gave: here, before the first run ever.
+    let before_all = json(send(&app, get("/api/v1/runs?cursor=0.0")).await).await;
+    assert_eq!(before_all["runs"], json!([]));
+    assert_eq!(before_all["next_cursor"], Value::Null);
 }
 
 #[tokio::test]

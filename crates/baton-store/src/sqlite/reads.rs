@@ -203,22 +203,16 @@ pub(crate) fn runs(
     reading: &Reading,
     filter: &RunFilter,
 ) -> Result<Vec<RunSummary>> {
-    if let Some(after) = &filter.after
-        && known(connection, reading, after)?.is_none()
-    {
-        return Err(Error::UnknownRun(after.clone()));
-    }
     summaries(
         connection,
         reading,
         "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
             AND (?4 IS NULL OR finished_at < ?4)
             AND (?5 IS NULL OR started_at >= ?5) AND (?6 IS NULL OR started_at < ?6)
-            AND (?7 IS NULL OR (coalesce(started_at, 0), runs.id) <
-                (SELECT coalesce(started_at, 0), id FROM runs WHERE run_id = ?7))
+            AND (?7 IS NULL OR (coalesce(started_at, 0), run_id) < (?7, ?9))
             AND (?8 IS NULL OR (status IN ('pending', 'running', 'paused')
                 AND (runs.owner IS NULL OR owners.expires_at IS NULL OR owners.expires_at <= ?8)))
-         ORDER BY coalesce(started_at, 0) DESC, runs.id DESC LIMIT ?3",
+         ORDER BY coalesce(started_at, 0) DESC, run_id DESC LIMIT ?3",
         params![
             filter.status.map(|status| status.name()),
             filter.workflow,
@@ -226,8 +220,12 @@ pub(crate) fn runs(
             filter.finished_before.map(|at| at.0 as i64),
             filter.started_after.map(|at| at.0 as i64),
             filter.started_before.map(|at| at.0 as i64),
-            filter.after,
+            filter
+                .after
+                .as_ref()
+                .map(|after| i64::try_from(after.started_at.0).unwrap_or(i64::MAX)),
             filter.orphaned_at.map(|at| at.0 as i64),
+            filter.after.as_ref().map(|after| after.run_id.as_str()),
         ],
     )
 }

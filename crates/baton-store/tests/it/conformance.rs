@@ -9,7 +9,8 @@ use baton_core::run::{
 use baton_core::run::{Control, Decision, Event, Millis, RunStatus};
 use baton_store::{
     ApiKey, ArtifactRole, ArtifactRow, AttemptRow, AttemptStatus, Batch, Change, Error, Fence,
-    MemoryStore, Owner, RunFilter, RunRecord, Scope, SqliteStore, Store, StoredWorkflow, TaskRow,
+    MemoryStore, Owner, RunCursor, RunFilter, RunRecord, Scope, SqliteStore, Store, StoredWorkflow,
+    TaskRow,
 };
 
 /// The lease owners take in these tests, from time 0.
@@ -245,26 +246,37 @@ pub(crate) async fn runs_are_listed_newest_first_with_their_status(store: &dyn S
         ..RunFilter::default()
     };
     assert_eq!(listed(store, &release).await, ["new"]);
-    let page = |after: Option<&str>| RunFilter {
-        after: after.map(str::to_owned),
+    let page = |after: Option<RunCursor>| RunFilter {
+        after,
         limit: 1,
         ..RunFilter::default()
     };
-    assert_eq!(listed(store, &page(None)).await, ["new"]);
-    assert_eq!(listed(store, &page(Some("new"))).await, ["old"]);
+    let first = store.runs(&page(None)).await.unwrap();
+    assert_eq!(first[0].run_id, "new");
+    let cursor = RunCursor::after(&first[0]);
+    assert_eq!(cursor.to_string(), "20.new");
+    assert_eq!(listed(store, &page(Some(cursor.clone()))).await, ["old"]);
+    let last = RunCursor {
+        started_at: Millis(10),
+        run_id: "old".to_owned(),
+    };
+    assert_eq!(listed(store, &page(Some(last))).await, Vec::<String>::new());
+    // A cursor names a place: the page after a run deleted since, or after
+    // a place no run ever had, still follows on from there.
+    let between = RunCursor {
+        started_at: Millis(15),
+        run_id: "gone".to_owned(),
+    };
+    assert_eq!(listed(store, &page(Some(between))).await, ["old"]);
+    let tie = RunCursor {
+        started_at: Millis(20),
+        run_id: "newer".to_owned(),
+    };
     assert_eq!(
-        listed(store, &page(Some("old"))).await,
-        Vec::<String>::new()
+        listed(store, &page(Some(tie))).await,
+        ["new"],
+        "runs started in one millisecond go by id, descending"
     );
-    assert!(matches!(
-        store
-            .runs(&RunFilter {
-                after: Some("missing".to_owned()),
-                ..RunFilter::default()
-            })
-            .await,
-        Err(Error::UnknownRun(_))
-    ));
     let window = RunFilter {
         started_after: Some(Millis(15)),
         started_before: Some(Millis(25)),
