@@ -7,9 +7,13 @@
 //! id, never by scanning; keys found are kept for a second (so a hot
 //! endpoint does not read the store per request, and a key revoked from
 //! another process stops working within that second). Failed
-//! authentications are counted per client address: past a burst, that
-//! address gets 429 without the store being asked, so a flood of made-up
-//! tokens costs neither lookups nor other clients' cached keys.
+//! authentications are counted per client address: past a burst, a key
+//! from that address that would need a lookup gets 429 without the store
+//! being asked, so a flood of made-up tokens costs neither lookups nor
+//! other clients' cached keys. A request with no key (or no well-formed
+//! one) costs nothing and is always answered 401, and a key this process
+//! has found before is still checked, so the address's real client goes on
+//! working.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -173,6 +177,13 @@ impl Keys {
         found.insert(id.to_owned(), (at, key));
     }
 
+    /// Whether key `id` exists as far as this process has seen.
+    fn knows(&self, id: &str) -> bool {
+        lock(&self.found)
+            .get(id)
+            .is_some_and(|(_, key)| key.is_some())
+    }
+
     /// Forgets every key seen, so a revocation here takes effect at once.
     pub(crate) fn forget(&self) {
         lock(&self.found).clear();
@@ -303,7 +314,24 @@ pub(crate) async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
     let now = Instant::now();
-    if let Err(retry_after) = app.keys.admits(address, now) {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer);
+    // Answering a missing or malformed key costs nothing, so it is always
+    // answered; only a lookup in the store is what a failing address is
+    // kept from, and a key this process knows needs none.
+    let Some((token, (id, _))) = token.and_then(|token| Some((token, parse(token)?))) else {
+        return ApiError::Unauthorized(
+            "this endpoint needs an API key: send `Authorization: Bearer baton_ID_SECRET`"
+                .to_owned(),
+        )
+        .into_response();
+    };
+    if !app.keys.knows(id)
+        && let Err(retry_after) = app.keys.admits(address, now)
+    {
         return ApiError::TooMany {
             detail: "too many failed authentications from this address; wait and send a valid key"
                 .to_owned(),
@@ -311,18 +339,6 @@ pub(crate) async fn authorize(
         }
         .into_response();
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer);
-    let Some(token) = token else {
-        app.keys.failed(address, now);
-        return ApiError::Unauthorized(
-            "this endpoint needs an API key: send `Authorization: Bearer KEY`".to_owned(),
-        )
-        .into_response();
-    };
     match app.keys.principal(app.engine.store().as_ref(), token).await {
         Err(error) => error.into_response(),
         Ok(None) => {

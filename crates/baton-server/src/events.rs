@@ -42,13 +42,17 @@ pub(crate) async fn run_events(
     PathArgs(run): PathArgs<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let next = match headers.get("last-event-id") {
+    // An empty id is no id: what a client that has seen none may send.
+    let resume = headers
+        .get("last-event-id")
+        .filter(|value| !value.as_bytes().trim_ascii().is_empty());
+    let next = match resume {
         None => 0,
         Some(value) => value
             .to_str()
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
-            .map(|seq| seq + 1)
+            .map(|seq| seq.saturating_add(1))
             .ok_or_else(|| {
                 ApiError::BadRequest(
                     "Last-Event-ID must be the number of an event of this run".to_owned(),

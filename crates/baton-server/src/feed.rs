@@ -64,7 +64,7 @@ pub(crate) struct FeedQuery {
     #[param(min_length = 1)]
     run: Option<String>,
     /// Start after this event id (what `Last-Event-ID` says for SSE).
-    #[param(pattern = "^[0-9]+:[0-9]+$")]
+    #[param(pattern = "^[0-9]{1,19}:[0-9]{1,9}$")]
     after: Option<String>,
 }
 
@@ -94,7 +94,7 @@ struct Item {
     tag = "events",
     params(
         FeedQuery,
-        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this event (POSITION:INDEX)"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = "^([0-9]{1,19}:[0-9]{1,9})?$", description = "Resume after this event (POSITION:INDEX); empty for none"),
     ),
     responses(
         (status = 200, description = "Every run's events as Server-Sent Events, as they are appended", content_type = "text/event-stream"),
@@ -107,9 +107,11 @@ pub(crate) async fn events(
     Query(query): Query<FeedQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // An empty id is no id: what a client that has seen none may send.
     let resume = headers
         .get("last-event-id")
         .map(|value| value.to_str().unwrap_or("-"))
+        .filter(|id| !id.trim().is_empty())
         .or(query.after.as_deref());
     let cursor = resume.map(Cursor::parse).transpose()?.unwrap_or_default();
     let mut items = follow(app, cursor, query.checked_run()?);

@@ -33,8 +33,13 @@ pub(crate) async fn list(State(app): State<AppState>) -> Result<Json<KeyList>, A
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
-    /// Who or what holds it.
-    #[schema(min_length = 1)]
+    /// Who or what holds it: up to 100 characters, not only spaces, no
+    /// control characters (a terminal would act on them).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
     /// read, write, execute or admin.
     #[schema(value_type = String, pattern = "^(read|write|execute|admin)$")]

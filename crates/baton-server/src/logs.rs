@@ -121,7 +121,10 @@ pub(crate) async fn logs(
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
-    let offset = match headers.get("last-event-id") {
+    let resume = headers
+        .get("last-event-id")
+        .filter(|value| !value.as_bytes().trim_ascii().is_empty());
+    let offset = match resume {
         Some(value) if wants_events => value
             .to_str()
             .ok()

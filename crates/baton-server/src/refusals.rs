@@ -15,10 +15,16 @@ use crate::problem::Problem;
 #[response(status = 400, content_type = "application/problem+json")]
 pub(crate) struct BadRequest(Problem);
 
-/// No valid API key.
+/// No valid API key; or, from an address that kept sending keys that
+/// are not valid, a key that would need looking up (`Retry-After` says
+/// when to try again).
 #[derive(IntoResponses)]
-#[response(status = 401, content_type = "application/problem+json")]
-pub(crate) struct Unauthorized(Problem);
+pub(crate) enum Unauthorized {
+    #[response(status = 401, content_type = "application/problem+json")]
+    NoKey(Problem),
+    #[response(status = 429, content_type = "application/problem+json")]
+    Slowed(Problem),
+}
 
 /// The key's scope does not cover this.
 #[derive(IntoResponses)]

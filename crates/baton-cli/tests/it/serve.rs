@@ -284,3 +284,35 @@ fn key_names_a_terminal_would_act_on_are_refused() {
             .stderr(predicates::str::contains(problem));
     }
 }
+
+#[test]
+fn an_address_that_keeps_sending_bad_keys_is_slowed_but_its_real_key_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = key(dir.path(), "read");
+    let (mut server, address) = serve(dir.path());
+    let runs = ("GET", "/api/v1/runs");
+    assert_eq!(request(&address, &real, runs, None).0, 200);
+    let made_up = "baton_000000000000_0000";
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(request(&address, made_up, runs, None).0);
+    }
+    assert_eq!(statuses[0], 401);
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "made-up keys stop reaching the store: {statuses:?}"
+    );
+    assert_eq!(
+        request(&address, "", runs, None).0,
+        401,
+        "no key costs nothing to refuse"
+    );
+    assert_eq!(
+        request(&address, &real, runs, None).0,
+        200,
+        "a key the server knows is still checked"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

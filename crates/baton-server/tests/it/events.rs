@@ -84,4 +84,16 @@ async fn a_client_that_reconnects_with_last_event_id_gets_each_event_exactly_onc
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&app, bad).await.status(), 400);
+    // The largest id there is: nothing after it, and no overflow.
+    let beyond = Request::get(format!("/api/v1/runs/{run}/events"))
+        .header("last-event-id", u64::MAX.to_string())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, beyond).await.status(), 200);
+    let empty = Request::get(format!("/api/v1/runs/{run}/events"))
+        .header("last-event-id", "")
+        .body(Body::empty())
+        .unwrap();
+    let from_start = parse_sse(&crate::util::text(send(&app, empty).await).await);
+    assert_eq!(from_start.len(), ids.len(), "an empty id resumes nothing");
 }

@@ -84,6 +84,8 @@ async fn every_runs_events_come_once_in_append_order_and_resume_after_an_id() {
 
     let resumed = read(&app, Some(&all[2].0), total - 3).await;
     assert_eq!(resumed, all[3..]);
+    // An empty id is what a client that saw nothing sends: from the start.
+    assert_eq!(read(&app, Some(""), total).await, all);
 }
 
 #[tokio::test]
