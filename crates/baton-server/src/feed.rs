@@ -107,13 +107,18 @@ pub(crate) async fn events(
     Query(query): Query<FeedQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // `after` is checked even when the header overrides it: a request the
+    // document refuses is refused whole.
+    let after = query.after.as_deref().map(Cursor::parse).transpose()?;
     // An empty id is no id: what a client that has seen none may send.
     let resume = headers
         .get("last-event-id")
         .map(|value| value.to_str().unwrap_or("-"))
-        .filter(|id| !id.trim().is_empty())
-        .or(query.after.as_deref());
-    let cursor = resume.map(Cursor::parse).transpose()?.unwrap_or_default();
+        .filter(|id| !id.trim().is_empty());
+    let cursor = match resume {
+        Some(id) => Cursor::parse(id)?,
+        None => after.unwrap_or_default(),
+    };
     let mut items = follow(app, cursor, query.checked_run()?);
     let (sender, mut receiver) = mpsc::channel(256);
     tokio::spawn(async move {
@@ -137,7 +142,13 @@ pub(crate) async fn events(
     get,
     path = "/api/v1/events/ws",
     tag = "events",
-    params(FeedQuery),
+    params(
+        FeedQuery,
+        ("Connection" = String, Header, pattern = "^[Uu]pgrade$", description = "A WebSocket handshake (RFC 6455)"),
+        ("Upgrade" = String, Header, pattern = "^websocket$"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$"),
+        ("Sec-WebSocket-Key" = String, Header, pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$"),
+    ),
     responses(
         (status = 101, description = "A WebSocket carrying every run's events as JSON text messages"),
         refusals::BadRequest,
@@ -147,6 +158,7 @@ pub(crate) async fn events(
 pub(crate) async fn websocket(
     State(app): State<AppState>,
     Query(query): Query<FeedQuery>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|rejection| {
@@ -155,6 +167,14 @@ pub(crate) async fn websocket(
             rejection.body_text()
         ))
     })?;
+    if !headers
+        .get("sec-websocket-key")
+        .is_some_and(|key| is_handshake_key(key.as_bytes()))
+    {
+        return Err(ApiError::BadRequest(
+            "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455, 4.1)".to_owned(),
+        ));
+    }
     let cursor = query
         .after
         .as_deref()
@@ -165,6 +185,16 @@ pub(crate) async fn websocket(
     Ok(upgrade
         .on_upgrade(move |socket| relay(socket, follow(app, cursor, run)))
         .into_response())
+}
+
+/// Whether `key` is 16 bytes in base64: 22 characters, the last of them
+/// carrying 2 bits, then `==`.
+fn is_handshake_key(key: &[u8]) -> bool {
+    let base64 = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/');
+    key.len() == 24
+        && key[..21].iter().all(base64)
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
 }
 
 async fn relay(mut socket: WebSocket, mut items: mpsc::Receiver<Item>) {
@@ -316,5 +346,18 @@ mod tests {
         );
         assert!(Cursor::parse("12").is_err());
         assert!(Cursor::parse("a:1").is_err());
+    }
+
+    #[test]
+    fn a_handshake_key_is_sixteen_bytes_in_base64() {
+        assert!(is_handshake_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b"dGhlIHNhbXBsZSBub25jZR=="[..],
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"dGhlIHNhbXBsZSBub25jZ!==",
+            b"",
+        ] {
+            assert!(!is_handshake_key(bad), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -126,9 +126,15 @@ async fn the_websocket_carries_the_same_events_with_their_ids() {
 }
 
 #[tokio::test]
-async fn an_empty_run_filter_is_refused_as_the_document_says() {
+async fn an_empty_run_filter_or_a_malformed_after_is_refused_as_the_document_says() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
     let refused = send(&app, get("/api/v1/events?run=")).await;
     crate::contract::problem(refused, 400, "malformed-request").await;
+    // A malformed `after` is refused even beside a header that would win.
+    let both = Request::get("/api/v1/events?after=soon")
+        .header("last-event-id", "1:0")
+        .body(Body::empty())
+        .unwrap();
+    crate::contract::problem(send(&app, both).await, 400, "malformed-request").await;
 }
