@@ -4,6 +4,7 @@
 //! `/proc` (which no recycled pid can match by accident) and stops them before
 //! their task runs again: two copies of one task never run side by side.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -35,10 +36,24 @@ pub(crate) async fn stop(keys: &[String], grace: Duration) -> usize {
     found.len()
 }
 
+/// Set once this process kills its tasks to exit: no run it drives
+/// records anything after that, so the killed attempts stay in flight in
+/// the log and a resume runs them again, rather than the run ending as
+/// whatever their deaths would have made it.
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is exiting after [`kill_now`].
+pub(crate) fn abandoned() -> bool {
+    ABANDONED.load(Ordering::SeqCst)
+}
+
 /// SIGKILL, at once, to every process of `run`'s attempts and to their
 /// process groups (members that cleared their environment go with their
-/// group): what a second Ctrl-C does. Returns how many were found.
+/// group): what a second Ctrl-C does, right before the process exits.
+/// From then on no run of this process records anything. Returns how many
+/// processes were found.
 pub fn kill_now(run: &str) -> usize {
+    ABANDONED.store(true, Ordering::SeqCst);
     let prefix = format!("BATON_IDEMPOTENCY_KEY={run}:").into_bytes();
     let found = matching(|variable| variable.starts_with(&prefix));
     for &pid in &found {

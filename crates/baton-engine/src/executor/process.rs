@@ -1,8 +1,15 @@
 //! `run` and `command` tasks: one child process in its own process group,
-//! stdout and stderr written straight to per-attempt log files, the output
+//! stdout and stderr copied from pipes to per-attempt log files, the output
 //! read from `$BATON_OUTPUT`. On a timeout or kill the whole group gets
 //! SIGTERM, then SIGKILL after the grace period; on any exit, members the
 //! task left behind are killed too, so no task leaves orphans.
+//!
+//! A log file is made when its stream first carries a byte, so a silent
+//! task costs no files: creating an inode is most of what a short task
+//! costs on a busy file system. The attempt ends once both pipes are
+//! drained, so its logs are whole when its end is recorded; a process
+//! that left the group (`setsid`) and keeps a pipe open is given
+//! [`DRAIN`] before its pipe is closed on it.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -14,7 +21,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::job::{Attempt, Executor, Kill, Outcome, timed_out, too_large};
 use crate::logs::{OUTPUT_FILE, STDERR_FILE, STDOUT_FILE, attempt_file};
@@ -30,23 +37,23 @@ pub(crate) struct Processes {
 impl Executor for Processes {
     async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
         match spawn(&attempt) {
-            Ok(child) => supervise(child, &attempt, kill, self.max_output).await,
+            Ok(Started { child, logs }) => {
+                let outcome = supervise(child, &attempt, kill, self.max_output).await;
+                drain(logs).await;
+                outcome
+            }
             Err(failure) => Outcome::Failed(failure),
         }
     }
 }
 
-fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
+fn spawn(attempt: &Attempt) -> Result<Started, Failure> {
     let setup = |what: &str, error: std::io::Error| {
         Failure::new(FailureKind::Error, format!("{what}: {error}"))
     };
     let dir = attempt.prefix.parent().unwrap_or(&attempt.prefix);
     std::fs::create_dir_all(dir)
         .map_err(|error| setup(&format!("cannot create {}", dir.display()), error))?;
-    let stdout = std::fs::File::create(attempt_file(&attempt.prefix, STDOUT_FILE))
-        .map_err(|error| setup("cannot create the stdout log", error))?;
-    let stderr = std::fs::File::create(attempt_file(&attempt.prefix, STDERR_FILE))
-        .map_err(|error| setup("cannot create the stderr log", error))?;
     let resolved = &attempt.resolved;
     let (mut command, program) = match &resolved.work {
         Work::Shell(shell) => {
@@ -80,13 +87,73 @@ fn spawn(attempt: &Attempt) -> Result<Child, Failure> {
         .env("BATON_IDEMPOTENCY_KEY", &context.idempotency_key)
         .current_dir(attempt.working_dir())
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    command
+    let mut child = command
         .spawn()
-        .map_err(|error| setup(&format!("cannot start `{program}`"), error))
+        .map_err(|error| setup(&format!("cannot start `{program}`"), error))?;
+    let logs =
+        [
+            child.stdout.take().map(|pipe| {
+                tokio::spawn(copy_log(pipe, attempt_file(&attempt.prefix, STDOUT_FILE)))
+            }),
+            child.stderr.take().map(|pipe| {
+                tokio::spawn(copy_log(pipe, attempt_file(&attempt.prefix, STDERR_FILE)))
+            }),
+        ];
+    Ok(Started { child, logs })
+}
+
+/// How long the pipes of an ended attempt may stay open: only a process
+/// that escaped its group holds one past the group's end.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A started child and the tasks copying its output to its log files.
+struct Started {
+    child: Child,
+    logs: [Option<tokio::task::JoinHandle<()>>; 2],
+}
+
+/// Copies `pipe` to the file at `path`, made on the first byte. A log
+/// that cannot be written is given up (the task's work goes on); the rest
+/// of the pipe is still read so the task never blocks on it.
+async fn copy_log(mut pipe: impl tokio::io::AsyncRead + Unpin, path: std::path::PathBuf) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut file: Option<tokio::fs::File> = None;
+    let mut writable = true;
+    loop {
+        let read = match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if !writable {
+            continue;
+        }
+        if file.is_none() {
+            file = tokio::fs::File::create(&path).await.ok();
+            writable = file.is_some();
+        }
+        if let Some(open) = &mut file
+            && open.write_all(&buffer[..read]).await.is_err()
+        {
+            writable = false;
+        }
+    }
+    if let Some(mut open) = file {
+        let _ = open.flush().await;
+    }
+}
+
+/// Waits for the log copies to see the end of their pipes, at most
+/// [`DRAIN`]; a copy still waiting then is stopped.
+async fn drain(logs: [Option<tokio::task::JoinHandle<()>>; 2]) {
+    for mut copy in logs.into_iter().flatten() {
+        if tokio::time::timeout(DRAIN, &mut copy).await.is_err() {
+            copy.abort();
+        }
+    }
 }
 
 async fn supervise(mut child: Child, attempt: &Attempt, kill: Kill, max_output: u64) -> Outcome {

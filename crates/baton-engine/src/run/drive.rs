@@ -117,8 +117,13 @@ pub(crate) async fn drive(
     // Events of `pending` already applied to `state` (inline completions,
     // applied early so one decision sees them), not yet persisted.
     let mut applied = 0;
+    // Completions just received are decided on before they are persisted,
+    // so they share one append with what they lead to: a link of a chain
+    // (a task ends, the next starts) costs one commit, not two. Nothing is
+    // acted on before that append.
+    let mut decide_first = false;
     loop {
-        if !pending.is_empty() {
+        if !pending.is_empty() && !std::mem::take(&mut decide_first) {
             apply(
                 &mut recorder,
                 &mut state,
@@ -133,6 +138,12 @@ pub(crate) async fn drive(
                 attempts: &recorder.attempts,
                 artifacts: &recorder.artifacts,
             };
+            if leftovers::abandoned() {
+                return Err(Error::Aborted(
+                    "this process killed its tasks to exit; `baton resume` finishes the run"
+                        .to_owned(),
+                ));
+            }
             let append = std::time::Instant::now();
             if let Err(error) = host.store.write(state.run_id(), seq, fence, write).await {
                 // Another process took the run over (or the store refused):
@@ -256,6 +267,7 @@ pub(crate) async fn drive(
                     completion_events(report, at, &state, &mut pending);
                     next = if pending.len() < batch { done.try_recv().ok() } else { None };
                 }
+                decide_first = true;
             }
             () = sleep_until(&clock, wake) => {}
             Ok(()) = cancelled.changed(), if !cancel_recorded => {

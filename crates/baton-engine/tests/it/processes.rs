@@ -66,6 +66,57 @@ async fn stdout_and_stderr_go_to_per_attempt_logs() {
 }
 
 #[tokio::test]
+async fn a_silent_task_makes_no_log_files_and_a_loud_one_logs_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: logs\ntasks:\n  quiet: {command: ['true']}\n  loud: {run: 'seq 1 200000; echo done >&2'}\n",
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let quiet = report.task("quiet").unwrap().logs.clone().unwrap();
+    for file in ["stdout.log", "stderr.log"] {
+        assert!(
+            !baton_engine::logs::attempt_file(&quiet, file).exists(),
+            "{file}"
+        );
+    }
+    let loud = report.task("loud").unwrap().logs.clone().unwrap();
+    let stdout =
+        std::fs::read_to_string(baton_engine::logs::attempt_file(&loud, "stdout.log")).unwrap();
+    assert_eq!(stdout.lines().count(), 200_000, "whole when the run ends");
+    assert_eq!(stdout.lines().last(), Some("200000"));
+    let stderr =
+        std::fs::read_to_string(baton_engine::logs::attempt_file(&loud, "stderr.log")).unwrap();
+    assert_eq!(stderr, "done\n");
+}
+
+#[tokio::test]
+async fn a_process_that_left_its_group_with_a_pipe_open_does_not_hold_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: escape\ntasks:\n  leave:\n    run: |\n      echo before\n      setsid sh -c 'echo $$ > escaped.pid; sleep 30' &\n      while [ ! -s escaped.pid ]; do sleep 0.01; done\n",
+    )
+    .await;
+    let escaped: i32 = std::fs::read_to_string(dir.path().join("escaped.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let escaped = nix::unistd::Pid::from_raw(escaped);
+    // Still sleeping, its copy of the pipe open: the run did not wait for it.
+    let alive = nix::sys::signal::kill(escaped, None).is_ok();
+    let _ = nix::sys::signal::kill(escaped, nix::sys::signal::Signal::SIGKILL);
+    assert!(alive, "the escaped process ended before the run did");
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let logs = report.task("leave").unwrap().logs.clone().unwrap();
+    let stdout =
+        std::fs::read_to_string(baton_engine::logs::attempt_file(&logs, "stdout.log")).unwrap();
+    assert_eq!(stdout, "before\n");
+}
+
+#[tokio::test]
 async fn a_task_within_its_timeout_succeeds_and_one_past_it_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let report = run(
