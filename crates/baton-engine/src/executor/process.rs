@@ -36,14 +36,35 @@ pub(crate) struct Processes {
 #[async_trait]
 impl Executor for Processes {
     async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
-        match spawn(&attempt) {
-            Ok(Started { child, logs }) => {
-                let outcome = supervise(child, &attempt, kill, self.max_output).await;
-                drain(logs).await;
-                outcome
+        let Started {
+            child,
+            stdout,
+            stderr,
+        } = match spawn(&attempt) {
+            Ok(started) => started,
+            Err(failure) => return Outcome::Failed(failure),
+        };
+        // The logs are copied in this same task, beside the supervision:
+        // no hand-off between tasks on the way from a child's exit to its
+        // outcome.
+        let logs = async {
+            let out = attempt_file(&attempt.prefix, STDOUT_FILE);
+            let err = attempt_file(&attempt.prefix, STDERR_FILE);
+            tokio::join!(copy_log(stdout, out), copy_log(stderr, err));
+        };
+        let supervised = supervise(child, &attempt, kill, self.max_output);
+        tokio::pin!(logs, supervised);
+        let mut copied = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut supervised => break outcome,
+                () = &mut logs, if !copied => copied = true,
             }
-            Err(failure) => Outcome::Failed(failure),
+        };
+        if !copied {
+            let _ = tokio::time::timeout(DRAIN, logs).await;
         }
+        outcome
     }
 }
 
@@ -94,40 +115,43 @@ fn spawn(attempt: &Attempt) -> Result<Started, Failure> {
     let mut child = command
         .spawn()
         .map_err(|error| setup(&format!("cannot start `{program}`"), error))?;
-    let logs =
-        [
-            child.stdout.take().map(|pipe| {
-                tokio::spawn(copy_log(pipe, attempt_file(&attempt.prefix, STDOUT_FILE)))
-            }),
-            child.stderr.take().map(|pipe| {
-                tokio::spawn(copy_log(pipe, attempt_file(&attempt.prefix, STDERR_FILE)))
-            }),
-        ];
-    Ok(Started { child, logs })
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    Ok(Started {
+        child,
+        stdout,
+        stderr,
+    })
 }
 
 /// How long the pipes of an ended attempt may stay open: only a process
 /// that escaped its group holds one past the group's end.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A started child and the tasks copying its output to its log files.
+/// A started child and the read ends of its stdout and stderr.
 struct Started {
     child: Child,
-    logs: [Option<tokio::task::JoinHandle<()>>; 2],
+    stdout: Option<tokio::process::ChildStdout>,
+    stderr: Option<tokio::process::ChildStderr>,
 }
 
 /// Copies `pipe` to the file at `path`, made on the first byte. A log
 /// that cannot be written is given up (the task's work goes on); the rest
 /// of the pipe is still read so the task never blocks on it.
-async fn copy_log(mut pipe: impl tokio::io::AsyncRead + Unpin, path: std::path::PathBuf) {
-    let mut buffer = vec![0u8; 64 * 1024];
+async fn copy_log(pipe: Option<impl tokio::io::AsyncRead + Unpin>, path: std::path::PathBuf) {
+    let Some(mut pipe) = pipe else {
+        return;
+    };
+    // Read into spare capacity: nothing is zeroed for a task that prints
+    // nothing.
+    let mut buffer: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut file: Option<tokio::fs::File> = None;
     let mut writable = true;
     loop {
-        let read = match pipe.read(&mut buffer).await {
+        buffer.clear();
+        match pipe.read_buf(&mut buffer).await {
             Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
+            Ok(_) => {}
+        }
         if !writable {
             continue;
         }
@@ -136,23 +160,13 @@ async fn copy_log(mut pipe: impl tokio::io::AsyncRead + Unpin, path: std::path::
             writable = file.is_some();
         }
         if let Some(open) = &mut file
-            && open.write_all(&buffer[..read]).await.is_err()
+            && open.write_all(&buffer).await.is_err()
         {
             writable = false;
         }
     }
     if let Some(mut open) = file {
         let _ = open.flush().await;
-    }
-}
-
-/// Waits for the log copies to see the end of their pipes, at most
-/// [`DRAIN`]; a copy still waiting then is stopped.
-async fn drain(logs: [Option<tokio::task::JoinHandle<()>>; 2]) {
-    for mut copy in logs.into_iter().flatten() {
-        if tokio::time::timeout(DRAIN, &mut copy).await.is_err() {
-            copy.abort();
-        }
     }
 }
 
