@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::run::record_of;
 
 /// A run's provenance chain, as `baton provenance --json` exports it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ProvenanceChain {
     pub run_id: String,
     /// Seals every record, in task order.
@@ -27,7 +27,7 @@ pub struct ProvenanceChain {
 }
 
 /// What `baton verify` found.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Verification {
     pub run_id: String,
     /// The root recomputed from the events.
@@ -52,7 +52,7 @@ impl Verification {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Mismatch {
     pub task: String,
     pub problem: String,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::logs::attempt_prefix;
 
 /// How a run ended, task by task, with its figures.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunReport {
     pub run_id: String,
     pub workflow: String,
@@ -26,7 +26,7 @@ pub struct RunReport {
     pub metrics: RunMetrics,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskReport {
     pub id: String,
     pub status: TaskStatus,
@@ -57,7 +57,7 @@ pub struct TaskReport {
 }
 
 /// The question a waiting approval puts to people, rendered.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalRequest {
     pub prompt: String,
     pub choices: Vec<String>,

@@ -127,8 +127,38 @@ pub struct WorkflowShown {
     pub tasks: usize,
     pub href: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::described::WorkflowSpec>)]
     pub spec: Option<serde_json::Value>,
+}
+
+/// Every version of every registered workflow, oldest first per name: what
+/// `GET /api/v1/workflows/export` gives and `POST /api/v1/workflows/import`
+/// takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Exported {
+    pub workflows: Vec<ExportedWorkflow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExportedWorkflow {
+    pub name: String,
+    pub version: u32,
+    #[schema(value_type = crate::described::WorkflowSpec)]
+    pub spec: serde_json::Value,
+}
+
+/// What an import registered, in the bundle's order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Imported {
+    pub imported: Vec<ImportedWorkflow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImportedWorkflow {
+    pub name: String,
+    pub version: u32,
+    /// Whether it is a new version (false: the same spec was registered).
+    pub new: bool,
 }
 
 impl WorkflowShown {

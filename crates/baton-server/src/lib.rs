@@ -10,6 +10,7 @@
 pub mod api;
 mod auth;
 mod checking;
+mod described;
 mod events;
 mod feed;
 mod host;

@@ -5,7 +5,10 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{events, feed, keys, logs, problem, runs, telemetry, workflows};
+use serde_json::Value;
+
+use crate::shown::RunShown;
+use crate::{described, events, feed, keys, logs, problem, runs, telemetry, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,9 +59,23 @@ impl Modify for BearerKeys {
     }
 }
 
+/// The document: the handlers' annotations, and the schemas of the bodies
+/// whose types live in the engine and the store.
+pub(crate) fn document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(components) = document["components"]["schemas"].as_object_mut() {
+        described::add::<RunShown<'static>>(components);
+        described::add::<baton_engine::ProvenanceChain>(components);
+        described::add::<baton_engine::Verification>(components);
+        described::add::<baton_store::CheckpointInfo>(components);
+        described::add::<baton_core::Workflow>(components);
+    }
+    document
+}
+
 /// The document and the reference page, as routes.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
-        .url("/api/v1/openapi.json", ApiDoc::openapi())
+        .external_url_unchecked("/api/v1/openapi.json", document())
         .into()
 }

@@ -19,8 +19,17 @@ use crate::AppState;
 use crate::api::{Accepted, ArtifactShown, DecisionRequest, RunPage, Started, Traced};
 use crate::auth::Principal;
 use crate::checking;
+use crate::described::Described;
 use crate::problem::{ApiError, Body, PathArgs, Query};
 use crate::refusals;
+use crate::shown::RunShown;
+
+/// Bodies whose types live in the engine and the store, documented from
+/// their own schemas (the macros take a plain path).
+type RunBody = Described<RunShown<'static>>;
+type ProvenanceBody = Described<baton_engine::ProvenanceChain>;
+type VerificationBody = Described<baton_engine::Verification>;
+type CheckpointBody = Described<baton_store::CheckpointInfo>;
 
 /// Runs listed per page unless `limit` says otherwise, and at most.
 const PAGE: usize = 50;
@@ -349,7 +358,7 @@ pub(crate) async fn list(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "The run: tasks with states, attempts, timings, outputs", body = Object),
+        (status = 200, description = "The run: tasks with states, attempts, timings, outputs", body = RunBody),
         refusals::Unauthorized,
         refusals::NotFound,
     ),
@@ -577,7 +586,7 @@ pub(crate) async fn trace(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "Provenance records and the root digest", body = Object),
+        (status = 200, description = "Provenance records and the root digest", body = ProvenanceBody),
         refusals::Unauthorized,
         refusals::NotFound,
     ),
@@ -596,7 +605,7 @@ pub(crate) async fn provenance(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "The provenance recomputed from events", body = Object),
+        (status = 200, description = "The provenance recomputed from events", body = VerificationBody),
         refusals::Unauthorized,
         refusals::NotFound,
     ),
@@ -615,7 +624,7 @@ pub(crate) async fn verify(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "Snapshots with their SHA-256", body = Object),
+        (status = 200, description = "Snapshots with their SHA-256", body = Vec<CheckpointBody>),
         refusals::Unauthorized,
         refusals::NotFound,
     ),
@@ -636,7 +645,7 @@ pub(crate) async fn checkpoints(
     tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "Files tasks stored and consumed", body = Object),
+        (status = 200, description = "Files tasks stored and consumed", body = Vec<ArtifactShown>),
         refusals::Unauthorized,
         refusals::NotFound,
     ),

@@ -50,8 +50,10 @@ impl Shown {
                 let report = view.report().await?;
                 let version = view.workflow_version;
                 tokio::task::spawn_blocking(move || {
-                    let mut shown = serde_json::to_value(&*report)?;
-                    shown["workflow_version"] = serde_json::json!(version);
+                    let shown = RunShown {
+                        report: &report,
+                        workflow_version: version,
+                    };
                     serde_json::to_vec(&shown).map(Bytes::from)
                 })
                 .await
@@ -67,4 +69,14 @@ impl Shown {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `GET /api/v1/runs/{id}`'s body: the run's report and the version of
+/// the registered workflow it was started from.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct RunShown<'a> {
+    #[serde(flatten)]
+    report: &'a baton_engine::RunReport,
+    /// Absent for a run of a spec given whole.
+    workflow_version: Option<u32>,
 }

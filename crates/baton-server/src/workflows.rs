@@ -13,10 +13,13 @@ use baton_core::run::{Digest, RunStatus};
 use baton_core::{Format, Valid, Workflow};
 use baton_store::{RunFilter, StoredWorkflow};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::AppState;
-use crate::api::{Validated, VersionList, WorkflowList, WorkflowShown};
+use crate::api::{
+    Exported, ExportedWorkflow, Imported, ImportedWorkflow, Validated, VersionList, WorkflowList,
+    WorkflowShown,
+};
 use crate::checking;
 use crate::problem::{ApiError, Body, PathArgs, Query, rejected};
 use crate::refusals;
@@ -393,23 +396,24 @@ pub(crate) async fn graph(
     path = "/api/v1/workflows/export",
     tag = "workflows",
     responses(
-        (status = 200, description = "Every version of every workflow, as a bundle", body = Object),
+        (status = 200, description = "Every version of every workflow, as a bundle", body = Exported),
         refusals::Unauthorized,
     ),
 )]
-pub(crate) async fn export(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn export(State(app): State<AppState>) -> Result<Json<Exported>, ApiError> {
     let store = app.engine.store();
-    let mut bundle = Vec::new();
+    let mut workflows = Vec::new();
     for latest in store.workflows().await? {
         for stored in store.workflow_versions(&latest.name).await? {
-            bundle.push(json!({
-                "name": stored.name,
-                "version": stored.version,
-                "spec": serde_json::to_value(&*stored.workflow).unwrap_or_default(),
-            }));
+            workflows.push(ExportedWorkflow {
+                spec: serde_json::to_value(&*stored.workflow)
+                    .map_err(|error| ApiError::Internal(error.to_string()))?,
+                name: stored.name,
+                version: stored.version,
+            });
         }
     }
-    Ok(Json(json!({ "workflows": bundle })))
+    Ok(Json(Exported { workflows }))
 }
 
 /// Workflows as `GET /api/v1/workflows/export` gives them.
@@ -422,7 +426,7 @@ pub(crate) struct Bundle {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct BundleEntry {
     /// The workflow as JSON; `name` and `version` beside it are ignored.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::described::WorkflowSpec)]
     spec: Value,
 }
 
@@ -436,7 +440,7 @@ pub(crate) struct BundleEntry {
     tag = "workflows",
     request_body = Bundle,
     responses(
-        (status = 200, description = "What was registered", body = Object),
+        (status = 200, description = "What was registered", body = Imported),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::Forbidden,
@@ -469,9 +473,13 @@ pub(crate) async fn import(
     let mut imported = Vec::new();
     for valid in checked {
         let (new, stored) = register(&app, valid, Same::Any).await?;
-        imported.push(json!({"name": stored.name, "version": stored.version, "new": new}));
+        imported.push(ImportedWorkflow {
+            name: stored.name,
+            version: stored.version,
+            new,
+        });
     }
-    Ok((StatusCode::OK, Json(json!({ "imported": imported }))).into_response())
+    Ok((StatusCode::OK, Json(Imported { imported })).into_response())
 }
 
 /// A `name` or `name@version` a run names its workflow by.

@@ -495,7 +495,7 @@ pub struct FeedBatch {
 }
 
 /// A stored checkpoint, without its data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CheckpointInfo {
     /// Events folded into the snapshot.
     pub events: u64,

@@ -51,6 +51,21 @@ impl fmt::Debug for Digest {
 #[error("`{0}` is not a SHA-256 digest (64 hex digits)")]
 pub struct BadDigest(String);
 
+/// Written as its 64 lowercase hex digits.
+impl schemars::JsonSchema for Digest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Digest".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A SHA-256 digest as 64 lowercase hex digits.",
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$"
+        })
+    }
+}
+
 impl FromStr for Digest {
     type Err = BadDigest;
 

@@ -15,7 +15,18 @@ use super::digest::Digest;
 /// Milliseconds since the Unix epoch, as the shell's clock read them. Time
 /// enters the state machine only through events and `decide`'s `now`.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Millis(pub u64);
@@ -231,7 +242,7 @@ impl Event {
 }
 
 /// A file a task produced, kept in the content-addressed store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Artifact {
     /// Relative to the task's working directory, `/`-separated.
     pub path: String,
@@ -320,7 +331,7 @@ pub enum SkipReason {
 }
 
 /// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Pending,

@@ -17,7 +17,7 @@ use super::state::RunState;
 use super::templates::TemplateError;
 
 /// The provenance of one succeeded task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Provenance {
     pub task: String,
     pub attempt: u32,

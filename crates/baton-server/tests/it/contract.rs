@@ -322,6 +322,36 @@ async fn the_openapi_document_describes_every_route_and_the_reference_page_is_se
         document["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
+    // Every reference points at a component the document has, the bodies
+    // typed in the engine and the store included.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target.clone());
+                }
+                map.values().for_each(|value| references(value, found));
+            }
+            Value::Array(items) => items.iter().for_each(|value| references(value, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    references(&document, &mut found);
+    let components = document["components"]["schemas"].as_object().unwrap();
+    for target in &found {
+        let name = target
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or(target);
+        assert!(components.contains_key(name), "{target} points at nothing");
+    }
+    let shown = &paths["/api/v1/runs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(shown["$ref"], "#/components/schemas/RunShown", "{shown}");
+    assert_eq!(
+        components["TaskReport"]["properties"]["status"]["$ref"],
+        "#/components/schemas/TaskStatus"
+    );
     let refused = &paths["/api/v1/runs"]["post"]["responses"]["422"];
     assert_eq!(
         refused["content"]["application/problem+json"]["schema"]["$ref"],

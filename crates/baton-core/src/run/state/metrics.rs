@@ -68,7 +68,9 @@ impl RunState {
 }
 
 /// Figures of one run, from its events.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct RunMetrics {
     pub wall: Duration,
     /// Time spent in task attempts, summed.
@@ -85,7 +87,16 @@ pub struct RunMetrics {
 }
 
 /// What tasks report under the reserved `baton` key of their output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Usage {
     pub tokens: u64,
     pub cost: f64,
