@@ -251,8 +251,11 @@ async fn read_output(path: &std::path::Path, max_output: u64) -> Result<Vec<u8>,
             format!("cannot read $BATON_OUTPUT: {error}"),
         )
     };
-    let file = match tokio::fs::File::open(path).await {
-        Ok(file) => file,
+    // Opened in place: one lookup in the run's own directory, and most
+    // tasks hand back nothing, where a trip to the blocking pool would cost
+    // more than the lookup.
+    let file = match std::fs::File::open(path) {
+        Ok(file) => tokio::fs::File::from_std(file),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(cannot(error)),
     };
