@@ -28,6 +28,10 @@ pub(crate) struct Config {
     pub(crate) server: Server,
     pub(crate) engine: Engine,
     pub(crate) retention: Retention,
+    /// Agent capabilities served through OpenAI-compatible endpoints
+    /// (`[agents.summarize]`), by capability.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) agents: std::collections::BTreeMap<String, baton_engine::AgentProvider>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,8 +111,18 @@ impl Default for Engine {
     }
 }
 
+impl Config {
+    /// The engine's configuration as these settings say.
+    pub(crate) fn engine_config(&self) -> EngineConfig {
+        let mut config = EngineConfig::default();
+        self.engine.apply(&mut config);
+        config.agents.clone_from(&self.agents);
+        config
+    }
+}
+
 impl Engine {
-    pub(crate) fn apply(&self, config: &mut EngineConfig) {
+    fn apply(&self, config: &mut EngineConfig) {
         config.max_concurrency = self.max_concurrency;
         config.kill_grace = self.kill_grace;
         config.checkpoint_every = self.checkpoint_every;

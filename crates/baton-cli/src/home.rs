@@ -34,9 +34,7 @@ impl Home {
 
     /// The engine's configuration as the settings say.
     pub(crate) fn settings(&self) -> anyhow::Result<EngineConfig> {
-        let mut config = EngineConfig::default();
-        self.config.load()?.engine.apply(&mut config);
-        Ok(config)
+        Ok(self.config.load()?.engine_config())
     }
 
     /// [`Home::engine`], with `config`'s settings but this home's files.

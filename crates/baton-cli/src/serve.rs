@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::Engine;
 use baton_server::{AppState, ServerConfig};
 
 use crate::config::Retention;
@@ -33,9 +33,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bind = args.bind.unwrap_or(config.server.bind);
     let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
     async {
-        let mut engine_config = EngineConfig::default();
-        config.engine.apply(&mut engine_config);
-        let engine = args.home.engine_with(engine_config)?;
+        let engine = args.home.engine_with(config.engine_config())?;
         if config.retention.older_than.is_some() {
             tokio::spawn(retain(engine.clone(), config.retention.clone()));
         }
@@ -88,9 +86,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// How long this server's hold on its runs lasts: half of it is how often
 /// it looks for runs another server left.
 fn engine_lease(config: &crate::config::Config) -> baton_core::Duration {
-    let mut engine = EngineConfig::default();
-    config.engine.apply(&mut engine);
-    engine.lease
+    config.engine_config().lease
 }
 
 /// The retention policy: every `every`, what `baton gc --older-than` would

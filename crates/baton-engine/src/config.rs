@@ -50,6 +50,29 @@ pub struct EngineConfig {
     /// until another process may take them over. On this machine a dead
     /// owner's runs are taken at once.
     pub lease: Duration,
+    /// Agent capabilities this engine serves itself, each through an
+    /// OpenAI-compatible chat endpoint, by capability.
+    pub agents: BTreeMap<String, AgentProvider>,
+}
+
+/// An OpenAI-compatible chat-completions endpoint serving an agent
+/// capability: a hosted API, vLLM, Ollama, llama.cpp's server.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProvider {
+    /// Where `/chat/completions` is, e.g. `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// The environment variable that holds the API key, if it needs one:
+    /// the key itself is never written in settings.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// What a million prompt and completion tokens cost, for the run's
+    /// usage totals.
+    #[serde(default)]
+    pub prompt_cost_per_million: f64,
+    #[serde(default)]
+    pub completion_cost_per_million: f64,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +91,7 @@ impl Default for EngineConfig {
             workflow_dirs: Vec::new(),
             template_dirs: Vec::new(),
             lease: Duration::from_secs(4),
+            agents: BTreeMap::new(),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::children::Children;
 use crate::clock::Clock;
 use crate::config::{EngineConfig, RunOptions, setup_of};
 use crate::error::Error;
-use crate::executor::{ChildRuns, Executors, Handler, Http, InProcess, Processes};
+use crate::executor::{Agents, ChildRuns, Executors, Handler, Http, InProcess, Processes};
 use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
 use crate::report::RunReport;
@@ -173,6 +173,11 @@ impl Engine {
                 in_process: self.in_process.clone(),
                 child_runs: ChildRuns {
                     children: Arc::clone(&children),
+                },
+                agents: Agents {
+                    client: self.http.client.clone(),
+                    providers: Arc::new(self.config.agents.clone()),
+                    max_output: self.config.max_output,
                 },
             }),
             children,
@@ -484,7 +489,7 @@ impl Engine {
             .handlers
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        runnable::problems(workflow, &handlers)
+        runnable::problems(workflow, &handlers, &self.config.agents)
     }
 
     /// `valid` with its `uses` tasks replaced by their templates' tasks,

@@ -55,7 +55,7 @@ pub use artifacts::ArtifactError;
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
 pub use clock::wall_clock;
-pub use config::{EngineConfig, RunOptions};
+pub use config::{AgentProvider, EngineConfig, RunOptions};
 pub use engine::{Engine, http_client};
 pub use error::Error;
 pub use executor::{Handler, HandlerError, HandlerResult, TaskContext};

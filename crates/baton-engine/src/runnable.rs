@@ -1,31 +1,35 @@
-//! What this engine can run today. A spec may use kinds and modifiers that
-//! later versions run (agents);
-//! refusing them up front, with the place they are written, beats a run that
-//! silently does less than the spec says.
+//! What this engine can run: an `agent` task whose capability it does not
+//! serve, or a handler no one registered, is refused up front, with the
+//! place it is written, rather than failing mid-run.
+
+use std::collections::BTreeMap;
 
 use baton_core::spec::TaskKind;
 use baton_core::{Code, Path, Problem, Workflow};
 
+use crate::config::AgentProvider;
 use crate::executor::Handlers;
 
 /// Every task kind or modifier of `workflow` this engine cannot run.
-pub(crate) fn problems(workflow: &Workflow, handlers: &Handlers) -> Vec<Problem> {
+pub(crate) fn problems(
+    workflow: &Workflow,
+    handlers: &Handlers,
+    agents: &BTreeMap<String, AgentProvider>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let not_yet = |path: Path, what: &str| {
-        Problem::new(
-            Code::NotRunnable,
-            path,
-            format!("{what} cannot run in this version of baton yet"),
-        )
-        .at_key()
-        .with_help("`baton validate` accepts it; remove it to run the workflow here")
-    };
     for task in &workflow.tasks {
         let path = || Path::task(&task.id);
         match &task.kind {
-            TaskKind::Agent(_) => problems.push(
-                not_yet(path().key("agent"), "an `agent` task")
-                    .with_help("agent tasks need remote workers, which arrive with `baton serve`"),
+            TaskKind::Agent(agent) if !agents.contains_key(&agent.capability) => problems.push(
+                Problem::new(
+                    Code::NotRunnable,
+                    path().key("agent").key("capability"),
+                    format!("nothing here serves agent capability `{}`", agent.capability),
+                )
+                .with_help(format!(
+                    "serve it with an OpenAI-compatible endpoint: `[agents.{}]` with `base_url` and `model` in baton.toml",
+                    agent.capability
+                )),
             ),
             TaskKind::Handler(name) if !handlers.contains_key(name) => problems.push(
                 Problem::new(

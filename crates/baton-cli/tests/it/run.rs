@@ -223,7 +223,7 @@ fn an_input_with_shell_syntax_stays_data() {
 }
 
 #[test]
-fn kinds_that_cannot_run_yet_are_refused_with_their_place() {
+fn an_agent_capability_nothing_serves_is_refused_with_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let output = baton()
         .current_dir(dir.path())
@@ -236,11 +236,12 @@ fn kinds_that_cannot_run_yet_are_refused_with_their_place() {
         .clone();
     let text = String::from_utf8(output).unwrap();
     assert!(text.contains("not-runnable"), "{text}");
-    assert!(text.contains("[<stdin>:4:5]"), "{text}");
+    assert!(text.contains("[<stdin>:4:25]"), "{text}");
     assert!(
-        text.contains("an `agent` task cannot run in this version of baton yet"),
+        text.contains("nothing here serves agent capability `review`"),
         "{text}"
     );
+    assert!(text.contains("[agents.review]"), "{text}");
 }
 
 #[test]

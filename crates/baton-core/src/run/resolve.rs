@@ -32,6 +32,18 @@ pub enum Work {
     },
     /// A child run of another workflow.
     Workflow(Box<ChildRun>),
+    /// A question for whatever serves an agent capability.
+    Agent(Box<AgentCall>),
+}
+
+/// An `agent` task's request, rendered.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AgentCall {
+    pub capability: String,
+    pub prompt: Option<String>,
+    pub input: Option<serde_json::Value>,
+    /// The JSON Schema the reply must follow, if any.
+    pub schema: Option<serde_json::Value>,
 }
 
 /// A sub-workflow task's child run: the workflow and its inputs, rendered

@@ -179,6 +179,14 @@ pub struct AgentTask {
         skip_serializing_if = "Option::is_none"
     )]
     pub input: Option<Value>,
+    /// A JSON Schema the reply must follow: the reply is then read as JSON
+    /// (and the task fails if it is not).
+    #[serde(
+        default,
+        deserialize_with = "unique::some_value",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub schema: Option<Value>,
 }
 
 /// A decision by a person; its output is `{"choice": ..., "by": ..., "comment": ...}`.

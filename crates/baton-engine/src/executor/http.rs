@@ -85,7 +85,10 @@ async fn call(http: &Http, call: &HttpCall) -> Outcome {
 
 /// The response body, refused as soon as it passes `max_output` (a
 /// declared length over it is refused before reading).
-async fn body(mut response: reqwest::Response, max_output: u64) -> Result<Vec<u8>, Failure> {
+pub(super) async fn body(
+    mut response: reqwest::Response,
+    max_output: u64,
+) -> Result<Vec<u8>, Failure> {
     let url = response.url().to_string();
     let too_large = || too_large(&format!("the response body of {url}"), max_output);
     if response
@@ -108,7 +111,7 @@ async fn body(mut response: reqwest::Response, max_output: u64) -> Result<Vec<u8
     Ok(bytes)
 }
 
-fn error_failure(url: &str, error: &reqwest::Error) -> Failure {
+pub(super) fn error_failure(url: &str, error: &reqwest::Error) -> Failure {
     let mut message = format!("request to {url} failed: {error}");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

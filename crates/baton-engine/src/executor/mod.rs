@@ -1,8 +1,10 @@
 //! Executors run attempts: a process (`run`, `command`), an HTTP call, an
-//! in-process handler, a child run (`workflow:`). The run loop hands each
+//! in-process handler, a child run (`workflow:`), an agent served by a
+//! configured chat endpoint. The run loop hands each
 //! resolved attempt to [`Executors`], which routes it by what it runs; each
 //! executor honours the attempt's timeout and the loop's kill.
 
+mod agent;
 mod child;
 mod handler;
 mod http;
@@ -10,6 +12,7 @@ mod job;
 mod process;
 mod route;
 
+pub(crate) use agent::Agents;
 pub(crate) use child::{ChildRuns, carried, child_id, ended, supervise};
 pub use handler::{Handler, HandlerError, HandlerResult};
 pub(crate) use handler::{Handlers, InProcess};

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::agent::Agents;
 use super::child::ChildRuns;
 use super::handler::InProcess;
 use super::http::Http;
@@ -23,6 +24,7 @@ pub(crate) struct Executors {
     pub(crate) http: Http,
     pub(crate) in_process: InProcess,
     pub(crate) child_runs: ChildRuns,
+    pub(crate) agents: Agents,
 }
 
 #[async_trait]
@@ -33,6 +35,7 @@ impl Executor for Executors {
             Work::Http(_) => self.http.execute(attempt, kill).await,
             Work::Handler(_) => self.in_process.execute(attempt, kill).await,
             Work::Workflow(_) => self.child_runs.execute(attempt, kill).await,
+            Work::Agent(_) => self.agents.execute(attempt, kill).await,
             Work::Noop => Outcome::Succeeded(None),
             // The state machine makes approvals wait instead of dispatching
             // them; reaching here is a bug, reported rather than hidden.

@@ -196,7 +196,7 @@ async fn kinds_this_engine_cannot_run_are_refused_before_anything_runs() {
     let message = error.to_string();
     assert!(
         message
-            .contains("tasks.ask.agent: an `agent` task cannot run in this version of baton yet"),
+            .contains("tasks.ask.agent.capability: nothing here serves agent capability `review`"),
         "{message}"
     );
     assert!(

@@ -11,7 +11,9 @@ use crate::check::task_references;
 use crate::spec::{Action, HttpRequest, Task, TaskKind};
 
 use super::super::event::{Failure, FailureKind};
-use super::super::resolve::{ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work};
+use super::super::resolve::{
+    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work,
+};
 use super::super::templates::{self, ShellScript, TemplateError};
 use super::{NONE, RunState};
 
@@ -366,6 +368,20 @@ impl RunState {
                     .collect::<Result<_, _>>()?,
             ),
             TaskKind::Http(http) => Work::Http(Box::new(scope.http(http)?)),
+            TaskKind::Agent(agent) => Work::Agent(Box::new(AgentCall {
+                capability: agent.capability.clone(),
+                prompt: agent
+                    .prompt
+                    .as_ref()
+                    .map(|prompt| scope.text(prompt.as_str(), "agent.prompt"))
+                    .transpose()?,
+                input: agent
+                    .input
+                    .as_ref()
+                    .map(|input| scope.json(input, "agent.input"))
+                    .transpose()?,
+                schema: agent.schema.clone(),
+            })),
             TaskKind::Noop => Work::Noop,
             TaskKind::Handler(name) => Work::Handler(name.clone()),
             TaskKind::Approval(approval) => Work::Approval {
