@@ -1,5 +1,6 @@
 //! Behaviour of the `baton` binary, driven as a user drives it.
 
+mod agents;
 mod audit;
 mod conditions;
 mod corruption;
