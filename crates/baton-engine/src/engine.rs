@@ -18,7 +18,7 @@ use crate::children::Children;
 use crate::clock::Clock;
 use crate::config::{EngineConfig, RunOptions, setup_of};
 use crate::error::Error;
-use crate::executor::{Agents, ChildRuns, Executors, Handler, Http, InProcess, Processes};
+use crate::executor::{Agents, ChildRuns, Executors, Handler, Http, InProcess, Mcp, Processes};
 use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
 use crate::report::RunReport;
@@ -179,6 +179,7 @@ impl Engine {
                     providers: Arc::new(self.config.agents.clone()),
                     max_output: self.config.max_output,
                 },
+                mcp: Mcp,
             }),
             children,
             driven: Arc::clone(&self.driven),

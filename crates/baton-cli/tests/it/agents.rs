@@ -9,11 +9,14 @@ use serde_json::{Value, json};
 
 use crate::util::{baton, lines, task};
 
+/// Each request's body and `Authorization` header, in order.
+type Requests = Arc<Mutex<Vec<(Value, String)>>>;
+
 /// Serves `POST /v1/chat/completions`, keeping each request's body and
 /// bearer key: a reply saying how long the user's message was, or, when a
 /// schema is asked for, that as JSON in a code fence. 1,000 prompt and 200
 /// completion tokens each.
-fn chat_server() -> (String, Arc<Mutex<Vec<(Value, String)>>>) {
+fn chat_server() -> (String, Requests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -41,7 +44,10 @@ fn chat_server() -> (String, Arc<Mutex<Vec<(Value, String)>>>) {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             let request: Value = serde_json::from_slice(&body).unwrap();
-            let said = request["messages"][0]["content"].as_str().unwrap_or("").len();
+            let said = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .len();
             let content = if request.get("response_format").is_some() {
                 format!("```json\n{{\"length\": {said}}}\n```")
             } else {
@@ -98,7 +104,13 @@ fn agent_tasks_ask_the_configured_endpoint_and_their_usage_is_totalled() {
     let output = baton()
         .current_dir(dir.path())
         .env("TEST_AGENT_KEY", "sk-test")
-        .args(["run", "review.yaml", "-i", "text=the quick brown fox", "--json"])
+        .args([
+            "run",
+            "review.yaml",
+            "-i",
+            "text=the quick brown fox",
+            "--json",
+        ])
         .assert()
         .success()
         .get_output()
@@ -108,7 +120,10 @@ fn agent_tasks_ask_the_configured_endpoint_and_their_usage_is_totalled() {
     assert_eq!(report["status"], "succeeded", "{report:#}");
     let summary = &task(&report, "summarize")["output"];
     let asked = "Summarize this in one line.\n\nInput (JSON):\n{\"text\":\"the quick brown fox\"}";
-    assert_eq!(summary["reply"], format!("a message of {} bytes", asked.len()));
+    assert_eq!(
+        summary["reply"],
+        format!("a message of {} bytes", asked.len())
+    );
     assert_eq!(summary["model"], "test-model-1");
     let second_prompt = format!(
         "How long was the summary: {}",
@@ -157,7 +172,16 @@ fn an_unset_api_key_variable_fails_the_task_saying_which() {
         .stdout
         .clone();
     let report = lines(&output).pop().unwrap();
-    let note = task(&report, "summarize")["note"].as_str().unwrap().to_owned();
-    assert!(note.contains("$TEST_AGENT_KEY_UNSET, which is not set"), "{note}");
-    assert!(seen.lock().unwrap().is_empty(), "nothing was sent without the key");
+    let note = task(&report, "summarize")["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        note.contains("$TEST_AGENT_KEY_UNSET, which is not set"),
+        "{note}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing was sent without the key"
+    );
 }

@@ -102,6 +102,9 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
             .with_help("a task's id names its log directory, which file systems limit"),
         );
     }
+    if let TaskKind::Mcp(mcp) = &task.kind {
+        mcp_problems(mcp, path().key("mcp"), problems);
+    }
     if let Some(retry) = &task.modifiers().retry {
         retry_problems(retry, path().key("retry"), problems);
     }
@@ -333,6 +336,41 @@ fn artifact_problem(pattern: &str) -> Option<&'static str> {
     None
 }
 
+/// An `mcp` task names a program to start or a URL, and its arguments are a
+/// mapping (a tool takes named arguments).
+fn mcp_problems(mcp: &crate::spec::McpTask, path: Path, problems: &mut Vec<Problem>) {
+    match &mcp.server {
+        crate::spec::McpServer::Command { command } if command.is_empty() => {
+            problems.push(Problem::new(
+                Code::InvalidSetting,
+                path.clone().key("server").key("command"),
+                "the server's command is empty: give the program to start and its arguments",
+            ));
+        }
+        crate::spec::McpServer::Url { url }
+            if !(url.starts_with("http://") || url.starts_with("https://")) =>
+        {
+            problems.push(Problem::new(
+                Code::InvalidSetting,
+                path.clone().key("server").key("url"),
+                format!("`{url}` is not an http:// or https:// URL"),
+            ));
+        }
+        _ => {}
+    }
+    if mcp
+        .arguments
+        .as_ref()
+        .is_some_and(|arguments| !arguments.is_object())
+    {
+        problems.push(Problem::new(
+            Code::InvalidSetting,
+            path.key("arguments"),
+            "a tool's arguments are a mapping of names to values",
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +383,42 @@ mod tests {
         for id in ["", "1st", "-x", "a b", "a.b", "ünï"] {
             assert!(!is_valid_id(id), "{id}");
         }
+    }
+
+    #[test]
+    fn an_mcp_task_needs_a_program_or_a_web_url_and_mapped_arguments() {
+        let problems = |task: &str| match crate::check_source(
+            &format!("name: m\ntasks:\n  t: {task}\n"),
+            crate::Format::Yaml,
+        ) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .map(|problem| problem.message)
+                .collect(),
+        };
+        assert!(
+            problems("{mcp: {server: {command: [srv]}, tool: echo, arguments: {a: 1}}}").is_empty()
+        );
+        assert!(problems("{mcp: {server: {url: 'https://x.example/mcp'}, tool: echo}}").is_empty());
+        assert_eq!(
+            problems("{mcp: {server: {command: []}, tool: echo}}"),
+            ["the server's command is empty: give the program to start and its arguments"]
+        );
+        assert_eq!(
+            problems("{mcp: {server: {url: 'file:///etc/passwd'}, tool: echo}}"),
+            ["`file:///etc/passwd` is not an http:// or https:// URL"]
+        );
+        assert_eq!(
+            problems("{mcp: {server: {command: [srv]}, tool: echo, arguments: [1]}}"),
+            ["a tool's arguments are a mapping of names to values"]
+        );
+        let neither = problems("{mcp: {server: {path: x}, tool: echo}}");
+        assert!(
+            neither
+                .iter()
+                .any(|problem| problem.starts_with("an MCP server is `{command")),
+            "{neither:?}"
+        );
     }
 }

@@ -244,6 +244,16 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
                 );
             }
         }
+        TaskKind::Mcp(mcp) => {
+            if let Some(arguments) = &mcp.arguments {
+                json_sites(
+                    &mut sites,
+                    arguments,
+                    base().key("mcp").key("arguments"),
+                    scope,
+                );
+            }
+        }
         TaskKind::Noop | TaskKind::Handler(_) => {}
     }
     for (name, value) in &task.modifiers().params {

@@ -36,7 +36,9 @@ pub use digest::{BadDigest, Digest, Hasher};
 pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipReason};
 pub use id::{MAX_RUN_ID, run_id_problem};
 pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
-pub use resolve::{AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work};
+pub use resolve::{
+    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, McpCall, Resolved, Work,
+};
 pub use state::{
     Budget, Command, CopyOutputs, Inadmissible, Iteration, RunMetrics, RunSetup, RunState, Sealed,
     Snapshot, SnapshotError, TaskStatus, Usage,

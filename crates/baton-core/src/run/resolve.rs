@@ -34,6 +34,16 @@ pub enum Work {
     Workflow(Box<ChildRun>),
     /// A question for whatever serves an agent capability.
     Agent(Box<AgentCall>),
+    /// One tool call on a Model Context Protocol server.
+    Mcp(Box<McpCall>),
+}
+
+/// An `mcp` task's call, its arguments rendered.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct McpCall {
+    pub server: crate::spec::McpServer,
+    pub tool: String,
+    pub arguments: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An `agent` task's request, rendered.

@@ -31,6 +31,8 @@ pub enum TaskKind {
     Handler(String),
     /// A task defined by a reusable template, with parameters.
     Uses(Box<UsesTemplate>),
+    /// One tool call on a Model Context Protocol server.
+    Mcp(Box<McpTask>),
 }
 
 impl TaskKind {
@@ -54,13 +56,14 @@ impl TaskKind {
             TaskKind::Noop => "noop",
             TaskKind::Handler(_) => "handler",
             TaskKind::Uses(_) => "uses",
+            TaskKind::Mcp(_) => "mcp",
         }
     }
 }
 
 /// The spec keys that select a task's kind.
-pub const KIND_KEYS: [&str; 9] = [
-    "run", "command", "http", "agent", "approval", "workflow", "noop", "handler", "uses",
+pub const KIND_KEYS: [&str; 10] = [
+    "run", "command", "http", "agent", "approval", "workflow", "noop", "handler", "uses", "mcp",
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -187,6 +190,38 @@ pub struct AgentTask {
         skip_serializing_if = "Option::is_none"
     )]
     pub schema: Option<Value>,
+}
+
+/// One tool call on a Model Context Protocol server: its structured result
+/// (or its text) is the output, and a tool error fails the attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpTask {
+    pub server: McpServer,
+    /// The tool's name.
+    pub tool: String,
+    /// The tool's arguments; their strings are templates.
+    #[serde(
+        default,
+        deserialize_with = "unique::some_value",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub arguments: Option<Value>,
+}
+
+/// Where the MCP server is: a program started for the call and spoken to
+/// on its stdin and stdout, or a Streamable HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    deny_unknown_fields,
+    expecting = "an MCP server is `{command: [program, args...]}` or `{url: \"https://...\"}`"
+)]
+pub enum McpServer {
+    /// `{command: [program, args...]}`, started in the task's directory.
+    Command { command: Vec<String> },
+    /// `{url: "https://..."}`.
+    Url { url: String },
 }
 
 /// A decision by a person; its output is `{"choice": ..., "by": ..., "comment": ...}`.

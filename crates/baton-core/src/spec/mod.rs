@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub use kinds::{
     Action, AgentTask, Approval, Check, Foreach, Hooks, HttpRequest, InputSpec, InputType,
-    KIND_KEYS, Method, Reduce, Repeat, StatusMatch, SubWorkflow, Swarm, TaskKind, UsesTemplate,
+    KIND_KEYS, McpServer, McpTask, Method, Reduce, Repeat, StatusMatch, SubWorkflow, Swarm,
+    TaskKind, UsesTemplate,
 };
 pub use need::NeedCondition;
 pub(crate) use need::{Need, Needs};

@@ -100,6 +100,7 @@ enum Field {
     Hooks,
     Params,
     Verdict,
+    Mcp,
 }
 
 impl Field {
@@ -136,6 +137,7 @@ impl Field {
             "hooks" => Field::Hooks,
             "params" => Field::Params,
             "verdict" => Field::Verdict,
+            "mcp" => Field::Mcp,
             _ => return None,
         })
     }
@@ -244,6 +246,7 @@ impl<'de> Visitor<'de> for TaskVisitor {
                 Field::Workflow => found(map.next_value::<Option<_>>()?.map(TaskKind::Workflow)),
                 Field::Noop => found(map.next_value_seed(NoopSeed)?.map(|()| TaskKind::Noop)),
                 Field::Handler => found(map.next_value::<Option<_>>()?.map(TaskKind::Handler)),
+                Field::Mcp => found(map.next_value::<Option<_>>()?.map(TaskKind::Mcp)),
                 Field::Uses => {
                     uses = map.next_value::<Option<String>>()?;
                     if uses.is_some() {

@@ -16,8 +16,8 @@ use crate::duration::Duration;
 use crate::problem::{Code, Path, Problem};
 use crate::spec::{
     Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
-    KIND_KEYS, Need, NeedCondition, Needs, Repeat, RetryPolicy, SubWorkflow, Swarm, TaskKind,
-    Template, Timeout, UsesTemplate, policy::cache_field, unique,
+    KIND_KEYS, McpTask, Need, NeedCondition, Needs, Repeat, RetryPolicy, SubWorkflow, Swarm,
+    TaskKind, Template, Timeout, UsesTemplate, policy::cache_field, unique,
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.
@@ -204,6 +204,9 @@ pub(crate) struct TaskDoc {
     /// `name@version` of a task template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uses: Option<String>,
+    /// One tool call on a Model Context Protocol server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mcp: Option<Box<McpTask>>,
     /// Parameters of the `uses` template.
     #[serde(
         default,
@@ -370,6 +373,7 @@ impl TaskDoc {
             .chain(self.workflow.map(TaskKind::Workflow))
             .chain(self.noop.map(|()| TaskKind::Noop))
             .chain(self.handler.map(TaskKind::Handler))
+            .chain(self.mcp.map(TaskKind::Mcp))
             .chain(self.uses.map(|reference| {
                 TaskKind::Uses(Box::new(UsesTemplate {
                     reference,
@@ -457,6 +461,7 @@ impl TaskDoc {
             TaskKind::Workflow(child) => doc.workflow = Some(child.clone()),
             TaskKind::Noop => doc.noop = Some(()),
             TaskKind::Handler(name) => doc.handler = Some(name.clone()),
+            TaskKind::Mcp(mcp) => doc.mcp = Some(mcp.clone()),
             TaskKind::Uses(template) => {
                 doc.uses = Some(template.reference.clone());
                 if !template.with.is_empty() {

@@ -1,6 +1,6 @@
 //! Executors run attempts: a process (`run`, `command`), an HTTP call, an
 //! in-process handler, a child run (`workflow:`), an agent served by a
-//! configured chat endpoint. The run loop hands each
+//! configured chat endpoint, a tool call on an MCP server. The run loop hands each
 //! resolved attempt to [`Executors`], which routes it by what it runs; each
 //! executor honours the attempt's timeout and the loop's kill.
 
@@ -9,6 +9,7 @@ mod child;
 mod handler;
 mod http;
 mod job;
+mod mcp;
 mod process;
 mod route;
 
@@ -19,5 +20,6 @@ pub(crate) use handler::{Handlers, InProcess};
 pub(crate) use http::Http;
 pub use job::TaskContext;
 pub(crate) use job::{Attempt, Executor, Kill, Lineage, Outcome};
+pub(crate) use mcp::Mcp;
 pub(crate) use process::Processes;
 pub(crate) use route::{Executors, Finished};

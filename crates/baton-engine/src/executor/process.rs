@@ -137,7 +137,10 @@ struct Started {
 /// Copies `pipe` to the file at `path`, made on the first byte. A log
 /// that cannot be written is given up (the task's work goes on); the rest
 /// of the pipe is still read so the task never blocks on it.
-async fn copy_log(pipe: Option<impl tokio::io::AsyncRead + Unpin>, path: std::path::PathBuf) {
+pub(super) async fn copy_log(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    path: std::path::PathBuf,
+) {
     let Some(mut pipe) = pipe else {
         return;
     };

@@ -15,6 +15,7 @@ use super::child::ChildRuns;
 use super::handler::InProcess;
 use super::http::Http;
 use super::job::{Attempt, Executor, Kill, Outcome};
+use super::mcp::Mcp;
 use super::process::Processes;
 
 /// Every executor a run has, each for the work it runs.
@@ -25,6 +26,7 @@ pub(crate) struct Executors {
     pub(crate) in_process: InProcess,
     pub(crate) child_runs: ChildRuns,
     pub(crate) agents: Agents,
+    pub(crate) mcp: Mcp,
 }
 
 #[async_trait]
@@ -36,6 +38,7 @@ impl Executor for Executors {
             Work::Handler(_) => self.in_process.execute(attempt, kill).await,
             Work::Workflow(_) => self.child_runs.execute(attempt, kill).await,
             Work::Agent(_) => self.agents.execute(attempt, kill).await,
+            Work::Mcp(_) => self.mcp.execute(attempt, kill).await,
             Work::Noop => Outcome::Succeeded(None),
             // The state machine makes approvals wait instead of dispatching
             // them; reaching here is a bug, reported rather than hidden.

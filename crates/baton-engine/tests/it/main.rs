@@ -8,6 +8,7 @@ mod copies;
 mod handlers;
 mod hooks;
 mod http;
+mod mcp;
 mod ownership;
 mod policies;
 mod processes;

@@ -12,7 +12,7 @@ use crate::spec::{Action, HttpRequest, Task, TaskKind};
 
 use super::super::event::{Failure, FailureKind};
 use super::super::resolve::{
-    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, Resolved, Work,
+    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, McpCall, Resolved, Work,
 };
 use super::super::templates::{self, ShellScript, TemplateError};
 use super::{NONE, RunState};
@@ -382,6 +382,25 @@ impl RunState {
                     .transpose()?,
                 schema: agent.schema.clone(),
             })),
+            TaskKind::Mcp(mcp) => {
+                let arguments = match &mcp.arguments {
+                    Some(arguments) => match scope.json(arguments, "mcp.arguments")? {
+                        serde_json::Value::Object(arguments) => arguments,
+                        _ => {
+                            return Err(TemplateError {
+                                what: "mcp.arguments".to_owned(),
+                                detail: "the arguments are not a mapping".to_owned(),
+                            });
+                        }
+                    },
+                    None => serde_json::Map::new(),
+                };
+                Work::Mcp(Box::new(McpCall {
+                    server: mcp.server.clone(),
+                    tool: mcp.tool.clone(),
+                    arguments,
+                }))
+            }
             TaskKind::Noop => Work::Noop,
             TaskKind::Handler(name) => Work::Handler(name.clone()),
             TaskKind::Approval(approval) => Work::Approval {
