@@ -32,6 +32,8 @@ pub(crate) struct Config {
     /// (`[agents.summarize]`), by capability.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) agents: std::collections::BTreeMap<String, baton_engine::AgentProvider>,
+    /// When a remote host's circuit breaker opens, and for how long.
+    pub(crate) breaker: baton_engine::BreakerSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,6 +119,7 @@ impl Config {
         let mut config = EngineConfig::default();
         self.engine.apply(&mut config);
         config.agents.clone_from(&self.agents);
+        config.breaker = self.breaker;
         config
     }
 }
@@ -156,7 +159,7 @@ impl Default for Retention {
 
 /// The sections environment variables may set; other `BATON_` variables
 /// (`BATON_HOME`, what tasks are given) are not settings of this file.
-const SECTIONS: [&str; 3] = ["server", "engine", "retention"];
+const SECTIONS: [&str; 4] = ["server", "engine", "retention", "breaker"];
 
 impl ConfigArgs {
     pub(crate) fn load(&self) -> anyhow::Result<Config> {

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     /// Agent capabilities this engine serves itself, each through an
     /// OpenAI-compatible chat endpoint, by capability.
     pub agents: BTreeMap<String, AgentProvider>,
+    /// When the breaker of a remote host opens (`http` tasks, agent
+    /// endpoints), and for how long.
+    pub breaker: crate::BreakerSettings,
 }
 
 /// An OpenAI-compatible chat-completions endpoint serving an agent
@@ -92,6 +95,7 @@ impl Default for EngineConfig {
             template_dirs: Vec::new(),
             lease: Duration::from_secs(4),
             agents: BTreeMap::new(),
+            breaker: crate::BreakerSettings::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use baton_store::{Fence, MemoryStore, Owner, Presence, RunRecord, Store};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
 
+use crate::breaker::Breakers;
 use crate::children::Children;
 use crate::clock::Clock;
 use crate::config::{EngineConfig, RunOptions, setup_of};
@@ -69,6 +70,7 @@ impl Engine {
             in_process: InProcess::default(),
             http: Http {
                 client: reqwest::Client::new(),
+                breakers: Arc::new(Breakers::new(config.breaker)),
                 max_output: config.max_output,
             },
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
@@ -176,6 +178,7 @@ impl Engine {
                 },
                 agents: Agents {
                     client: self.http.client.clone(),
+                    breakers: Arc::clone(&self.http.breakers),
                     providers: Arc::new(self.config.agents.clone()),
                     max_output: self.config.max_output,
                 },

@@ -32,6 +32,7 @@
 
 mod artifacts;
 mod audit;
+mod breaker;
 mod children;
 mod clock;
 mod config;
@@ -54,6 +55,7 @@ mod views;
 pub use artifacts::ArtifactError;
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
+pub use breaker::BreakerSettings;
 pub use clock::wall_clock;
 pub use config::{AgentProvider, EngineConfig, RunOptions};
 pub use engine::{Engine, http_client};

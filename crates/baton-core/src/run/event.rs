@@ -296,6 +296,9 @@ pub enum FailureKind {
     /// A template or condition that cannot be evaluated: the same state gives
     /// the same error, so it is never retried.
     Template,
+    /// The call was not made: the host's circuit breaker is open after
+    /// failing calls, so this one fails at once instead of adding to them.
+    CircuitOpen,
 }
 
 impl FailureKind {

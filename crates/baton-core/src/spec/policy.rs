@@ -50,12 +50,14 @@ pub enum RetryOn {
     HttpStatus(u16),
     /// An HTTP response in this class: 4 for `4xx`, 5 for `5xx`.
     HttpClass(u8),
+    /// A call not made because the host's circuit breaker was open.
+    CircuitOpen,
 }
 
 /// Why a `retry.on` entry did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid retry condition `{0}`: use any, error, timeout, check, exit:CODE, http:STATUS or http:5xx"
+    "invalid retry condition `{0}`: use any, error, timeout, check, circuit-open, exit:CODE, http:STATUS or http:5xx"
 )]
 pub struct ParseRetryOnError(String);
 
@@ -69,6 +71,7 @@ impl FromStr for RetryOn {
             "error" => return Ok(RetryOn::Error),
             "timeout" => return Ok(RetryOn::Timeout),
             "check" => return Ok(RetryOn::Check),
+            "circuit-open" => return Ok(RetryOn::CircuitOpen),
             _ => {}
         }
         if let Some(code) = text.strip_prefix("exit:") {
@@ -95,6 +98,7 @@ impl fmt::Display for RetryOn {
             RetryOn::Error => f.write_str("error"),
             RetryOn::Timeout => f.write_str("timeout"),
             RetryOn::Check => f.write_str("check"),
+            RetryOn::CircuitOpen => f.write_str("circuit-open"),
             RetryOn::ExitCode(code) => write!(f, "exit:{code}"),
             RetryOn::HttpStatus(status) => write!(f, "http:{status}"),
             RetryOn::HttpClass(class) => write!(f, "http:{class}xx"),
@@ -122,9 +126,9 @@ impl JsonSchema for RetryOn {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "Which failures to retry: any, error, timeout, check, exit:CODE, http:STATUS or http:5xx.",
+            "description": "Which failures to retry: any, error, timeout, check, circuit-open, exit:CODE, http:STATUS or http:5xx.",
             "type": "string",
-            "pattern": "^(any|error|timeout|check|exit:-?[0-9]+|http:[1-5]([0-9][0-9]|xx))$"
+            "pattern": "^(any|error|timeout|check|circuit-open|exit:-?[0-9]+|http:[1-5]([0-9][0-9]|xx))$"
         })
     }
 }

@@ -10,8 +10,11 @@ use async_trait::async_trait;
 use baton_core::run::{AgentCall, Failure, FailureKind, Work};
 use serde_json::{Value, json};
 
+use std::time::Instant;
+
 use super::http::{body, error_failure};
 use super::job::{Attempt, Executor, Kill, Outcome, bounded};
+use crate::breaker::{Breakers, failing_status, host_of};
 use crate::config::AgentProvider;
 
 /// The capabilities this engine serves, each by its endpoint.
@@ -19,6 +22,7 @@ use crate::config::AgentProvider;
 pub(crate) struct Agents {
     pub(crate) client: reqwest::Client,
     pub(crate) providers: Arc<BTreeMap<String, AgentProvider>>,
+    pub(crate) breakers: Arc<Breakers>,
     /// Bytes of a reply read at most.
     pub(crate) max_output: u64,
 }
@@ -45,6 +49,15 @@ impl Agents {
             "{}/chat/completions",
             provider.base_url.trim_end_matches('/')
         );
+        let pass = match self.breakers.admit(&host_of(&url), Instant::now()) {
+            Ok(pass) => pass,
+            Err(refused) => {
+                return Outcome::Failed(Failure::new(
+                    FailureKind::CircuitOpen,
+                    refused.to_string(),
+                ));
+            }
+        };
         let mut request = self.client.post(&url).json(&request_body(provider, call));
         if let Some(variable) = &provider.api_key_env {
             match std::env::var(variable) {
@@ -62,6 +75,7 @@ impl Agents {
             Err(failure) => return Outcome::Failed(error_failure(&url, &failure)),
         };
         let status = response.status().as_u16();
+        pass.done(!failing_status(status));
         let bytes = match body(response, self.max_output).await {
             Ok(bytes) => bytes,
             Err(failure) => return Outcome::Failed(failure),

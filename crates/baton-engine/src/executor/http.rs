@@ -6,12 +6,17 @@ use baton_core::run::{Failure, FailureKind, HttpBody, HttpCall, Work};
 use baton_core::spec::Method;
 use serde_json::{Map, Value, json};
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::job::{Attempt, Executor, Kill, Outcome, bounded, too_large};
+use crate::breaker::{Breakers, failing_status, host_of};
 
 /// Runs `http` tasks with one shared client.
 #[derive(Clone)]
 pub(crate) struct Http {
     pub(crate) client: reqwest::Client,
+    pub(crate) breakers: Arc<Breakers>,
     /// Bytes of a response body read at most.
     pub(crate) max_output: u64,
 }
@@ -39,6 +44,13 @@ async fn call(http: &Http, call: &HttpCall) -> Outcome {
         Method::Head => reqwest::Method::HEAD,
         Method::Options => reqwest::Method::OPTIONS,
     };
+    let host = host_of(&call.url);
+    let pass = match http.breakers.admit(&host, Instant::now()) {
+        Ok(pass) => pass,
+        Err(refused) => {
+            return Outcome::Failed(Failure::new(FailureKind::CircuitOpen, refused.to_string()));
+        }
+    };
     let mut request = http.client.request(method, &call.url);
     for (name, value) in &call.headers {
         request = request.header(name, value);
@@ -53,6 +65,7 @@ async fn call(http: &Http, call: &HttpCall) -> Outcome {
         Err(error) => return Outcome::Failed(error_failure(&call.url, &error)),
     };
     let status = response.status().as_u16();
+    pass.done(!failing_status(status));
     let mut headers = Map::new();
     for (name, value) in response.headers() {
         if let Ok(value) = value.to_str() {

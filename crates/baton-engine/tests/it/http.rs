@@ -152,3 +152,42 @@ tasks:
         "{note}"
     );
 }
+
+#[tokio::test]
+async fn a_host_that_keeps_failing_opens_its_breaker_and_later_calls_are_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, calls) = serve();
+    let engine = baton_engine::Engine::new(baton_engine::EngineConfig {
+        breaker: baton_engine::BreakerSettings {
+            failures: 2,
+            cool_down: baton_core::Duration::from_secs(3600),
+            probes: 1,
+        },
+        ..crate::util::config(dir.path())
+    });
+    let spec = format!(
+        r#"
+name: breaker
+on_failure: continue
+tasks:
+  first: {{http: {{url: "{address}/flaky"}}}}
+  second: {{http: {{url: "{address}/flaky"}}, needs: [{{task: first, condition: always}}]}}
+  third: {{http: {{url: "{address}/flaky"}}, needs: [{{task: second, condition: always}}]}}
+"#
+    );
+    let report = run(&engine, &spec).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the third call was not made"
+    );
+    let third = report.task("third").unwrap();
+    assert_eq!(third.status.name(), "failed");
+    let note = third.note.clone().unwrap_or_default();
+    assert!(
+        note.contains("circuit breaker for http://127.0.0.1:")
+            && note.contains("the call was not made"),
+        "{note}"
+    );
+}

@@ -1,0 +1,302 @@
+//! Circuit breakers, one per remote host this engine calls (`http` tasks,
+//! agent endpoints): after `failures` failing calls in a row the host's
+//! breaker opens, and for `cool_down` calls to it fail at once (failure
+//! kind `circuit-open`, which `retry.on` can name) instead of piling onto
+//! a host that is down; then `probes` calls are let through (half-open),
+//! and the first to succeed closes it again while a failure opens it for
+//! another cool-down. A failing call is one that did not get an answer
+//! (refused, reset, timed out, stopped) or got a 5xx or a 429; other
+//! answers, 4xx included, say the host is up. Transitions are counted in
+//! the metrics (`baton_breaker_transitions_total{host, to}`, and
+//! `baton_breaker_open{host}` while open).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// When a host's breaker opens and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Failing calls in a row that open the breaker.
+    pub failures: u32,
+    /// How long it stays open.
+    pub cool_down: baton_core::Duration,
+    /// Calls let through at once when the cool-down is over.
+    pub probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> BreakerSettings {
+        BreakerSettings {
+            failures: 5,
+            cool_down: baton_core::Duration::from_secs(30),
+            probes: 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum State {
+    Closed { failing: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: u32 },
+}
+
+/// Why a call was not let through.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Refused {
+    pub(crate) host: String,
+    /// How long until a probe is let through (zero: the probes are out).
+    pub(crate) retry_in: Duration,
+    pub(crate) failures: u32,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the circuit breaker for {} is open after {} failing calls in a row; the call was not made",
+            self.host, self.failures
+        )?;
+        if !self.retry_in.is_zero() {
+            write!(
+                f,
+                " (a call is let through again in {} ms)",
+                self.retry_in.as_millis()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The breakers of every host this engine calls.
+#[derive(Debug, Default)]
+pub(crate) struct Breakers {
+    settings: BreakerSettings,
+    hosts: Mutex<HashMap<String, State>>,
+}
+
+impl Breakers {
+    pub(crate) fn new(settings: BreakerSettings) -> Breakers {
+        Breakers {
+            settings,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lets a call to `host` through, or says why not. The pass records
+    /// the call's end; dropped without one, the call counts as failing (it
+    /// timed out or was stopped).
+    pub(crate) fn admit(self: &Arc<Self>, host: &str, now: Instant) -> Result<Pass, Refused> {
+        let mut hosts = self.lock();
+        let state = hosts
+            .entry(host.to_owned())
+            .or_insert(State::Closed { failing: 0 });
+        match *state {
+            State::Closed { .. } => {}
+            State::Open { until } if now >= until => {
+                *state = State::HalfOpen { probing: 1 };
+                transition(host, "half_open");
+            }
+            State::Open { until } => {
+                return Err(self.refused(host, until - now));
+            }
+            State::HalfOpen { probing } if probing < self.settings.probes => {
+                *state = State::HalfOpen {
+                    probing: probing + 1,
+                };
+            }
+            State::HalfOpen { .. } => return Err(self.refused(host, Duration::ZERO)),
+        }
+        Ok(Pass {
+            breakers: Arc::clone(self),
+            host: host.to_owned(),
+            recorded: false,
+        })
+    }
+
+    fn refused(&self, host: &str, retry_in: Duration) -> Refused {
+        Refused {
+            host: host.to_owned(),
+            retry_in,
+            failures: self.settings.failures,
+        }
+    }
+
+    fn record(&self, host: &str, succeeded: bool, now: Instant) {
+        let mut hosts = self.lock();
+        let Some(state) = hosts.get_mut(host) else {
+            return;
+        };
+        let open = State::Open {
+            until: now + self.settings.cool_down.as_std(),
+        };
+        match (*state, succeeded) {
+            (State::Closed { .. }, true) => *state = State::Closed { failing: 0 },
+            (State::Closed { failing }, false) if failing + 1 >= self.settings.failures => {
+                *state = open;
+                transition(host, "open");
+            }
+            (State::Closed { failing }, false) => {
+                *state = State::Closed {
+                    failing: failing + 1,
+                }
+            }
+            (State::HalfOpen { .. }, true) => {
+                *state = State::Closed { failing: 0 };
+                transition(host, "closed");
+            }
+            (State::HalfOpen { .. }, false) => {
+                *state = open;
+                transition(host, "open");
+            }
+            // A call let through before the breaker opened, ending late.
+            (State::Open { .. }, _) => {}
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn transition(host: &str, to: &'static str) {
+    metrics::counter!("baton_breaker_transitions_total", "host" => host.to_owned(), "to" => to)
+        .increment(1);
+    metrics::gauge!("baton_breaker_open", "host" => host.to_owned()).set(if to == "open" {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// A call let through; [`Pass::done`] records how it went.
+pub(crate) struct Pass {
+    breakers: Arc<Breakers>,
+    host: String,
+    recorded: bool,
+}
+
+impl Pass {
+    pub(crate) fn done(mut self, succeeded: bool) {
+        self.recorded = true;
+        self.breakers.record(&self.host, succeeded, Instant::now());
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breakers.record(&self.host, false, Instant::now());
+        }
+    }
+}
+
+/// The breaker's key for `url`: scheme, host and port.
+pub(crate) fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}://{}:{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or(""),
+            parsed.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// Whether an answer with `status` says the host is failing.
+pub(crate) fn failing_status(status: u16) -> bool {
+    status >= 500 || status == 429
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breakers() -> Arc<Breakers> {
+        Arc::new(Breakers::new(BreakerSettings {
+            failures: 3,
+            cool_down: baton_core::Duration::from_secs(10),
+            probes: 1,
+        }))
+    }
+
+    fn call(breakers: &Arc<Breakers>, at: Instant, succeeds: bool) -> Result<(), Refused> {
+        breakers.admit("h", at)?.done_at(succeeds, at);
+        Ok(())
+    }
+
+    impl Pass {
+        fn done_at(mut self, succeeded: bool, at: Instant) {
+            self.recorded = true;
+            self.breakers.record(&self.host, succeeded, at);
+        }
+    }
+
+    #[test]
+    fn failures_in_a_row_open_it_and_a_success_between_them_resets_the_count() {
+        let (breakers, start) = (breakers(), Instant::now());
+        for succeeds in [false, false, true, false, false] {
+            call(&breakers, start, succeeds).unwrap();
+        }
+        call(&breakers, start, false).unwrap();
+        let refused = call(&breakers, start, true).unwrap_err();
+        assert_eq!(refused.retry_in, Duration::from_secs(10));
+        assert!(
+            refused.to_string().contains("open after 3 failing calls"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn after_the_cool_down_one_probe_goes_through_and_decides() {
+        let (breakers, start) = (breakers(), Instant::now());
+        for _ in 0..3 {
+            call(&breakers, start, false).unwrap();
+        }
+        let later = start + Duration::from_secs(10);
+        let probe = breakers.admit("h", later).unwrap();
+        assert_eq!(
+            breakers
+                .admit("h", later)
+                .err()
+                .map(|refused| refused.retry_in),
+            Some(Duration::ZERO),
+            "one probe at a time"
+        );
+        probe.done_at(false, later);
+        assert!(
+            call(&breakers, later + Duration::from_secs(5), true).is_err(),
+            "open again"
+        );
+        let after = later + Duration::from_secs(10);
+        call(&breakers, after, true).unwrap();
+        for _ in 0..2 {
+            call(&breakers, after, false).unwrap();
+        }
+        call(&breakers, after, true).unwrap();
+    }
+
+    #[test]
+    fn a_call_that_never_reports_counts_as_failing() {
+        let (breakers, start) = (breakers(), Instant::now());
+        for _ in 0..3 {
+            drop(breakers.admit("h", start).unwrap());
+        }
+        assert!(breakers.admit("h", start).is_err());
+        assert!(breakers.admit("other", start).is_ok(), "hosts are apart");
+    }
+
+    #[test]
+    fn a_host_is_its_scheme_name_and_port() {
+        assert_eq!(
+            host_of("https://api.example/v1/x?y"),
+            "https://api.example:443"
+        );
+        assert_eq!(host_of("http://127.0.0.1:8080/a"), "http://127.0.0.1:8080");
+    }
+}
