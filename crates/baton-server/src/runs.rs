@@ -88,14 +88,7 @@ impl utoipa::PartialSchema for StartRun {
                 "spec",
                 json!({"oneOf": [
                     {"type": "string", "minLength": 1},
-                    {
-                        "type": "object",
-                        "required": ["name", "tasks"],
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "tasks": {"type": "object", "minProperties": 1},
-                        },
-                    },
+                    {"$ref": "#/components/schemas/Workflow"},
                 ]}),
                 "The workflow given whole: YAML or JSON text, or an object",
             ),

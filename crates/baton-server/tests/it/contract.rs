@@ -367,9 +367,12 @@ async fn the_openapi_document_describes_every_route_and_the_reference_page_is_se
     let start = &document["components"]["schemas"]["StartRun"];
     assert_eq!(start["oneOf"].as_array().unwrap().len(), 2, "{start}");
     // What the document allows is what the server takes: an inline spec
-    // object names its workflow and has tasks, a run filter is not empty.
+    // object is a workflow (which names itself and has tasks), a run
+    // filter is not empty.
     let inline = &start["oneOf"][0]["properties"]["spec"]["oneOf"][1];
-    assert_eq!(inline["required"], json!(["name", "tasks"]), "{inline}");
+    assert_eq!(inline["$ref"], "#/components/schemas/Workflow", "{inline}");
+    let workflow = &document["components"]["schemas"]["Workflow"];
+    assert_eq!(workflow["required"], json!(["name", "tasks"]), "{workflow}");
     let feed = paths["/api/v1/events"]["get"]["parameters"]
         .as_array()
         .unwrap()
