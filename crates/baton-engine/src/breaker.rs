@@ -43,6 +43,20 @@ enum State {
     HalfOpen { probing: u32 },
 }
 
+/// Where a host's breaker stands, as the agent registry shows it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls go through; `failing` is how many failed in a row.
+    Closed { failing: u32 },
+    /// No call is made for `retry_in_ms` more milliseconds.
+    Open { retry_in_ms: u64 },
+    /// Probes are deciding.
+    HalfOpen,
+}
+
 /// Why a call was not let through.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Refused {
@@ -114,6 +128,18 @@ impl Breakers {
             host: host.to_owned(),
             recorded: false,
         })
+    }
+
+    /// Where `host`'s breaker stands at `now` (closed if never called).
+    pub(crate) fn state(&self, host: &str, now: Instant) -> BreakerState {
+        match self.lock().get(host) {
+            None => BreakerState::Closed { failing: 0 },
+            Some(State::Closed { failing }) => BreakerState::Closed { failing: *failing },
+            Some(State::Open { until }) if *until > now => BreakerState::Open {
+                retry_in_ms: (*until - now).as_millis() as u64,
+            },
+            Some(State::Open { .. } | State::HalfOpen { .. }) => BreakerState::HalfOpen,
+        }
     }
 
     fn refused(&self, host: &str, retry_in: Duration) -> Refused {
@@ -289,6 +315,31 @@ mod tests {
         }
         assert!(breakers.admit("h", start).is_err());
         assert!(breakers.admit("other", start).is_ok(), "hosts are apart");
+    }
+
+    #[test]
+    fn the_state_is_shown_as_the_registry_sees_it() {
+        let (breakers, start) = (breakers(), Instant::now());
+        assert_eq!(
+            breakers.state("h", start),
+            BreakerState::Closed { failing: 0 }
+        );
+        call(&breakers, start, false).unwrap();
+        assert_eq!(
+            breakers.state("h", start),
+            BreakerState::Closed { failing: 1 }
+        );
+        for _ in 0..2 {
+            call(&breakers, start, false).unwrap();
+        }
+        assert_eq!(
+            breakers.state("h", start + Duration::from_secs(4)),
+            BreakerState::Open { retry_in_ms: 6000 }
+        );
+        assert_eq!(
+            breakers.state("h", start + Duration::from_secs(10)),
+            BreakerState::HalfOpen
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Engine {
     pub(crate) config: Arc<EngineConfig>,
     in_process: InProcess,
     http: Http,
+    /// The agent capabilities this engine serves itself, with their calls.
+    agents: Agents,
     pub(crate) store: Arc<dyn Store>,
     slots: Arc<Semaphore>,
     /// The runs this engine drives, each woken to read its control
@@ -63,15 +65,24 @@ impl Engine {
                 *path = absolute;
             }
         }
+        let client = reqwest::Client::new();
+        let breakers = Arc::new(Breakers::new(config.breaker));
         Engine {
             slots: Arc::new(Semaphore::new(
                 config.max_concurrency.clamp(1, Semaphore::MAX_PERMITS),
             )),
             in_process: InProcess::default(),
             http: Http {
-                client: reqwest::Client::new(),
-                breakers: Arc::new(Breakers::new(config.breaker)),
+                client: client.clone(),
+                breakers: Arc::clone(&breakers),
                 max_output: config.max_output,
+            },
+            agents: Agents {
+                client,
+                providers: Arc::new(config.agents.clone()),
+                breakers,
+                max_output: config.max_output,
+                tallies: Arc::default(),
             },
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),
@@ -176,17 +187,18 @@ impl Engine {
                 child_runs: ChildRuns {
                     children: Arc::clone(&children),
                 },
-                agents: Agents {
-                    client: self.http.client.clone(),
-                    breakers: Arc::clone(&self.http.breakers),
-                    providers: Arc::new(self.config.agents.clone()),
-                    max_output: self.config.max_output,
-                },
+                agents: self.agents.clone(),
                 mcp: Mcp,
             }),
             children,
             driven: Arc::clone(&self.driven),
         }
+    }
+
+    /// What serves agent capabilities here, how each fares since this
+    /// engine began, and its circuit breaker.
+    pub fn agents(&self) -> Vec<crate::AgentStatus> {
+        self.agents.registry()
     }
 
     /// Makes `handler` the function behind tasks written `handler: NAME`.

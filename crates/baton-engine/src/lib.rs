@@ -55,12 +55,14 @@ mod views;
 pub use artifacts::ArtifactError;
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
-pub use breaker::BreakerSettings;
+pub use breaker::{BreakerSettings, BreakerState};
 pub use clock::wall_clock;
 pub use config::{AgentProvider, EngineConfig, RunOptions};
 pub use engine::{Engine, http_client};
 pub use error::Error;
-pub use executor::{Handler, HandlerError, HandlerResult, TaskContext};
+pub use executor::{
+    AgentHealth, AgentKind, AgentStatus, Handler, HandlerError, HandlerResult, TaskContext,
+};
 pub use handle::{Canceller, Recovery, RunEvent, RunHandle};
 pub use leftovers::kill_now;
 pub use pin::workflow_dirs;

@@ -207,3 +207,10 @@ pub struct ArtifactShown {
     pub digest: baton_core::run::Digest,
     pub size: u64,
 }
+
+/// `GET /api/v1/agents`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentList {
+    #[schema(value_type = Vec<crate::described::AgentBody>)]
+    pub agents: Vec<baton_engine::AgentStatus>,
+}

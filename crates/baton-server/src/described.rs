@@ -36,6 +36,9 @@ impl<T: JsonSchema> ToSchema for Described<T> {
 /// A workflow spec as JSON, described by the spec's own schema.
 pub(crate) type WorkflowSpec = Described<baton_core::Workflow>;
 
+/// An agent of the registry.
+pub(crate) type AgentBody = Described<baton_engine::AgentStatus>;
+
 /// Adds `T`'s schema and those of the types it names to `components`
 /// (the document's `components.schemas`), each by its name, references
 /// pointing among them. Serialized forms are described: these are

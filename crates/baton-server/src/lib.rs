@@ -7,6 +7,7 @@
 //! it in process with `tower::ServiceExt::oneshot`; [`serve`] puts it on a
 //! listener.
 
+mod agents;
 pub mod api;
 mod auth;
 mod checking;
@@ -203,6 +204,7 @@ pub fn router(state: AppState) -> Router {
             get(workflows::version),
         )
         .route("/workflows/{name}/graph", get(workflows::graph))
+        .route("/agents", get(agents::list))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));
     let limit = state.config.body_limit;

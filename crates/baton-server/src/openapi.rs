@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use serde_json::Value;
 
 use crate::shown::RunShown;
-use crate::{described, events, feed, keys, logs, problem, runs, telemetry, workflows};
+use crate::{agents, described, events, feed, keys, logs, problem, runs, telemetry, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,7 +24,7 @@ use crate::{described, events, feed, keys, logs, problem, runs, telemetry, workf
         workflows::create, workflows::validate, workflows::list, workflows::get,
         workflows::version, workflows::versions, workflows::delete, workflows::graph,
         workflows::export, workflows::import,
-        keys::list, keys::create, keys::revoke,
+        keys::list, keys::create, keys::revoke, agents::list,
         crate::healthz, crate::readyz, telemetry::metrics,
     ),
     components(schemas(problem::Problem)),
@@ -36,6 +36,7 @@ use crate::{described, events, feed, keys, logs, problem, runs, telemetry, workf
         (name = "events", description = "Live event streams"),
         (name = "workflows", description = "The workflow registry"),
         (name = "keys", description = "API keys (admin)"),
+        (name = "agents", description = "What serves agent capabilities, and how each fares"),
         (name = "service", description = "Health, readiness, metrics"),
     )
 )]
@@ -69,6 +70,7 @@ pub(crate) fn document() -> Value {
         described::add::<baton_engine::Verification>(components);
         described::add::<baton_store::CheckpointInfo>(components);
         described::add::<baton_core::Workflow>(components);
+        described::add::<baton_engine::AgentStatus>(components);
     }
     document
 }

@@ -4,7 +4,7 @@
 //! the tokens it took (and their cost) go into the run's usage totals.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use baton_core::run::{AgentCall, Failure, FailureKind, Work};
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::http::{body, error_failure};
 use super::job::{Attempt, Executor, Kill, Outcome, bounded};
-use crate::breaker::{Breakers, failing_status, host_of};
+use crate::breaker::{BreakerState, Breakers, failing_status, host_of};
 use crate::config::AgentProvider;
 
 /// The capabilities this engine serves, each by its endpoint.
@@ -25,6 +25,69 @@ pub(crate) struct Agents {
     pub(crate) breakers: Arc<Breakers>,
     /// Bytes of a reply read at most.
     pub(crate) max_output: u64,
+    /// Calls in flight and ended, by capability, since this engine began.
+    pub(crate) tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
+}
+
+/// One capability's calls, as the agent registry shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) in_flight: u32,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+}
+
+/// A call counted in flight until it ends; dropped unended (timed out,
+/// stopped), it counts as failed.
+struct Counted<'a> {
+    tallies: &'a Mutex<BTreeMap<String, Tally>>,
+    capability: &'a str,
+    ended: bool,
+}
+
+impl<'a> Counted<'a> {
+    fn start(tallies: &'a Mutex<BTreeMap<String, Tally>>, capability: &'a str) -> Counted<'a> {
+        tally(tallies, capability, |tally| tally.in_flight += 1);
+        Counted {
+            tallies,
+            capability,
+            ended: false,
+        }
+    }
+
+    fn end(mut self, succeeded: bool) {
+        self.ended = true;
+        tally(self.tallies, self.capability, |tally| {
+            tally.in_flight = tally.in_flight.saturating_sub(1);
+            if succeeded {
+                tally.succeeded += 1;
+            } else {
+                tally.failed += 1;
+            }
+        });
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            tally(self.tallies, self.capability, |tally| {
+                tally.in_flight = tally.in_flight.saturating_sub(1);
+                tally.failed += 1;
+            });
+        }
+    }
+}
+
+fn tally(
+    tallies: &Mutex<BTreeMap<String, Tally>>,
+    capability: &str,
+    change: impl FnOnce(&mut Tally),
+) {
+    let mut tallies = tallies
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    change(tallies.entry(capability.to_owned()).or_default());
 }
 
 #[async_trait]
@@ -39,8 +102,90 @@ impl Executor for Agents {
                 call.capability
             )));
         };
-        bounded(self.ask(provider, call), attempt.timeout, kill).await
+        let counted = Counted::start(&self.tallies, &call.capability);
+        let outcome = bounded(self.ask(provider, call), attempt.timeout, kill).await;
+        counted.end(matches!(outcome, Outcome::Succeeded(_)));
+        outcome
     }
+}
+
+impl Agents {
+    /// What serves each capability here, how it fares, and its breaker.
+    pub(crate) fn registry(&self) -> Vec<AgentStatus> {
+        let tallies = self
+            .tallies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let now = Instant::now();
+        self.providers
+            .iter()
+            .map(|(capability, provider)| {
+                let tally = tallies.get(capability).copied().unwrap_or_default();
+                let url = format!(
+                    "{}/chat/completions",
+                    provider.base_url.trim_end_matches('/')
+                );
+                let breaker = self.breakers.state(&host_of(&url), now);
+                AgentStatus {
+                    id: format!("chat:{capability}"),
+                    kind: AgentKind::ChatEndpoint,
+                    capabilities: vec![capability.clone()],
+                    endpoint: provider.base_url.clone(),
+                    model: Some(provider.model.clone()),
+                    status: match breaker {
+                        BreakerState::Closed { .. } => AgentHealth::Healthy,
+                        BreakerState::Open { .. } | BreakerState::HalfOpen => {
+                            AgentHealth::Unhealthy
+                        }
+                    },
+                    breaker,
+                    in_flight: tally.in_flight,
+                    succeeded: tally.succeeded,
+                    failed: tally.failed,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Something that serves agent capabilities, as `GET /api/v1/agents` and
+/// `baton agents` list it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct AgentStatus {
+    pub id: String,
+    pub kind: AgentKind,
+    pub capabilities: Vec<String>,
+    /// Where it is reached.
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub status: AgentHealth,
+    pub breaker: BreakerState,
+    /// Calls in flight now, and ended, since this process began.
+    pub in_flight: u32,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// What kind of server an agent is.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// An OpenAI-compatible chat endpoint named in `[agents.CAPABILITY]`.
+    ChatEndpoint,
+}
+
+/// Whether work is routed to it: not while its breaker is open or probing.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentHealth {
+    Healthy,
+    Unhealthy,
 }
 
 impl Agents {

@@ -1,6 +1,7 @@
 //! The service through `router(state)`, one request at a time with
 //! `oneshot`: status codes, problem bodies, shapes, event streams.
 
+mod agents;
 mod auth;
 mod connections;
 mod contract;

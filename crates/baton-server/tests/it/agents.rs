@@ -1,0 +1,72 @@
+//! The agent registry: what serves each capability, its calls, its breaker.
+
+use std::sync::Arc;
+
+use baton_engine::{AgentProvider, BreakerSettings, Engine, EngineConfig};
+use baton_server::{AppState, ServerConfig};
+use serde_json::json;
+
+use crate::util::{follow, get, json, send, start};
+
+#[tokio::test]
+async fn agents_are_listed_with_their_calls_and_a_failing_endpoint_s_open_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the discard port: every call is refused.
+    let unreachable = AgentProvider {
+        base_url: "http://127.0.0.1:9/v1".to_owned(),
+        model: "small".to_owned(),
+        ..AgentProvider::default()
+    };
+    let store = baton_store::SqliteStore::open(dir.path().join("baton.db")).unwrap();
+    let engine = Engine::with_store(
+        EngineConfig {
+            state_dir: dir.path().join(".baton"),
+            workdir: dir.path().to_path_buf(),
+            agents: [("summarize".to_owned(), unreachable)].into(),
+            breaker: BreakerSettings {
+                failures: 2,
+                cool_down: baton_core::Duration::from_secs(3600),
+                probes: 1,
+            },
+            ..EngineConfig::default()
+        },
+        Arc::new(store),
+    );
+    let app = AppState::new(
+        engine,
+        ServerConfig {
+            require_keys: false,
+            ..ServerConfig::default()
+        },
+    );
+    let listed = json(send(&app, get("/api/v1/agents")).await).await;
+    assert_eq!(
+        listed,
+        json!({"agents": [{
+            "id": "chat:summarize",
+            "kind": "chat_endpoint",
+            "capabilities": ["summarize"],
+            "endpoint": "http://127.0.0.1:9/v1",
+            "model": "small",
+            "status": "healthy",
+            "breaker": {"state": "closed", "failing": 0},
+            "in_flight": 0,
+            "succeeded": 0,
+            "failed": 0,
+        }]})
+    );
+    let run = start(
+        &app,
+        "name: ask\non_failure: continue\ntasks:\n  a: {agent: {capability: summarize, prompt: hi}}\n  b: {agent: {capability: summarize, prompt: hi}, needs: [{task: a, condition: always}]}\n  c: {agent: {capability: summarize, prompt: hi}, needs: [{task: b, condition: always}]}\n",
+    )
+    .await;
+    follow(&app, &run).await;
+    let agent = &json(send(&app, get("/api/v1/agents")).await).await["agents"][0];
+    assert_eq!(agent["status"], "unhealthy", "{agent}");
+    assert_eq!(agent["breaker"]["state"], "open", "{agent}");
+    assert_eq!(
+        agent["failed"], 3,
+        "two refused calls and one not made: {agent}"
+    );
+    assert_eq!(agent["in_flight"], 0);
+}
