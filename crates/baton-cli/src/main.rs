@@ -7,6 +7,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod agents;
 mod audit;
 mod config;
 mod control;
@@ -93,6 +94,8 @@ enum Command {
     Pause(control::RunControlArgs),
     /// Let a paused run start tasks again.
     Unpause(control::RunControlArgs),
+    /// What serves agent capabilities, how each fares, and its breaker.
+    Agents(agents::AgentsArgs),
     /// Recompute a run's provenance from its events; names the first record
     /// that does not match.
     Verify(runs::RunArgs),
@@ -168,10 +171,11 @@ fn main() -> ExitCode {
             | Command::Approve(_)
             | Command::Pause(_)
             | Command::Unpause(_)
+            | Command::Agents(_)
     );
     if remote.is_some() && !served && !matches!(cli.command, Command::Serve(_)) {
         eprintln!(
-            "error: --server applies to runs, show, logs, cancel, approve, pause and unpause; this command works on the local store"
+            "error: --server applies to runs, show, logs, cancel, approve, pause, unpause and agents; this command works on the local store"
         );
         return ExitCode::from(2);
     }
@@ -194,6 +198,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Graph { file, format } => graph(&file, format),
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::runs(args, remote).await,
+        Command::Agents(args) => agents::agents(args, remote).await,
         Command::Show(args) => runs::show(args, remote).await,
         Command::Events(args) => runs::events(args).await,
         Command::Resume(args) => runs::resume(args).await,

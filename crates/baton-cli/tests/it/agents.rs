@@ -185,3 +185,32 @@ fn an_unset_api_key_variable_fails_the_task_saying_which() {
         "nothing was sent without the key"
     );
 }
+
+#[test]
+fn baton_agents_lists_what_the_settings_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = |dir: &std::path::Path| {
+        let output = baton()
+            .current_dir(dir)
+            .args(["agents", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice::<Value>(&output).unwrap()
+    };
+    assert_eq!(listed(dir.path()), json!([]));
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "[agents.review]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let agents = listed(dir.path());
+    assert_eq!(agents[0]["id"], "chat:review");
+    assert_eq!(agents[0]["capabilities"], json!(["review"]));
+    assert_eq!(
+        agents[0]["breaker"],
+        json!({"state": "closed", "failing": 0})
+    );
+}
