@@ -4,7 +4,13 @@
 use crate::problem::{Code, Path, Problem};
 use crate::spec::{Approval, Backoff, Reduce, RetryPolicy, Task, TaskKind, Timeout, Workflow};
 
-pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>) {
+/// `all_loaded` is false when some tasks of the source did not load (their
+/// own problems say why): the workflow is then not empty, only broken.
+pub(crate) fn workflow_problems(
+    workflow: &Workflow,
+    all_loaded: bool,
+    problems: &mut Vec<Problem>,
+) {
     let root = Path::root();
     if workflow.name.trim().is_empty() {
         problems.push(Problem::new(
@@ -13,7 +19,7 @@ pub(crate) fn workflow_problems(workflow: &Workflow, problems: &mut Vec<Problem>
             "the workflow name is empty",
         ));
     }
-    if workflow.tasks.is_empty() {
+    if workflow.tasks.is_empty() && all_loaded {
         problems.push(
             Problem::new(
                 Code::InvalidSetting,
@@ -413,12 +419,10 @@ mod tests {
             problems("{mcp: {server: {command: [srv]}, tool: echo, arguments: [1]}}"),
             ["a tool's arguments are a mapping of names to values"]
         );
-        let neither = problems("{mcp: {server: {path: x}, tool: echo}}");
-        assert!(
-            neither
-                .iter()
-                .any(|problem| problem.starts_with("an MCP server is `{command")),
-            "{neither:?}"
+        assert_eq!(
+            problems("{mcp: {server: {path: x}, tool: echo}}"),
+            ["an MCP server is `{command: [program, args...]}` or `{url: \"https://...\"}`"],
+            "a task that did not load leaves the workflow broken, not empty"
         );
     }
 }

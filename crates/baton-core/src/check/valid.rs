@@ -164,7 +164,7 @@ pub(crate) fn problems(workflow: &Workflow, unloaded: &[String]) -> (Option<Dag>
     let unloaded: FxHashSet<&str> = unloaded.iter().map(String::as_str).collect();
     let unloaded = &unloaded;
     let mut problems = Vec::new();
-    fields::workflow_problems(workflow, &mut problems);
+    fields::workflow_problems(workflow, unloaded.is_empty(), &mut problems);
     let index = dag::index(&workflow.tasks, &mut problems);
     let (dag, graph_problems) = dag::build(&workflow.tasks, &index, unloaded);
     problems.extend(graph_problems);
