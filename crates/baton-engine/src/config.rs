@@ -76,6 +76,14 @@ pub struct AgentProvider {
     pub prompt_cost_per_million: f64,
     #[serde(default)]
     pub completion_cost_per_million: f64,
+    /// Calls to it at once, across every run of this process; unbounded
+    /// when unset. A call waits for its turn within its task's timeout.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Calls per second at most, spaced evenly (1 / rate apart); unbounded
+    /// when unset.
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
 }
 
 impl Default for EngineConfig {

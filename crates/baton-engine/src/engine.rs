@@ -19,7 +19,9 @@ use crate::children::Children;
 use crate::clock::Clock;
 use crate::config::{EngineConfig, RunOptions, setup_of};
 use crate::error::Error;
-use crate::executor::{Agents, ChildRuns, Executors, Handler, Http, InProcess, Mcp, Processes};
+use crate::executor::{
+    Agents, ChildRuns, Executors, Handler, Http, InProcess, Limits, Mcp, Processes,
+};
 use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
 use crate::report::RunReport;
@@ -83,6 +85,13 @@ impl Engine {
                 breakers,
                 max_output: config.max_output,
                 tallies: Arc::default(),
+                limits: Arc::new(
+                    config
+                        .agents
+                        .iter()
+                        .map(|(capability, provider)| (capability.clone(), Limits::of(provider)))
+                        .collect(),
+                ),
             },
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::util::{baton, lines, task};
 
-/// Each request's body and `Authorization` header, in order.
-type Requests = Arc<Mutex<Vec<(Value, String)>>>;
+/// Each request's body, `Authorization` header and arrival, in order.
+type Requests = Arc<Mutex<Vec<(Value, String, std::time::Instant)>>>;
 
 /// Serves `POST /v1/chat/completions`, keeping each request's body and
 /// bearer key: a reply saying how long the user's message was, or, when a
@@ -53,7 +53,9 @@ fn chat_server() -> (String, Requests) {
             } else {
                 format!("a message of {said} bytes")
             };
-            kept.lock().unwrap().push((request, key));
+            kept.lock()
+                .unwrap()
+                .push((request, key, std::time::Instant::now()));
             let answer = json!({
                 "model": "test-model-1",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
@@ -139,11 +141,11 @@ fn agent_tasks_ask_the_configured_endpoint_and_their_usage_is_totalled() {
 
     let requests = seen.lock().unwrap();
     assert_eq!(requests.len(), 2);
-    let (first, key) = &requests[0];
+    let (first, key, _) = &requests[0];
     assert_eq!(key, "Bearer sk-test");
     assert_eq!(first["model"], "small");
     assert_eq!(first["messages"][0]["content"], asked);
-    let (second, _) = &requests[1];
+    let (second, _, _) = &requests[1];
     assert_eq!(
         second["response_format"]["json_schema"]["schema"]["required"],
         json!(["length"])
@@ -213,4 +215,37 @@ fn baton_agents_lists_what_the_settings_serve() {
         agents[0]["breaker"],
         json!({"state": "closed", "failing": 0})
     );
+}
+
+#[test]
+fn an_endpoint_s_rate_limit_spaces_the_calls_of_parallel_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, seen) = chat_server();
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        format!(
+            "[agents.summarize]\nbase_url = \"{endpoint}\"\nmodel = \"m\"\nrate_per_second = 10\n"
+        ),
+    )
+    .unwrap();
+    let mut spec = String::from("name: many\ntasks:\n");
+    for task in 0..6 {
+        spec.push_str(&format!(
+            "  t{task}: {{agent: {{capability: summarize, prompt: p{task}}}}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("many.yaml"), spec).unwrap();
+    baton()
+        .current_dir(dir.path())
+        .args(["run", "many.yaml"])
+        .assert()
+        .success();
+    let requests = seen.lock().unwrap();
+    assert_eq!(requests.len(), 6);
+    // At 10 per second the second to the sixth call leave 0.4 s apart;
+    // unlimited, they would arrive within milliseconds. The bound is a
+    // floor a slow machine only raises; its margin is for connection times
+    // that differ between calls.
+    let span = requests[5].2 - requests[1].2;
+    assert!(span >= std::time::Duration::from_millis(250), "{span:?}");
 }

@@ -5,10 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::run::{AgentCall, Failure, FailureKind, Work};
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use std::time::Instant;
 
@@ -27,6 +29,54 @@ pub(crate) struct Agents {
     pub(crate) max_output: u64,
     /// Calls in flight and ended, by capability, since this engine began.
     pub(crate) tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
+    /// How many calls each capability's endpoint takes at once, and how
+    /// fast.
+    pub(crate) limits: Arc<BTreeMap<String, Limits>>,
+}
+
+/// An endpoint's `concurrency` and `rate_per_second`, shared by every run.
+pub(crate) struct Limits {
+    at_once: Option<Arc<Semaphore>>,
+    /// When the next call may go, for a rate limit.
+    next: Option<(Duration, Mutex<tokio::time::Instant>)>,
+}
+
+impl Limits {
+    pub(crate) fn of(provider: &AgentProvider) -> Limits {
+        Limits {
+            at_once: provider
+                .concurrency
+                .map(|limit| Arc::new(Semaphore::new(limit.max(1) as usize))),
+            next: provider
+                .rate_per_second
+                .filter(|rate| *rate > 0.0 && rate.is_finite())
+                .map(|rate| {
+                    (
+                        Duration::from_secs_f64(1.0 / rate),
+                        Mutex::new(tokio::time::Instant::now()),
+                    )
+                }),
+        }
+    }
+
+    /// Waits for a turn: a place among the calls at once (held by what is
+    /// returned) and the call's slot in the rate.
+    async fn enter(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = match &self.at_once {
+            Some(at_once) => Arc::clone(at_once).acquire_owned().await.ok(),
+            None => None,
+        };
+        if let Some((spacing, next)) = &self.next {
+            let at = {
+                let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let at = (*next).max(tokio::time::Instant::now());
+                *next = at + *spacing;
+                at
+            };
+            tokio::time::sleep_until(at).await;
+        }
+        permit
+    }
 }
 
 /// One capability's calls, as the agent registry shows them.
@@ -103,7 +153,15 @@ impl Executor for Agents {
             )));
         };
         let counted = Counted::start(&self.tallies, &call.capability);
-        let outcome = bounded(self.ask(provider, call), attempt.timeout, kill).await;
+        let limits = self.limits.get(&call.capability);
+        let asked = async {
+            let _turn = match limits {
+                Some(limits) => limits.enter().await,
+                None => None,
+            };
+            self.ask(provider, call).await
+        };
+        let outcome = bounded(asked, attempt.timeout, kill).await;
         counted.end(matches!(outcome, Outcome::Succeeded(_)));
         outcome
     }
@@ -368,5 +426,37 @@ mod tests {
 
     fn output_text(bytes: &[u8]) -> Value {
         output(&provider(), &call(None), bytes).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_spaces_calls_and_a_concurrency_limit_holds_the_rest_back() {
+        let limits = Limits::of(&AgentProvider {
+            concurrency: Some(2),
+            rate_per_second: Some(10.0),
+            ..provider()
+        });
+        let start = tokio::time::Instant::now();
+        let first = limits.enter().await;
+        let second = limits.enter().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(100),
+            "a tenth of a second apart"
+        );
+        let third = tokio::spawn(async move {
+            let turn = limits.enter().await;
+            (turn.is_some(), tokio::time::Instant::now())
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!third.is_finished(), "two calls at once at most");
+        drop(first);
+        let (held, at) = third.await.unwrap();
+        assert!(held);
+        assert_eq!(
+            at - start,
+            Duration::from_millis(1100),
+            "in as soon as one ended"
+        );
+        drop(second);
     }
 }
