@@ -205,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/workflows/{name}/graph", get(workflows::graph))
         .route("/agents", get(agents::list))
+        .route("/agents/{id}/health", get(agents::health))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));
     let limit = state.config.body_limit;

@@ -24,7 +24,7 @@ use crate::{agents, described, events, feed, keys, logs, problem, runs, telemetr
         workflows::create, workflows::validate, workflows::list, workflows::get,
         workflows::version, workflows::versions, workflows::delete, workflows::graph,
         workflows::export, workflows::import,
-        keys::list, keys::create, keys::revoke, agents::list,
+        keys::list, keys::create, keys::revoke, agents::list, agents::health,
         crate::healthz, crate::readyz, telemetry::metrics,
     ),
     components(schemas(problem::Problem)),

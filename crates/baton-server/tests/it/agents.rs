@@ -69,4 +69,10 @@ async fn agents_are_listed_with_their_calls_and_a_failing_endpoint_s_open_breake
         "two refused calls and one not made: {agent}"
     );
     assert_eq!(agent["in_flight"], 0);
+    let one = json(send(&app, get("/api/v1/agents/chat:summarize/health")).await).await;
+    assert_eq!(one["id"], "chat:summarize");
+    assert_eq!(one["breaker"]["state"], "open", "{one}");
+    assert_eq!(one["failed"], 3);
+    let missing = send(&app, get("/api/v1/agents/chat:nobody/health")).await;
+    crate::contract::problem(missing, 404, "not-found").await;
 }
