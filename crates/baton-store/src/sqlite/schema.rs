@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/007_catalog.sql"),
     include_str!("migrations/008_feed.sql"),
     include_str!("migrations/009_owners.sql"),
+    include_str!("migrations/010_run_listing_index.sql"),
 ];
 
 /// Applies the migrations this database has not seen, in one transaction;
