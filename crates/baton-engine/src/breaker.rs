@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use baton_core::run::{Failure, FailureKind};
+
 /// When a host's breaker opens and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,11 +61,11 @@ pub enum BreakerState {
 
 /// Why a call was not let through.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Refused {
-    pub(crate) host: String,
+struct Refused {
+    host: String,
     /// How long until a probe is let through (zero: the probes are out).
-    pub(crate) retry_in: Duration,
-    pub(crate) failures: u32,
+    retry_in: Duration,
+    failures: u32,
 }
 
 impl std::fmt::Display for Refused {
@@ -102,7 +104,7 @@ impl Breakers {
     /// Lets a call to `host` through, or says why not. The pass records
     /// the call's end; dropped without one, the call counts as failing (it
     /// timed out or was stopped).
-    pub(crate) fn admit(self: &Arc<Self>, host: &str, now: Instant) -> Result<Pass, Refused> {
+    fn admit(self: &Arc<Self>, host: &str, now: Instant) -> Result<Pass, Refused> {
         let mut hosts = self.lock();
         let state = hosts
             .entry(host.to_owned())
@@ -130,8 +132,20 @@ impl Breakers {
         })
     }
 
+    /// Lets a call to `url` through now, or the `circuit-open` failure the
+    /// attempt ends with instead.
+    pub(crate) fn let_through(self: &Arc<Self>, url: &str) -> Result<Pass, Failure> {
+        self.admit(&host_of(url), Instant::now())
+            .map_err(|refused| Failure::new(FailureKind::CircuitOpen, refused.to_string()))
+    }
+
+    /// Where the breaker of `url`'s host stands now.
+    pub(crate) fn state_of(&self, url: &str) -> BreakerState {
+        self.state(&host_of(url), Instant::now())
+    }
+
     /// Where `host`'s breaker stands at `now` (closed if never called).
-    pub(crate) fn state(&self, host: &str, now: Instant) -> BreakerState {
+    fn state(&self, host: &str, now: Instant) -> BreakerState {
         match self.lock().get(host) {
             None => BreakerState::Closed { failing: 0 },
             Some(State::Closed { failing }) => BreakerState::Closed { failing: *failing },
@@ -207,9 +221,11 @@ pub(crate) struct Pass {
 }
 
 impl Pass {
-    pub(crate) fn done(mut self, succeeded: bool) {
+    /// The host answered with `status`: up, unless that is a 5xx or 429.
+    pub(crate) fn answered(mut self, status: u16) {
         self.recorded = true;
-        self.breakers.record(&self.host, succeeded, Instant::now());
+        self.breakers
+            .record(&self.host, !failing_status(status), Instant::now());
     }
 }
 
@@ -222,7 +238,7 @@ impl Drop for Pass {
 }
 
 /// The breaker's key for `url`: scheme, host and port.
-pub(crate) fn host_of(url: &str) -> String {
+fn host_of(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(parsed) => format!(
             "{}://{}:{}",
@@ -235,7 +251,7 @@ pub(crate) fn host_of(url: &str) -> String {
 }
 
 /// Whether an answer with `status` says the host is failing.
-pub(crate) fn failing_status(status: u16) -> bool {
+fn failing_status(status: u16) -> bool {
     status >= 500 || status == 429
 }
 

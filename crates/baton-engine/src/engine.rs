@@ -19,9 +19,7 @@ use crate::children::Children;
 use crate::clock::Clock;
 use crate::config::{EngineConfig, RunOptions, setup_of};
 use crate::error::Error;
-use crate::executor::{
-    Agents, ChildRuns, Executors, Handler, Http, InProcess, Limits, Mcp, Processes,
-};
+use crate::executor::{Agents, ChildRuns, Executors, Handler, Http, InProcess, Mcp, Processes};
 use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
 use crate::report::RunReport;
@@ -79,20 +77,7 @@ impl Engine {
                 breakers: Arc::clone(&breakers),
                 max_output: config.max_output,
             },
-            agents: Agents {
-                client,
-                providers: Arc::new(config.agents.clone()),
-                breakers,
-                max_output: config.max_output,
-                tallies: Arc::default(),
-                limits: Arc::new(
-                    config
-                        .agents
-                        .iter()
-                        .map(|(capability, provider)| (capability.clone(), Limits::of(provider)))
-                        .collect(),
-                ),
-            },
+            agents: Agents::new(client, &config.agents, breakers, config.max_output),
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),
             store,

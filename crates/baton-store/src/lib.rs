@@ -281,10 +281,6 @@ pub struct RunCursor {
 }
 
 impl RunCursor {
-    /// The shape of a cursor as text, `STARTED_MS.RUN_ID`, for documents
-    /// that describe it.
-    pub const PATTERN: &str = r"^[0-9]{1,16}\.[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$";
-
     /// The place just after `run`.
     pub fn after(run: &RunSummary) -> RunCursor {
         RunCursor {

@@ -12,37 +12,72 @@ use baton_core::run::{AgentCall, Failure, FailureKind, Work};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use std::time::Instant;
-
 use super::http::{body, error_failure};
 use super::job::{Attempt, Executor, Kill, Outcome, bounded};
-use crate::breaker::{BreakerState, Breakers, failing_status, host_of};
+use crate::breaker::{BreakerState, Breakers};
 use crate::config::AgentProvider;
 
 /// The capabilities this engine serves, each by its endpoint.
 #[derive(Clone)]
 pub(crate) struct Agents {
-    pub(crate) client: reqwest::Client,
-    pub(crate) providers: Arc<BTreeMap<String, AgentProvider>>,
-    pub(crate) breakers: Arc<Breakers>,
+    client: reqwest::Client,
+    endpoints: Arc<BTreeMap<String, Endpoint>>,
+    breakers: Arc<Breakers>,
     /// Bytes of a reply read at most.
-    pub(crate) max_output: u64,
+    max_output: u64,
     /// Calls in flight and ended, by capability, since this engine began.
-    pub(crate) tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
-    /// How many calls each capability's endpoint takes at once, and how
-    /// fast.
-    pub(crate) limits: Arc<BTreeMap<String, Limits>>,
+    tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
+}
+
+/// A capability's endpoint as configured, where its chat calls go, and
+/// the limits every run's calls to it share.
+struct Endpoint {
+    provider: AgentProvider,
+    /// `{base_url}/chat/completions`.
+    url: String,
+    limits: Limits,
+}
+
+impl Agents {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        providers: &BTreeMap<String, AgentProvider>,
+        breakers: Arc<Breakers>,
+        max_output: u64,
+    ) -> Agents {
+        let endpoints = providers
+            .iter()
+            .map(|(capability, provider)| {
+                let endpoint = Endpoint {
+                    url: format!(
+                        "{}/chat/completions",
+                        provider.base_url.trim_end_matches('/')
+                    ),
+                    limits: Limits::of(provider),
+                    provider: provider.clone(),
+                };
+                (capability.clone(), endpoint)
+            })
+            .collect();
+        Agents {
+            client,
+            endpoints: Arc::new(endpoints),
+            breakers,
+            max_output,
+            tallies: Arc::default(),
+        }
+    }
 }
 
 /// An endpoint's `concurrency` and `rate_per_second`, shared by every run.
-pub(crate) struct Limits {
+struct Limits {
     at_once: Option<Arc<Semaphore>>,
     /// When the next call may go, for a rate limit.
     next: Option<(Duration, Mutex<tokio::time::Instant>)>,
 }
 
 impl Limits {
-    pub(crate) fn of(provider: &AgentProvider) -> Limits {
+    fn of(provider: &AgentProvider) -> Limits {
         Limits {
             at_once: provider
                 .concurrency
@@ -81,18 +116,18 @@ impl Limits {
 
 /// One capability's calls, as the agent registry shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub(crate) in_flight: u32,
-    pub(crate) succeeded: u64,
-    pub(crate) failed: u64,
+struct Tally {
+    in_flight: u32,
+    succeeded: u64,
+    failed: u64,
 }
 
-/// A call counted in flight until it ends; dropped unended (timed out,
-/// stopped), it counts as failed.
+/// A call counted in flight until it is dropped, then as succeeded if
+/// [`Counted::end`] said so and as failed otherwise (timed out, stopped).
 struct Counted<'a> {
     tallies: &'a Mutex<BTreeMap<String, Tally>>,
     capability: &'a str,
-    ended: bool,
+    succeeded: bool,
 }
 
 impl<'a> Counted<'a> {
@@ -101,12 +136,18 @@ impl<'a> Counted<'a> {
         Counted {
             tallies,
             capability,
-            ended: false,
+            succeeded: false,
         }
     }
 
     fn end(mut self, succeeded: bool) {
-        self.ended = true;
+        self.succeeded = succeeded;
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let succeeded = self.succeeded;
         tally(self.tallies, self.capability, |tally| {
             tally.in_flight = tally.in_flight.saturating_sub(1);
             if succeeded {
@@ -115,17 +156,6 @@ impl<'a> Counted<'a> {
                 tally.failed += 1;
             }
         });
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            tally(self.tallies, self.capability, |tally| {
-                tally.in_flight = tally.in_flight.saturating_sub(1);
-                tally.failed += 1;
-            });
-        }
     }
 }
 
@@ -146,20 +176,16 @@ impl Executor for Agents {
         let Work::Agent(call) = &attempt.resolved.work else {
             return Outcome::Failed(error("only `agent` tasks ask agents"));
         };
-        let Some(provider) = self.providers.get(&call.capability) else {
+        let Some(endpoint) = self.endpoints.get(&call.capability) else {
             return Outcome::Failed(error(format!(
                 "nothing serves agent capability `{}` here",
                 call.capability
             )));
         };
         let counted = Counted::start(&self.tallies, &call.capability);
-        let limits = self.limits.get(&call.capability);
         let asked = async {
-            let _turn = match limits {
-                Some(limits) => limits.enter().await,
-                None => None,
-            };
-            self.ask(provider, call).await
+            let _turn = endpoint.limits.enter().await;
+            self.ask(endpoint, call).await
         };
         let outcome = bounded(asked, attempt.timeout, kill).await;
         counted.end(matches!(outcome, Outcome::Succeeded(_)));
@@ -175,16 +201,11 @@ impl Agents {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let now = Instant::now();
-        self.providers
+        self.endpoints
             .iter()
-            .map(|(capability, provider)| {
+            .map(|(capability, Endpoint { provider, url, .. })| {
                 let tally = tallies.get(capability).copied().unwrap_or_default();
-                let url = format!(
-                    "{}/chat/completions",
-                    provider.base_url.trim_end_matches('/')
-                );
-                let breaker = self.breakers.state(&host_of(&url), now);
+                let breaker = self.breakers.state_of(url);
                 AgentStatus {
                     id: format!("chat:{capability}"),
                     kind: AgentKind::ChatEndpoint,
@@ -247,21 +268,11 @@ pub enum AgentHealth {
 }
 
 impl Agents {
-    async fn ask(&self, provider: &AgentProvider, call: &AgentCall) -> Outcome {
-        let url = format!(
-            "{}/chat/completions",
-            provider.base_url.trim_end_matches('/')
-        );
-        let pass = match self.breakers.admit(&host_of(&url), Instant::now()) {
-            Ok(pass) => pass,
-            Err(refused) => {
-                return Outcome::Failed(Failure::new(
-                    FailureKind::CircuitOpen,
-                    refused.to_string(),
-                ));
-            }
-        };
-        let mut request = self.client.post(&url).json(&request_body(provider, call));
+    async fn ask(&self, endpoint: &Endpoint, call: &AgentCall) -> Outcome {
+        let (provider, url) = (&endpoint.provider, &endpoint.url);
+        let mut request = self.client.post(url).json(&request_body(provider, call));
+        // A key missing here is no fault of the host: checked before its
+        // breaker lets the call through.
         if let Some(variable) = &provider.api_key_env {
             match std::env::var(variable) {
                 Ok(key) => request = request.bearer_auth(key),
@@ -273,12 +284,16 @@ impl Agents {
                 }
             }
         }
+        let pass = match self.breakers.let_through(url) {
+            Ok(pass) => pass,
+            Err(failure) => return Outcome::Failed(failure),
+        };
         let response = match request.send().await {
             Ok(response) => response,
-            Err(failure) => return Outcome::Failed(error_failure(&url, &failure)),
+            Err(failure) => return Outcome::Failed(error_failure(url, &failure)),
         };
         let status = response.status().as_u16();
-        pass.done(!failing_status(status));
+        pass.answered(status);
         let bytes = match body(response, self.max_output).await {
             Ok(bytes) => bytes,
             Err(failure) => return Outcome::Failed(failure),

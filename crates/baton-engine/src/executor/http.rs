@@ -1,16 +1,15 @@
 //! The `http` kind: one request; the response's status, headers and body
 //! (parsed as JSON when it is JSON) become the task's output.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use baton_core::run::{Failure, FailureKind, HttpBody, HttpCall, Work};
 use baton_core::spec::Method;
 use serde_json::{Map, Value, json};
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use super::job::{Attempt, Executor, Kill, Outcome, bounded, too_large};
-use crate::breaker::{Breakers, failing_status, host_of};
+use crate::breaker::Breakers;
 
 /// Runs `http` tasks with one shared client.
 #[derive(Clone)]
@@ -44,12 +43,9 @@ async fn call(http: &Http, call: &HttpCall) -> Outcome {
         Method::Head => reqwest::Method::HEAD,
         Method::Options => reqwest::Method::OPTIONS,
     };
-    let host = host_of(&call.url);
-    let pass = match http.breakers.admit(&host, Instant::now()) {
+    let pass = match http.breakers.let_through(&call.url) {
         Ok(pass) => pass,
-        Err(refused) => {
-            return Outcome::Failed(Failure::new(FailureKind::CircuitOpen, refused.to_string()));
-        }
+        Err(failure) => return Outcome::Failed(failure),
     };
     let mut request = http.client.request(method, &call.url);
     for (name, value) in &call.headers {
@@ -65,7 +61,7 @@ async fn call(http: &Http, call: &HttpCall) -> Outcome {
         Err(error) => return Outcome::Failed(error_failure(&call.url, &error)),
     };
     let status = response.status().as_u16();
-    pass.done(!failing_status(status));
+    pass.answered(status);
     let mut headers = Map::new();
     for (name, value) in response.headers() {
         if let Ok(value) = value.to_str() {

@@ -13,8 +13,8 @@ mod mcp;
 mod process;
 mod route;
 
+pub(crate) use agent::Agents;
 pub use agent::{AgentHealth, AgentKind, AgentStatus};
-pub(crate) use agent::{Agents, Limits};
 pub(crate) use child::{ChildRuns, carried, child_id, ended, supervise};
 pub use handler::{Handler, HandlerError, HandlerResult};
 pub(crate) use handler::{Handlers, InProcess};

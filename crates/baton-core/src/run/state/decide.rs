@@ -343,7 +343,7 @@ impl RunState {
             .drain()
             .map(|Reverse(timer)| timer)
             .collect();
-        let mut parked: Vec<Vec<u32>> = self
+        let parked: Vec<Vec<u32>> = self
             .progress
             .parked
             .iter_mut()
@@ -365,8 +365,8 @@ impl RunState {
                 waiting.push(task);
             }
         }
-        for (key, ranks) in parked.iter_mut().enumerate() {
-            for rank in ranks.drain(..) {
+        for (key, ranks) in parked.into_iter().enumerate() {
+            for rank in ranks {
                 let task = self.order.by_rank[rank as usize];
                 if keep(self, task) {
                     self.progress.parked[key].push_back(rank);
