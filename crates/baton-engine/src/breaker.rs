@@ -6,9 +6,11 @@
 //! and the first to succeed closes it again while a failure opens it for
 //! another cool-down. A failing call is one that did not get an answer
 //! (refused, reset, timed out, stopped) or got a 5xx or a 429; other
-//! answers, 4xx included, say the host is up. Transitions are counted in
-//! the metrics (`baton_breaker_transitions_total{host, to}`, and
-//! `baton_breaker_open{host}` while open).
+//! answers, 4xx included, say the host is up. Remote workers and the
+//! capabilities they serve have breakers of the same kind ([`Breaker`]),
+//! kept by the dispatcher. Transitions are counted in the metrics
+//! (`baton_breaker_transitions_total{target, name, to}`, and
+//! `baton_breaker_open{target, name}` while open).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,98 @@ enum State {
     Closed { failing: u32 },
     Open { until: Instant },
     HalfOpen { probing: u32 },
+}
+
+/// One breaker: a host's, a worker's or a capability's. Moves are
+/// returned (as the state moved to) for the owner to count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Breaker {
+    state: State,
+}
+
+impl Default for Breaker {
+    fn default() -> Breaker {
+        Breaker {
+            state: State::Closed { failing: 0 },
+        }
+    }
+}
+
+impl Breaker {
+    /// Lets one call through at `now`, or says how long until one may go
+    /// (zero: the half-open probes are all out).
+    pub(crate) fn admit(
+        &mut self,
+        now: Instant,
+        settings: &BreakerSettings,
+    ) -> Result<Option<&'static str>, Duration> {
+        match self.state {
+            State::Closed { .. } => Ok(None),
+            State::Open { until } if now >= until => {
+                self.state = State::HalfOpen { probing: 1 };
+                Ok(Some("half_open"))
+            }
+            State::Open { until } => Err(until - now),
+            State::HalfOpen { probing } if probing < settings.probes => {
+                self.state = State::HalfOpen {
+                    probing: probing + 1,
+                };
+                Ok(None)
+            }
+            State::HalfOpen { .. } => Err(Duration::ZERO),
+        }
+    }
+
+    /// Whether [`Breaker::admit`] would let a call through at `now`,
+    /// without letting one.
+    pub(crate) fn admits(&self, now: Instant, settings: &BreakerSettings) -> bool {
+        match self.state {
+            State::Closed { .. } => true,
+            State::Open { until } => now >= until,
+            State::HalfOpen { probing } => probing < settings.probes,
+        }
+    }
+
+    /// Records how a call let through ended.
+    pub(crate) fn record(
+        &mut self,
+        succeeded: bool,
+        now: Instant,
+        settings: &BreakerSettings,
+    ) -> Option<&'static str> {
+        let open = State::Open {
+            until: now + settings.cool_down.as_std(),
+        };
+        let (state, moved) = match (self.state, succeeded) {
+            (State::Closed { .. }, true) => (State::Closed { failing: 0 }, None),
+            (State::Closed { failing }, false) if failing + 1 >= settings.failures => {
+                (open, Some("open"))
+            }
+            (State::Closed { failing }, false) => (
+                State::Closed {
+                    failing: failing + 1,
+                },
+                None,
+            ),
+            (State::HalfOpen { .. }, true) => (State::Closed { failing: 0 }, Some("closed")),
+            (State::HalfOpen { .. }, false) => (open, Some("open")),
+            // A call let through before the breaker opened, ending late.
+            (open @ State::Open { .. }, _) => (open, None),
+        };
+        self.state = state;
+        moved
+    }
+
+    /// Where it stands at `now`.
+    pub(crate) fn state(&self, now: Instant) -> BreakerState {
+        match self.state {
+            State::Closed { failing } => BreakerState::Closed { failing },
+            State::Open { until } if until > now => BreakerState::Open {
+                retry_in_ms: (until - now).as_millis() as u64,
+            },
+            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
 }
 
 /// Where a host's breaker stands, as the agent registry shows it.
@@ -90,7 +184,7 @@ impl std::fmt::Display for Refused {
 #[derive(Debug, Default)]
 pub(crate) struct Breakers {
     settings: BreakerSettings,
-    hosts: Mutex<HashMap<String, State>>,
+    hosts: Mutex<HashMap<String, Breaker>>,
 }
 
 impl Breakers {
@@ -106,30 +200,20 @@ impl Breakers {
     /// timed out or was stopped).
     fn admit(self: &Arc<Self>, host: &str, now: Instant) -> Result<Pass, Refused> {
         let mut hosts = self.lock();
-        let state = hosts
-            .entry(host.to_owned())
-            .or_insert(State::Closed { failing: 0 });
-        match *state {
-            State::Closed { .. } => {}
-            State::Open { until } if now >= until => {
-                *state = State::HalfOpen { probing: 1 };
-                transition(host, "half_open");
+        let breaker = hosts.entry(host.to_owned()).or_default();
+        match breaker.admit(now, &self.settings) {
+            Ok(moved) => {
+                if let Some(to) = moved {
+                    transition(Target::Host, host, to);
+                }
+                Ok(Pass {
+                    breakers: Arc::clone(self),
+                    host: host.to_owned(),
+                    recorded: false,
+                })
             }
-            State::Open { until } => {
-                return Err(self.refused(host, until - now));
-            }
-            State::HalfOpen { probing } if probing < self.settings.probes => {
-                *state = State::HalfOpen {
-                    probing: probing + 1,
-                };
-            }
-            State::HalfOpen { .. } => return Err(self.refused(host, Duration::ZERO)),
+            Err(retry_in) => Err(self.refused(host, retry_in)),
         }
-        Ok(Pass {
-            breakers: Arc::clone(self),
-            host: host.to_owned(),
-            recorded: false,
-        })
     }
 
     /// Lets a call to `url` through now, or the `circuit-open` failure the
@@ -146,14 +230,11 @@ impl Breakers {
 
     /// Where `host`'s breaker stands at `now` (closed if never called).
     fn state(&self, host: &str, now: Instant) -> BreakerState {
-        match self.lock().get(host) {
-            None => BreakerState::Closed { failing: 0 },
-            Some(State::Closed { failing }) => BreakerState::Closed { failing: *failing },
-            Some(State::Open { until }) if *until > now => BreakerState::Open {
-                retry_in_ms: (*until - now).as_millis() as u64,
-            },
-            Some(State::Open { .. } | State::HalfOpen { .. }) => BreakerState::HalfOpen,
-        }
+        self.lock()
+            .get(host)
+            .map_or(BreakerState::Closed { failing: 0 }, |breaker| {
+                breaker.state(now)
+            })
     }
 
     fn refused(&self, host: &str, retry_in: Duration) -> Refused {
@@ -166,51 +247,50 @@ impl Breakers {
 
     fn record(&self, host: &str, succeeded: bool, now: Instant) {
         let mut hosts = self.lock();
-        let Some(state) = hosts.get_mut(host) else {
-            return;
-        };
-        let open = State::Open {
-            until: now + self.settings.cool_down.as_std(),
-        };
-        match (*state, succeeded) {
-            (State::Closed { .. }, true) => *state = State::Closed { failing: 0 },
-            (State::Closed { failing }, false) if failing + 1 >= self.settings.failures => {
-                *state = open;
-                transition(host, "open");
-            }
-            (State::Closed { failing }, false) => {
-                *state = State::Closed {
-                    failing: failing + 1,
-                }
-            }
-            (State::HalfOpen { .. }, true) => {
-                *state = State::Closed { failing: 0 };
-                transition(host, "closed");
-            }
-            (State::HalfOpen { .. }, false) => {
-                *state = open;
-                transition(host, "open");
-            }
-            // A call let through before the breaker opened, ending late.
-            (State::Open { .. }, _) => {}
+        if let Some(to) = hosts
+            .get_mut(host)
+            .and_then(|breaker| breaker.record(succeeded, now, &self.settings))
+        {
+            transition(Target::Host, host, to);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Breaker>> {
         self.hosts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-fn transition(host: &str, to: &'static str) {
-    metrics::counter!("baton_breaker_transitions_total", "host" => host.to_owned(), "to" => to)
-        .increment(1);
-    metrics::gauge!("baton_breaker_open", "host" => host.to_owned()).set(if to == "open" {
-        1.0
-    } else {
-        0.0
-    });
+/// What a breaker guards, as its metrics name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Host,
+    Worker,
+    Capability,
+}
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Host => "host",
+            Target::Worker => "worker",
+            Target::Capability => "capability",
+        }
+    }
+}
+
+/// Counts a breaker's move `to` a state in the metrics.
+pub(crate) fn transition(target: Target, name: &str, to: &'static str) {
+    metrics::counter!(
+        "baton_breaker_transitions_total",
+        "target" => target.label(),
+        "name" => name.to_owned(),
+        "to" => to
+    )
+    .increment(1);
+    metrics::gauge!("baton_breaker_open", "target" => target.label(), "name" => name.to_owned())
+        .set(if to == "open" { 1.0 } else { 0.0 });
 }
 
 /// A call let through; [`Pass::done`] records how it went.

@@ -56,6 +56,8 @@ pub struct EngineConfig {
     /// When the breaker of a remote host opens (`http` tasks, agent
     /// endpoints), and for how long.
     pub breaker: crate::BreakerSettings,
+    /// How remote workers are leased work and judged.
+    pub workers: crate::WorkerSettings,
 }
 
 /// An OpenAI-compatible chat-completions endpoint serving an agent
@@ -104,6 +106,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(4),
             agents: BTreeMap::new(),
             breaker: crate::BreakerSettings::default(),
+            workers: crate::WorkerSettings::default(),
         }
     }
 }

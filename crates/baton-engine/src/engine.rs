@@ -19,7 +19,10 @@ use crate::children::Children;
 use crate::clock::Clock;
 use crate::config::{EngineConfig, RunOptions, setup_of};
 use crate::error::Error;
-use crate::executor::{Agents, ChildRuns, Executors, Handler, Http, InProcess, Mcp, Processes};
+use crate::executor::{
+    Agents, ChildRuns, Executors, Handler, Http, InProcess, Mcp, Processes, Remote,
+};
+use crate::remote::Dispatcher;
 use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
 use crate::report::RunReport;
@@ -36,6 +39,8 @@ pub struct Engine {
     http: Http,
     /// The agent capabilities this engine serves itself, with their calls.
     agents: Agents,
+    /// Queues routed attempts for remote workers.
+    dispatcher: Arc<Dispatcher>,
     pub(crate) store: Arc<dyn Store>,
     slots: Arc<Semaphore>,
     /// The runs this engine drives, each woken to read its control
@@ -78,6 +83,7 @@ impl Engine {
                 max_output: config.max_output,
             },
             agents: Agents::new(client, &config.agents, breakers, config.max_output),
+            dispatcher: Dispatcher::new(config.workers.clone()),
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),
             store,
@@ -183,6 +189,9 @@ impl Engine {
                 },
                 agents: self.agents.clone(),
                 mcp: Mcp,
+                remote: Remote {
+                    dispatcher: Arc::clone(&self.dispatcher),
+                },
             }),
             children,
             driven: Arc::clone(&self.driven),
@@ -193,6 +202,13 @@ impl Engine {
     /// engine began, and its circuit breaker.
     pub fn agents(&self) -> Vec<crate::AgentStatus> {
         self.agents.registry()
+    }
+
+    /// The dispatcher that leases routed attempts to remote workers; a
+    /// server calls [`Dispatcher::serve`] on it when it speaks the worker
+    /// protocol.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
     }
 
     /// Makes `handler` the function behind tasks written `handler: NAME`.
@@ -499,7 +515,12 @@ impl Engine {
             .handlers
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        runnable::problems(workflow, &handlers, &self.config.agents)
+        runnable::problems(
+            workflow,
+            &handlers,
+            &self.config.agents,
+            self.dispatcher.is_served(),
+        )
     }
 
     /// `valid` with its `uses` tasks replaced by their templates' tasks,

@@ -44,6 +44,7 @@ mod leftovers;
 pub mod logs;
 mod pin;
 mod reference;
+pub mod remote;
 mod report;
 mod rerun;
 mod retention;
@@ -66,6 +67,7 @@ pub use executor::{
 pub use handle::{Canceller, Recovery, RunEvent, RunHandle};
 pub use leftovers::kill_now;
 pub use pin::workflow_dirs;
+pub use remote::{Dispatcher, WorkerError, WorkerSettings, WorkerStatus, WorkerView};
 pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
 pub use run::report_metrics;

@@ -1,6 +1,7 @@
 //! What this engine can run: an `agent` task whose capability it does not
-//! serve, or a handler no one registered, is refused up front, with the
-//! place it is written, rather than failing mid-run.
+//! serve, a task for remote workers where no server hands work to them, or
+//! a handler no one registered, is refused up front, with the place it is
+//! written, rather than failing mid-run.
 
 use std::collections::BTreeMap;
 
@@ -15,22 +16,36 @@ pub(crate) fn problems(
     workflow: &Workflow,
     handlers: &Handlers,
     agents: &BTreeMap<String, AgentProvider>,
+    workers: bool,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     for task in &workflow.tasks {
         let path = || Path::task(&task.id);
+        if task.modifiers().runs_on.is_some() && !workers {
+            problems.push(
+                Problem::new(
+                    Code::NotRunnable,
+                    path().key("runs_on"),
+                    "the task runs on a remote worker, and this process hands no work to workers",
+                )
+                .at_key()
+                .with_help("start the run on a server that workers connect to: `baton serve`, then `baton worker --server URL ...` and `baton --server URL run FILE`"),
+            );
+        }
         match &task.kind {
-            TaskKind::Agent(agent) if !agents.contains_key(&agent.capability) => problems.push(
+            TaskKind::Agent(agent) if !workers && !agents.contains_key(&agent.capability) => {
+                problems.push(
                 Problem::new(
                     Code::NotRunnable,
                     path().key("agent").key("capability"),
                     format!("nothing here serves agent capability `{}`", agent.capability),
                 )
                 .with_help(format!(
-                    "serve it with an OpenAI-compatible endpoint: `[agents.{}]` with `base_url` and `model` in baton.toml",
+                    "serve it with an OpenAI-compatible endpoint (`[agents.{}]` with `base_url` and `model` in baton.toml), or run it on a server (`baton serve`) where a worker offers it",
                     agent.capability
                 )),
-            ),
+            )
+            }
             TaskKind::Handler(name) if !handlers.contains_key(name) => problems.push(
                 Problem::new(
                     Code::NotRunnable,

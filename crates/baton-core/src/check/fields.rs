@@ -2,7 +2,9 @@
 //! that must be positive, choices that must contain the default, and so on.
 
 use crate::problem::{Code, Path, Problem};
-use crate::spec::{Approval, Backoff, Reduce, RetryPolicy, Task, TaskKind, Timeout, Workflow};
+use crate::spec::{
+    Approval, Backoff, Reduce, RetryPolicy, RunsOn, Task, TaskKind, Timeout, Workflow,
+};
 
 /// `all_loaded` is false when some tasks of the source did not load (their
 /// own problems say why): the workflow is then not empty, only broken.
@@ -110,6 +112,12 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
     }
     if let TaskKind::Mcp(mcp) = &task.kind {
         mcp_problems(mcp, path().key("mcp"), problems);
+    }
+    if let TaskKind::Agent(agent) = &task.kind {
+        capability_problems(&agent.capability, path().key("agent").key("capability"), problems);
+    }
+    if let Some(runs_on) = &task.modifiers().runs_on {
+        runs_on_problems(task, runs_on, path().key("runs_on"), problems);
     }
     if let Some(retry) = &task.modifiers().retry {
         retry_problems(retry, path().key("retry"), problems);
@@ -344,6 +352,53 @@ fn artifact_problem(pattern: &str) -> Option<&'static str> {
 
 /// An `mcp` task names a program to start or a URL, and its arguments are a
 /// mapping (a tool takes named arguments).
+/// A capability names a queue of work and a `[agents.NAME]` table, so it
+/// is an id-like word.
+fn capability_problems(capability: &str, path: Path, problems: &mut Vec<Problem>) {
+    let valid = !capability.is_empty()
+        && capability.len() <= MAX_TASK_ID
+        && capability
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid {
+        problems.push(
+            Problem::new(
+                Code::InvalidSetting,
+                path,
+                format!("capability `{capability}` is not a name a worker can offer"),
+            )
+            .with_help(format!(
+                "use 1 to {MAX_TASK_ID} letters, digits, `_`, `-` and `.`, as in `summarize` or `gpu.build`"
+            )),
+        );
+    }
+}
+
+/// `runs_on` sends a process (or a join point) to a worker; other kinds
+/// either run where the run is driven (http, handlers, child runs,
+/// approvals) or pick their server themselves (agents, MCP).
+fn runs_on_problems(task: &Task, runs_on: &RunsOn, path: Path, problems: &mut Vec<Problem>) {
+    if !matches!(
+        task.kind,
+        TaskKind::Run(_) | TaskKind::Command(_) | TaskKind::Noop
+    ) {
+        let help = match task.kind {
+            TaskKind::Agent(_) => "an agent task names its workers itself: move the capability and labels into `agent:`",
+            _ => "only `run`, `command` and `noop` tasks run on workers; remove `runs_on`",
+        };
+        problems.push(
+            Problem::new(
+                Code::InvalidSetting,
+                path.clone(),
+                format!("a `{}` task cannot run on a worker", task.kind.name()),
+            )
+            .at_key()
+            .with_help(help),
+        );
+    }
+    capability_problems(&runs_on.capability, path.key("capability"), problems);
+}
+
 fn mcp_problems(mcp: &crate::spec::McpTask, path: Path, problems: &mut Vec<Problem>) {
     match &mcp.server {
         crate::spec::McpServer::Command { command } if command.is_empty() => {
@@ -391,18 +446,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_mcp_task_needs_a_program_or_a_web_url_and_mapped_arguments() {
-        let problems = |task: &str| match crate::check_source(
-            &format!("name: m\ntasks:\n  t: {task}\n"),
-            crate::Format::Yaml,
-        ) {
+    /// The messages of a one-task workflow's problems.
+    fn problems(task: &str) -> Vec<String> {
+        let source = format!("name: m\ninputs: {{region: {{default: eu}}}}\ntasks:\n  t: {task}\n");
+        match crate::check_source(&source, crate::Format::Yaml) {
             Ok(_) => Vec::new(),
             Err(problems) => problems
                 .into_iter()
                 .map(|problem| problem.message)
                 .collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn runs_on_sends_processes_and_join_points_to_a_named_capability() {
+        assert!(problems("{run: make, runs_on: {capability: build, labels: {region: '{{ inputs.region }}'}}}").is_empty());
+        assert!(problems("{command: [make], runs_on: {capability: gpu.build}}").is_empty());
+        assert!(problems("{noop: true, runs_on: {capability: build}}").is_empty());
+        assert_eq!(
+            problems("{http: {url: 'http://x'}, runs_on: {capability: build}}"),
+            ["a `http` task cannot run on a worker"]
+        );
+        assert_eq!(
+            problems("{agent: {capability: review}, runs_on: {capability: build}}"),
+            ["a `agent` task cannot run on a worker"]
+        );
+        assert_eq!(
+            problems("{run: make, runs_on: {capability: 'a b'}}"),
+            ["capability `a b` is not a name a worker can offer"]
+        );
+        assert_eq!(
+            problems("{agent: {capability: ''}}"),
+            ["capability `` is not a name a worker can offer"]
+        );
+        assert!(
+            problems("{run: make, runs_on: {capability: build, labels: {region: '{{ inputs.zone }}'}}}")
+                .iter()
+                .any(|problem| problem.contains("zone")),
+            "label templates are checked like any other"
+        );
+    }
+
+    #[test]
+    fn an_mcp_task_needs_a_program_or_a_web_url_and_mapped_arguments() {
         assert!(
             problems("{mcp: {server: {command: [srv]}, tool: echo, arguments: {a: 1}}}").is_empty()
         );

@@ -217,6 +217,13 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             if let Some(input) = &agent.input {
                 json_sites(&mut sites, input, base().key("agent").key("input"), scope);
             }
+            for (name, value) in &agent.labels {
+                let path = base().key("agent").key("labels").key(name.clone());
+                push_template(&mut sites, value, path, scope);
+            }
+            if let Some(key) = &agent.fairness_key {
+                push_template(&mut sites, key, base().key("agent").key("fairness_key"), scope);
+            }
         }
         TaskKind::Approval(approval) => push_template(
             &mut sites,
@@ -314,6 +321,15 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
     }
     if let Some(key) = &task.modifiers().concurrency_key {
         push_template(&mut sites, key, base().key("concurrency_key"), scope);
+    }
+    if let Some(runs_on) = &task.modifiers().runs_on {
+        for (name, value) in &runs_on.labels {
+            let path = base().key("runs_on").key("labels").key(name.clone());
+            push_template(&mut sites, value, path, scope);
+        }
+        if let Some(key) = &runs_on.fairness_key {
+            push_template(&mut sites, key, base().key("runs_on").key("fairness_key"), scope);
+        }
     }
     if let Some(action) = &task.modifiers().compensate {
         action_sites(&mut sites, action, base().key("compensate"), &["output"]);

@@ -59,6 +59,7 @@ fn matches(on: RetryOn, kind: FailureKind) -> bool {
         (RetryOn::Timeout, kind) => kind == FailureKind::Timeout,
         (RetryOn::Check, kind) => kind == FailureKind::Check,
         (RetryOn::CircuitOpen, kind) => kind == FailureKind::CircuitOpen,
+        (RetryOn::Lost, kind) => kind == FailureKind::Lost,
         (RetryOn::ExitCode(wanted), FailureKind::Exit { code }) => wanted == code,
         (RetryOn::HttpStatus(wanted), FailureKind::Http { status }) => wanted == status,
         (RetryOn::HttpClass(class), FailureKind::Http { status }) => {

@@ -299,6 +299,9 @@ pub enum FailureKind {
     /// The call was not made: the host's circuit breaker is open after
     /// failing calls, so this one fails at once instead of adding to them.
     CircuitOpen,
+    /// The remote worker that held the attempt's lease stopped answering
+    /// before it ended, so its end is unknown.
+    Lost,
 }
 
 impl FailureKind {

@@ -37,7 +37,7 @@ pub use event::{Artifact, Event, Failure, FailureKind, Millis, RunStatus, SkipRe
 pub use id::{MAX_RUN_ID, run_id_problem};
 pub use provenance::{Chain, Provenance, WorkDigests, cache_key};
 pub use resolve::{
-    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, McpCall, Resolved, Work,
+    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, McpCall, Resolved, Route, Work,
 };
 pub use state::{
     Budget, Command, CopyOutputs, Inadmissible, Iteration, RunMetrics, RunSetup, RunState, Sealed,

@@ -12,6 +12,21 @@ pub struct Resolved {
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
     pub work: Work,
+    /// Where the work goes when it is not run here: a remote worker offering
+    /// a capability (an `agent` task's, or a task's `runs_on`).
+    pub route: Option<Route>,
+}
+
+/// The workers that may run an attempt: those offering `capability` and
+/// carrying every one of `labels` (rendered).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Route {
+    pub capability: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Queued work is taken round-robin across keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
 }
 
 /// What a runner does.

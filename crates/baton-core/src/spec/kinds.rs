@@ -162,17 +162,25 @@ impl JsonSchema for StatusMatch {
     }
 }
 
-/// Work for a remote worker that advertises `capability` (and `labels`).
+/// Work for whatever serves `capability`: a configured chat endpoint, or
+/// a remote worker that offers it (and carries every one of `labels`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentTask {
     pub capability: String,
+    /// Labels the serving worker must carry; values are templates over the
+    /// run (`region: "{{ inputs.region }}"`).
     #[serde(
         default,
         deserialize_with = "unique::map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, Template>,
+    /// Queued work is taken round-robin across these keys (a template,
+    /// such as `"{{ inputs.customer }}"`), so one key's backlog does not
+    /// hold up another's; `[workers.rates]` may limit each key's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<Template>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<Template>,
     /// Input handed to the agent; its strings are templates.
@@ -190,6 +198,28 @@ pub struct AgentTask {
         skip_serializing_if = "Option::is_none"
     )]
     pub schema: Option<Value>,
+}
+
+/// Where a `run`, `command` or `noop` task runs instead of in the process
+/// that drives its run: on a remote worker that offers `capability` and
+/// carries every one of `labels`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunsOn {
+    pub capability: String,
+    /// Values are templates over the run (`region: "{{ inputs.region }}"`),
+    /// so a run picks its workers when it starts.
+    #[serde(
+        default,
+        deserialize_with = "unique::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub labels: BTreeMap<String, Template>,
+    /// Queued work is taken round-robin across these keys (a template,
+    /// such as `"{{ inputs.customer }}"`), so one key's backlog does not
+    /// hold up another's; `[workers.rates]` may limit each key's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<Template>,
 }
 
 /// One tool call on a Model Context Protocol server: its structured result

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kinds::{
     Action, AgentTask, Approval, Check, Foreach, Hooks, HttpRequest, InputSpec, InputType,
-    KIND_KEYS, McpServer, McpTask, Method, Reduce, Repeat, StatusMatch, SubWorkflow, Swarm,
+    KIND_KEYS, McpServer, McpTask, Method, Reduce, Repeat, RunsOn, StatusMatch, SubWorkflow, Swarm,
     TaskKind, UsesTemplate,
 };
 pub use need::NeedCondition;

@@ -52,12 +52,15 @@ pub enum RetryOn {
     HttpClass(u8),
     /// A call not made because the host's circuit breaker was open.
     CircuitOpen,
+    /// A remote worker's lease on the attempt expired (the worker died or
+    /// was cut off).
+    Lost,
 }
 
 /// Why a `retry.on` entry did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid retry condition `{0}`: use any, error, timeout, check, circuit-open, exit:CODE, http:STATUS or http:5xx"
+    "invalid retry condition `{0}`: use any, error, timeout, check, circuit-open, lost, exit:CODE, http:STATUS or http:5xx"
 )]
 pub struct ParseRetryOnError(String);
 
@@ -72,6 +75,7 @@ impl FromStr for RetryOn {
             "timeout" => return Ok(RetryOn::Timeout),
             "check" => return Ok(RetryOn::Check),
             "circuit-open" => return Ok(RetryOn::CircuitOpen),
+            "lost" => return Ok(RetryOn::Lost),
             _ => {}
         }
         if let Some(code) = text.strip_prefix("exit:") {
@@ -99,6 +103,7 @@ impl fmt::Display for RetryOn {
             RetryOn::Timeout => f.write_str("timeout"),
             RetryOn::Check => f.write_str("check"),
             RetryOn::CircuitOpen => f.write_str("circuit-open"),
+            RetryOn::Lost => f.write_str("lost"),
             RetryOn::ExitCode(code) => write!(f, "exit:{code}"),
             RetryOn::HttpStatus(status) => write!(f, "http:{status}"),
             RetryOn::HttpClass(class) => write!(f, "http:{class}xx"),
@@ -126,9 +131,9 @@ impl JsonSchema for RetryOn {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "Which failures to retry: any, error, timeout, check, circuit-open, exit:CODE, http:STATUS or http:5xx.",
+            "description": "Which failures to retry: any, error, timeout, check, circuit-open, lost, exit:CODE, http:STATUS or http:5xx.",
             "type": "string",
-            "pattern": "^(any|error|timeout|check|circuit-open|exit:-?[0-9]+|http:[1-5]([0-9][0-9]|xx))$"
+            "pattern": "^(any|error|timeout|check|circuit-open|lost|exit:-?[0-9]+|http:[1-5]([0-9][0-9]|xx))$"
         })
     }
 }

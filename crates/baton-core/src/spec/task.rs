@@ -17,7 +17,7 @@ use crate::problem::{Code, Path, Problem};
 use crate::spec::{
     Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
     KIND_KEYS, McpTask, Need, NeedCondition, Needs, Repeat, RetryPolicy, SubWorkflow, Swarm,
-    TaskKind, Template, Timeout, UsesTemplate, policy::cache_field, unique,
+    RunsOn, TaskKind, Template, Timeout, UsesTemplate, policy::cache_field, unique,
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.
@@ -75,6 +75,8 @@ pub struct Modifiers {
     /// after failures it judged acceptable, and failed when it fails (a
     /// veto). Every other task is upstream of it.
     pub verdict: bool,
+    /// A remote worker runs it, not the process driving the run.
+    pub runs_on: Option<Box<RunsOn>>,
 }
 
 impl Modifiers {
@@ -100,6 +102,7 @@ impl Modifiers {
         hooks: None,
         params: BTreeMap::new(),
         verdict: false,
+        runs_on: None,
     };
 }
 
@@ -276,6 +279,9 @@ pub(crate) struct TaskDoc {
     /// failures before it or vetoes the run.
     #[serde(default, skip_serializing_if = "is_false")]
     verdict: bool,
+    /// Run on a remote worker offering this capability and labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runs_on: Option<Box<RunsOn>>,
 }
 
 fn is_false(flag: &bool) -> bool {
@@ -423,6 +429,7 @@ impl TaskDoc {
             hooks: self.hooks,
             params: self.params,
             verdict: self.verdict,
+            runs_on: self.runs_on,
         }))
     }
 
@@ -450,6 +457,7 @@ impl TaskDoc {
             hooks: modifiers.hooks.clone(),
             params: modifiers.params.clone(),
             verdict: modifiers.verdict,
+            runs_on: modifiers.runs_on.clone(),
             ..TaskDoc::default()
         };
         match &task.kind {

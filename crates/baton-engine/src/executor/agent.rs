@@ -39,6 +39,12 @@ struct Endpoint {
 }
 
 impl Agents {
+    /// Whether `work` is an agent call a configured endpoint serves here
+    /// (rather than a remote worker).
+    pub(crate) fn serves(&self, work: &Work) -> bool {
+        matches!(work, Work::Agent(call) if self.endpoints.contains_key(&call.capability))
+    }
+
     pub(crate) fn new(
         client: reqwest::Client,
         providers: &BTreeMap<String, AgentProvider>,

@@ -11,6 +11,7 @@ mod http;
 mod job;
 mod mcp;
 mod process;
+mod remote;
 mod route;
 
 pub(crate) use agent::Agents;
@@ -23,4 +24,5 @@ pub use job::TaskContext;
 pub(crate) use job::{Attempt, Executor, Kill, Lineage, Outcome};
 pub(crate) use mcp::Mcp;
 pub(crate) use process::Processes;
+pub(crate) use remote::Remote;
 pub(crate) use route::{Executors, Finished};

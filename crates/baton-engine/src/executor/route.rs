@@ -17,6 +17,7 @@ use super::http::Http;
 use super::job::{Attempt, Executor, Kill, Outcome};
 use super::mcp::Mcp;
 use super::process::Processes;
+use super::remote::Remote;
 
 /// Every executor a run has, each for the work it runs.
 #[derive(Clone)]
@@ -27,11 +28,15 @@ pub(crate) struct Executors {
     pub(crate) child_runs: ChildRuns,
     pub(crate) agents: Agents,
     pub(crate) mcp: Mcp,
+    pub(crate) remote: Remote,
 }
 
 #[async_trait]
 impl Executor for Executors {
     async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
+        if attempt.resolved.route.is_some() && !self.agents.serves(&attempt.resolved.work) {
+            return self.remote.execute(attempt, kill).await;
+        }
         match &attempt.resolved.work {
             Work::Shell(_) | Work::Command(_) => self.processes.execute(attempt, kill).await,
             Work::Http(_) => self.http.execute(attempt, kill).await,

@@ -3,16 +3,17 @@
 //! the judgements made on an attempt's output (`check`, `repeat`).
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minijinja::Value;
 
 use crate::check::task_references;
-use crate::spec::{Action, HttpRequest, Task, TaskKind};
+use crate::spec::{Action, HttpRequest, Task, TaskKind, Template};
 
 use super::super::event::{Failure, FailureKind};
 use super::super::resolve::{
-    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, McpCall, Resolved, Work,
+    AgentCall, ChildRun, ChildWorkflow, HttpBody, HttpCall, McpCall, Resolved, Route, Work,
 };
 use super::super::templates::{self, ShellScript, TemplateError};
 use super::{NONE, RunState};
@@ -122,6 +123,27 @@ impl<'a> Scope<'a> {
         })
     }
 
+    /// The workers that may run the task, its labels rendered.
+    fn route(
+        &self,
+        capability: &str,
+        labels: &BTreeMap<String, Template>,
+        fairness_key: Option<&Template>,
+        what: &str,
+    ) -> Result<Route, TemplateError> {
+        let labels_at = format!("{what}.labels");
+        Ok(Route {
+            capability: capability.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), self.text(value.as_str(), &labels_at)?)))
+                .collect::<Result<_, TemplateError>>()?,
+            fairness_key: fairness_key
+                .map(|key| self.text(key.as_str(), &format!("{what}.fairness_key")))
+                .transpose()?,
+        })
+    }
+
     pub(crate) fn finish(&self, task: &Task, work: Work) -> Result<Resolved, TemplateError> {
         Ok(Resolved {
             env: task
@@ -137,6 +159,7 @@ impl<'a> Scope<'a> {
                 .map(|cwd| self.text(cwd.as_str(), "cwd"))
                 .transpose()?,
             work,
+            route: None,
         })
     }
 }
@@ -430,7 +453,25 @@ impl RunState {
                 });
             }
         };
-        scope.finish(definition, work)
+        let route = match (&definition.kind, &definition.modifiers().runs_on) {
+            (TaskKind::Agent(agent), _) => Some(scope.route(
+                &agent.capability,
+                &agent.labels,
+                agent.fairness_key.as_ref(),
+                "agent",
+            )?),
+            (_, Some(runs_on)) => Some(scope.route(
+                &runs_on.capability,
+                &runs_on.labels,
+                runs_on.fairness_key.as_ref(),
+                "runs_on",
+            )?),
+            _ => None,
+        };
+        Ok(Resolved {
+            route,
+            ..scope.finish(definition, work)?
+        })
     }
 
     /// The `compensate` action of `task`, with `output` bound to its output.
@@ -472,6 +513,7 @@ impl RunState {
             env: Vec::new(),
             cwd: None,
             work: scope.action(action, "hook.command")?,
+            route: None,
         })
     }
 }

@@ -1,0 +1,871 @@
+//! The dispatcher's state, with time passed in: the registered workers,
+//! the queued attempts of each capability, and the leases held. Every
+//! method is a step of the protocol; [`super::Dispatcher`] holds a board
+//! under a lock and adds the waiting.
+//!
+//! Work is pushed, not grabbed: an attempt that becomes routable goes to
+//! the least loaded matching worker at once (its lease waits in the
+//! worker's mailbox until its next poll), so balancing is decided in one
+//! place with every worker's load in view.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::run::{Failure, FailureKind, Route};
+use rustc_hash::FxHashMap;
+use tokio::sync::{Notify, oneshot};
+
+use super::protocol::{End, Held, Lease, Polled, Registered, Registration, Report, Taken};
+use super::settings::WorkerSettings;
+use super::view::{WorkerStatus, WorkerView};
+use crate::breaker::{Breaker, Target, transition};
+use crate::executor::Outcome;
+
+/// An attempt waiting for a worker, or leased to one.
+pub(crate) struct Item {
+    pub(crate) route: Route,
+    /// The lease as the worker will get it; its lease id, fencing token,
+    /// deadline and remaining time are filled in when it is leased.
+    pub(crate) lease: Lease,
+    /// When it was queued, and how long it may take from then.
+    pub(crate) queued: Instant,
+    pub(crate) timeout: Option<Duration>,
+    /// Where its end goes.
+    pub(crate) reply: oneshot::Sender<Outcome>,
+}
+
+/// Names a submitted item until it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Ticket(u64);
+
+/// Why a worker's call was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkerError {
+    /// No such worker: never registered, deregistered, or registered with a
+    /// server that has since restarted. It registers again.
+    #[error("no worker `{0}` is registered here; register again")]
+    Unknown(String),
+    /// Another key registered it, or the token is wrong.
+    #[error("worker `{0}` was registered by another key, or the token does not match")]
+    NotYours(String),
+    /// The lease named is not this worker's to report on.
+    #[error("lease `{0}` is not held by this worker with that fencing token: it expired, was cancelled or was handed to another worker")]
+    StaleLease(String),
+}
+
+struct Worker {
+    id: String,
+    key: String,
+    token: String,
+    registration: Registration,
+    registered: Instant,
+    seen: Instant,
+    draining: bool,
+    /// Leases it holds, delivered or waiting in its mailbox.
+    in_flight: u32,
+    /// Leases assigned and not yet handed over by a poll.
+    mailbox: VecDeque<u64>,
+    /// Leases taken back that it must be told to stop.
+    stop: Vec<String>,
+    breaker: Breaker,
+    succeeded: u64,
+    failed: u64,
+    /// When it was last given work: ties in load go to the one given work
+    /// longest ago, which makes them round-robin.
+    last_given: u64,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    fn alive(&self, now: Instant, settings: &WorkerSettings) -> bool {
+        now.saturating_duration_since(self.seen) < settings.dead_after()
+    }
+
+    fn offers(&self, route: &Route) -> bool {
+        self.registration.capabilities.contains(&route.capability)
+            && route
+                .labels
+                .iter()
+                .all(|(name, value)| self.registration.labels.get(name) == Some(value))
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_flight < self.registration.concurrency
+    }
+
+    /// `in_flight / concurrency` is less than `other`'s.
+    fn less_loaded_than(&self, other: &Worker) -> bool {
+        let mine = u64::from(self.in_flight) * u64::from(other.registration.concurrency);
+        let theirs = u64::from(other.in_flight) * u64::from(self.registration.concurrency);
+        mine < theirs || (mine == theirs && self.last_given < other.last_given)
+    }
+}
+
+/// One capability's queue and what it has in flight.
+#[derive(Default)]
+struct Capability {
+    /// Queued tickets by fairness key, each key first come first served;
+    /// keys are taken in turn.
+    queues: BTreeMap<String, VecDeque<u64>>,
+    /// The key after the one served last.
+    turn: Option<String>,
+    in_flight: u32,
+    breaker: Breaker,
+}
+
+impl Capability {
+    fn queued(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Keys in the order they take their turns now.
+    fn keys_in_turn(&self) -> Vec<String> {
+        let (after, before): (Vec<&String>, Vec<&String>) = self
+            .queues
+            .keys()
+            .partition(|key| self.turn.as_ref().is_none_or(|turn| *key >= turn));
+        after.into_iter().chain(before).cloned().collect()
+    }
+
+    fn remove(&mut self, key: &str, ticket: u64) {
+        if let Some(queue) = self.queues.get_mut(key) {
+            queue.retain(|queued| *queued != ticket);
+            if queue.is_empty() {
+                self.queues.remove(key);
+            }
+        }
+    }
+}
+
+/// A fairness key's token bucket.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+enum Place {
+    Queued,
+    Leased {
+        lease_id: String,
+        fencing: u64,
+        worker: String,
+        deadline: Instant,
+        delivered: bool,
+    },
+}
+
+struct Entry {
+    item: Item,
+    place: Place,
+}
+
+/// Everything the dispatcher knows.
+pub(crate) struct Board {
+    settings: WorkerSettings,
+    workers: BTreeMap<String, Worker>,
+    capabilities: BTreeMap<String, Capability>,
+    entries: FxHashMap<u64, Entry>,
+    /// Ticket of each lease id.
+    leases: FxHashMap<String, u64>,
+    buckets: FxHashMap<String, Bucket>,
+    next: u64,
+}
+
+impl Board {
+    pub(crate) fn new(settings: WorkerSettings) -> Board {
+        Board {
+            settings,
+            workers: BTreeMap::new(),
+            capabilities: BTreeMap::new(),
+            entries: FxHashMap::default(),
+            leases: FxHashMap::default(),
+            buckets: FxHashMap::default(),
+            next: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        key: &str,
+        registration: Registration,
+        now: Instant,
+    ) -> (Registered, Arc<Notify>) {
+        let id = format!("w-{}", uuid::Uuid::new_v4().simple());
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let wake = Arc::new(Notify::new());
+        for capability in &registration.capabilities {
+            self.capabilities.entry(capability.clone()).or_default();
+        }
+        self.workers.insert(
+            id.clone(),
+            Worker {
+                id: id.clone(),
+                key: key.to_owned(),
+                token: token.clone(),
+                registration,
+                registered: now,
+                seen: now,
+                draining: false,
+                in_flight: 0,
+                mailbox: VecDeque::new(),
+                stop: Vec::new(),
+                breaker: Breaker::default(),
+                succeeded: 0,
+                failed: 0,
+                last_given: 0,
+                wake: Arc::clone(&wake),
+            },
+        );
+        self.assign(now);
+        let registered = Registered {
+            worker_id: id,
+            token,
+            heartbeat_ms: self.settings.heartbeat.as_std().as_millis() as u64,
+            lease_ms: self.settings.lease.as_std().as_millis() as u64,
+        };
+        (registered, wake)
+    }
+
+    /// The worker `id`, if `key` registered it and `token` is its own.
+    fn worker_mut(&mut self, id: &str, key: &str, token: &str) -> Result<&mut Worker, WorkerError> {
+        let worker = self
+            .workers
+            .get_mut(id)
+            .ok_or_else(|| WorkerError::Unknown(id.to_owned()))?;
+        if worker.key != key || worker.token != token {
+            return Err(WorkerError::NotYours(id.to_owned()));
+        }
+        Ok(worker)
+    }
+
+    /// Leases the worker must be told to stop, taken from its list.
+    pub(crate) fn stops(&mut self, id: &str) -> Vec<String> {
+        self.workers
+            .get_mut(id)
+            .map(|worker| std::mem::take(&mut worker.stop))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn is_draining(&self, id: &str) -> bool {
+        self.workers.get(id).is_some_and(|worker| worker.draining)
+    }
+
+    /// The bell a worker's long poll waits on.
+    pub(crate) fn wake_of(&self, id: &str) -> Option<Arc<Notify>> {
+        self.workers.get(id).map(|worker| Arc::clone(&worker.wake))
+    }
+
+    /// Queues an attempt and leases it at once if a worker is free.
+    pub(crate) fn submit(&mut self, item: Item, now: Instant) -> Ticket {
+        let ticket = self.next();
+        let key = item.route.fairness_key.clone().unwrap_or_default();
+        self.capabilities
+            .entry(item.route.capability.clone())
+            .or_default()
+            .queues
+            .entry(key)
+            .or_default()
+            .push_back(ticket);
+        self.entries.insert(
+            ticket,
+            Entry {
+                item,
+                place: Place::Queued,
+            },
+        );
+        self.assign(now);
+        Ticket(ticket)
+    }
+
+    /// Takes an attempt back (cancelled, or out of time): out of its queue,
+    /// or off its worker, who is told to stop it.
+    pub(crate) fn withdraw(&mut self, ticket: Ticket) {
+        let Some(entry) = self.entries.remove(&ticket.0) else {
+            return;
+        };
+        match entry.place {
+            Place::Queued => {
+                let key = entry.item.route.fairness_key.clone().unwrap_or_default();
+                if let Some(capability) = self.capabilities.get_mut(&entry.item.route.capability) {
+                    capability.remove(&key, ticket.0);
+                }
+            }
+            Place::Leased {
+                lease_id, worker, ..
+            } => {
+                self.leases.remove(&lease_id);
+                self.release(&entry.item.route.capability, &worker, ticket.0);
+                if let Some(worker) = self.workers.get_mut(&worker) {
+                    worker.stop.push(lease_id);
+                    worker.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Frees the room a lease held on its worker and capability.
+    fn release(&mut self, capability: &str, worker: &str, ticket: u64) {
+        if let Some(capability) = self.capabilities.get_mut(capability) {
+            capability.in_flight = capability.in_flight.saturating_sub(1);
+        }
+        if let Some(worker) = self.workers.get_mut(worker) {
+            worker.in_flight = worker.in_flight.saturating_sub(1);
+            worker.mailbox.retain(|queued| *queued != ticket);
+        }
+    }
+
+    /// A poll: takes the worker's results, extends what it still runs,
+    /// and hands over up to `take` leases from its mailbox.
+    pub(crate) fn poll(
+        &mut self,
+        id: &str,
+        key: &str,
+        token: &str,
+        results: Vec<Report>,
+        running: &[Held],
+        take: u32,
+        now: Instant,
+    ) -> Result<Polled, WorkerError> {
+        let worker = self.worker_mut(id, key, token)?;
+        worker.seen = now;
+        let draining = worker.draining;
+        let mut stop = std::mem::take(&mut worker.stop);
+        let taken = results
+            .into_iter()
+            .map(|report| self.report(id, report, now))
+            .collect();
+        let deadline = now + self.settings.lease.as_std();
+        for held in running {
+            match self.held_by(id, &held.lease_id, held.fencing) {
+                Some(ticket) => self.extend(ticket, deadline),
+                None => stop.push(held.lease_id.clone()),
+            }
+        }
+        let waiting: Vec<u64> = self.workers[id].mailbox.iter().copied().collect();
+        for ticket in waiting {
+            self.extend(ticket, deadline);
+        }
+        self.assign(now);
+        let leases = self.hand_over(id, take, now);
+        Ok(Polled {
+            leases,
+            results: taken,
+            stop,
+            draining,
+        })
+    }
+
+    /// Up to `take` leases from worker `id`'s mailbox.
+    pub(crate) fn hand_over(&mut self, id: &str, take: u32, now: Instant) -> Vec<Lease> {
+        let Some(worker) = self.workers.get_mut(id) else {
+            return Vec::new();
+        };
+        let count = (take as usize).min(worker.mailbox.len());
+        let tickets: Vec<u64> = worker.mailbox.drain(..count).collect();
+        tickets
+            .into_iter()
+            .filter_map(|ticket| {
+                let entry = self.entries.get_mut(&ticket)?;
+                let Place::Leased {
+                    delivered,
+                    deadline,
+                    ..
+                } = &mut entry.place
+                else {
+                    return None;
+                };
+                *delivered = true;
+                let mut lease = entry.item.lease.clone();
+                lease.expires_in_ms = deadline.saturating_duration_since(now).as_millis() as u64;
+                lease.timeout_ms = entry.item.timeout.map(|timeout| {
+                    timeout
+                        .saturating_sub(now.saturating_duration_since(entry.item.queued))
+                        .as_millis() as u64
+                });
+                Some(lease)
+            })
+            .collect()
+    }
+
+    /// The ticket of lease `lease_id` if worker `id` holds it with `fencing`.
+    fn held_by(&self, id: &str, lease_id: &str, fencing: u64) -> Option<u64> {
+        let ticket = *self.leases.get(lease_id)?;
+        match &self.entries.get(&ticket)?.place {
+            Place::Leased {
+                worker,
+                fencing: current,
+                ..
+            } if worker == id && *current == fencing => Some(ticket),
+            _ => None,
+        }
+    }
+
+    fn extend(&mut self, ticket: u64, to: Instant) {
+        if let Some(Entry {
+            place: Place::Leased { deadline, .. },
+            ..
+        }) = self.entries.get_mut(&ticket)
+        {
+            *deadline = (*deadline).max(to);
+        }
+    }
+
+    /// Takes one result: applied if the worker holds the lease with that
+    /// token, refused as stale (changing nothing) otherwise.
+    fn report(&mut self, id: &str, report: Report, now: Instant) -> Taken {
+        let Some(ticket) = self.held_by(id, &report.lease_id, report.fencing) else {
+            return Taken::Stale;
+        };
+        let entry = self.entries.remove(&ticket).expect("a held lease has its entry");
+        self.leases.remove(&report.lease_id);
+        let capability = entry.item.route.capability.clone();
+        self.release(&capability, id, ticket);
+        let outcome = match report.end {
+            End::Succeeded { output } => Outcome::Succeeded(with_usage(output, report.usage)),
+            End::Failed { failure } => Outcome::Failed(failure.into()),
+            End::Stopped => {
+                // Handed back unfinished (the worker is shutting down): the
+                // attempt goes to another worker as it is.
+                self.requeue(ticket, entry.item, now);
+                return Taken::Applied;
+            }
+        };
+        let succeeded = matches!(outcome, Outcome::Succeeded(_));
+        self.record(id, &capability, succeeded, now);
+        let _ = entry.item.reply.send(outcome);
+        Taken::Applied
+    }
+
+    fn requeue(&mut self, ticket: u64, item: Item, now: Instant) {
+        let key = item.route.fairness_key.clone().unwrap_or_default();
+        if let Some(capability) = self.capabilities.get_mut(&item.route.capability) {
+            capability.queues.entry(key).or_default().push_front(ticket);
+        }
+        self.entries.insert(
+            ticket,
+            Entry {
+                item,
+                place: Place::Queued,
+            },
+        );
+        self.assign(now);
+    }
+
+    /// Counts an attempt's end on its worker and capability, moving their
+    /// breakers.
+    fn record(&mut self, worker: &str, capability: &str, succeeded: bool, now: Instant) {
+        let settings = self.settings.breaker;
+        if let Some(worker) = self.workers.get_mut(worker) {
+            if succeeded {
+                worker.succeeded += 1;
+            } else {
+                worker.failed += 1;
+            }
+            if let Some(to) = worker.breaker.record(succeeded, now, &settings) {
+                transition(Target::Worker, &worker.id, to);
+            }
+        }
+        let own = self.settings.capability_breaker(capability);
+        if let Some(state) = self.capabilities.get_mut(capability)
+            && let Some(to) = state.breaker.record(succeeded, now, &own)
+        {
+            transition(Target::Capability, capability, to);
+        }
+    }
+
+    /// Leases queued attempts to free workers, each to the least loaded
+    /// worker that may take it, keys of a capability in turn.
+    fn assign(&mut self, now: Instant) {
+        let names: Vec<String> = self
+            .capabilities
+            .iter()
+            .filter(|(_, capability)| !capability.queues.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            self.assign_capability(&name, now);
+        }
+    }
+
+    fn assign_capability(&mut self, name: &str, now: Instant) {
+        let limit = self.settings.limits.get(name).copied();
+        loop {
+            let mut leased_any = false;
+            let keys = self.capabilities[name].keys_in_turn();
+            for key in keys {
+                let capability = &self.capabilities[name];
+                if limit.is_some_and(|limit| capability.in_flight >= limit)
+                    || !capability
+                        .breaker
+                        .admits(now, &self.settings.capability_breaker(name))
+                {
+                    return;
+                }
+                let Some(&ticket) = capability.queues.get(&key).and_then(VecDeque::front) else {
+                    continue;
+                };
+                if !self.take_token(&key, now, false) {
+                    continue;
+                }
+                let Some(worker) = self.best_worker(&self.entries[&ticket].item.route, now) else {
+                    continue;
+                };
+                self.take_token(&key, now, true);
+                self.lease(name, &key, ticket, &worker, now);
+                leased_any = true;
+            }
+            if !leased_any {
+                return;
+            }
+        }
+    }
+
+    /// Whether `key`'s bucket holds a token now (taking it if `take`).
+    fn take_token(&mut self, key: &str, now: Instant, take: bool) -> bool {
+        let Some(rate) = self.settings.rate_of(key) else {
+            return true;
+        };
+        let capacity = rate.max(1.0);
+        let bucket = self.buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return false;
+        }
+        if take {
+            bucket.tokens -= 1.0;
+        }
+        true
+    }
+
+    fn best_worker(&self, route: &Route, now: Instant) -> Option<String> {
+        self.workers
+            .values()
+            .filter(|worker| {
+                !worker.draining
+                    && worker.has_room()
+                    && worker.alive(now, &self.settings)
+                    && worker.offers(route)
+                    && worker.breaker.admits(now, &self.settings.breaker)
+            })
+            .reduce(|best, worker| {
+                if worker.less_loaded_than(best) {
+                    worker
+                } else {
+                    best
+                }
+            })
+            .map(|worker| worker.id.clone())
+    }
+
+    fn lease(&mut self, capability: &str, key: &str, ticket: u64, worker: &str, now: Instant) {
+        let order = self.next();
+        let settings = self.settings.clone();
+        let state = self
+            .capabilities
+            .get_mut(capability)
+            .expect("a queued capability is known");
+        if let Ok(Some(to)) = state
+            .breaker
+            .admit(now, &settings.capability_breaker(capability))
+        {
+            transition(Target::Capability, capability, to);
+        }
+        state.remove(key, ticket);
+        state.in_flight += 1;
+        state.turn = Some(format!("{key}\0"));
+        let worker = self.workers.get_mut(worker).expect("the best worker exists");
+        if let Ok(Some(to)) = worker.breaker.admit(now, &settings.breaker) {
+            transition(Target::Worker, &worker.id, to);
+        }
+        worker.in_flight += 1;
+        worker.last_given = order;
+        worker.mailbox.push_back(ticket);
+        worker.wake.notify_one();
+        let lease_id = format!("l-{}", uuid::Uuid::new_v4().simple());
+        let entry = self.entries.get_mut(&ticket).expect("a queued ticket has its entry");
+        entry.item.lease.lease_id = lease_id.clone();
+        entry.item.lease.fencing = order;
+        entry.place = Place::Leased {
+            lease_id: lease_id.clone(),
+            fencing: order,
+            worker: worker.id.clone(),
+            deadline: now + settings.lease.as_std(),
+            delivered: false,
+        };
+        self.leases.insert(lease_id, ticket);
+    }
+
+    /// Ends the leases whose deadline passed (their attempts are lost, and
+    /// count against their workers' breakers; one never handed over goes
+    /// back to the queue) and forgets workers dead for long.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| {
+                matches!(entry.place, Place::Leased { deadline, .. } if deadline <= now)
+            })
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for ticket in expired {
+            let entry = self.entries.remove(&ticket).expect("listed above");
+            let Place::Leased {
+                lease_id,
+                worker,
+                delivered,
+                ..
+            } = entry.place
+            else {
+                continue;
+            };
+            self.leases.remove(&lease_id);
+            let capability = entry.item.route.capability.clone();
+            self.release(&capability, &worker, ticket);
+            self.record(&worker, &capability, false, now);
+            if !delivered {
+                // The worker never got it: it goes to another as it is.
+                self.requeue(ticket, entry.item, now);
+                continue;
+            }
+            if let Some(holder) = self.workers.get_mut(&worker) {
+                holder.stop.push(lease_id.clone());
+            }
+            let failure = Failure::new(
+                FailureKind::Lost,
+                format!(
+                    "lost: worker `{}` did not extend its lease within {}",
+                    self.workers
+                        .get(&worker)
+                        .map_or(worker.as_str(), |holder| holder.registration.name.as_str()),
+                    self.settings.lease
+                ),
+            );
+            let _ = entry.item.reply.send(Outcome::Failed(failure));
+        }
+        // A worker silent for ten heartbeats past death is forgotten; one
+        // that comes back registers again.
+        let forget = self.settings.dead_after() * 10;
+        self.workers.retain(|_, worker| {
+            worker.in_flight > 0 || now.saturating_duration_since(worker.seen) < forget
+        });
+        self.assign(now);
+    }
+
+    /// Stops giving the worker new leases.
+    pub(crate) fn drain(&mut self, id: &str, key: &str, token: &str) -> Result<(), WorkerError> {
+        let worker = self.worker_mut(id, key, token)?;
+        worker.draining = true;
+        worker.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes the worker; the attempts it held go back to the queue.
+    pub(crate) fn deregister(
+        &mut self,
+        id: &str,
+        key: &str,
+        token: &str,
+        now: Instant,
+    ) -> Result<(), WorkerError> {
+        self.worker_mut(id, key, token)?;
+        let held: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| matches!(&entry.place, Place::Leased { worker, .. } if worker == id))
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for ticket in held {
+            let entry = self.entries.remove(&ticket).expect("listed above");
+            if let Place::Leased { lease_id, .. } = &entry.place {
+                self.leases.remove(lease_id);
+            }
+            let capability = entry.item.route.capability.clone();
+            self.release(&capability, id, ticket);
+            self.requeue(ticket, entry.item, now);
+        }
+        self.workers.remove(id);
+        self.assign(now);
+        Ok(())
+    }
+
+    /// Checks that worker `id` (as `key` and `token`) holds `lease_id`:
+    /// for calls about one lease, such as uploading its logs.
+    pub(crate) fn lease_of(
+        &self,
+        id: &str,
+        key: &str,
+        token: &str,
+        lease_id: &str,
+    ) -> Result<Lease, WorkerError> {
+        let worker = self
+            .workers
+            .get(id)
+            .ok_or_else(|| WorkerError::Unknown(id.to_owned()))?;
+        if worker.key != key || worker.token != token {
+            return Err(WorkerError::NotYours(id.to_owned()));
+        }
+        self.leases
+            .get(lease_id)
+            .and_then(|ticket| self.entries.get(ticket))
+            .filter(|entry| matches!(&entry.place, Place::Leased { worker, .. } if worker == id))
+            .map(|entry| entry.item.lease.clone())
+            .ok_or_else(|| WorkerError::StaleLease(lease_id.to_owned()))
+    }
+
+    /// Reports one result outside a poll: refused unless applied.
+    pub(crate) fn complete(
+        &mut self,
+        id: &str,
+        key: &str,
+        token: &str,
+        report: Report,
+        now: Instant,
+    ) -> Result<(), WorkerError> {
+        let lease_id = report.lease_id.clone();
+        self.worker_mut(id, key, token)?.seen = now;
+        match self.report(id, report, now) {
+            Taken::Applied => Ok(()),
+            Taken::Stale => Err(WorkerError::StaleLease(lease_id)),
+        }
+    }
+
+    /// Every worker as the registry shows it.
+    pub(crate) fn workers(&self, now: Instant) -> Vec<WorkerView> {
+        self.workers
+            .values()
+            .map(|worker| WorkerView {
+                id: worker.id.clone(),
+                name: worker.registration.name.clone(),
+                capabilities: worker.registration.capabilities.clone(),
+                labels: worker.registration.labels.clone(),
+                version: worker.registration.version.clone(),
+                concurrency: worker.registration.concurrency,
+                status: if !worker.alive(now, &self.settings) {
+                    WorkerStatus::Dead
+                } else if worker.draining {
+                    WorkerStatus::Draining
+                } else if !worker.breaker.admits(now, &self.settings.breaker) {
+                    WorkerStatus::Unhealthy
+                } else {
+                    WorkerStatus::Healthy
+                },
+                in_flight: worker.in_flight,
+                registered_ms_ago: now.saturating_duration_since(worker.registered).as_millis()
+                    as u64,
+                last_heartbeat_ms_ago: now.saturating_duration_since(worker.seen).as_millis()
+                    as u64,
+                succeeded: worker.succeeded,
+                failed: worker.failed,
+                breaker: worker.breaker.state(now),
+            })
+            .collect()
+    }
+
+    /// Why the queued attempts of `run_id` wait, by task id.
+    pub(crate) fn waiting(&self, run_id: &str, now: Instant) -> BTreeMap<String, String> {
+        self.entries
+            .values()
+            .filter(|entry| {
+                matches!(entry.place, Place::Queued) && entry.item.lease.run_id == run_id
+            })
+            .map(|entry| {
+                (
+                    entry.item.lease.task_id.clone(),
+                    self.why_waiting(&entry.item.route, now),
+                )
+            })
+            .collect()
+    }
+
+    fn why_waiting(&self, route: &Route, now: Instant) -> String {
+        let wanted = if route.labels.is_empty() {
+            format!("capability `{}`", route.capability)
+        } else {
+            let labels: Vec<String> = route
+                .labels
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            format!("capability `{}` and labels {}", route.capability, labels.join(","))
+        };
+        let offering: Vec<&Worker> = self
+            .workers
+            .values()
+            .filter(|worker| worker.offers(route) && worker.alive(now, &self.settings))
+            .collect();
+        if offering.is_empty() {
+            return format!("waiting for a worker with {wanted}");
+        }
+        if let Some(capability) = self.capabilities.get(&route.capability) {
+            let own = self.settings.capability_breaker(&route.capability);
+            if !capability.breaker.admits(now, &own) {
+                return format!(
+                    "waiting: the circuit breaker of capability `{}` is open",
+                    route.capability
+                );
+            }
+            if let Some(limit) = self.settings.limits.get(&route.capability)
+                && capability.in_flight >= *limit
+            {
+                return format!(
+                    "waiting: capability `{}` has its limit of {limit} attempts in flight",
+                    route.capability
+                );
+            }
+        }
+        if offering
+            .iter()
+            .all(|worker| !worker.breaker.admits(now, &self.settings.breaker))
+        {
+            return format!("waiting: every worker with {wanted} has its circuit breaker open");
+        }
+        if offering.iter().all(|worker| worker.draining) {
+            return format!("waiting: every worker with {wanted} is draining");
+        }
+        format!("waiting for a free worker with {wanted}")
+    }
+
+    /// Attempts queued and leased, for the metrics.
+    pub(crate) fn depth(&self) -> (usize, usize) {
+        let queued = self
+            .capabilities
+            .values()
+            .map(Capability::queued)
+            .sum::<usize>();
+        (queued, self.leases.len())
+    }
+}
+
+/// A worker's usage report joins the output's `baton` key, where a local
+/// task puts it.
+fn with_usage(
+    output: Option<serde_json::Value>,
+    usage: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Option<serde_json::Value> {
+    let Some(usage) = usage else {
+        return output;
+    };
+    let mut object = match output {
+        Some(serde_json::Value::Object(object)) => object,
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(other) => serde_json::Map::from_iter([("value".to_owned(), other)]),
+    };
+    let baton = object
+        .entry("baton")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let serde_json::Value::Object(baton) = baton {
+        baton.extend(usage);
+    }
+    Some(serde_json::Value::Object(object))
+}

@@ -1,0 +1,186 @@
+//! Remote workers: the dispatcher that queues attempts routed to a
+//! capability, leases them to registered workers over the worker protocol
+//! ([`protocol`]), and turns their reports (or their silence) into the
+//! attempts' ends. The run loop reaches it through the executor seam
+//! ([`crate::executor`]'s remote executor) and never learns where an
+//! attempt ran; the server speaks the protocol's HTTP side; `baton worker`
+//! the other.
+
+mod board;
+pub mod protocol;
+mod settings;
+mod view;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+pub use board::WorkerError;
+pub(crate) use board::{Item, Ticket};
+pub use settings::WorkerSettings;
+pub use view::{WorkerStatus, WorkerView};
+
+use board::Board;
+use protocol::{Poll, Polled, Registered, Registration, Report};
+
+/// Hands attempts to remote workers. One per engine; cheap to share.
+pub struct Dispatcher {
+    board: Mutex<Board>,
+    settings: WorkerSettings,
+    /// Set when a server serves the protocol: until then nothing can reach
+    /// a worker, and routed tasks are refused before a run starts.
+    served: std::sync::atomic::AtomicBool,
+}
+
+/// The longest a poll waits for work.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+impl Dispatcher {
+    pub(crate) fn new(settings: WorkerSettings) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            board: Mutex::new(Board::new(settings.clone())),
+            settings,
+            served: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn board(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts serving workers: routed tasks are accepted from now on, and
+    /// a task ends leases that run out for as long as the dispatcher lives.
+    pub fn serve(self: &Arc<Self>) {
+        if !self.served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(expire(Arc::downgrade(self), self.tick()));
+        }
+    }
+
+    pub(crate) fn is_served(&self) -> bool {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How often leases and rate limits are looked at.
+    fn tick(&self) -> Duration {
+        (self.settings.lease.as_std() / 8)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
+
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.settings
+    }
+
+    /// Registers a worker for `key` (the id of the API key it called with).
+    pub fn register(&self, key: &str, registration: Registration) -> Registered {
+        self.board().register(key, registration, Instant::now()).0
+    }
+
+    /// One poll: takes `poll.results`, extends `poll.running`, and hands
+    /// over up to `poll.take` leases, waiting up to `poll.wait_ms` (at most
+    /// [`MAX_WAIT`]) for one when none is there.
+    pub async fn poll(&self, worker: &str, key: &str, poll: Poll) -> Result<Polled, WorkerError> {
+        let wait = Duration::from_millis(poll.wait_ms).min(MAX_WAIT);
+        let (mut polled, wake) = {
+            let mut board = self.board();
+            let polled = board.poll(
+                worker,
+                key,
+                &poll.token,
+                poll.results,
+                &poll.running,
+                poll.take,
+                Instant::now(),
+            )?;
+            (polled, board.wake_of(worker))
+        };
+        let Some(wake) = wake else {
+            return Ok(polled);
+        };
+        if polled.leases.is_empty() && poll.take > 0 && !wait.is_zero() && polled.stop.is_empty() {
+            let until = tokio::time::Instant::now() + wait;
+            while polled.leases.is_empty() && !polled.draining {
+                if tokio::time::timeout_at(until, wake.notified()).await.is_err() {
+                    break;
+                }
+                let mut board = self.board();
+                polled.leases = board.hand_over(worker, poll.take, Instant::now());
+                polled.stop = board.stops(worker);
+                polled.draining = board.is_draining(worker);
+                if !polled.stop.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(polled)
+    }
+
+    /// One result outside a poll; an error if it was not applied.
+    pub fn complete(&self, worker: &str, key: &str, token: &str, report: Report) -> Result<(), WorkerError> {
+        self.board().complete(worker, key, token, report, Instant::now())
+    }
+
+    /// Checks that the worker holds the lease, answering it (for uploads
+    /// about one lease, such as its logs).
+    pub fn lease_of(
+        &self,
+        worker: &str,
+        key: &str,
+        token: &str,
+        lease: &str,
+    ) -> Result<protocol::Lease, WorkerError> {
+        self.board().lease_of(worker, key, token, lease)
+    }
+
+    pub fn drain(&self, worker: &str, key: &str, token: &str) -> Result<(), WorkerError> {
+        self.board().drain(worker, key, token)
+    }
+
+    pub fn deregister(&self, worker: &str, key: &str, token: &str) -> Result<(), WorkerError> {
+        self.board().deregister(worker, key, token, Instant::now())
+    }
+
+    /// Every registered worker.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        self.board().workers(Instant::now())
+    }
+
+    /// Why `run_id`'s queued attempts wait, by task id.
+    pub fn waiting(&self, run_id: &str) -> BTreeMap<String, String> {
+        self.board().waiting(run_id, Instant::now())
+    }
+
+    /// Attempts queued and leased.
+    pub fn depth(&self) -> (usize, usize) {
+        self.board().depth()
+    }
+
+    pub(crate) fn submit(&self, item: Item) -> Ticket {
+        self.board().submit(item, Instant::now())
+    }
+
+    pub(crate) fn withdraw(&self, ticket: Ticket) {
+        self.board().withdraw(ticket);
+    }
+}
+
+/// Ends leases that ran out, and starts work a rate limit held back, for
+/// as long as the dispatcher lives.
+async fn expire(dispatcher: Weak<Dispatcher>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(dispatcher) = dispatcher.upgrade() else {
+            return;
+        };
+        let mut board = dispatcher.board();
+        board.expire(Instant::now());
+        let (queued, leased) = board.depth();
+        drop(board);
+        metrics::gauge!("baton_worker_queue_depth").set(queued as f64);
+        metrics::gauge!("baton_worker_leases").set(leased as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests;
