@@ -32,7 +32,7 @@ pub(crate) async fn agents(args: AgentsArgs, remote: Option<&Remote>) -> anyhow:
     }
     if agents.is_empty() {
         crate::out::out!(
-            "no agents: name a chat endpoint in baton.toml (`[agents.CAPABILITY]` with `base_url` and `model`)"
+            "no agents: name a chat endpoint in baton.toml (`[agents.CAPABILITY]` with `base_url` and `model`), or start workers against a server (`baton worker --server URL --key KEY --capability NAME`)"
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -40,7 +40,9 @@ pub(crate) async fn agents(args: AgentsArgs, remote: Option<&Remote>) -> anyhow:
     table.load_preset(comfy_table::presets::NOTHING);
     table.set_header([
         "agent",
+        "name",
         "serves",
+        "labels",
         "endpoint",
         "model",
         "status",
@@ -50,14 +52,23 @@ pub(crate) async fn agents(args: AgentsArgs, remote: Option<&Remote>) -> anyhow:
         "failed",
     ]);
     for agent in &agents {
+        let labels: Vec<String> = agent
+            .labels
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         table.add_row([
             agent.id.clone(),
+            agent.name.clone(),
             agent.capabilities.join(", "),
+            labels.join(","),
             agent.endpoint.clone(),
             agent.model.clone().unwrap_or_default(),
             match agent.status {
                 AgentHealth::Healthy => "healthy".to_owned(),
                 AgentHealth::Unhealthy => "unhealthy".to_owned(),
+                AgentHealth::Draining => "draining".to_owned(),
+                AgentHealth::Dead => "dead".to_owned(),
             },
             match agent.breaker {
                 BreakerState::Closed { failing: 0 } => "closed".to_owned(),

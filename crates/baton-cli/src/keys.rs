@@ -18,7 +18,7 @@ pub(crate) enum Command {
         /// read: read runs and workflows; write: also start registered
         /// workflows, cancel and decide; execute: also run inline specs;
         /// admin: also manage workflows and keys.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["read", "write", "execute", "admin"]))]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["read", "write", "execute", "admin", "worker"]))]
         scope: String,
         #[command(flatten)]
         home: Home,

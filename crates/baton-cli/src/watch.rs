@@ -328,7 +328,13 @@ pub(crate) fn print_summary(report: &RunReport) {
                 task.status.name(),
                 format!("{} ({})", asks.prompt, asks.choices.join(" | ")),
             ),
-            (None, None) => (task.status.name(), task.note.clone().unwrap_or_default()),
+            (None, None) => (
+                task.status.name(),
+                task.waiting
+                    .clone()
+                    .or_else(|| task.note.clone())
+                    .unwrap_or_default(),
+            ),
         };
         table.add_row([
             task.id.clone(),

@@ -201,7 +201,9 @@ impl Engine {
     /// What serves agent capabilities here, how each fares since this
     /// engine began, and its circuit breaker.
     pub fn agents(&self) -> Vec<crate::AgentStatus> {
-        self.agents.registry()
+        let mut agents = self.agents.registry();
+        agents.extend(self.dispatcher.workers());
+        agents
     }
 
     /// The dispatcher that leases routed attempts to remote workers; a

@@ -44,6 +44,7 @@ mod leftovers;
 pub mod logs;
 mod pin;
 mod reference;
+mod registry;
 pub mod remote;
 mod report;
 mod rerun;
@@ -62,12 +63,13 @@ pub use config::{AgentProvider, EngineConfig, RunOptions};
 pub use engine::{Engine, http_client};
 pub use error::Error;
 pub use executor::{
-    AgentHealth, AgentKind, AgentStatus, Handler, HandlerError, HandlerResult, TaskContext,
+    Handler, HandlerError, HandlerResult, TaskContext,
 };
 pub use handle::{Canceller, Recovery, RunEvent, RunHandle};
 pub use leftovers::kill_now;
 pub use pin::workflow_dirs;
-pub use remote::{Dispatcher, WorkerError, WorkerSettings, WorkerStatus, WorkerView};
+pub use registry::{AgentHealth, AgentKind, AgentStatus};
+pub use remote::{Dispatcher, WorkerError, WorkerSettings};
 pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
 pub use run::report_metrics;

@@ -54,6 +54,11 @@ pub struct TaskReport {
     /// What an approval task that waits for a decision asks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRequest>,
+    /// Why a task routed to remote workers has not started on one
+    /// ("waiting for a worker with capability `gpu`"), as the server that
+    /// queues it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// The question a waiting approval puts to people, rendered.
@@ -130,6 +135,7 @@ impl RunReport {
                         || attempt_prefix(state_dir, state.run_id(), &definition.id, attempts),
                     ),
                     approval: approval_request(state, task),
+                    waiting: None,
                 }
             })
             .collect();

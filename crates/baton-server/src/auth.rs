@@ -271,7 +271,9 @@ fn needed(method: &Method, path: &str) -> Option<Scope> {
         return None;
     }
     let reads = matches!(*method, Method::GET | Method::HEAD);
-    Some(if api.starts_with("/keys") {
+    Some(if api.starts_with("/workers") && !reads {
+        Scope::Worker
+    } else if api.starts_with("/keys") {
         Scope::Admin
     } else if reads || api == "/workflows/validate" {
         Scope::Read
@@ -348,7 +350,7 @@ pub(crate) async fn authorize(
             )
             .into_response()
         }
-        Ok(Some(principal)) if principal.scope < scope => ApiError::Forbidden(format!(
+        Ok(Some(principal)) if !principal.scope.covers(scope) => ApiError::Forbidden(format!(
             "key `{}` has scope {}; this needs {scope}",
             principal.key_id, principal.scope
         ))

@@ -39,15 +39,32 @@ pub(crate) type WorkflowSpec = Described<baton_core::Workflow>;
 /// An agent of the registry.
 pub(crate) type AgentBody = Described<baton_engine::AgentStatus>;
 
+/// The worker protocol's messages.
+pub(crate) type RegistrationBody = Described<baton_engine::remote::protocol::Registration>;
+pub(crate) type RegisteredBody = Described<baton_engine::remote::protocol::Registered>;
+pub(crate) type PollBody = Described<baton_engine::remote::protocol::Poll>;
+pub(crate) type PolledBody = Described<baton_engine::remote::protocol::Polled>;
+pub(crate) type ReportBody = Described<baton_engine::remote::protocol::Report>;
+
 /// Adds `T`'s schema and those of the types it names to `components`
 /// (the document's `components.schemas`), each by its name, references
 /// pointing among them. Serialized forms are described: these are
 /// responses.
 pub(crate) fn add<T: JsonSchema>(components: &mut Map<String, Value>) {
+    add_as::<T>(components, Contract::Serialize);
+}
+
+/// As [`add`], for a request body: the form that is read (fields with
+/// defaults may be left out).
+pub(crate) fn add_request<T: JsonSchema>(components: &mut Map<String, Value>) {
+    add_as::<T>(components, Contract::Deserialize);
+}
+
+fn add_as<T: JsonSchema>(components: &mut Map<String, Value>, contract: Contract) {
     let mut generator = SchemaSettings::draft2020_12()
         .with(|settings| {
             settings.definitions_path = "/components/schemas".into();
-            settings.contract = Contract::Serialize;
+            settings.contract = contract;
         })
         .into_generator();
     let mut root = generator.root_schema_for::<T>().to_value();

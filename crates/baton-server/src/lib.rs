@@ -25,6 +25,7 @@ mod refusals;
 mod runs;
 mod shown;
 mod telemetry;
+mod workers;
 mod workflows;
 
 use std::sync::Arc;
@@ -82,8 +83,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The service over `engine`; it serves the worker protocol, so the
+    /// engine's routed tasks (`runs_on`, agents no endpoint serves) go to
+    /// registered workers. Call it within a Tokio runtime.
     pub fn new(engine: Engine, config: ServerConfig) -> AppState {
         telemetry::registry();
+        engine.dispatcher().serve();
         AppState {
             engine,
             live: Arc::new(live::Live::default()),
@@ -206,6 +211,12 @@ pub fn router(state: AppState) -> Router {
         .route("/workflows/{name}/graph", get(workflows::graph))
         .route("/agents", get(agents::list))
         .route("/agents/{id}/health", get(agents::health))
+        .route("/workers", post(workers::register))
+        .route("/workers/{id}", axum::routing::delete(workers::deregister))
+        .route("/workers/{id}/poll", post(workers::poll))
+        .route("/workers/{id}/complete", post(workers::complete))
+        .route("/workers/{id}/drain", post(workers::drain))
+        .route("/workers/{id}/leases/{lease}/logs", post(workers::logs))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));
     let limit = state.config.body_limit;

@@ -8,7 +8,9 @@ use utoipa::{Modify, OpenApi};
 use serde_json::Value;
 
 use crate::shown::RunShown;
-use crate::{agents, described, events, feed, keys, logs, problem, runs, telemetry, workflows};
+use crate::{
+    agents, described, events, feed, keys, logs, problem, runs, telemetry, workers, workflows,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +27,8 @@ use crate::{agents, described, events, feed, keys, logs, problem, runs, telemetr
         workflows::version, workflows::versions, workflows::delete, workflows::graph,
         workflows::export, workflows::import,
         keys::list, keys::create, keys::revoke, agents::list, agents::health,
+        workers::register, workers::poll, workers::complete, workers::logs, workers::drain,
+        workers::deregister,
         crate::healthz, crate::readyz, telemetry::metrics,
     ),
     components(schemas(problem::Problem)),
@@ -37,6 +41,7 @@ use crate::{agents, described, events, feed, keys, logs, problem, runs, telemetr
         (name = "workflows", description = "The workflow registry"),
         (name = "keys", description = "API keys (admin)"),
         (name = "agents", description = "What serves agent capabilities, and how each fares"),
+        (name = "workers", description = "The worker protocol: register, poll for leases, report, upload logs, drain, leave (keys with scope `worker` or `admin`)"),
         (name = "service", description = "Health, readiness, metrics"),
     )
 )]
@@ -71,6 +76,12 @@ pub(crate) fn document() -> Value {
         described::add::<baton_store::CheckpointInfo>(components);
         described::add::<baton_core::Workflow>(components);
         described::add::<baton_engine::AgentStatus>(components);
+        use baton_engine::remote::protocol;
+        described::add_request::<protocol::Registration>(components);
+        described::add_request::<protocol::Poll>(components);
+        described::add_request::<protocol::Report>(components);
+        described::add::<protocol::Registered>(components);
+        described::add::<protocol::Polled>(components);
     }
     document
 }

@@ -140,7 +140,7 @@ pub(crate) async fn start(
     let (valid, version) = match (&request.spec, &request.workflow) {
         (Some(spec), None) => {
             if let Some(axum::Extension(principal)) = &principal
-                && principal.scope < Scope::Execute
+                && !principal.scope.covers(Scope::Execute)
             {
                 return Err(ApiError::Forbidden(format!(
                     "key `{}` has scope {}; an inline `spec` runs its commands as the \
@@ -361,7 +361,8 @@ pub(crate) async fn get(
     PathArgs(run): PathArgs<String>,
 ) -> Result<Response, ApiError> {
     let view = app.engine.view(&run).await?;
-    Ok(json_bytes(app.shown.encode(&run, view).await?))
+    let waiting = app.engine.dispatcher().waiting(&run);
+    Ok(json_bytes(app.shown.encode(&run, view, waiting).await?))
 }
 
 fn json_bytes(body: axum::body::Bytes) -> Response {

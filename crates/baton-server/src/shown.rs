@@ -25,8 +25,22 @@ struct Encoding {
 }
 
 impl Shown {
-    /// `view` of `run` as JSON.
-    pub(crate) async fn encode(&self, run: &str, view: Arc<View>) -> Result<Bytes, ApiError> {
+    /// `view` of `run` as JSON, with why its tasks queued for workers wait
+    /// (`waiting`, by task id: this changes without events, so such a
+    /// run's encoding is made afresh and not kept).
+    pub(crate) async fn encode(
+        &self,
+        run: &str,
+        view: Arc<View>,
+        waiting: std::collections::BTreeMap<String, String>,
+    ) -> Result<Bytes, ApiError> {
+        if !waiting.is_empty() {
+            let mut report = Arc::unwrap_or_clone(view.report().await?);
+            for task in &mut report.tasks {
+                task.waiting = waiting.get(&task.id).cloned();
+            }
+            return encoded(Arc::new(report), view.workflow_version).await;
+        }
         let encoding = {
             let mut kept = self.lock();
             match kept.get(run) {
@@ -47,18 +61,7 @@ impl Shown {
         let bytes = encoding
             .bytes
             .get_or_try_init(|| async move {
-                let report = view.report().await?;
-                let version = view.workflow_version;
-                tokio::task::spawn_blocking(move || {
-                    let shown = RunShown {
-                        report: &report,
-                        workflow_version: version,
-                    };
-                    serde_json::to_vec(&shown).map(Bytes::from)
-                })
-                .await
-                .map_err(|error| ApiError::Internal(error.to_string()))?
-                .map_err(|error| ApiError::Internal(error.to_string()))
+                encoded(view.report().await?, view.workflow_version).await
             })
             .await?;
         Ok(bytes.clone())
@@ -69,6 +72,24 @@ impl Shown {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `report` as the body shows it, encoded off the async threads (a big
+/// run's report takes a while).
+async fn encoded(
+    report: Arc<baton_engine::RunReport>,
+    workflow_version: Option<u32>,
+) -> Result<Bytes, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let shown = RunShown {
+            report: &report,
+            workflow_version,
+        };
+        serde_json::to_vec(&shown).map(Bytes::from)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.to_string()))?
+    .map_err(|error| ApiError::Internal(error.to_string()))
 }
 
 /// `GET /api/v1/runs/{id}`'s body: the run's report and the version of

@@ -20,8 +20,10 @@ pub struct StoredWorkflow {
     pub workflow: Arc<Workflow>,
 }
 
-/// What an API key may do; each scope includes the ones below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// What an API key may do: `read` < `write` < `execute` < `admin`, each
+/// including the ones before it; `worker` stands apart, covering only the
+/// worker protocol (and `admin` covers it too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Read runs, workflows, events, logs.
@@ -35,6 +37,9 @@ pub enum Scope {
     Execute,
     /// Also manage workflows and keys.
     Admin,
+    /// Only register as a worker, take leases, and report on them (with
+    /// their logs): it reads no run and starts none.
+    Worker,
 }
 
 impl Scope {
@@ -44,6 +49,25 @@ impl Scope {
             Scope::Write => "write",
             Scope::Execute => "execute",
             Scope::Admin => "admin",
+            Scope::Worker => "worker",
+        }
+    }
+
+    /// Whether a key with this scope may do what `needed` guards.
+    pub fn covers(self, needed: Scope) -> bool {
+        match (self, needed) {
+            (Scope::Admin, _) | (Scope::Worker, Scope::Worker) => true,
+            (Scope::Worker, _) | (_, Scope::Worker) => false,
+            (have, needed) => have.rank() >= needed.rank(),
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Scope::Read => 0,
+            Scope::Write => 1,
+            Scope::Execute => 2,
+            Scope::Admin | Scope::Worker => 3,
         }
     }
 }
@@ -57,8 +81,9 @@ impl std::str::FromStr for Scope {
             "write" => Ok(Scope::Write),
             "execute" => Ok(Scope::Execute),
             "admin" => Ok(Scope::Admin),
+            "worker" => Ok(Scope::Worker),
             _ => Err(format!(
-                "`{text}` is not a scope: read, write, execute or admin"
+                "`{text}` is not a scope: read, write, execute, admin or worker"
             )),
         }
     }

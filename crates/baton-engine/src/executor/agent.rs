@@ -16,6 +16,7 @@ use super::http::{body, error_failure};
 use super::job::{Attempt, Executor, Kill, Outcome, bounded};
 use crate::breaker::{BreakerState, Breakers};
 use crate::config::AgentProvider;
+use crate::registry::{AgentHealth, AgentKind, AgentStatus};
 
 /// The capabilities this engine serves, each by its endpoint.
 #[derive(Clone)]
@@ -215,9 +216,13 @@ impl Agents {
                 AgentStatus {
                     id: format!("chat:{capability}"),
                     kind: AgentKind::ChatEndpoint,
+                    name: capability.clone(),
                     capabilities: vec![capability.clone()],
+                    labels: BTreeMap::new(),
                     endpoint: provider.base_url.clone(),
                     model: Some(provider.model.clone()),
+                    concurrency: provider.concurrency,
+                    last_heartbeat_ms_ago: None,
                     status: match breaker {
                         BreakerState::Closed { .. } => AgentHealth::Healthy,
                         BreakerState::Open { .. } | BreakerState::HalfOpen => {
@@ -232,45 +237,6 @@ impl Agents {
             })
             .collect()
     }
-}
-
-/// Something that serves agent capabilities, as `GET /api/v1/agents` and
-/// `baton agents` list it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct AgentStatus {
-    pub id: String,
-    pub kind: AgentKind,
-    pub capabilities: Vec<String>,
-    /// Where it is reached.
-    pub endpoint: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    pub status: AgentHealth,
-    pub breaker: BreakerState,
-    /// Calls in flight now, and ended, since this process began.
-    pub in_flight: u32,
-    pub succeeded: u64,
-    pub failed: u64,
-}
-
-/// What kind of server an agent is.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentKind {
-    /// An OpenAI-compatible chat endpoint named in `[agents.CAPABILITY]`.
-    ChatEndpoint,
-}
-
-/// Whether work is routed to it: not while its breaker is open or probing.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentHealth {
-    Healthy,
-    Unhealthy,
 }
 
 impl Agents {

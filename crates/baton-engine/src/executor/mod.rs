@@ -15,7 +15,6 @@ mod remote;
 mod route;
 
 pub(crate) use agent::Agents;
-pub use agent::{AgentHealth, AgentKind, AgentStatus};
 pub(crate) use child::{ChildRuns, carried, child_id, ended, supervise};
 pub use handler::{Handler, HandlerError, HandlerResult};
 pub(crate) use handler::{Handlers, InProcess};

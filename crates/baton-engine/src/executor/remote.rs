@@ -74,6 +74,7 @@ impl Executor for Remote {
         let ticket = self.dispatcher.submit(Item {
             route,
             lease,
+            prefix: attempt.prefix.clone(),
             queued: Instant::now(),
             timeout,
             reply,

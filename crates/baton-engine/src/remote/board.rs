@@ -18,9 +18,9 @@ use tokio::sync::{Notify, oneshot};
 
 use super::protocol::{End, Held, Lease, Polled, Registered, Registration, Report, Taken};
 use super::settings::WorkerSettings;
-use super::view::{WorkerStatus, WorkerView};
 use crate::breaker::{Breaker, Target, transition};
 use crate::executor::Outcome;
+use crate::registry::{AgentHealth, AgentKind, AgentStatus};
 
 /// An attempt waiting for a worker, or leased to one.
 pub(crate) struct Item {
@@ -28,6 +28,8 @@ pub(crate) struct Item {
     /// The lease as the worker will get it; its lease id, fencing token,
     /// deadline and remaining time are filled in when it is leased.
     pub(crate) lease: Lease,
+    /// Where its logs go (see [`crate::logs::attempt_file`]).
+    pub(crate) prefix: std::path::PathBuf,
     /// When it was queued, and how long it may take from then.
     pub(crate) queued: Instant,
     pub(crate) timeout: Option<Duration>,
@@ -40,7 +42,7 @@ pub(crate) struct Item {
 pub(crate) struct Ticket(u64);
 
 /// Why a worker's call was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WorkerError {
     /// No such worker: never registered, deregistered, or registered with a
     /// server that has since restarted. It registers again.
@@ -52,6 +54,20 @@ pub enum WorkerError {
     /// The lease named is not this worker's to report on.
     #[error("lease `{0}` is not held by this worker with that fencing token: it expired, was cancelled or was handed to another worker")]
     StaleLease(String),
+    /// A log upload could not be written on the server.
+    #[error("cannot write the log {}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+}
+
+impl PartialEq for WorkerError {
+    /// Equal when they say the same (a log error by its path).
+    fn eq(&self, other: &WorkerError) -> bool {
+        self.to_string() == other.to_string()
+    }
 }
 
 struct Worker {
@@ -59,7 +75,6 @@ struct Worker {
     key: String,
     token: String,
     registration: Registration,
-    registered: Instant,
     seen: Instant,
     draining: bool,
     /// Leases it holds, delivered or waiting in its mailbox.
@@ -209,7 +224,6 @@ impl Board {
                 key: key.to_owned(),
                 token: token.clone(),
                 registration,
-                registered: now,
                 seen: now,
                 draining: false,
                 in_flight: 0,
@@ -699,15 +713,15 @@ impl Board {
         Ok(())
     }
 
-    /// Checks that worker `id` (as `key` and `token`) holds `lease_id`:
-    /// for calls about one lease, such as uploading its logs.
-    pub(crate) fn lease_of(
+    /// Where the logs of `lease_id` go, if worker `id` (as `key` and
+    /// `token`) holds it.
+    pub(crate) fn log_prefix(
         &self,
         id: &str,
         key: &str,
         token: &str,
         lease_id: &str,
-    ) -> Result<Lease, WorkerError> {
+    ) -> Result<std::path::PathBuf, WorkerError> {
         let worker = self
             .workers
             .get(id)
@@ -719,7 +733,7 @@ impl Board {
             .get(lease_id)
             .and_then(|ticket| self.entries.get(ticket))
             .filter(|entry| matches!(&entry.place, Place::Leased { worker, .. } if worker == id))
-            .map(|entry| entry.item.lease.clone())
+            .map(|entry| entry.item.prefix.clone())
             .ok_or_else(|| WorkerError::StaleLease(lease_id.to_owned()))
     }
 
@@ -741,33 +755,34 @@ impl Board {
     }
 
     /// Every worker as the registry shows it.
-    pub(crate) fn workers(&self, now: Instant) -> Vec<WorkerView> {
+    pub(crate) fn workers(&self, now: Instant) -> Vec<AgentStatus> {
         self.workers
             .values()
-            .map(|worker| WorkerView {
+            .map(|worker| AgentStatus {
                 id: worker.id.clone(),
+                kind: AgentKind::Worker,
                 name: worker.registration.name.clone(),
                 capabilities: worker.registration.capabilities.clone(),
                 labels: worker.registration.labels.clone(),
-                version: worker.registration.version.clone(),
-                concurrency: worker.registration.concurrency,
+                endpoint: format!("baton worker {}", worker.registration.version),
+                model: None,
+                concurrency: Some(worker.registration.concurrency),
                 status: if !worker.alive(now, &self.settings) {
-                    WorkerStatus::Dead
+                    AgentHealth::Dead
                 } else if worker.draining {
-                    WorkerStatus::Draining
+                    AgentHealth::Draining
                 } else if !worker.breaker.admits(now, &self.settings.breaker) {
-                    WorkerStatus::Unhealthy
+                    AgentHealth::Unhealthy
                 } else {
-                    WorkerStatus::Healthy
+                    AgentHealth::Healthy
                 },
+                breaker: worker.breaker.state(now),
                 in_flight: worker.in_flight,
-                registered_ms_ago: now.saturating_duration_since(worker.registered).as_millis()
-                    as u64,
-                last_heartbeat_ms_ago: now.saturating_duration_since(worker.seen).as_millis()
-                    as u64,
                 succeeded: worker.succeeded,
                 failed: worker.failed,
-                breaker: worker.breaker.state(now),
+                last_heartbeat_ms_ago: Some(
+                    now.saturating_duration_since(worker.seen).as_millis() as u64,
+                ),
             })
             .collect()
     }

@@ -9,7 +9,6 @@
 mod board;
 pub mod protocol;
 mod settings;
-mod view;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -18,7 +17,6 @@ use std::time::{Duration, Instant};
 pub use board::WorkerError;
 pub(crate) use board::{Item, Ticket};
 pub use settings::WorkerSettings;
-pub use view::{WorkerStatus, WorkerView};
 
 use board::Board;
 use protocol::{Poll, Polled, Registered, Registration, Report};
@@ -78,14 +76,20 @@ impl Dispatcher {
     /// One poll: takes `poll.results`, extends `poll.running`, and hands
     /// over up to `poll.take` leases, waiting up to `poll.wait_ms` (at most
     /// [`MAX_WAIT`]) for one when none is there.
-    pub async fn poll(&self, worker: &str, key: &str, poll: Poll) -> Result<Polled, WorkerError> {
+    pub async fn poll(
+        &self,
+        worker: &str,
+        key: &str,
+        token: &str,
+        poll: Poll,
+    ) -> Result<Polled, WorkerError> {
         let wait = Duration::from_millis(poll.wait_ms).min(MAX_WAIT);
         let (mut polled, wake) = {
             let mut board = self.board();
             let polled = board.poll(
                 worker,
                 key,
-                &poll.token,
+                token,
                 poll.results,
                 &poll.running,
                 poll.take,
@@ -119,16 +123,41 @@ impl Dispatcher {
         self.board().complete(worker, key, token, report, Instant::now())
     }
 
-    /// Checks that the worker holds the lease, answering it (for uploads
-    /// about one lease, such as its logs).
-    pub fn lease_of(
+    /// Appends `bytes` to the log `stream` of a lease the worker holds,
+    /// where `baton logs` and the API read a local attempt's.
+    pub async fn append_log(
         &self,
         worker: &str,
         key: &str,
         token: &str,
         lease: &str,
-    ) -> Result<protocol::Lease, WorkerError> {
-        self.board().lease_of(worker, key, token, lease)
+        stream: protocol::LogStream,
+        bytes: &[u8],
+    ) -> Result<(), WorkerError> {
+        let prefix = self.board().log_prefix(worker, key, token, lease)?;
+        let file = crate::logs::attempt_file(
+            &prefix,
+            match stream {
+                protocol::LogStream::Stdout => crate::logs::STDOUT_FILE,
+                protocol::LogStream::Stderr => crate::logs::STDERR_FILE,
+            },
+        );
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            if let Some(dir) = file.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let mut log = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .await?;
+            log.write_all(bytes).await
+        };
+        written.await.map_err(|error| WorkerError::Log {
+            path: file.clone(),
+            source: std::sync::Arc::new(error),
+        })
     }
 
     pub fn drain(&self, worker: &str, key: &str, token: &str) -> Result<(), WorkerError> {
@@ -139,8 +168,8 @@ impl Dispatcher {
         self.board().deregister(worker, key, token, Instant::now())
     }
 
-    /// Every registered worker.
-    pub fn workers(&self) -> Vec<WorkerView> {
+    /// Every registered worker, as the agent registry shows it.
+    pub fn workers(&self) -> Vec<crate::AgentStatus> {
         self.board().workers(Instant::now())
     }
 

@@ -15,6 +15,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The header every call after registering carries the worker's token in.
+pub const TOKEN_HEADER: &str = "Baton-Worker-Token";
+
 /// What a worker says of itself when it registers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +44,8 @@ pub struct Registration {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Registered {
     pub worker_id: String,
-    /// Sent with every later call; only the registering key and this token
-    /// together act for the worker.
+    /// Sent with every later call as the `Baton-Worker-Token` header; only
+    /// the registering key and this token together act for the worker.
     pub token: String,
     /// Poll or heartbeat at least this often, or the worker is taken for dead.
     pub heartbeat_ms: u64,
@@ -55,7 +58,6 @@ pub struct Registered {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Poll {
-    pub token: String,
     #[serde(default)]
     pub results: Vec<Report>,
     /// Attempts still running here, whose leases this poll extends.
@@ -163,6 +165,14 @@ pub enum LeasedWork {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         schema: Option<Value>,
     },
+}
+
+/// Which of an attempt's logs an upload appends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
 }
 
 /// How an attempt ended, as its worker reports it.

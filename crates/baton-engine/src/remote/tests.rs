@@ -12,8 +12,7 @@ use super::protocol::{
     End, Held, Lease, LeasedWork, Registration, RemoteFailure, RemoteFailureKind, Report, Taken,
 };
 use super::settings::WorkerSettings;
-use super::view::WorkerStatus;
-use crate::BreakerSettings;
+use crate::{AgentHealth, BreakerSettings};
 use crate::executor::Outcome;
 
 fn settings() -> WorkerSettings {
@@ -70,6 +69,7 @@ fn item(task: &str, capability: &str, labels: &[(&str, &str)], key: Option<&str>
             inputs: json!({}),
             needs: serde_json::Map::new(),
         },
+        prefix: std::path::PathBuf::from("/nonexistent/t"),
         queued: now,
         timeout: None,
         reply,
@@ -151,7 +151,7 @@ fn the_least_loaded_worker_gets_work_and_ties_take_turns() {
     let big_got = take(&mut board, &big, 10, now).len();
     assert_eq!((small_got, big_got), (1, 4), "each up to its concurrency, no more");
     let workers = board.workers(now);
-    assert!(workers.iter().all(|worker| worker.in_flight == worker.concurrency));
+    assert!(workers.iter().all(|worker| Some(worker.in_flight) == worker.concurrency));
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn a_worker_that_keeps_failing_gets_no_work_until_its_breaker_half_opens() {
     let status = |board: &Board, at| {
         board.workers(at).into_iter().find(|worker| worker.name == "bad").unwrap().status
     };
-    assert_eq!(status(&board, now), WorkerStatus::Unhealthy);
+    assert_eq!(status(&board, now), AgentHealth::Unhealthy);
     let after = now + Duration::from_secs(10);
     board.poll(&bad.id, "key", &bad.token, Vec::new(), &[], 0, after).unwrap();
     board.poll(&good.id, "key", &good.token, Vec::new(), &[], 0, after).unwrap();
@@ -239,7 +239,7 @@ fn a_worker_that_keeps_failing_gets_no_work_until_its_breaker_half_opens() {
     let probes = take(&mut board, &bad, 8, after);
     assert_eq!(probes.len(), 1, "half-open: one probe");
     board.poll(&bad.id, "key", &bad.token, vec![report(&probes[0], End::Succeeded { output: None })], &[], 0, after).unwrap();
-    assert_eq!(status(&board, after), WorkerStatus::Healthy, "the probe closed it");
+    assert_eq!(status(&board, after), AgentHealth::Healthy, "the probe closed it");
 }
 
 #[test]

@@ -1,0 +1,303 @@
+//! The worker protocol's HTTP side (`/api/v1/workers`): a worker registers,
+//! polls (reporting what ended, extending what runs, taking new leases),
+//! uploads logs, drains and leaves. Every call but registering names the
+//! worker in the path and carries its token in `Baton-Worker-Token`; the
+//! key must be the one that registered it, so a worker key acts only for
+//! its own workers and their leases. The messages are
+//! [`baton_engine::remote::protocol`]'s.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_engine::WorkerError;
+use baton_engine::remote::protocol::{
+    LogStream, Poll, Polled, Registered, Registration, Report, TOKEN_HEADER,
+};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::described::{PollBody, PolledBody, RegisteredBody, RegistrationBody, ReportBody};
+use crate::problem::{ApiError, Body, PathArgs, Query};
+use crate::refusals;
+
+/// Who calls: the key's id (none when keys are off) and the worker token.
+struct Caller {
+    key: String,
+    token: String,
+}
+
+impl Caller {
+    fn of(principal: Option<&Principal>, headers: &HeaderMap) -> Caller {
+        let token = headers
+            .get(TOKEN_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Caller {
+            key: principal.map_or_else(String::new, |principal| principal.key_id.clone()),
+            token,
+        }
+    }
+}
+
+fn refused(error: WorkerError) -> ApiError {
+    match error {
+        WorkerError::Unknown(_) => ApiError::NotFound(error.to_string()),
+        WorkerError::NotYours(_) => ApiError::Forbidden(error.to_string()),
+        WorkerError::StaleLease(_) => ApiError::Conflict(error.to_string()),
+        WorkerError::Log { .. } => ApiError::Internal(error.to_string()),
+    }
+}
+
+fn check(registration: &Registration) -> Result<(), ApiError> {
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 128
+            && !name.chars().any(char::is_control)
+    };
+    if !name_ok(&registration.name) {
+        return Err(ApiError::Unprocessable(
+            "`name` must be 1 to 128 characters without control characters".to_owned(),
+        ));
+    }
+    if registration.capabilities.is_empty()
+        || registration.capabilities.len() > 64
+        || !registration.capabilities.iter().all(|capability| name_ok(capability))
+    {
+        return Err(ApiError::Unprocessable(
+            "`capabilities` must list 1 to 64 names".to_owned(),
+        ));
+    }
+    if !(1..=10_000).contains(&registration.concurrency) {
+        return Err(ApiError::Unprocessable(
+            "`concurrency` must be 1 to 10000".to_owned(),
+        ));
+    }
+    if registration.labels.len() > 64
+        || registration
+            .labels
+            .iter()
+            .any(|(name, value)| !name_ok(name) || value.len() > 256)
+    {
+        return Err(ApiError::Unprocessable(
+            "at most 64 labels, each name 1 to 128 characters and each value at most 256".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/workers`: registers a worker, answering its id and token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers",
+    tag = "workers",
+    request_body(content = RegistrationBody, description = "What the worker offers"),
+    responses(
+        (status = 201, description = "Registered: send the token with every later call", body = RegisteredBody),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::Unprocessable,
+    ),
+)]
+pub(crate) async fn register(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    Body(registration): Body<Registration>,
+) -> Result<Response, ApiError> {
+    check(&registration)?;
+    let key = principal.map_or_else(String::new, |principal| principal.key_id.clone());
+    let registered: Registered = app.engine.dispatcher().register(&key, registration);
+    Ok((StatusCode::CREATED, Json(registered)).into_response())
+}
+
+/// `POST /api/v1/workers/{id}/poll`: reports results, extends leases and
+/// takes new ones, waiting up to `wait_ms` when there is no work.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/poll",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+    ),
+    request_body(content = PollBody, description = "Results, leases held, work wanted"),
+    responses(
+        (status = 200, description = "New leases, how each result was taken, leases to stop", body = PolledBody),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Unprocessable,
+    ),
+)]
+pub(crate) async fn poll(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs(id): PathArgs<String>,
+    Body(poll): Body<Poll>,
+) -> Result<Json<Polled>, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    if poll.take > 1000 || poll.results.len() > 10_000 || poll.running.len() > 10_000 {
+        return Err(ApiError::Unprocessable(
+            "a poll takes at most 1000 leases and reports at most 10000 results and leases held"
+                .to_owned(),
+        ));
+    }
+    app.engine
+        .dispatcher()
+        .poll(&id, &caller.key, &caller.token, poll)
+        .await
+        .map(Json)
+        .map_err(refused)
+}
+
+/// `POST /api/v1/workers/{id}/complete`: reports one attempt's end; 409
+/// (changing nothing) when the lease is not the worker's with that fencing
+/// token any more.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/complete",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+    ),
+    request_body(content = ReportBody, description = "The lease, its fencing token and how it ended"),
+    responses(
+        (status = 204, description = "Recorded as the attempt's end"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
+        refusals::Unprocessable,
+    ),
+)]
+pub(crate) async fn complete(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs(id): PathArgs<String>,
+    Body(report): Body<Report>,
+) -> Result<StatusCode, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    app.engine
+        .dispatcher()
+        .complete(&id, &caller.key, &caller.token, report)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(refused)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogQuery {
+    /// `stdout` or `stderr`.
+    #[param(value_type = String, pattern = "^(stdout|stderr)$")]
+    stream: LogStream,
+}
+
+/// `POST /api/v1/workers/{id}/leases/{lease}/logs?stream=stdout`: appends
+/// the body to the attempt's log, which `baton logs` and the API show.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/leases/{lease}/logs",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("lease" = String, Path, description = "A lease the worker holds"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+        LogQuery,
+    ),
+    request_body(content = String, content_type = "application/octet-stream", description = "Log bytes, appended as they are"),
+    responses(
+        (status = 204, description = "Appended"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
+        refusals::TooLarge,
+    ),
+)]
+pub(crate) async fn logs(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs((id, lease)): PathArgs<(String, String)>,
+    Query(query): Query<LogQuery>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    app.engine
+        .dispatcher()
+        .append_log(&id, &caller.key, &caller.token, &lease, query.stream, &body)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(refused)
+}
+
+/// `POST /api/v1/workers/{id}/drain`: the worker gets no new leases; what
+/// it holds goes on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/drain",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+    ),
+    responses(
+        (status = 204, description = "Draining"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+    ),
+)]
+pub(crate) async fn drain(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs(id): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    app.engine
+        .dispatcher()
+        .drain(&id, &caller.key, &caller.token)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(refused)
+}
+
+/// `DELETE /api/v1/workers/{id}`: the worker leaves; attempts it still
+/// holds go to other workers as they are.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/workers/{id}",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+    ),
+    responses(
+        (status = 204, description = "Deregistered"),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+    ),
+)]
+pub(crate) async fn deregister(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs(id): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    app.engine
+        .dispatcher()
+        .deregister(&id, &caller.key, &caller.token)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(refused)
+}
