@@ -22,7 +22,9 @@ mod run;
 mod runs;
 mod serve;
 mod spec_file;
+mod submit;
 mod watch;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,8 +40,9 @@ use crate::spec_file::SpecFile;
     about = "A durable DAG orchestrator for agents and jobs"
 )]
 struct Cli {
-    /// Ask this `baton serve` instead of the local store (`runs`, `show`,
-    /// `logs`, `cancel`, `approve`, `pause`, `unpause`).
+    /// Ask this `baton serve` instead of the local store (`run`, `runs`,
+    /// `show`, `logs`, `cancel`, `approve`, `pause`, `unpause`, `agents`),
+    /// or work for it (`worker`).
     #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
     server: Option<String>,
     /// The API key for `--server`.
@@ -113,6 +116,10 @@ enum Command {
     Gc(gc::GcArgs),
     /// Serve the REST API and live event streams (`/api/v1`).
     Serve(serve::ServeArgs),
+    /// Run tasks routed to a capability, for a server (`--server URL
+    /// --key KEY`): `run`/`command` tasks with `runs_on`, and agent tasks
+    /// through COMMAND.
+    Worker(worker::WorkerArgs),
     /// The settings in effect (baton.toml, BATON_ variables), secrets masked.
     Config(config::ConfigArgs),
     /// The API keys `baton serve` accepts.
@@ -164,7 +171,8 @@ fn main() -> ExitCode {
     let remote = remote.as_ref();
     let served = matches!(
         cli.command,
-        Command::Runs(_)
+        Command::Run(_)
+            | Command::Runs(_)
             | Command::Show(_)
             | Command::Logs(_)
             | Command::Cancel(_)
@@ -173,9 +181,10 @@ fn main() -> ExitCode {
             | Command::Unpause(_)
             | Command::Agents(_)
     );
-    if remote.is_some() && !served && !matches!(cli.command, Command::Serve(_)) {
+    if remote.is_some() && !served && !matches!(cli.command, Command::Serve(_) | Command::Worker(_))
+    {
         eprintln!(
-            "error: --server applies to runs, show, logs, cancel, approve, pause, unpause and agents; this command works on the local store"
+            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents and worker; this command works on the local store"
         );
         return ExitCode::from(2);
     }
@@ -196,7 +205,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         } => validate(&files, &inputs, json),
         Command::Plan { file, json } => plan(&file, json),
         Command::Graph { file, format } => graph(&file, format),
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => run::run(args, remote).await,
         Command::Runs(args) => runs::runs(args, remote).await,
         Command::Agents(args) => agents::agents(args, remote).await,
         Command::Show(args) => runs::show(args, remote).await,
@@ -215,6 +224,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Artifacts(args) => audit::artifacts(args).await,
         Command::Gc(args) => gc::gc(args).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Worker(args) => worker::worker(args, remote).await,
         Command::Keys { command } => keys::run(command).await,
         Command::Config(args) => config::show(args),
         Command::Schema => {

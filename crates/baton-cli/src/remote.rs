@@ -10,6 +10,7 @@ use serde_json::Value;
 /// A server and the key to show it.
 #[derive(Clone)]
 pub(crate) struct Remote {
+    server: String,
     base: String,
     key: Option<String>,
     client: reqwest::Client,
@@ -32,14 +33,24 @@ impl std::error::Error for Refused {}
 
 impl Remote {
     pub(crate) fn new(server: &str, key: Option<String>) -> anyhow::Result<Remote> {
-        let base = format!("{}/api/v1", server.trim_end_matches('/'));
+        let server = server.trim_end_matches('/').to_owned();
         Ok(Remote {
-            base,
+            base: format!("{server}/api/v1"),
+            server,
             key,
             client: baton_engine::http_client()
                 .connect_timeout(Duration::from_secs(10))
                 .build()?,
         })
+    }
+
+    /// The server's base URL.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

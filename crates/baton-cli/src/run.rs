@@ -75,12 +75,31 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<Duration>().map_err(|error| error.to_string())
 }
 
-pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    args: RunArgs,
+    remote: Option<&crate::remote::Remote>,
+) -> anyhow::Result<ExitCode> {
     let file = match (&args.file, &args.tasks) {
         (_, Some(tasks)) => inline(tasks)?,
         (Some(path), None) => SpecFile::read(path)?,
         (None, None) => anyhow::bail!("give a spec file, `-` for stdin, or --tasks"),
     };
+    if let Some(remote) = remote {
+        if args.run_id.is_some() || args.seed.is_some() || args.on_failure.is_some() {
+            anyhow::bail!(
+                "--run-id, --seed and --on-failure apply to local runs; a server names its runs itself"
+            );
+        }
+        return crate::submit::submit(
+            remote,
+            &file,
+            &args.inputs,
+            args.concurrency,
+            args.timeout,
+            args.json,
+        )
+        .await;
+    }
     let valid = match file.check() {
         Ok(valid) => valid,
         Err(problems) => return Ok(refuse(&file, problems)),

@@ -113,7 +113,7 @@ async fn retain(engine: Engine, policy: Retention) {
 
 /// Ctrl-C or SIGTERM: stop taking requests. Runs in flight are recorded
 /// and resume when the server starts again.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -100,6 +100,7 @@ enum Field {
     Hooks,
     Params,
     Verdict,
+    RunsOn,
     Mcp,
 }
 
@@ -137,6 +138,7 @@ impl Field {
             "hooks" => Field::Hooks,
             "params" => Field::Params,
             "verdict" => Field::Verdict,
+            "runs_on" => Field::RunsOn,
             "mcp" => Field::Mcp,
             _ => return None,
         })
@@ -283,6 +285,7 @@ impl<'de> Visitor<'de> for TaskVisitor {
                 Field::Hooks => task.modifiers_mut().hooks = map.next_value()?,
                 Field::Params => task.modifiers_mut().params = map.next_value_seed(ParamsSeed)?,
                 Field::Verdict => task.modifiers_mut().verdict = map.next_value()?,
+                Field::RunsOn => task.modifiers_mut().runs_on = map.next_value()?,
             }
         }
         if with.is_some() && uses.is_none() {

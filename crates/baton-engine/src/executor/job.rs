@@ -50,6 +50,9 @@ pub(crate) struct Attempt {
     pub(crate) grace: Duration,
     /// For an attempt that starts a child run: where the child belongs.
     pub(crate) lineage: Option<Arc<Lineage>>,
+    /// A file a process reads as its stdin (a worker's agent command reads
+    /// its task there); none reads nothing.
+    pub(crate) stdin: Option<PathBuf>,
 }
 
 impl Attempt {

@@ -99,6 +99,13 @@ fn spawn(attempt: &Attempt) -> Result<Started, Failure> {
         }
     };
     let context = &attempt.context;
+    let stdin = match &attempt.stdin {
+        Some(path) => Stdio::from(
+            std::fs::File::open(path)
+                .map_err(|error| setup(&format!("cannot open {}", path.display()), error))?,
+        ),
+        None => Stdio::null(),
+    };
     command
         .envs(resolved.env.iter().map(|(name, value)| (name, value)))
         .env("BATON_OUTPUT", attempt_file(&attempt.prefix, OUTPUT_FILE))
@@ -107,7 +114,7 @@ fn spawn(attempt: &Attempt) -> Result<Started, Failure> {
         .env("BATON_ATTEMPT", context.attempt.to_string())
         .env("BATON_IDEMPOTENCY_KEY", &context.idempotency_key)
         .current_dir(attempt.working_dir())
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)

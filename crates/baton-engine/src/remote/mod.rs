@@ -7,6 +7,7 @@
 //! the other.
 
 mod board;
+mod local;
 pub mod protocol;
 mod settings;
 
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 pub use board::WorkerError;
+pub use local::Workspace;
 pub(crate) use board::{Item, Ticket};
 pub use settings::WorkerSettings;
 

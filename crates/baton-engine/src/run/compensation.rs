@@ -57,6 +57,7 @@ pub(crate) fn launch_compensation(
         grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
         resolved,
         lineage: None,
+        stdin: None,
     };
     let executors = Arc::clone(&host.executors);
     let done = done.clone();

@@ -188,6 +188,7 @@ fn job(
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
             resolved,
             lineage: None,
+            stdin: None,
         },
         policy: workflow.defaults.retry.clone().unwrap_or_default(),
         name,

@@ -165,6 +165,7 @@ impl Launcher<'_> {
             grace: timeout.map_or(config.kill_grace, |timeout| timeout.grace),
             resolved,
             lineage,
+            stdin: None,
         };
         let plan = match state.reduction(task, attempt) {
             None => Plan::One(Box::new(run)),
