@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) agents: std::collections::BTreeMap<String, baton_engine::AgentProvider>,
     /// When a remote host's circuit breaker opens, and for how long.
     pub(crate) breaker: baton_engine::BreakerSettings,
+    /// How `baton serve` leases work to remote workers and judges them.
+    pub(crate) workers: baton_engine::WorkerSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -120,6 +122,7 @@ impl Config {
         self.engine.apply(&mut config);
         config.agents.clone_from(&self.agents);
         config.breaker = self.breaker;
+        config.workers.clone_from(&self.workers);
         config
     }
 }
@@ -159,7 +162,7 @@ impl Default for Retention {
 
 /// The sections environment variables may set; other `BATON_` variables
 /// (`BATON_HOME`, what tasks are given) are not settings of this file.
-const SECTIONS: [&str; 4] = ["server", "engine", "retention", "breaker"];
+const SECTIONS: [&str; 5] = ["server", "engine", "retention", "breaker", "workers"];
 
 impl ConfigArgs {
     pub(crate) fn load(&self) -> anyhow::Result<Config> {

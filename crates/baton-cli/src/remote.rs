@@ -88,9 +88,22 @@ impl Remote {
         }
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or_default();
-        let detail = body["detail"]
+        let mut detail = body["detail"]
             .as_str()
             .map_or_else(|| format!("the server answered {status}"), str::to_owned);
+        // A workflow's problems are listed, each where it is.
+        for problem in body["problems"].as_array().into_iter().flatten() {
+            let at = &problem["location"];
+            let place = match (at["line"].as_u64(), at["column"].as_u64()) {
+                (Some(line), Some(column)) => format!("{line}:{column}: "),
+                _ => String::new(),
+            };
+            detail.push_str(&format!(
+                "\n  {place}{}: {}",
+                problem["code"].as_str().unwrap_or("problem"),
+                problem["message"].as_str().unwrap_or_default()
+            ));
+        }
         Ok(Err(Refused { status, detail }))
     }
 

@@ -15,3 +15,4 @@ mod schema;
 mod serve;
 mod util;
 mod validate;
+mod workers;

@@ -3,7 +3,6 @@
 //! leaves another live server's runs alone and takes them over once that
 //! one is gone.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -114,24 +113,11 @@ fn a_run_whose_process_died_is_listed_orphaned_and_resumed() {
 /// `baton serve` on a free port in `dir` with a short lease; the process
 /// and its address.
 fn serve(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("baton"))
-        .current_dir(dir)
-        .args(["serve", "--bind", "127.0.0.1:0", "--insecure-no-auth"])
-        .env("BATON_ENGINE__LEASE", "1s")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("baton serving on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (child, address)
+    crate::util::serve(
+        dir,
+        &["--insecure-no-auth"],
+        &[("BATON_ENGINE__LEASE", "1s")],
+    )
 }
 
 fn shown(address: &str, run: &str) -> serde_json::Value {

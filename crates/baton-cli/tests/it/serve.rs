@@ -1,7 +1,7 @@
 //! `baton serve` as a user runs it: started, killed with SIGKILL, started
 //! again, with the runs it drove carried through.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
@@ -11,35 +11,10 @@ use crate::util::{stops, wait_for_file};
 
 /// `baton serve` on a free port in `dir`; the process and its address.
 fn serve(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("baton"))
-        .current_dir(dir)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("baton serving on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (child, address)
+    crate::util::serve(dir, &[], &[])
 }
 
-/// An API key of `scope` made with `baton keys create` in `dir`.
-fn key(dir: &std::path::Path, scope: &str) -> String {
-    let output = crate::util::baton()
-        .current_dir(dir)
-        .args(["keys", "create", "--name", "test", "--scope", scope])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+use crate::util::key;
 
 /// One HTTP/1.1 exchange with `key`; the status and body.
 fn request(

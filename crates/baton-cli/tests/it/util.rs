@@ -150,3 +150,43 @@ pub(crate) fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Rece
     });
     receive
 }
+
+/// `baton serve` on a free port in `dir` with `args` and `env` added; the
+/// process and its address (`127.0.0.1:PORT`).
+pub(crate) fn serve(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("baton serving on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    (child, address)
+}
+
+/// An API key of `scope` made with `baton keys create` in `dir`.
+pub(crate) fn key(dir: &Path, scope: &str) -> String {
+    let output = baton()
+        .current_dir(dir)
+        .args(["keys", "create", "--name", "test", "--scope", scope])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}

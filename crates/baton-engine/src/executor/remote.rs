@@ -83,10 +83,16 @@ impl Executor for Remote {
             dispatcher: Arc::clone(&self.dispatcher),
             ticket: Some(ticket),
         };
+        // Queued past its timeout, the attempt times out here; leased, its
+        // worker times it out and is given its grace and some slack to say so.
+        let dispatcher = &self.dispatcher;
         let limit = async {
-            match timeout {
-                Some(after) => tokio::time::sleep(after + attempt.grace.as_std() + REPORT_SLACK).await,
-                None => std::future::pending().await,
+            let Some(after) = timeout else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep(after).await;
+            if !dispatcher.is_queued(ticket) {
+                tokio::time::sleep(attempt.grace.as_std() + REPORT_SLACK).await;
             }
         };
         tokio::select! {

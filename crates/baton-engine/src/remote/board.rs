@@ -297,6 +297,12 @@ impl Board {
         Ticket(ticket)
     }
 
+    pub(crate) fn is_queued(&self, ticket: Ticket) -> bool {
+        self.entries
+            .get(&ticket.0)
+            .is_some_and(|entry| matches!(entry.place, Place::Queued))
+    }
+
     /// Takes an attempt back (cancelled, or out of time): out of its queue,
     /// or off its worker, who is told to stop it.
     pub(crate) fn withdraw(&mut self, ticket: Ticket) {

@@ -189,6 +189,11 @@ impl Dispatcher {
         self.board().submit(item, Instant::now())
     }
 
+    /// Whether the attempt still waits for a worker.
+    pub(crate) fn is_queued(&self, ticket: Ticket) -> bool {
+        self.board().is_queued(ticket)
+    }
+
     pub(crate) fn withdraw(&self, ticket: Ticket) {
         self.board().withdraw(ticket);
     }
