@@ -37,7 +37,10 @@ pub(crate) async fn submit(
     let started: baton_server::api::Started = match remote.post("/runs", &body).await? {
         Ok(started) => started,
         Err(refused) => {
-            eprintln!("error: the server did not start the run ({}): {refused}", refused.status);
+            eprintln!(
+                "error: the server did not start the run ({}): {refused}",
+                refused.status
+            );
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -22,9 +22,9 @@ use crate::error::Error;
 use crate::executor::{
     Agents, ChildRuns, Executors, Handler, Http, InProcess, Mcp, Processes, Remote,
 };
-use crate::remote::Dispatcher;
 use crate::handle::{Canceller, Recovery, RunHandle};
 use crate::pin::{Place, pin};
+use crate::remote::Dispatcher;
 use crate::report::RunReport;
 use crate::run::{Driven, Family, Host, Run, Start, drive, reusable};
 use crate::views::{View, Views, rebuild};

@@ -29,6 +29,15 @@ struct Caller {
 }
 
 impl Caller {
+    /// As the dispatcher names a caller for worker `id`.
+    fn acting_for<'a>(&'a self, id: &'a str) -> baton_engine::remote::Caller<'a> {
+        baton_engine::remote::Caller {
+            worker: id,
+            key: &self.key,
+            token: &self.token,
+        }
+    }
+
     fn of(principal: Option<&Principal>, headers: &HeaderMap) -> Caller {
         let token = headers
             .get(TOKEN_HEADER)
@@ -52,11 +61,8 @@ fn refused(error: WorkerError) -> ApiError {
 }
 
 fn check(registration: &Registration) -> Result<(), ApiError> {
-    let name_ok = |name: &str| {
-        !name.is_empty()
-            && name.len() <= 128
-            && !name.chars().any(char::is_control)
-    };
+    let name_ok =
+        |name: &str| !name.is_empty() && name.len() <= 128 && !name.chars().any(char::is_control);
     if !name_ok(&registration.name) {
         return Err(ApiError::Unprocessable(
             "`name` must be 1 to 128 characters without control characters".to_owned(),
@@ -64,7 +70,10 @@ fn check(registration: &Registration) -> Result<(), ApiError> {
     }
     if registration.capabilities.is_empty()
         || registration.capabilities.len() > 64
-        || !registration.capabilities.iter().all(|capability| name_ok(capability))
+        || !registration
+            .capabilities
+            .iter()
+            .all(|capability| name_ok(capability))
     {
         return Err(ApiError::Unprocessable(
             "`capabilities` must list 1 to 64 names".to_owned(),
@@ -82,7 +91,8 @@ fn check(registration: &Registration) -> Result<(), ApiError> {
             .any(|(name, value)| !name_ok(name) || value.len() > 256)
     {
         return Err(ApiError::Unprocessable(
-            "at most 64 labels, each name 1 to 128 characters and each value at most 256".to_owned(),
+            "at most 64 labels, each name 1 to 128 characters and each value at most 256"
+                .to_owned(),
         ));
     }
     Ok(())
@@ -149,7 +159,7 @@ pub(crate) async fn poll(
     }
     app.engine
         .dispatcher()
-        .poll(&id, &caller.key, &caller.token, poll)
+        .poll(caller.acting_for(&id), poll)
         .await
         .map(Json)
         .map_err(refused)
@@ -187,7 +197,7 @@ pub(crate) async fn complete(
     let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
-        .complete(&id, &caller.key, &caller.token, report)
+        .complete(caller.acting_for(&id), report)
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(refused)
 }
@@ -234,7 +244,7 @@ pub(crate) async fn logs(
     let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
-        .append_log(&id, &caller.key, &caller.token, &lease, query.stream, &body)
+        .append_log(caller.acting_for(&id), &lease, query.stream, &body)
         .await
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(refused)
@@ -266,7 +276,7 @@ pub(crate) async fn drain(
     let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
-        .drain(&id, &caller.key, &caller.token)
+        .drain(caller.acting_for(&id))
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(refused)
 }
@@ -297,7 +307,7 @@ pub(crate) async fn deregister(
     let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
-        .deregister(&id, &caller.key, &caller.token)
+        .deregister(caller.acting_for(&id))
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(refused)
 }

@@ -89,10 +89,13 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, CallError> {
-        let response = request.send().await.map_err(|source| CallError::Unreachable {
-            url: self.base.clone(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| CallError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(response);
@@ -109,7 +112,10 @@ impl Client {
         })
     }
 
-    async fn json<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, CallError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CallError> {
         let url = self.base.clone();
         self.send(request)
             .await?
@@ -118,8 +124,13 @@ impl Client {
             .map_err(|source| CallError::Unreachable { url, source })
     }
 
-    pub(crate) async fn register(&self, registration: &Registration) -> Result<Registered, CallError> {
-        let request = self.request(reqwest::Method::POST, "/workers", None).json(registration);
+    pub(crate) async fn register(
+        &self,
+        registration: &Registration,
+    ) -> Result<Registered, CallError> {
+        let request = self
+            .request(reqwest::Method::POST, "/workers", None)
+            .json(registration);
         self.json(request).await
     }
 
@@ -127,7 +138,11 @@ impl Client {
     /// allows a little more.
     pub(crate) async fn poll(&self, session: &Session, poll: &Poll) -> Result<Polled, CallError> {
         let request = self
-            .request(reqwest::Method::POST, &format!("/workers/{}/poll", session.id), Some(session))
+            .request(
+                reqwest::Method::POST,
+                &format!("/workers/{}/poll", session.id),
+                Some(session),
+            )
             .timeout(Duration::from_millis(poll.wait_ms) + Duration::from_secs(10))
             .json(poll);
         self.json(request).await
@@ -147,7 +162,10 @@ impl Client {
         let request = self
             .request(
                 reqwest::Method::POST,
-                &format!("/workers/{}/leases/{lease}/logs?stream={stream}", session.id),
+                &format!(
+                    "/workers/{}/leases/{lease}/logs?stream={stream}",
+                    session.id
+                ),
                 Some(session),
             )
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -156,14 +174,20 @@ impl Client {
     }
 
     pub(crate) async fn drain(&self, session: &Session) -> Result<(), CallError> {
-        let request =
-            self.request(reqwest::Method::POST, &format!("/workers/{}/drain", session.id), Some(session));
+        let request = self.request(
+            reqwest::Method::POST,
+            &format!("/workers/{}/drain", session.id),
+            Some(session),
+        );
         self.send(request).await.map(drop)
     }
 
     pub(crate) async fn deregister(&self, session: &Session) -> Result<(), CallError> {
-        let request =
-            self.request(reqwest::Method::DELETE, &format!("/workers/{}", session.id), Some(session));
+        let request = self.request(
+            reqwest::Method::DELETE,
+            &format!("/workers/{}", session.id),
+            Some(session),
+        );
         self.send(request).await.map(drop)
     }
 }

@@ -88,7 +88,9 @@ pub async fn run(
                 match worker.serve(&session, stopping.clone()).await {
                     Ok(()) => return Ok(()),
                     Err(CallError::UnknownWorker(detail)) => {
-                        eprintln!("baton worker: the server forgot this worker ({detail}); stopping what runs and registering again");
+                        eprintln!(
+                            "baton worker: the server forgot this worker ({detail}); stopping what runs and registering again"
+                        );
                         worker.stop_all();
                         worker.lock().outbox.clear();
                     }
@@ -133,7 +135,9 @@ const BACKOFF: [u64; 6] = [100, 250, 500, 1000, 2000, 5000];
 
 impl Worker {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn summary(&self) -> Summary {
@@ -198,12 +202,12 @@ impl Worker {
         };
         let taken = self.take(session, stopping).await;
         let _ = done.send(true);
-        let reported = reporter
-            .await
-            .unwrap_or_else(|error| Err(CallError::Refused {
+        let reported = reporter.await.unwrap_or_else(|error| {
+            Err(CallError::Refused {
                 status: 0,
                 detail: error.to_string(),
-            }));
+            })
+        });
         taken?;
         reported?;
         match self.client.deregister(session).await {
@@ -362,7 +366,11 @@ impl Worker {
         {
             let mut state = self.lock();
             for lease in &polled.stop {
-                if let Some(stop) = state.running.get_mut(lease).and_then(|running| running.stop.take()) {
+                if let Some(stop) = state
+                    .running
+                    .get_mut(lease)
+                    .and_then(|running| running.stop.take())
+                {
                     let _ = stop.send(());
                 }
             }
@@ -423,7 +431,10 @@ impl Worker {
                     .upload_log(session, &lease.lease_id, stream, chunk.to_vec())
                     .await
                 {
-                    eprintln!("baton worker: the logs of lease {} were not kept: {error}", lease.lease_id);
+                    eprintln!(
+                        "baton worker: the logs of lease {} were not kept: {error}",
+                        lease.lease_id
+                    );
                     break;
                 }
             }

@@ -75,10 +75,21 @@ impl Cluster {
     /// The agent registry.
     fn agents(&self) -> Vec<Value> {
         let output = baton()
-            .args(["--server", &self.url(), "--key", &self.runner, "agents", "--json"])
+            .args([
+                "--server",
+                &self.url(),
+                "--key",
+                &self.runner,
+                "agents",
+                "--json",
+            ])
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
@@ -97,7 +108,10 @@ impl Cluster {
             if holds(&agents) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the registry never got there: {agents:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "the registry never got there: {agents:#?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,12 +122,23 @@ impl Cluster {
         std::fs::write(&path, spec).unwrap();
         let mut command = Command::new(assert_cmd::cargo::cargo_bin("baton"));
         command
-            .args(["--server", &self.url(), "--key", &self.runner, "run", "--json"])
+            .args([
+                "--server",
+                &self.url(),
+                "--key",
+                &self.runner,
+                "run",
+                "--json",
+            ])
             .arg(&path);
         for input in inputs {
             command.args(["-i", input]);
         }
-        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn report(&self, spec: &str, inputs: &[&str]) -> Value {
@@ -151,8 +176,15 @@ fn rand_suffix() -> u64 {
 
 /// Where a task ran: its output's `dir`, the worker directory's name.
 fn ran_in(report: &Value, id: &str) -> String {
-    let dir = task(report, id)["output"]["dir"].as_str().unwrap().to_owned();
-    Path::new(&dir).file_name().unwrap().to_string_lossy().into_owned()
+    let dir = task(report, id)["output"]["dir"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Path::new(&dir)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -173,15 +205,27 @@ fn work_reaches_only_workers_with_the_capability_and_labels_the_run_asks_for() {
             json!({"command": ["sh", "-c", dir], "runs_on": {"capability": "test"}}),
         );
     }
-    tasks.insert("local".to_owned(), json!({"run": r#"echo '{"dir": "here"}' > "$BATON_OUTPUT""#}));
-    let spec = json!({"name": "routed", "inputs": {"region": {"default": "us"}}, "tasks": tasks}).to_string();
+    tasks.insert(
+        "local".to_owned(),
+        json!({"run": r#"echo '{"dir": "here"}' > "$BATON_OUTPUT""#}),
+    );
+    let spec = json!({"name": "routed", "inputs": {"region": {"default": "us"}}, "tasks": tasks})
+        .to_string();
     let report = cluster.report(&spec, &["region=eu"]);
     assert_eq!(report["status"], "succeeded", "{report:#}");
     for index in 0..6 {
-        assert_eq!(ran_in(&report, &format!("build{index}")), "eu", "labels come from the run's inputs");
+        assert_eq!(
+            ran_in(&report, &format!("build{index}")),
+            "eu",
+            "labels come from the run's inputs"
+        );
         assert_eq!(ran_in(&report, &format!("test{index}")), "tester");
     }
-    assert_eq!(ran_in(&report, "local"), "here", "a task without runs_on runs where the run is driven");
+    assert_eq!(
+        ran_in(&report, "local"),
+        "here",
+        "a task without runs_on runs where the run is driven"
+    );
     assert_eq!(cluster.agent("us")["succeeded"], 0);
     assert_eq!(cluster.agent("eu")["succeeded"], 6);
 }
@@ -201,7 +245,10 @@ fn an_attempt_on_a_worker_killed_mid_task_runs_again_on_another_and_the_run_succ
         if cluster.workdir("two").join("started").exists() {
             break (second, "one");
         }
-        assert!(Instant::now() < deadline, "the task never started on a worker");
+        assert!(
+            Instant::now() < deadline,
+            "the task never started on a worker"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     let victim_dir = if survivor == "two" { "one" } else { "two" };
@@ -216,7 +263,10 @@ fn an_attempt_on_a_worker_killed_mid_task_runs_again_on_another_and_the_run_succ
     let took = killed.elapsed();
     // The killed worker's task process is left running, as `kill -9`
     // leaves it; the test does not leave it behind.
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(orphan), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(orphan),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     assert!(stops(orphan));
     assert_eq!(report["status"], "succeeded", "{report:#}");
     let work = task(&report, "work");
@@ -244,7 +294,10 @@ fn a_worker_that_fails_every_task_opens_its_breaker_and_half_opens_after_the_coo
     let report = cluster.report(&spec, &[]);
     assert_eq!(report["status"], "succeeded", "{report:#}");
     let bad = cluster.agent("bad");
-    assert_eq!(bad["failed"], 3, "no work after its breaker opened: {bad:#}");
+    assert_eq!(
+        bad["failed"], 3,
+        "no work after its breaker opened: {bad:#}"
+    );
     assert_eq!(bad["succeeded"], 0);
     assert_eq!(bad["breaker"]["state"], "open", "{bad:#}");
     assert_eq!(bad["status"], "unhealthy");
@@ -283,7 +336,10 @@ fn a_worker_asked_to_stop_finishes_what_it_runs_and_leaves() {
     let output = cluster.workers.remove(worker).wait_with_output().unwrap();
     assert!(output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("stopped after 1 succeeded, 0 failed, 0 handed back"), "{said}");
+    assert!(
+        said.contains("stopped after 1 succeeded, 0 failed, 0 handed back"),
+        "{said}"
+    );
     cluster.wait_for(|agents| agents.iter().all(|agent| agent["name"] != "leaving"));
     let logs = baton()
         .args(["--server", &cluster.url(), "--key", &cluster.runner, "logs"])
@@ -304,7 +360,13 @@ fn an_agent_task_is_answered_by_a_worker_s_command_and_a_task_with_no_worker_say
     let agent = crate::util::workspace().join("examples/agents/review.py");
     cluster.worker(
         "reviewer",
-        &["--capability", "review", "--", "python3", agent.to_str().unwrap()],
+        &[
+            "--capability",
+            "review",
+            "--",
+            "python3",
+            agent.to_str().unwrap(),
+        ],
     );
     let spec = "name: agent\ntasks:\n  review:\n    agent: {capability: review, prompt: 'Is this fine?', input: {size: 10}}\n";
     let report = cluster.report(spec, &[]);
@@ -317,7 +379,10 @@ fn an_agent_task_is_answered_by_a_worker_s_command_and_a_task_with_no_worker_say
     let run = cluster.run(waits, &[]);
     let output = run.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("gpu: waiting for a worker with capability `gpu`"), "{said}");
+    assert!(
+        said.contains("gpu: waiting for a worker with capability `gpu`"),
+        "{said}"
+    );
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["status"], "failed", "bounded by the task's timeout");
     assert_eq!(task(&report, "gpu")["status"], "timed_out");

@@ -114,7 +114,11 @@ pub(crate) fn task_problems(task: &Task, problems: &mut Vec<Problem>) {
         mcp_problems(mcp, path().key("mcp"), problems);
     }
     if let TaskKind::Agent(agent) = &task.kind {
-        capability_problems(&agent.capability, path().key("agent").key("capability"), problems);
+        capability_problems(
+            &agent.capability,
+            path().key("agent").key("capability"),
+            problems,
+        );
     }
     if let Some(runs_on) = &task.modifiers().runs_on {
         runs_on_problems(task, runs_on, path().key("runs_on"), problems);
@@ -383,7 +387,9 @@ fn runs_on_problems(task: &Task, runs_on: &RunsOn, path: Path, problems: &mut Ve
         TaskKind::Run(_) | TaskKind::Command(_) | TaskKind::Noop
     ) {
         let help = match task.kind {
-            TaskKind::Agent(_) => "an agent task names its workers itself: move the capability and labels into `agent:`",
+            TaskKind::Agent(_) => {
+                "an agent task names its workers itself: move the capability and labels into `agent:`"
+            }
             _ => "only `run`, `command` and `noop` tasks run on workers; remove `runs_on`",
         };
         problems.push(
@@ -460,7 +466,12 @@ mod tests {
 
     #[test]
     fn runs_on_sends_processes_and_join_points_to_a_named_capability() {
-        assert!(problems("{run: make, runs_on: {capability: build, labels: {region: '{{ inputs.region }}'}}}").is_empty());
+        assert!(
+            problems(
+                "{run: make, runs_on: {capability: build, labels: {region: '{{ inputs.region }}'}}}"
+            )
+            .is_empty()
+        );
         assert!(problems("{command: [make], runs_on: {capability: gpu.build}}").is_empty());
         assert!(problems("{noop: true, runs_on: {capability: build}}").is_empty());
         assert_eq!(
@@ -480,9 +491,11 @@ mod tests {
             ["capability `` is not a name a worker can offer"]
         );
         assert!(
-            problems("{run: make, runs_on: {capability: build, labels: {region: '{{ inputs.zone }}'}}}")
-                .iter()
-                .any(|problem| problem.contains("zone")),
+            problems(
+                "{run: make, runs_on: {capability: build, labels: {region: '{{ inputs.zone }}'}}}"
+            )
+            .iter()
+            .any(|problem| problem.contains("zone")),
             "label templates are checked like any other"
         );
     }

@@ -222,7 +222,12 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
                 push_template(&mut sites, value, path, scope);
             }
             if let Some(key) = &agent.fairness_key {
-                push_template(&mut sites, key, base().key("agent").key("fairness_key"), scope);
+                push_template(
+                    &mut sites,
+                    key,
+                    base().key("agent").key("fairness_key"),
+                    scope,
+                );
             }
         }
         TaskKind::Approval(approval) => push_template(
@@ -328,7 +333,12 @@ pub(crate) fn task_sites(task: &Task) -> Vec<Site<'_>> {
             push_template(&mut sites, value, path, scope);
         }
         if let Some(key) = &runs_on.fairness_key {
-            push_template(&mut sites, key, base().key("runs_on").key("fairness_key"), scope);
+            push_template(
+                &mut sites,
+                key,
+                base().key("runs_on").key("fairness_key"),
+                scope,
+            );
         }
     }
     if let Some(action) = &task.modifiers().compensate {

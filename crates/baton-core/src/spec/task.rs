@@ -16,8 +16,8 @@ use crate::duration::Duration;
 use crate::problem::{Code, Path, Problem};
 use crate::spec::{
     Action, AgentTask, Approval, CachePolicy, Check, Expression, Foreach, Hooks, HttpRequest,
-    KIND_KEYS, McpTask, Need, NeedCondition, Needs, Repeat, RetryPolicy, SubWorkflow, Swarm,
-    RunsOn, TaskKind, Template, Timeout, UsesTemplate, policy::cache_field, unique,
+    KIND_KEYS, McpTask, Need, NeedCondition, Needs, Repeat, RetryPolicy, RunsOn, SubWorkflow,
+    Swarm, TaskKind, Template, Timeout, UsesTemplate, policy::cache_field, unique,
 };
 
 /// One node of the DAG: what it does, what it waits for, and how it runs.

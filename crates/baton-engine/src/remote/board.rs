@@ -52,7 +52,9 @@ pub enum WorkerError {
     #[error("worker `{0}` was registered by another key, or the token does not match")]
     NotYours(String),
     /// The lease named is not this worker's to report on.
-    #[error("lease `{0}` is not held by this worker with that fencing token: it expired, was cancelled or was handed to another worker")]
+    #[error(
+        "lease `{0}` is not held by this worker with that fencing token: it expired, was cancelled or was handed to another worker"
+    )]
     StaleLease(String),
     /// A log upload could not be written on the server.
     #[error("cannot write the log {}", path.display())]
@@ -68,6 +70,15 @@ impl PartialEq for WorkerError {
     fn eq(&self, other: &WorkerError) -> bool {
         self.to_string() == other.to_string()
     }
+}
+
+/// Who calls for a worker: its id, the id of the API key it calls with
+/// (empty when the server takes no keys), and its token.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub worker: &'a str,
+    pub key: &'a str,
+    pub token: &'a str,
 }
 
 struct Worker {
@@ -247,13 +258,13 @@ impl Board {
     }
 
     /// The worker `id`, if `key` registered it and `token` is its own.
-    fn worker_mut(&mut self, id: &str, key: &str, token: &str) -> Result<&mut Worker, WorkerError> {
+    fn worker_mut(&mut self, caller: Caller<'_>) -> Result<&mut Worker, WorkerError> {
         let worker = self
             .workers
-            .get_mut(id)
-            .ok_or_else(|| WorkerError::Unknown(id.to_owned()))?;
-        if worker.key != key || worker.token != token {
-            return Err(WorkerError::NotYours(id.to_owned()));
+            .get_mut(caller.worker)
+            .ok_or_else(|| WorkerError::Unknown(caller.worker.to_owned()))?;
+        if worker.key != caller.key || worker.token != caller.token {
+            return Err(WorkerError::NotYours(caller.worker.to_owned()));
         }
         Ok(worker)
     }
@@ -344,15 +355,14 @@ impl Board {
     /// and hands over up to `take` leases from its mailbox.
     pub(crate) fn poll(
         &mut self,
-        id: &str,
-        key: &str,
-        token: &str,
+        caller: Caller<'_>,
         results: Vec<Report>,
         running: &[Held],
         take: u32,
         now: Instant,
     ) -> Result<Polled, WorkerError> {
-        let worker = self.worker_mut(id, key, token)?;
+        let id = caller.worker;
+        let worker = self.worker_mut(caller)?;
         worker.seen = now;
         let draining = worker.draining;
         let mut stop = std::mem::take(&mut worker.stop);
@@ -442,7 +452,10 @@ impl Board {
         let Some(ticket) = self.held_by(id, &report.lease_id, report.fencing) else {
             return Taken::Stale;
         };
-        let entry = self.entries.remove(&ticket).expect("a held lease has its entry");
+        let entry = self
+            .entries
+            .remove(&ticket)
+            .expect("a held lease has its entry");
         self.leases.remove(&report.lease_id);
         let capability = entry.item.route.capability.clone();
         self.release(&capability, id, ticket);
@@ -604,7 +617,10 @@ impl Board {
         state.remove(key, ticket);
         state.in_flight += 1;
         state.turn = Some(format!("{key}\0"));
-        let worker = self.workers.get_mut(worker).expect("the best worker exists");
+        let worker = self
+            .workers
+            .get_mut(worker)
+            .expect("the best worker exists");
         if let Ok(Some(to)) = worker.breaker.admit(now, &settings.breaker) {
             transition(Target::Worker, &worker.id, to);
         }
@@ -613,7 +629,10 @@ impl Board {
         worker.mailbox.push_back(ticket);
         worker.wake.notify_one();
         let lease_id = format!("l-{}", uuid::Uuid::new_v4().simple());
-        let entry = self.entries.get_mut(&ticket).expect("a queued ticket has its entry");
+        let entry = self
+            .entries
+            .get_mut(&ticket)
+            .expect("a queued ticket has its entry");
         entry.item.lease.lease_id = lease_id.clone();
         entry.item.lease.fencing = order;
         entry.place = Place::Leased {
@@ -683,8 +702,8 @@ impl Board {
     }
 
     /// Stops giving the worker new leases.
-    pub(crate) fn drain(&mut self, id: &str, key: &str, token: &str) -> Result<(), WorkerError> {
-        let worker = self.worker_mut(id, key, token)?;
+    pub(crate) fn drain(&mut self, caller: Caller<'_>) -> Result<(), WorkerError> {
+        let worker = self.worker_mut(caller)?;
         worker.draining = true;
         worker.wake.notify_one();
         Ok(())
@@ -693,16 +712,17 @@ impl Board {
     /// Removes the worker; the attempts it held go back to the queue.
     pub(crate) fn deregister(
         &mut self,
-        id: &str,
-        key: &str,
-        token: &str,
+        caller: Caller<'_>,
         now: Instant,
     ) -> Result<(), WorkerError> {
-        self.worker_mut(id, key, token)?;
+        self.worker_mut(caller)?;
+        let id = caller.worker;
         let held: Vec<u64> = self
             .entries
             .iter()
-            .filter(|(_, entry)| matches!(&entry.place, Place::Leased { worker, .. } if worker == id))
+            .filter(
+                |(_, entry)| matches!(&entry.place, Place::Leased { worker, .. } if worker == id),
+            )
             .map(|(ticket, _)| *ticket)
             .collect();
         for ticket in held {
@@ -722,19 +742,12 @@ impl Board {
     /// Where the logs of `lease_id` go, if worker `id` (as `key` and
     /// `token`) holds it.
     pub(crate) fn log_prefix(
-        &self,
-        id: &str,
-        key: &str,
-        token: &str,
+        &mut self,
+        caller: Caller<'_>,
         lease_id: &str,
     ) -> Result<std::path::PathBuf, WorkerError> {
-        let worker = self
-            .workers
-            .get(id)
-            .ok_or_else(|| WorkerError::Unknown(id.to_owned()))?;
-        if worker.key != key || worker.token != token {
-            return Err(WorkerError::NotYours(id.to_owned()));
-        }
+        self.worker_mut(caller)?;
+        let id = caller.worker;
         self.leases
             .get(lease_id)
             .and_then(|ticket| self.entries.get(ticket))
@@ -746,15 +759,13 @@ impl Board {
     /// Reports one result outside a poll: refused unless applied.
     pub(crate) fn complete(
         &mut self,
-        id: &str,
-        key: &str,
-        token: &str,
+        caller: Caller<'_>,
         report: Report,
         now: Instant,
     ) -> Result<(), WorkerError> {
         let lease_id = report.lease_id.clone();
-        self.worker_mut(id, key, token)?.seen = now;
-        match self.report(id, report, now) {
+        self.worker_mut(caller)?.seen = now;
+        match self.report(caller.worker, report, now) {
             Taken::Applied => Ok(()),
             Taken::Stale => Err(WorkerError::StaleLease(lease_id)),
         }
@@ -787,7 +798,7 @@ impl Board {
                 succeeded: worker.succeeded,
                 failed: worker.failed,
                 last_heartbeat_ms_ago: Some(
-                    now.saturating_duration_since(worker.seen).as_millis() as u64,
+                    now.saturating_duration_since(worker.seen).as_millis() as u64
                 ),
             })
             .collect()
@@ -818,7 +829,11 @@ impl Board {
                 .iter()
                 .map(|(name, value)| format!("{name}={value}"))
                 .collect();
-            format!("capability `{}` and labels {}", route.capability, labels.join(","))
+            format!(
+                "capability `{}` and labels {}",
+                route.capability,
+                labels.join(",")
+            )
         };
         let offering: Vec<&Worker> = self
             .workers

@@ -57,7 +57,9 @@ impl Workspace {
             }
             LeasedWork::Agent { .. } => match write_task(&prefix, lease) {
                 Ok(path) => (Work::Command(self.agent_command.clone()), Some(path)),
-                Err(error) => return failed(&format!("cannot write the task for the agent: {error}")),
+                Err(error) => {
+                    return failed(&format!("cannot write the task for the agent: {error}"));
+                }
             },
         };
         let agent = stdin.is_some();

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-pub use board::WorkerError;
-pub use local::Workspace;
+pub use board::{Caller, WorkerError};
 pub(crate) use board::{Item, Ticket};
+pub use local::Workspace;
 pub use settings::WorkerSettings;
 
 use board::Board;
@@ -45,7 +45,9 @@ impl Dispatcher {
     }
 
     fn board(&self) -> MutexGuard<'_, Board> {
-        self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.board
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts serving workers: routed tasks are accepted from now on, and
@@ -78,26 +80,18 @@ impl Dispatcher {
     /// One poll: takes `poll.results`, extends `poll.running`, and hands
     /// over up to `poll.take` leases, waiting up to `poll.wait_ms` (at most
     /// [`MAX_WAIT`]) for one when none is there.
-    pub async fn poll(
-        &self,
-        worker: &str,
-        key: &str,
-        token: &str,
-        poll: Poll,
-    ) -> Result<Polled, WorkerError> {
+    pub async fn poll(&self, caller: Caller<'_>, poll: Poll) -> Result<Polled, WorkerError> {
         let wait = Duration::from_millis(poll.wait_ms).min(MAX_WAIT);
         let (mut polled, wake) = {
             let mut board = self.board();
             let polled = board.poll(
-                worker,
-                key,
-                token,
+                caller,
                 poll.results,
                 &poll.running,
                 poll.take,
                 Instant::now(),
             )?;
-            (polled, board.wake_of(worker))
+            (polled, board.wake_of(caller.worker))
         };
         let Some(wake) = wake else {
             return Ok(polled);
@@ -105,13 +99,16 @@ impl Dispatcher {
         if polled.leases.is_empty() && poll.take > 0 && !wait.is_zero() && polled.stop.is_empty() {
             let until = tokio::time::Instant::now() + wait;
             while polled.leases.is_empty() && !polled.draining {
-                if tokio::time::timeout_at(until, wake.notified()).await.is_err() {
+                if tokio::time::timeout_at(until, wake.notified())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 let mut board = self.board();
-                polled.leases = board.hand_over(worker, poll.take, Instant::now());
-                polled.stop = board.stops(worker);
-                polled.draining = board.is_draining(worker);
+                polled.leases = board.hand_over(caller.worker, poll.take, Instant::now());
+                polled.stop = board.stops(caller.worker);
+                polled.draining = board.is_draining(caller.worker);
                 if !polled.stop.is_empty() {
                     break;
                 }
@@ -121,22 +118,20 @@ impl Dispatcher {
     }
 
     /// One result outside a poll; an error if it was not applied.
-    pub fn complete(&self, worker: &str, key: &str, token: &str, report: Report) -> Result<(), WorkerError> {
-        self.board().complete(worker, key, token, report, Instant::now())
+    pub fn complete(&self, caller: Caller<'_>, report: Report) -> Result<(), WorkerError> {
+        self.board().complete(caller, report, Instant::now())
     }
 
     /// Appends `bytes` to the log `stream` of a lease the worker holds,
     /// where `baton logs` and the API read a local attempt's.
     pub async fn append_log(
         &self,
-        worker: &str,
-        key: &str,
-        token: &str,
+        caller: Caller<'_>,
         lease: &str,
         stream: protocol::LogStream,
         bytes: &[u8],
     ) -> Result<(), WorkerError> {
-        let prefix = self.board().log_prefix(worker, key, token, lease)?;
+        let prefix = self.board().log_prefix(caller, lease)?;
         let file = crate::logs::attempt_file(
             &prefix,
             match stream {
@@ -162,12 +157,12 @@ impl Dispatcher {
         })
     }
 
-    pub fn drain(&self, worker: &str, key: &str, token: &str) -> Result<(), WorkerError> {
-        self.board().drain(worker, key, token)
+    pub fn drain(&self, caller: Caller<'_>) -> Result<(), WorkerError> {
+        self.board().drain(caller)
     }
 
-    pub fn deregister(&self, worker: &str, key: &str, token: &str) -> Result<(), WorkerError> {
-        self.board().deregister(worker, key, token, Instant::now())
+    pub fn deregister(&self, caller: Caller<'_>) -> Result<(), WorkerError> {
+        self.board().deregister(caller, Instant::now())
     }
 
     /// Every registered worker, as the agent registry shows it.

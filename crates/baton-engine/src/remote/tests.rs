@@ -7,13 +7,13 @@ use baton_core::run::{FailureKind, Route};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::board::{Board, Item, WorkerError};
+use super::board::{Board, Caller, Item, WorkerError};
 use super::protocol::{
     End, Held, Lease, LeasedWork, Registration, RemoteFailure, RemoteFailureKind, Report, Taken,
 };
 use super::settings::WorkerSettings;
-use crate::{AgentHealth, BreakerSettings};
 use crate::executor::Outcome;
+use crate::{AgentHealth, BreakerSettings};
 
 fn settings() -> WorkerSettings {
     WorkerSettings {
@@ -28,7 +28,12 @@ fn settings() -> WorkerSettings {
     }
 }
 
-fn registration(name: &str, capability: &str, labels: &[(&str, &str)], concurrency: u32) -> Registration {
+fn registration(
+    name: &str,
+    capability: &str,
+    labels: &[(&str, &str)],
+    concurrency: u32,
+) -> Registration {
     Registration {
         name: name.to_owned(),
         capabilities: vec![capability.to_owned()],
@@ -41,7 +46,13 @@ fn registration(name: &str, capability: &str, labels: &[(&str, &str)], concurren
     }
 }
 
-fn item(task: &str, capability: &str, labels: &[(&str, &str)], key: Option<&str>, now: Instant) -> (Item, oneshot::Receiver<Outcome>) {
+fn item(
+    task: &str,
+    capability: &str,
+    labels: &[(&str, &str)],
+    key: Option<&str>,
+    now: Instant,
+) -> (Item, oneshot::Receiver<Outcome>) {
     let (reply, answer) = oneshot::channel();
     let item = Item {
         route: Route {
@@ -83,6 +94,16 @@ struct Handle {
     token: String,
 }
 
+impl Handle {
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            worker: &self.id,
+            key: "key",
+            token: &self.token,
+        }
+    }
+}
+
 fn register(board: &mut Board, registration: Registration, now: Instant) -> Handle {
     let (registered, _) = board.register("key", registration, now);
     Handle {
@@ -93,7 +114,7 @@ fn register(board: &mut Board, registration: Registration, now: Instant) -> Hand
 
 fn take(board: &mut Board, worker: &Handle, count: u32, now: Instant) -> Vec<Lease> {
     board
-        .poll(&worker.id, "key", &worker.token, Vec::new(), &[], count, now)
+        .poll(worker.caller(), Vec::new(), &[], count, now)
         .unwrap()
         .leases
 }
@@ -121,17 +142,39 @@ fn failed() -> End {
 #[test]
 fn work_goes_only_to_workers_with_the_capability_and_every_label() {
     let (mut board, now) = (Board::new(settings()), Instant::now());
-    let eu = register(&mut board, registration("eu", "build", &[("region", "eu")], 4), now);
-    let us = register(&mut board, registration("us", "build", &[("region", "us")], 4), now);
-    let other = register(&mut board, registration("other", "review", &[("region", "eu")], 4), now);
+    let eu = register(
+        &mut board,
+        registration("eu", "build", &[("region", "eu")], 4),
+        now,
+    );
+    let us = register(
+        &mut board,
+        registration("us", "build", &[("region", "us")], 4),
+        now,
+    );
+    let other = register(
+        &mut board,
+        registration("other", "review", &[("region", "eu")], 4),
+        now,
+    );
     let (to_eu, _a) = item("a", "build", &[("region", "eu")], None, now);
     let (to_any, _b) = item("b", "build", &[], None, now);
     board.submit(to_eu, now);
     board.submit(to_any, now);
-    let eu_got: Vec<String> = take(&mut board, &eu, 10, now).into_iter().map(|lease| lease.task_id).collect();
-    let us_got: Vec<String> = take(&mut board, &us, 10, now).into_iter().map(|lease| lease.task_id).collect();
+    let eu_got: Vec<String> = take(&mut board, &eu, 10, now)
+        .into_iter()
+        .map(|lease| lease.task_id)
+        .collect();
+    let us_got: Vec<String> = take(&mut board, &us, 10, now)
+        .into_iter()
+        .map(|lease| lease.task_id)
+        .collect();
     assert_eq!(eu_got, ["a"]);
-    assert_eq!(us_got, ["b"], "the less loaded worker takes the unlabelled task");
+    assert_eq!(
+        us_got,
+        ["b"],
+        "the less loaded worker takes the unlabelled task"
+    );
     assert!(take(&mut board, &other, 10, now).is_empty());
 }
 
@@ -149,9 +192,17 @@ fn the_least_loaded_worker_gets_work_and_ties_take_turns() {
     // a: both idle, first registered second-last... then loads 1/1 and x/4.
     let small_got = take(&mut board, &small, 10, now).len();
     let big_got = take(&mut board, &big, 10, now).len();
-    assert_eq!((small_got, big_got), (1, 4), "each up to its concurrency, no more");
+    assert_eq!(
+        (small_got, big_got),
+        (1, 4),
+        "each up to its concurrency, no more"
+    );
     let workers = board.workers(now);
-    assert!(workers.iter().all(|worker| Some(worker.in_flight) == worker.concurrency));
+    assert!(
+        workers
+            .iter()
+            .all(|worker| Some(worker.in_flight) == worker.concurrency)
+    );
 }
 
 #[test]
@@ -166,15 +217,20 @@ fn a_report_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
         ..report(&lease, End::Succeeded { output: None })
     };
     assert_eq!(
-        board.complete(&worker.id, "key", &worker.token, stale, now),
+        board.complete(worker.caller(), stale, now),
         Err(WorkerError::StaleLease(lease.lease_id.clone()))
     );
     assert!(answer.try_recv().is_err(), "nothing was applied");
-    let good = report(&lease, End::Succeeded { output: Some(json!({"n": 1})) });
-    board.complete(&worker.id, "key", &worker.token, good.clone(), now).unwrap();
+    let good = report(
+        &lease,
+        End::Succeeded {
+            output: Some(json!({"n": 1})),
+        },
+    );
+    board.complete(worker.caller(), good.clone(), now).unwrap();
     assert!(matches!(answer.try_recv(), Ok(Outcome::Succeeded(Some(_)))));
     assert_eq!(
-        board.complete(&worker.id, "key", &worker.token, good, now),
+        board.complete(worker.caller(), good, now),
         Err(WorkerError::StaleLease(lease.lease_id)),
         "a second report of the same lease is refused"
     );
@@ -189,7 +245,16 @@ fn a_lease_not_extended_in_time_is_lost_and_its_late_report_refused() {
     let lease = take(&mut board, &worker, 1, now).remove(0);
     let later = now + Duration::from_secs(4);
     let extended = board
-        .poll(&worker.id, "key", &worker.token, Vec::new(), &[Held { lease_id: lease.lease_id.clone(), fencing: lease.fencing }], 0, later)
+        .poll(
+            worker.caller(),
+            Vec::new(),
+            &[Held {
+                lease_id: lease.lease_id.clone(),
+                fencing: lease.fencing,
+            }],
+            0,
+            later,
+        )
         .unwrap();
     assert!(extended.stop.is_empty());
     board.expire(later + Duration::from_secs(4));
@@ -198,15 +263,29 @@ fn a_lease_not_extended_in_time_is_lost_and_its_late_report_refused() {
     match answer.try_recv() {
         Ok(Outcome::Failed(failure)) => {
             assert_eq!(failure.kind, FailureKind::Lost);
-            assert!(failure.message.contains("did not extend its lease"), "{}", failure.message);
+            assert!(
+                failure.message.contains("did not extend its lease"),
+                "{}",
+                failure.message
+            );
         }
         other => panic!("expected a lost attempt, got {other:?}"),
     }
     let polled = board
-        .poll(&worker.id, "key", &worker.token, vec![report(&lease, End::Succeeded { output: None })], &[], 0, later + Duration::from_secs(6))
+        .poll(
+            worker.caller(),
+            vec![report(&lease, End::Succeeded { output: None })],
+            &[],
+            0,
+            later + Duration::from_secs(6),
+        )
         .unwrap();
     assert_eq!(polled.results, [Taken::Stale]);
-    assert_eq!(polled.stop, [lease.lease_id], "told to stop what it no longer holds");
+    assert_eq!(
+        polled.stop,
+        [lease.lease_id],
+        "told to stop what it no longer holds"
+    );
 }
 
 #[test]
@@ -219,27 +298,49 @@ fn a_worker_that_keeps_failing_gets_no_work_until_its_breaker_half_opens() {
     }
     let leases = take(&mut board, &bad, 8, now);
     let reports = leases.iter().map(|lease| report(lease, failed())).collect();
-    board.poll(&bad.id, "key", &bad.token, reports, &[], 0, now).unwrap();
+    board.poll(bad.caller(), reports, &[], 0, now).unwrap();
     let good = register(&mut board, registration("good", "build", &[], 8), now);
     let (item_d, _d) = item("d", "build", &[], None, now);
     board.submit(item_d, now);
-    assert!(take(&mut board, &bad, 8, now).is_empty(), "its breaker is open");
+    assert!(
+        take(&mut board, &bad, 8, now).is_empty(),
+        "its breaker is open"
+    );
     assert_eq!(take(&mut board, &good, 8, now).len(), 1);
     let status = |board: &Board, at| {
-        board.workers(at).into_iter().find(|worker| worker.name == "bad").unwrap().status
+        board
+            .workers(at)
+            .into_iter()
+            .find(|worker| worker.name == "bad")
+            .unwrap()
+            .status
     };
     assert_eq!(status(&board, now), AgentHealth::Unhealthy);
     let after = now + Duration::from_secs(10);
-    board.poll(&bad.id, "key", &bad.token, Vec::new(), &[], 0, after).unwrap();
-    board.poll(&good.id, "key", &good.token, Vec::new(), &[], 0, after).unwrap();
+    board.poll(bad.caller(), Vec::new(), &[], 0, after).unwrap();
+    board
+        .poll(good.caller(), Vec::new(), &[], 0, after)
+        .unwrap();
     for task in ["e", "f"] {
         let (item, _) = item(task, "build", &[], None, after);
         board.submit(item, after);
     }
     let probes = take(&mut board, &bad, 8, after);
     assert_eq!(probes.len(), 1, "half-open: one probe");
-    board.poll(&bad.id, "key", &bad.token, vec![report(&probes[0], End::Succeeded { output: None })], &[], 0, after).unwrap();
-    assert_eq!(status(&board, after), AgentHealth::Healthy, "the probe closed it");
+    board
+        .poll(
+            bad.caller(),
+            vec![report(&probes[0], End::Succeeded { output: None })],
+            &[],
+            0,
+            after,
+        )
+        .unwrap();
+    assert_eq!(
+        status(&board, after),
+        AgentHealth::Healthy,
+        "the probe closed it"
+    );
 }
 
 #[test]
@@ -257,7 +358,10 @@ fn fairness_keys_take_turns_so_a_small_backlog_is_not_stuck_behind_a_big_one() {
         board.submit(item, now);
     }
     let worker = register(&mut board, registration("w", "build", &[], 6), now);
-    let got: Vec<String> = take(&mut board, &worker, 6, now).into_iter().map(|lease| lease.task_id).collect();
+    let got: Vec<String> = take(&mut board, &worker, 6, now)
+        .into_iter()
+        .map(|lease| lease.task_id)
+        .collect();
     assert_eq!(got, ["big0", "small0", "big1", "small1", "big2", "small2"]);
 }
 
@@ -286,12 +390,16 @@ fn a_rate_limited_key_starts_no_more_than_its_rate() {
             .map(|lease| report(&lease, End::Succeeded { output: None }))
             .collect();
         leases = board
-            .poll(&worker.id, "key", &worker.token, done, &[], 1000, now)
+            .poll(worker.caller(), done, &[], 1000, now)
             .unwrap()
             .leases;
         started += leases.len();
     }
-    assert_eq!(started, 5 + 50, "5 a second over 10 s, after the first second's burst");
+    assert_eq!(
+        started,
+        5 + 50,
+        "5 a second over 10 s, after the first second's burst"
+    );
 }
 
 #[test]
@@ -302,8 +410,16 @@ fn a_worker_handing_back_its_work_sends_it_to_another_as_it_is() {
     board.submit(item, now);
     let lease = take(&mut board, &leaving, 1, now).remove(0);
     let staying = register(&mut board, registration("staying", "build", &[], 1), now);
-    board.drain(&leaving.id, "key", &leaving.token).unwrap();
-    board.poll(&leaving.id, "key", &leaving.token, vec![report(&lease, End::Stopped)], &[], 0, now).unwrap();
+    board.drain(leaving.caller()).unwrap();
+    board
+        .poll(
+            leaving.caller(),
+            vec![report(&lease, End::Stopped)],
+            &[],
+            0,
+            now,
+        )
+        .unwrap();
     let again = take(&mut board, &staying, 1, now);
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].task_id.as_str(), again[0].attempt), ("a", 1));
@@ -315,18 +431,26 @@ fn a_worker_handing_back_its_work_sends_it_to_another_as_it_is() {
 fn only_the_registering_key_with_the_token_acts_for_a_worker() {
     let (mut board, now) = (Board::new(settings()), Instant::now());
     let worker = register(&mut board, registration("w", "build", &[], 1), now);
-    assert_eq!(
-        board.poll(&worker.id, "other key", &worker.token, Vec::new(), &[], 1, now).err(),
-        Some(WorkerError::NotYours(worker.id.clone()))
-    );
-    assert_eq!(
-        board.poll(&worker.id, "key", "wrong", Vec::new(), &[], 1, now).err(),
-        Some(WorkerError::NotYours(worker.id.clone()))
-    );
-    assert_eq!(
-        board.poll("w-nobody", "key", &worker.token, Vec::new(), &[], 1, now).err(),
-        Some(WorkerError::Unknown("w-nobody".to_owned()))
-    );
+    let caller = |worker, key, token| Caller { worker, key, token };
+    for (who, refusal) in [
+        (
+            caller(&worker.id, "other key", &worker.token),
+            WorkerError::NotYours(worker.id.clone()),
+        ),
+        (
+            caller(&worker.id, "key", "wrong"),
+            WorkerError::NotYours(worker.id.clone()),
+        ),
+        (
+            caller("w-nobody", "key", &worker.token),
+            WorkerError::Unknown("w-nobody".to_owned()),
+        ),
+    ] {
+        assert_eq!(
+            board.poll(who, Vec::new(), &[], 1, now).err(),
+            Some(refusal)
+        );
+    }
 }
 
 #[test]
@@ -336,6 +460,9 @@ fn a_task_with_no_worker_says_what_it_waits_for() {
     board.submit(item, now);
     assert_eq!(
         board.waiting("r", now),
-        BTreeMap::from([("a".to_owned(), "waiting for a worker with capability `gpu` and labels region=eu".to_owned())])
+        BTreeMap::from([(
+            "a".to_owned(),
+            "waiting for a worker with capability `gpu` and labels region=eu".to_owned()
+        )])
     );
 }

@@ -10,4 +10,5 @@ mod corruption;
 mod events;
 mod feed;
 mod util;
+mod workers;
 mod workflows;
