@@ -197,7 +197,7 @@ fn the_cli_talks_to_a_server_and_prints_what_it_prints_locally() {
     remote(&["validate", "x.yaml"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("--server applies to runs"));
+        .stderr(predicates::str::contains("--server applies to run, runs"));
     server.kill().unwrap();
     server.wait().unwrap();
 }

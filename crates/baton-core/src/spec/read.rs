@@ -104,6 +104,9 @@ enum Field {
     Mcp,
 }
 
+// Fields seen are bits of a u64.
+const _: () = assert!((Field::Mcp as u32) < 64, "more task fields than bits");
+
 impl Field {
     fn named(name: &str) -> Option<Field> {
         Some(match name {
@@ -219,14 +222,14 @@ impl<'de> Visitor<'de> for TaskVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Task, A::Error> {
-        let mut seen = 0u32;
+        let mut seen = 0u64;
         let mut kind: Option<TaskKind> = None;
         let mut kinds = 0;
         let mut uses = None;
         let mut with = None;
         let mut task = Task::new(self.0, TaskKind::Noop);
         while let Some(field) = map.next_key::<Field>()? {
-            let bit = 1 << field as u32;
+            let bit = 1u64 << field as u32;
             if seen & bit != 0 {
                 return Err(de::Error::custom("duplicate field"));
             }

@@ -45,6 +45,7 @@ async fn agents_are_listed_with_their_calls_and_a_failing_endpoint_s_open_breake
         json!({"agents": [{
             "id": "chat:summarize",
             "kind": "chat_endpoint",
+            "name": "summarize",
             "capabilities": ["summarize"],
             "endpoint": "http://127.0.0.1:9/v1",
             "model": "small",
