@@ -16,6 +16,7 @@ mod live;
 mod plan;
 mod resume;
 mod source;
+mod workers;
 
 pub use source::GraphArgs;
 
@@ -137,6 +138,21 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
+    /// Remote dispatch: `baton worker` processes taking no-op tasks over
+    /// HTTP, lease latency, a chain on one worker, and routing alone.
+    Workers {
+        /// `baton worker` processes for the throughput figure.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[arg(long, default_value_t = 20_000)]
+        tasks: usize,
+        /// Length of the sequential chain run on one worker.
+        #[arg(long, default_value_t = 100)]
+        chain: usize,
+        /// Workers registered for the routing figure.
+        #[arg(long, default_value_t = 1000)]
+        registered: usize,
+    },
     /// Shell tasks (`true`) through the engine, against a bare spawn loop.
     Shell {
         #[arg(long, default_value_t = 2000)]
@@ -243,6 +259,20 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             concurrency,
             samples,
         } => engine::shell(tasks, concurrency, samples.max(1)).await?,
+        Command::Workers {
+            workers,
+            tasks,
+            chain,
+            registered,
+        } => {
+            workers::workers(
+                workers.max(1),
+                tasks.max(1),
+                chain.max(1),
+                registered.max(1),
+            )
+            .await?
+        }
     }
     Ok(())
 }

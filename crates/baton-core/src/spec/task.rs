@@ -120,6 +120,13 @@ impl Task {
         }
     }
 
+    /// Whether an attempt counts against the run's `concurrency` and the
+    /// engine's slots: as its kind says, and always when a worker runs it
+    /// (even a no-op then waits for a worker and a round trip).
+    pub fn takes_slot(&self) -> bool {
+        self.kind.takes_slot() || self.modifiers().runs_on.is_some()
+    }
+
     /// What `need` (one of its needs) must end as for this task to run.
     pub fn need_condition(&self, need: &str) -> NeedCondition {
         self.modifiers()

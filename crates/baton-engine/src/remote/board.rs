@@ -156,7 +156,12 @@ impl Capability {
 
     fn remove(&mut self, key: &str, ticket: u64) {
         if let Some(queue) = self.queues.get_mut(key) {
-            queue.retain(|queued| *queued != ticket);
+            // Leasing takes the front; only a withdrawal looks further.
+            if queue.front() == Some(&ticket) {
+                queue.pop_front();
+            } else {
+                queue.retain(|queued| *queued != ticket);
+            }
             if queue.is_empty() {
                 self.queues.remove(key);
             }
@@ -189,7 +194,10 @@ struct Entry {
 /// Everything the dispatcher knows.
 pub(crate) struct Board {
     settings: WorkerSettings,
-    workers: BTreeMap<String, Worker>,
+    workers: FxHashMap<String, Worker>,
+    /// The ids of the workers offering each capability, for routing
+    /// without looking at every worker.
+    offering: FxHashMap<String, Vec<String>>,
     capabilities: BTreeMap<String, Capability>,
     entries: FxHashMap<u64, Entry>,
     /// Ticket of each lease id.
@@ -202,7 +210,8 @@ impl Board {
     pub(crate) fn new(settings: WorkerSettings) -> Board {
         Board {
             settings,
-            workers: BTreeMap::new(),
+            workers: FxHashMap::default(),
+            offering: FxHashMap::default(),
             capabilities: BTreeMap::new(),
             entries: FxHashMap::default(),
             leases: FxHashMap::default(),
@@ -227,6 +236,10 @@ impl Board {
         let wake = Arc::new(Notify::new());
         for capability in &registration.capabilities {
             self.capabilities.entry(capability.clone()).or_default();
+            self.offering
+                .entry(capability.clone())
+                .or_default()
+                .push(id.clone());
         }
         self.workers.insert(
             id.clone(),
@@ -582,8 +595,10 @@ impl Board {
     }
 
     fn best_worker(&self, route: &Route, now: Instant) -> Option<String> {
-        self.workers
-            .values()
+        self.offering
+            .get(&route.capability)?
+            .iter()
+            .filter_map(|id| self.workers.get(id))
             .filter(|worker| {
                 !worker.draining
                     && worker.has_room()
@@ -603,25 +618,29 @@ impl Board {
 
     fn lease(&mut self, capability: &str, key: &str, ticket: u64, worker: &str, now: Instant) {
         let order = self.next();
-        let settings = self.settings.clone();
+        let (worker_breaker, capability_breaker) = (
+            self.settings.breaker,
+            self.settings.capability_breaker(capability),
+        );
+        let deadline = now + self.settings.lease.as_std();
         let state = self
             .capabilities
             .get_mut(capability)
             .expect("a queued capability is known");
-        if let Ok(Some(to)) = state
-            .breaker
-            .admit(now, &settings.capability_breaker(capability))
-        {
+        if let Ok(Some(to)) = state.breaker.admit(now, &capability_breaker) {
             transition(Target::Capability, capability, to);
         }
         state.remove(key, ticket);
         state.in_flight += 1;
-        state.turn = Some(format!("{key}\0"));
+        // With one key there are no turns to take.
+        if state.queues.len() > 1 || state.turn.is_some() {
+            state.turn = Some(format!("{key}\0"));
+        }
         let worker = self
             .workers
             .get_mut(worker)
             .expect("the best worker exists");
-        if let Ok(Some(to)) = worker.breaker.admit(now, &settings.breaker) {
+        if let Ok(Some(to)) = worker.breaker.admit(now, &worker_breaker) {
             transition(Target::Worker, &worker.id, to);
         }
         worker.in_flight += 1;
@@ -639,7 +658,7 @@ impl Board {
             lease_id: lease_id.clone(),
             fencing: order,
             worker: worker.id.clone(),
-            deadline: now + settings.lease.as_std(),
+            deadline,
             delivered: false,
         };
         self.leases.insert(lease_id, ticket);
@@ -695,10 +714,28 @@ impl Board {
         // A worker silent for ten heartbeats past death is forgotten; one
         // that comes back registers again.
         let forget = self.settings.dead_after() * 10;
-        self.workers.retain(|_, worker| {
-            worker.in_flight > 0 || now.saturating_duration_since(worker.seen) < forget
-        });
+        let forgotten: Vec<String> = self
+            .workers
+            .values()
+            .filter(|worker| {
+                worker.in_flight == 0 && now.saturating_duration_since(worker.seen) >= forget
+            })
+            .map(|worker| worker.id.clone())
+            .collect();
+        for id in forgotten {
+            self.forget(&id);
+        }
         self.assign(now);
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(worker) = self.workers.remove(id) {
+            for capability in &worker.registration.capabilities {
+                if let Some(ids) = self.offering.get_mut(capability) {
+                    ids.retain(|offering| offering != id);
+                }
+            }
+        }
     }
 
     /// Stops giving the worker new leases.
@@ -734,7 +771,7 @@ impl Board {
             self.release(&capability, id, ticket);
             self.requeue(ticket, entry.item, now);
         }
-        self.workers.remove(id);
+        self.forget(id);
         self.assign(now);
         Ok(())
     }
@@ -773,8 +810,10 @@ impl Board {
 
     /// Every worker as the registry shows it.
     pub(crate) fn workers(&self, now: Instant) -> Vec<AgentStatus> {
-        self.workers
-            .values()
+        let mut workers: Vec<&Worker> = self.workers.values().collect();
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        workers
+            .into_iter()
             .map(|worker| AgentStatus {
                 id: worker.id.clone(),
                 kind: AgentKind::Worker,

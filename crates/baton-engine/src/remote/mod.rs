@@ -215,3 +215,71 @@ async fn expire(dispatcher: Weak<Dispatcher>, tick: Duration) {
 
 #[cfg(test)]
 mod tests;
+
+/// What `baton bench workers` measures of routing alone: `workers` workers
+/// registered (ten capabilities, four zones), then `attempts` attempts
+/// queued, each leased at once to the least loaded match after its
+/// breakers are consulted. The time per attempt.
+pub fn routing_cost(workers: usize, attempts: usize) -> Duration {
+    let settings = WorkerSettings::default();
+    let mut board = Board::new(settings);
+    let now = Instant::now();
+    for index in 0..workers {
+        let registration = Registration {
+            name: format!("w{index}"),
+            capabilities: vec![format!("cap{}", index % 10)],
+            labels: BTreeMap::from([("zone".to_owned(), format!("z{}", index % 4))]),
+            concurrency: u32::MAX,
+            version: String::new(),
+        };
+        board.register("key", registration, now);
+    }
+    let items: Vec<(
+        Item,
+        tokio::sync::oneshot::Receiver<crate::executor::Outcome>,
+    )> = (0..attempts)
+        .map(|index| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let route = baton_core::run::Route {
+                capability: format!("cap{}", index % 10),
+                labels: BTreeMap::from([("zone".to_owned(), format!("z{}", index % 4))]),
+                fairness_key: None,
+            };
+            let lease = protocol::Lease {
+                lease_id: String::new(),
+                fencing: 0,
+                expires_in_ms: 0,
+                run_id: "bench".to_owned(),
+                task_id: format!("t{index}"),
+                attempt: 1,
+                idempotency_key: String::new(),
+                capability: route.capability.clone(),
+                work: protocol::LeasedWork::Noop,
+                env: BTreeMap::new(),
+                cwd: None,
+                timeout_ms: None,
+                grace_ms: 0,
+                inputs: serde_json::Value::Null,
+                needs: serde_json::Map::new(),
+            };
+            let item = Item {
+                route,
+                lease,
+                prefix: std::path::PathBuf::new(),
+                queued: now,
+                timeout: None,
+                reply,
+            };
+            (item, answer)
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(attempts);
+    let clock = Instant::now();
+    for (item, answer) in items {
+        board.submit(item, now);
+        answers.push(answer);
+    }
+    let took = clock.elapsed();
+    assert_eq!(board.depth(), (0, attempts), "every attempt was leased");
+    took / attempts.max(1) as u32
+}

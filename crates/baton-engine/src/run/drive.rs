@@ -189,7 +189,7 @@ pub(crate) async fn drive(
             };
             // What took a slot and holds none now (it ended inline, or it
             // is a child run, which holds none while it waits) gives it back.
-            let took = state.task(task).kind.takes_slot();
+            let took = state.task(task).takes_slot();
             if let Some(event) = launcher.launch(task, attempt, &mut kills, at) {
                 pending.push(event);
                 finished_inline += usize::from(took);
@@ -245,7 +245,7 @@ pub(crate) async fn drive(
         }
         let slotted = launches
             .iter()
-            .filter(|&&(task, _)| state.task(task).kind.takes_slot())
+            .filter(|&&(task, _)| state.task(task).takes_slot())
             .count();
         host.slots.add_permits(slots - slotted);
         if !pending.is_empty() {

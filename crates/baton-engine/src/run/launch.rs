@@ -59,8 +59,8 @@ fn can_spawn(work: &Work) -> bool {
 /// the child's tasks take slots of their own, and a parent holding one
 /// could starve them.
 pub(crate) fn holds_slot(state: &RunState, task: u32) -> bool {
-    let kind = &state.task(task).kind;
-    kind.takes_slot() && !matches!(kind, baton_core::TaskKind::Workflow(_))
+    let task = state.task(task);
+    task.takes_slot() && !matches!(task.kind, baton_core::TaskKind::Workflow(_))
 }
 
 /// What launching an attempt needs from the loop.
@@ -132,6 +132,7 @@ impl Launcher<'_> {
             && modifiers.repeat.is_none()
             && modifiers.swarm.is_none()
             && modifiers.foreach.is_none()
+            && modifiers.runs_on.is_none()
             && !self.reused.results.contains_key(&task);
         if plain && matches!(definition.kind, baton_core::TaskKind::Noop) {
             return Some(Event::TaskSucceeded {

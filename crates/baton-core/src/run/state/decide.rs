@@ -248,7 +248,7 @@ impl RunState {
             // No-ops take no slot, so they go on past a full limit, until
             // the first task that needs one.
             let full = self.progress.running + started >= self.limit || slots == 0;
-            if full && self.task(task).kind.takes_slot() {
+            if full && self.task(task).takes_slot() {
                 break;
             }
             self.progress.ready.pop();
@@ -300,7 +300,7 @@ impl RunState {
                 continue;
             }
             out.push(Command::Dispatch { task, attempt });
-            if self.task(task).kind.takes_slot() {
+            if self.task(task).takes_slot() {
                 if let Some(key) = self.key(task) {
                     reserved[key] += 1;
                 }
