@@ -2,7 +2,7 @@
 //! capability, leases them to registered workers over the worker protocol
 //! ([`protocol`]), and turns their reports (or their silence) into the
 //! attempts' ends. The run loop reaches it through the executor seam
-//! ([`crate::executor`]'s remote executor) and never learns where an
+//! (the executors' remote one) and never learns where an
 //! attempt ran; the server speaks the protocol's HTTP side; `baton worker`
 //! the other.
 
