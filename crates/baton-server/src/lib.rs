@@ -21,6 +21,7 @@ mod live;
 mod logs;
 mod openapi;
 mod problem;
+mod queue;
 mod refusals;
 mod runs;
 mod shown;
@@ -194,6 +195,10 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/checkpoints", get(runs::checkpoints))
         .route("/runs/{id}/artifacts", get(runs::artifacts))
         .route("/runs/{id}/tasks/{task}/logs", get(logs::logs))
+        .route(
+            "/runs/{id}/tasks/{task}/priority",
+            post(queue::reprioritize),
+        )
         .route("/artifacts/{sha256}", get(runs::artifact))
         .route("/workflows", post(workflows::create).get(workflows::list))
         .route("/workflows/validate", post(workflows::validate))

@@ -27,6 +27,9 @@ pub struct Route {
     /// Queued work is taken round-robin across keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fairness_key: Option<String>,
+    /// The task's priority: higher is leased first among a key's queued work.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 /// What a runner does.

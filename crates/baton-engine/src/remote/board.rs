@@ -131,9 +131,10 @@ impl Worker {
 /// One capability's queue and what it has in flight.
 #[derive(Default)]
 struct Capability {
-    /// Queued tickets by fairness key, each key first come first served;
-    /// keys are taken in turn.
-    queues: BTreeMap<String, VecDeque<u64>>,
+    /// Queued (priority, ticket)s by fairness key, each key's in priority
+    /// order (higher first), then first come first served; keys are taken
+    /// in turn.
+    queues: BTreeMap<String, VecDeque<(i32, u64)>>,
     /// The key after the one served last.
     turn: Option<String>,
     in_flight: u32,
@@ -154,13 +155,32 @@ impl Capability {
         after.into_iter().chain(before).cloned().collect()
     }
 
+    /// Queues `ticket` among `key`'s work by its priority: after what has
+    /// the same priority, or before it when `first` (work handed back).
+    fn insert(&mut self, key: String, priority: i32, ticket: u64, first: bool) {
+        let queue = self.queues.entry(key).or_default();
+        let at = queue.partition_point(|&(queued, _)| {
+            if first {
+                queued > priority
+            } else {
+                queued >= priority
+            }
+        });
+        queue.insert(at, (priority, ticket));
+    }
+
+    /// The ticket `key` leases next.
+    fn front(&self, key: &str) -> Option<u64> {
+        self.queues.get(key)?.front().map(|&(_, ticket)| ticket)
+    }
+
     fn remove(&mut self, key: &str, ticket: u64) {
         if let Some(queue) = self.queues.get_mut(key) {
             // Leasing takes the front; only a withdrawal looks further.
-            if queue.front() == Some(&ticket) {
+            if queue.front().map(|&(_, front)| front) == Some(ticket) {
                 queue.pop_front();
             } else {
-                queue.retain(|queued| *queued != ticket);
+                queue.retain(|&(_, queued)| queued != ticket);
             }
             if queue.is_empty() {
                 self.queues.remove(key);
@@ -306,10 +326,7 @@ impl Board {
         self.capabilities
             .entry(item.route.capability.clone())
             .or_default()
-            .queues
-            .entry(key)
-            .or_default()
-            .push_back(ticket);
+            .insert(key, item.route.priority, ticket, false);
         self.entries.insert(
             ticket,
             Entry {
@@ -491,7 +508,7 @@ impl Board {
     fn requeue(&mut self, ticket: u64, item: Item, now: Instant) {
         let key = item.route.fairness_key.clone().unwrap_or_default();
         if let Some(capability) = self.capabilities.get_mut(&item.route.capability) {
-            capability.queues.entry(key).or_default().push_front(ticket);
+            capability.insert(key, item.route.priority, ticket, true);
         }
         self.entries.insert(
             ticket,
@@ -553,7 +570,7 @@ impl Board {
                 {
                     return;
                 }
-                let Some(&ticket) = capability.queues.get(&key).and_then(VecDeque::front) else {
+                let Some(ticket) = capability.front(&key) else {
                     continue;
                 };
                 if !self.take_token(&key, now, false) {
@@ -909,6 +926,32 @@ impl Board {
             return format!("waiting: every worker with {wanted} is draining");
         }
         format!("waiting for a free worker with {wanted}")
+    }
+
+    /// Gives the queued attempts of `task` in `run_id` a new priority; how
+    /// many there were.
+    pub(crate) fn reprioritize(&mut self, run_id: &str, task: &str, priority: i32) -> usize {
+        let tickets: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| {
+                matches!(entry.place, Place::Queued)
+                    && entry.item.lease.run_id == run_id
+                    && entry.item.lease.task_id == task
+            })
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for &ticket in &tickets {
+            let entry = self.entries.get_mut(&ticket).expect("listed above");
+            entry.item.route.priority = priority;
+            let route = &entry.item.route;
+            let key = route.fairness_key.clone().unwrap_or_default();
+            if let Some(capability) = self.capabilities.get_mut(&route.capability) {
+                capability.remove(&key, ticket);
+                capability.insert(key, priority, ticket, false);
+            }
+        }
+        tickets.len()
     }
 
     /// Attempts queued and leased, for the metrics.

@@ -175,6 +175,13 @@ impl Dispatcher {
         self.board().waiting(run_id, Instant::now())
     }
 
+    /// Gives the attempts of `task` in `run_id` waiting for a worker a new
+    /// priority (higher is leased first among its fairness key's work);
+    /// how many there were.
+    pub fn reprioritize(&self, run_id: &str, task: &str, priority: i32) -> usize {
+        self.board().reprioritize(run_id, task, priority)
+    }
+
     /// Attempts queued and leased.
     pub fn depth(&self) -> (usize, usize) {
         self.board().depth()
@@ -244,6 +251,7 @@ pub fn routing_cost(workers: usize, attempts: usize) -> Duration {
                 capability: format!("cap{}", index % 10),
                 labels: BTreeMap::from([("zone".to_owned(), format!("z{}", index % 4))]),
                 fairness_key: None,
+                priority: 0,
             };
             let lease = protocol::Lease {
                 lease_id: String::new(),

@@ -62,6 +62,7 @@ fn item(
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
                 .collect(),
             fairness_key: key.map(str::to_owned),
+            priority: 0,
         },
         lease: Lease {
             lease_id: String::new(),
@@ -465,4 +466,24 @@ fn a_task_with_no_worker_says_what_it_waits_for() {
             "waiting for a worker with capability `gpu` and labels region=eu".to_owned()
         )])
     );
+}
+
+#[test]
+fn queued_work_is_leased_by_priority_and_a_new_priority_moves_it() {
+    let (mut board, now) = (Board::new(settings()), Instant::now());
+    let mut answers = Vec::new();
+    for (task, priority) in [("low", 0), ("high", 5), ("later", 0)] {
+        let (mut item, answer) = item(task, "build", &[], None, now);
+        item.route.priority = priority;
+        answers.push(answer);
+        board.submit(item, now);
+    }
+    assert_eq!(board.reprioritize("r", "later", 9), 1);
+    assert_eq!(board.reprioritize("r", "nothing", 9), 0);
+    let worker = register(&mut board, registration("w", "build", &[], 3), now);
+    let order: Vec<String> = take(&mut board, &worker, 3, now)
+        .into_iter()
+        .map(|lease| lease.task_id)
+        .collect();
+    assert_eq!(order, ["later", "high", "low"]);
 }

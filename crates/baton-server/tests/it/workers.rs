@@ -477,3 +477,73 @@ async fn a_worker_key_acts_only_for_its_own_workers_and_reads_nothing() {
     .await;
     problem(gone, 404, "not-found").await;
 }
+
+#[tokio::test]
+async fn queued_work_can_be_given_a_new_priority_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, keys) = service(dir.path()).await;
+    let run = start(
+        &app,
+        &keys.execute,
+        "name: queued\ntasks:\n  render:\n    run: make\n    runs_on: {capability: gpu}\n",
+    )
+    .await;
+    let uri = format!("/api/v1/runs/{run}/tasks/render/priority");
+    let body = json!({"priority": 10});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let moved = loop {
+        let response = send(
+            &app,
+            call(Method::POST, &uri, &keys.execute, None, Some(&body)),
+        )
+        .await;
+        if response.status() == 200 {
+            break json(response).await;
+        }
+        // Until the run's loop has queued the attempt, there is nothing to move.
+        problem(response, 404, "not-found").await;
+        assert!(Instant::now() < deadline, "the attempt was never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        moved,
+        json!({"run_id": run, "task": "render", "priority": 10, "queued": 1})
+    );
+    let refused = send(
+        &app,
+        call(Method::POST, &uri, &keys.read, None, Some(&body)),
+    )
+    .await;
+    problem(refused, 403, "forbidden").await;
+    let shown = json(
+        send(
+            &app,
+            call(
+                Method::GET,
+                &format!("/api/v1/runs/{run}"),
+                &keys.read,
+                None,
+                None,
+            ),
+        )
+        .await,
+    )
+    .await;
+    let render = &shown["tasks"][0];
+    assert_eq!(
+        render["waiting"], "waiting for a worker with capability `gpu`",
+        "{shown:#}"
+    );
+    let cancelled = send(
+        &app,
+        call(
+            Method::POST,
+            &format!("/api/v1/runs/{run}/cancel"),
+            &keys.execute,
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(cancelled.status(), 202);
+}

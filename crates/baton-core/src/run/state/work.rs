@@ -141,6 +141,7 @@ impl<'a> Scope<'a> {
             fairness_key: fairness_key
                 .map(|key| self.text(key.as_str(), &format!("{what}.fairness_key")))
                 .transpose()?,
+            priority: 0,
         })
     }
 
@@ -469,7 +470,10 @@ impl RunState {
             _ => None,
         };
         Ok(Resolved {
-            route,
+            route: route.map(|route| Route {
+                priority: definition.priority,
+                ..route
+            }),
             ..scope.finish(definition, work)?
         })
     }
