@@ -387,3 +387,99 @@ fn an_agent_task_is_answered_by_a_worker_s_command_and_a_task_with_no_worker_say
     assert_eq!(report["status"], "failed", "bounded by the task's timeout");
     assert_eq!(task(&report, "gpu")["status"], "timed_out");
 }
+
+/// The lines of `path` once it has at least `count` (waiting up to 60 s).
+fn lines_when(path: &Path, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} lines in {}",
+            lines.len(),
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_small_fairness_key_makes_progress_beside_a_big_one_from_the_start() {
+    let mut cluster = Cluster::start(FAST);
+    cluster.worker("one", &["--capability", "queue", "--concurrency", "1"]);
+    let order = cluster.dir.path().join("order");
+    let mut tasks = serde_json::Map::new();
+    for (key, count) in [("big", 1000), ("small", 10)] {
+        for index in 0..count {
+            tasks.insert(
+                format!("{key}{index:04}"),
+                json!({
+                    "run": "echo \"$BATON_TASK_ID\" >> \"$ORDER\"",
+                    "env": {"ORDER": order.to_str().unwrap()},
+                    "runs_on": {"capability": "queue", "fairness_key": key},
+                }),
+            );
+        }
+    }
+    let spec = json!({"name": "fair", "tasks": tasks}).to_string();
+    let mut run = cluster.run(&spec, &[]);
+    let first = lines_when(&order, 30);
+    let smalls: Vec<usize> = first
+        .iter()
+        .take(30)
+        .enumerate()
+        .filter(|(_, task)| task.starts_with("small"))
+        .map(|(position, _)| position)
+        .collect();
+    assert_eq!(
+        smalls.len(),
+        10,
+        "every small task ran among the first 30: {first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .take(30)
+            .filter(|task| task.starts_with("big"))
+            .count()
+            >= 10
+    );
+    let _ = run.kill();
+    let _ = run.wait();
+}
+
+#[test]
+fn a_rate_limited_fairness_key_starts_no_more_than_its_rate() {
+    let mut cluster = Cluster::start(&format!("{FAST}[workers.rates]\nslow = 5\n"));
+    cluster.worker("one", &["--capability", "queue", "--concurrency", "100"]);
+    let starts = cluster.dir.path().join("starts");
+    let mut tasks = serde_json::Map::new();
+    for index in 0..60 {
+        tasks.insert(
+            format!("t{index:02}"),
+            json!({
+                "run": "date +%s.%N >> \"$STARTS\"",
+                "env": {"STARTS": starts.to_str().unwrap()},
+                "runs_on": {"capability": "queue", "fairness_key": "slow"},
+            }),
+        );
+    }
+    let report = cluster.report(&json!({"name": "rated", "tasks": tasks}).to_string(), &[]);
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    let times: Vec<f64> = lines_when(&starts, 60)
+        .iter()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let within = times.iter().filter(|time| **time < first + 10.0).count();
+    // A second's worth at once, then 5 a second: at most 5 + 50 in 10 s.
+    assert!(within <= 56, "{within} started in the first 10 s");
+    assert!(within >= 40, "the rate is the limit, not a stall: {within}");
+}
