@@ -29,6 +29,10 @@ pub(crate) struct RunArgs {
     /// A run input: `-i branch=main` (repeatable).
     #[arg(short, long = "input", value_name = "KEY=VALUE", value_parser = crate::parse_input)]
     inputs: Vec<(String, String)>,
+    /// With --server: a label every task for remote workers requires
+    /// unless it names the label itself (`--label region=eu`; repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::parse_input)]
+    labels: Vec<(String, String)>,
     /// Tasks in flight at once (overrides the spec's `concurrency`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: Option<u32>,
@@ -84,6 +88,9 @@ pub(crate) async fn run(
         (Some(path), None) => SpecFile::read(path)?,
         (None, None) => anyhow::bail!("give a spec file, `-` for stdin, or --tasks"),
     };
+    if remote.is_none() && !args.labels.is_empty() {
+        anyhow::bail!("--label chooses remote workers, which only a server has: add --server URL");
+    }
     if let Some(remote) = remote {
         if args.run_id.is_some() || args.seed.is_some() || args.on_failure.is_some() {
             anyhow::bail!(
@@ -94,6 +101,7 @@ pub(crate) async fn run(
             remote,
             &file,
             &args.inputs,
+            &args.labels,
             args.concurrency,
             args.timeout,
             args.json,

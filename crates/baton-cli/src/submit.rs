@@ -19,6 +19,7 @@ pub(crate) async fn submit(
     remote: &Remote,
     file: &SpecFile,
     inputs: &[(String, String)],
+    labels: &[(String, String)],
     concurrency: Option<u32>,
     timeout: Option<baton_core::Duration>,
     as_json: bool,
@@ -27,7 +28,11 @@ pub(crate) async fn submit(
         .iter()
         .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
         .collect();
-    let mut body = json!({ "spec": file.text.as_str(), "inputs": inputs });
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+        .collect();
+    let mut body = json!({ "spec": file.text.as_str(), "inputs": inputs, "labels": labels });
     if let Some(concurrency) = concurrency {
         body["concurrency"] = json!(concurrency);
     }

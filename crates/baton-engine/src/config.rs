@@ -138,6 +138,9 @@ pub struct RunOptions {
     /// Workflows already found for `workflow: name@version` tasks; the
     /// others are looked up when the run starts.
     pub subworkflows: BTreeMap<String, Arc<Workflow>>,
+    /// Labels the run's tasks for remote workers require (a task's own
+    /// value for a label wins): where the run chooses to run.
+    pub labels: BTreeMap<String, String>,
 }
 /// How the state of a recorded run is set up: its record, read back.
 pub(crate) fn setup_of(record: &RunRecord) -> RunSetup {
@@ -147,5 +150,6 @@ pub(crate) fn setup_of(record: &RunRecord) -> RunSetup {
         concurrency: record.concurrency,
         timeout: record.timeout,
         on_failure: record.on_failure,
+        labels: record.labels.clone(),
     }
 }

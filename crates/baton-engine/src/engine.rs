@@ -429,6 +429,7 @@ impl Engine {
             workflow_version: options.workflow_version,
             parent: options.parent,
             subworkflows,
+            labels: options.labels,
         };
         let state = RunState::new(valid, setup_of(&record));
         let chain = Chain::new(state.task_count());

@@ -91,6 +91,7 @@ impl Engine {
             workflow_version: record.workflow_version,
             parent: None,
             subworkflows: record.subworkflows,
+            labels: record.labels,
             reuse: Some(Reuse {
                 run_id: run_id.to_owned(),
                 tasks,

@@ -55,6 +55,10 @@ pub(crate) struct StartRun {
     concurrency: Option<u32>,
     /// The run's timeout, like `10m` (overrides the workflow's).
     timeout: Option<baton_core::Duration>,
+    /// Labels every task for remote workers requires unless it names the
+    /// label itself: where this run runs (`{"region": "eu"}`).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 /// Written out, as a derived schema cannot say that a run names its
@@ -65,6 +69,12 @@ impl utoipa::PartialSchema for StartRun {
             "inputs": {"type": "object"},
             "idempotency_key": {"type": "string"},
             "concurrency": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+            "labels": {
+                "type": "object",
+                "maxProperties": 64,
+                "additionalProperties": {"type": "string", "maxLength": 256},
+                "description": "Labels the run's tasks for remote workers require (a task's own value for a label wins)",
+            },
             "timeout": {
                 "type": "string",
                 "minLength": 2,
@@ -137,6 +147,11 @@ pub(crate) async fn start(
             "`concurrency` is at least 1".to_owned(),
         ));
     }
+    if request.labels.len() > 64 || request.labels.values().any(|value| value.len() > 256) {
+        return Err(ApiError::Unprocessable(
+            "at most 64 `labels`, each value at most 256 characters".to_owned(),
+        ));
+    }
     let (valid, version) = match (&request.spec, &request.workflow) {
         (Some(spec), None) => {
             if let Some(axum::Extension(principal)) = &principal
@@ -184,6 +199,7 @@ pub(crate) async fn start(
         inputs: request.inputs,
         concurrency: request.concurrency,
         timeout: request.timeout,
+        labels: request.labels,
         run_id,
         watch: true,
         served: true,

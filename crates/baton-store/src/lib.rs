@@ -165,6 +165,9 @@ pub struct RunRecord {
     /// run what was pinned then, whatever the registry holds now.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subworkflows: BTreeMap<String, Arc<Workflow>>,
+    /// Labels its tasks for remote workers require, chosen when it started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl RunRecord {
@@ -182,6 +185,7 @@ impl RunRecord {
             workflow_version: None,
             parent: None,
             subworkflows: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 }

@@ -116,7 +116,8 @@ impl Cluster {
         }
     }
 
-    /// Starts `spec` on the server and waits for its report.
+    /// Starts `spec` on the server (`-i` each of `inputs`, or other
+    /// flags as they are); the `baton run` process, which prints the report.
     fn run(&self, spec: &str, inputs: &[&str]) -> Child {
         let path = self.dir.path().join(format!("spec-{}.yaml", rand_suffix()));
         std::fs::write(&path, spec).unwrap();
@@ -132,7 +133,10 @@ impl Cluster {
             ])
             .arg(&path);
         for input in inputs {
-            command.args(["-i", input]);
+            match input.strip_prefix("--label=") {
+                Some(label) => command.args(["--label", label]),
+                None => command.args(["-i", input]),
+            };
         }
         command
             .stdout(Stdio::piped())
@@ -228,6 +232,17 @@ fn work_reaches_only_workers_with_the_capability_and_labels_the_run_asks_for() {
     );
     assert_eq!(cluster.agent("us")["succeeded"], 0);
     assert_eq!(cluster.agent("eu")["succeeded"], 6);
+
+    // Labels chosen for the whole run when it starts; a task's own wins.
+    let tasks = json!({
+        "free": {"run": dir, "runs_on": {"capability": "build"}},
+        "pinned": {"run": dir, "runs_on": {"capability": "build", "labels": {"region": "eu"}}},
+    });
+    let spec = json!({"name": "labelled", "tasks": tasks}).to_string();
+    let report = cluster.report(&spec, &["--label=region=us"]);
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    assert_eq!(ran_in(&report, "free"), "us");
+    assert_eq!(ran_in(&report, "pinned"), "eu");
 }
 
 #[test]

@@ -85,6 +85,7 @@ impl ChildRuns {
             run_id: Some(child_id(parent, parent.attempt)),
             parent: Some(parent.clone()),
             subworkflows: (*lineage.pinned).clone(),
+            labels: lineage.labels.clone(),
             ..RunOptions::default()
         };
         self.children

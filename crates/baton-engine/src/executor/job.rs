@@ -73,6 +73,8 @@ pub(crate) struct Lineage {
     pub(crate) parent: ParentTask,
     pub(crate) pinned: Arc<Pinned>,
     pub(crate) lost: Vec<u32>,
+    /// The run's labels for remote workers, which its children keep.
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What a handler (and every attempt) gets to work with.

@@ -84,6 +84,7 @@ impl Launcher<'_> {
             parent: self.parent(task, attempt, 0, copy),
             pinned: Arc::clone(&self.family.pinned),
             lost: self.lost_attempts(task),
+            labels: self.state.labels().clone(),
         })
     }
 

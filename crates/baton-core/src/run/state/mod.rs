@@ -70,6 +70,9 @@ pub struct RunState {
     escalation_target: Vec<bool>,
     /// The task whose result is the run's (`verdict: true`), or [`NONE`].
     verdict: u32,
+    /// Labels every task for remote workers requires, unless it names the
+    /// label itself: where the run chose, when it started, to run.
+    labels: Arc<std::collections::BTreeMap<String, String>>,
     progress: Progress,
 }
 
@@ -84,9 +87,17 @@ pub struct RunSetup {
     pub timeout: Option<Duration>,
     /// Overrides the workflow's `on_failure`.
     pub on_failure: Option<FailurePolicy>,
+    /// Labels the run's tasks for remote workers require (a task's own
+    /// value for a label wins).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl RunState {
+    /// The labels the run chose for its tasks on remote workers.
+    pub fn labels(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.labels
+    }
+
     pub fn new(valid: Arc<Valid>, setup: RunSetup) -> RunState {
         let workflow = valid.workflow();
         let dag = valid.dag();
@@ -127,6 +138,7 @@ impl RunState {
             key_limit,
             escalation_target,
             verdict,
+            labels: Arc::new(setup.labels),
             run_id: setup.run_id,
             inputs,
             run_context,

@@ -469,11 +469,20 @@ impl RunState {
             )?),
             _ => None,
         };
-        Ok(Resolved {
-            route: route.map(|route| Route {
+        let route = route.map(|mut route| {
+            for (name, value) in self.labels.iter() {
+                route
+                    .labels
+                    .entry(name.clone())
+                    .or_insert_with(|| value.clone());
+            }
+            Route {
                 priority: definition.priority,
                 ..route
-            }),
+            }
+        });
+        Ok(Resolved {
+            route,
             ..scope.finish(definition, work)?
         })
     }
