@@ -46,6 +46,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 header_read_timeout: config.server.header_read_timeout.as_std(),
                 allowed_hosts: config.server.allowed_hosts.clone(),
                 max_active_runs: config.server.max_active_runs,
+                ..ServerConfig::default()
             },
         );
         let (resumed, failed) = state.recover().await?;

@@ -86,6 +86,11 @@ pub struct AgentProvider {
     /// when unset.
     #[serde(default)]
     pub rate_per_second: Option<f64>,
+    /// A URL answering 2xx while the endpoint is up, asked every few
+    /// seconds by `baton serve`; while it does not, the endpoint shows as
+    /// unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
 }
 
 impl Default for EngineConfig {

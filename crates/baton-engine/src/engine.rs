@@ -206,6 +206,49 @@ impl Engine {
         agents
     }
 
+    /// Serves agent capability `capability` by the chat endpoint
+    /// `provider` from now on (until this process ends), as
+    /// `[agents.CAPABILITY]` would; its entry in the registry.
+    pub fn register_agent(
+        &self,
+        capability: &str,
+        provider: crate::AgentProvider,
+    ) -> Result<crate::AgentStatus, crate::EndpointError> {
+        self.agents.endpoints().register(capability, provider)?;
+        let id = format!("chat:{capability}");
+        self.agents()
+            .into_iter()
+            .find(|agent| agent.id == id)
+            .ok_or(crate::EndpointError::Unknown(capability.to_owned()))
+    }
+
+    /// Stops serving by the endpoint registered as `id` (`chat:CAPABILITY`).
+    pub fn remove_agent(&self, id: &str) -> Result<(), crate::EndpointError> {
+        match id.strip_prefix("chat:") {
+            Some(capability) => self.agents.endpoints().remove(capability),
+            None => Err(crate::EndpointError::Unknown(id.to_owned())),
+        }
+    }
+
+    /// Asks each agent endpoint's health URL every `every`, for as long as
+    /// the engine lives (`baton serve` does).
+    pub fn watch_agent_health(&self, every: std::time::Duration) {
+        let endpoints = Arc::downgrade(self.agents.endpoints());
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(endpoints) = endpoints.upgrade() else {
+                    return;
+                };
+                endpoints
+                    .check_health(every.min(std::time::Duration::from_secs(2)))
+                    .await;
+            }
+        });
+    }
+
     /// The dispatcher that leases routed attempts to remote workers; a
     /// server calls [`Dispatcher::serve`] on it when it speaks the worker
     /// protocol.
@@ -521,7 +564,7 @@ impl Engine {
         runnable::problems(
             workflow,
             &handlers,
-            &self.config.agents,
+            |capability| self.agents.endpoints().serves(capability),
             self.dispatcher.is_served(),
         )
     }

@@ -62,7 +62,7 @@ pub use clock::wall_clock;
 pub use config::{AgentProvider, EngineConfig, RunOptions};
 pub use engine::{Engine, http_client};
 pub use error::Error;
-pub use executor::{Handler, HandlerError, HandlerResult, TaskContext};
+pub use executor::{EndpointError, Handler, HandlerError, HandlerResult, TaskContext};
 pub use handle::{Canceller, Recovery, RunEvent, RunHandle};
 pub use leftovers::kill_now;
 pub use pin::workflow_dirs;

@@ -3,19 +3,16 @@
 //! a handler no one registered, is refused up front, with the place it is
 //! written, rather than failing mid-run.
 
-use std::collections::BTreeMap;
-
 use baton_core::spec::TaskKind;
 use baton_core::{Code, Path, Problem, Workflow};
 
-use crate::config::AgentProvider;
 use crate::executor::Handlers;
 
 /// Every task kind or modifier of `workflow` this engine cannot run.
 pub(crate) fn problems(
     workflow: &Workflow,
     handlers: &Handlers,
-    agents: &BTreeMap<String, AgentProvider>,
+    serves: impl Fn(&str) -> bool,
     workers: bool,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -44,7 +41,7 @@ pub(crate) fn problems(
             );
         }
         match &task.kind {
-            TaskKind::Agent(agent) if !workers && !agents.contains_key(&agent.capability) => {
+            TaskKind::Agent(agent) if !workers && !serves(&agent.capability) => {
                 problems.push(
                 Problem::new(
                     Code::NotRunnable,

@@ -273,7 +273,7 @@ fn needed(method: &Method, path: &str) -> Option<Scope> {
     let reads = matches!(*method, Method::GET | Method::HEAD);
     Some(if api.starts_with("/workers") && !reads {
         Scope::Worker
-    } else if api.starts_with("/keys") {
+    } else if api.starts_with("/keys") || (api.starts_with("/agents") && !reads) {
         Scope::Admin
     } else if reads || api == "/workflows/validate" {
         Scope::Read
@@ -385,6 +385,16 @@ mod tests {
             Some(Scope::Admin)
         );
         assert_eq!(needed(&get, "/api/v1/keys"), Some(Scope::Admin));
+        assert_eq!(needed(&get, "/api/v1/agents"), Some(Scope::Read));
+        assert_eq!(needed(&post, "/api/v1/agents"), Some(Scope::Admin));
+        assert_eq!(needed(&post, "/api/v1/workers"), Some(Scope::Worker));
+        assert_eq!(
+            needed(&post, "/api/v1/workers/w-1/poll"),
+            Some(Scope::Worker)
+        );
+        assert!(!Scope::Worker.covers(Scope::Read));
+        assert!(!Scope::Execute.covers(Scope::Worker));
+        assert!(Scope::Admin.covers(Scope::Worker));
     }
 
     #[test]

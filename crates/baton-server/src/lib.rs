@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// Runs this server drives at once; a start beyond it is answered 429
     /// with `Retry-After`. Unlimited when `None`.
     pub max_active_runs: Option<usize>,
+    /// How often agent endpoints' health URLs are asked.
+    pub agent_health_every: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +71,7 @@ impl Default for ServerConfig {
             header_read_timeout: std::time::Duration::from_secs(10),
             allowed_hosts: Vec::new(),
             max_active_runs: None,
+            agent_health_every: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -90,6 +93,7 @@ impl AppState {
     pub fn new(engine: Engine, config: ServerConfig) -> AppState {
         telemetry::registry();
         engine.dispatcher().serve();
+        engine.watch_agent_health(config.agent_health_every);
         AppState {
             engine,
             live: Arc::new(live::Live::default()),
@@ -214,7 +218,8 @@ pub fn router(state: AppState) -> Router {
             get(workflows::version),
         )
         .route("/workflows/{name}/graph", get(workflows::graph))
-        .route("/agents", get(agents::list))
+        .route("/agents", get(agents::list).post(agents::register))
+        .route("/agents/{id}", axum::routing::delete(agents::remove))
         .route("/agents/{id}/health", get(agents::health))
         .route("/workers", post(workers::register))
         .route("/workers/{id}", axum::routing::delete(workers::deregister))

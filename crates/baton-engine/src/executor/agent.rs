@@ -5,13 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::run::{AgentCall, Failure, FailureKind, Work};
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::endpoints::{Endpoint, Endpoints};
 use super::http::{body, error_failure};
 use super::job::{Attempt, Executor, Kill, Outcome, bounded};
 use crate::breaker::{BreakerState, Breakers};
@@ -22,7 +21,7 @@ use crate::registry::{AgentHealth, AgentKind, AgentStatus};
 #[derive(Clone)]
 pub(crate) struct Agents {
     client: reqwest::Client,
-    endpoints: Arc<BTreeMap<String, Endpoint>>,
+    endpoints: Arc<Endpoints>,
     breakers: Arc<Breakers>,
     /// Bytes of a reply read at most.
     max_output: u64,
@@ -30,20 +29,16 @@ pub(crate) struct Agents {
     tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
 }
 
-/// A capability's endpoint as configured, where its chat calls go, and
-/// the limits every run's calls to it share.
-struct Endpoint {
-    provider: AgentProvider,
-    /// `{base_url}/chat/completions`.
-    url: String,
-    limits: Limits,
-}
-
 impl Agents {
     /// Whether `work` is an agent call a configured endpoint serves here
     /// (rather than a remote worker).
     pub(crate) fn serves(&self, work: &Work) -> bool {
-        matches!(work, Work::Agent(call) if self.endpoints.contains_key(&call.capability))
+        matches!(work, Work::Agent(call) if self.endpoints.serves(&call.capability))
+    }
+
+    /// The endpoints, to register more and check their health.
+    pub(crate) fn endpoints(&self) -> &Arc<Endpoints> {
+        &self.endpoints
     }
 
     pub(crate) fn new(
@@ -52,72 +47,13 @@ impl Agents {
         breakers: Arc<Breakers>,
         max_output: u64,
     ) -> Agents {
-        let endpoints = providers
-            .iter()
-            .map(|(capability, provider)| {
-                let endpoint = Endpoint {
-                    url: format!(
-                        "{}/chat/completions",
-                        provider.base_url.trim_end_matches('/')
-                    ),
-                    limits: Limits::of(provider),
-                    provider: provider.clone(),
-                };
-                (capability.clone(), endpoint)
-            })
-            .collect();
         Agents {
+            endpoints: Arc::new(Endpoints::configured(providers, client.clone())),
             client,
-            endpoints: Arc::new(endpoints),
             breakers,
             max_output,
             tallies: Arc::default(),
         }
-    }
-}
-
-/// An endpoint's `concurrency` and `rate_per_second`, shared by every run.
-struct Limits {
-    at_once: Option<Arc<Semaphore>>,
-    /// When the next call may go, for a rate limit.
-    next: Option<(Duration, Mutex<tokio::time::Instant>)>,
-}
-
-impl Limits {
-    fn of(provider: &AgentProvider) -> Limits {
-        Limits {
-            at_once: provider
-                .concurrency
-                .map(|limit| Arc::new(Semaphore::new(limit.max(1) as usize))),
-            next: provider
-                .rate_per_second
-                .filter(|rate| *rate > 0.0 && rate.is_finite())
-                .map(|rate| {
-                    (
-                        Duration::from_secs_f64(1.0 / rate),
-                        Mutex::new(tokio::time::Instant::now()),
-                    )
-                }),
-        }
-    }
-
-    /// Waits for a turn: a place among the calls at once (held by what is
-    /// returned) and the call's slot in the rate.
-    async fn enter(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = match &self.at_once {
-            Some(at_once) => Arc::clone(at_once).acquire_owned().await.ok(),
-            None => None,
-        };
-        if let Some((spacing, next)) = &self.next {
-            let at = {
-                let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let at = (*next).max(tokio::time::Instant::now());
-                *next = at + *spacing;
-                at
-            };
-            tokio::time::sleep_until(at).await;
-        }
-        permit
     }
 }
 
@@ -192,7 +128,7 @@ impl Executor for Agents {
         let counted = Counted::start(&self.tallies, &call.capability);
         let asked = async {
             let _turn = endpoint.limits.enter().await;
-            self.ask(endpoint, call).await
+            self.ask(&endpoint, call).await
         };
         let outcome = bounded(asked, attempt.timeout, kill).await;
         counted.end(matches!(outcome, Outcome::Succeeded(_)));
@@ -209,25 +145,25 @@ impl Agents {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         self.endpoints
-            .iter()
-            .map(|(capability, Endpoint { provider, url, .. })| {
-                let tally = tallies.get(capability).copied().unwrap_or_default();
+            .all()
+            .into_iter()
+            .map(|(capability, endpoint)| {
+                let (provider, url) = (&endpoint.provider, &endpoint.url);
+                let tally = tallies.get(&capability).copied().unwrap_or_default();
                 let breaker = self.breakers.state_of(url);
                 AgentStatus {
                     id: format!("chat:{capability}"),
                     kind: AgentKind::ChatEndpoint,
-                    name: capability.clone(),
                     capabilities: vec![capability.clone()],
+                    name: capability,
                     labels: BTreeMap::new(),
                     endpoint: provider.base_url.clone(),
                     model: Some(provider.model.clone()),
                     concurrency: provider.concurrency,
                     last_heartbeat_ms_ago: None,
-                    status: match breaker {
-                        BreakerState::Closed { .. } => AgentHealth::Healthy,
-                        BreakerState::Open { .. } | BreakerState::HalfOpen => {
-                            AgentHealth::Unhealthy
-                        }
+                    status: match (breaker, endpoint.healthy()) {
+                        (BreakerState::Closed { .. }, true) => AgentHealth::Healthy,
+                        _ => AgentHealth::Unhealthy,
                     },
                     breaker,
                     in_flight: tally.in_flight,
@@ -413,37 +349,5 @@ mod tests {
 
     fn output_text(bytes: &[u8]) -> Value {
         output(&provider(), &call(None), bytes).unwrap()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_rate_spaces_calls_and_a_concurrency_limit_holds_the_rest_back() {
-        let limits = Limits::of(&AgentProvider {
-            concurrency: Some(2),
-            rate_per_second: Some(10.0),
-            ..provider()
-        });
-        let start = tokio::time::Instant::now();
-        let first = limits.enter().await;
-        let second = limits.enter().await;
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_millis(100),
-            "a tenth of a second apart"
-        );
-        let third = tokio::spawn(async move {
-            let turn = limits.enter().await;
-            (turn.is_some(), tokio::time::Instant::now())
-        });
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(!third.is_finished(), "two calls at once at most");
-        drop(first);
-        let (held, at) = third.await.unwrap();
-        assert!(held);
-        assert_eq!(
-            at - start,
-            Duration::from_millis(1100),
-            "in as soon as one ended"
-        );
-        drop(second);
     }
 }

@@ -6,6 +6,7 @@
 
 mod agent;
 mod child;
+mod endpoints;
 mod handler;
 mod http;
 mod job;
@@ -16,6 +17,7 @@ mod route;
 
 pub(crate) use agent::Agents;
 pub(crate) use child::{ChildRuns, carried, child_id, ended, supervise};
+pub use endpoints::EndpointError;
 pub use handler::{Handler, HandlerError, HandlerResult};
 pub(crate) use handler::{Handlers, InProcess};
 pub(crate) use http::Http;

@@ -555,12 +555,23 @@ async fn a_task_for_workers_that_declares_artifacts_is_refused_before_it_runs() 
     let spec = "name: files\ntasks:\n  build:\n    run: make\n    runs_on: {capability: build}\n    artifacts: [dist/app.tar]\n";
     let response = send(
         &app,
-        call(Method::POST, "/api/v1/runs", &keys.execute, None, Some(&json!({"spec": spec}))),
+        call(
+            Method::POST,
+            "/api/v1/runs",
+            &keys.execute,
+            None,
+            Some(&json!({"spec": spec})),
+        ),
     )
     .await;
     let body = problem(response, 422, "invalid-workflow").await;
     let problems = body["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{body:#}");
     assert_eq!(problems[0]["code"], "not-runnable");
-    assert!(problems[0]["message"].as_str().unwrap().contains("cannot declare `artifacts`"));
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot declare `artifacts`")
+    );
 }
