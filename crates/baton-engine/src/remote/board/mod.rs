@@ -16,11 +16,17 @@ use baton_core::run::{Failure, FailureKind, Route};
 use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, oneshot};
 
+mod queue;
+mod shown;
+mod worker;
+
+use queue::{Bucket, Capability};
+use worker::Worker;
+
 use super::protocol::{End, Held, Lease, Polled, Registered, Registration, Report, Taken};
 use super::settings::WorkerSettings;
 use crate::breaker::{Breaker, Target, transition};
 use crate::executor::Outcome;
-use crate::registry::{AgentHealth, AgentKind, AgentStatus};
 
 /// An attempt waiting for a worker, or leased to one.
 pub(crate) struct Item {
@@ -79,120 +85,6 @@ pub struct Caller<'a> {
     pub worker: &'a str,
     pub key: &'a str,
     pub token: &'a str,
-}
-
-struct Worker {
-    id: String,
-    key: String,
-    token: String,
-    registration: Registration,
-    seen: Instant,
-    draining: bool,
-    /// Leases it holds, delivered or waiting in its mailbox.
-    in_flight: u32,
-    /// Leases assigned and not yet handed over by a poll.
-    mailbox: VecDeque<u64>,
-    /// Leases taken back that it must be told to stop.
-    stop: Vec<String>,
-    breaker: Breaker,
-    succeeded: u64,
-    failed: u64,
-    /// When it was last given work: ties in load go to the one given work
-    /// longest ago, which makes them round-robin.
-    last_given: u64,
-    wake: Arc<Notify>,
-}
-
-impl Worker {
-    fn alive(&self, now: Instant, settings: &WorkerSettings) -> bool {
-        now.saturating_duration_since(self.seen) < settings.dead_after()
-    }
-
-    fn offers(&self, route: &Route) -> bool {
-        self.registration.capabilities.contains(&route.capability)
-            && route
-                .labels
-                .iter()
-                .all(|(name, value)| self.registration.labels.get(name) == Some(value))
-    }
-
-    fn has_room(&self) -> bool {
-        self.in_flight < self.registration.concurrency
-    }
-
-    /// `in_flight / concurrency` is less than `other`'s.
-    fn less_loaded_than(&self, other: &Worker) -> bool {
-        let mine = u64::from(self.in_flight) * u64::from(other.registration.concurrency);
-        let theirs = u64::from(other.in_flight) * u64::from(self.registration.concurrency);
-        mine < theirs || (mine == theirs && self.last_given < other.last_given)
-    }
-}
-
-/// One capability's queue and what it has in flight.
-#[derive(Default)]
-struct Capability {
-    /// Queued (priority, ticket)s by fairness key, each key's in priority
-    /// order (higher first), then first come first served; keys are taken
-    /// in turn.
-    queues: BTreeMap<String, VecDeque<(i32, u64)>>,
-    /// The key after the one served last.
-    turn: Option<String>,
-    in_flight: u32,
-    breaker: Breaker,
-}
-
-impl Capability {
-    fn queued(&self) -> usize {
-        self.queues.values().map(VecDeque::len).sum()
-    }
-
-    /// Keys in the order they take their turns now.
-    fn keys_in_turn(&self) -> Vec<String> {
-        let (after, before): (Vec<&String>, Vec<&String>) = self
-            .queues
-            .keys()
-            .partition(|key| self.turn.as_ref().is_none_or(|turn| *key >= turn));
-        after.into_iter().chain(before).cloned().collect()
-    }
-
-    /// Queues `ticket` among `key`'s work by its priority: after what has
-    /// the same priority, or before it when `first` (work handed back).
-    fn insert(&mut self, key: String, priority: i32, ticket: u64, first: bool) {
-        let queue = self.queues.entry(key).or_default();
-        let at = queue.partition_point(|&(queued, _)| {
-            if first {
-                queued > priority
-            } else {
-                queued >= priority
-            }
-        });
-        queue.insert(at, (priority, ticket));
-    }
-
-    /// The ticket `key` leases next.
-    fn front(&self, key: &str) -> Option<u64> {
-        self.queues.get(key)?.front().map(|&(_, ticket)| ticket)
-    }
-
-    fn remove(&mut self, key: &str, ticket: u64) {
-        if let Some(queue) = self.queues.get_mut(key) {
-            // Leasing takes the front; only a withdrawal looks further.
-            if queue.front().map(|&(_, front)| front) == Some(ticket) {
-                queue.pop_front();
-            } else {
-                queue.retain(|&(_, queued)| queued != ticket);
-            }
-            if queue.is_empty() {
-                self.queues.remove(key);
-            }
-        }
-    }
-}
-
-/// A fairness key's token bucket.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
 }
 
 enum Place {
@@ -823,109 +715,6 @@ impl Board {
             Taken::Applied => Ok(()),
             Taken::Stale => Err(WorkerError::StaleLease(lease_id)),
         }
-    }
-
-    /// Every worker as the registry shows it.
-    pub(crate) fn workers(&self, now: Instant) -> Vec<AgentStatus> {
-        let mut workers: Vec<&Worker> = self.workers.values().collect();
-        workers.sort_by(|a, b| a.id.cmp(&b.id));
-        workers
-            .into_iter()
-            .map(|worker| AgentStatus {
-                id: worker.id.clone(),
-                kind: AgentKind::Worker,
-                name: worker.registration.name.clone(),
-                capabilities: worker.registration.capabilities.clone(),
-                labels: worker.registration.labels.clone(),
-                endpoint: format!("baton worker {}", worker.registration.version),
-                model: None,
-                concurrency: Some(worker.registration.concurrency),
-                status: if !worker.alive(now, &self.settings) {
-                    AgentHealth::Dead
-                } else if worker.draining {
-                    AgentHealth::Draining
-                } else if !worker.breaker.admits(now, &self.settings.breaker) {
-                    AgentHealth::Unhealthy
-                } else {
-                    AgentHealth::Healthy
-                },
-                breaker: worker.breaker.state(now),
-                in_flight: worker.in_flight,
-                succeeded: worker.succeeded,
-                failed: worker.failed,
-                last_heartbeat_ms_ago: Some(
-                    now.saturating_duration_since(worker.seen).as_millis() as u64
-                ),
-            })
-            .collect()
-    }
-
-    /// Why the queued attempts of `run_id` wait, by task id.
-    pub(crate) fn waiting(&self, run_id: &str, now: Instant) -> BTreeMap<String, String> {
-        self.entries
-            .values()
-            .filter(|entry| {
-                matches!(entry.place, Place::Queued) && entry.item.lease.run_id == run_id
-            })
-            .map(|entry| {
-                (
-                    entry.item.lease.task_id.clone(),
-                    self.why_waiting(&entry.item.route, now),
-                )
-            })
-            .collect()
-    }
-
-    fn why_waiting(&self, route: &Route, now: Instant) -> String {
-        let wanted = if route.labels.is_empty() {
-            format!("capability `{}`", route.capability)
-        } else {
-            let labels: Vec<String> = route
-                .labels
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
-            format!(
-                "capability `{}` and labels {}",
-                route.capability,
-                labels.join(",")
-            )
-        };
-        let offering: Vec<&Worker> = self
-            .workers
-            .values()
-            .filter(|worker| worker.offers(route) && worker.alive(now, &self.settings))
-            .collect();
-        if offering.is_empty() {
-            return format!("waiting for a worker with {wanted}");
-        }
-        if let Some(capability) = self.capabilities.get(&route.capability) {
-            let own = self.settings.capability_breaker(&route.capability);
-            if !capability.breaker.admits(now, &own) {
-                return format!(
-                    "waiting: the circuit breaker of capability `{}` is open",
-                    route.capability
-                );
-            }
-            if let Some(limit) = self.settings.limits.get(&route.capability)
-                && capability.in_flight >= *limit
-            {
-                return format!(
-                    "waiting: capability `{}` has its limit of {limit} attempts in flight",
-                    route.capability
-                );
-            }
-        }
-        if offering
-            .iter()
-            .all(|worker| !worker.breaker.admits(now, &self.settings.breaker))
-        {
-            return format!("waiting: every worker with {wanted} has its circuit breaker open");
-        }
-        if offering.iter().all(|worker| worker.draining) {
-            return format!("waiting: every worker with {wanted} is draining");
-        }
-        format!("waiting for a free worker with {wanted}")
     }
 
     /// Gives the queued attempts of `task` in `run_id` a new priority; how
