@@ -48,16 +48,33 @@ enum State {
 }
 
 /// One breaker: a host's, a worker's or a capability's. Moves are
-/// returned (as the state moved to) for the owner to count.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// returned (as the state moved to) for the owner to count, and the last
+/// [`KEPT_CHANGES`] are kept, for the registry to show.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Breaker {
     state: State,
+    changes: std::collections::VecDeque<(Instant, &'static str)>,
+}
+
+/// A breaker's moves kept for people to read.
+const KEPT_CHANGES: usize = 16;
+
+/// A move of a breaker, as the agent registry shows it.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct BreakerChange {
+    /// `open`, `half_open` or `closed`.
+    pub to: String,
+    /// How long ago it moved.
+    pub ms_ago: u64,
 }
 
 impl Default for Breaker {
     fn default() -> Breaker {
         Breaker {
             state: State::Closed { failing: 0 },
+            changes: std::collections::VecDeque::new(),
         }
     }
 }
@@ -74,7 +91,7 @@ impl Breaker {
             State::Closed { .. } => Ok(None),
             State::Open { until } if now >= until => {
                 self.state = State::HalfOpen { probing: 1 };
-                Ok(Some("half_open"))
+                Ok(Some(self.moved("half_open", now)))
             }
             State::Open { until } => Err(until - now),
             State::HalfOpen { probing } if probing < settings.probes => {
@@ -124,7 +141,27 @@ impl Breaker {
             (open @ State::Open { .. }, _) => (open, None),
         };
         self.state = state;
-        moved
+        moved.map(|to| self.moved(to, now))
+    }
+
+    /// Keeps a move, answering where it went.
+    fn moved(&mut self, to: &'static str, now: Instant) -> &'static str {
+        if self.changes.len() == KEPT_CHANGES {
+            self.changes.pop_front();
+        }
+        self.changes.push_back((now, to));
+        to
+    }
+
+    /// Its last moves, newest last.
+    pub(crate) fn changes(&self, now: Instant) -> Vec<BreakerChange> {
+        self.changes
+            .iter()
+            .map(|(at, to)| BreakerChange {
+                to: (*to).to_owned(),
+                ms_ago: now.saturating_duration_since(*at).as_millis() as u64,
+            })
+            .collect()
     }
 
     /// Where it stands at `now`.
@@ -226,6 +263,14 @@ impl Breakers {
     /// Where the breaker of `url`'s host stands now.
     pub(crate) fn state_of(&self, url: &str) -> BreakerState {
         self.state(&host_of(url), Instant::now())
+    }
+
+    /// The last moves of the breaker of `url`'s host.
+    pub(crate) fn changes_of(&self, url: &str) -> Vec<BreakerChange> {
+        self.lock()
+            .get(&host_of(url))
+            .map(|breaker| breaker.changes(Instant::now()))
+            .unwrap_or_default()
     }
 
     /// Where `host`'s breaker stands at `now` (closed if never called).

@@ -57,7 +57,7 @@ mod views;
 pub use artifacts::ArtifactError;
 pub use audit::{Mismatch, ProvenanceChain, Verification};
 pub use baton_store::Reuse;
-pub use breaker::{BreakerSettings, BreakerState};
+pub use breaker::{BreakerChange, BreakerSettings, BreakerState};
 pub use clock::wall_clock;
 pub use config::{AgentProvider, EngineConfig, RunOptions};
 pub use engine::{Engine, http_client};

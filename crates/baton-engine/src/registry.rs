@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::BreakerState;
+use crate::{BreakerChange, BreakerState};
 
 /// Something that serves capabilities, how it fares and its breaker.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -26,6 +26,10 @@ pub struct AgentStatus {
     pub concurrency: Option<u32>,
     pub status: AgentHealth,
     pub breaker: BreakerState,
+    /// Its breaker's last moves, newest last: every transition is kept
+    /// (up to 16) besides being counted in the metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaker_changes: Vec<BreakerChange>,
     /// Calls in flight now, and ended, since this process began.
     pub in_flight: u32,
     pub succeeded: u64,

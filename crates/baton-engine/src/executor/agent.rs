@@ -166,6 +166,7 @@ impl Agents {
                         _ => AgentHealth::Unhealthy,
                     },
                     breaker,
+                    breaker_changes: self.breakers.changes_of(url),
                     in_flight: tally.in_flight,
                     succeeded: tally.succeeded,
                     failed: tally.failed,

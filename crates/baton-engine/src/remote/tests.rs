@@ -342,6 +342,20 @@ fn a_worker_that_keeps_failing_gets_no_work_until_its_breaker_half_opens() {
         AgentHealth::Healthy,
         "the probe closed it"
     );
+    let changes: Vec<String> = board
+        .workers(after)
+        .into_iter()
+        .find(|worker| worker.name == "bad")
+        .unwrap()
+        .breaker_changes
+        .into_iter()
+        .map(|change| change.to)
+        .collect();
+    assert_eq!(
+        changes,
+        ["open", "half_open", "closed"],
+        "every move is kept"
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ impl Board {
                     AgentHealth::Healthy
                 },
                 breaker: worker.breaker.state(now),
+                breaker_changes: worker.breaker.changes(now),
                 in_flight: worker.in_flight,
                 succeeded: worker.succeeded,
                 failed: worker.failed,
