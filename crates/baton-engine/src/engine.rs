@@ -83,7 +83,10 @@ impl Engine {
                 max_output: config.max_output,
             },
             agents: Agents::new(client, &config.agents, breakers, config.max_output),
-            dispatcher: Dispatcher::new(config.workers.clone()),
+            dispatcher: Dispatcher::new(
+                config.workers.clone(),
+                crate::artifacts::Cas::new(&config.state_dir),
+            ),
             views: Arc::new(Views::new(Arc::clone(&store), config.state_dir.clone())),
             config: Arc::new(config),
             store,

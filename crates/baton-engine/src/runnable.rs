@@ -29,17 +29,6 @@ pub(crate) fn problems(
                 .with_help("start the run on a server that workers connect to: `baton serve`, then `baton worker --server URL ...` and `baton --server URL run FILE`"),
             );
         }
-        if task.modifiers().runs_on.is_some() && !task.modifiers().artifacts.is_empty() {
-            problems.push(
-                Problem::new(
-                    Code::NotRunnable,
-                    path().key("artifacts"),
-                    "files are not carried back from remote workers yet, so a task with `runs_on` cannot declare `artifacts`",
-                )
-                .at_key()
-                .with_help("hand small results back as the task's output, or store files where both sides reach them and pass their paths"),
-            );
-        }
         match &task.kind {
             TaskKind::Agent(agent) if !workers && !serves(&agent.capability) => {
                 problems.push(

@@ -271,7 +271,7 @@ fn needed(method: &Method, path: &str) -> Option<Scope> {
         return None;
     }
     let reads = matches!(*method, Method::GET | Method::HEAD);
-    Some(if api.starts_with("/workers") && !reads {
+    Some(if api.starts_with("/workers") {
         Scope::Worker
     } else if api.starts_with("/keys") || (api.starts_with("/agents") && !reads) {
         Scope::Admin

@@ -227,6 +227,12 @@ pub fn router(state: AppState) -> Router {
         .route("/workers/{id}/complete", post(workers::complete))
         .route("/workers/{id}/drain", post(workers::drain))
         .route("/workers/{id}/leases/{lease}/logs", post(workers::logs))
+        .route(
+            "/workers/{id}/leases/{lease}/files/{sha256}",
+            axum::routing::put(workers::upload_file)
+                .get(workers::download_file)
+                .layer(DefaultBodyLimit::max(workers::FILE_LIMIT)),
+        )
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));
     let limit = state.config.body_limit;

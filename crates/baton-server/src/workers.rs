@@ -56,6 +56,7 @@ fn refused(error: WorkerError) -> ApiError {
         WorkerError::Unknown(_) => ApiError::NotFound(error.to_string()),
         WorkerError::NotYours(_) => ApiError::Forbidden(error.to_string()),
         WorkerError::StaleLease(_) => ApiError::Conflict(error.to_string()),
+        WorkerError::File(_) => ApiError::Unprocessable(error.to_string()),
         WorkerError::Log { .. } => ApiError::Internal(error.to_string()),
     }
 }
@@ -248,6 +249,91 @@ pub(crate) async fn logs(
         .await
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(refused)
+}
+
+/// The largest file a worker uploads in one request.
+pub(crate) const FILE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// `PUT /api/v1/workers/{id}/leases/{lease}/files/{sha256}`: stores a file
+/// the lease's task produced (one its `artifacts:` match), checked against
+/// its digest; the report then names it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/workers/{id}/leases/{lease}/files/{sha256}",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("lease" = String, Path, description = "A lease the worker holds"),
+        ("sha256" = String, Path, description = "SHA-256 of the bytes, 64 hex digits", pattern = "^[0-9a-f]{64}$"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+    ),
+    request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes (at most 64 MiB)"),
+    responses(
+        (status = 204, description = "Stored"),
+        refusals::BadRequest,
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
+        refusals::TooLarge,
+        refusals::Unprocessable,
+    ),
+)]
+pub(crate) async fn upload_file(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs((id, lease, sha256)): PathArgs<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    app.engine
+        .dispatcher()
+        .upload_file(caller.acting_for(&id), &lease, &sha256, body.to_vec())
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(refused)
+}
+
+/// `GET /api/v1/workers/{id}/leases/{lease}/files/{sha256}`: a file the
+/// lease's task is given (one its needs produced).
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers/{id}/leases/{lease}/files/{sha256}",
+    tag = "workers",
+    params(
+        ("id" = String, Path, description = "The worker's id"),
+        ("lease" = String, Path, description = "A lease the worker holds"),
+        ("sha256" = String, Path, description = "SHA-256 of one of the lease's `files`", pattern = "^[0-9a-f]{64}$"),
+        ("Baton-Worker-Token" = String, Header, description = "The token registration answered"),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = String),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+        refusals::NotFound,
+        refusals::Conflict,
+        refusals::Unprocessable,
+    ),
+)]
+pub(crate) async fn download_file(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+    PathArgs((id, lease, sha256)): PathArgs<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let caller = Caller::of(principal.as_deref(), &headers);
+    let bytes = app
+        .engine
+        .dispatcher()
+        .download_file(caller.acting_for(&id), &lease, &sha256)
+        .await
+        .map_err(refused)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `POST /api/v1/workers/{id}/drain`: the worker gets no new leases; what

@@ -173,6 +173,46 @@ impl Client {
         self.send(request).await.map(drop)
     }
 
+    /// A file a lease is given, by its digest.
+    pub(crate) async fn download(
+        &self,
+        session: &Session,
+        lease: &str,
+        sha256: &str,
+    ) -> Result<Vec<u8>, CallError> {
+        let request = self.request(
+            reqwest::Method::GET,
+            &format!("/workers/{}/leases/{lease}/files/{sha256}", session.id),
+            Some(session),
+        );
+        let url = self.base.clone();
+        let response = self.send(request).await?;
+        response
+            .bytes()
+            .await
+            .map(|bytes| bytes.to_vec())
+            .map_err(|source| CallError::Unreachable { url, source })
+    }
+
+    /// A file a lease produced, by its digest.
+    pub(crate) async fn upload(
+        &self,
+        session: &Session,
+        lease: &str,
+        sha256: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let request = self
+            .request(
+                reqwest::Method::PUT,
+                &format!("/workers/{}/leases/{lease}/files/{sha256}", session.id),
+                Some(session),
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        self.send(request).await.map(drop)
+    }
+
     pub(crate) async fn drain(&self, session: &Session) -> Result<(), CallError> {
         let request = self.request(
             reqwest::Method::POST,

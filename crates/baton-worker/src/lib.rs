@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use baton_engine::remote::Workspace;
 use baton_engine::remote::protocol::{
-    End, Held, Lease, LogStream, Poll, Polled, Registration, Report, Taken,
+    End, Held, Lease, LeasedFile, LogStream, Poll, Polled, Registration, RemoteFailure,
+    RemoteFailureKind, Report, Taken,
 };
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -392,7 +393,13 @@ impl Worker {
         let worker = Arc::clone(self);
         let session = session.clone();
         tokio::spawn(async move {
-            let end = worker.config.workspace.run(&lease, stopped).await;
+            let (end, artifacts) = match worker.fetch_files(&session, &lease).await {
+                Ok(()) => {
+                    let end = worker.config.workspace.run(&lease, stopped).await;
+                    worker.hand_back_files(&session, &lease, end).await
+                }
+                Err(message) => (failed(message), Vec::new()),
+            };
             worker.upload_logs(&session, &lease).await;
             let mut state = worker.lock();
             match &end {
@@ -406,11 +413,61 @@ impl Worker {
                 fencing: lease.fencing,
                 end,
                 usage: None,
+                artifacts,
             });
             drop(state);
             worker.changed.notify_waiters();
             worker.changed.notify_one();
         });
+    }
+
+    /// Places the files the lease is given (its needs' artifacts) before
+    /// it runs.
+    async fn fetch_files(&self, session: &Session, lease: &Lease) -> Result<(), String> {
+        for file in &lease.files {
+            let bytes = self
+                .client
+                .download(session, &lease.lease_id, &file.sha256)
+                .await
+                .map_err(|error| format!("cannot fetch `{}` for the task: {error}", file.path))?;
+            self.config.workspace.place(lease, file, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// After a success, uploads the files its `artifacts:` match, to be
+    /// named in the report; a file that cannot be collected or sent fails
+    /// the attempt, as a missing artifact fails a local one.
+    async fn hand_back_files(
+        &self,
+        session: &Session,
+        lease: &Lease,
+        end: End,
+    ) -> (End, Vec<LeasedFile>) {
+        if lease.artifacts.is_empty() || !matches!(end, End::Succeeded { .. }) {
+            return (end, Vec::new());
+        }
+        let sent = async {
+            let found = self.config.workspace.collect(lease)?;
+            let mut files = Vec::with_capacity(found.len());
+            for (file, object) in found {
+                let bytes = tokio::fs::read(&object)
+                    .await
+                    .map_err(|error| format!("{}: {error}", object.display()))?;
+                self.client
+                    .upload(session, &lease.lease_id, &file.sha256, bytes)
+                    .await
+                    .map_err(|error| format!("cannot upload `{}`: {error}", file.path))?;
+                files.push(file);
+            }
+            Ok::<_, String>(files)
+        };
+        let outcome = sent.await;
+        let _ = tokio::fs::remove_dir_all(self.config.workspace.files_dir(lease)).await;
+        match outcome {
+            Ok(files) => (end, files),
+            Err(message) => (failed(message), Vec::new()),
+        }
     }
 
     /// Sends the attempt's logs to the server (where `baton logs` reads
@@ -456,6 +513,17 @@ impl Worker {
                 let _ = stop.send(());
             }
         }
+    }
+}
+
+fn failed(message: String) -> End {
+    End::Failed {
+        failure: RemoteFailure {
+            kind: RemoteFailureKind::Error,
+            message,
+            code: None,
+            signal: None,
+        },
     }
 }
 

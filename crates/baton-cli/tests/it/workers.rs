@@ -498,3 +498,50 @@ fn a_rate_limited_fairness_key_starts_no_more_than_its_rate() {
     assert!(within <= 56, "{within} started in the first 10 s");
     assert!(within >= 40, "the rate is the limit, not a stall: {within}");
 }
+
+#[test]
+fn artifacts_travel_from_a_worker_to_the_tasks_that_need_them() {
+    let mut cluster = Cluster::start(FAST);
+    cluster.worker("maker", &["--capability", "make"]);
+    cluster.worker("user", &["--capability", "use"]);
+    let spec = json!({"name": "files", "tasks": {
+        "make": {
+            "run": "mkdir -p dist && echo 'built on the maker' > dist/app.txt",
+            "runs_on": {"capability": "make"},
+            "artifacts": ["dist/app.txt"],
+        },
+        "use": {
+            "needs": ["make"],
+            "run": "printf '{\"read\": \"%s\", \"dir\": \"%s\"}' \"$(cat dist/app.txt)\" \"$PWD\" > \"$BATON_OUTPUT\"",
+            "runs_on": {"capability": "use"},
+        },
+        "here": {
+            "needs": ["make"],
+            "run": "printf '{\"read\": \"%s\"}' \"$(cat dist/app.txt)\" > \"$BATON_OUTPUT\"",
+        },
+    }})
+    .to_string();
+    let report = cluster.report(&spec, &[]);
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    assert_eq!(task(&report, "use")["output"]["read"], "built on the maker");
+    assert_eq!(ran_in(&report, "use"), "user");
+    assert_eq!(
+        task(&report, "here")["output"]["read"],
+        "built on the maker"
+    );
+    let made = &task(&report, "make")["artifacts"][0];
+    assert_eq!(made["path"], "dist/app.txt", "{report:#}");
+    assert!(
+        !cluster
+            .workdir("maker")
+            .join(".baton/worker")
+            .read_dir()
+            .unwrap()
+            .any(|entry| entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".files")),
+        "the worker keeps no copy once uploaded"
+    );
+}

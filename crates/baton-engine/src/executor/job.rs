@@ -53,6 +53,19 @@ pub(crate) struct Attempt {
     /// A file a process reads as its stdin (a worker's agent command reads
     /// its task there); none reads nothing.
     pub(crate) stdin: Option<PathBuf>,
+    /// For an attempt a remote worker runs: the files carried to it and
+    /// back, as the attempt's file work hands them over.
+    pub(crate) carried: Option<Arc<Carried>>,
+}
+
+/// The files of an attempt that runs on a remote worker: those its needs
+/// produced (the worker places them), its `artifacts:` patterns (the
+/// worker collects and uploads them), and what came back.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    pub(crate) needs: Vec<baton_core::run::Artifact>,
+    pub(crate) declared: Vec<String>,
+    pub(crate) produced: std::sync::Mutex<Vec<baton_core::run::Artifact>>,
 }
 
 impl Attempt {

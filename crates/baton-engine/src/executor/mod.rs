@@ -22,7 +22,7 @@ pub use handler::{Handler, HandlerError, HandlerResult};
 pub(crate) use handler::{Handlers, InProcess};
 pub(crate) use http::Http;
 pub use job::TaskContext;
-pub(crate) use job::{Attempt, Executor, Kill, Lineage, Outcome};
+pub(crate) use job::{Attempt, Carried, Executor, Kill, Lineage, Outcome};
 pub(crate) use mcp::Mcp;
 pub(crate) use process::Processes;
 pub(crate) use remote::Remote;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use baton_core::run::{Failure, FailureKind, Work};
+use baton_core::run::{Artifact, Digest, Failure, FailureKind, Work};
 use tokio::sync::oneshot;
 
-use super::job::{Attempt, Executor, Kill, Outcome, timed_out};
-use crate::remote::protocol::{Lease, LeasedWork};
-use crate::remote::{Dispatcher, Item, Ticket};
+use super::job::{Attempt, Carried, Executor, Kill, Outcome, timed_out};
+use crate::remote::protocol::{Lease, LeasedFile, LeasedWork};
+use crate::remote::{Dispatcher, Ended, Item, Ticket};
 
 /// Slack past an attempt's timeout and grace before the server stops
 /// waiting for its worker's report: the worker times the attempt out
@@ -68,6 +68,21 @@ impl Executor for Remote {
             grace_ms: attempt.grace.as_std().as_millis() as u64,
             inputs: context.inputs.clone(),
             needs: context.needs.clone(),
+            files: attempt
+                .carried
+                .iter()
+                .flat_map(|carried| &carried.needs)
+                .map(|artifact| LeasedFile {
+                    path: artifact.path.clone(),
+                    sha256: artifact.digest.to_string(),
+                    size: artifact.size,
+                })
+                .collect(),
+            artifacts: attempt
+                .carried
+                .as_ref()
+                .map(|carried| carried.declared.clone())
+                .unwrap_or_default(),
         };
         let (reply, answer) = oneshot::channel();
         let timeout = attempt.timeout.map(|timeout| timeout.as_std());
@@ -98,14 +113,77 @@ impl Executor for Remote {
         tokio::select! {
             answered = answer => {
                 held.ticket = None;
-                answered.unwrap_or_else(|_| Outcome::Failed(Failure::new(
-                    FailureKind::Lost,
-                    "lost: the dispatcher dropped the attempt",
-                )))
+                match answered {
+                    Ok(ended) => self.received(ended, attempt.carried.as_deref()),
+                    Err(_) => Outcome::Failed(Failure::new(
+                        FailureKind::Lost,
+                        "lost: the dispatcher dropped the attempt",
+                    )),
+                }
             }
             () = limit => Outcome::Failed(timed_out(attempt.timeout)),
             Ok(()) = kill => Outcome::Cancelled,
         }
+    }
+}
+
+impl Remote {
+    /// The attempt's end, its files checked: each one the worker names
+    /// must have been uploaded, under a path inside its working directory,
+    /// and only files its `artifacts:` asked for come back at all.
+    fn received(&self, ended: Ended, carried: Option<&Carried>) -> Outcome {
+        if ended.files.is_empty() {
+            return ended.outcome;
+        }
+        let Some(carried) = carried.filter(|carried| !carried.declared.is_empty()) else {
+            return Outcome::Failed(Failure::new(
+                FailureKind::Error,
+                "the worker reported files the task declares no `artifacts:` for",
+            ));
+        };
+        let mut produced = Vec::with_capacity(ended.files.len());
+        for file in ended.files {
+            let inside = !file.path.is_empty()
+                && std::path::Path::new(&file.path)
+                    .components()
+                    .all(|part| matches!(part, std::path::Component::Normal(_)));
+            let digest = file
+                .sha256
+                .parse::<Digest>()
+                .ok()
+                .filter(|digest| self.dispatcher.holds_file(digest));
+            match (inside, digest) {
+                (true, Some(digest)) => produced.push(Artifact {
+                    path: file.path,
+                    digest,
+                    size: file.size,
+                }),
+                (false, _) => {
+                    return Outcome::Failed(Failure::new(
+                        FailureKind::Error,
+                        format!(
+                            "the worker reported `{}`, a path outside the task's directory",
+                            file.path
+                        ),
+                    ));
+                }
+                (true, None) => {
+                    return Outcome::Failed(Failure::new(
+                        FailureKind::Error,
+                        format!(
+                            "the worker reported `{}` ({}), which it did not upload",
+                            file.path, file.sha256
+                        ),
+                    ));
+                }
+            }
+        }
+        produced.sort_by(|a, b| a.path.cmp(&b.path));
+        *carried
+            .produced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = produced;
+        ended.outcome
     }
 }
 

@@ -34,7 +34,7 @@ pub(crate) struct Executors {
 #[async_trait]
 impl Executor for Executors {
     async fn execute(&self, attempt: Attempt, kill: Kill) -> Outcome {
-        if attempt.resolved.route.is_some() && !self.agents.serves(&attempt.resolved.work) {
+        if self.is_remote(&attempt.resolved) {
             return self.remote.execute(attempt, kill).await;
         }
         match &attempt.resolved.work {
@@ -67,6 +67,12 @@ pub(crate) struct Finished {
 }
 
 impl Executors {
+    /// Whether a remote worker runs `resolved`: it names a capability no
+    /// chat endpoint here serves.
+    pub(crate) fn is_remote(&self, resolved: &baton_core::run::Resolved) -> bool {
+        resolved.route.is_some() && !self.agents.serves(&resolved.work)
+    }
+
     /// Runs the copies of a swarm or the items of a foreach side by side,
     /// at most `reduction.limit()` at once, and reduces their ends to one
     /// outcome; those `finished` holds count as they ended and do not run.

@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use baton_core::Duration;
-use baton_core::run::{Failure, FailureKind, Resolved, ShellScript, Work};
+use baton_core::run::{Digest, Failure, FailureKind, Resolved, ShellScript, Work};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::protocol::{End, Lease, LeasedWork};
+use super::protocol::{End, Lease, LeasedFile, LeasedWork};
+use crate::artifacts::Cas;
 use crate::executor::{Attempt, Executor, Outcome, Processes, TaskContext};
 use crate::logs::{STDOUT_FILE, attempt_file};
 
@@ -85,6 +86,7 @@ impl Workspace {
             grace: Duration::from_millis(lease.grace_ms),
             lineage: None,
             stdin,
+            carried: None,
         };
         let processes = Processes {
             max_output: self.max_output,
@@ -101,6 +103,73 @@ impl Workspace {
             },
             Outcome::Cancelled => End::Stopped,
         }
+    }
+}
+
+impl Workspace {
+    /// Where `lease` runs: the working directory and the task's `cwd`.
+    fn working_dir(&self, lease: &Lease) -> PathBuf {
+        match &lease.cwd {
+            Some(cwd) => self.workdir.join(cwd),
+            None => self.workdir.clone(),
+        }
+    }
+
+    /// Writes `bytes` (checked against `file`'s digest) at `file.path`
+    /// under `lease`'s working directory, before it runs.
+    pub fn place(&self, lease: &Lease, file: &LeasedFile, bytes: &[u8]) -> Result<(), String> {
+        let relative = Path::new(&file.path);
+        if file.path.is_empty()
+            || !relative
+                .components()
+                .all(|part| matches!(part, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "`{}` is not a path inside the task's directory",
+                file.path
+            ));
+        }
+        let digest = Digest::of_bytes(bytes).to_string();
+        if digest != file.sha256 {
+            return Err(format!(
+                "`{}` arrived with SHA-256 {digest}, not {}",
+                file.path, file.sha256
+            ));
+        }
+        let target = self.working_dir(lease).join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("{}: {error}", parent.display()))?;
+        }
+        std::fs::write(&target, bytes).map_err(|error| format!("{}: {error}", target.display()))
+    }
+
+    /// Where the files `lease` hands back are gathered before they are
+    /// uploaded; removed with the lease's other files.
+    pub fn files_dir(&self, lease: &Lease) -> PathBuf {
+        self.state_dir.join(format!("{}.files", lease.lease_id))
+    }
+
+    /// The files `lease`'s `artifacts:` patterns match under its working
+    /// directory, gathered under [`Workspace::files_dir`], each with where
+    /// its bytes are, to upload.
+    pub fn collect(&self, lease: &Lease) -> Result<Vec<(LeasedFile, PathBuf)>, String> {
+        let cas = Cas::new(&self.files_dir(lease));
+        let found = cas
+            .collect(&self.working_dir(lease), &lease.artifacts)
+            .map_err(|error| format!("cannot collect the task's artifacts: {error}"))?;
+        Ok(found
+            .into_iter()
+            .map(|artifact| {
+                let object = cas.object(&artifact.digest);
+                let file = LeasedFile {
+                    path: artifact.path,
+                    sha256: artifact.digest.to_string(),
+                    size: artifact.size,
+                };
+                (file, object)
+            })
+            .collect())
     }
 }
 

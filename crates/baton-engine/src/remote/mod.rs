@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 pub use board::{Caller, WorkerError};
-pub(crate) use board::{Item, Ticket};
+pub(crate) use board::{Ended, Item, Ticket};
 pub use local::Workspace;
 pub use settings::WorkerSettings;
 
@@ -26,6 +26,9 @@ use protocol::{Poll, Polled, Registered, Registration, Report};
 /// Hands attempts to remote workers. One per engine; cheap to share.
 pub struct Dispatcher {
     board: Mutex<Board>,
+    /// Where files workers upload are kept, and those they download come
+    /// from: the engine's artifact store.
+    cas: crate::artifacts::Cas,
     settings: WorkerSettings,
     /// Set when a server serves the protocol: until then nothing can reach
     /// a worker, and routed tasks are refused before a run starts.
@@ -36,9 +39,10 @@ pub struct Dispatcher {
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 impl Dispatcher {
-    pub(crate) fn new(settings: WorkerSettings) -> Arc<Dispatcher> {
+    pub(crate) fn new(settings: WorkerSettings, cas: crate::artifacts::Cas) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             board: Mutex::new(Board::new(settings.clone())),
+            cas,
             settings,
             served: std::sync::atomic::AtomicBool::new(false),
         })
@@ -131,7 +135,7 @@ impl Dispatcher {
         stream: protocol::LogStream,
         bytes: &[u8],
     ) -> Result<(), WorkerError> {
-        let prefix = self.board().log_prefix(caller, lease)?;
+        let prefix = self.board().held(caller, lease)?.prefix.clone();
         let file = crate::logs::attempt_file(
             &prefix,
             match stream {
@@ -155,6 +159,61 @@ impl Dispatcher {
             path: file.clone(),
             source: std::sync::Arc::new(error),
         })
+    }
+
+    /// Stores a file the worker's lease produced, checking it is what its
+    /// digest says; its report then names it.
+    pub async fn upload_file(
+        &self,
+        caller: Caller<'_>,
+        lease: &str,
+        sha256: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), WorkerError> {
+        self.board().held(caller, lease)?;
+        let cas = self.cas.clone();
+        let stored = tokio::task::spawn_blocking(move || cas.put_bytes(&bytes))
+            .await
+            .map_err(|error| WorkerError::File(error.to_string()))?
+            .map_err(|error| WorkerError::File(error.to_string()))?;
+        if stored.0.to_string() != sha256 {
+            return Err(WorkerError::File(format!(
+                "the bytes sent have SHA-256 {}, not {sha256}",
+                stored.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// A file the worker's lease is to be given (one of its `files`).
+    pub async fn download_file(
+        &self,
+        caller: Caller<'_>,
+        lease: &str,
+        sha256: &str,
+    ) -> Result<Vec<u8>, WorkerError> {
+        let listed = self
+            .board()
+            .held(caller, lease)?
+            .lease
+            .files
+            .iter()
+            .any(|file| file.sha256 == sha256);
+        let digest: Option<baton_core::run::Digest> = sha256.parse().ok();
+        let Some(digest) = digest.filter(|_| listed) else {
+            return Err(WorkerError::File(format!(
+                "lease `{lease}` is given no file with SHA-256 {sha256}"
+            )));
+        };
+        let path = self.cas.object(&digest);
+        tokio::fs::read(&path)
+            .await
+            .map_err(|error| WorkerError::File(format!("{}: {error}", path.display())))
+    }
+
+    /// Whether the object with `digest` is stored (an upload arrived).
+    pub(crate) fn holds_file(&self, digest: &baton_core::run::Digest) -> bool {
+        self.cas.object(digest).is_file()
     }
 
     pub fn drain(&self, caller: Caller<'_>) -> Result<(), WorkerError> {
@@ -241,10 +300,7 @@ pub fn routing_cost(workers: usize, attempts: usize) -> Duration {
         };
         board.register("key", registration, now);
     }
-    let items: Vec<(
-        Item,
-        tokio::sync::oneshot::Receiver<crate::executor::Outcome>,
-    )> = (0..attempts)
+    let items: Vec<(Item, tokio::sync::oneshot::Receiver<Ended>)> = (0..attempts)
         .map(|index| {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let route = baton_core::run::Route {
@@ -269,6 +325,8 @@ pub fn routing_cost(workers: usize, attempts: usize) -> Duration {
                 grace_ms: 0,
                 inputs: serde_json::Value::Null,
                 needs: serde_json::Map::new(),
+                files: Vec::new(),
+                artifacts: Vec::new(),
             };
             let item = Item {
                 route,

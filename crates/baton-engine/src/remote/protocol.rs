@@ -139,6 +139,26 @@ pub struct Lease {
     pub inputs: Value,
     /// Outputs of the tasks it needs, by task id.
     pub needs: serde_json::Map<String, Value>,
+    /// Files its needs produced, to place under its working directory
+    /// before it runs (each downloaded by its digest from this lease).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<LeasedFile>,
+    /// Its `artifacts:` patterns: after it succeeds, the files they match
+    /// under its working directory are uploaded and listed in the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<String>,
+}
+
+/// A file by its path (relative to the task's working directory,
+/// `/`-separated) and content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeasedFile {
+    pub path: String,
+    /// SHA-256 of its bytes, 64 hex digits.
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// What a leased attempt does.
@@ -185,6 +205,9 @@ pub struct Report {
     /// Usage to add to the run's totals (`tokens`, `cost`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<serde_json::Map<String, Value>>,
+    /// The files its `artifacts:` matched, each uploaded first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<LeasedFile>,
 }
 
 /// The end of an attempt.

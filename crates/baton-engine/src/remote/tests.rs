@@ -7,7 +7,7 @@ use baton_core::run::{FailureKind, Route};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::board::{Board, Caller, Item, WorkerError};
+use super::board::{Board, Caller, Ended, Item, WorkerError};
 use super::protocol::{
     End, Held, Lease, LeasedWork, Registration, RemoteFailure, RemoteFailureKind, Report, Taken,
 };
@@ -52,7 +52,7 @@ fn item(
     labels: &[(&str, &str)],
     key: Option<&str>,
     now: Instant,
-) -> (Item, oneshot::Receiver<Outcome>) {
+) -> (Item, oneshot::Receiver<Ended>) {
     let (reply, answer) = oneshot::channel();
     let item = Item {
         route: Route {
@@ -80,6 +80,8 @@ fn item(
             grace_ms: 1000,
             inputs: json!({}),
             needs: serde_json::Map::new(),
+            files: Vec::new(),
+            artifacts: Vec::new(),
         },
         prefix: std::path::PathBuf::from("/nonexistent/t"),
         queued: now,
@@ -126,6 +128,7 @@ fn report(lease: &Lease, end: End) -> Report {
         fencing: lease.fencing,
         end,
         usage: None,
+        artifacts: Vec::new(),
     }
 }
 
@@ -229,7 +232,13 @@ fn a_report_with_a_stale_fencing_token_is_refused_and_changes_nothing() {
         },
     );
     board.complete(worker.caller(), good.clone(), now).unwrap();
-    assert!(matches!(answer.try_recv(), Ok(Outcome::Succeeded(Some(_)))));
+    assert!(matches!(
+        answer.try_recv(),
+        Ok(Ended {
+            outcome: Outcome::Succeeded(Some(_)),
+            ..
+        })
+    ));
     assert_eq!(
         board.complete(worker.caller(), good, now),
         Err(WorkerError::StaleLease(lease.lease_id)),
@@ -262,7 +271,10 @@ fn a_lease_not_extended_in_time_is_lost_and_its_late_report_refused() {
     assert!(answer.try_recv().is_err(), "extended by the poll");
     board.expire(later + Duration::from_secs(5));
     match answer.try_recv() {
-        Ok(Outcome::Failed(failure)) => {
+        Ok(Ended {
+            outcome: Outcome::Failed(failure),
+            ..
+        }) => {
             assert_eq!(failure.kind, FailureKind::Lost);
             assert!(
                 failure.message.contains("did not extend its lease"),

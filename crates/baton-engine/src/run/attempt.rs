@@ -12,7 +12,7 @@ use super::report::Files;
 use super::reuse::Reusable;
 use super::spawn::Spawner;
 use crate::artifacts::{ArtifactError, Cas, OUTPUT_ARTIFACTS};
-use crate::executor::{Attempt, Executor, Executors, Finished, Kill, Outcome};
+use crate::executor::{Attempt, Carried, Executor, Executors, Finished, Kill, Outcome};
 use crate::logs::{OUTPUT_FILE, attempt_file};
 
 /// What an attempt runs: the task, or a swarm's copies of it (a foreach's
@@ -60,7 +60,7 @@ impl AttemptFiles {
     pub(crate) async fn attempt(
         self,
         executors: Arc<Executors>,
-        plan: Plan,
+        mut plan: Plan,
         killed: Kill,
     ) -> (Outcome, Files) {
         let first = match &plan {
@@ -106,7 +106,22 @@ impl AttemptFiles {
             }
         }
         let mut files = Files::default();
-        if !needs.is_empty() {
+        // A remote worker's attempt has its files carried to and from its
+        // worker: placed there, collected there, uploaded by digest.
+        let carried = match &mut plan {
+            Plan::One(run) if executors.is_remote(&run.resolved) => {
+                let carried = Arc::new(Carried {
+                    needs: needs.clone(),
+                    declared: declared.clone(),
+                    ..Carried::default()
+                });
+                run.carried = Some(Arc::clone(&carried));
+                files.consumed.clone_from(&needs);
+                Some(carried)
+            }
+            _ => None,
+        };
+        if !needs.is_empty() && carried.is_none() {
             let (cas, dir) = (cas.clone(), dir.clone());
             let placed = needs.clone();
             if let Err(error) = blocking(move || cas.place(&dir, &placed)).await {
@@ -183,6 +198,17 @@ impl AttemptFiles {
                 }
                 Err(error) => return (artifact_failure(error), files),
             }
+        }
+        if let Some(carried) = carried {
+            let produced = std::mem::take(
+                &mut *carried
+                    .produced
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            files.produced.extend(produced);
+            files.produced.sort_by(|a, b| a.path.cmp(&b.path));
+            return (outcome, files);
         }
         if declared.is_empty() {
             return (outcome, files);

@@ -58,6 +58,7 @@ pub(crate) fn launch_compensation(
         resolved,
         lineage: None,
         stdin: None,
+        carried: None,
     };
     let executors = Arc::clone(&host.executors);
     let done = done.clone();

@@ -189,6 +189,7 @@ fn job(
             resolved,
             lineage: None,
             stdin: None,
+            carried: None,
         },
         policy: workflow.defaults.retry.clone().unwrap_or_default(),
         name,

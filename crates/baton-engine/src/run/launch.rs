@@ -168,6 +168,7 @@ impl Launcher<'_> {
             resolved,
             lineage,
             stdin: None,
+            carried: None,
         };
         let plan = match state.reduction(task, attempt) {
             None => Plan::One(Box::new(run)),

@@ -549,29 +549,109 @@ async fn queued_work_can_be_given_a_new_priority_through_the_api() {
 }
 
 #[tokio::test]
-async fn a_task_for_workers_that_declares_artifacts_is_refused_before_it_runs() {
+async fn files_go_to_a_worker_and_come_back_by_digest() {
     let dir = tempfile::tempdir().unwrap();
     let (app, keys) = service(dir.path()).await;
-    let spec = "name: files\ntasks:\n  build:\n    run: make\n    runs_on: {capability: build}\n    artifacts: [dist/app.tar]\n";
-    let response = send(
+    let (id, token) = register(&app, &keys.worker, "build").await;
+    let me = (id.as_str(), token.as_str());
+    let run = start(
+        &app,
+        &keys.execute,
+        "name: files\ntasks:\n  build:\n    run: make\n    runs_on: {capability: build}\n    artifacts: [dist/app.txt]\n  ship:\n    needs: [build]\n    run: cat dist/app.txt\n    runs_on: {capability: build}\n",
+    )
+    .await;
+    let polled = lease(&app, &keys.worker, me, &[]).await;
+    let build = &polled["leases"][0];
+    assert_eq!(build["artifacts"], json!(["dist/app.txt"]));
+    let lease_id = build["lease_id"].as_str().unwrap();
+    let bytes = b"app 1.0\n".to_vec();
+    let sha256 = baton_core::run::Digest::of_bytes(&bytes).to_string();
+    let files = format!("/api/v1/workers/{id}/leases/{lease_id}/files");
+    let put = |sha: &str, body: Vec<u8>| {
+        Request::put(format!("{files}/{sha}"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", keys.worker))
+            .header("Baton-Worker-Token", &token)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let wrong = send(&app, put(&sha256, b"something else".to_vec())).await;
+    problem(wrong, 422, "invalid-request").await;
+    assert_eq!(send(&app, put(&sha256, bytes.clone())).await.status(), 204);
+    let report = json!({"lease_id": lease_id, "fencing": build["fencing"], "end": {"status": "succeeded"},
+        "artifacts": [{"path": "dist/app.txt", "sha256": sha256, "size": bytes.len()}]});
+    assert_eq!(complete(&app, &keys.worker, me, &report).await, 204);
+
+    let polled = lease(&app, &keys.worker, me, &[]).await;
+    let ship = &polled["leases"][0];
+    assert_eq!(ship["task_id"], "ship");
+    assert_eq!(
+        ship["files"],
+        json!([{"path": "dist/app.txt", "sha256": sha256, "size": bytes.len()}])
+    );
+    let ship_id = ship["lease_id"].as_str().unwrap();
+    let got = send(
         &app,
         call(
-            Method::POST,
-            "/api/v1/runs",
-            &keys.execute,
+            Method::GET,
+            &format!("/api/v1/workers/{id}/leases/{ship_id}/files/{sha256}"),
+            &keys.worker,
+            Some(&token),
             None,
-            Some(&json!({"spec": spec})),
         ),
     )
     .await;
-    let body = problem(response, 422, "invalid-workflow").await;
-    let problems = body["problems"].as_array().unwrap();
-    assert_eq!(problems.len(), 1, "{body:#}");
-    assert_eq!(problems[0]["code"], "not-runnable");
+    assert_eq!(got.status(), 200);
+    assert_eq!(text(got).await.as_bytes(), bytes.as_slice());
+    let other = "0".repeat(64);
+    let refused = send(
+        &app,
+        call(
+            Method::GET,
+            &format!("/api/v1/workers/{id}/leases/{ship_id}/files/{other}"),
+            &keys.worker,
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    problem(refused, 422, "invalid-request").await;
+    let done =
+        json!({"lease_id": ship_id, "fencing": ship["fencing"], "end": {"status": "succeeded"}});
+    assert_eq!(complete(&app, &keys.worker, me, &done).await, 204);
+
+    let shown = json(
+        send(
+            &app,
+            call(
+                Method::GET,
+                &format!("/api/v1/runs/{run}"),
+                &keys.read,
+                None,
+                None,
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(shown["status"], "succeeded", "{shown:#}");
+    let artifacts = json(
+        send(
+            &app,
+            call(
+                Method::GET,
+                &format!("/api/v1/runs/{run}/artifacts"),
+                &keys.read,
+                None,
+                None,
+            ),
+        )
+        .await,
+    )
+    .await;
+    let listed = artifacts.to_string();
     assert!(
-        problems[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot declare `artifacts`")
+        listed.contains("dist/app.txt") && listed.contains(&sha256),
+        "{artifacts:#}"
     );
 }

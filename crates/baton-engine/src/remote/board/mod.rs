@@ -23,7 +23,9 @@ mod worker;
 use queue::{Bucket, Capability};
 use worker::Worker;
 
-use super::protocol::{End, Held, Lease, Polled, Registered, Registration, Report, Taken};
+use super::protocol::{
+    End, Held, Lease, LeasedFile, Polled, Registered, Registration, Report, Taken,
+};
 use super::settings::WorkerSettings;
 use crate::breaker::{Breaker, Target, transition};
 use crate::executor::Outcome;
@@ -40,7 +42,24 @@ pub(crate) struct Item {
     pub(crate) queued: Instant,
     pub(crate) timeout: Option<Duration>,
     /// Where its end goes.
-    pub(crate) reply: oneshot::Sender<Outcome>,
+    pub(crate) reply: oneshot::Sender<Ended>,
+}
+
+/// How an attempt ended on its worker: its outcome, and the files it
+/// reported (uploaded by digest) when it succeeded.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub(crate) outcome: Outcome,
+    pub(crate) files: Vec<LeasedFile>,
+}
+
+impl Ended {
+    fn without_files(outcome: Outcome) -> Ended {
+        Ended {
+            outcome,
+            files: Vec::new(),
+        }
+    }
 }
 
 /// Names a submitted item until it ends.
@@ -62,6 +81,9 @@ pub enum WorkerError {
         "lease `{0}` is not held by this worker with that fencing token: it expired, was cancelled or was handed to another worker"
     )]
     StaleLease(String),
+    /// A file upload or download that could not be done.
+    #[error("{0}")]
+    File(String),
     /// A log upload could not be written on the server.
     #[error("cannot write the log {}", path.display())]
     Log {
@@ -393,7 +415,12 @@ impl Board {
         };
         let succeeded = matches!(outcome, Outcome::Succeeded(_));
         self.record(id, &capability, succeeded, now);
-        let _ = entry.item.reply.send(outcome);
+        let files = if succeeded {
+            report.artifacts
+        } else {
+            Vec::new()
+        };
+        let _ = entry.item.reply.send(Ended { outcome, files });
         Taken::Applied
     }
 
@@ -618,7 +645,10 @@ impl Board {
                     self.settings.lease
                 ),
             );
-            let _ = entry.item.reply.send(Outcome::Failed(failure));
+            let _ = entry
+                .item
+                .reply
+                .send(Ended::without_files(Outcome::Failed(failure)));
         }
         // A worker silent for ten heartbeats past death is forgotten; one
         // that comes back registers again.
@@ -685,20 +715,20 @@ impl Board {
         Ok(())
     }
 
-    /// Where the logs of `lease_id` go, if worker `id` (as `key` and
-    /// `token`) holds it.
-    pub(crate) fn log_prefix(
+    /// The attempt leased as `lease_id`, if the caller's worker holds it:
+    /// for calls about one lease (its logs, its files).
+    pub(crate) fn held(
         &mut self,
         caller: Caller<'_>,
         lease_id: &str,
-    ) -> Result<std::path::PathBuf, WorkerError> {
+    ) -> Result<&Item, WorkerError> {
         self.worker_mut(caller)?;
         let id = caller.worker;
         self.leases
             .get(lease_id)
             .and_then(|ticket| self.entries.get(ticket))
             .filter(|entry| matches!(&entry.place, Place::Leased { worker, .. } if worker == id))
-            .map(|entry| entry.item.prefix.clone())
+            .map(|entry| &entry.item)
             .ok_or_else(|| WorkerError::StaleLease(lease_id.to_owned()))
     }
 
