@@ -65,7 +65,8 @@ pub(crate) struct NewAgent {
     /// The capability it serves (`agent: {capability: ...}` in specs).
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.-]+$")]
     capability: String,
-    /// Where `/chat/completions` is, e.g. `http://127.0.0.1:11434/v1`.
+    /// Where `/chat/completions` is: an http:// or https:// URL, e.g.
+    /// `http://127.0.0.1:11434/v1`.
     #[schema(min_length = 1)]
     base_url: String,
     #[schema(min_length = 1)]
@@ -77,12 +78,16 @@ pub(crate) struct NewAgent {
     prompt_cost_per_million: f64,
     #[serde(default)]
     completion_cost_per_million: f64,
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    #[serde(
+        default,
+        deserialize_with = "baton_engine::remote::protocol::whole::optional"
+    )]
+    #[schema(minimum = 1, maximum = 10000)]
     concurrency: Option<u32>,
     #[serde(default)]
     rate_per_second: Option<f64>,
-    /// Answers 2xx while it is up; asked every few seconds.
+    /// An http:// or https:// URL that answers 2xx while it is up; asked
+    /// every few seconds.
     #[serde(default)]
     health_url: Option<String>,
 }
@@ -108,6 +113,7 @@ fn refused(error: baton_engine::EndpointError) -> ApiError {
     responses(
         (status = 201, description = "Registered: its entry in the registry", body = AgentBody),
         refusals::BadRequest,
+        refusals::UnsupportedMediaType,
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::Conflict,
@@ -124,6 +130,14 @@ pub(crate) async fn register(
             .capability
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if request
+        .concurrency
+        .is_some_and(|concurrency| !(1..=10_000).contains(&concurrency))
+    {
+        return Err(ApiError::Unprocessable(
+            "`concurrency` is 1 to 10000".to_owned(),
+        ));
+    }
     if !valid || request.model.is_empty() {
         return Err(ApiError::Unprocessable(
             "`capability` is 1 to 128 letters, digits, `_`, `-` and `.`, and `model` is not empty"

@@ -15,6 +15,7 @@ use crate::refusals;
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewPriority {
     /// Higher is leased first among its fairness key's queued work.
+    #[serde(deserialize_with = "baton_engine::remote::protocol::whole::deserialize")]
     priority: i32,
 }
 
@@ -40,6 +41,7 @@ pub(crate) struct Reprioritized {
     responses(
         (status = 200, description = "Its queued attempts now wait at the new priority", body = Reprioritized),
         refusals::BadRequest,
+        refusals::UnsupportedMediaType,
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,

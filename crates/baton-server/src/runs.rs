@@ -147,7 +147,12 @@ pub(crate) async fn start(
             "`concurrency` is at least 1".to_owned(),
         ));
     }
-    if request.labels.len() > 64 || request.labels.values().any(|value| value.len() > 256) {
+    if request.labels.len() > 64
+        || request
+            .labels
+            .values()
+            .any(|value| value.chars().count() > 256)
+    {
         return Err(ApiError::Unprocessable(
             "at most 64 `labels`, each value at most 256 characters".to_owned(),
         ));

@@ -62,22 +62,31 @@ fn refused(error: WorkerError) -> ApiError {
 }
 
 fn check(registration: &Registration) -> Result<(), ApiError> {
-    let name_ok =
-        |name: &str| !name.is_empty() && name.len() <= 128 && !name.chars().any(char::is_control);
+    let name_ok = |name: &str| {
+        (1..=128).contains(&name.chars().count()) && !name.chars().any(char::is_control)
+    };
     if !name_ok(&registration.name) {
         return Err(ApiError::Unprocessable(
             "`name` must be 1 to 128 characters without control characters".to_owned(),
         ));
     }
+    // A capability is matched against specs' names, which are words.
+    let capability_ok = |capability: &str| {
+        (1..=128).contains(&capability.len())
+            && capability
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
     if registration.capabilities.is_empty()
         || registration.capabilities.len() > 64
         || !registration
             .capabilities
             .iter()
-            .all(|capability| name_ok(capability))
+            .all(|capability| capability_ok(capability))
     {
         return Err(ApiError::Unprocessable(
-            "`capabilities` must list 1 to 64 names".to_owned(),
+            "`capabilities` must list 1 to 64 names of letters, digits, `_`, `-` and `.`"
+                .to_owned(),
         ));
     }
     if !(1..=10_000).contains(&registration.concurrency) {
@@ -89,7 +98,7 @@ fn check(registration: &Registration) -> Result<(), ApiError> {
         || registration
             .labels
             .iter()
-            .any(|(name, value)| !name_ok(name) || value.len() > 256)
+            .any(|(name, value)| !name_ok(name) || value.chars().count() > 256)
     {
         return Err(ApiError::Unprocessable(
             "at most 64 labels, each name 1 to 128 characters and each value at most 256"
@@ -108,6 +117,7 @@ fn check(registration: &Registration) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "Registered: send the token with every later call", body = RegisteredBody),
         refusals::BadRequest,
+        refusals::UnsupportedMediaType,
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::Unprocessable,
@@ -138,6 +148,7 @@ pub(crate) async fn register(
     responses(
         (status = 200, description = "New leases, how each result was taken, leases to stop", body = PolledBody),
         refusals::BadRequest,
+        refusals::UnsupportedMediaType,
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,
@@ -181,6 +192,7 @@ pub(crate) async fn poll(
     responses(
         (status = 204, description = "Recorded as the attempt's end"),
         refusals::BadRequest,
+        refusals::UnsupportedMediaType,
         refusals::Unauthorized,
         refusals::Forbidden,
         refusals::NotFound,
@@ -205,6 +217,7 @@ pub(crate) async fn complete(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogQuery {
     /// `stdout` or `stderr`.
     #[param(value_type = String, pattern = "^(stdout|stderr)$")]

@@ -23,16 +23,25 @@ pub const TOKEN_HEADER: &str = "Baton-Worker-Token";
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     /// A name for people (host name, pod name); need not be unique.
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$"))]
     pub name: String,
     /// What it can run: the `capability` of `agent` tasks and `runs_on`.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(regex(pattern = "^[A-Za-z0-9_.-]{1,128}$"))
+    )]
     pub capabilities: Vec<String>,
     /// Labels a task's `labels` must all match.
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "propertyNames" = {"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$"},
+        "additionalProperties" = {"type": "string", "maxLength": 256}
+    ))]
     pub labels: BTreeMap<String, String>,
     /// Attempts it runs at once.
     #[schemars(range(min = 1, max = 10000))]
+    #[serde(deserialize_with = "whole::deserialize")]
     pub concurrency: u32,
     /// The worker's own version, shown in the registry.
     #[serde(default)]
@@ -64,11 +73,11 @@ pub struct Poll {
     #[serde(default)]
     pub running: Vec<Held>,
     /// New attempts wanted now (0: only report and extend).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::deserialize")]
     #[schemars(range(max = 1000))]
     pub take: u32,
     /// How long to wait for work when none is there; at most 30 000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::deserialize")]
     #[schemars(range(max = 30000))]
     pub wait_ms: u64,
 }
@@ -78,6 +87,8 @@ pub struct Poll {
 #[serde(deny_unknown_fields)]
 pub struct Held {
     pub lease_id: String,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schemars(range(max = u64::MAX))]
     pub fencing: u64,
 }
 
@@ -158,6 +169,8 @@ pub struct LeasedFile {
     /// SHA-256 of its bytes, 64 hex digits.
     #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     pub sha256: String,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schemars(range(max = u64::MAX))]
     pub size: u64,
 }
 
@@ -200,6 +213,8 @@ pub enum LogStream {
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub lease_id: String,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schemars(range(max = u64::MAX))]
     pub fencing: u64,
     pub end: End,
     /// Usage to add to the run's totals (`tokens`, `cost`, ...).
@@ -232,10 +247,18 @@ pub struct RemoteFailure {
     pub kind: RemoteFailureKind,
     pub message: String,
     /// The exit code, for `exit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub code: Option<i32>,
     /// The signal, for `signal`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signal: Option<i32>,
 }
 
@@ -246,6 +269,44 @@ pub enum RemoteFailureKind {
     Signal,
     Timeout,
     Error,
+}
+
+/// Whole numbers as JSON may write them: `3` or `3.0` (JSON Schema's
+/// `integer` takes both, so a client generated from the document may send
+/// either); a fraction or a number out of range is refused.
+pub mod whole {
+    use serde::{Deserialize, Deserializer, de};
+
+    fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i128, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        if let Some(value) = number.as_i64() {
+            return Ok(i128::from(value));
+        }
+        if let Some(value) = number.as_u64() {
+            return Ok(i128::from(value));
+        }
+        match number.as_f64() {
+            Some(value) if value.fract() == 0.0 && value.abs() < 1e30 => Ok(value as i128),
+            _ => Err(de::Error::custom(format!("{number} is not a whole number"))),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        let value = number(deserializer)?;
+        T::try_from(value).map_err(|_| de::Error::custom(format!("{value} is out of range")))
+    }
+
+    /// As [`deserialize`], for a field that may be `null`.
+    pub fn optional<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        deserializer: D,
+    ) -> Result<Option<T>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(number) => deserialize(number).map(Some).map_err(de::Error::custom),
+        }
+    }
 }
 
 impl From<RemoteFailure> for baton_core::run::Failure {

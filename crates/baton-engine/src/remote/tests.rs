@@ -513,3 +513,20 @@ fn queued_work_is_leased_by_priority_and_a_new_priority_moves_it() {
         .collect();
     assert_eq!(order, ["later", "high", "low"]);
 }
+
+#[test]
+fn whole_numbers_may_be_written_with_a_zero_fraction_and_nothing_else() {
+    let poll: super::protocol::Poll =
+        serde_json::from_value(json!({"take": 3.0, "wait_ms": 1000})).unwrap();
+    assert_eq!((poll.take, poll.wait_ms), (3, 1000));
+    for bad in [
+        json!({"take": 3.5}),
+        json!({"take": -1}),
+        json!({"take": 1e20}),
+    ] {
+        assert!(
+            serde_json::from_value::<super::protocol::Poll>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
