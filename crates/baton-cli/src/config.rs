@@ -28,6 +28,8 @@ pub(crate) struct Config {
     pub(crate) server: Server,
     pub(crate) engine: Engine,
     pub(crate) retention: Retention,
+    /// Where `baton serve` publishes events besides its own streams.
+    pub(crate) events: Events,
     /// Agent capabilities served through OpenAI-compatible endpoints
     /// (`[agents.summarize]`), by capability.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -140,6 +142,40 @@ impl Engine {
     }
 }
 
+/// `[events]`: Redis Streams to publish every event to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Events {
+    /// `redis://HOST:PORT`: publish to Redis Streams when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis: Option<String>,
+    /// The streams' names start with it (`PREFIX:events`, `PREFIX:run:RUN`).
+    pub(crate) prefix: String,
+    /// Entries a stream keeps, about.
+    pub(crate) max_len: usize,
+}
+
+impl Default for Events {
+    fn default() -> Events {
+        Events {
+            redis: None,
+            prefix: "baton".to_owned(),
+            max_len: 1_000_000,
+        }
+    }
+}
+
+impl Events {
+    /// The publisher's settings, if Redis is named.
+    pub(crate) fn redis(&self) -> Option<baton_server::RedisEvents> {
+        self.redis.as_ref().map(|url| baton_server::RedisEvents {
+            url: url.clone(),
+            prefix: self.prefix.clone(),
+            max_len: self.max_len,
+        })
+    }
+}
+
 /// What `baton serve` deletes on its own, as `baton gc --older-than` would.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -162,7 +198,14 @@ impl Default for Retention {
 
 /// The sections environment variables may set; other `BATON_` variables
 /// (`BATON_HOME`, what tasks are given) are not settings of this file.
-const SECTIONS: [&str; 5] = ["server", "engine", "retention", "breaker", "workers"];
+const SECTIONS: [&str; 6] = [
+    "server",
+    "engine",
+    "retention",
+    "breaker",
+    "workers",
+    "events",
+];
 
 impl ConfigArgs {
     pub(crate) fn load(&self) -> anyhow::Result<Config> {

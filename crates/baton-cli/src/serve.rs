@@ -49,6 +49,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 ..ServerConfig::default()
             },
         );
+        if let Some(redis) = config.events.redis() {
+            eprintln!("events: publishing to Redis Streams `{}` at {}", redis.global_stream(), redis.url);
+            baton_server::publish_to_redis(state.clone(), redis);
+        }
         let (resumed, failed) = state.recover().await?;
         for error in &failed {
             eprintln!("warning: a run could not be resumed: {error}");

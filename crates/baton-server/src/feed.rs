@@ -33,14 +33,14 @@ const PAGE: usize = 256;
 
 /// Where a stream starts: after event `index` of the batch at `position`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Cursor {
+pub(crate) struct Cursor {
     position: u64,
     /// Events of that batch already seen; `None` once it is all seen.
     seen: Option<u32>,
 }
 
 impl Cursor {
-    fn parse(text: &str) -> Result<Cursor, ApiError> {
+    pub(crate) fn parse(text: &str) -> Result<Cursor, ApiError> {
         let malformed = || {
             ApiError::BadRequest(format!(
                 "`{text}` is not an event id: ids read POSITION:INDEX"
@@ -81,10 +81,10 @@ impl FeedQuery {
 }
 
 /// One event for a client: its id, its type, and the event as JSON.
-struct Item {
-    id: String,
-    kind: String,
-    data: Value,
+pub(crate) struct Item {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) data: Value,
 }
 
 /// `GET /api/v1/events`.
@@ -213,7 +213,9 @@ async fn relay(mut socket: WebSocket, mut items: mpsc::Receiver<Item>) {
 
 /// Starts following the feed from `cursor`; the items come on the
 /// receiver until the client goes away.
-fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<Item> {
+/// Every event after `cursor` (of `run`, or of every run), in feed order,
+/// and those appended later, for as long as the receiver is held.
+pub(crate) fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<Item> {
     let (sender, receiver) = mpsc::channel(256);
     let changes = app.engine.store().changes();
     let follower = Follower {

@@ -25,6 +25,7 @@ mod queue;
 mod refusals;
 mod runs;
 mod shown;
+mod streams;
 mod telemetry;
 mod workers;
 mod workflows;
@@ -38,6 +39,7 @@ use baton_engine::Engine;
 
 pub use auth::{BadKeyName, Principal, check_key_name, issue};
 pub use problem::{ApiError, Problem};
+pub use streams::{RedisEvents, publish as publish_to_redis};
 
 /// What the service is configured with.
 #[derive(Clone, Debug)]

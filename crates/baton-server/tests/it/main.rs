@@ -9,6 +9,7 @@ mod controls;
 mod corruption;
 mod events;
 mod feed;
+mod streams;
 mod util;
 mod workers;
 mod workflows;

@@ -1,0 +1,149 @@
+//! Events on Redis Streams (`[events] redis = "redis://..."`): every event
+//! the store appends is published, in feed order, to a global stream
+//! (`PREFIX:events`) and to its run's (`PREFIX:run:RUN`), each entry
+//! carrying the event's feed id (`POSITION:INDEX`, what the SSE feed calls
+//! it), its run, its type and the event as JSON, so consumers can drop
+//! what they saw twice by id. Streams are trimmed to about `max_len`.
+//!
+//! Each page of entries is written with the position it reaches in one
+//! MULTI/EXEC (`PREFIX:events:position`), so the streams and the position
+//! move together: when Redis is away the publisher falls behind, and when
+//! it is back the publisher goes on from the position Redis holds, with no
+//! gap and no entry twice. Redis being down never stops a run: runs write
+//! to the store, and this only reads it.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::feed::{Cursor, Item, follow};
+
+/// Where events are published.
+#[derive(Clone, Debug)]
+pub struct RedisEvents {
+    /// `redis://HOST:PORT[/DB]`.
+    pub url: String,
+    /// The streams' names start with it: `PREFIX:events`, `PREFIX:run:RUN`.
+    pub prefix: String,
+    /// Entries a stream keeps, about (`MAXLEN ~`).
+    pub max_len: usize,
+}
+
+impl RedisEvents {
+    pub fn global_stream(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    pub fn run_stream(&self, run: &str) -> String {
+        format!("{}:run:{run}", self.prefix)
+    }
+
+    fn position_key(&self) -> String {
+        format!("{}:events:position", self.prefix)
+    }
+}
+
+/// Entries written in one transaction at most.
+const PAGE: usize = 512;
+
+/// Waits between tries to reach Redis.
+const BACKOFF: [u64; 5] = [100, 500, 1000, 2000, 5000];
+
+/// Publishes the store's events to Redis for as long as the runtime runs.
+pub fn publish(app: AppState, settings: RedisEvents) {
+    tokio::spawn(async move {
+        let client = match redis::Client::open(settings.url.as_str()) {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!(
+                    "events: `{}` is not a Redis URL ({error}); nothing is published",
+                    settings.url
+                );
+                return;
+            }
+        };
+        let mut tries = 0usize;
+        loop {
+            match publish_from_position(&app, &client, &settings).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if tries == 0 {
+                        eprintln!(
+                            "events: Redis at {} is not reachable ({error}); publishing resumes when it is",
+                            settings.url
+                        );
+                    }
+                    let wait = BACKOFF[tries.min(BACKOFF.len() - 1)];
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
+    });
+}
+
+/// Publishes from the position Redis holds until Redis fails (an error:
+/// reconnect and go on from its position) or the feed ends (`Ok`).
+async fn publish_from_position(
+    app: &AppState,
+    client: &redis::Client,
+    settings: &RedisEvents,
+) -> redis::RedisResult<()> {
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let position: Option<String> = redis::cmd("GET")
+        .arg(settings.position_key())
+        .query_async(&mut connection)
+        .await?;
+    let cursor = position
+        .as_deref()
+        .and_then(|id| Cursor::parse(id).ok())
+        .unwrap_or_default();
+    let mut items = follow(app.clone(), cursor, None);
+    while let Some(page) = next_page(&mut items).await {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for item in &page {
+            let run = item.data["run_id"].as_str().unwrap_or_default();
+            let event = item.data.to_string();
+            for stream in [settings.global_stream(), settings.run_stream(run)] {
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(settings.max_len)
+                    .arg("*")
+                    .arg("id")
+                    .arg(&item.id)
+                    .arg("run")
+                    .arg(run)
+                    .arg("type")
+                    .arg(&item.kind)
+                    .arg("event")
+                    .arg(&event)
+                    .ignore();
+            }
+        }
+        let last = page.last().map(|item| item.id.as_str()).unwrap_or_default();
+        pipe.cmd("SET")
+            .arg(settings.position_key())
+            .arg(last)
+            .ignore();
+        pipe.query_async::<()>(&mut connection).await?;
+        metrics::counter!("baton_redis_events_published_total").increment(page.len() as u64);
+    }
+    Ok(())
+}
+
+/// The next events, as many as are there up to [`PAGE`], waiting for one.
+async fn next_page(items: &mut mpsc::Receiver<Item>) -> Option<Vec<Item>> {
+    let first = items.recv().await?;
+    let mut page = vec![first];
+    while page.len() < PAGE {
+        match items.try_recv() {
+            Ok(item) => page.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(page)
+}

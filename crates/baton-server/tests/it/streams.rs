@@ -1,0 +1,218 @@
+//! Events on Redis Streams, against a real `redis-server` this test starts
+//! (and kills mid-way): every event published once, in feed order, runs
+//! finishing while Redis is down, the publisher catching up without a gap
+//! or a duplicate when it is back.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_server::{RedisEvents, publish_to_redis};
+
+use crate::util::{app, follow, start};
+
+/// A `redis-server` of this test's own, keeping its data across a restart.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    fn start(port: u16, dir: &std::path::Path) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = Redis {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The `id` field of every entry of `stream`, in order.
+async fn ids(url: &str, stream: &str) -> Vec<String> {
+    let mut connection = connection(url).await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|entry| entry.get::<String>("id").unwrap())
+        .collect()
+}
+
+/// Waits (up to 30 s) until `stream` holds `count` entries.
+async fn wait_for(url: &str, stream: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids = ids(url, stream).await;
+        if ids.len() >= count {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream} holds {} of {count} entries",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const SPEC: &str = "name: published\ntasks:\n  a: {noop: true}\n  b: {run: 'true', needs: [a]}\n  c: {run: 'true', needs: [a]}\n";
+
+#[tokio::test]
+async fn every_event_reaches_redis_once_even_across_a_redis_outage() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: redis-server is not installed here (`.ci/run` installs and starts it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut redis = Redis::start(port, data.path()).unwrap();
+    let url = redis.url();
+    let app = app(dir.path());
+    let settings = RedisEvents {
+        url: url.clone(),
+        prefix: format!("test{port}"),
+        max_len: 100_000,
+    };
+    publish_to_redis(app.clone(), settings.clone());
+
+    let first = start(&app, SPEC).await;
+    let first_events = follow(&app, &first).await.len();
+    let global = settings.global_stream();
+    wait_for(&url, &global, first_events).await;
+
+    redis.kill();
+    let second = start(&app, SPEC).await;
+    let second_events = follow(&app, &second).await;
+    assert_eq!(
+        second_events.last().unwrap().kind,
+        "run_finished",
+        "a run finishes while Redis is down"
+    );
+
+    let redis = Redis::start(port, &redis.dir.clone()).unwrap();
+    let all = wait_for(&url, &global, first_events + second_events.len()).await;
+    // Nothing more arrives: no entry twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all_again = ids(&url, &global).await;
+    assert_eq!(all_again.len(), all.len(), "no event published twice");
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "ids are unique");
+    let positions: Vec<(u64, u32)> = all
+        .iter()
+        .map(|id| {
+            let (position, index) = id.split_once(':').unwrap();
+            (position.parse().unwrap(), index.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "in feed order"
+    );
+    let per_run = ids(&url, &settings.run_stream(&second)).await;
+    assert_eq!(per_run.len(), second_events.len());
+
+    // A consumer group reads each event once, by its id.
+    let mut connection = connection(&redis.url()).await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&global)
+        .arg("readers")
+        .arg("0")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    loop {
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("readers")
+            .arg("one")
+            .arg("COUNT")
+            .arg(7)
+            .arg("STREAMS")
+            .arg(&global)
+            .arg(">")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let entries: Vec<_> = reply.keys.into_iter().flat_map(|key| key.ids).collect();
+        if entries.is_empty() {
+            break;
+        }
+        for entry in entries {
+            read.push(entry.get::<String>("id").unwrap());
+            let _: i64 = redis::cmd("XACK")
+                .arg(&global)
+                .arg("readers")
+                .arg(&entry.id)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(read, all, "every event once, in order");
+}
