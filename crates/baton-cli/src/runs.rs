@@ -71,8 +71,30 @@ pub(crate) struct RerunArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct EventsArgs {
-    /// The run's id.
-    run: String,
+    /// The run's id (not with --follow, which reads every run's).
+    #[arg(required_unless_present = "follow", conflicts_with = "follow")]
+    run: Option<String>,
+    /// Read every run's events from Redis Streams (`[events] redis` in
+    /// baton.toml) as a member of a consumer group, as they are published,
+    /// until stopped: each event once, as a JSON line.
+    #[arg(long, requires = "group")]
+    follow: bool,
+    /// The consumer group; members of one group share its events.
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// This member's name in the group (the host name and process id by
+    /// default); started again under the same name, it first re-reads
+    /// what it had not acknowledged.
+    #[arg(long, value_name = "NAME")]
+    consumer: Option<String>,
+    /// Deliveries after which an event goes to the dead-letter stream
+    /// (`PREFIX:events:dead`) instead.
+    #[arg(long, default_value_t = 5)]
+    max_deliveries: u64,
+    /// How long an event may stay pending with a member before another
+    /// takes it over.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    claim_after: std::time::Duration,
     #[command(flatten)]
     home: Home,
 }
@@ -218,14 +240,17 @@ pub(crate) async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let Some(run) = args.run.clone() else {
+        return follow_group(&args).await;
+    };
     let engine = args.home.engine()?;
     let store = engine.store();
-    let record = store.run(&args.run).await?;
+    let record = store.run(&run).await?;
     let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {
         anyhow::anyhow!("the recorded workflow does not check: {}", problems[0])
     })?;
     let mut out = std::io::stdout().lock();
-    for (seq, event) in engine.events(&args.run).await?.into_iter().enumerate() {
+    for (seq, event) in engine.events(&run).await?.into_iter().enumerate() {
         let line = RunEvent {
             seq: seq as u64,
             event,
@@ -238,6 +263,52 @@ pub(crate) async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
             Err(error) => return Err(error.into()),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `baton events --follow --group NAME`: a consumer group member printing
+/// each event as a JSON line (`{"id", "run", "type", "event"}`), which is
+/// acknowledged once written.
+async fn follow_group(args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    let config = args.home.config.load()?;
+    let Some(settings) = config.events.redis() else {
+        anyhow::bail!(
+            "no Redis is named: set `[events] redis = \"redis://HOST:PORT\"` in baton.toml (or BATON_EVENTS__REDIS)"
+        );
+    };
+    let consumer = baton_server::Consumer {
+        group: args.group.clone().unwrap_or_default(),
+        name: args
+            .consumer
+            .clone()
+            .unwrap_or_else(|| format!("baton-{}", std::process::id())),
+        max_deliveries: args.max_deliveries.max(1),
+        claim_after: args.claim_after,
+    };
+    baton_server::consume_events(&settings, &consumer, |delivered| async move {
+        let event: serde_json::Value =
+            serde_json::from_str(&delivered.event).unwrap_or(serde_json::Value::Null);
+        let line = serde_json::json!({
+            "id": delivered.id,
+            "run": delivered.run,
+            "type": delivered.kind,
+            "event": event,
+        });
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => baton_server::Handled::Next,
+            // Nobody reads what is printed: left for the group.
+            Err(_) => baton_server::Handled::Refused,
+        }
+    })
+    .await
+    .map_err(|error| {
+        anyhow::anyhow!(
+            "reading {} from {}: {error}",
+            settings.global_stream(),
+            settings.url
+        )
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@ mod agents;
 pub mod api;
 mod auth;
 mod checking;
+mod consume;
 mod described;
 mod events;
 mod feed;
@@ -38,6 +39,7 @@ use axum::routing::{get, post};
 use baton_engine::Engine;
 
 pub use auth::{BadKeyName, Principal, check_key_name, issue};
+pub use consume::{Consumer, Delivered, Handled, consume as consume_events};
 pub use problem::{ApiError, Problem};
 pub use streams::{RedisEvents, publish as publish_to_redis};
 

@@ -216,3 +216,135 @@ async fn every_event_reaches_redis_once_even_across_a_redis_outage() {
     }
     assert_eq!(read, all, "every event once, in order");
 }
+
+/// The shared Redis of the test run (`BATON_TEST_REDIS`), or none.
+fn shared_redis() -> Option<String> {
+    let url = std::env::var("BATON_TEST_REDIS").ok();
+    if url.is_none() {
+        eprintln!("SKIPPED: BATON_TEST_REDIS is not set (`.ci/run` sets it and starts Redis)");
+    }
+    url
+}
+
+#[tokio::test]
+async fn a_group_member_takes_over_a_dead_member_s_events_and_gives_up_on_stuck_ones() {
+    let Some(url) = shared_redis() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let settings = RedisEvents {
+        url: url.clone(),
+        prefix: format!("test-group-{}", uuid::Uuid::new_v4().simple()),
+        max_len: 100_000,
+    };
+    publish_to_redis(app.clone(), settings.clone());
+    let run = start(&app, SPEC).await;
+    let count = follow(&app, &run).await.len();
+    let global = settings.global_stream();
+    let all = wait_for(&url, &global, count).await;
+
+    // A member that read two events and died before acknowledging them.
+    let mut connection = connection(&url).await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&global)
+        .arg("hooks")
+        .arg("0")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let _: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("hooks")
+        .arg("dead")
+        .arg("COUNT")
+        .arg(2)
+        .arg("STREAMS")
+        .arg(&global)
+        .arg(">")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let member = baton_server::Consumer {
+        group: "hooks".to_owned(),
+        name: "alive".to_owned(),
+        max_deliveries: 5,
+        claim_after: Duration::from_millis(10),
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut got = Vec::new();
+    let reading = baton_server::consume_events(&settings, &member, |delivered| {
+        got.push(delivered.id);
+        let next = if got.len() < count {
+            baton_server::Handled::Next
+        } else {
+            baton_server::Handled::Last
+        };
+        async move { next }
+    });
+    tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("every event came")
+        .unwrap();
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|id| {
+        let (position, index) = id.split_once(':').unwrap();
+        (
+            position.parse::<u64>().unwrap(),
+            index.parse::<u32>().unwrap(),
+        )
+    });
+    assert_eq!(sorted, all, "each event once, the dead member's included");
+
+    // An event delivered again and again goes to the dead-letter stream.
+    let again = start(&app, "name: stuck\ntasks:\n  a: {noop: true}\n").await;
+    let more = follow(&app, &again).await.len();
+    let everything = wait_for(&url, &global, count + more).await;
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("hooks")
+        .arg("flaky")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&global)
+        .arg(">")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let stuck = read.keys[0].ids[0].clone();
+    for _ in 0..3 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&global)
+            .arg("hooks")
+            .arg("flaky")
+            .arg(0)
+            .arg(&stuck.id)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    let strict = baton_server::Consumer {
+        max_deliveries: 3,
+        ..member
+    };
+    let mut later = Vec::new();
+    let reading = baton_server::consume_events(&settings, &strict, |delivered| {
+        later.push(delivered.id);
+        let next = if later.len() < more - 1 {
+            baton_server::Handled::Next
+        } else {
+            baton_server::Handled::Last
+        };
+        async move { next }
+    });
+    tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the other events came")
+        .unwrap();
+    let stuck_id: String = stuck.get("id").unwrap();
+    assert!(!later.contains(&stuck_id), "the stuck event is not handled");
+    assert_eq!(later.len(), more - 1);
+    let dead = ids(&url, &settings.dead_letter_stream()).await;
+    assert_eq!(dead, [stuck_id]);
+    assert_eq!(everything.len(), count + more);
+}
