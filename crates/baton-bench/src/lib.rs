@@ -14,6 +14,7 @@ mod engine;
 mod figures;
 mod live;
 mod plan;
+mod redis;
 mod resume;
 mod source;
 mod workers;
@@ -153,6 +154,17 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         registered: usize,
     },
+    /// How fast a recorded run's events reach Redis Streams.
+    Redis {
+        #[arg(
+            long,
+            env = "BATON_TEST_REDIS",
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        url: String,
+        #[arg(long, default_value_t = 20_000)]
+        tasks: usize,
+    },
     /// Shell tasks (`true`) through the engine, against a bare spawn loop.
     Shell {
         #[arg(long, default_value_t = 2000)]
@@ -259,6 +271,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             concurrency,
             samples,
         } => engine::shell(tasks, concurrency, samples.max(1)).await?,
+        Command::Redis { url, tasks } => redis::redis(&url, tasks.max(1)).await?,
         Command::Workers {
             workers,
             tasks,

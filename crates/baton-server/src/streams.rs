@@ -45,7 +45,7 @@ impl RedisEvents {
 }
 
 /// Entries written in one transaction at most.
-const PAGE: usize = 512;
+const PAGE: usize = 4096;
 
 /// Waits between tries to reach Redis.
 const BACKOFF: [u64; 5] = [100, 500, 1000, 2000, 5000];
