@@ -3,7 +3,7 @@
 //! leaves another live server's runs alone and takes them over once that
 //! one is gone.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{baton, stops, wait_for_file};
@@ -112,7 +112,7 @@ fn a_run_whose_process_died_is_listed_orphaned_and_resumed() {
 
 /// `baton serve` on a free port in `dir` with a short lease; the process
 /// and its address.
-fn serve(dir: &std::path::Path) -> (Child, String) {
+fn serve(dir: &std::path::Path) -> (crate::util::Served, String) {
     crate::util::serve(
         dir,
         &["--insecure-no-auth"],

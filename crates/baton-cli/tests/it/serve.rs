@@ -3,14 +3,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::util::{stops, wait_for_file};
 
 /// `baton serve` on a free port in `dir`; the process and its address.
-fn serve(dir: &std::path::Path) -> (Child, String) {
+fn serve(dir: &std::path::Path) -> (crate::util::Served, String) {
     crate::util::serve(dir, &[], &[])
 }
 

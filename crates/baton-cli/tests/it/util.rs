@@ -151,13 +151,34 @@ pub(crate) fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Rece
     receive
 }
 
+/// A `baton serve` process, killed when dropped: a failing test leaves no
+/// server behind.
+pub(crate) struct Served(pub(crate) std::process::Child);
+
+impl std::ops::Deref for Served {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `baton serve` on a free port in `dir` with `args` and `env` added; the
 /// process and its address (`127.0.0.1:PORT`).
-pub(crate) fn serve(
-    dir: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (std::process::Child, String) {
+pub(crate) fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Served, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
         .current_dir(dir)
@@ -177,7 +198,7 @@ pub(crate) fn serve(
         .strip_prefix("baton serving on http://")
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
-    (child, address)
+    (Served(child), address)
 }
 
 /// An API key of `scope` made with `baton keys create` in `dir`.

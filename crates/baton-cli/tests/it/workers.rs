@@ -18,7 +18,8 @@ const FAST: &str = "[workers]\nheartbeat = \"200ms\"\nlease = \"1s\"\n[workers.b
 /// worker key for its workers.
 struct Cluster {
     dir: tempfile::TempDir,
-    server: Child,
+    /// Held for its drop, which stops the server after the workers.
+    _server: crate::util::Served,
     address: String,
     runner: String,
     worker_key: String,
@@ -34,7 +35,7 @@ impl Cluster {
         let (server, address) = crate::util::serve(dir.path(), &[], &[]);
         Cluster {
             dir,
-            server,
+            _server: server,
             address,
             runner,
             worker_key,
@@ -156,8 +157,6 @@ impl Drop for Cluster {
             let _ = worker.kill();
             let _ = worker.wait();
         }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
 }
 
@@ -252,13 +251,22 @@ fn an_attempt_on_a_worker_killed_mid_task_runs_again_on_another_and_the_run_succ
     let second = cluster.worker("two", &["--capability", "build"]);
     let spec = "name: survive\ntasks:\n  work:\n    run: |\n      echo $$ > started\n      if [ \"$BATON_ATTEMPT\" = 1 ]; then sleep 300; fi\n      echo \"{\\\"dir\\\": \\\"$PWD\\\", \\\"attempt\\\": $BATON_ATTEMPT}\" > \"$BATON_OUTPUT\"\n    runs_on: {capability: build}\n    retry: {max_attempts: 3, on: [lost], initial: 10ms}\n";
     let run = cluster.run(spec, &[]);
+    // The task writes its pid to `started` where it runs (read once it is
+    // whole: the shell makes the file before it writes to it).
+    let pid_in = |worker: &str| -> Option<i32> {
+        std::fs::read_to_string(cluster.workdir(worker).join("started"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (victim, survivor) = loop {
-        if cluster.workdir("one").join("started").exists() {
-            break (first, "two");
+    let (victim, survivor, orphan) = loop {
+        if let Some(pid) = pid_in("one") {
+            break (first, "two", pid);
         }
-        if cluster.workdir("two").join("started").exists() {
-            break (second, "one");
+        if let Some(pid) = pid_in("two") {
+            break (second, "one", pid);
         }
         assert!(
             Instant::now() < deadline,
@@ -266,12 +274,6 @@ fn an_attempt_on_a_worker_killed_mid_task_runs_again_on_another_and_the_run_succ
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    let victim_dir = if survivor == "two" { "one" } else { "two" };
-    let orphan: i32 = std::fs::read_to_string(cluster.workdir(victim_dir).join("started"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let killed = Instant::now();
     cluster.workers[victim].kill().unwrap();
     let report = report_of(run);
@@ -403,15 +405,14 @@ fn an_agent_task_is_answered_by_a_worker_s_command_and_a_task_with_no_worker_say
     assert_eq!(task(&report, "gpu")["status"], "timed_out");
 }
 
-/// The lines of `path` once it has at least `count` (waiting up to 60 s).
+/// The whole lines of `path` once it has at least `count` (waiting up to
+/// 60 s); a line still being written is not one yet.
 fn lines_when(path: &Path, count: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let lines: Vec<String> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<String> = whole.lines().map(str::to_owned).collect();
         if lines.len() >= count {
             return lines;
         }
