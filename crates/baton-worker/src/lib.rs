@@ -17,6 +17,7 @@ mod client;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ pub async fn run(
         config,
         state: Mutex::new(State::default()),
         changed: Notify::new(),
+        away: AtomicBool::new(false),
     });
     let (stop, stopping) = watch::channel(false);
     let serving = {
@@ -129,6 +131,8 @@ struct Worker {
     state: Mutex<State>,
     /// Rung when a result is ready or room is freed.
     changed: Notify,
+    /// The server stopped answering (said once, until it answers).
+    away: AtomicBool,
 }
 
 /// Backoff between tries against a server that does not answer.
@@ -158,6 +162,8 @@ impl Worker {
             }
             match self.client.register(&self.config.registration).await {
                 Ok(registered) => {
+                    // Registering says the server answers.
+                    self.away.store(false, Ordering::Relaxed);
                     eprintln!(
                         "baton worker: registered with {} as {} ({}), capabilities {}, concurrency {}",
                         self.config.server,
@@ -251,12 +257,12 @@ impl Worker {
             };
             match polled {
                 Ok(polled) => {
-                    tries = 0;
+                    self.reached(&mut tries);
                     self.absorb(session, &poll.results, polled);
                 }
                 Err(error) if error.is_transient() => {
                     self.lock().outbox.extend(poll.results);
-                    backoff(&mut tries, &error).await;
+                    self.backoff(&mut tries, &error).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -316,12 +322,12 @@ impl Worker {
             };
             match self.client.poll(session, &poll).await {
                 Ok(polled) => {
-                    tries = 0;
+                    self.reached(&mut tries);
                     self.absorb(session, &poll.results, polled);
                 }
                 Err(error) if error.is_transient() && !last => {
                     self.lock().outbox.extend(poll.results);
-                    backoff(&mut tries, &error).await;
+                    self.backoff(&mut tries, &error).await;
                     continue;
                 }
                 Err(error) if error.is_transient() => return Ok(()),
@@ -530,11 +536,23 @@ fn failed(message: String) -> End {
 /// Log bytes per upload, under the server's body limit.
 const LOG_CHUNK: usize = 1024 * 1024;
 
-async fn backoff(tries: &mut usize, error: &CallError) {
-    if *tries == 0 {
-        eprintln!("baton worker: {error}; retrying");
+impl Worker {
+    /// Waits before trying the server again, saying so once per outage
+    /// however many loops wait.
+    async fn backoff(&self, tries: &mut usize, error: &CallError) {
+        if !self.away.swap(true, Ordering::Relaxed) {
+            eprintln!("baton worker: {error}; retrying");
+        }
+        let wait = Duration::from_millis(BACKOFF[(*tries).min(BACKOFF.len() - 1)]);
+        *tries += 1;
+        tokio::time::sleep(wait).await;
     }
-    let wait = Duration::from_millis(BACKOFF[(*tries).min(BACKOFF.len() - 1)]);
-    *tries += 1;
-    tokio::time::sleep(wait).await;
+
+    /// The server answered: an outage, if there was one, is over.
+    fn reached(&self, tries: &mut usize) {
+        *tries = 0;
+        if self.away.swap(false, Ordering::Relaxed) {
+            eprintln!("baton worker: the server answers again");
+        }
+    }
 }
