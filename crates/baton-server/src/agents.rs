@@ -124,12 +124,7 @@ pub(crate) async fn register(
     State(app): State<AppState>,
     Body(request): Body<NewAgent>,
 ) -> Result<Response, ApiError> {
-    let valid = !request.capability.is_empty()
-        && request.capability.len() <= 128
-        && request
-            .capability
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let valid = baton_core::spec::is_capability(&request.capability);
     if request
         .concurrency
         .is_some_and(|concurrency| !(1..=10_000).contains(&concurrency))

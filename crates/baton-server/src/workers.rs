@@ -70,19 +70,12 @@ fn check(registration: &Registration) -> Result<(), ApiError> {
             "`name` must be 1 to 128 characters without control characters".to_owned(),
         ));
     }
-    // A capability is matched against specs' names, which are words.
-    let capability_ok = |capability: &str| {
-        (1..=128).contains(&capability.len())
-            && capability
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    };
     if registration.capabilities.is_empty()
         || registration.capabilities.len() > 64
         || !registration
             .capabilities
             .iter()
-            .all(|capability| capability_ok(capability))
+            .all(|capability| baton_core::spec::is_capability(capability))
     {
         return Err(ApiError::Unprocessable(
             "`capabilities` must list 1 to 64 names of letters, digits, `_`, `-` and `.`"

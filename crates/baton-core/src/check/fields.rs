@@ -356,24 +356,18 @@ fn artifact_problem(pattern: &str) -> Option<&'static str> {
 
 /// An `mcp` task names a program to start or a URL, and its arguments are a
 /// mapping (a tool takes named arguments).
-/// A capability names a queue of work and a `[agents.NAME]` table, so it
-/// is an id-like word.
+/// A capability names a queue of work and a `[agents.NAME]` table.
 fn capability_problems(capability: &str, path: Path, problems: &mut Vec<Problem>) {
-    let valid = !capability.is_empty()
-        && capability.len() <= MAX_TASK_ID
-        && capability
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !valid {
+    if !crate::spec::is_capability(capability) {
         problems.push(
             Problem::new(
                 Code::InvalidSetting,
                 path,
                 format!("capability `{capability}` is not a name a worker can offer"),
             )
-            .with_help(format!(
-                "use 1 to {MAX_TASK_ID} letters, digits, `_`, `-` and `.`, as in `summarize` or `gpu.build`"
-            )),
+            .with_help(
+                "use 1 to 128 letters, digits, `_`, `-` and `.`, as in `summarize` or `gpu.build`",
+            ),
         );
     }
 }

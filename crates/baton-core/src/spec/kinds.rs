@@ -200,6 +200,17 @@ pub struct AgentTask {
     pub schema: Option<Value>,
 }
 
+/// Whether `name` can name a capability: 1 to 128 letters, digits, `_`,
+/// `-` and `.` (`summarize`, `gpu.build`). Specs, worker registrations
+/// and agent endpoints are held to the same rule, so what a task asks for
+/// is something a worker can offer.
+pub fn is_capability(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// Where a `run`, `command` or `noop` task runs instead of in the process
 /// that drives its run: on a remote worker that offers `capability` and
 /// carries every one of `labels`.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use kinds::{
     Action, AgentTask, Approval, Check, Foreach, Hooks, HttpRequest, InputSpec, InputType,
     KIND_KEYS, McpServer, McpTask, Method, Reduce, Repeat, RunsOn, StatusMatch, SubWorkflow, Swarm,
-    TaskKind, UsesTemplate,
+    TaskKind, UsesTemplate, is_capability,
 };
 pub use need::NeedCondition;
 pub(crate) use need::{Need, Needs};
