@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use baton_engine::WorkerError;
 use baton_engine::remote::protocol::{
@@ -23,7 +23,7 @@ use crate::problem::{ApiError, Body, PathArgs, Query};
 use crate::refusals;
 
 /// Who calls: the key's id (none when keys are off) and the worker token.
-struct Caller {
+pub(crate) struct Caller {
     key: String,
     token: String,
 }
@@ -37,17 +37,28 @@ impl Caller {
             token: &self.token,
         }
     }
+}
 
-    fn of(principal: Option<&Principal>, headers: &HeaderMap) -> Caller {
-        let token = headers
+/// Read from the request: the key the middleware let through, and the
+/// token header (empty when absent, which no worker has).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Caller, Self::Rejection> {
+        let token = parts
+            .headers
             .get(TOKEN_HEADER)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        Caller {
-            key: principal.map_or_else(String::new, |principal| principal.key_id.clone()),
-            token,
-        }
+        let key = parts
+            .extensions
+            .get::<Principal>()
+            .map_or_else(String::new, |principal| principal.key_id.clone());
+        Ok(Caller { key, token })
     }
 }
 
@@ -118,12 +129,11 @@ fn check(registration: &Registration) -> Result<(), ApiError> {
 )]
 pub(crate) async fn register(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
+    caller: Caller,
     Body(registration): Body<Registration>,
 ) -> Result<Response, ApiError> {
     check(&registration)?;
-    let key = principal.map_or_else(String::new, |principal| principal.key_id.clone());
-    let registered: Registered = app.engine.dispatcher().register(&key, registration);
+    let registered: Registered = app.engine.dispatcher().register(&caller.key, registration);
     Ok((StatusCode::CREATED, Json(registered)).into_response())
 }
 
@@ -150,12 +160,10 @@ pub(crate) async fn register(
 )]
 pub(crate) async fn poll(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs(id): PathArgs<String>,
     Body(poll): Body<Poll>,
 ) -> Result<Json<Polled>, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     if poll.take > 1000 || poll.results.len() > 10_000 || poll.running.len() > 10_000 {
         return Err(ApiError::Unprocessable(
             "a poll takes at most 1000 leases and reports at most 10000 results and leases held"
@@ -195,12 +203,10 @@ pub(crate) async fn poll(
 )]
 pub(crate) async fn complete(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs(id): PathArgs<String>,
     Body(report): Body<Report>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
         .complete(caller.acting_for(&id), report)
@@ -242,13 +248,11 @@ pub(crate) struct LogQuery {
 )]
 pub(crate) async fn logs(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs((id, lease)): PathArgs<(String, String)>,
     Query(query): Query<LogQuery>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
         .append_log(caller.acting_for(&id), &lease, query.stream, &body)
@@ -287,12 +291,10 @@ pub(crate) const FILE_LIMIT: usize = 64 * 1024 * 1024;
 )]
 pub(crate) async fn upload_file(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs((id, lease, sha256)): PathArgs<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
         .upload_file(caller.acting_for(&id), &lease, &sha256, body.to_vec())
@@ -324,11 +326,9 @@ pub(crate) async fn upload_file(
 )]
 pub(crate) async fn download_file(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs((id, lease, sha256)): PathArgs<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     let bytes = app
         .engine
         .dispatcher()
@@ -361,11 +361,9 @@ pub(crate) async fn download_file(
 )]
 pub(crate) async fn drain(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs(id): PathArgs<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
         .drain(caller.acting_for(&id))
@@ -392,11 +390,9 @@ pub(crate) async fn drain(
 )]
 pub(crate) async fn deregister(
     State(app): State<AppState>,
-    principal: Option<axum::Extension<Principal>>,
-    headers: HeaderMap,
+    caller: Caller,
     PathArgs(id): PathArgs<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = Caller::of(principal.as_deref(), &headers);
     app.engine
         .dispatcher()
         .deregister(caller.acting_for(&id))
