@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{Path, State};
-use baton_engine::{Engine, EngineConfig};
 use baton_server::{AppState, ServerConfig};
-use baton_store::{SqliteStore, Store};
+use baton_store::Store;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -47,15 +46,7 @@ struct Hits {
 
 pub(crate) async fn api(runs: usize, samples: usize, wrk_seconds: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path().join("baton.db"))?;
-    let engine = Engine::with_store(
-        EngineConfig {
-            state_dir: dir.path().to_path_buf(),
-            workdir: dir.path().to_path_buf(),
-            ..EngineConfig::default()
-        },
-        Arc::new(store),
-    );
+    let engine = crate::figures::sqlite_engine(dir.path())?;
     let config = ServerConfig {
         require_keys: false,
         ..ServerConfig::default()

@@ -25,3 +25,17 @@ pub(crate) fn median(mut times: Vec<Duration>) -> (Duration, Duration, Duration)
     times.sort();
     (times[times.len() / 2], times[0], times[times.len() - 1])
 }
+
+/// An engine recording into a fresh SQLite store in `dir`, its tasks
+/// working there: what the server benchmarks serve.
+pub(crate) fn sqlite_engine(dir: &std::path::Path) -> anyhow::Result<baton_engine::Engine> {
+    let store = baton_store::SqliteStore::open(dir.join("baton.db"))?;
+    Ok(baton_engine::Engine::with_store(
+        baton_engine::EngineConfig {
+            state_dir: dir.to_path_buf(),
+            workdir: dir.to_path_buf(),
+            ..baton_engine::EngineConfig::default()
+        },
+        std::sync::Arc::new(store),
+    ))
+}

@@ -8,9 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_engine::{Engine, EngineConfig};
 use baton_server::{AppState, ServerConfig};
-use baton_store::SqliteStore;
 use serde_json::{Value, json};
 
 /// A spec of `tasks` tasks: `approvals` approval tasks, each with a no-op
@@ -35,15 +33,7 @@ fn spec(tasks: usize, approvals: usize) -> Value {
 
 pub(crate) async fn live(tasks: usize, approvals: usize, wrk_seconds: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path().join("baton.db"))?;
-    let engine = Engine::with_store(
-        EngineConfig {
-            state_dir: dir.path().to_path_buf(),
-            workdir: dir.path().to_path_buf(),
-            ..EngineConfig::default()
-        },
-        std::sync::Arc::new(store),
-    );
+    let engine = crate::figures::sqlite_engine(dir.path())?;
     let config = ServerConfig {
         require_keys: false,
         body_limit: 512 * 1024 * 1024,

@@ -4,28 +4,17 @@
 //! global stream holds every event is the catch-up rate (each event also
 //! goes to its run's stream, so twice the entries are written).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_engine::{Engine, EngineConfig};
 use baton_server::{AppState, RedisEvents, ServerConfig};
-use baton_store::SqliteStore;
 use serde_json::json;
 
 use crate::figures::show;
 
 pub(crate) async fn redis(url: &str, tasks: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path().join("baton.db"))?;
-    let engine = Engine::with_store(
-        EngineConfig {
-            state_dir: dir.path().join(".baton"),
-            workdir: dir.path().to_path_buf(),
-            ..EngineConfig::default()
-        },
-        Arc::new(store),
-    );
+    let engine = crate::figures::sqlite_engine(dir.path())?;
     let spec = json!({"name": "published", "tasks": (0..tasks)
         .map(|index| (format!("t{index}"), json!({"noop": true})))
         .collect::<serde_json::Map<_, _>>()})

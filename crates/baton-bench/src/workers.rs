@@ -13,13 +13,11 @@
 //!   loaded) per attempt with `--registered` workers.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::Engine;
 use baton_server::{AppState, ServerConfig};
-use baton_store::SqliteStore;
 use serde_json::{Value, json};
 
 use crate::figures::show;
@@ -31,15 +29,7 @@ pub(crate) async fn workers(
     registered: usize,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path().join("baton.db"))?;
-    let engine = Engine::with_store(
-        EngineConfig {
-            state_dir: dir.path().join(".baton"),
-            workdir: dir.path().to_path_buf(),
-            ..EngineConfig::default()
-        },
-        Arc::new(store),
-    );
+    let engine = crate::figures::sqlite_engine(dir.path())?;
     let app = AppState::new(
         engine.clone(),
         ServerConfig {
