@@ -48,6 +48,15 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArtifactError + '_ {
     }
 }
 
+/// Whether `path` names a file under a task's directory: relative, with
+/// no `..`, `.` or root in it (as every artifact's path is kept).
+pub(crate) fn stays_inside(path: &str) -> bool {
+    !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|part| matches!(part, Component::Normal(_)))
+}
+
 /// The content-addressed store.
 #[derive(Clone, Debug)]
 pub(crate) struct Cas {
@@ -198,10 +207,7 @@ impl Cas {
     pub(crate) fn place(&self, dir: &Path, artifacts: &[Artifact]) -> Result<(), ArtifactError> {
         for artifact in artifacts {
             let relative = Path::new(&artifact.path);
-            if !relative
-                .components()
-                .all(|part| matches!(part, Component::Normal(_)))
-            {
+            if !stays_inside(&artifact.path) {
                 return Err(ArtifactError::Outside {
                     pattern: artifact.path.clone(),
                 });

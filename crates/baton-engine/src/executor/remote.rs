@@ -143,10 +143,7 @@ impl Remote {
         };
         let mut produced = Vec::with_capacity(ended.files.len());
         for file in ended.files {
-            let inside = !file.path.is_empty()
-                && std::path::Path::new(&file.path)
-                    .components()
-                    .all(|part| matches!(part, std::path::Component::Normal(_)));
+            let inside = crate::artifacts::stays_inside(&file.path);
             let digest = file
                 .sha256
                 .parse::<Digest>()

@@ -118,12 +118,7 @@ impl Workspace {
     /// Writes `bytes` (checked against `file`'s digest) at `file.path`
     /// under `lease`'s working directory, before it runs.
     pub fn place(&self, lease: &Lease, file: &LeasedFile, bytes: &[u8]) -> Result<(), String> {
-        let relative = Path::new(&file.path);
-        if file.path.is_empty()
-            || !relative
-                .components()
-                .all(|part| matches!(part, std::path::Component::Normal(_)))
-        {
+        if !crate::artifacts::stays_inside(&file.path) {
             return Err(format!(
                 "`{}` is not a path inside the task's directory",
                 file.path
@@ -136,7 +131,7 @@ impl Workspace {
                 file.path, file.sha256
             ));
         }
-        let target = self.working_dir(lease).join(relative);
+        let target = self.working_dir(lease).join(&file.path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|error| format!("{}: {error}", parent.display()))?;
