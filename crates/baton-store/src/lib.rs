@@ -38,14 +38,18 @@
 //! ```
 
 mod catalog;
+mod codec;
 mod memory;
 mod owner;
+mod postgres;
 mod projection;
 mod sqlite;
+mod write;
 
 pub use catalog::{ApiKey, Scope, StoredWorkflow};
 pub use memory::MemoryStore;
 pub use owner::{Fence, Owner, Ownership, Presence};
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::collections::BTreeMap;
@@ -99,9 +103,12 @@ pub enum Error {
     Damaged { path: PathBuf, message: String },
     #[error("{} is not a baton database", .0.display())]
     NotBaton(PathBuf),
-    #[error("{} has schema version {found}, newer than this baton understands ({supported}); use a newer baton", path.display())]
+    #[error(
+        "{place} has schema version {found}, newer than this baton understands ({supported}); use a newer baton"
+    )]
     TooNew {
-        path: PathBuf,
+        /// The database: a file's path, or a server's address.
+        place: String,
         found: i64,
         supported: i64,
     },
@@ -109,6 +116,21 @@ pub enum Error {
     NoCheckpoint { run: String, events: u64 },
     #[error("run `{0}` has not finished: only finished runs can be deleted")]
     Unfinished(String),
+    /// A value the store could not encode to keep it.
+    #[error("cannot encode what was to be stored")]
+    Encode {
+        #[source]
+        source: serde_json::Error,
+    },
+    /// PostgreSQL refused or failed a request, or could not be reached.
+    #[error("PostgreSQL at {place}: {message}")]
+    Postgres {
+        /// The server and database, without credentials.
+        place: String,
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("the store's writer has stopped")]
     WriterStopped,
     #[error("no workflow `{0}`")]

@@ -4,11 +4,12 @@
 use baton_core::run::{Control, Digest, Event, Provenance, Sealed};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::codec::{
-    OWNER_COLUMNS, PROVENANCE_COLUMNS, corrupt, digest_of, events as decode_events, millis, named,
-    output, owner_row, ownership, provenance_of, provenance_row, stored_workflow, workflow_row,
-};
+use super::codec::{OWNER_COLUMNS, PROVENANCE_COLUMNS, owner_row, provenance_row, workflow_row};
 use super::readers::Reading;
+use crate::codec::{
+    corrupt, digest_of, events as decode_events, millis, named, output, ownership, provenance_of,
+    stored_workflow,
+};
 use crate::{
     ApiKey, ArtifactRow, AttemptRow, CacheHit, CheckpointInfo, Error, FeedBatch, Result, RunFilter,
     RunRecord, RunSummary, StoredWorkflow, TaskRow,

@@ -48,7 +48,7 @@ pub(crate) fn migrate(
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(Error::TooNew {
-            path: path.to_path_buf(),
+            place: path.display().to_string(),
             found: version,
             supported: known,
         });

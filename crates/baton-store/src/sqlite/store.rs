@@ -2,7 +2,7 @@
 //! behind the store's traits.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -17,9 +17,9 @@ use super::readers::Readers;
 use super::reads;
 use super::schema::migrate;
 use super::watch::{Nudge, Watch};
-use super::writer::{Write, WriteKind, Writer};
+use super::writer::Writer;
 use crate::owner::{Fence, Owner};
-use crate::projection::Projection;
+use crate::write::{WriteKind, Writes};
 use crate::{
     ApiKey, ArtifactRow, AttemptRow, Batch, CacheHit, Catalog, Change, CheckpointInfo, Error,
     FeedBatch, ReadModels, Result, RunFilter, RunLog, RunRecord, RunSummary, StoredWorkflow,
@@ -51,7 +51,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Option<mpsc::Sender<Write>>>,
+    writes: Writes,
     thread: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Readers>,
     nudge: Nudge,
@@ -101,7 +101,7 @@ impl SqliteStore {
                 }
             })
         };
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let run = Writer {
             path: path.clone(),
             busy_timeout: busy,
@@ -118,7 +118,7 @@ impl SqliteStore {
             readers: Arc::new(Readers::new(path.clone(), busy, options.readers)),
             path,
             options,
-            writer: Mutex::new(Some(sender)),
+            writes: Writes::new(sender),
             thread: Mutex::new(Some(thread)),
             nudge,
             watch: Mutex::new(None),
@@ -129,29 +129,8 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Sends a write to the writer thread; the answer comes after its
-    /// commit.
     async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let Some(sender) = lock(&self.writer).clone() else {
-            return Err(Error::WriterStopped);
-        };
-        let write = Write {
-            subject: subject.to_owned(),
-            kind,
-            reply,
-        };
-        if sender.send(write).is_err() {
-            return Err(Error::WriterStopped);
-        }
-        answer.await.unwrap_or(Err(Error::WriterStopped))
-    }
-
-    fn encode_error(&self, error: &serde_json::Error) -> Error {
-        Error::Database {
-            path: self.path.clone(),
-            message: format!("cannot encode: {error}"),
-        }
+        self.writes.send(subject, kind).await
     }
 
     /// Runs `read` on a reader connection off the runtime's threads.
@@ -167,7 +146,7 @@ impl Drop for SqliteStore {
     /// Lets the writer finish what it was given, then joins it; the watcher
     /// stops with its own drop.
     fn drop(&mut self) {
-        lock(&self.writer).take();
+        self.writes.close();
         if let Some(thread) = lock(&self.thread).take() {
             let _ = thread.join();
         }
@@ -192,13 +171,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn create_run(&self, record: &RunRecord, owner: &str, now: Millis) -> Result<Fence> {
-        let text = serde_json::to_string(record).map_err(|error| self.encode_error(&error))?;
-        let kind = WriteKind::Create {
-            workflow: record.workflow.name.clone(),
-            record: text,
-            owner: owner.to_owned(),
-            now: now.0,
-        };
+        let kind = WriteKind::create(record, owner, now)?;
         self.send(&record.run_id, kind).await.map(Fence)
     }
 
@@ -228,18 +201,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()> {
-        let events =
-            serde_json::to_string(batch.events).map_err(|error| self.encode_error(&error))?;
-        let kind = WriteKind::Append {
-            first_seq,
-            fence,
-            events,
-            count: batch.events.len() as u64,
-            projection: Projection::of(batch.events, true),
-            tasks: batch.tasks.to_vec(),
-            attempts: batch.attempts.to_vec(),
-            artifacts: batch.artifacts.to_vec(),
-        };
+        let kind = WriteKind::append(first_seq, fence, batch)?;
         self.send(run, kind).await.map(drop)
     }
 
@@ -255,13 +217,9 @@ impl RunLog for SqliteStore {
     }
 
     async fn put_checkpoint(&self, run: &str, fence: Fence, sealed: &Sealed) -> Result<()> {
-        let kind = WriteKind::Checkpoint {
-            fence,
-            events: sealed.events,
-            digest: sealed.digest.0,
-            data: sealed.data.clone(),
-        };
-        self.send(run, kind).await.map(drop)
+        self.send(run, WriteKind::checkpoint(fence, sealed))
+            .await
+            .map(drop)
     }
 
     async fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
@@ -277,8 +235,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn request(&self, run: &str, control: &Control) -> Result<u64> {
-        let control = serde_json::to_string(control).map_err(|error| self.encode_error(&error))?;
-        self.send(run, WriteKind::Control(control)).await
+        self.send(run, WriteKind::control(control)?).await
     }
 
     async fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
@@ -388,14 +345,7 @@ impl ReadModels for SqliteStore {
 #[async_trait]
 impl Catalog for SqliteStore {
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
-        let spec =
-            serde_json::to_string(&workflow.workflow).map_err(|error| self.encode_error(&error))?;
-        let kind = WriteKind::PutWorkflow {
-            version: workflow.version,
-            digest: workflow.digest.0,
-            created_at: workflow.created_at.0,
-            spec,
-        };
+        let kind = WriteKind::put_workflow(workflow)?;
         self.send(&workflow.name, kind).await.map(drop)
     }
 

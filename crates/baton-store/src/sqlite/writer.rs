@@ -7,78 +7,21 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::codec::{OWNER_COLUMNS, named, owner_row, ownership};
+use super::codec::{OWNER_COLUMNS, owner_row};
 use super::connection::database_error;
+use crate::codec::{named, ownership};
 use crate::owner::{Fence, Owner};
 use crate::projection::Projection;
-use crate::{ApiKey, ArtifactRow, AttemptRow, Error, Result, TaskRow};
+use crate::write::{Write, WriteKind};
+use crate::{ArtifactRow, AttemptRow, Error, Result, TaskRow};
 
 /// WAL frames (pages) after which the writer checkpoints, SQLite's default.
 const CHECKPOINT_FRAMES: i32 = 1000;
-
-/// One write waiting for the writer thread; its answer is a number (a
-/// fence, a control's sequence) or 0.
-pub(crate) struct Write {
-    /// The run (or workflow name, key id, owner id) it is about.
-    pub(crate) subject: String,
-    pub(crate) kind: WriteKind,
-    pub(crate) reply: tokio::sync::oneshot::Sender<Result<u64>>,
-}
-
-pub(crate) enum WriteKind {
-    Heartbeat {
-        owner: Owner,
-        expires_at: u64,
-    },
-    Create {
-        workflow: String,
-        record: String,
-        owner: String,
-        now: u64,
-    },
-    Claim {
-        owner: String,
-        now: u64,
-        steal: Option<Fence>,
-    },
-    Release(Fence),
-    Append {
-        first_seq: u64,
-        fence: Fence,
-        /// The batch's events as one JSON array.
-        events: String,
-        count: u64,
-        projection: Projection,
-        tasks: Vec<TaskRow>,
-        attempts: Vec<AttemptRow>,
-        artifacts: Vec<ArtifactRow>,
-    },
-    Checkpoint {
-        fence: Fence,
-        events: u64,
-        digest: [u8; 32],
-        data: Vec<u8>,
-    },
-    Control(String),
-    Delete,
-    PutWorkflow {
-        version: u32,
-        digest: [u8; 32],
-        created_at: u64,
-        spec: String,
-    },
-    DeleteWorkflow,
-    PutKey(ApiKey),
-    RevokeKey {
-        at: u64,
-    },
-}
 
 /// What the writer needs besides its connection.
 pub(crate) struct Writer {
@@ -90,7 +33,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Takes writes until every sender is gone.
-    pub(crate) fn run(self, mut connection: Connection, receiver: mpsc::Receiver<Write>) {
+    pub(crate) fn run(
+        self,
+        mut connection: Connection,
+        mut receiver: tokio::sync::mpsc::UnboundedReceiver<Write>,
+    ) {
         // SQLite would checkpoint the WAL inside the commit that crosses its
         // threshold, with every caller of that batch waiting; the writer does
         // it itself once they have their answers, while the engine works.
@@ -101,9 +48,9 @@ impl Writer {
             seen.store(pages, Ordering::Relaxed);
             Ok(())
         }));
-        while let Ok(first) = receiver.recv() {
+        while let Some(first) = receiver.blocking_recv() {
             let mut batch = vec![first];
-            batch.extend(receiver.try_iter());
+            batch.extend(std::iter::from_fn(|| receiver.try_recv().ok()));
             let mut answers: Vec<Result<u64>> = Vec::with_capacity(batch.len());
             let committed = (|| -> rusqlite::Result<()> {
                 // Taking the write lock up front lets SQLite wait out another

@@ -1,4 +1,5 @@
 //! Behaviour of the stores through the `Store` trait.
 
 mod conformance;
+mod postgres;
 mod sqlite;

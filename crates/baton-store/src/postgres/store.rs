@@ -1,0 +1,322 @@
+//! [`PostgresStore`]: the writer, the pool and the watcher of one
+//! database, behind the store's traits.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use baton_core::Duration;
+use baton_core::run::{Control, Digest, Event, Millis, Provenance, Sealed};
+use tokio::sync::broadcast;
+
+use super::connection::{Database, is_schema_name};
+use super::reads::Reader;
+use super::schema::migrate;
+use super::watch::Watch;
+use crate::owner::{Fence, Owner};
+use crate::write::{WriteKind, Writes};
+use crate::{
+    ApiKey, ArtifactRow, AttemptRow, Batch, CacheHit, Catalog, Change, CheckpointInfo, Error,
+    FeedBatch, ReadModels, Result, RunFilter, RunLog, RunRecord, RunSummary, StoredWorkflow,
+    TaskRow,
+};
+
+/// How a database is used.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections in the pool at most (the writer takes one while it
+    /// commits; reads and the watcher share the rest).
+    pub connections: usize,
+    /// How long connecting may take.
+    pub connect_timeout: StdDuration,
+    /// How long a write waits out a database that cannot be reached (a
+    /// restart, a failover) before its caller is told it failed.
+    pub patience: StdDuration,
+    /// How often the change feed looks for commits should a notification
+    /// be lost.
+    pub watch_interval: StdDuration,
+    /// A schema to keep baton's tables in (created if missing) instead of
+    /// the connection's own `search_path`: several stores share one
+    /// database this way, each test its own.
+    pub schema: Option<String>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> PostgresOptions {
+        PostgresOptions {
+            connections: 16,
+            connect_timeout: StdDuration::from_secs(5),
+            patience: StdDuration::from_secs(60),
+            watch_interval: StdDuration::from_secs(1),
+            schema: None,
+        }
+    }
+}
+
+/// A baton database on a PostgreSQL server.
+pub struct PostgresStore {
+    database: Arc<Database>,
+    options: PostgresOptions,
+    writes: Writes,
+    /// The change feed's watcher, started by the first subscriber.
+    watch: Mutex<Option<Watch>>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`),
+    /// creating or upgrading baton's tables; refuses a schema newer than
+    /// this build. Call it within a Tokio runtime: the writer is a task.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with `options`.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        if let Some(schema) = &options.schema
+            && !is_schema_name(schema)
+        {
+            return Err(Error::Postgres {
+                place: "(the store options)".to_owned(),
+                message: format!(
+                    "`{schema}` is no schema name baton uses: lowercase letters, digits and `_`, \
+                     at most 48"
+                ),
+                source: None,
+            });
+        }
+        let database = Arc::new(Database::new(
+            url,
+            options.schema.as_deref(),
+            options.connections,
+            options.connect_timeout,
+        )?);
+        migrate(&database, options.schema.as_deref()).await?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(super::writer::run(
+            Arc::clone(&database),
+            receiver,
+            options.patience,
+        ));
+        Ok(PostgresStore {
+            database,
+            options,
+            writes: Writes::new(sender),
+            watch: Mutex::new(None),
+        })
+    }
+
+    /// `HOST:PORT/DBNAME`, without credentials.
+    pub fn place(&self) -> &str {
+        &self.database.place
+    }
+
+    async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
+        self.writes.send(subject, kind).await
+    }
+
+    async fn reader(&self) -> Result<Reader<'_>> {
+        Ok(Reader {
+            database: &self.database,
+            client: self.database.client().await?,
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    /// The writer commits what it was given, then stops.
+    fn drop(&mut self) {
+        self.writes.close();
+    }
+}
+
+#[async_trait]
+impl RunLog for PostgresStore {
+    async fn heartbeat(&self, owner: &Owner, now: Millis, ttl: Duration) -> Result<()> {
+        let kind = WriteKind::Heartbeat {
+            owner: owner.clone(),
+            expires_at: now.plus(ttl).0,
+        };
+        self.send(&owner.id, kind).await.map(drop)
+    }
+
+    async fn create_run(&self, record: &RunRecord, owner: &str, now: Millis) -> Result<Fence> {
+        let kind = WriteKind::create(record, owner, now)?;
+        self.send(&record.run_id, kind).await.map(Fence)
+    }
+
+    async fn claim(
+        &self,
+        run: &str,
+        owner: &str,
+        now: Millis,
+        steal: Option<Fence>,
+    ) -> Result<Fence> {
+        let kind = WriteKind::Claim {
+            owner: owner.to_owned(),
+            now: now.0,
+            steal,
+        };
+        self.send(run, kind).await.map(Fence)
+    }
+
+    async fn release(&self, run: &str, fence: Fence) -> Result<()> {
+        self.send(run, WriteKind::Release(fence)).await.map(drop)
+    }
+
+    async fn run(&self, run: &str) -> Result<RunRecord> {
+        self.reader().await?.record(run).await
+    }
+
+    async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()> {
+        let kind = WriteKind::append(first_seq, fence, batch)?;
+        self.send(run, kind).await.map(drop)
+    }
+
+    async fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
+        self.reader().await?.events_from(run, from).await
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>> {
+        self.reader().await?.feed(after, limit).await
+    }
+
+    async fn put_checkpoint(&self, run: &str, fence: Fence, sealed: &Sealed) -> Result<()> {
+        self.send(run, WriteKind::checkpoint(fence, sealed))
+            .await
+            .map(drop)
+    }
+
+    async fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
+        self.reader().await?.checkpoints(run).await
+    }
+
+    async fn checkpoint(&self, run: &str, events: u64) -> Result<Sealed> {
+        self.reader().await?.checkpoint(run, events).await
+    }
+
+    async fn request(&self, run: &str, control: &Control) -> Result<u64> {
+        self.send(run, WriteKind::control(control)?).await
+    }
+
+    async fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
+        self.reader().await?.controls(run, from).await
+    }
+
+    async fn delete_run(&self, run: &str) -> Result<()> {
+        self.send(run, WriteKind::Delete).await.map(drop)
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Change> {
+        let mut watch = self
+            .watch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if watch.is_none() {
+            // Outside a runtime there is no feed: subscribers hear that it
+            // closed, and read the store when they must.
+            if tokio::runtime::Handle::try_current().is_err() {
+                return broadcast::channel(1).1;
+            }
+            *watch = Some(Watch::start(
+                Arc::clone(&self.database),
+                self.options.watch_interval,
+            ));
+        }
+        match watch.as_ref() {
+            Some(watch) => watch.changes.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+}
+
+#[async_trait]
+impl ReadModels for PostgresStore {
+    async fn summary(&self, run: &str) -> Result<RunSummary> {
+        self.reader().await?.summary(run).await
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        self.reader().await?.runs(filter).await
+    }
+
+    async fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+        self.reader().await?.tasks(run).await
+    }
+
+    async fn task(&self, run: &str, task: u32) -> Result<Option<TaskRow>> {
+        self.reader().await?.task(run, task).await
+    }
+
+    async fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
+        self.reader().await?.attempts(run).await
+    }
+
+    async fn outputs(&self, run: &str) -> Result<Vec<(u32, serde_json::Value)>> {
+        self.reader().await?.outputs(run).await
+    }
+
+    async fn provenance(&self, run: &str) -> Result<Vec<Provenance>> {
+        self.reader().await?.provenance(run).await
+    }
+
+    async fn cached(&self, key: &Digest) -> Result<Option<CacheHit>> {
+        self.reader().await?.cached(key).await
+    }
+
+    async fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>> {
+        self.reader().await?.artifacts(run).await
+    }
+
+    async fn artifact_digests(&self) -> Result<Vec<Digest>> {
+        self.reader().await?.artifact_digests().await
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresStore {
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
+        let kind = WriteKind::put_workflow(workflow)?;
+        self.send(&workflow.name, kind).await.map(drop)
+    }
+
+    async fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
+        self.reader().await?.workflow(name, version).await
+    }
+
+    async fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+        self.reader().await?.workflows().await
+    }
+
+    async fn workflow_versions(&self, name: &str) -> Result<Vec<StoredWorkflow>> {
+        self.reader().await?.workflow_versions(name).await
+    }
+
+    async fn delete_workflow(&self, name: &str) -> Result<()> {
+        self.send(name, WriteKind::DeleteWorkflow).await.map(drop)
+    }
+
+    async fn put_key(&self, key: &ApiKey) -> Result<()> {
+        self.send(&key.id, WriteKind::PutKey(key.clone()))
+            .await
+            .map(drop)
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>> {
+        Ok(self
+            .reader()
+            .await?
+            .keys("WHERE id = $1", &[&id])
+            .await?
+            .pop())
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>> {
+        self.reader().await?.keys("", &[]).await
+    }
+
+    async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
+        self.send(id, WriteKind::RevokeKey { at: at.0 })
+            .await
+            .map(drop)
+    }
+}
