@@ -40,6 +40,8 @@ pub(crate) async fn migrate(database: &Database, schema: Option<&str>) -> Result
         .get(0);
     let known = MIGRATIONS.len() as i32;
     if found > known {
+        // Let go of the locks now, not whenever the connection is next used.
+        transaction.rollback().await.map_err(fail)?;
         return Err(Error::TooNew {
             place: database.place.clone(),
             found: i64::from(found),
@@ -47,7 +49,7 @@ pub(crate) async fn migrate(database: &Database, schema: Option<&str>) -> Result
         });
     }
     if found == known {
-        return Ok(());
+        return transaction.commit().await.map_err(fail);
     }
     for migration in &MIGRATIONS[found as usize..] {
         transaction.batch_execute(migration).await.map_err(fail)?;

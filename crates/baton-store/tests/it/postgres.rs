@@ -14,7 +14,7 @@ pub(crate) fn url() -> Option<String> {
 
 /// Drops its schema when dropped, whatever the test did.
 pub(crate) struct Schema {
-    url: String,
+    pub(crate) url: String,
     pub(crate) name: String,
 }
 
@@ -60,4 +60,143 @@ pub(crate) async fn store_with(options: PostgresOptions) -> Option<(PostgresStor
 
 pub(crate) async fn store() -> Option<(PostgresStore, Schema)> {
     store_with(PostgresOptions::default()).await
+}
+
+/// A second store on the schema of `schema`: another replica.
+async fn replica(schema: &Schema) -> PostgresStore {
+    let options = PostgresOptions {
+        schema: Some(schema.name.clone()),
+        ..PostgresOptions::default()
+    };
+    PostgresStore::connect_with(&schema.url, options)
+        .await
+        .unwrap()
+}
+
+mod shared {
+    use baton_core::Duration;
+    use baton_core::run::{Control, Event, Millis};
+    use baton_store::{Change, Error, Owner, RunLog, RunRecord};
+
+    use super::*;
+
+    fn started(at: u64) -> Event {
+        Event::RunStarted { at: Millis(at) }
+    }
+
+    #[tokio::test]
+    async fn a_database_with_a_newer_schema_is_refused_untouched() {
+        let Some((store, schema)) = store().await else {
+            return;
+        };
+        drop(store);
+        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "UPDATE {}.baton_schema SET version = 99",
+                schema.name
+            ))
+            .await
+            .unwrap();
+        let options = PostgresOptions {
+            schema: Some(schema.name.clone()),
+            ..PostgresOptions::default()
+        };
+        let error = PostgresStore::connect_with(&schema.url, options)
+            .await
+            .err()
+            .expect("a newer schema is refused");
+        assert!(matches!(error, Error::TooNew { found: 99, .. }), "{error}");
+        assert!(error.to_string().contains("use a newer baton"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn one_replica_hears_of_another_s_appends_and_requests() {
+        let Some((first, schema)) = store().await else {
+            return;
+        };
+        let second = replica(&schema).await;
+        let mut changes = second.changes();
+        // The watcher starts from the positions it finds: let it find them.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let owner = Owner::this_process();
+        first
+            .heartbeat(&owner, Millis(0), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let record = RunRecord::new("elsewhere", baton_core::Workflow::new("w"));
+        let fence = first
+            .create_run(&record, &owner.id, Millis(0))
+            .await
+            .unwrap();
+        first
+            .append("elsewhere", 0, fence, &[started(1)])
+            .await
+            .unwrap();
+        first.request("elsewhere", &Control::Cancel).await.unwrap();
+        let deadline = std::time::Duration::from_secs(10);
+        let appended = tokio::time::timeout(deadline, changes.recv())
+            .await
+            .expect("the append within the deadline")
+            .unwrap();
+        assert!(
+            matches!(&appended, Change::Appended { run, events: 1, .. } if &**run == "elsewhere"),
+            "{appended:?}"
+        );
+        let requested = tokio::time::timeout(deadline, changes.recv())
+            .await
+            .expect("the request within the deadline")
+            .unwrap();
+        assert!(
+            matches!(requested, Change::Requested { .. }),
+            "{requested:?}"
+        );
+        assert_eq!(
+            second.controls("elsewhere", 0).await.unwrap(),
+            [Control::Cancel]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_lost_its_run_is_refused_and_changes_nothing() {
+        let Some((first, schema)) = store().await else {
+            return;
+        };
+        let second = replica(&schema).await;
+        let (old, new) = (Owner::this_process(), Owner::this_process());
+        let lease = Duration::from_secs(10);
+        first.heartbeat(&old, Millis(0), lease).await.unwrap();
+        second.heartbeat(&new, Millis(0), lease).await.unwrap();
+        let record = RunRecord::new("taken", baton_core::Workflow::new("w"));
+        let stale = first.create_run(&record, &old.id, Millis(0)).await.unwrap();
+        first
+            .append("taken", 0, stale, &[started(1)])
+            .await
+            .unwrap();
+        // While the old owner's lease holds, the run is its own.
+        assert!(matches!(
+            second.claim("taken", &new.id, Millis(5_000), None).await,
+            Err(Error::Owned { .. })
+        ));
+        second.heartbeat(&new, Millis(10_000), lease).await.unwrap();
+        let fresh = second
+            .claim("taken", &new.id, Millis(10_001), None)
+            .await
+            .unwrap();
+        assert!(fresh > stale);
+        let refused = first.append("taken", 1, stale, &[started(2)]).await;
+        assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
+        assert_eq!(second.events("taken").await.unwrap(), [started(1)]);
+        second
+            .append("taken", 1, fresh, &[started(3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            first.events("taken").await.unwrap(),
+            [started(1), started(3)]
+        );
+    }
 }
