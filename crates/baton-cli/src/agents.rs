@@ -24,7 +24,7 @@ pub(crate) async fn agents(args: AgentsArgs, remote: Option<&Remote>) -> anyhow:
             let list: baton_server::api::AgentList = remote.get("/agents", &[]).await?;
             list.agents
         }
-        None => args.home.engine()?.agents(),
+        None => args.home.engine().await?.agents(),
     };
     if args.json {
         crate::out::out!("{}", serde_json::to_string_pretty(&agents)?);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::runs::RunArgs;
 
 pub(crate) async fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let verification = engine.verify(&args.run).await?;
     if args.json {
         crate::out::emit(serde_json::to_string_pretty(&verification)?);
@@ -38,7 +38,7 @@ pub(crate) async fn verify(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let chain = engine.provenance(&args.run).await?;
     if args.json {
         crate::out::emit(serde_json::to_string_pretty(&chain)?);
@@ -65,7 +65,7 @@ pub(crate) async fn provenance(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let recorded = engine.trace(&args.run).await?;
     let replayed = engine.replay(&args.run).await?;
     if args.json {
@@ -94,7 +94,7 @@ pub(crate) async fn replay(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let store = engine.store();
     let listed = store.checkpoints(&args.run).await?;
     let mut shown = Vec::with_capacity(listed.len());
@@ -138,7 +138,7 @@ pub(crate) async fn checkpoints(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn artifacts(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let workflow = engine.store().run(&args.run).await?.workflow;
     let id = |task: u32| workflow.tasks[task as usize].id.as_str();
     let rows = engine.store().artifacts(&args.run).await?;

@@ -25,6 +25,7 @@ pub(crate) struct ConfigArgs {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
+    pub(crate) store: StoreSettings,
     pub(crate) server: Server,
     pub(crate) engine: Engine,
     pub(crate) retention: Retention,
@@ -142,6 +143,28 @@ impl Engine {
     }
 }
 
+/// `[store]`: where runs are recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StoreSettings {
+    /// A SQLite file, or `postgres://USER:PASSWORD@HOST:PORT/DB` for a
+    /// database server replicas share; `--store` beats it. Unset: the
+    /// SQLite file `baton.db` in the state directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
+    /// Connections to PostgreSQL a process keeps at most.
+    pub(crate) connections: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        StoreSettings {
+            url: None,
+            connections: baton_store::PostgresOptions::default().connections,
+        }
+    }
+}
+
 /// `[events]`: Redis Streams to publish every event to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -198,7 +221,8 @@ impl Default for Retention {
 
 /// The sections environment variables may set; other `BATON_` variables
 /// (`BATON_HOME`, what tasks are given) are not settings of this file.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
+    "store",
     "server",
     "engine",
     "retention",

@@ -148,7 +148,7 @@ async fn ask(remote: &Remote, run: &str, control: Control, done: &str) -> anyhow
 /// Leaves `control` for the run; a request the run cannot take now (it
 /// ended, the approval was decided) exits 1 with why.
 async fn request(home: &Home, run: &str, control: Control, done: &str) -> anyhow::Result<ExitCode> {
-    let engine = home.engine()?;
+    let engine = home.engine().await?;
     let answer = engine.control(run, control).await;
     match answer {
         Ok(()) => {

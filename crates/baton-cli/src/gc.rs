@@ -22,7 +22,7 @@ pub(crate) struct GcArgs {
 
 /// Deletes old finished runs, their logs, and artifacts nothing else uses.
 pub(crate) async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let pruned = engine.prune(args.older_than, now()).await?;
     if args.json {
         crate::out::emit(serde_json::to_string_pretty(&pruned)?);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use baton_engine::{Engine, EngineConfig};
-use baton_store::SqliteStore;
+use baton_store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
 use crate::config::ConfigArgs;
 
@@ -17,9 +17,11 @@ pub(crate) struct Home {
     /// Where run files (logs, outputs, the run store) go.
     #[arg(long, env = "BATON_HOME", default_value = ".baton", value_name = "DIR")]
     pub(crate) state_dir: PathBuf,
-    /// The SQLite file runs are recorded in [default: STATE_DIR/baton.db].
-    #[arg(long, value_name = "PATH")]
-    store: Option<PathBuf>,
+    /// Where runs are recorded: a SQLite file, or a PostgreSQL database
+    /// (`postgres://USER@HOST:PORT/DB`) that server replicas share
+    /// [default: `[store] url` in baton.toml, else STATE_DIR/baton.db].
+    #[arg(long, value_name = "PATH|URL")]
+    store: Option<String>,
     /// Every command that opens the record reads the same settings.
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -28,8 +30,8 @@ pub(crate) struct Home {
 impl Home {
     /// An engine recording into this home's store, with the settings of
     /// `baton.toml` and `BATON_ENGINE__*`.
-    pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
-        self.engine_with(self.settings()?)
+    pub(crate) async fn engine(&self) -> anyhow::Result<Engine> {
+        self.engine_with(self.settings()?).await
     }
 
     /// The engine's configuration as the settings say.
@@ -38,22 +40,41 @@ impl Home {
     }
 
     /// [`Home::engine`], with `config`'s settings but this home's files.
-    pub(crate) fn engine_with(&self, config: EngineConfig) -> anyhow::Result<Engine> {
+    pub(crate) async fn engine_with(&self, config: EngineConfig) -> anyhow::Result<Engine> {
         std::fs::create_dir_all(&self.state_dir)
             .with_context(|| format!("cannot create {}", self.state_dir.display()))?;
-        let path = self
-            .store
-            .clone()
-            .unwrap_or_else(|| self.state_dir.join("baton.db"));
-        let store = SqliteStore::open(&path).context("cannot open the run store")?;
+        let store = self.store().await.context("cannot open the run store")?;
         Ok(Engine::with_store(
             EngineConfig {
                 state_dir: self.state_dir.clone(),
                 ..config
             },
-            Arc::new(store),
+            store,
         ))
     }
+
+    /// The store `--store`, else `[store] url`, names; else the SQLite file
+    /// in the state directory.
+    async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let settings = self.config.load()?.store;
+        let named = self.store.clone().or(settings.url);
+        Ok(match named {
+            Some(url) if is_postgres(&url) => {
+                let options = PostgresOptions {
+                    connections: settings.connections,
+                    ..PostgresOptions::default()
+                };
+                Arc::new(PostgresStore::connect_with(&url, options).await?)
+            }
+            Some(path) => Arc::new(SqliteStore::open(path)?),
+            None => Arc::new(SqliteStore::open(self.state_dir.join("baton.db"))?),
+        })
+    }
+}
+
+/// Whether `store` names a PostgreSQL database rather than a file.
+pub(crate) fn is_postgres(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 
 /// A run another live process drives is left to it: said plainly, exit 1.

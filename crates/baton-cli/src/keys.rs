@@ -44,7 +44,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Create { name, scope, home } => {
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
             baton_server::check_key_name(&name)?;
-            let engine = home.engine()?;
+            let engine = home.engine().await?;
             let (key, token) = baton_server::issue(&name, scope, now());
             engine.store().put_key(&key).await?;
             crate::out::emit(&token);
@@ -54,7 +54,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::List { json, home } => {
-            let keys = home.engine()?.store().keys().await?;
+            let keys = home.engine().await?.store().keys().await?;
             if json {
                 for key in &keys {
                     let line = serde_json::json!({
@@ -79,7 +79,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             crate::out::emit(&table);
         }
         Command::Revoke { id, home } => {
-            home.engine()?.store().revoke_key(&id, now()).await?;
+            home.engine().await?.store().revoke_key(&id, now()).await?;
             crate::out::emit(format_args!("key {id} revoked"));
         }
     }

@@ -38,7 +38,7 @@ pub(crate) async fn logs(args: LogsArgs, remote: Option<&Remote>) -> anyhow::Res
     if let Some(remote) = remote {
         return remote_logs(remote, &args).await;
     }
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     if args.follow {
         return follow(&engine, &args).await;
     }

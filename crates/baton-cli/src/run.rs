@@ -159,7 +159,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     config.template_dirs = baton_engine::template_dirs(&spec_dir);
     config.template_dirs.extend(configured);
     let templates = config.template_dirs.clone();
-    let engine = args.home.engine_with(config)?;
+    let engine = args.home.engine_with(config).await?;
     let options = RunOptions {
         inputs: args
             .inputs

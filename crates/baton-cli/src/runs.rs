@@ -121,7 +121,7 @@ pub(crate) async fn runs(args: RunsArgs, remote: Option<&Remote>) -> anyhow::Res
                 ..RunFilter::default()
             };
             let now = baton_engine::wall_clock();
-            let listed = args.home.engine()?.store().runs(&filter).await?;
+            let listed = args.home.engine().await?.store().runs(&filter).await?;
             if listed.is_empty() && everything {
                 warn_of_lost_record(&args.home.state_dir);
             }
@@ -186,7 +186,7 @@ fn age(millis: u64) -> String {
 pub(crate) async fn show(args: RunArgs, remote: Option<&Remote>) -> anyhow::Result<ExitCode> {
     let report: RunReport = match remote {
         Some(remote) => remote.get(&format!("/runs/{}", args.run), &[]).await?,
-        None => args.home.engine()?.recorded(&args.run).await?,
+        None => args.home.engine().await?.recorded(&args.run).await?,
     };
     if args.json {
         crate::out::out!("{}", serde_json::to_string_pretty(&report)?);
@@ -226,7 +226,7 @@ fn print_outputs(report: &RunReport) {
 }
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     match engine.resume(&args.run, true).await {
         Ok(handle) => follow(&engine, handle, args.json).await,
         Err(error) => refused(error),
@@ -234,7 +234,7 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let handle = engine.rerun(&args.run, args.from.as_deref(), true).await?;
     follow(&engine, handle, args.json).await
 }
@@ -243,7 +243,7 @@ pub(crate) async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let Some(run) = args.run.clone() else {
         return follow_group(&args).await;
     };
-    let engine = args.home.engine()?;
+    let engine = args.home.engine().await?;
     let store = engine.store();
     let record = store.run(&run).await?;
     let valid = baton_core::check(Arc::unwrap_or_clone(record.workflow)).map_err(|problems| {

@@ -33,7 +33,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bind = args.bind.unwrap_or(config.server.bind);
     let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
     async {
-        let engine = args.home.engine_with(config.engine_config())?;
+        let engine = args.home.engine_with(config.engine_config()).await?;
         if config.retention.older_than.is_some() {
             tokio::spawn(retain(engine.clone(), config.retention.clone()));
         }
@@ -61,7 +61,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("resumed {} run(s) the last server left unfinished", resumed.len());
         }
         let lease = engine_lease(&config);
-        tokio::spawn(state.clone().keep_recovering(lease.as_std() / 2));
+        tokio::spawn(state.clone().keep_recovering(lease.as_std() / 4));
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;

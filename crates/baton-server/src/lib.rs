@@ -136,6 +136,7 @@ impl AppState {
         let mut resumed = Vec::new();
         let mut failed = Vec::new();
         let filter = baton_store::RunFilter {
+            unfinished: true,
             limit: usize::MAX,
             ..baton_store::RunFilter::default()
         };

@@ -362,6 +362,8 @@ pub struct RunFilter {
     /// Only runs that have not finished and that no live owner drives at
     /// this time: those a process may take over.
     pub orphaned_at: Option<Millis>,
+    /// Only runs that have not finished.
+    pub unfinished: bool,
     /// The page after this place in the listing (cursor pagination).
     pub after: Option<RunCursor>,
     pub limit: usize,
@@ -376,6 +378,7 @@ impl Default for RunFilter {
             started_after: None,
             started_before: None,
             orphaned_at: None,
+            unfinished: false,
             after: None,
             limit: 20,
         }
@@ -398,6 +401,7 @@ impl RunFilter {
             && self
                 .started_before
                 .is_none_or(|before| run.started_at.is_some_and(|at| at < before))
+            && (!self.unfinished || !run.status.is_final())
             && self.orphaned_at.is_none_or(|now| {
                 !run.status.is_final()
                     && run

@@ -19,6 +19,7 @@ const LATEST: RunFilter = RunFilter {
     started_after: None,
     started_before: None,
     orphaned_at: None,
+    unfinished: false,
     after: None,
     limit: 1,
 };

@@ -241,6 +241,7 @@ impl Reader<'_> {
                 AND ($8::bigint IS NULL OR (status IN ('pending', 'running', 'paused')
                     AND (runs.owner IS NULL OR owners.expires_at IS NULL
                         OR owners.expires_at <= $8)))
+                AND (NOT $10 OR status IN ('pending', 'running', 'paused'))
              ORDER BY coalesce(started_at, 0) DESC, run_id DESC LIMIT $3",
             &[
                 &filter.status.map(|status| status.name()),
@@ -255,6 +256,7 @@ impl Reader<'_> {
                     .map(|after| i64::try_from(after.started_at.0).unwrap_or(i64::MAX)),
                 &at(filter.orphaned_at),
                 &filter.after.as_ref().map(|after| after.run_id.as_str()),
+                &filter.unfinished,
             ],
         )
         .await

@@ -213,6 +213,7 @@ pub(crate) fn runs(
             AND (?7 IS NULL OR (coalesce(started_at, 0), run_id) < (?7, ?9))
             AND (?8 IS NULL OR (status IN ('pending', 'running', 'paused')
                 AND (runs.owner IS NULL OR owners.expires_at IS NULL OR owners.expires_at <= ?8)))
+            AND (?10 = 0 OR status IN ('pending', 'running', 'paused'))
          ORDER BY coalesce(started_at, 0) DESC, run_id DESC LIMIT ?3",
         params![
             filter.status.map(|status| status.name()),
@@ -227,6 +228,7 @@ pub(crate) fn runs(
                 .map(|after| i64::try_from(after.started_at.0).unwrap_or(i64::MAX)),
             filter.orphaned_at.map(|at| at.0 as i64),
             filter.after.as_ref().map(|after| after.run_id.as_str()),
+            filter.unfinished,
         ],
     )
 }

@@ -425,6 +425,13 @@ pub(crate) async fn runs_nobody_live_drives_are_listed_as_orphans(store: &dyn St
     };
     assert_eq!(listed(store, &orphans(500)).await, Vec::<String>::new());
     assert_eq!(listed(store, &orphans(1_000)).await, ["lost"]);
+    let unfinished = RunFilter {
+        unfinished: true,
+        ..RunFilter::default()
+    };
+    let mut going = listed(store, &unfinished).await;
+    going.sort();
+    assert_eq!(going, ["kept", "lost"]);
     store.release("kept", fences[0]).await.unwrap();
     let mut both = listed(store, &orphans(1_000)).await;
     both.sort();
