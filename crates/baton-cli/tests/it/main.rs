@@ -9,6 +9,7 @@ mod faults;
 mod live;
 mod ownership;
 mod plan;
+mod replicas;
 mod reuse;
 mod run;
 mod schema;

@@ -1,8 +1,6 @@
 //! `baton serve` as a user runs it: started, killed with SIGKILL, started
 //! again, with the runs it drove carried through.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
@@ -14,32 +12,7 @@ fn serve(dir: &std::path::Path) -> (crate::util::Served, String) {
     crate::util::serve(dir, &[], &[])
 }
 
-use crate::util::key;
-
-/// One HTTP/1.1 exchange with `key`; the status and body.
-fn request(
-    address: &str,
-    key: &str,
-    (method, path): (&str, &str),
-    body: Option<&Value>,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+use crate::util::{key, request};
 
 #[test]
 fn runs_started_through_the_api_survive_a_killed_server() {

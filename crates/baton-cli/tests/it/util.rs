@@ -137,6 +137,32 @@ pub(crate) fn http(address: &str, method: &str, path: &str, body: Option<&Value>
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// One HTTP/1.1 exchange with `key`; the status and body.
+pub(crate) fn request(
+    address: &str,
+    key: &str,
+    (method, path): (&str, &str),
+    body: Option<&Value>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// The lines a child prints, as they come.
 pub(crate) fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     let stdout = child.stdout.take().unwrap();
@@ -210,4 +236,56 @@ pub(crate) fn key(dir: &Path, scope: &str) -> String {
         .unwrap();
     assert!(output.status.success());
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A schema of its own in the PostgreSQL database `BATON_TEST_PG` names,
+/// dropped with this value; none (said loudly) without one.
+pub(crate) struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    pub(crate) fn new() -> Option<PgSchema> {
+        let Ok(base) = std::env::var("BATON_TEST_PG") else {
+            eprintln!(
+                "SKIPPED: BATON_TEST_PG is not set (`.ci/run` sets it and starts PostgreSQL)"
+            );
+            return None;
+        };
+        let schema = PgSchema {
+            name: format!("t_{}", std::process::id()) + &nanos(),
+            base,
+        };
+        schema.execute(&format!("CREATE SCHEMA {}", schema.name));
+        Some(schema)
+    }
+
+    /// The URL a `baton` process records into this schema with.
+    pub(crate) fn url(&self) -> String {
+        format!("{}?options=-c%20search_path%3D{}", self.base, self.name)
+    }
+
+    fn execute(&self, statement: &str) {
+        block(async {
+            let (client, connection) = tokio_postgres::connect(&self.base, tokio_postgres::NoTls)
+                .await
+                .expect("BATON_TEST_PG accepts connections");
+            tokio::spawn(connection);
+            client.batch_execute(statement).await.unwrap();
+        });
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        self.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+fn nanos() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("_{}", now.as_nanos())
 }

@@ -1,0 +1,197 @@
+//! Three `baton serve` replicas on one PostgreSQL database, as a user runs
+//! them: one is killed with SIGKILL in the middle of fifty runs, and the
+//! others carry its runs through without running a finished task again or
+//! two copies of one attempt side by side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::{PgSchema, Served, baton, request, serve, stops};
+
+/// `baton keys create` against the store at `url`.
+fn key(dir: &Path, url: &str) -> String {
+    let output = baton()
+        .current_dir(dir)
+        .args(["keys", "create", "--name", "replicas", "--scope", "execute"])
+        .args(["--store", url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// One line a task wrote: `began|ended RUN TASK ATTEMPT PID PPID NANOS`:
+/// the parent is the replica that launched it.
+struct Effect {
+    ended: bool,
+    run: String,
+    task: String,
+    attempt: u32,
+    pid: i32,
+    replica: u32,
+    at: u128,
+}
+
+fn effects(path: &Path) -> Vec<Effect> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Effect {
+                ended: fields[0] == "ended",
+                run: fields[1].to_owned(),
+                task: fields[2].to_owned(),
+                attempt: fields[3].parse().unwrap(),
+                pid: fields[4].parse().unwrap(),
+                replica: fields[5].parse().unwrap(),
+                at: fields[6].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again() {
+    let Some(schema) = PgSchema::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = schema.url();
+    let key = key(dir.path(), &url);
+    let env = [("BATON_STORE__URL", url.as_str())];
+    let mut replicas: Vec<(Served, String)> =
+        (0..3).map(|_| serve(dir.path(), &[], &env)).collect();
+    let log = dir.path().join("effects.log");
+    let step = |task: &str| {
+        format!(
+            "echo \"began $BATON_RUN_ID {task} $BATON_ATTEMPT $$ $PPID $(date +%s%N)\" >> {log}; \
+             sleep 0.4; \
+             echo \"ended $BATON_RUN_ID {task} $BATON_ATTEMPT $$ $PPID $(date +%s%N)\" >> {log}",
+            log = log.display()
+        )
+    };
+    let spec = json!({
+        "name": "effects",
+        "tasks": {
+            "first": {"run": step("first")},
+            "second": {"needs": ["first"], "run": step("second")},
+            "third": {"needs": ["second"], "run": step("third")},
+        }
+    });
+    let mut runs = Vec::new();
+    for index in 0..50 {
+        let address = &replicas[index % 3].1;
+        let (status, body) = request(
+            address,
+            &key,
+            ("POST", "/api/v1/runs"),
+            Some(&json!({"spec": spec.to_string()})),
+        );
+        assert_eq!(status, 201, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        runs.push(body["run_id"].as_str().unwrap().to_owned());
+    }
+    // Let the first replica's runs get under way, then kill it.
+    std::thread::sleep(Duration::from_millis(600));
+    let (mut killed, _) = replicas.remove(0);
+    let killed_pid = killed.id();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (index, run) in runs.iter().enumerate() {
+        let address = &replicas[index % 2].1;
+        loop {
+            let (status, body) = request(address, &key, ("GET", &format!("/api/v1/runs/{run}")), None);
+            assert_eq!(status, 200, "{body}");
+            let shown: Value = serde_json::from_str(&body).unwrap();
+            if shown["status"] == "succeeded" {
+                break;
+            }
+            assert!(
+                !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
+                "{shown}"
+            );
+            assert!(Instant::now() < deadline, "run {run} never finished: {shown}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    let effects = effects(&log);
+    let mut began = BTreeSet::new();
+    let mut ended: BTreeMap<(String, String), Vec<&Effect>> = BTreeMap::new();
+    for effect in &effects {
+        let attempt = (effect.run.clone(), effect.task.clone(), effect.attempt);
+        if effect.ended {
+            ended
+                .entry((effect.run.clone(), effect.task.clone()))
+                .or_default()
+                .push(effect);
+        } else {
+            assert!(began.insert(attempt.clone()), "an attempt began twice: {attempt:?}");
+        }
+    }
+    // Every task finished in the attempt the run recorded, once; another
+    // attempt may have finished too only if it was under way when its
+    // replica was killed, so its end was never recorded (at least once).
+    assert_eq!(ended.len(), runs.len() * 3);
+    let mut unrecorded = 0;
+    let address = &replicas[0].1;
+    for run in &runs {
+        let (_, body) = request(address, &key, ("GET", &format!("/api/v1/runs/{run}")), None);
+        let shown: Value = serde_json::from_str(&body).unwrap();
+        for task in shown["tasks"].as_array().unwrap() {
+            let id = task["id"].as_str().unwrap().to_owned();
+            let recorded = task["attempts"].as_u64().unwrap();
+            let finished = &ended[&(run.clone(), id.clone())];
+            let (this, others): (Vec<&&Effect>, Vec<&&Effect>) = finished
+                .iter()
+                .partition(|effect| u64::from(effect.attempt) == recorded);
+            assert_eq!(this.len(), 1, "{run} {id}: the recorded attempt ended {} times", this.len());
+            for other in others {
+                assert!(u64::from(other.attempt) < recorded, "{run} {id} ran after it finished");
+                let began = effects.iter().find(|effect| {
+                    !effect.ended
+                        && effect.run == other.run
+                        && effect.task == other.task
+                        && effect.attempt == other.attempt
+                });
+                assert!(
+                    began.is_some_and(|began| began.replica == killed_pid),
+                    "{run} {id} attempt {} ended unrecorded but was not the killed replica's",
+                    other.attempt
+                );
+                unrecorded += 1;
+            }
+        }
+    }
+    // No two attempts of a task overlapped: each began after the one
+    // before it ended, or after the one before it was stopped for good.
+    for effect in effects.iter().filter(|effect| !effect.ended && effect.attempt > 1) {
+        let before: Vec<&Effect> = effects
+            .iter()
+            .filter(|other| {
+                other.run == effect.run && other.task == effect.task && other.attempt < effect.attempt
+            })
+            .collect();
+        for other in before.iter().filter(|other| other.ended) {
+            assert!(other.at < effect.at, "attempts of {} {} overlapped", effect.run, effect.task);
+        }
+        for other in before.iter().filter(|other| !other.ended) {
+            let finished = before
+                .iter()
+                .any(|done| done.ended && done.attempt == other.attempt);
+            if !finished {
+                assert!(stops(other.pid), "a killed replica's task still runs");
+            }
+        }
+    }
+    let retried = effects.iter().filter(|effect| !effect.ended && effect.attempt > 1).count();
+    eprintln!(
+        "{} runs, {retried} attempts ran again after the kill, {unrecorded} of those in flight \
+         at the kill had ended unrecorded",
+        runs.len()
+    );
+}
