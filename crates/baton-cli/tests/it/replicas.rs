@@ -56,7 +56,9 @@ fn effects(path: &Path) -> Vec<Effect> {
 
 #[test]
 fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again() {
-    let Some(schema) = PgSchema::new() else { return };
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = schema.url();
     let key = key(dir.path(), &url);
@@ -104,7 +106,8 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
     for (index, run) in runs.iter().enumerate() {
         let address = &replicas[index % 2].1;
         loop {
-            let (status, body) = request(address, &key, ("GET", &format!("/api/v1/runs/{run}")), None);
+            let (status, body) =
+                request(address, &key, ("GET", &format!("/api/v1/runs/{run}")), None);
             assert_eq!(status, 200, "{body}");
             let shown: Value = serde_json::from_str(&body).unwrap();
             if shown["status"] == "succeeded" {
@@ -114,7 +117,10 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
                 !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
                 "{shown}"
             );
-            assert!(Instant::now() < deadline, "run {run} never finished: {shown}");
+            assert!(
+                Instant::now() < deadline,
+                "run {run} never finished: {shown}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -130,7 +136,10 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
                 .or_default()
                 .push(effect);
         } else {
-            assert!(began.insert(attempt.clone()), "an attempt began twice: {attempt:?}");
+            assert!(
+                began.insert(attempt.clone()),
+                "an attempt began twice: {attempt:?}"
+            );
         }
     }
     // Every task finished in the attempt the run recorded, once; another
@@ -149,9 +158,17 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
             let (this, others): (Vec<&&Effect>, Vec<&&Effect>) = finished
                 .iter()
                 .partition(|effect| u64::from(effect.attempt) == recorded);
-            assert_eq!(this.len(), 1, "{run} {id}: the recorded attempt ended {} times", this.len());
+            assert_eq!(
+                this.len(),
+                1,
+                "{run} {id}: the recorded attempt ended {} times",
+                this.len()
+            );
             for other in others {
-                assert!(u64::from(other.attempt) < recorded, "{run} {id} ran after it finished");
+                assert!(
+                    u64::from(other.attempt) < recorded,
+                    "{run} {id} ran after it finished"
+                );
                 let began = effects.iter().find(|effect| {
                     !effect.ended
                         && effect.run == other.run
@@ -169,15 +186,25 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
     }
     // No two attempts of a task overlapped: each began after the one
     // before it ended, or after the one before it was stopped for good.
-    for effect in effects.iter().filter(|effect| !effect.ended && effect.attempt > 1) {
+    for effect in effects
+        .iter()
+        .filter(|effect| !effect.ended && effect.attempt > 1)
+    {
         let before: Vec<&Effect> = effects
             .iter()
             .filter(|other| {
-                other.run == effect.run && other.task == effect.task && other.attempt < effect.attempt
+                other.run == effect.run
+                    && other.task == effect.task
+                    && other.attempt < effect.attempt
             })
             .collect();
         for other in before.iter().filter(|other| other.ended) {
-            assert!(other.at < effect.at, "attempts of {} {} overlapped", effect.run, effect.task);
+            assert!(
+                other.at < effect.at,
+                "attempts of {} {} overlapped",
+                effect.run,
+                effect.task
+            );
         }
         for other in before.iter().filter(|other| !other.ended) {
             let finished = before
@@ -188,7 +215,10 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
             }
         }
     }
-    let retried = effects.iter().filter(|effect| !effect.ended && effect.attempt > 1).count();
+    let retried = effects
+        .iter()
+        .filter(|effect| !effect.ended && effect.attempt > 1)
+        .count();
     eprintln!(
         "{} runs, {retried} attempts ran again after the kill, {unrecorded} of those in flight \
          at the kill had ended unrecorded",

@@ -73,22 +73,32 @@ impl Reader<'_> {
     }
 
     /// The log of `run` from `from` on, checked to be dense and complete.
+    /// The count and the batches are read by one statement, so in one
+    /// snapshot: an append committed meanwhile is wholly in or wholly out.
     pub(crate) async fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
-        let (id, recorded) = self
-            .known(run)
-            .await?
-            .ok_or_else(|| Error::UnknownRun(run.to_owned()))?;
         let rows = self
             .query(
-                "SELECT first_seq, count, events::text FROM event_batches
-                 WHERE run = $1 AND first_seq >= coalesce(
-                    (SELECT max(first_seq) FROM event_batches WHERE run = $1 AND first_seq <= $2), 0)
-                 ORDER BY first_seq",
-                &[&id, &(from as i64)],
+                "SELECT runs.next_seq, batch.first_seq, batch.count, batch.events
+                 FROM runs LEFT JOIN LATERAL (
+                    SELECT first_seq, count, events::text AS events FROM event_batches
+                    WHERE run = runs.id AND first_seq >= coalesce(
+                        (SELECT max(first_seq) FROM event_batches
+                         WHERE run = runs.id AND first_seq <= $2), 0)
+                 ) AS batch ON true
+                 WHERE runs.run_id = $1 ORDER BY batch.first_seq",
+                &[&run, &(from as i64)],
             )
             .await?;
+        let Some(first) = rows.first() else {
+            return Err(Error::UnknownRun(run.to_owned()));
+        };
+        let recorded = u64::try_from(first.get::<_, i64>(0)).unwrap_or_default();
+        let rows: Vec<&Row> = rows
+            .iter()
+            .filter(|row| row.get::<_, Option<i64>>(1).is_some())
+            .collect();
         let mut events = Vec::new();
-        let mut next = match rows.first().map(|row| row.get::<_, i64>(0) as u64) {
+        let mut next = match rows.first().map(|row| row.get::<_, i64>(1) as u64) {
             Some(first) if first > from.min(recorded) => {
                 return Err(missing(run, from.min(recorded), first));
             }
@@ -96,12 +106,12 @@ impl Reader<'_> {
             None => 0,
         };
         for row in rows {
-            let first = row.get::<_, i64>(0) as u64;
-            let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or_default();
+            let first = row.get::<_, i64>(1) as u64;
+            let count = u64::try_from(row.get::<_, i64>(2)).unwrap_or_default();
             if first != next {
                 return Err(missing(run, next, first));
             }
-            let batch = decode_events(run, first, count, row.get(2))?;
+            let batch = decode_events(run, first, count, row.get(3))?;
             events.extend(batch.into_iter().skip(from.saturating_sub(first) as usize));
             next = first + count;
         }

@@ -158,6 +158,36 @@ pub(crate) async fn concurrent_writers_each_get_a_complete_log(store: Arc<dyn St
     }
 }
 
+/// Reads racing appends see a whole prefix of the log each time, never
+/// a count from before an append beside batches from after it.
+pub(crate) async fn a_log_read_while_it_grows_is_never_torn(store: Arc<dyn Store>) {
+    let fence = begin(store.as_ref(), "growing").await;
+    let writer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for batch in 0..200u64 {
+                let events = [started(batch * 2), started(batch * 2 + 1)];
+                store
+                    .append("growing", batch * 2, fence, &events)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let events = store.events("growing").await.unwrap();
+        assert_eq!(events.len() % 2, 0);
+        assert!(
+            events
+                .iter()
+                .enumerate()
+                .all(|(at, event)| *event == started(at as u64))
+        );
+    }
+    writer.await.unwrap();
+    assert_eq!(store.events("growing").await.unwrap().len(), 400);
+}
+
 fn record(run_id: &str, workflow: &str) -> RunRecord {
     RunRecord {
         inputs: serde_json::Map::from_iter([("n".to_owned(), serde_json::json!(3))]),
@@ -927,6 +957,12 @@ macro_rules! conformance {
             case!(a_paused_run_is_listed_paused_until_resumed);
             case!(a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept);
             case!(events_read_from_a_position);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_log_read_while_it_grows_is_never_torn() {
+                let Some((store, _dir)) = ($make) else { return };
+                super::a_log_read_while_it_grows_is_never_torn(Arc::new(store)).await;
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writers_each_get_a_complete_log() {
