@@ -24,6 +24,12 @@ pub(crate) enum BenchStore {
     /// Events and read models, in memory.
     Memory,
     Sqlite,
+    /// A fresh schema of the PostgreSQL database at `url`, shared by
+    /// `replicas` engines that each run the graph at once.
+    Postgres {
+        url: String,
+        replicas: usize,
+    },
 }
 
 pub(crate) async fn engine(
@@ -53,35 +59,75 @@ pub(crate) async fn engine(
         state_dir: dir.path().to_owned(),
         ..EngineConfig::default()
     };
-    let (engine, store): (Engine, &str) = match store {
+    let mut scratch = None;
+    let (engines, store): (Vec<Engine>, &str) = match store {
+        BenchStore::Postgres { url, replicas } => {
+            let schema = format!("bench_{}", std::process::id());
+            let mut engines = Vec::new();
+            for _ in 0..replicas.max(1) {
+                let options = baton_store::PostgresOptions {
+                    schema: Some(schema.clone()),
+                    ..baton_store::PostgresOptions::default()
+                };
+                let store = baton_store::PostgresStore::connect_with(&url, options).await?;
+                engines.push(Engine::with_store(config.clone(), Arc::new(store)));
+            }
+            scratch = Some((url, schema));
+            (
+                engines,
+                "PostgreSQL store (group commit as one pipelined transaction, read models, provenance)",
+            )
+        }
         BenchStore::Sqlite => {
             let path = dir.path().join("engine.db");
             let _ = std::fs::remove_file(&path);
             let store = baton_store::SqliteStore::open(&path)?;
             (
-                Engine::with_store(config, Arc::new(store)),
+                vec![Engine::with_store(config, Arc::new(store))],
                 "SQLite store (WAL, synchronous=NORMAL, group commit, read models, provenance)",
             )
         }
         BenchStore::Memory => (
-            Engine::with_store(config, Arc::new(baton_store::MemoryStore::default())),
+            vec![Engine::with_store(
+                config,
+                Arc::new(baton_store::MemoryStore::default()),
+            )],
             "in-memory store with read models and provenance",
         ),
         BenchStore::LogOnly => (
-            Engine::with_store(config, Arc::new(baton_store::MemoryStore::log_only())),
+            vec![Engine::with_store(
+                config,
+                Arc::new(baton_store::MemoryStore::log_only()),
+            )],
             "in-memory store (event log only)",
         ),
     };
+    if engines.len() > 1 {
+        println!(
+            "{} engines on one database, each running the graph at once",
+            engines.len()
+        );
+    }
+    let nodes = nodes * engines.len();
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
-        let report = engine
-            .start_valid(Arc::clone(&valid), RunOptions::default())
-            .await?
-            .finish()
-            .await?;
+        let mut runs = tokio::task::JoinSet::new();
+        for engine in &engines {
+            let (engine, valid) = (engine.clone(), Arc::clone(&valid));
+            runs.spawn(async move {
+                engine
+                    .start_valid(valid, RunOptions::default())
+                    .await?
+                    .finish()
+                    .await
+            });
+        }
+        while let Some(report) = runs.join_next().await {
+            let report = report??;
+            anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
+        }
         times.push(started.elapsed());
-        anyhow::ensure!(report.succeeded(), "the run failed: {:?}", report.reason);
     }
     println!(
         "first run (also orders tasks by priority and id, once per workflow): {} ({:.0} tasks/s)",
@@ -104,6 +150,20 @@ pub(crate) async fn engine(
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some((url, schema)) = scratch {
+        drop(engines);
+        drop_schema(&url, &schema).await?;
+    }
+    Ok(())
+}
+
+/// Drops the schema a benchmark recorded into.
+async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await?;
     Ok(())
 }
 

@@ -65,6 +65,14 @@ pub enum Command {
         /// which the SQLite store always keeps.
         #[arg(long, conflicts_with = "sqlite")]
         read_models: bool,
+        /// Persist to a fresh schema of this PostgreSQL database (dropped
+        /// afterwards) instead.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["sqlite", "read_models"])]
+        postgres: Option<String>,
+        /// With `--postgres`: engines (replicas) on the database, each
+        /// running the graph at once; the figure is their total.
+        #[arg(long, default_value_t = 1, requires = "postgres")]
+        replicas: usize,
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
@@ -228,12 +236,15 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             wide,
             sqlite,
             read_models,
+            postgres,
+            replicas,
             samples,
         } => {
-            let store = match (sqlite, read_models) {
-                (true, _) => engine::BenchStore::Sqlite,
-                (false, true) => engine::BenchStore::Memory,
-                (false, false) => engine::BenchStore::LogOnly,
+            let store = match (postgres, sqlite, read_models) {
+                (Some(url), ..) => engine::BenchStore::Postgres { url, replicas },
+                (None, true, _) => engine::BenchStore::Sqlite,
+                (None, false, true) => engine::BenchStore::Memory,
+                (None, false, false) => engine::BenchStore::LogOnly,
             };
             engine::engine(&graph, wide, store, samples.max(1)).await?
         }

@@ -58,23 +58,25 @@ impl Home {
     async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let settings = self.config.load()?.store;
         let named = self.store.clone().or(settings.url);
-        Ok(match named {
-            Some(url) if is_postgres(&url) => {
-                let options = PostgresOptions {
-                    connections: settings.connections,
-                    ..PostgresOptions::default()
-                };
-                Arc::new(PostgresStore::connect_with(&url, options).await?)
-            }
-            Some(path) => Arc::new(SqliteStore::open(path)?),
-            None => Arc::new(SqliteStore::open(self.state_dir.join("baton.db"))?),
-        })
+        let default = self.state_dir.join("baton.db").display().to_string();
+        open(named.as_deref().unwrap_or(&default), settings.connections).await
     }
 }
 
-/// Whether `store` names a PostgreSQL database rather than a file.
-pub(crate) fn is_postgres(store: &str) -> bool {
-    store.starts_with("postgres://") || store.starts_with("postgresql://")
+/// The store `named` names: a PostgreSQL database (`postgres://...`,
+/// with up to `connections` connections), else a SQLite file.
+pub(crate) async fn open(named: &str, connections: usize) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(
+        if named.starts_with("postgres://") || named.starts_with("postgresql://") {
+            let options = PostgresOptions {
+                connections,
+                ..PostgresOptions::default()
+            };
+            Arc::new(PostgresStore::connect_with(named, options).await?)
+        } else {
+            Arc::new(SqliteStore::open(named)?)
+        },
+    )
 }
 
 /// A run another live process drives is left to it: said plainly, exit 1.

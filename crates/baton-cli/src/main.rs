@@ -15,6 +15,7 @@ mod gc;
 mod home;
 mod keys;
 mod logs;
+mod migrate;
 mod out;
 mod remote;
 mod report;
@@ -114,6 +115,10 @@ enum Command {
     /// Delete finished runs older than an age, with their logs and the
     /// artifacts no remaining run refers to.
     Gc(gc::GcArgs),
+    /// Copy every run (events, read models, checkpoints), workflow and API
+    /// key from one store to another, e.g. `--from .baton/baton.db --to
+    /// postgres://...`, then verify each copied run's provenance.
+    Migrate(migrate::MigrateArgs),
     /// Serve the REST API and live event streams (`/api/v1`).
     Serve(serve::ServeArgs),
     /// Run tasks routed to a capability, for a server (`--server URL
@@ -223,6 +228,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Checkpoints(args) => audit::checkpoints(args).await,
         Command::Artifacts(args) => audit::artifacts(args).await,
         Command::Gc(args) => gc::gc(args).await,
+        Command::Migrate(args) => migrate::migrate(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Worker(args) => worker::worker(args, remote).await,
         Command::Keys { command } => keys::run(command).await,

@@ -39,6 +39,7 @@
 
 mod catalog;
 mod codec;
+pub mod copy;
 mod memory;
 mod owner;
 mod postgres;

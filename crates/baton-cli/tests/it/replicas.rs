@@ -225,3 +225,49 @@ fn a_killed_replica_s_runs_finish_on_the_others_and_no_finished_task_runs_again(
         runs.len()
     );
 }
+
+#[test]
+fn migrate_copies_a_laptop_s_runs_and_keys_up_to_postgres_and_verifies_them() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report =
+        crate::util::report_of(dir.path(), &["examples/artifacts-and-cache.yaml", "--json"]);
+    let run = report["run_id"].as_str().unwrap().to_owned();
+    crate::util::report_of(dir.path(), &["examples/foreach.yaml", "--json"]);
+    crate::util::key(dir.path(), "read");
+    let url = schema.url();
+    let migrate = |expected: &str| {
+        baton()
+            .current_dir(dir.path())
+            .args(["migrate", "--from", ".baton/baton.db", "--to", &url])
+            .assert()
+            .success()
+            .stdout(predicates::str::contains(expected.to_owned()))
+            .stdout(predicates::str::contains("every provenance root matches"));
+    };
+    migrate("copied 2 run(s)");
+    // A second migration finds everything there and copies nothing twice.
+    migrate("2 run(s) were there already");
+    let output = baton()
+        .current_dir(dir.path())
+        .args(["verify", &run, "--store", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains(report["provenance_root"].as_str().unwrap_or("ok")),
+        "{shown}"
+    );
+    let keys = baton()
+        .current_dir(dir.path())
+        .args(["keys", "list", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&keys.stdout).contains("test"),
+        "{keys:?}"
+    );
+}

@@ -1,0 +1,4 @@
+case "$1" in
+  --version) echo "greet $GREET_VERSION" ;;
+  *) greet "$@" ;;
+esac
