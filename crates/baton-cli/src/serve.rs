@@ -1,4 +1,5 @@
-//! `baton serve`: the REST API and event streams over the local store.
+//! `baton serve`: the REST API and event streams over the store, alone on
+//! a laptop or as one of several replicas on one PostgreSQL database.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,6 +12,19 @@ use crate::config::Retention;
 use crate::home::Home;
 
 #[derive(clap::Args)]
+#[command(after_long_help = "\
+Several replicas share one PostgreSQL database (and, optionally, Redis):
+
+  export BATON_STORE__URL=postgres://baton@db:5432/baton   # or [store] url, or --store
+  baton keys create --name ops --scope admin
+  baton serve --bind 10.0.0.11:8080     # one per machine, behind a load balancer
+  baton serve --bind 10.0.0.12:8080
+  baton serve --bind 10.0.0.13:8080
+
+Any replica serves any run; when one dies, another takes its runs over
+once its lease runs out and resumes them from their events. With
+[events] redis = \"redis://...\" every event also goes to Redis Streams.
+docs/deploy.md has the whole walk-through.")]
 pub(crate) struct ServeArgs {
     /// The address and port to listen on (port 0 picks a free one)
     /// [default: 127.0.0.1:8080, or `server.bind`].
