@@ -8,6 +8,7 @@ mod crash;
 mod faults;
 mod live;
 mod ownership;
+mod pg_restart;
 mod plan;
 mod replicas;
 mod reuse;
