@@ -165,7 +165,7 @@ async fn task_latencies(store: &dyn Store, runs: &[String]) -> anyhow::Result<()
         }
     }
     latencies.sort_unstable();
-    let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile) as usize];
+    let at = |at: f64| crate::figures::quantile(&latencies, at);
     println!(
         "task latency, ready to done, over {} tasks: p50 {} ms, p99 {} ms, max {} ms",
         latencies.len(),
@@ -212,7 +212,7 @@ async fn first_task(client: &reqwest::Client, base: &str, samples: usize) -> any
         }
     }
     latencies.sort_unstable();
-    let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile) as usize];
+    let at = |at: f64| crate::figures::quantile(&latencies, at);
     println!(
         "start to first task through the API, {} runs one at a time: p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),

@@ -152,18 +152,8 @@ pub(crate) async fn engine(
     let _ = std::fs::remove_dir_all(&dir);
     if let Some((url, schema)) = scratch {
         drop(engines);
-        drop_schema(&url, &schema).await?;
+        crate::figures::drop_schema(&url, &schema).await?;
     }
-    Ok(())
-}
-
-/// Drops the schema a benchmark recorded into.
-async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await?;
     Ok(())
 }
 

@@ -39,3 +39,27 @@ pub(crate) fn sqlite_engine(dir: &std::path::Path) -> anyhow::Result<baton_engin
         std::sync::Arc::new(store),
     ))
 }
+
+/// The value at `quantile` (0.5 for the median) of `sorted`, which must
+/// not be empty.
+pub(crate) fn quantile<T: Copy>(sorted: &[T], quantile: f64) -> T {
+    sorted[((sorted.len() - 1) as f64 * quantile) as usize]
+}
+
+/// A statement on the PostgreSQL database at `url`.
+async fn postgres(url: &str, statement: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(statement).await?;
+    Ok(())
+}
+
+/// A fresh schema for a benchmark to record into.
+pub(crate) async fn create_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    postgres(url, &format!("CREATE SCHEMA {schema}")).await
+}
+
+/// Drops the schema a benchmark recorded into.
+pub(crate) async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    postgres(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
+}

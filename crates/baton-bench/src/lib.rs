@@ -11,6 +11,7 @@ use clap::{Subcommand, ValueEnum};
 
 mod api;
 mod engine;
+mod failover;
 mod figures;
 mod live;
 mod plan;
@@ -162,6 +163,18 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         registered: usize,
     },
+    /// The time from `kill -9` of a replica to its run making progress on
+    /// another replica of the same PostgreSQL database.
+    Failover {
+        #[arg(
+            long,
+            env = "BATON_TEST_PG",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        postgres: String,
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
     /// How fast a recorded run's events reach Redis Streams.
     Redis {
         #[arg(
@@ -283,6 +296,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             samples,
         } => engine::shell(tasks, concurrency, samples.max(1)).await?,
         Command::Redis { url, tasks } => redis::redis(&url, tasks.max(1)).await?,
+        Command::Failover { postgres, trials } => {
+            failover::failover(&postgres, trials.max(1)).await?
+        }
         Command::Workers {
             workers,
             tasks,

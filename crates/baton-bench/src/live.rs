@@ -170,9 +170,7 @@ async fn decisions(
     }
     answered.sort_unstable();
     applied.sort_unstable();
-    let at = |times: &[Duration], quantile: f64| {
-        times[((times.len() - 1) as f64 * quantile) as usize].as_secs_f64() * 1e3
-    };
+    let at = |times: &[Duration], at: f64| crate::figures::quantile(times, at).as_secs_f64() * 1e3;
     println!(
         "  approval, request to 202 over {approvals} decisions: p50 {:.1} ms, p99 {:.1} ms",
         at(&answered, 0.5),

@@ -210,7 +210,7 @@ async fn lease_latency(engine: &Engine, server: &str, samples: usize) -> anyhow:
         .error_for_status()?;
     running.await??;
     times.sort();
-    let at = |quantile: f64| times[((times.len() - 1) as f64 * quantile) as usize];
+    let at = |at: f64| crate::figures::quantile(&times, at);
     println!(
         "lease: p50 {} p99 {} per poll that reports one lease and takes the next ({samples} polls, work queued)",
         show(at(0.5)),

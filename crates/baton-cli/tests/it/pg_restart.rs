@@ -55,7 +55,15 @@ impl PrivatePostgres {
         }
         server.pg(
             "initdb",
-            &["-D", path(&server.data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            &[
+                "-D",
+                path(&server.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
         );
         server.ctl("start");
         Some(server)
@@ -74,7 +82,18 @@ impl PrivatePostgres {
         let log = self._dir.path().join("server.log");
         self.pg(
             "pg_ctl",
-            &[action, "-D", path(&self.data), "-m", "fast", "-w", "-l", path(&log), "-o", &options],
+            &[
+                action,
+                "-D",
+                path(&self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-l",
+                path(&log),
+                "-o",
+                &options,
+            ],
         );
     }
 
@@ -112,19 +131,26 @@ fn is_root() -> bool {
 
 #[test]
 fn runs_wait_out_a_postgres_restart_and_finish_with_nothing_lost() {
-    let Some(postgres) = PrivatePostgres::start() else { return };
+    let Some(postgres) = PrivatePostgres::start() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = postgres.url();
     let output = baton()
         .current_dir(dir.path())
-        .args(["keys", "create", "--name", "t", "--scope", "execute", "--store", &url])
+        .args([
+            "keys", "create", "--name", "t", "--scope", "execute", "--store", &url,
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let (_server, address) = serve(dir.path(), &["--store", &url], &[]);
     let log = dir.path().join("effects.log");
-    let step = format!("echo \"$BATON_RUN_ID $BATON_TASK_ID $BATON_ATTEMPT\" >> {}; sleep 0.3", log.display());
+    let step = format!(
+        "echo \"$BATON_RUN_ID $BATON_TASK_ID $BATON_ATTEMPT\" >> {}; sleep 0.3",
+        log.display()
+    );
     let tasks: serde_json::Map<String, Value> = (0..5)
         .map(|index| {
             let mut task = json!({"run": step});
@@ -137,7 +163,12 @@ fn runs_wait_out_a_postgres_restart_and_finish_with_nothing_lost() {
     let spec = json!({"name": "through-a-restart", "tasks": tasks}).to_string();
     let runs: Vec<String> = (0..10)
         .map(|_| {
-            let (status, body) = request(&address, &key, ("POST", "/api/v1/runs"), Some(&json!({"spec": spec})));
+            let (status, body) = request(
+                &address,
+                &key,
+                ("POST", "/api/v1/runs"),
+                Some(&json!({"spec": spec})),
+            );
             assert_eq!(status, 201, "{body}");
             serde_json::from_str::<Value>(&body).unwrap()["run_id"]
                 .as_str()
@@ -151,7 +182,12 @@ fn runs_wait_out_a_postgres_restart_and_finish_with_nothing_lost() {
     let deadline = Instant::now() + Duration::from_secs(120);
     for run in &runs {
         loop {
-            let (status, body) = request(&address, &key, ("GET", &format!("/api/v1/runs/{run}")), None);
+            let (status, body) = request(
+                &address,
+                &key,
+                ("GET", &format!("/api/v1/runs/{run}")),
+                None,
+            );
             // While the server was away a read may fail; the run goes on.
             let shown: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             if status == 200 && shown["status"] == "succeeded" {
@@ -164,7 +200,10 @@ fn runs_wait_out_a_postgres_restart_and_finish_with_nothing_lost() {
                 !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
                 "{shown}"
             );
-            assert!(Instant::now() < deadline, "run {run} never finished: {status} {body}");
+            assert!(
+                Instant::now() < deadline,
+                "run {run} never finished: {status} {body}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let verified = baton()
