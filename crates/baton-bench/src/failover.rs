@@ -70,7 +70,7 @@ async fn succeeded(http: &reqwest::Client, replica: &Replica, run: &str) -> anyh
 }
 
 pub(crate) async fn failover(url: &str, trials: usize) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = baton_engine::http_client().build()?;
     let tasks: serde_json::Map<String, Value> = (0..400)
         .map(|index| {
             let mut task = json!({"run": "sleep 0.05"});
