@@ -174,6 +174,10 @@ pub enum Command {
         postgres: String,
         #[arg(long, default_value_t = 20)]
         trials: usize,
+        /// Run the replica that is killed under another host name (`unshare
+        /// --uts`, as root), so its lease must run out as on another machine.
+        #[arg(long)]
+        other_host: bool,
     },
     /// How fast a recorded run's events reach Redis Streams.
     Redis {
@@ -296,9 +300,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             samples,
         } => engine::shell(tasks, concurrency, samples.max(1)).await?,
         Command::Redis { url, tasks } => redis::redis(&url, tasks.max(1)).await?,
-        Command::Failover { postgres, trials } => {
-            failover::failover(&postgres, trials.max(1)).await?
-        }
+        Command::Failover {
+            postgres,
+            trials,
+            other_host,
+        } => failover::failover(&postgres, trials.max(1), other_host).await?,
         Command::Workers {
             workers,
             tasks,

@@ -75,7 +75,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("resumed {} run(s) the last server left unfinished", resumed.len());
         }
         let lease = engine_lease(&config);
-        tokio::spawn(state.clone().keep_recovering(lease.as_std() / 4));
+        tokio::spawn(state.clone().keep_recovering(lease.as_std() / 8));
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
