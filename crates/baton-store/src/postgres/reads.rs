@@ -80,7 +80,7 @@ impl Reader<'_> {
             .query(
                 "SELECT runs.next_seq, batch.first_seq, batch.count, batch.events
                  FROM runs LEFT JOIN LATERAL (
-                    SELECT first_seq, count, events::text AS events FROM event_batches
+                    SELECT first_seq, count, events FROM event_batches
                     WHERE run = runs.id AND first_seq >= coalesce(
                         (SELECT max(first_seq) FROM event_batches
                          WHERE run = runs.id AND first_seq <= $2), 0)
@@ -129,7 +129,7 @@ impl Reader<'_> {
         let rows = self
             .query(
                 "SELECT feed.position, runs.run_id, feed.first_seq, event_batches.count,
-                    event_batches.events::text
+                    event_batches.events
                  FROM feed JOIN runs ON runs.id = feed.run
                  JOIN event_batches ON event_batches.run = feed.run
                     AND event_batches.first_seq = feed.first_seq
