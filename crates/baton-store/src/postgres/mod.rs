@@ -10,6 +10,7 @@
 //! watcher `LISTEN`s for the writers' notifications and publishes what
 //! changed, polling as a fallback.
 
+mod columns;
 mod connection;
 mod reads;
 mod schema;

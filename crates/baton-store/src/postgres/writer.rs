@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::ToSql;
 
+use super::columns::{self, Param};
 use super::connection::{Database, pool_message, request_message, transient};
 use super::reads::Reader;
 use crate::owner::Fence;
@@ -27,9 +28,6 @@ use crate::{Error, Result};
 /// Writes in one transaction at most, so one group's answer never waits on
 /// an unbounded pipeline.
 const GROUP: usize = 1024;
-
-/// One parameter of a write's statement, borrowed from the write.
-type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
 /// Takes writes until every sender is gone.
 pub(crate) async fn run(
@@ -209,7 +207,8 @@ fn statement(kind: &WriteKind) -> &'static str {
         }
         WriteKind::Append { .. } => {
             "SELECT outcome, value FROM baton_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                $11, $12, $13, $14)"
+                $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,
+                $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)"
         }
         WriteKind::Checkpoint { .. } => {
             "SELECT outcome, value FROM baton_checkpoint($1, $2, $3, $4, $5)"
@@ -282,12 +281,7 @@ fn params(write: &Write) -> Vec<Param<'_>> {
             attempts,
             artifacts,
         } => {
-            let (output_tasks, outputs): (Vec<i32>, Vec<&str>) = projection
-                .outputs
-                .iter()
-                .map(|(task, output)| (*task as i32, output.as_str()))
-                .unzip();
-            vec![
+            let mut params: Vec<Param<'_>> = vec![
                 subject,
                 big(*first_seq),
                 big(fence.0),
@@ -297,12 +291,9 @@ fn params(write: &Write) -> Vec<Param<'_>> {
                 Box::new(projection.paused),
                 Box::new(projection.finished.map(|(status, _)| status.name())),
                 Box::new(projection.finished.map(|(_, at)| at.0 as i64)),
-                Box::new(output_tasks),
-                Box::new(outputs),
-                Box::new(Json(tasks)),
-                Box::new(Json(attempts)),
-                Box::new(Json(artifacts)),
-            ]
+            ];
+            params.extend(columns::rows(projection, tasks, attempts, artifacts));
+            params
         }
         WriteKind::Checkpoint {
             fence,

@@ -232,36 +232,59 @@ BEGIN
 END
 $$;
 
+-- The read-model rows come as typed columns, one array per field, and
+-- are NULL when the append has none: parsing them from JSON was the largest
+-- cost of an append, and each statement skipped saves an executor start.
 CREATE FUNCTION baton_append(
     p_run text, p_first bigint, p_token bigint, p_count bigint, p_events text,
     p_started bigint, p_paused boolean, p_status text, p_finished bigint,
     p_output_tasks integer[], p_outputs text[],
-    p_tasks jsonb, p_attempts jsonb, p_artifacts jsonb)
+    -- tasks: index, id, status, attempts, started, finished
+    t_task integer[], t_id text[], t_status text[], t_attempts integer[],
+    t_started bigint[], t_finished bigint[],
+    -- provenance of the tasks that succeeded; parents end to end
+    r_task integer[], r_attempt integer[], r_spec bytea[], r_inputs bytea[],
+    r_output bytea[], r_artifacts bytea[], r_parents bytea[], r_digest bytea[],
+    r_cache_key bytea[],
+    -- ended attempts
+    a_task integer[], a_attempt integer[], a_status text[], a_started bigint[],
+    a_finished bigint[], a_error text[],
+    -- artifacts
+    f_task integer[], f_attempt integer[], f_role text[], f_path text[],
+    f_digest bytea[], f_size bigint[])
 RETURNS TABLE (outcome text, value bigint) LANGUAGE plpgsql AS $$
 DECLARE
-    v_run record;
+    v_id bigint;
+    v_next bigint;
+    v_owner text;
+    v_token bigint;
 BEGIN
-    SELECT * INTO v_run FROM baton_fenced(p_run, p_token);
-    IF v_run.outcome <> 'ok' THEN
-        RETURN QUERY SELECT v_run.outcome, 0::bigint;
+    SELECT id, next_seq, owner, token INTO v_id, v_next, v_owner, v_token
+        FROM runs WHERE run_id = p_run FOR UPDATE;
+    IF v_id IS NULL THEN
+        RETURN QUERY SELECT 'unknown_run', 0::bigint;
         RETURN;
     END IF;
-    IF v_run.next_seq <> p_first THEN
+    IF v_owner IS NULL OR v_token <> p_token THEN
+        RETURN QUERY SELECT 'fenced', 0::bigint;
+        RETURN;
+    END IF;
+    IF v_next <> p_first THEN
         -- The same append sent again after a commit whose answer was lost
         -- (the connection broke): it is already there.
-        IF p_count > 0 AND v_run.next_seq = p_first + p_count AND EXISTS (
-            SELECT 1 FROM event_batches WHERE run = v_run.id AND first_seq = p_first
+        IF p_count > 0 AND v_next = p_first + p_count AND EXISTS (
+            SELECT 1 FROM event_batches WHERE run = v_id AND first_seq = p_first
                 AND count = p_count AND events = p_events) THEN
             RETURN QUERY SELECT 'ok', 0::bigint;
             RETURN;
         END IF;
-        RETURN QUERY SELECT 'conflict', v_run.next_seq;
+        RETURN QUERY SELECT 'conflict', v_next;
         RETURN;
     END IF;
     IF p_count > 0 THEN
         INSERT INTO event_batches (run, first_seq, count, events)
-            VALUES (v_run.id, p_first, p_count, p_events);
-        INSERT INTO feed (run, first_seq) VALUES (v_run.id, p_first);
+            VALUES (v_id, p_first, p_count, p_events);
+        INSERT INTO feed (run, first_seq) VALUES (v_id, p_first);
     END IF;
     UPDATE runs SET next_seq = p_first + p_count,
         status = CASE
@@ -271,47 +294,44 @@ BEGIN
             ELSE status END,
         started_at = coalesce(p_started, started_at),
         finished_at = coalesce(p_finished, finished_at)
-        WHERE id = v_run.id;
+        WHERE id = v_id;
     IF p_output_tasks IS NOT NULL THEN
         INSERT INTO outputs (run, task, output)
-            SELECT v_run.id, o.task, o.output::jsonb
+            SELECT v_id, o.task, o.output::jsonb
             FROM unnest(p_output_tasks, p_outputs) AS o (task, output)
             ON CONFLICT (run, task) DO UPDATE SET output = excluded.output;
     END IF;
-    IF jsonb_array_length(p_tasks) > 0 THEN
+    IF t_task IS NOT NULL THEN
         INSERT INTO tasks (run, task, name, status, attempts, started_at, finished_at)
-            SELECT v_run.id, t.task, t.id, t.status, t.attempts, t.started_at, t.finished_at
-            FROM jsonb_to_recordset(p_tasks) AS t (task integer, id text, status text,
-                attempts integer, started_at bigint, finished_at bigint)
+            SELECT v_id, t.task, t.id, t.status, t.attempts, t.started, t.finished
+            FROM unnest(t_task, t_id, t_status, t_attempts, t_started, t_finished)
+                AS t (task, id, status, attempts, started, finished)
             ON CONFLICT (run, task) DO UPDATE SET status = excluded.status,
                 attempts = excluded.attempts, started_at = excluded.started_at,
                 finished_at = excluded.finished_at;
-        INSERT INTO provenance (run, task, attempt, spec, inputs, output, artifacts, parents, digest)
-            SELECT v_run.id, (t ->> 'task')::integer, (r ->> 'attempt')::integer,
-                decode(r ->> 'spec', 'hex'), decode(r ->> 'inputs', 'hex'),
-                decode(r ->> 'output', 'hex'), decode(r ->> 'artifacts', 'hex'),
-                decode(coalesce((SELECT string_agg(parent, '' ORDER BY place)
-                    FROM jsonb_array_elements_text(r -> 'parents') WITH ORDINALITY AS p (parent, place)), ''), 'hex'),
-                decode(r ->> 'digest', 'hex')
-            FROM jsonb_array_elements(p_tasks) AS t, LATERAL (SELECT t -> 'record' AS r) AS record
-            WHERE r IS NOT NULL AND r <> 'null'::jsonb;
-        INSERT INTO cache_keys (key, run, task)
-            SELECT decode(t ->> 'cache_key', 'hex'), v_run.id, (t ->> 'task')::integer
-            FROM jsonb_array_elements(p_tasks) AS t
-            WHERE t ? 'record' AND t ->> 'cache_key' IS NOT NULL;
     END IF;
-    IF jsonb_array_length(p_artifacts) > 0 THEN
+    IF r_task IS NOT NULL THEN
+        INSERT INTO provenance (run, task, attempt, spec, inputs, output, artifacts, parents, digest)
+            SELECT v_id, r.task, r.attempt, r.spec, r.inputs, r.output, r.artifacts, r.parents,
+                r.digest
+            FROM unnest(r_task, r_attempt, r_spec, r_inputs, r_output, r_artifacts, r_parents,
+                r_digest) AS r (task, attempt, spec, inputs, output, artifacts, parents, digest);
+        INSERT INTO cache_keys (key, run, task)
+            SELECT k.key, v_id, k.task FROM unnest(r_cache_key, r_task) AS k (key, task)
+            WHERE k.key IS NOT NULL;
+    END IF;
+    IF f_task IS NOT NULL THEN
         INSERT INTO artifacts (run, task, attempt, role, path, digest, size)
-            SELECT v_run.id, a.task, a.attempt, a.role, a.path, decode(a.digest, 'hex'), a.size
-            FROM jsonb_to_recordset(p_artifacts) AS a (task integer, attempt integer, role text,
-                path text, digest text, size bigint)
+            SELECT v_id, f.task, f.attempt, f.role, f.path, f.digest, f.size
+            FROM unnest(f_task, f_attempt, f_role, f_path, f_digest, f_size)
+                AS f (task, attempt, role, path, digest, size)
             ON CONFLICT DO NOTHING;
     END IF;
-    IF jsonb_array_length(p_attempts) > 0 THEN
+    IF a_task IS NOT NULL THEN
         INSERT INTO attempts (run, task, attempt, status, started_at, finished_at, error)
-            SELECT v_run.id, a.task, a.attempt, a.status, a.started_at, a.finished_at, a.error
-            FROM jsonb_to_recordset(p_attempts) AS a (task integer, attempt integer, status text,
-                started_at bigint, finished_at bigint, error text)
+            SELECT v_id, a.task, a.attempt, a.status, a.started, a.finished, a.error
+            FROM unnest(a_task, a_attempt, a_status, a_started, a_finished, a_error)
+                AS a (task, attempt, status, started, finished, error)
             ON CONFLICT (run, task, attempt) DO NOTHING;
     END IF;
     RETURN QUERY SELECT 'ok', 0::bigint;
