@@ -16,8 +16,10 @@ mod figures;
 mod live;
 mod plan;
 mod redis;
+mod replicas;
 mod resume;
 mod source;
+mod sse;
 mod workers;
 
 pub use source::GraphArgs;
@@ -179,6 +181,20 @@ pub enum Command {
         #[arg(long)]
         other_host: bool,
     },
+    /// Event latency from the replica that drives a run to an SSE client
+    /// of another replica of the same PostgreSQL database.
+    Sse {
+        #[arg(
+            long,
+            env = "BATON_TEST_PG",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        postgres: String,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long, default_value_t = 50)]
+        tasks: usize,
+    },
     /// How fast a recorded run's events reach Redis Streams.
     Redis {
         #[arg(
@@ -300,6 +316,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             samples,
         } => engine::shell(tasks, concurrency, samples.max(1)).await?,
         Command::Redis { url, tasks } => redis::redis(&url, tasks.max(1)).await?,
+        Command::Sse {
+            postgres,
+            runs,
+            tasks,
+        } => sse::sse(&postgres, runs.max(1), tasks.max(1)).await?,
         Command::Failover {
             postgres,
             trials,
