@@ -271,3 +271,33 @@ fn migrate_copies_a_laptop_s_runs_and_keys_up_to_postgres_and_verifies_them() {
         "{keys:?}"
     );
 }
+
+#[test]
+fn a_postgres_store_that_cannot_be_reached_is_named_with_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = baton()
+        .current_dir(dir.path())
+        .args([
+            "runs",
+            "--store",
+            "postgres://baton:secret@127.0.0.1:1/baton",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("PostgreSQL at 127.0.0.1:1/baton: cannot connect"),
+        "{error}"
+    );
+    assert!(error.contains("Connection refused"), "{error}");
+    assert!(
+        !error.contains("secret"),
+        "the password is never shown: {error}"
+    );
+    assert_eq!(
+        error.matches("error connecting to server").count(),
+        1,
+        "{error}"
+    );
+}

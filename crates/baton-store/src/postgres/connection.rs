@@ -69,10 +69,15 @@ impl Database {
 
     /// A connection from the pool.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
-        self.pool
-            .get()
-            .await
-            .map_err(|error| self.failure(pool_message(&error), error))
+        self.pool.get().await.map_err(|error| {
+            let message = pool_message(&error);
+            match error {
+                // The pool's own message repeats the server's: the cause
+                // is the server's error.
+                deadpool_postgres::PoolError::Backend(cause) => self.failure(message, cause),
+                other => self.failure(message, other),
+            }
+        })
     }
 
     /// The store's error for a failed request.

@@ -75,6 +75,9 @@ impl Failed {
     /// What to tell every writer of the group, and why.
     fn told(self) -> (&'static str, Arc<dyn std::error::Error + Send + Sync>) {
         match self {
+            Failed::Connect(deadpool_postgres::PoolError::Backend(cause)) => {
+                ("cannot connect", Arc::new(cause))
+            }
             Failed::Connect(error) => (pool_message(&error), Arc::new(error)),
             Failed::Request(error) => (request_message(&error), Arc::new(error)),
         }
