@@ -5,9 +5,7 @@
 //! id it saw (`Last-Event-ID`, or `?after=`) misses nothing and sees
 //! nothing twice.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,46 +13,16 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use baton_core::Valid;
-use baton_engine::RunEvent;
-use baton_store::{Change, FeedBatch};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::checking;
+use crate::following::{Cursor, Item, follow};
 use crate::problem::{ApiError, Query};
 use crate::refusals;
-
-/// Batches read from the store at a time.
-const PAGE: usize = 256;
-
-/// Where a stream starts: after event `index` of the batch at `position`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Cursor {
-    position: u64,
-    /// Events of that batch already seen; `None` once it is all seen.
-    seen: Option<u32>,
-}
-
-impl Cursor {
-    pub(crate) fn parse(text: &str) -> Result<Cursor, ApiError> {
-        let malformed = || {
-            ApiError::BadRequest(format!(
-                "`{text}` is not an event id: ids read POSITION:INDEX"
-            ))
-        };
-        let (position, index) = text.trim().split_once(':').ok_or_else(malformed)?;
-        let position: u64 = position.parse().map_err(|_| malformed())?;
-        let index: u32 = index.parse().map_err(|_| malformed())?;
-        Ok(Cursor {
-            position,
-            seen: Some(index.saturating_add(1)),
-        })
-    }
-}
+use crate::relayed::follow_relayed;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -78,13 +46,6 @@ impl FeedQuery {
             run => Ok(run.map(str::to_owned)),
         }
     }
-}
-
-/// One event for a client: its id, its type, and the event as JSON.
-pub(crate) struct Item {
-    pub(crate) id: String,
-    pub(crate) kind: String,
-    pub(crate) data: Value,
 }
 
 /// `GET /api/v1/events`.
@@ -119,7 +80,11 @@ pub(crate) async fn events(
         Some(id) => Cursor::parse(id)?,
         None => after.unwrap_or_default(),
     };
-    let mut items = follow(app, cursor, query.checked_run()?);
+    let run = query.checked_run()?;
+    let mut items = match app.redis_events() {
+        Some(settings) => follow_relayed(app, settings, cursor, run),
+        None => follow(app, cursor, run),
+    };
     let (sender, mut receiver) = mpsc::channel(256);
     tokio::spawn(async move {
         while let Some(item) = items.recv().await {
@@ -211,144 +176,9 @@ async fn relay(mut socket: WebSocket, mut items: mpsc::Receiver<Item>) {
     }
 }
 
-/// Starts following the feed from `cursor`; the items come on the
-/// receiver until the client goes away.
-/// Every event after `cursor` (of `run`, or of every run), in feed order,
-/// and those appended later, for as long as the receiver is held.
-pub(crate) fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<Item> {
-    let (sender, receiver) = mpsc::channel(256);
-    let changes = app.engine.store().changes();
-    let follower = Follower {
-        app,
-        cursor,
-        run,
-        valids: HashMap::new(),
-        sender,
-    };
-    tokio::spawn(follower.run(changes));
-    receiver
-}
-
-struct Follower {
-    app: AppState,
-    cursor: Cursor,
-    run: Option<String>,
-    /// Checked workflows of the runs seen, to name tasks by id.
-    valids: HashMap<String, Option<Arc<Valid>>>,
-    sender: mpsc::Sender<Item>,
-}
-
-impl Follower {
-    /// Reads the feed after the cursor whenever the store says a batch
-    /// past it was appended, by this process or another.
-    async fn run(mut self, mut changes: broadcast::Receiver<Change>) {
-        loop {
-            loop {
-                // The batch the cursor is inside comes again, its seen
-                // events skipped.
-                let after = match self.cursor.seen {
-                    Some(_) => self.cursor.position.saturating_sub(1),
-                    None => self.cursor.position,
-                };
-                let Ok(batches) = self.app.engine.store().feed(after, PAGE).await else {
-                    break;
-                };
-                let full = batches.len() == PAGE;
-                for batch in batches {
-                    if !self.send(batch).await {
-                        return;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
-            loop {
-                tokio::select! {
-                    changed = changes.recv() => match changed {
-                        Ok(Change::Appended { position, .. }) if position >= self.cursor.position => break,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    () = self.sender.closed() => return,
-                }
-            }
-        }
-    }
-
-    /// Sends a batch's events past the cursor; false once the client left.
-    async fn send(&mut self, batch: FeedBatch) -> bool {
-        let skip = match self.cursor.seen {
-            Some(seen) if batch.position == self.cursor.position => seen as usize,
-            _ => 0,
-        };
-        self.cursor = Cursor {
-            position: batch.position,
-            seen: None,
-        };
-        if self.run.as_ref().is_some_and(|run| *run != batch.run_id) {
-            return true;
-        }
-        let valid = self.valid(&batch.run_id).await;
-        for (index, event) in batch.events.into_iter().enumerate().skip(skip) {
-            let run_event = RunEvent {
-                seq: batch.first_seq + index as u64,
-                event,
-            };
-            let mut data = match &valid {
-                Some(valid) => run_event.json(valid),
-                None => serde_json::to_value(&run_event.event).unwrap_or_default(),
-            };
-            data["run_id"] = Value::from(batch.run_id.as_str());
-            let item = Item {
-                id: format!("{}:{index}", batch.position),
-                kind: data["type"].as_str().unwrap_or("event").to_owned(),
-                data,
-            };
-            if self.sender.send(item).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-
-    async fn valid(&mut self, run: &str) -> Option<Arc<Valid>> {
-        if self.valids.len() > 4096 {
-            self.valids.clear();
-        }
-        if let Some(valid) = self.valids.get(run) {
-            return valid.clone();
-        }
-        let checked = match self.app.engine.store().run(run).await {
-            Ok(record) => checking::workflow(Arc::unwrap_or_clone(record.workflow))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(Arc::new),
-            Err(_) => None,
-        };
-        self.valids.insert(run.to_owned(), checked.clone());
-        checked
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_event_id_reads_back_as_the_place_after_it() {
-        assert_eq!(
-            Cursor::parse("12:3").unwrap(),
-            Cursor {
-                position: 12,
-                seen: Some(4)
-            }
-        );
-        assert!(Cursor::parse("12").is_err());
-        assert!(Cursor::parse("a:1").is_err());
-    }
 
     #[test]
     fn a_handshake_key_is_sixteen_bytes_in_base64() {

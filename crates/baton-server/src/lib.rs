@@ -15,6 +15,7 @@ mod consume;
 mod described;
 mod events;
 mod feed;
+mod following;
 mod host;
 mod keys;
 mod listen;
@@ -24,6 +25,7 @@ mod openapi;
 mod problem;
 mod queue;
 mod refusals;
+mod relayed;
 mod runs;
 mod shown;
 mod streams;
@@ -88,6 +90,9 @@ pub struct AppState {
     keys: Arc<auth::Keys>,
     shown: Arc<shown::Shown>,
     config: Arc<ServerConfig>,
+    /// Where events are published, once the publisher runs: the global
+    /// event stream then reads from there.
+    redis: Arc<std::sync::OnceLock<RedisEvents>>,
 }
 
 impl AppState {
@@ -104,12 +109,18 @@ impl AppState {
             keys: Arc::new(auth::Keys::new(config.require_keys)),
             shown: Arc::default(),
             config: Arc::new(config),
+            redis: Arc::default(),
         }
     }
 
     /// The time by the system clock, for what the server stamps itself.
     pub(crate) fn now(&self) -> baton_core::run::Millis {
         baton_engine::wall_clock()
+    }
+
+    /// The Redis Streams this server publishes to, if it does.
+    pub(crate) fn redis_events(&self) -> Option<RedisEvents> {
+        self.redis.get().cloned()
     }
 
     /// The store behind the service (keys, workflows, runs).

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::feed::{Cursor, Item, follow};
+use crate::following::{Cursor, Item, follow};
 
 /// Where events are published.
 #[derive(Clone, Debug)]
@@ -51,7 +51,9 @@ const PAGE: usize = 4096;
 const BACKOFF: [u64; 5] = [100, 500, 1000, 2000, 5000];
 
 /// Publishes the store's events to Redis for as long as the runtime runs.
+/// The server's global event stream reads from Redis from then on.
 pub fn publish(app: AppState, settings: RedisEvents) {
+    let _ = app.redis.set(settings.clone());
     tokio::spawn(async move {
         let client = match redis::Client::open(settings.url.as_str()) {
             Ok(client) => client,

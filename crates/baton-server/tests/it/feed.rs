@@ -13,7 +13,7 @@ use crate::util::{app, follow, get, send, start};
 const HELLO: &str = "name: hello\ntasks:\n  a: {noop: true}\n  b: {run: echo b, needs: [a]}\n";
 
 /// The `(id, data)` of the first `count` events of a global stream.
-async fn read(
+pub(crate) async fn read(
     app: &baton_server::AppState,
     last_event_id: Option<&str>,
     count: usize,

@@ -348,3 +348,77 @@ async fn a_group_member_takes_over_a_dead_member_s_events_and_gives_up_on_stuck_
     assert_eq!(dead, [stuck_id]);
     assert_eq!(everything.len(), count + more);
 }
+
+#[tokio::test]
+async fn the_event_stream_reads_from_redis_once_the_server_publishes_there() {
+    let Some(url) = shared_redis() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let settings = RedisEvents {
+        url: url.clone(),
+        prefix: format!("test-relay-{}", uuid::Uuid::new_v4().simple()),
+        max_len: 100_000,
+    };
+    publish_to_redis(app.clone(), settings.clone());
+    let run = start(&app, SPEC).await;
+    let events = follow(&app, &run).await.len();
+    let published = wait_for(&url, &settings.global_stream(), events).await;
+    // An entry only Redis holds: if the stream shows it, the stream reads
+    // from Redis.
+    let mut connection = connection(&url).await;
+    let marker = serde_json::json!({"type": "marker", "run_id": run}).to_string();
+    let _: String = redis::cmd("XADD")
+        .arg(settings.global_stream())
+        .arg("*")
+        .arg("id")
+        .arg("999999999:0")
+        .arg("run")
+        .arg(&run)
+        .arg("type")
+        .arg("marker")
+        .arg("event")
+        .arg(&marker)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        crate::feed::read(&app, None, events + 1),
+    )
+    .await
+    .expect("every event and the marker within the deadline");
+    let ids: Vec<&str> = read.iter().map(|(id, _)| id.as_str()).collect();
+    let mut expected: Vec<&str> = published.iter().map(String::as_str).collect();
+    expected.push("999999999:0");
+    assert_eq!(ids, expected, "the store's events once each, then Redis's");
+    assert_eq!(read[events].1["type"], "marker");
+    // A client resuming after the run's last event gets only the marker.
+    let resumed = tokio::time::timeout(
+        Duration::from_secs(30),
+        crate::feed::read(&app, Some(published.last().unwrap()), 1),
+    )
+    .await
+    .expect("the marker within the deadline");
+    assert_eq!(resumed[0].0, "999999999:0");
+}
+
+#[tokio::test]
+async fn the_event_stream_goes_on_from_the_store_when_redis_cannot_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let settings = RedisEvents {
+        url: format!("redis://127.0.0.1:{}", free_port()),
+        prefix: "unreachable".to_owned(),
+        max_len: 1_000,
+    };
+    publish_to_redis(app.clone(), settings);
+    let run = start(&app, SPEC).await;
+    let events = follow(&app, &run).await.len();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        crate::feed::read(&app, None, events),
+    )
+    .await
+    .expect("the run's events within the deadline");
+    assert_eq!(read.last().unwrap().1["type"], "run_finished");
+}
