@@ -47,8 +47,8 @@ pub(crate) async fn failover(url: &str, trials: usize, elsewhere: bool) -> anyho
         let store = format!("{url}?options=-c%20search_path%3D{schema}");
         create_schema(url, &schema).await?;
         let dir = tempfile::tempdir()?;
-        let first = replica(&store, dir.path(), elsewhere)?;
-        let second = replica(&store, dir.path(), false)?;
+        let first = replica(&store, dir.path(), elsewhere, &[])?;
+        let second = replica(&store, dir.path(), false, &[])?;
         let started: Value = http
             .post(format!("http://{}/api/v1/runs", first.address))
             .json(&json!({"spec": spec}))

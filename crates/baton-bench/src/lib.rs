@@ -190,6 +190,9 @@ pub enum Command {
             default_value = "postgres://postgres@127.0.0.1:5432/test"
         )]
         postgres: String,
+        /// Publish to Redis Streams here and feed the stream from there.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         #[arg(long, default_value_t = 20)]
         runs: usize,
         #[arg(long, default_value_t = 50)]
@@ -318,9 +321,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Redis { url, tasks } => redis::redis(&url, tasks.max(1)).await?,
         Command::Sse {
             postgres,
+            redis,
             runs,
             tasks,
-        } => sse::sse(&postgres, runs.max(1), tasks.max(1)).await?,
+        } => sse::sse(&postgres, redis.as_deref(), runs.max(1), tasks.max(1)).await?,
         Command::Failover {
             postgres,
             trials,

@@ -27,6 +27,7 @@ pub(crate) fn replica(
     store: &str,
     state_dir: &std::path::Path,
     elsewhere: bool,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Replica> {
     let program = std::env::current_exe()?;
     let mut command = match elsewhere {
@@ -53,6 +54,7 @@ pub(crate) fn replica(
             "--store",
             store,
         ])
+        .envs(env.iter().copied())
         .arg("--state-dir")
         .arg(state_dir)
         .stdout(Stdio::piped())

@@ -6,7 +6,9 @@
 //! arrives less the event's own `at`, which the engine stamps before it
 //! appends it: it covers the append's commit, the notification, the
 //! second replica's read of the feed and the stream, in whole
-//! milliseconds (both clocks are this machine's).
+//! milliseconds (both clocks are this machine's). With `--redis`, both
+//! replicas publish to Redis Streams and the second's stream reads from
+//! there.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,15 +18,28 @@ use serde_json::{Value, json};
 use crate::figures::{create_schema, drop_schema, quantile};
 use crate::replicas::replica;
 
-pub(crate) async fn sse(url: &str, runs: usize, tasks: usize) -> anyhow::Result<()> {
+pub(crate) async fn sse(
+    url: &str,
+    redis: Option<&str>,
+    runs: usize,
+    tasks: usize,
+) -> anyhow::Result<()> {
     let http = baton_engine::http_client().build()?;
     let schema = format!("sse_{}", std::process::id());
     let store = format!("{url}?options=-c%20search_path%3D{schema}");
     create_schema(url, &schema).await?;
     let dir = tempfile::tempdir()?;
+    let prefix = format!("bench-sse-{}", std::process::id());
+    let env: Vec<(&str, &str)> = match redis {
+        Some(redis) => vec![
+            ("BATON_EVENTS__REDIS", redis),
+            ("BATON_EVENTS__PREFIX", &prefix),
+        ],
+        None => Vec::new(),
+    };
     let (driver, watched) = (
-        replica(&store, dir.path(), false)?,
-        replica(&store, dir.path(), false)?,
+        replica(&store, dir.path(), false, &env)?,
+        replica(&store, dir.path(), false, &env)?,
     );
     let mut stream = http
         .get(format!("http://{}/api/v1/events", watched.address))
@@ -87,14 +102,39 @@ pub(crate) async fn sse(url: &str, runs: usize, tasks: usize) -> anyhow::Result<
     starter.await??;
     drop((driver, watched));
     drop_schema(url, &schema).await?;
+    if let Some(redis) = redis {
+        forget(redis, &prefix).await?;
+    }
     latencies.sort_unstable();
     println!(
-        "append to an SSE client of another replica, {} events of {runs} runs of {tasks} chained \
+        "append to an SSE client of another replica{}, {} events of {runs} runs of {tasks} chained \
          no-op tasks: p50 {} ms, p99 {} ms, max {} ms",
+        match redis {
+            Some(_) => " (both publishing to Redis Streams, the stream read from there)",
+            None => " (the stream fed by PostgreSQL's change feed)",
+        },
         latencies.len(),
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99),
         latencies.last().copied().unwrap_or_default()
     );
+    Ok(())
+}
+
+/// Deletes the streams the replicas published under `prefix`.
+async fn forget(redis: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut connection = redis::Client::open(redis)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut connection)
+        .await?;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await?;
+    }
     Ok(())
 }
