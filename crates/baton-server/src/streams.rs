@@ -68,7 +68,8 @@ pub fn publish(app: AppState, settings: RedisEvents) {
         let mut tries = 0usize;
         loop {
             match publish_from_position(&app, &client, &settings).await {
-                Ok(()) => return,
+                Ok(Stopped::FeedEnded) => return,
+                Ok(Stopped::Overtaken) => tries = 0,
                 Err(error) => {
                     if tries == 0 {
                         eprintln!(
@@ -85,15 +86,28 @@ pub fn publish(app: AppState, settings: RedisEvents) {
     });
 }
 
+/// Why publishing from a position stopped, when Redis did not fail.
+enum Stopped {
+    FeedEnded,
+    /// Another publisher (another replica) moved the position: go on from
+    /// where it is now.
+    Overtaken,
+}
+
 /// Publishes from the position Redis holds until Redis fails (an error:
-/// reconnect and go on from its position) or the feed ends (`Ok`).
+/// reconnect and go on from its position), another publisher moves the
+/// position, or the feed ends. Each page goes in one MULTI/EXEC with the
+/// new position, under WATCH of that position, so of the replicas that
+/// publish to one Redis, one writes each page and the others follow on:
+/// every event is in the streams once.
 async fn publish_from_position(
     app: &AppState,
     client: &redis::Client,
     settings: &RedisEvents,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<Stopped> {
+    // A connection of its own: WATCH holds for the connection.
     let mut connection = client.get_multiplexed_async_connection().await?;
-    let position: Option<String> = redis::cmd("GET")
+    let mut position: Option<String> = redis::cmd("GET")
         .arg(settings.position_key())
         .query_async(&mut connection)
         .await?;
@@ -103,6 +117,18 @@ async fn publish_from_position(
         .unwrap_or_default();
     let mut items = follow(app.clone(), cursor, None);
     while let Some(page) = next_page(&mut items).await {
+        let _: () = redis::cmd("WATCH")
+            .arg(settings.position_key())
+            .query_async(&mut connection)
+            .await?;
+        let now: Option<String> = redis::cmd("GET")
+            .arg(settings.position_key())
+            .query_async(&mut connection)
+            .await?;
+        if now != position {
+            let _: () = redis::cmd("UNWATCH").query_async(&mut connection).await?;
+            return Ok(Stopped::Overtaken);
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
         for item in &page {
@@ -126,15 +152,17 @@ async fn publish_from_position(
                     .ignore();
             }
         }
-        let last = page.last().map(|item| item.id.as_str()).unwrap_or_default();
-        pipe.cmd("SET")
-            .arg(settings.position_key())
-            .arg(last)
-            .ignore();
-        pipe.query_async::<()>(&mut connection).await?;
+        let last = page.last().map(|item| item.id.clone()).unwrap_or_default();
+        pipe.cmd("SET").arg(settings.position_key()).arg(&last);
+        // Nil when the position moved since WATCH: nothing was written.
+        let written: Option<Vec<String>> = pipe.query_async(&mut connection).await?;
+        if written.is_none() {
+            return Ok(Stopped::Overtaken);
+        }
+        position = Some(last);
         metrics::counter!("baton_redis_events_published_total").increment(page.len() as u64);
     }
-    Ok(())
+    Ok(Stopped::FeedEnded)
 }
 
 /// The next events, as many as are there up to [`PAGE`], waiting for one.

@@ -422,3 +422,31 @@ async fn the_event_stream_goes_on_from_the_store_when_redis_cannot_be_reached() 
     .expect("the run's events within the deadline");
     assert_eq!(read.last().unwrap().1["type"], "run_finished");
 }
+
+#[tokio::test]
+async fn two_replicas_publishing_to_one_redis_write_each_event_once() {
+    let Some(url) = shared_redis() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let settings = RedisEvents {
+        url: url.clone(),
+        prefix: format!("test-two-{}", uuid::Uuid::new_v4().simple()),
+        max_len: 100_000,
+    };
+    // Two publishers on one store and one prefix: what two replicas of one
+    // database configured alike run.
+    publish_to_redis(app.clone(), settings.clone());
+    publish_to_redis(app.clone(), settings.clone());
+    let mut events = 0;
+    for _ in 0..5 {
+        let run = start(&app, SPEC).await;
+        events += follow(&app, &run).await.len();
+    }
+    let published = wait_for(&url, &settings.global_stream(), events).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = ids(&url, &settings.global_stream()).await;
+    assert_eq!(again.len(), events, "each event once: {again:?}");
+    let unique: std::collections::BTreeSet<&String> = again.iter().collect();
+    assert_eq!(unique.len(), events);
+    assert_eq!(again, published);
+}
