@@ -85,6 +85,15 @@ impl Database {
         self.failure(request_message(&error), error)
     }
 
+    /// The store's error for what baton itself found wrong.
+    pub(crate) fn failure_message(&self, message: &str) -> Error {
+        Error::Postgres {
+            place: self.place.clone(),
+            message: message.to_owned(),
+            source: None,
+        }
+    }
+
     pub(crate) fn failure(
         &self,
         message: &str,

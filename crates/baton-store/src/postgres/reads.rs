@@ -3,7 +3,7 @@
 
 use baton_core::run::{Artifact, Control, Digest, Event, Provenance, Sealed};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, ToSql};
 
 use super::connection::Database;
 use crate::codec::{
@@ -14,6 +14,25 @@ use crate::{
     ApiKey, ArtifactRow, AttemptRow, CacheHit, CheckpointInfo, Error, FeedBatch, Result, RunFilter,
     RunRecord, RunSummary, StoredWorkflow, TaskRow,
 };
+
+/// Reading a column where a value that does not read back is
+/// [`Error::Corrupt`] rather than a panic: the database is baton's, but
+/// a damaged or hand-altered one must be reported like a damaged file.
+trait Column {
+    fn at<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T>;
+}
+
+impl Column for Row {
+    fn at<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T> {
+        self.try_get(index).map_err(|error| {
+            corrupt(
+                "(a row)",
+                0,
+                format!("column {index} does not read back: {error}"),
+            )
+        })
+    }
+}
 
 /// A connection of the pool, lent to the queries of one read.
 pub(crate) struct Reader<'a> {
@@ -41,12 +60,14 @@ impl Reader<'_> {
         let rows = self
             .query("SELECT id, next_seq FROM runs WHERE run_id = $1", &[&run])
             .await?;
-        Ok(rows.first().map(|row| {
-            (
-                row.get(0),
-                u64::try_from(row.get::<_, i64>(1)).unwrap_or_default(),
-            )
-        }))
+        rows.first()
+            .map(|row| {
+                Ok((
+                    row.at(0)?,
+                    u64::try_from(row.at::<i64>(1)?).unwrap_or_default(),
+                ))
+            })
+            .transpose()
     }
 
     async fn require(&self, run: &str) -> Result<i64> {
@@ -66,8 +87,8 @@ impl Reader<'_> {
             .await?;
         let text: String = rows
             .first()
-            .map(|row| row.get(0))
-            .ok_or_else(|| corrupt(run, 0, "its record is missing".to_owned()))?;
+            .ok_or_else(|| corrupt(run, 0, "its record is missing".to_owned()))?
+            .at(0)?;
         serde_json::from_str(&text)
             .map_err(|error| corrupt(run, 0, format!("its record does not read back: {error}")))
     }
@@ -92,13 +113,19 @@ impl Reader<'_> {
         let Some(first) = rows.first() else {
             return Err(Error::UnknownRun(run.to_owned()));
         };
-        let recorded = u64::try_from(first.get::<_, i64>(0)).unwrap_or_default();
+        let recorded = u64::try_from(first.at::<i64>(0)?).unwrap_or_default();
+        // A run without batches has one row, its batch columns NULL.
         let rows: Vec<&Row> = rows
             .iter()
-            .filter(|row| row.get::<_, Option<i64>>(1).is_some())
+            .filter(|row| row.at::<Option<i64>>(1).is_ok_and(|first| first.is_some()))
             .collect();
         let mut events = Vec::new();
-        let mut next = match rows.first().map(|row| row.get::<_, i64>(1) as u64) {
+        let mut next = match rows
+            .first()
+            .map(|row| row.at::<i64>(1))
+            .transpose()?
+            .map(|first| first as u64)
+        {
             Some(first) if first > from.min(recorded) => {
                 return Err(missing(run, from.min(recorded), first));
             }
@@ -106,12 +133,12 @@ impl Reader<'_> {
             None => 0,
         };
         for row in rows {
-            let first = row.get::<_, i64>(1) as u64;
-            let count = u64::try_from(row.get::<_, i64>(2)).unwrap_or_default();
+            let first = row.at::<i64>(1)? as u64;
+            let count = u64::try_from(row.at::<i64>(2)?).unwrap_or_default();
             if first != next {
                 return Err(missing(run, next, first));
             }
-            let batch = decode_events(run, first, count, row.get(3))?;
+            let batch = decode_events(run, first, count, row.at(3)?)?;
             events.extend(batch.into_iter().skip(from.saturating_sub(first) as usize));
             next = first + count;
         }
@@ -139,12 +166,12 @@ impl Reader<'_> {
             .await?;
         rows.iter()
             .map(|row| {
-                let run_id: String = row.get(1);
-                let first_seq = row.get::<_, i64>(2) as u64;
+                let run_id: String = row.at(1)?;
+                let first_seq = row.at::<i64>(2)? as u64;
                 let events =
-                    decode_events(&run_id, first_seq, row.get::<_, i64>(3) as u64, row.get(4))?;
+                    decode_events(&run_id, first_seq, row.at::<i64>(3)? as u64, row.at(4)?)?;
                 Ok(FeedBatch {
-                    position: row.get::<_, i64>(0) as u64,
+                    position: row.at::<i64>(0)? as u64,
                     run_id,
                     first_seq,
                     events,
@@ -179,10 +206,10 @@ impl Reader<'_> {
         let mut appended = Vec::new();
         let mut requested = Vec::new();
         for row in &rows {
-            let position = row.get::<_, i64>(1) as u64;
-            match row.get::<_, bool>(0) {
-                true => appended.push((position, row.get(2), row.get::<_, i64>(3) as u64)),
-                false => requested.push((position, row.get(2))),
+            let position = row.at::<i64>(1)? as u64;
+            match row.at::<bool>(0)? {
+                true => appended.push((position, row.at(2)?, row.at::<i64>(3)? as u64)),
+                false => requested.push((position, row.at(2)?)),
             }
         }
         appended.sort_unstable_by_key(|(position, ..)| *position);
@@ -199,9 +226,10 @@ impl Reader<'_> {
                 &[],
             )
             .await?;
-        Ok(rows.first().map_or((0, 0), |row| {
-            (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
-        }))
+        match rows.first() {
+            Some(row) => Ok((row.at::<i64>(0)? as u64, row.at::<i64>(1)? as u64)),
+            None => Ok((0, 0)),
+        }
     }
 
     /// Run rows selected by `rest` (a WHERE clause and ordering).
@@ -218,14 +246,14 @@ impl Reader<'_> {
             .await?;
         rows.iter()
             .map(|row| {
-                let run_id: String = row.get(0);
+                let run_id: String = row.at(0)?;
                 Ok(RunSummary {
-                    status: named(&run_id, row.get(2))?,
-                    workflow: row.get(1),
-                    started_at: row.get::<_, Option<i64>>(3).map(millis),
-                    finished_at: row.get::<_, Option<i64>>(4).map(millis),
-                    events: u64::try_from(row.get::<_, i64>(5)).unwrap_or_default(),
-                    driver: ownership(owner_row(row, 6)),
+                    status: named(&run_id, row.at(2)?)?,
+                    workflow: row.at(1)?,
+                    started_at: row.at::<Option<i64>>(3)?.map(millis),
+                    finished_at: row.at::<Option<i64>>(4)?.map(millis),
+                    events: u64::try_from(row.at::<i64>(5)?).unwrap_or_default(),
+                    driver: ownership(owner_row(row, 6)?),
                     driven: None,
                     run_id,
                 })
@@ -289,20 +317,20 @@ impl Reader<'_> {
             .await?;
         rows.iter()
             .map(|row| {
-                let recorded: bool = row.get(7);
+                let recorded: bool = row.at(7)?;
                 Ok(TaskRow {
-                    task: row.get::<_, i32>(0) as u32,
-                    id: row.get(1),
-                    status: named(run, row.get(2))?,
-                    attempts: row.get::<_, i32>(3) as u32,
-                    started_at: row.get::<_, Option<i64>>(4).map(millis),
-                    finished_at: row.get::<_, Option<i64>>(5).map(millis),
+                    task: row.at::<i32>(0)? as u32,
+                    id: row.at(1)?,
+                    status: named(run, row.at(2)?)?,
+                    attempts: row.at::<i32>(3)? as u32,
+                    started_at: row.at::<Option<i64>>(4)?.map(millis),
+                    finished_at: row.at::<Option<i64>>(5)?.map(millis),
                     cache_key: row
-                        .get::<_, Option<&[u8]>>(6)
+                        .at::<Option<&[u8]>>(6)?
                         .map(|key| digest_of(run, key))
                         .transpose()?,
                     record: match recorded {
-                        true => Some(provenance_of(run, provenance_row(row, 8))?),
+                        true => Some(provenance_of(run, provenance_row(row, 8)?)?),
                         false => None,
                     },
                 })
@@ -335,12 +363,12 @@ impl Reader<'_> {
         rows.iter()
             .map(|row| {
                 Ok(AttemptRow {
-                    task: row.get::<_, i32>(0) as u32,
-                    attempt: row.get::<_, i32>(1) as u32,
-                    status: named(run, row.get(2))?,
-                    started_at: millis(row.get(3)),
-                    finished_at: millis(row.get(4)),
-                    error: row.get(5),
+                    task: row.at::<i32>(0)? as u32,
+                    attempt: row.at::<i32>(1)? as u32,
+                    status: named(run, row.at(2)?)?,
+                    started_at: millis(row.at(3)?),
+                    finished_at: millis(row.at(4)?),
+                    error: row.at(5)?,
                 })
             })
             .collect()
@@ -356,8 +384,8 @@ impl Reader<'_> {
             .await?;
         rows.iter()
             .map(|row| {
-                let task = row.get::<_, i32>(0) as u32;
-                Ok((task, crate::codec::output(run, task, row.get(1))?))
+                let task = row.at::<i32>(0)? as u32;
+                Ok((task, crate::codec::output(run, task, row.at(1)?)?))
             })
             .collect()
     }
@@ -374,7 +402,7 @@ impl Reader<'_> {
             )
             .await?;
         rows.iter()
-            .map(|row| provenance_of(run, provenance_row(row, 0)))
+            .map(|row| provenance_of(run, provenance_row(row, 0)?))
             .collect()
     }
 
@@ -396,9 +424,9 @@ impl Reader<'_> {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let run_id: String = row.get(0);
-        let (run, task): (i64, i32) = (row.get(3), row.get(4));
-        let record = provenance_of(&run_id, provenance_row(row, 5))?;
+        let run_id: String = row.at(0)?;
+        let (run, task): (i64, i32) = (row.at(3)?, row.at(4)?);
+        let record = provenance_of(&run_id, provenance_row(row, 5)?)?;
         let artifacts = self
             .artifact_rows(
                 &run_id,
@@ -411,10 +439,10 @@ impl Reader<'_> {
             .collect();
         Ok(Some(CacheHit {
             output: row
-                .get::<_, Option<&str>>(1)
+                .at::<Option<&str>>(1)?
                 .map(|text| crate::codec::output(&run_id, task as u32, text))
                 .transpose()?,
-            finished_at: millis(row.get::<_, Option<i64>>(2).unwrap_or_default()),
+            finished_at: millis(row.at::<Option<i64>>(2)?.unwrap_or_default()),
             artifacts,
             record,
             run_id,
@@ -439,13 +467,13 @@ impl Reader<'_> {
         rows.iter()
             .map(|row| {
                 Ok(ArtifactRow {
-                    task: row.get::<_, i32>(0) as u32,
-                    attempt: row.get::<_, i32>(1) as u32,
-                    role: named(run, row.get(2))?,
+                    task: row.at::<i32>(0)? as u32,
+                    attempt: row.at::<i32>(1)? as u32,
+                    role: named(run, row.at(2)?)?,
                     artifact: Artifact {
-                        path: row.get(3),
-                        digest: digest_of(run, row.get(4))?,
-                        size: u64::try_from(row.get::<_, i64>(5)).unwrap_or_default(),
+                        path: row.at(3)?,
+                        digest: digest_of(run, row.at(4)?)?,
+                        size: u64::try_from(row.at::<i64>(5)?).unwrap_or_default(),
                     },
                 })
             })
@@ -461,7 +489,7 @@ impl Reader<'_> {
         self.query("SELECT DISTINCT digest FROM artifacts ORDER BY digest", &[])
             .await?
             .iter()
-            .map(|row| digest_of("(artifacts)", row.get(0)))
+            .map(|row| digest_of("(artifacts)", row.at(0)?))
             .collect()
     }
 
@@ -477,9 +505,9 @@ impl Reader<'_> {
         rows.iter()
             .map(|row| {
                 Ok(CheckpointInfo {
-                    events: row.get::<_, i64>(0) as u64,
-                    digest: digest_of(run, row.get(1))?,
-                    size: row.get::<_, i32>(2) as u64,
+                    events: row.at::<i64>(0)? as u64,
+                    digest: digest_of(run, row.at(1)?)?,
+                    size: row.at::<i32>(2)? as u64,
                 })
             })
             .collect()
@@ -501,8 +529,8 @@ impl Reader<'_> {
         };
         Ok(Sealed {
             events,
-            digest: digest_of(run, row.get(0))?,
-            data: row.get(1),
+            digest: digest_of(run, row.at(0)?)?,
+            data: row.at(1)?,
         })
     }
 
@@ -518,7 +546,7 @@ impl Reader<'_> {
         let mut expected = from;
         rows.iter()
             .map(|row| {
-                let seq = row.get::<_, i64>(0) as u64;
+                let seq = row.at::<i64>(0)? as u64;
                 if seq != expected {
                     return Err(corrupt(
                         run,
@@ -527,7 +555,7 @@ impl Reader<'_> {
                     ));
                 }
                 expected += 1;
-                serde_json::from_str(row.get(1))
+                serde_json::from_str(row.at(1)?)
                     .map_err(|error| corrupt(run, 0, format!("control request {seq}: {error}")))
             })
             .collect()
@@ -540,7 +568,7 @@ impl Reader<'_> {
         )
         .await?
         .iter()
-        .map(|row| stored_workflow(workflow_row(row)))
+        .map(|row| stored_workflow(workflow_row(row)?))
         .collect()
     }
 
@@ -605,14 +633,14 @@ impl Reader<'_> {
             .map(|row| {
                 Ok(ApiKey {
                     scope: row
-                        .get::<_, &str>(2)
+                        .at::<&str>(2)?
                         .parse()
                         .map_err(|message| corrupt("(api keys)", 0, message))?,
-                    hash: digest_of("(api keys)", row.get(3))?,
-                    id: row.get(0),
-                    name: row.get(1),
-                    created_at: millis(row.get(4)),
-                    revoked_at: row.get::<_, Option<i64>>(5).map(millis),
+                    hash: digest_of("(api keys)", row.at(3)?)?,
+                    id: row.at(0)?,
+                    name: row.at(1)?,
+                    created_at: millis(row.at(4)?),
+                    revoked_at: row.at::<Option<i64>>(5)?.map(millis),
                 })
             })
             .collect()
@@ -635,39 +663,39 @@ const PROVENANCE_COLUMNS: &str = "tasks.name, provenance.attempt, provenance.spe
     provenance.inputs, provenance.output, provenance.artifacts, provenance.digest,
     provenance.parents";
 
-fn provenance_row(row: &Row, first: usize) -> ProvenanceRow {
-    let blob = |index: usize| row.get::<_, Vec<u8>>(first + index);
-    (
-        row.get(first),
-        row.get::<_, i32>(first + 1) as u32,
-        [blob(2), blob(3), blob(4), blob(5), blob(6)],
-        blob(7),
-    )
+fn provenance_row(row: &Row, first: usize) -> Result<ProvenanceRow> {
+    let blob = |index: usize| row.at::<Vec<u8>>(first + index);
+    Ok((
+        row.at(first)?,
+        row.at::<i32>(first + 1)? as u32,
+        [blob(2)?, blob(3)?, blob(4)?, blob(5)?, blob(6)?],
+        blob(7)?,
+    ))
 }
 
-fn workflow_row(row: &Row) -> WorkflowRow {
-    (
-        row.get(0),
-        row.get::<_, i32>(1) as u32,
-        row.get(2),
-        row.get(3),
-        row.get(4),
-    )
+fn workflow_row(row: &Row) -> Result<WorkflowRow> {
+    Ok((
+        row.at(0)?,
+        row.at::<i32>(1)? as u32,
+        row.at(2)?,
+        row.at(3)?,
+        row.at(4)?,
+    ))
 }
 
 /// The owner columns a run's row joins in, in `owner_row`'s order.
 const OWNER_COLUMNS: &str = "runs.owner, runs.token, runs.claimed_at, owners.pid,
     owners.host, owners.boot, owners.process_start, owners.expires_at";
 
-fn owner_row(row: &Row, first: usize) -> OwnerRow {
-    (
-        row.get(first),
-        row.get(first + 1),
-        row.get(first + 2),
-        row.get(first + 3),
-        row.get(first + 4),
-        row.get(first + 5),
-        row.get(first + 6),
-        row.get(first + 7),
-    )
+fn owner_row(row: &Row, first: usize) -> Result<OwnerRow> {
+    Ok((
+        row.at(first)?,
+        row.at(first + 1)?,
+        row.at(first + 2)?,
+        row.at(first + 3)?,
+        row.at(first + 4)?,
+        row.at(first + 5)?,
+        row.at(first + 6)?,
+        row.at(first + 7)?,
+    ))
 }

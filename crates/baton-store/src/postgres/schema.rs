@@ -33,11 +33,18 @@ pub(crate) async fn migrate(database: &Database, schema: Option<&str>) -> Result
         )
         .await
         .map_err(fail)?;
+    // Read as text, so a foreign `baton_schema` table is refused, not a panic.
     let found: i32 = transaction
-        .query_one("SELECT coalesce(max(version), 0) FROM baton_schema", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0)::text FROM baton_schema",
+            &[],
+        )
         .await
         .map_err(fail)?
-        .get(0);
+        .try_get::<_, String>(0)
+        .ok()
+        .and_then(|version| version.parse().ok())
+        .ok_or_else(|| database.failure_message("its `baton_schema` table is not baton's"))?;
     let known = MIGRATIONS.len() as i32;
     if found > known {
         // Let go of the locks now, not whenever the connection is next used.

@@ -73,7 +73,7 @@ async fn listen(database: Arc<Database>, woken: Arc<Notify>) {
                 .query_one("SELECT current_schema()", &[])
                 .await
                 .ok()
-                .and_then(|row| row.get::<_, Option<String>>(0));
+                .and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten());
             if let (Some(schema), Ok(())) =
                 (schema, client.batch_execute("LISTEN baton_changes").await)
             {

@@ -338,7 +338,11 @@ fn params(write: &Write) -> Vec<Param<'_>> {
 /// A write's answer from its statement's row.
 fn outcome(write: &Write, rows: &[tokio_postgres::Row]) -> Outcome {
     let (outcome, value) = match rows.first() {
-        Some(row) => (row.get::<_, String>(0), row.get::<_, i64>(1)),
+        // A row that does not read back is answered as what it is below.
+        Some(row) => (
+            row.try_get::<_, String>(0).unwrap_or_default(),
+            row.try_get::<_, i64>(1).unwrap_or_default(),
+        ),
         None => (String::new(), 0),
     };
     let subject = || write.subject.clone();

@@ -200,3 +200,62 @@ mod shared {
         );
     }
 }
+
+mod damaged {
+    use baton_core::Duration;
+    use baton_core::run::{Event, Millis, TaskStatus};
+    use baton_store::{Batch, Error, Owner, ReadModels, RunLog, RunRecord, TaskRow};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_column_that_no_longer_reads_back_is_reported_not_a_panic() {
+        let Some((store, schema)) = store().await else {
+            return;
+        };
+        let owner = Owner::this_process();
+        store
+            .heartbeat(&owner, Millis(0), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let record = RunRecord::new("altered", baton_core::Workflow::new("w"));
+        let fence = store
+            .create_run(&record, &owner.id, Millis(0))
+            .await
+            .unwrap();
+        let row = TaskRow {
+            task: 0,
+            id: "a".to_owned(),
+            status: TaskStatus::Running,
+            attempts: 1,
+            started_at: Some(Millis(1)),
+            finished_at: None,
+            record: None,
+            cache_key: None,
+        };
+        let batch = Batch {
+            events: &[Event::RunStarted { at: Millis(1) }],
+            tasks: std::slice::from_ref(&row),
+            ..Batch::default()
+        };
+        store.write("altered", 0, fence, batch).await.unwrap();
+        assert_eq!(store.tasks("altered").await.unwrap(), [row]);
+        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {}.tasks ALTER COLUMN attempts TYPE text",
+                schema.name
+            ))
+            .await
+            .unwrap();
+        // A connection that prepared the query before answers the server's
+        // refusal; a new one reads the altered column, and says so.
+        assert!(store.tasks("altered").await.is_err());
+        let error = replica(&schema).await.tasks("altered").await.unwrap_err();
+        assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+        assert!(error.to_string().contains("does not read back"), "{error}");
+    }
+}
