@@ -76,6 +76,22 @@ pub(crate) fn plan(graph: &GraphArgs, samples: usize, peers: bool) -> anyhow::Re
         show(fastest),
         show(slowest)
     );
+    let dag =
+        validate(&workflow).map_err(|problems| anyhow::anyhow!("invalid: {}", problems[0]))?;
+    let mut times = Vec::with_capacity(samples);
+    let mut crossings = 0;
+    for _ in 0..samples {
+        let started = Instant::now();
+        crossings = baton_core::layout::layout(&dag, Default::default()).crossings;
+        times.push(started.elapsed());
+    }
+    let (drawn, fastest, slowest) = median(times);
+    println!(
+        "layout for drawing (levels, barycentre ordering, {crossings} crossings left): median {}, min {}, max {} over {samples} samples",
+        show(drawn),
+        show(fastest),
+        show(slowest)
+    );
     if let Some(peak) = peak_memory() {
         println!(
             "peak memory (VmHWM, whole process): {:.0} MiB",

@@ -22,6 +22,7 @@ mod builder;
 pub mod check;
 pub mod duration;
 pub mod generate;
+pub mod layout;
 mod load;
 mod plan;
 mod problem;
