@@ -169,9 +169,9 @@ fn reorder<'a>(column: &mut [u32], row: &[u32], neighbours: impl Fn(u32) -> &'a 
 fn crossings(dag: &Dag, columns: &[Vec<u32>], row: &[u32]) -> u64 {
     let mut total = 0;
     let mut edges: Vec<(u32, u32)> = Vec::new();
-    for level in 1..columns.len() {
+    for (level, column) in columns.iter().enumerate().skip(1) {
         edges.clear();
-        for &task in &columns[level] {
+        for &task in column {
             for &need in dag.needs(task) {
                 if dag.level(need) as usize == level - 1 {
                     edges.push((row[need as usize], row[task as usize]));
@@ -179,7 +179,7 @@ fn crossings(dag: &Dag, columns: &[Vec<u32>], row: &[u32]) -> u64 {
             }
         }
         edges.sort_unstable();
-        let mut tree = vec![0u64; columns[level].len() + 1];
+        let mut tree = vec![0u64; column.len() + 1];
         for (seen, &(_, lower)) in edges.iter().enumerate() {
             // Edges before this one whose lower end is below it cross it.
             let mut at_or_above = 0;
