@@ -13,6 +13,7 @@ mod auth;
 mod checking;
 mod consume;
 mod described;
+mod drawing;
 mod events;
 mod feed;
 mod following;

@@ -350,19 +350,24 @@ pub(crate) async fn delete(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct GraphQuery {
-    /// `mermaid` (default) or `dot`.
+    /// `mermaid` (default), `dot`, or `layout`: every task placed for
+    /// drawing, as JSON.
     format: Option<String>,
     version: Option<u32>,
 }
 
-/// `GET /api/v1/workflows/{name}/graph?format=mermaid|dot`: the DAG as text.
+/// `GET /api/v1/workflows/{name}/graph?format=mermaid|dot|layout`: the DAG
+/// as text, or placed for drawing.
 #[utoipa::path(
     get,
     path = "/api/v1/workflows/{name}/graph",
     tag = "workflows",
     params(("name" = String, Path, description = "The workflow's name"), GraphQuery),
     responses(
-        (status = 200, description = "The DAG as Mermaid or DOT", content_type = "text/plain"),
+        (status = 200, description = "The DAG as Mermaid or DOT text, or placed for drawing (`format=layout`)", content(
+            (String = "text/plain"),
+            (crate::drawing::Drawing = "application/json"),
+        )),
         refusals::BadRequest,
         refusals::Unauthorized,
         refusals::NotFound,
@@ -380,9 +385,10 @@ pub(crate) async fn graph(
     let text = match query.format.as_deref().unwrap_or("mermaid") {
         "mermaid" => baton_core::render::mermaid(valid.workflow(), valid.dag()),
         "dot" => baton_core::render::dot(valid.workflow(), valid.dag()),
+        "layout" => return Ok(Json(crate::drawing::drawing(&valid)).into_response()),
         other => {
             return Err(ApiError::BadRequest(format!(
-                "`format` is mermaid or dot, not `{other}`"
+                "`format` is mermaid, dot or layout, not `{other}`"
             )));
         }
     };

@@ -59,6 +59,16 @@ async fn every_change_is_a_new_version_and_an_unchanged_spec_is_not() {
 
     let graph = send(&app, get("/api/v1/workflows/deploy/graph?format=dot")).await;
     assert!(text(graph).await.contains("t0 -> t1;"));
+    let drawn = json(send(&app, get("/api/v1/workflows/deploy/graph?format=layout")).await).await;
+    let nodes = drawn["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(
+        (nodes[0]["id"].as_str(), nodes[0]["level"].as_u64()),
+        (Some("build"), Some(0))
+    );
+    assert_eq!(nodes[1]["level"], 1);
+    assert!(nodes[1]["x"].as_f64().unwrap() > nodes[0]["x"].as_f64().unwrap());
+    assert_eq!(drawn["edges"], json!([{"from": "build", "to": "ship"}]));
     problem(
         send(&app, get("/api/v1/workflows/deploy/graph?format=png")).await,
         400,
