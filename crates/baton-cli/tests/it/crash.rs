@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use baton_core::run::{Event, RunStatus};
-use baton_store::{ReadModels, RunFilter, RunLog, SqliteStore};
+use baton_store::{PostgresStore, ReadModels, RunFilter, RunLog, SqliteStore, Store};
 
 use crate::util::{alive, block};
 
@@ -61,9 +61,70 @@ fn kill_after(mut command: Command, after: Duration) -> bool {
     killed
 }
 
+/// Where a crash test's runs are recorded, opened afresh for each look (a
+/// PostgreSQL store lives on the runtime that connected it).
+enum Place {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Place {
+    async fn open(&self) -> Option<Box<dyn Store>> {
+        Some(match self {
+            Place::Sqlite(path) => Box::new(SqliteStore::open(path).ok()?),
+            Place::Postgres(url) => Box::new(PostgresStore::connect(url).await.ok()?),
+        })
+    }
+
+    fn latest(&self) -> Option<baton_store::RunSummary> {
+        block(async {
+            self.open()
+                .await?
+                .runs(&LATEST)
+                .await
+                .ok()?
+                .into_iter()
+                .next()
+        })
+    }
+
+    fn events(&self, run: &str) -> Vec<Event> {
+        block(async {
+            self.open()
+                .await
+                .expect("the store opens")
+                .events(run)
+                .await
+        })
+        .expect("the run's events")
+    }
+}
+
 #[test]
 fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
     let dir = tempfile::tempdir().unwrap();
+    let place = Place::Sqlite(dir.path().join(".baton/baton.db"));
+    killed_at_random_points(dir.path(), &place, &[]);
+}
+
+#[test]
+fn a_run_recorded_in_postgres_killed_at_random_points_resumes_without_repeating_finished_work() {
+    let Some(schema) = crate::util::PgSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = schema.url();
+    killed_at_random_points(
+        dir.path(),
+        &Place::Postgres(url.clone()),
+        &["--store", &url],
+    );
+}
+
+/// Kills `baton run`, then `baton resume`, at random points, 20 times, and
+/// checks the record the store at `place` keeps; `store` are the flags
+/// that point baton at it.
+fn killed_at_random_points(dir: &Path, place: &Place, store: &[&str]) {
     let mut spec = String::from("name: crashy\nconcurrency: 2\ntasks:\n");
     for task in 0..50 {
         let needs = if task >= 10 {
@@ -76,28 +137,31 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
             "  t{task:02}:\n    needs: {needs}\n    run: sleep 0.15; touch \"effects/$BATON_TASK_ID.$BATON_ATTEMPT\"\n"
         ));
     }
-    std::fs::write(dir.path().join("crashy.yaml"), spec).unwrap();
-    std::fs::create_dir(dir.path().join("effects")).unwrap();
+    std::fs::write(dir.join("crashy.yaml"), spec).unwrap();
+    std::fs::create_dir(dir.join("effects")).unwrap();
 
     let mut random = Lcg(7);
     let mut kills = 0;
-    let store_path = dir.path().join(".baton/baton.db");
     let run_id = loop {
         let after = Duration::from_millis(40 + random.below(200));
         assert!(
-            kill_after(baton(dir.path(), &["run", "crashy.yaml"]), after),
+            kill_after(
+                baton(dir, &[&["run", "crashy.yaml"], store].concat()),
+                after
+            ),
             "`baton run` ended on its own: is the spec valid?"
         );
         kills += 1;
-        if let Ok(store) = SqliteStore::open(&store_path)
-            && let Some(run) = block(store.runs(&LATEST)).unwrap().first()
-        {
-            break run.run_id.clone();
+        if let Some(run) = place.latest() {
+            break run.run_id;
         }
     };
     while kills < 20 {
         let after = Duration::from_millis(5 + random.below(250));
-        if kill_after(baton(dir.path(), &["resume", &run_id]), after) {
+        if kill_after(
+            baton(dir, &[&["resume", run_id.as_str()], store].concat()),
+            after,
+        ) {
             kills += 1;
         } else {
             break;
@@ -107,15 +171,13 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
         kills >= 20,
         "the run finished after {kills} kills; make it longer"
     );
-    let status = baton(dir.path(), &["resume", &run_id]).status().unwrap();
+    let status = baton(dir, &[&["resume", run_id.as_str()], store].concat())
+        .status()
+        .unwrap();
     assert!(status.success(), "the final resume failed: {status}");
 
-    let store = SqliteStore::open(&store_path).unwrap();
-    assert_eq!(
-        block(store.runs(&LATEST)).unwrap()[0].status,
-        RunStatus::Succeeded
-    );
-    let events = block(store.events(&run_id)).unwrap();
+    assert_eq!(place.latest().unwrap().status, RunStatus::Succeeded);
+    let events = place.events(&run_id);
     let mut succeeded = [None::<u32>; 50];
     let mut lost = 0;
     for event in &events {
@@ -136,14 +198,11 @@ fn a_run_killed_at_random_points_resumes_without_repeating_finished_work() {
     for (task, attempt) in succeeded.iter().enumerate() {
         let attempt = attempt.unwrap_or_else(|| panic!("t{task:02} never succeeded"));
         assert!(
-            dir.path()
-                .join(format!("effects/t{task:02}.{attempt}"))
-                .exists(),
+            dir.join(format!("effects/t{task:02}.{attempt}")).exists(),
             "t{task:02} succeeded without its side effect"
         );
         assert!(
-            !dir.path()
-                .join(format!("effects/t{task:02}.{}", attempt + 1))
+            !dir.join(format!("effects/t{task:02}.{}", attempt + 1))
                 .exists(),
             "t{task:02} ran again after it succeeded"
         );
