@@ -1,10 +1,20 @@
 //! A workflow's graph as the dashboard draws it: every task placed by
 //! `baton_core::layout` (columns by level, fewer crossings), and the
-//! edges, by task id. `GET /api/v1/workflows/{name}/graph?format=layout`.
+//! edges, by task id. `GET /api/v1/workflows/{name}/graph?format=layout`,
+//! and `GET /api/v1/runs/{id}/graph` for the workflow a run runs.
 
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
 use baton_core::Valid;
 use baton_core::layout::{Geometry, layout};
 use serde::Serialize;
+
+use crate::AppState;
+use crate::checking;
+use crate::problem::{ApiError, PathArgs};
+use crate::refusals;
 
 /// A drawing of a workflow's graph, in pixels.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -67,4 +77,29 @@ pub(crate) fn drawing(valid: &Valid) -> Drawing {
             })
             .collect(),
     }
+}
+
+/// `GET /api/v1/runs/{id}/graph`: the workflow the run runs (as pinned when
+/// it started), placed for drawing; the run's own `tasks` say how each
+/// stands.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/graph",
+    tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run's graph placed for drawing", body = Drawing),
+        refusals::Unauthorized,
+        refusals::NotFound,
+    ),
+)]
+pub(crate) async fn run_graph(
+    State(app): State<AppState>,
+    PathArgs(run): PathArgs<String>,
+) -> Result<Json<Drawing>, ApiError> {
+    let record = app.engine.store().run(&run).await?;
+    let valid = checking::workflow(Arc::unwrap_or_clone(record.workflow))
+        .await?
+        .map_err(ApiError::InvalidWorkflow)?;
+    Ok(Json(drawing(&valid)))
 }

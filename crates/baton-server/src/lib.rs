@@ -211,6 +211,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(feed::events))
         .route("/events/ws", get(feed::websocket))
         .route("/runs/{id}/trace", get(runs::trace))
+        .route("/runs/{id}/graph", get(drawing::run_graph))
         .route("/runs/{id}/provenance", get(runs::provenance))
         .route("/runs/{id}/verify", get(runs::verify))
         .route("/runs/{id}/checkpoints", get(runs::checkpoints))

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::shown::RunShown;
 use crate::{
-    agents, described, events, feed, keys, logs, problem, queue, runs, telemetry, workers,
+    agents, described, drawing, events, feed, keys, logs, problem, queue, runs, telemetry, workers,
     workflows,
 };
 
@@ -21,7 +21,7 @@ use crate::{
     ),
     paths(
         runs::start, runs::list, runs::get, runs::cancel, runs::pause, runs::resume,
-        runs::decide, runs::retry, runs::trace, runs::provenance, runs::verify,
+        runs::decide, runs::retry, runs::trace, drawing::run_graph, runs::provenance, runs::verify,
         runs::checkpoints, runs::artifacts, runs::artifact, logs::logs, queue::reprioritize,
         events::run_events, feed::events, feed::websocket,
         workflows::create, workflows::validate, workflows::list, workflows::get,

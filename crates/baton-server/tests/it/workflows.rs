@@ -296,3 +296,26 @@ async fn a_cross_site_post_cannot_register_a_workflow_or_reach_a_rebound_host() 
         .unwrap();
     assert_eq!(send(&app, local).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_runs_graph_is_placed_for_drawing_from_the_workflow_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let run = crate::util::start(&app, V2).await;
+    let drawn = json(send(&app, get(&format!("/api/v1/runs/{run}/graph"))).await).await;
+    let ids: Vec<&str> = drawn["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["build", "ship"]);
+    assert_eq!(drawn["edges"], json!([{"from": "build", "to": "ship"}]));
+    assert_eq!(drawn["crossings"], 0);
+    problem(
+        send(&app, get("/api/v1/runs/nope/graph")).await,
+        404,
+        "not-found",
+    )
+    .await;
+}
