@@ -36,7 +36,7 @@ impl Engine {
             limit: usize::MAX,
             ..RunFilter::default()
         };
-        let runs: Vec<String> = self
+        let listed: Vec<String> = self
             .store
             .runs(&filter)
             .await?
@@ -44,9 +44,17 @@ impl Engine {
             .map(|run| run.run_id)
             .collect();
         // Sent together, the deletions share the writer's transactions.
-        let deletions = runs.iter().map(|run| self.store.delete_run(run));
-        for deleted in futures_util::future::join_all(deletions).await {
-            deleted?;
+        let deletions = listed.iter().map(|run| self.store.delete_run(run));
+        let deleted = futures_util::future::join_all(deletions).await;
+        let mut runs = Vec::with_capacity(listed.len());
+        for (run, deleted) in listed.iter().zip(deleted) {
+            match deleted {
+                Ok(()) => runs.push(run.clone()),
+                // Another process (a server replica on the same database)
+                // pruned it first: it is gone, which is what was asked.
+                Err(baton_store::Error::UnknownRun(_)) => {}
+                Err(other) => return Err(other.into()),
+            }
         }
         let mut pruned = Pruned {
             runs,

@@ -207,3 +207,38 @@ tasks:
     );
     assert_eq!(report.task("fits").unwrap().status.name(), "succeeded");
 }
+
+#[tokio::test]
+async fn two_replicas_pruning_at_once_both_succeed_and_each_run_goes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store whose writes wait for a writer, so both list before either
+    // deletes: what two servers on one database see.
+    let store: Arc<dyn Store> =
+        Arc::new(baton_store::SqliteStore::open(dir.path().join("baton.db")).unwrap());
+    let engine = |start: u64| {
+        Engine::with_store(
+            EngineConfig {
+                state_dir: dir.path().join(".baton"),
+                workdir: dir.path().to_path_buf(),
+                start_time: Some(Millis(start)),
+                ..EngineConfig::default()
+            },
+            Arc::clone(&store),
+        )
+    };
+    let mut old = Vec::new();
+    for name in ["one", "two", "three"] {
+        old.push(run(&engine(DAY), &produce(name)).await.run_id);
+    }
+    let (first, second) = (engine(0), engine(0));
+    let older_than = baton_core::Duration::from_millis(30 * DAY);
+    let (a, b) = tokio::join!(
+        first.prune(older_than, Millis(41 * DAY)),
+        second.prune(older_than, Millis(41 * DAY))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut deleted: Vec<String> = a.runs.into_iter().chain(b.runs).collect();
+    deleted.sort();
+    old.sort();
+    assert_eq!(deleted, old, "each run deleted once, by one of them");
+}
