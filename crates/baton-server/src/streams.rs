@@ -47,6 +47,9 @@ impl RedisEvents {
 /// Entries written in one transaction at most.
 const PAGE: usize = 4096;
 
+/// Milliseconds a publisher waits after another replica moved the position.
+const OVERTAKEN_PAUSE: u64 = 50;
+
 /// Waits between tries to reach Redis.
 const BACKOFF: [u64; 5] = [100, 500, 1000, 2000, 5000];
 
@@ -69,7 +72,12 @@ pub fn publish(app: AppState, settings: RedisEvents) {
         loop {
             match publish_from_position(&app, &client, &settings).await {
                 Ok(Stopped::FeedEnded) => return,
-                Ok(Stopped::Overtaken) => tries = 0,
+                Ok(Stopped::Overtaken) => {
+                    // Another replica leads for now: follow on a moment
+                    // later rather than race it for every page.
+                    tries = 0;
+                    tokio::time::sleep(Duration::from_millis(OVERTAKEN_PAUSE)).await;
+                }
                 Err(error) => {
                     if tries == 0 {
                         eprintln!(
