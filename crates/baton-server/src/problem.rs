@@ -196,6 +196,7 @@ impl From<baton_store::Error> for ApiError {
             | baton_store::Error::Unfinished(_)
             | baton_store::Error::VersionExists { .. } => ApiError::Conflict(error.to_string()),
             baton_store::Error::Database { .. }
+            | baton_store::Error::Postgres { .. }
             | baton_store::Error::Locked { .. }
             | baton_store::Error::WriterStopped => ApiError::Unavailable(error.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -269,5 +270,21 @@ pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_answer_is_a_503_not_a_500() {
+        let unreachable = baton_store::Error::Postgres {
+            place: "db:5432/baton".to_owned(),
+            message: "cannot connect".to_owned(),
+            source: None,
+        };
+        let error = ApiError::from(baton_engine::Error::Store(unreachable));
+        assert_eq!(error.kind().2, StatusCode::SERVICE_UNAVAILABLE);
     }
 }
