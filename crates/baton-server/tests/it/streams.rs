@@ -217,6 +217,45 @@ async fn every_event_reaches_redis_once_even_across_a_redis_outage() {
     assert_eq!(read, all, "every event once, in order");
 }
 
+/// A key prefix of its own on the shared Redis, whose keys are deleted
+/// when it is dropped, whatever the test did.
+struct Prefix {
+    url: String,
+    name: String,
+}
+
+impl Prefix {
+    fn new(url: &str, kind: &str) -> Prefix {
+        Prefix {
+            url: url.to_owned(),
+            name: format!("test-{kind}-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}:*", self.name));
+        // A drop cannot await; a thread of its own deletes the keys.
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url) else {
+                return;
+            };
+            let Ok(mut connection) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut connection)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut connection);
+            }
+        })
+        .join();
+    }
+}
+
 /// The shared Redis of the test run (`BATON_TEST_REDIS`), or none.
 fn shared_redis() -> Option<String> {
     let url = std::env::var("BATON_TEST_REDIS").ok();
@@ -229,11 +268,12 @@ fn shared_redis() -> Option<String> {
 #[tokio::test]
 async fn a_group_member_takes_over_a_dead_member_s_events_and_gives_up_on_stuck_ones() {
     let Some(url) = shared_redis() else { return };
+    let prefix = Prefix::new(&url, "streams");
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
     let settings = RedisEvents {
         url: url.clone(),
-        prefix: format!("test-group-{}", uuid::Uuid::new_v4().simple()),
+        prefix: prefix.name.clone(),
         max_len: 100_000,
     };
     publish_to_redis(app.clone(), settings.clone());
@@ -352,11 +392,12 @@ async fn a_group_member_takes_over_a_dead_member_s_events_and_gives_up_on_stuck_
 #[tokio::test]
 async fn the_event_stream_reads_from_redis_once_the_server_publishes_there() {
     let Some(url) = shared_redis() else { return };
+    let prefix = Prefix::new(&url, "streams");
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
     let settings = RedisEvents {
         url: url.clone(),
-        prefix: format!("test-relay-{}", uuid::Uuid::new_v4().simple()),
+        prefix: prefix.name.clone(),
         max_len: 100_000,
     };
     publish_to_redis(app.clone(), settings.clone());
@@ -426,11 +467,12 @@ async fn the_event_stream_goes_on_from_the_store_when_redis_cannot_be_reached() 
 #[tokio::test]
 async fn two_replicas_publishing_to_one_redis_write_each_event_once() {
     let Some(url) = shared_redis() else { return };
+    let prefix = Prefix::new(&url, "streams");
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
     let settings = RedisEvents {
         url: url.clone(),
-        prefix: format!("test-two-{}", uuid::Uuid::new_v4().simple()),
+        prefix: prefix.name.clone(),
         max_len: 100_000,
     };
     // Two publishers on one store and one prefix: what two replicas of one
