@@ -1,1 +1,0 @@
-greet() { printf 'hello, %s\n' "${1:-world}"; }
