@@ -68,6 +68,49 @@ pub(crate) fn events(
     Ok(batch)
 }
 
+/// A run's log from event `from` on, out of its stored batches `(first
+/// sequence, count, events)` in order, starting with the one that holds
+/// `from`: the batches must follow one another and end at the `recorded`
+/// count, or the log is [`Error::Corrupt`], never a shorter history.
+pub(crate) fn log<T: AsRef<str>>(
+    run: &str,
+    from: u64,
+    recorded: u64,
+    batches: impl IntoIterator<Item = (u64, u64, T)>,
+) -> Result<Vec<Event>, Error> {
+    let mut events = Vec::new();
+    let mut next = None;
+    for (first, count, text) in batches {
+        let expected = *next.get_or_insert(first.min(from.min(recorded)));
+        if first != expected {
+            return Err(missing(run, expected, first));
+        }
+        let batch = self::events(run, first, count, text.as_ref())?;
+        events.extend(batch.into_iter().skip(from.saturating_sub(first) as usize));
+        next = Some(first + count);
+    }
+    let next = next.unwrap_or(0);
+    if next != recorded {
+        return Err(corrupt(
+            run,
+            next,
+            format!("its log ends at event {next}, but {recorded} events were recorded"),
+        ));
+    }
+    Ok(events)
+}
+
+fn missing(run: &str, from: u64, to: u64) -> Error {
+    corrupt(
+        run,
+        from,
+        format!(
+            "events {from} to {} are missing from its log",
+            to.saturating_sub(1)
+        ),
+    )
+}
+
 /// A provenance row as stored: the task, its attempt, five digests and the
 /// parents' digests end to end.
 pub(crate) type ProvenanceRow = (String, u32, [Vec<u8>; 5], Vec<u8>);

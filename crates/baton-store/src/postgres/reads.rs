@@ -7,7 +7,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 
 use super::connection::Database;
 use crate::codec::{
-    OwnerRow, ProvenanceRow, WorkflowRow, corrupt, digest_of, events as decode_events, millis,
+    OwnerRow, ProvenanceRow, WorkflowRow, corrupt, digest_of, events as decode_events, log, millis,
     named, ownership, provenance_of, stored_workflow,
 };
 use crate::{
@@ -115,41 +115,14 @@ impl Reader<'_> {
         };
         let recorded = u64::try_from(first.at::<i64>(0)?).unwrap_or_default();
         // A run without batches has one row, its batch columns NULL.
-        let rows: Vec<&Row> = rows
-            .iter()
-            .filter(|row| row.at::<Option<i64>>(1).is_ok_and(|first| first.is_some()))
-            .collect();
-        let mut events = Vec::new();
-        let mut next = match rows
-            .first()
-            .map(|row| row.at::<i64>(1))
-            .transpose()?
-            .map(|first| first as u64)
-        {
-            Some(first) if first > from.min(recorded) => {
-                return Err(missing(run, from.min(recorded), first));
+        let mut batches = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(first) = row.at::<Option<i64>>(1)? {
+                let count = u64::try_from(row.at::<i64>(2)?).unwrap_or_default();
+                batches.push((first as u64, count, row.at::<&str>(3)?));
             }
-            Some(first) => first,
-            None => 0,
-        };
-        for row in rows {
-            let first = row.at::<i64>(1)? as u64;
-            let count = u64::try_from(row.at::<i64>(2)?).unwrap_or_default();
-            if first != next {
-                return Err(missing(run, next, first));
-            }
-            let batch = decode_events(run, first, count, row.at(3)?)?;
-            events.extend(batch.into_iter().skip(from.saturating_sub(first) as usize));
-            next = first + count;
         }
-        if next != recorded {
-            return Err(corrupt(
-                run,
-                next,
-                format!("its log ends at event {next}, but {recorded} events were recorded"),
-            ));
-        }
-        Ok(events)
+        log(run, from, recorded, batches)
     }
 
     pub(crate) async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedBatch>> {
@@ -645,17 +618,6 @@ impl Reader<'_> {
             })
             .collect()
     }
-}
-
-fn missing(run: &str, from: u64, to: u64) -> Error {
-    corrupt(
-        run,
-        from,
-        format!(
-            "events {from} to {} are missing from its log",
-            to.saturating_sub(1)
-        ),
-    )
 }
 
 /// Columns of a provenance record, in the order `provenance_row` reads.

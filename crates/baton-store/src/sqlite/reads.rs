@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::codec::{OWNER_COLUMNS, PROVENANCE_COLUMNS, owner_row, provenance_row, workflow_row};
 use super::readers::Reading;
 use crate::codec::{
-    corrupt, digest_of, events as decode_events, millis, named, output, ownership, provenance_of,
-    stored_workflow,
+    corrupt, digest_of, events as decode_events, log, millis, named, output, ownership,
+    provenance_of, stored_workflow,
 };
 use crate::{
     ApiKey, ArtifactRow, AttemptRow, CacheHit, CheckpointInfo, Error, FeedBatch, Result, RunFilter,
@@ -70,43 +70,10 @@ pub(crate) fn events_from(
             ))
         },
     )?;
-    let mut events = Vec::new();
-    let mut next = match rows.first() {
-        Some(&(first, ..)) if first as u64 > from.min(recorded) => {
-            return Err(missing(run, from.min(recorded), first as u64));
-        }
-        Some(&(first, ..)) => first as u64,
-        None => 0,
-    };
-    for (first, count, text) in rows {
-        let (first, count) = (first as u64, u64::try_from(count).unwrap_or_default());
-        if first != next {
-            return Err(missing(run, next, first));
-        }
-        let batch = decode_events(run, first, count, &text)?;
-        let skip = from.saturating_sub(first) as usize;
-        events.extend(batch.into_iter().skip(skip));
-        next = first + count;
-    }
-    if next != recorded {
-        return Err(corrupt(
-            run,
-            next,
-            format!("its log ends at event {next}, but {recorded} events were recorded"),
-        ));
-    }
-    Ok(events)
-}
-
-fn missing(run: &str, from: u64, to: u64) -> Error {
-    corrupt(
-        run,
-        from,
-        format!(
-            "events {from} to {} are missing from its log",
-            to.saturating_sub(1)
-        ),
-    )
+    let batches = rows
+        .into_iter()
+        .map(|(first, count, text)| (first as u64, u64::try_from(count).unwrap_or_default(), text));
+    log(run, from, recorded, batches)
 }
 
 pub(crate) fn feed(
