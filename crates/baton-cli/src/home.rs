@@ -9,7 +9,7 @@ use anyhow::Context;
 use baton_engine::{Engine, EngineConfig};
 use baton_store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
-use crate::config::ConfigArgs;
+use crate::config::{Config, ConfigArgs, StoreSettings};
 
 /// Where baton keeps its files and its run store.
 #[derive(clap::Args)]
@@ -31,19 +31,29 @@ impl Home {
     /// An engine recording into this home's store, with the settings of
     /// `baton.toml` and `BATON_ENGINE__*`.
     pub(crate) async fn engine(&self) -> anyhow::Result<Engine> {
-        self.engine_with(self.settings()?).await
+        let settings = self.settings()?;
+        self.engine_with(settings.engine_config(), &settings.store)
+            .await
     }
 
-    /// The engine's configuration as the settings say.
-    pub(crate) fn settings(&self) -> anyhow::Result<EngineConfig> {
-        Ok(self.config.load()?.engine_config())
+    /// The settings in effect (read once per command).
+    pub(crate) fn settings(&self) -> anyhow::Result<Config> {
+        self.config.load()
     }
 
-    /// [`Home::engine`], with `config`'s settings but this home's files.
-    pub(crate) async fn engine_with(&self, config: EngineConfig) -> anyhow::Result<Engine> {
+    /// [`Home::engine`], with `config`'s settings but this home's files,
+    /// recording where `--store`, else `store`, says.
+    pub(crate) async fn engine_with(
+        &self,
+        config: EngineConfig,
+        store: &StoreSettings,
+    ) -> anyhow::Result<Engine> {
         std::fs::create_dir_all(&self.state_dir)
             .with_context(|| format!("cannot create {}", self.state_dir.display()))?;
-        let store = self.store().await.context("cannot open the run store")?;
+        let store = self
+            .store(store)
+            .await
+            .context("cannot open the run store")?;
         Ok(Engine::with_store(
             EngineConfig {
                 state_dir: self.state_dir.clone(),
@@ -55,9 +65,8 @@ impl Home {
 
     /// The store `--store`, else `[store] url`, names; else the SQLite file
     /// in the state directory.
-    async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let settings = self.config.load()?.store;
-        let named = self.store.clone().or(settings.url);
+    async fn store(&self, settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
+        let named = self.store.clone().or_else(|| settings.url.clone());
         let default = self.state_dir.join("baton.db").display().to_string();
         open(named.as_deref().unwrap_or(&default), settings.connections).await
     }

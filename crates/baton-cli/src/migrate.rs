@@ -2,13 +2,11 @@
 //! PostgreSQL database (or between any two stores), with every copied run
 //! verified against its original.
 
-use std::process::ExitCode;
-use std::sync::Arc;
-
 use anyhow::Context;
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::Engine;
 use baton_store::copy::{Copied, copy_catalog, copy_run, run_ids};
-use baton_store::{Owner, Presence, Store};
+use baton_store::{Owner, Presence};
+use std::process::ExitCode;
 
 use crate::home::{Home, open};
 
@@ -26,7 +24,8 @@ pub(crate) struct MigrateArgs {
 
 pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.from != args.to, "--from and --to name the same store");
-    let connections = args.home.config.load()?.store.connections;
+    let settings = args.home.settings()?;
+    let connections = settings.store.connections;
     let from = open(&args.from, connections)
         .await
         .with_context(|| format!("cannot open {}", args.from))?;
@@ -61,8 +60,11 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    let settings = args.home.settings()?;
-    let (original, copy) = (auditor(&settings, from), auditor(&settings, to));
+    // Engines that only read: what `baton verify` uses.
+    let (original, copy) = (
+        Engine::with_store(settings.engine_config(), from),
+        Engine::with_store(settings.engine_config(), to),
+    );
     let mut unsound = 0;
     for run in &runs {
         let (before, after) = (original.verify(run).await?, copy.verify(run).await?);
@@ -83,9 +85,4 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         runs.len()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// An engine over `store` that only reads: what `baton verify` uses.
-fn auditor(settings: &EngineConfig, store: Arc<dyn Store>) -> Engine {
-    Engine::with_store(settings.clone(), store)
 }

@@ -150,7 +150,8 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
             .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
         _ => PathBuf::from("."),
     };
-    let mut config = args.home.settings()?;
+    let settings = args.home.settings()?;
+    let mut config = settings.engine_config();
     // Beside the spec first, then where the settings say.
     let configured = std::mem::take(&mut config.workflow_dirs);
     config.workflow_dirs = baton_engine::workflow_dirs(&spec_dir);
@@ -159,7 +160,7 @@ async fn execute(file: &SpecFile, valid: Valid, args: RunArgs) -> anyhow::Result
     config.template_dirs = baton_engine::template_dirs(&spec_dir);
     config.template_dirs.extend(configured);
     let templates = config.template_dirs.clone();
-    let engine = args.home.engine_with(config).await?;
+    let engine = args.home.engine_with(config, &settings.store).await?;
     let options = RunOptions {
         inputs: args
             .inputs

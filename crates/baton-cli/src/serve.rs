@@ -47,7 +47,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bind = args.bind.unwrap_or(config.server.bind);
     let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
     async {
-        let engine = args.home.engine_with(config.engine_config()).await?;
+        let engine = args
+            .home
+            .engine_with(config.engine_config(), &config.store)
+            .await?;
         if config.retention.older_than.is_some() {
             tokio::spawn(retain(engine.clone(), config.retention.clone()));
         }
