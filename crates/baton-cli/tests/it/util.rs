@@ -118,22 +118,7 @@ pub(crate) fn block<F: std::future::Future>(future: F) -> F::Output {
 /// One HTTP/1.1 exchange with a server on `address` (no key); the status
 /// and the body as JSON (`null` when it is not JSON).
 pub(crate) fn http(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
+    let (status, body) = exchange(address, None, (method, path), body);
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
@@ -144,12 +129,24 @@ pub(crate) fn request(
     (method, path): (&str, &str),
     body: Option<&Value>,
 ) -> (u16, String) {
+    exchange(address, Some(key), (method, path), body)
+}
+
+fn exchange(
+    address: &str,
+    key: Option<&str>,
+    (method, path): (&str, &str),
+    body: Option<&Value>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
+    let authorization = key
+        .map(|key| format!("Authorization: Bearer {key}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
