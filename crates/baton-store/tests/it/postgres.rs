@@ -18,57 +18,55 @@ pub(crate) struct Schema {
     pub(crate) name: String,
 }
 
+impl Schema {
+    /// Options for a store in this schema.
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions {
+            schema: Some(self.name.clone()),
+            ..PostgresOptions::default()
+        }
+    }
+
+    /// Runs `statement` on a connection of its own.
+    async fn execute(&self, statement: &str) -> Result<(), tokio_postgres::Error> {
+        execute(&self.url, statement).await
+    }
+}
+
+async fn execute(url: &str, statement: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(statement).await
+}
+
 impl Drop for Schema {
     fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
+        let url = self.url.clone();
+        let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
         // A drop cannot await; a thread of its own runs the statement.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(async {
-                if let Ok((client, connection)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .await;
-                }
-            });
+            let _ = runtime.block_on(execute(&url, &statement));
         })
         .join();
     }
 }
 
-/// A store in a new schema, with `options` otherwise.
-pub(crate) async fn store_with(options: PostgresOptions) -> Option<(PostgresStore, Schema)> {
-    let url = url()?;
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let schema = Schema {
-        url: url.clone(),
-        name: name.clone(),
-    };
-    let options = PostgresOptions {
-        schema: Some(name),
-        ..options
-    };
-    let store = PostgresStore::connect_with(&url, options).await.unwrap();
-    Some((store, schema))
-}
-
+/// A store in a new schema.
 pub(crate) async fn store() -> Option<(PostgresStore, Schema)> {
-    store_with(PostgresOptions::default()).await
+    let schema = Schema {
+        url: url()?,
+        name: format!("t_{}", uuid::Uuid::new_v4().simple()),
+    };
+    Some((replica(&schema).await, schema))
 }
 
-/// A second store on the schema of `schema`: another replica.
+/// A store on the schema of `schema`: another replica.
 async fn replica(schema: &Schema) -> PostgresStore {
-    let options = PostgresOptions {
-        schema: Some(schema.name.clone()),
-        ..PostgresOptions::default()
-    };
-    PostgresStore::connect_with(&schema.url, options)
+    PostgresStore::connect_with(&schema.url, schema.options())
         .await
         .unwrap()
 }
@@ -90,22 +88,14 @@ mod shared {
             return;
         };
         drop(store);
-        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
+        schema
+            .execute(&format!(
                 "UPDATE {}.baton_schema SET version = 99",
                 schema.name
             ))
             .await
             .unwrap();
-        let options = PostgresOptions {
-            schema: Some(schema.name.clone()),
-            ..PostgresOptions::default()
-        };
-        let error = PostgresStore::connect_with(&schema.url, options)
+        let error = PostgresStore::connect_with(&schema.url, schema.options())
             .await
             .err()
             .expect("a newer schema is refused");
@@ -240,12 +230,8 @@ mod damaged {
         };
         store.write("altered", 0, fence, batch).await.unwrap();
         assert_eq!(store.tasks("altered").await.unwrap(), [row]);
-        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
+        schema
+            .execute(&format!(
                 "ALTER TABLE {}.tasks ALTER COLUMN attempts TYPE text",
                 schema.name
             ))
