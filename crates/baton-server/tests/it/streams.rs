@@ -220,22 +220,25 @@ async fn every_event_reaches_redis_once_even_across_a_redis_outage() {
 /// A key prefix of its own on the shared Redis, whose keys are deleted
 /// when it is dropped, whatever the test did.
 struct Prefix {
-    url: String,
-    name: String,
+    settings: RedisEvents,
 }
 
 impl Prefix {
-    fn new(url: &str, kind: &str) -> Prefix {
+    fn new(url: &str) -> Prefix {
         Prefix {
-            url: url.to_owned(),
-            name: format!("test-{kind}-{}", uuid::Uuid::new_v4().simple()),
+            settings: RedisEvents {
+                url: url.to_owned(),
+                prefix: format!("test-streams-{}", uuid::Uuid::new_v4().simple()),
+                max_len: 100_000,
+            },
         }
     }
 }
 
 impl Drop for Prefix {
     fn drop(&mut self) {
-        let (url, pattern) = (self.url.clone(), format!("{}:*", self.name));
+        let url = self.settings.url.clone();
+        let pattern = format!("{}:*", self.settings.prefix);
         // A drop cannot await; a thread of its own deletes the keys.
         let _ = std::thread::spawn(move || {
             let Ok(client) = redis::Client::open(url) else {
@@ -268,14 +271,10 @@ fn shared_redis() -> Option<String> {
 #[tokio::test]
 async fn a_group_member_takes_over_a_dead_member_s_events_and_gives_up_on_stuck_ones() {
     let Some(url) = shared_redis() else { return };
-    let prefix = Prefix::new(&url, "streams");
+    let prefix = Prefix::new(&url);
+    let settings = prefix.settings.clone();
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
-    let settings = RedisEvents {
-        url: url.clone(),
-        prefix: prefix.name.clone(),
-        max_len: 100_000,
-    };
     publish_to_redis(app.clone(), settings.clone());
     let run = start(&app, SPEC).await;
     let count = follow(&app, &run).await.len();
@@ -392,14 +391,10 @@ async fn a_group_member_takes_over_a_dead_member_s_events_and_gives_up_on_stuck_
 #[tokio::test]
 async fn the_event_stream_reads_from_redis_once_the_server_publishes_there() {
     let Some(url) = shared_redis() else { return };
-    let prefix = Prefix::new(&url, "streams");
+    let prefix = Prefix::new(&url);
+    let settings = prefix.settings.clone();
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
-    let settings = RedisEvents {
-        url: url.clone(),
-        prefix: prefix.name.clone(),
-        max_len: 100_000,
-    };
     publish_to_redis(app.clone(), settings.clone());
     let run = start(&app, SPEC).await;
     let events = follow(&app, &run).await.len();
@@ -467,14 +462,10 @@ async fn the_event_stream_goes_on_from_the_store_when_redis_cannot_be_reached() 
 #[tokio::test]
 async fn two_replicas_publishing_to_one_redis_write_each_event_once() {
     let Some(url) = shared_redis() else { return };
-    let prefix = Prefix::new(&url, "streams");
+    let prefix = Prefix::new(&url);
+    let settings = prefix.settings.clone();
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
-    let settings = RedisEvents {
-        url: url.clone(),
-        prefix: prefix.name.clone(),
-        max_len: 100_000,
-    };
     // Two publishers on one store and one prefix: what two replicas of one
     // database configured alike run.
     publish_to_redis(app.clone(), settings.clone());
