@@ -1,11 +1,12 @@
 //! The writes a store's writer takes: each trait call that changes
 //! something becomes one [`Write`], encoded here the same way for every
-//! backend, and goes over a channel to the backend's single writer, which
+//! backend (the stores' write methods call [`Writes`]' own), and goes over a channel to the backend's single writer, which
 //! commits whatever is waiting in one transaction (group commit) and
 //! answers each caller only after the commit.
 
 use std::sync::Mutex;
 
+use baton_core::Duration;
 use baton_core::run::{Control, Millis, Sealed};
 
 use crate::owner::{Fence, Owner};
@@ -75,52 +76,6 @@ pub(crate) enum WriteKind {
     },
 }
 
-impl WriteKind {
-    pub(crate) fn create(record: &RunRecord, owner: &str, now: Millis) -> Result<WriteKind> {
-        Ok(WriteKind::Create {
-            workflow: record.workflow.name.clone(),
-            record: encode(record)?,
-            owner: owner.to_owned(),
-            now: now.0,
-        })
-    }
-
-    pub(crate) fn append(first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<WriteKind> {
-        Ok(WriteKind::Append {
-            first_seq,
-            fence,
-            events: encode(batch.events)?,
-            count: batch.events.len() as u64,
-            projection: Projection::of(batch.events, true),
-            tasks: batch.tasks.to_vec(),
-            attempts: batch.attempts.to_vec(),
-            artifacts: batch.artifacts.to_vec(),
-        })
-    }
-
-    pub(crate) fn checkpoint(fence: Fence, sealed: &Sealed) -> WriteKind {
-        WriteKind::Checkpoint {
-            fence,
-            events: sealed.events,
-            digest: sealed.digest.0,
-            data: sealed.data.clone(),
-        }
-    }
-
-    pub(crate) fn control(control: &Control) -> Result<WriteKind> {
-        Ok(WriteKind::Control(encode(control)?))
-    }
-
-    pub(crate) fn put_workflow(workflow: &StoredWorkflow) -> Result<WriteKind> {
-        Ok(WriteKind::PutWorkflow {
-            version: workflow.version,
-            digest: workflow.digest.0,
-            created_at: workflow.created_at.0,
-            spec: encode(&workflow.workflow)?,
-        })
-    }
-}
-
 fn encode(value: &(impl serde::Serialize + ?Sized)) -> Result<String> {
     serde_json::to_string(value).map_err(|source| Error::Encode { source })
 }
@@ -135,7 +90,7 @@ impl Writes {
     }
 
     /// Sends a write to the writer; the answer comes after its commit.
-    pub(crate) async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
+    async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let Some(sender) = self.lock().clone() else {
             return Err(Error::WriterStopped);
@@ -149,6 +104,117 @@ impl Writes {
             return Err(Error::WriterStopped);
         }
         answer.await.unwrap_or(Err(Error::WriterStopped))
+    }
+
+    pub(crate) async fn heartbeat(&self, owner: &Owner, now: Millis, ttl: Duration) -> Result<()> {
+        let kind = WriteKind::Heartbeat {
+            owner: owner.clone(),
+            expires_at: now.plus(ttl).0,
+        };
+        self.send(&owner.id, kind).await.map(drop)
+    }
+
+    pub(crate) async fn create_run(
+        &self,
+        record: &RunRecord,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Fence> {
+        let kind = WriteKind::Create {
+            workflow: record.workflow.name.clone(),
+            record: encode(record)?,
+            owner: owner.to_owned(),
+            now: now.0,
+        };
+        self.send(&record.run_id, kind).await.map(Fence)
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        run: &str,
+        owner: &str,
+        now: Millis,
+        steal: Option<Fence>,
+    ) -> Result<Fence> {
+        let kind = WriteKind::Claim {
+            owner: owner.to_owned(),
+            now: now.0,
+            steal,
+        };
+        self.send(run, kind).await.map(Fence)
+    }
+
+    pub(crate) async fn release(&self, run: &str, fence: Fence) -> Result<()> {
+        self.send(run, WriteKind::Release(fence)).await.map(drop)
+    }
+
+    pub(crate) async fn write(
+        &self,
+        run: &str,
+        first_seq: u64,
+        fence: Fence,
+        batch: Batch<'_>,
+    ) -> Result<()> {
+        let kind = WriteKind::Append {
+            first_seq,
+            fence,
+            events: encode(batch.events)?,
+            count: batch.events.len() as u64,
+            projection: Projection::of(batch.events, true),
+            tasks: batch.tasks.to_vec(),
+            attempts: batch.attempts.to_vec(),
+            artifacts: batch.artifacts.to_vec(),
+        };
+        self.send(run, kind).await.map(drop)
+    }
+
+    pub(crate) async fn put_checkpoint(
+        &self,
+        run: &str,
+        fence: Fence,
+        sealed: &Sealed,
+    ) -> Result<()> {
+        let kind = WriteKind::Checkpoint {
+            fence,
+            events: sealed.events,
+            digest: sealed.digest.0,
+            data: sealed.data.clone(),
+        };
+        self.send(run, kind).await.map(drop)
+    }
+
+    pub(crate) async fn request(&self, run: &str, control: &Control) -> Result<u64> {
+        self.send(run, WriteKind::Control(encode(control)?)).await
+    }
+
+    pub(crate) async fn delete_run(&self, run: &str) -> Result<()> {
+        self.send(run, WriteKind::Delete).await.map(drop)
+    }
+
+    pub(crate) async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
+        let kind = WriteKind::PutWorkflow {
+            version: workflow.version,
+            digest: workflow.digest.0,
+            created_at: workflow.created_at.0,
+            spec: encode(&workflow.workflow)?,
+        };
+        self.send(&workflow.name, kind).await.map(drop)
+    }
+
+    pub(crate) async fn delete_workflow(&self, name: &str) -> Result<()> {
+        self.send(name, WriteKind::DeleteWorkflow).await.map(drop)
+    }
+
+    pub(crate) async fn put_key(&self, key: &ApiKey) -> Result<()> {
+        self.send(&key.id, WriteKind::PutKey(key.clone()))
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
+        self.send(id, WriteKind::RevokeKey { at: at.0 })
+            .await
+            .map(drop)
     }
 
     /// Closes the channel: writes sent so far are still committed.

@@ -14,7 +14,7 @@ use super::reads::Reader;
 use super::schema::migrate;
 use super::watch::Watch;
 use crate::owner::{Fence, Owner};
-use crate::write::{WriteKind, Writes};
+use crate::write::Writes;
 use crate::{
     ApiKey, ArtifactRow, AttemptRow, Batch, CacheHit, Catalog, Change, CheckpointInfo, Error,
     FeedBatch, ReadModels, Result, RunFilter, RunLog, RunRecord, RunSummary, StoredWorkflow,
@@ -110,10 +110,6 @@ impl PostgresStore {
         &self.database.place
     }
 
-    async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
-        self.writes.send(subject, kind).await
-    }
-
     async fn reader(&self) -> Result<Reader<'_>> {
         Ok(Reader {
             database: &self.database,
@@ -132,16 +128,11 @@ impl Drop for PostgresStore {
 #[async_trait]
 impl RunLog for PostgresStore {
     async fn heartbeat(&self, owner: &Owner, now: Millis, ttl: Duration) -> Result<()> {
-        let kind = WriteKind::Heartbeat {
-            owner: owner.clone(),
-            expires_at: now.plus(ttl).0,
-        };
-        self.send(&owner.id, kind).await.map(drop)
+        self.writes.heartbeat(owner, now, ttl).await
     }
 
     async fn create_run(&self, record: &RunRecord, owner: &str, now: Millis) -> Result<Fence> {
-        let kind = WriteKind::create(record, owner, now)?;
-        self.send(&record.run_id, kind).await.map(Fence)
+        self.writes.create_run(record, owner, now).await
     }
 
     async fn claim(
@@ -151,16 +142,11 @@ impl RunLog for PostgresStore {
         now: Millis,
         steal: Option<Fence>,
     ) -> Result<Fence> {
-        let kind = WriteKind::Claim {
-            owner: owner.to_owned(),
-            now: now.0,
-            steal,
-        };
-        self.send(run, kind).await.map(Fence)
+        self.writes.claim(run, owner, now, steal).await
     }
 
     async fn release(&self, run: &str, fence: Fence) -> Result<()> {
-        self.send(run, WriteKind::Release(fence)).await.map(drop)
+        self.writes.release(run, fence).await
     }
 
     async fn run(&self, run: &str) -> Result<RunRecord> {
@@ -168,8 +154,7 @@ impl RunLog for PostgresStore {
     }
 
     async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()> {
-        let kind = WriteKind::append(first_seq, fence, batch)?;
-        self.send(run, kind).await.map(drop)
+        self.writes.write(run, first_seq, fence, batch).await
     }
 
     async fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
@@ -181,9 +166,7 @@ impl RunLog for PostgresStore {
     }
 
     async fn put_checkpoint(&self, run: &str, fence: Fence, sealed: &Sealed) -> Result<()> {
-        self.send(run, WriteKind::checkpoint(fence, sealed))
-            .await
-            .map(drop)
+        self.writes.put_checkpoint(run, fence, sealed).await
     }
 
     async fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
@@ -195,7 +178,7 @@ impl RunLog for PostgresStore {
     }
 
     async fn request(&self, run: &str, control: &Control) -> Result<u64> {
-        self.send(run, WriteKind::control(control)?).await
+        self.writes.request(run, control).await
     }
 
     async fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
@@ -203,7 +186,7 @@ impl RunLog for PostgresStore {
     }
 
     async fn delete_run(&self, run: &str) -> Result<()> {
-        self.send(run, WriteKind::Delete).await.map(drop)
+        self.writes.delete_run(run).await
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {
@@ -275,8 +258,7 @@ impl ReadModels for PostgresStore {
 #[async_trait]
 impl Catalog for PostgresStore {
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
-        let kind = WriteKind::put_workflow(workflow)?;
-        self.send(&workflow.name, kind).await.map(drop)
+        self.writes.put_workflow(workflow).await
     }
 
     async fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
@@ -292,13 +274,11 @@ impl Catalog for PostgresStore {
     }
 
     async fn delete_workflow(&self, name: &str) -> Result<()> {
-        self.send(name, WriteKind::DeleteWorkflow).await.map(drop)
+        self.writes.delete_workflow(name).await
     }
 
     async fn put_key(&self, key: &ApiKey) -> Result<()> {
-        self.send(&key.id, WriteKind::PutKey(key.clone()))
-            .await
-            .map(drop)
+        self.writes.put_key(key).await
     }
 
     async fn key(&self, id: &str) -> Result<Option<ApiKey>> {
@@ -315,8 +295,6 @@ impl Catalog for PostgresStore {
     }
 
     async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
-        self.send(id, WriteKind::RevokeKey { at: at.0 })
-            .await
-            .map(drop)
+        self.writes.revoke_key(id, at).await
     }
 }

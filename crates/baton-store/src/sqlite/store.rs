@@ -19,7 +19,7 @@ use super::schema::migrate;
 use super::watch::{Nudge, Watch};
 use super::writer::Writer;
 use crate::owner::{Fence, Owner};
-use crate::write::{WriteKind, Writes};
+use crate::write::Writes;
 use crate::{
     ApiKey, ArtifactRow, AttemptRow, Batch, CacheHit, Catalog, Change, CheckpointInfo, Error,
     FeedBatch, ReadModels, Result, RunFilter, RunLog, RunRecord, RunSummary, StoredWorkflow,
@@ -129,10 +129,6 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn send(&self, subject: &str, kind: WriteKind) -> Result<u64> {
-        self.writes.send(subject, kind).await
-    }
-
     /// Runs `read` on a reader connection off the runtime's threads.
     async fn read<T: Send + 'static>(
         &self,
@@ -162,17 +158,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl RunLog for SqliteStore {
     async fn heartbeat(&self, owner: &Owner, now: Millis, ttl: Duration) -> Result<()> {
-        let expires_at = now.plus(ttl).0;
-        let kind = WriteKind::Heartbeat {
-            owner: owner.clone(),
-            expires_at,
-        };
-        self.send(&owner.id, kind).await.map(drop)
+        self.writes.heartbeat(owner, now, ttl).await
     }
 
     async fn create_run(&self, record: &RunRecord, owner: &str, now: Millis) -> Result<Fence> {
-        let kind = WriteKind::create(record, owner, now)?;
-        self.send(&record.run_id, kind).await.map(Fence)
+        self.writes.create_run(record, owner, now).await
     }
 
     async fn claim(
@@ -182,16 +172,11 @@ impl RunLog for SqliteStore {
         now: Millis,
         steal: Option<Fence>,
     ) -> Result<Fence> {
-        let kind = WriteKind::Claim {
-            owner: owner.to_owned(),
-            now: now.0,
-            steal,
-        };
-        self.send(run, kind).await.map(Fence)
+        self.writes.claim(run, owner, now, steal).await
     }
 
     async fn release(&self, run: &str, fence: Fence) -> Result<()> {
-        self.send(run, WriteKind::Release(fence)).await.map(drop)
+        self.writes.release(run, fence).await
     }
 
     async fn run(&self, run: &str) -> Result<RunRecord> {
@@ -201,8 +186,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn write(&self, run: &str, first_seq: u64, fence: Fence, batch: Batch<'_>) -> Result<()> {
-        let kind = WriteKind::append(first_seq, fence, batch)?;
-        self.send(run, kind).await.map(drop)
+        self.writes.write(run, first_seq, fence, batch).await
     }
 
     async fn events_from(&self, run: &str, from: u64) -> Result<Vec<Event>> {
@@ -217,9 +201,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn put_checkpoint(&self, run: &str, fence: Fence, sealed: &Sealed) -> Result<()> {
-        self.send(run, WriteKind::checkpoint(fence, sealed))
-            .await
-            .map(drop)
+        self.writes.put_checkpoint(run, fence, sealed).await
     }
 
     async fn checkpoints(&self, run: &str) -> Result<Vec<CheckpointInfo>> {
@@ -235,7 +217,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn request(&self, run: &str, control: &Control) -> Result<u64> {
-        self.send(run, WriteKind::control(control)?).await
+        self.writes.request(run, control).await
     }
 
     async fn controls(&self, run: &str, from: u64) -> Result<Vec<Control>> {
@@ -245,7 +227,7 @@ impl RunLog for SqliteStore {
     }
 
     async fn delete_run(&self, run: &str) -> Result<()> {
-        self.send(run, WriteKind::Delete).await.map(drop)
+        self.writes.delete_run(run).await
     }
 
     async fn integrity(&self) -> Result<Vec<String>> {
@@ -345,8 +327,7 @@ impl ReadModels for SqliteStore {
 #[async_trait]
 impl Catalog for SqliteStore {
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<()> {
-        let kind = WriteKind::put_workflow(workflow)?;
-        self.send(&workflow.name, kind).await.map(drop)
+        self.writes.put_workflow(workflow).await
     }
 
     async fn workflow(&self, name: &str, version: Option<u32>) -> Result<StoredWorkflow> {
@@ -366,13 +347,11 @@ impl Catalog for SqliteStore {
     }
 
     async fn delete_workflow(&self, name: &str) -> Result<()> {
-        self.send(name, WriteKind::DeleteWorkflow).await.map(drop)
+        self.writes.delete_workflow(name).await
     }
 
     async fn put_key(&self, key: &ApiKey) -> Result<()> {
-        self.send(&key.id, WriteKind::PutKey(key.clone()))
-            .await
-            .map(drop)
+        self.writes.put_key(key).await
     }
 
     async fn key(&self, id: &str) -> Result<Option<ApiKey>> {
@@ -389,9 +368,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
-        self.send(id, WriteKind::RevokeKey { at: at.0 })
-            .await
-            .map(drop)
+        self.writes.revoke_key(id, at).await
     }
 }
 
