@@ -60,6 +60,8 @@ pub struct PostgresStore {
     writes: Writes,
     /// The change feed's watcher, started by the first subscriber.
     watch: Mutex<Option<Watch>>,
+    /// The feed and control positions when the store connected.
+    since: (u64, u64),
 }
 
 impl PostgresStore {
@@ -91,6 +93,15 @@ impl PostgresStore {
             options.connect_timeout,
         )?);
         migrate(&database, options.schema.as_deref()).await?;
+        // The change feed, started by its first subscriber, publishes what
+        // is committed from here on: a subscriber misses nothing written
+        // after it subscribed, however late the watcher's first look.
+        let since = Reader {
+            database: &database,
+            client: database.client().await?,
+        }
+        .positions()
+        .await?;
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(super::writer::run(
             Arc::clone(&database),
@@ -102,6 +113,7 @@ impl PostgresStore {
             options,
             writes: Writes::new(sender),
             watch: Mutex::new(None),
+            since,
         })
     }
 
@@ -203,6 +215,7 @@ impl RunLog for PostgresStore {
             *watch = Some(Watch::start(
                 Arc::clone(&self.database),
                 self.options.watch_interval,
+                self.since,
             ));
         }
         match watch.as_ref() {

@@ -27,16 +27,16 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Starts watching from the positions the database has now: only what
-    /// is committed from now on is published.
-    pub(crate) fn start(database: Arc<Database>, interval: Duration) -> Watch {
+    /// Starts watching after the feed and control positions `since`: what
+    /// is committed after them is published.
+    pub(crate) fn start(database: Arc<Database>, interval: Duration, since: (u64, u64)) -> Watch {
         let (changes, _) = broadcast::channel(CHANGE_BACKLOG);
         let woken = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(Arc::clone(&database), Arc::clone(&woken)));
         let watcher = Watcher {
             database,
             changes: changes.clone(),
-            positions: None,
+            positions: since,
         };
         let looker = tokio::spawn(watcher.watch(woken, interval));
         Watch {
@@ -95,8 +95,8 @@ async fn listen(database: Arc<Database>, woken: Arc<Notify>) {
 struct Watcher {
     database: Arc<Database>,
     changes: broadcast::Sender<Change>,
-    /// The last feed and control positions published, once known.
-    positions: Option<(u64, u64)>,
+    /// The last feed and control positions published.
+    positions: (u64, u64),
 }
 
 impl Watcher {
@@ -116,10 +116,7 @@ impl Watcher {
             database: &self.database,
             client: self.database.client().await?,
         };
-        let Some((mut feed, mut controls)) = self.positions else {
-            self.positions = Some(reader.positions().await?);
-            return Ok(());
-        };
+        let (mut feed, mut controls) = self.positions;
         loop {
             let (appended, requested) = reader.changes_after(feed, controls, PAGE).await?;
             let full = appended.len() as i64 == PAGE || requested.len() as i64 == PAGE;
@@ -137,7 +134,7 @@ impl Watcher {
                     run: Arc::from(run),
                 });
             }
-            self.positions = Some((feed, controls));
+            self.positions = (feed, controls);
             if !full {
                 return Ok(());
             }

@@ -110,8 +110,6 @@ mod shared {
         };
         let second = replica(&schema).await;
         let mut changes = second.changes();
-        // The watcher starts from the positions it finds: let it find them.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let owner = Owner::this_process();
         first
             .heartbeat(&owner, Millis(0), Duration::from_secs(30))
