@@ -44,6 +44,7 @@ mod memory;
 mod owner;
 mod postgres;
 mod projection;
+mod queue;
 mod sqlite;
 mod write;
 
@@ -51,6 +52,7 @@ pub use catalog::{ApiKey, Scope, StoredWorkflow};
 pub use memory::MemoryStore;
 pub use owner::{Fence, Owner, Ownership, Presence};
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use queue::{Offer, Room, Taken, WorkQueue};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::collections::BTreeMap;
@@ -679,6 +681,12 @@ pub trait RunLog: Send + Sync {
     /// engine computes for it; a log-only store spares the engine the work.
     fn keeps_read_models(&self) -> bool {
         true
+    }
+
+    /// The worker queue this store shares between the processes that use
+    /// it at once, if it is such a store.
+    fn work_queue(&self) -> Option<Arc<dyn WorkQueue>> {
+        None
     }
 }
 

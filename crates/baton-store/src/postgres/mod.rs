@@ -13,6 +13,7 @@
 mod columns;
 mod connection;
 mod reads;
+mod queue;
 mod schema;
 mod store;
 mod watch;

@@ -18,7 +18,7 @@ use crate::{
 /// Reading a column where a value that does not read back is
 /// [`Error::Corrupt`] rather than a panic: the database is baton's, but
 /// a damaged or hand-altered one must be reported like a damaged file.
-trait Column {
+pub(crate) trait Column {
     fn at<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T>;
 }
 
@@ -40,10 +40,10 @@ pub(crate) struct Reader<'a> {
     pub(crate) client: deadpool_postgres::Object,
 }
 
-type Params<'p> = [&'p (dyn ToSql + Sync)];
+pub(crate) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 impl Reader<'_> {
-    async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+    pub(crate) async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
         let statement = self
             .client
             .prepare_cached(sql)
@@ -51,6 +51,19 @@ impl Reader<'_> {
             .map_err(|error| self.database.error(error))?;
         self.client
             .query(&statement, params)
+            .await
+            .map_err(|error| self.database.error(error))
+    }
+
+    /// How many rows a statement changed.
+    pub(crate) async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
+        let statement = self
+            .client
+            .prepare_cached(sql)
+            .await
+            .map_err(|error| self.database.error(error))?;
+        self.client
+            .execute(&statement, params)
             .await
             .map_err(|error| self.database.error(error))
     }

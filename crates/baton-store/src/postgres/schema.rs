@@ -6,7 +6,10 @@ use super::connection::Database;
 use crate::Error;
 
 /// Schema migrations, in order; `baton_schema.version` counts those applied.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("migrations/001_baton.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_baton.sql"),
+    include_str!("migrations/002_work.sql"),
+];
 
 /// Applies the migrations the database has not seen, in one transaction
 /// (creating `schema` first when one is named); refuses a database newer

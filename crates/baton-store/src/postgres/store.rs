@@ -62,6 +62,8 @@ pub struct PostgresStore {
     watch: Mutex<Option<Watch>>,
     /// The feed and control positions when the store connected.
     since: (u64, u64),
+    /// Rung when any process offers or ends an attempt in the worker queue.
+    work_bell: Arc<tokio::sync::Notify>,
 }
 
 impl PostgresStore {
@@ -114,6 +116,7 @@ impl PostgresStore {
             writes: Writes::new(sender),
             watch: Mutex::new(None),
             since,
+            work_bell: Arc::default(),
         })
     }
 
@@ -216,12 +219,23 @@ impl RunLog for PostgresStore {
                 Arc::clone(&self.database),
                 self.options.watch_interval,
                 self.since,
+                Arc::clone(&self.work_bell),
             ));
         }
         match watch.as_ref() {
             Some(watch) => watch.changes.subscribe(),
             None => broadcast::channel(1).1,
         }
+    }
+
+    fn work_queue(&self) -> Option<Arc<dyn crate::WorkQueue>> {
+        // The change feed's listener hears the queue's notifications too.
+        drop(self.changes());
+        Some(Arc::new(super::queue::Queue {
+            database: Arc::clone(&self.database),
+            bell: Arc::clone(&self.work_bell),
+            interval: self.options.watch_interval,
+        }))
     }
 }
 

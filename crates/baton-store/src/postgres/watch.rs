@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
 use super::connection::Database;
+use super::queue::WORK_NOTE;
 use super::reads::Reader;
 use crate::{CHANGE_BACKLOG, Change, Result};
 
@@ -29,10 +30,16 @@ pub(crate) struct Watch {
 impl Watch {
     /// Starts watching after the feed and control positions `since`: what
     /// is committed after them is published.
-    pub(crate) fn start(database: Arc<Database>, interval: Duration, since: (u64, u64)) -> Watch {
+    /// Notifications about the shared worker queue ring `work`.
+    pub(crate) fn start(
+        database: Arc<Database>,
+        interval: Duration,
+        since: (u64, u64),
+        work: Arc<Notify>,
+    ) -> Watch {
         let (changes, _) = broadcast::channel(CHANGE_BACKLOG);
         let woken = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(Arc::clone(&database), Arc::clone(&woken)));
+        let listener = tokio::spawn(listen(Arc::clone(&database), Arc::clone(&woken), work));
         let watcher = Watcher {
             database,
             changes: changes.clone(),
@@ -55,8 +62,9 @@ impl Drop for Watch {
 }
 
 /// Keeps a connection listening, wakes the watcher at each notification
-/// for this schema, and connects again (with a pause) whenever it breaks.
-async fn listen(database: Arc<Database>, woken: Arc<Notify>) {
+/// for this schema (and rings `work` at each about its worker queue), and
+/// connects again (with a pause) whenever it breaks.
+async fn listen(database: Arc<Database>, woken: Arc<Notify>, work: Arc<Notify>) {
     loop {
         if let Ok((client, mut connection)) = database.config.connect(tokio_postgres::NoTls).await {
             let (sender, mut notes) = tokio::sync::mpsc::unbounded_channel();
@@ -80,9 +88,12 @@ async fn listen(database: Arc<Database>, woken: Arc<Notify>) {
                 // Whatever was committed while this connection was away is
                 // looked at now.
                 woken.notify_one();
+                work.notify_one();
                 while let Some(payload) = notes.recv().await {
                     if payload == schema {
                         woken.notify_one();
+                    } else if payload.strip_prefix(schema.as_str()) == Some(WORK_NOTE) {
+                        work.notify_one();
                     }
                 }
             }

@@ -243,3 +243,258 @@ mod damaged {
         assert!(error.to_string().contains("does not read back"), "{error}");
     }
 }
+
+/// The worker queue replicas share.
+mod queue {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use baton_core::Duration;
+    use baton_core::run::Millis;
+    use baton_store::{Offer, Owner, Room, RunLog, WorkQueue};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    fn caps(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    async fn offer(
+        queue: &dyn WorkQueue,
+        owner: &str,
+        capability: &str,
+        wanted: &BTreeMap<String, String>,
+        key: &str,
+        task: &str,
+    ) -> i64 {
+        let item = json!({ "task": task });
+        let offer = Offer {
+            capability,
+            labels: wanted,
+            fairness_key: key,
+            priority: 0,
+            run_id: "run",
+            task_id: task,
+            item: &item,
+        };
+        queue.offer(owner, offer, Millis(1)).await.unwrap()
+    }
+
+    fn tasks(taken: &[baton_store::Taken]) -> Vec<String> {
+        taken
+            .iter()
+            .map(|taken| taken.item["task"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_attempt_goes_to_one_taker_whose_worker_matches_and_its_end_back_to_its_owner() {
+        let Some((first, schema)) = store().await else {
+            return;
+        };
+        let second = replica(&schema).await;
+        let (owner, taker) = (Owner::this_process(), Owner::this_process());
+        first.heartbeat(&owner, Millis(0), TTL).await.unwrap();
+        second.heartbeat(&taker, Millis(0), TTL).await.unwrap();
+        let (offering, taking) = (first.work_queue().unwrap(), second.work_queue().unwrap());
+        let gpu = labels(&[("gpu", "a100")]);
+        let ticket = offer(&*offering, &owner.id, "train", &gpu, "", "fit").await;
+        assert!(offering.is_waiting(ticket).await.unwrap());
+
+        // A worker without the label, or without the capability, takes nothing.
+        let plain = labels(&[("zone", "eu")]);
+        for (capabilities, carried) in [(caps(&["train"]), &plain), (caps(&["build"]), &gpu)] {
+            let room = Room {
+                capabilities: &capabilities,
+                labels: carried,
+                free: 4,
+            };
+            assert!(taking.take(&taker.id, room).await.unwrap().is_empty());
+        }
+        let capabilities = caps(&["build", "train"]);
+        let carried = labels(&[("gpu", "a100"), ("zone", "eu")]);
+        let room = Room {
+            capabilities: &capabilities,
+            labels: &carried,
+            free: 4,
+        };
+        let taken = taking.take(&taker.id, room).await.unwrap();
+        assert_eq!(tasks(&taken), ["fit"]);
+        assert!(!offering.is_waiting(ticket).await.unwrap());
+        assert!(taking.take(&taker.id, room).await.unwrap().is_empty());
+        assert_eq!(taking.held(&taker.id).await.unwrap(), [ticket]);
+
+        assert!(offering.ended(&owner.id).await.unwrap().is_empty());
+        let ended = json!({ "succeeded": { "output": 42 } });
+        assert!(taking.finish(ticket, &ended).await.unwrap());
+        assert!(taking.held(&taker.id).await.unwrap().is_empty());
+        assert_eq!(offering.ended(&owner.id).await.unwrap(), [(ticket, ended)]);
+        assert!(offering.ended(&owner.id).await.unwrap().is_empty(), "read once");
+    }
+
+    #[tokio::test]
+    async fn takers_at_the_same_moment_never_take_one_attempt_twice() {
+        let Some((store, schema)) = store().await else {
+            return;
+        };
+        let owner = Owner::this_process();
+        store.heartbeat(&owner, Millis(0), TTL).await.unwrap();
+        let queue = store.work_queue().unwrap();
+        let none = BTreeMap::new();
+        for index in 0..200 {
+            offer(&*queue, &owner.id, "cap", &none, "", &format!("t{index}")).await;
+        }
+        let mut takers = Vec::new();
+        for _ in 0..4 {
+            let replica = Arc::new(replica(&schema).await);
+            takers.push(tokio::spawn(async move {
+                let queue = replica.work_queue().unwrap();
+                let capabilities = caps(&["cap"]);
+                let none = BTreeMap::new();
+                let mut mine = Vec::new();
+                loop {
+                    let room = Room {
+                        capabilities: &capabilities,
+                        labels: &none,
+                        free: 7,
+                    };
+                    let taken = queue.take("taker", room).await.unwrap();
+                    if taken.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(tasks(&taken));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for taker in takers {
+            all.extend(taker.await.unwrap());
+        }
+        let count = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!((count, all.len()), (200, 200), "each attempt taken once");
+    }
+
+    #[tokio::test]
+    async fn fairness_keys_take_turns_and_priority_orders_within_a_key() {
+        let Some((store, _schema)) = store().await else {
+            return;
+        };
+        let owner = Owner::this_process();
+        store.heartbeat(&owner, Millis(0), TTL).await.unwrap();
+        let queue = store.work_queue().unwrap();
+        let none = BTreeMap::new();
+        for index in 0..20 {
+            offer(&*queue, &owner.id, "cap", &none, "big", &format!("big{index}")).await;
+        }
+        for index in 0..2 {
+            offer(&*queue, &owner.id, "cap", &none, "small", &format!("small{index}")).await;
+        }
+        assert_eq!(queue.reprioritize("run", "big7", 5).await.unwrap(), 1);
+        let capabilities = caps(&["cap"]);
+        let room = Room {
+            capabilities: &capabilities,
+            labels: &none,
+            free: 4,
+        };
+        let mut taken = tasks(&queue.take("taker", room).await.unwrap());
+        taken.sort();
+        assert_eq!(taken, ["big0", "big7", "small0", "small1"]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_owner_s_attempts_leave_and_a_dead_taker_s_end_as_lost() {
+        let Some((store, _schema)) = store().await else {
+            return;
+        };
+        let (alive, dead) = (Owner::this_process(), Owner::this_process());
+        store.heartbeat(&alive, Millis(0), TTL).await.unwrap();
+        store.heartbeat(&dead, Millis(0), Duration::from_secs(1)).await.unwrap();
+        let queue = store.work_queue().unwrap();
+        let none = BTreeMap::new();
+        let kept = offer(&*queue, &alive.id, "cap", &none, "", "kept").await;
+        let orphan = offer(&*queue, &dead.id, "cap", &none, "", "orphan").await;
+        let capabilities = caps(&["cap"]);
+        let room = Room {
+            capabilities: &capabilities,
+            labels: &none,
+            free: 1,
+        };
+        // The dead process takes the live one's attempt, then stops.
+        let taken = queue.take(&dead.id, room).await.unwrap();
+        assert_eq!(tasks(&taken), ["kept"]);
+        let lost = json!({ "lost": true });
+        queue.sweep(Millis(500), &lost).await.unwrap();
+        assert!(queue.ended(&alive.id).await.unwrap().is_empty(), "still in time");
+
+        queue.sweep(Millis(5_000), &lost).await.unwrap();
+        assert!(!queue.withdraw(orphan).await.unwrap(), "its owner is gone");
+        let ended: Vec<(i64, Value)> = queue.ended(&alive.id).await.unwrap();
+        assert_eq!(ended, [(kept, lost)]);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_taken_back_cannot_be_finished_and_one_given_back_waits_again() {
+        let Some((store, _schema)) = store().await else {
+            return;
+        };
+        let owner = Owner::this_process();
+        store.heartbeat(&owner, Millis(0), TTL).await.unwrap();
+        let queue = store.work_queue().unwrap();
+        let none = BTreeMap::new();
+        let capabilities = caps(&["cap"]);
+        let room = Room {
+            capabilities: &capabilities,
+            labels: &none,
+            free: 1,
+        };
+        let ticket = offer(&*queue, &owner.id, "cap", &none, "", "a").await;
+        queue.take("taker", room).await.unwrap();
+        queue.give_back(ticket).await.unwrap();
+        assert!(queue.is_waiting(ticket).await.unwrap());
+        assert_eq!(queue.take("taker", room).await.unwrap().len(), 1);
+        assert!(queue.withdraw(ticket).await.unwrap());
+        assert!(queue.held("taker").await.unwrap().is_empty());
+        assert!(!queue.finish(ticket, &json!({})).await.unwrap());
+        assert!(queue.ended(&owner.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_offer_rings_the_other_replicas() {
+        let Some((first, schema)) = store().await else {
+            return;
+        };
+        let second = replica(&schema).await;
+        let owner = Owner::this_process();
+        first.heartbeat(&owner, Millis(0), TTL).await.unwrap();
+        let listening = second.work_queue().unwrap();
+        let offering = first.work_queue().unwrap();
+        // The listener connects, then rings once for what it may have missed.
+        tokio::time::timeout(std::time::Duration::from_secs(10), listening.notified())
+            .await
+            .unwrap();
+        let waiting = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            listening.notified().await;
+            started.elapsed()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        offer(&*offering, &owner.id, "cap", &BTreeMap::new(), "", "a").await;
+        let waited = waiting.await.unwrap();
+        assert!(
+            waited < std::time::Duration::from_secs(1),
+            "woken by the notification, not the one-second fallback: {waited:?}"
+        );
+    }
+}
