@@ -252,9 +252,34 @@ impl Engine {
         });
     }
 
-    /// The dispatcher that leases routed attempts to remote workers; a
-    /// server calls [`Dispatcher::serve`] on it when it speaks the worker
-    /// protocol.
+    /// Starts leasing routed attempts to remote workers (a server that
+    /// speaks the worker protocol calls it). When the store is shared by
+    /// server replicas, so is the worker queue: once this process's lease
+    /// is kept, its workers take what any replica's runs offer.
+    pub fn serve_workers(&self) {
+        let queue = self.store.work_queue();
+        let shared = queue
+            .clone()
+            .map(|queue| (queue, self.presence.owner().id.clone()));
+        self.dispatcher
+            .serve(shared, self.config.state_dir.clone());
+        if queue.is_some() {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                // A store that cannot be reached now is asked again, for a
+                // while; meanwhile this replica's workers take only its own.
+                for _ in 0..120 {
+                    if let Ok(clock) = engine.announce().await {
+                        engine.dispatcher.leased(clock);
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            });
+        }
+    }
+
+    /// The dispatcher that leases routed attempts to remote workers.
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
     }

@@ -102,7 +102,7 @@ impl AppState {
     /// registered workers. Call it within a Tokio runtime.
     pub fn new(engine: Engine, config: ServerConfig) -> AppState {
         telemetry::registry();
-        engine.dispatcher().serve();
+        engine.serve_workers();
         engine.watch_agent_health(config.agent_health_every);
         AppState {
             engine,

@@ -56,7 +56,8 @@ pub(crate) async fn reprioritize(
     let queued = app
         .engine
         .dispatcher()
-        .reprioritize(&run_id, &task, request.priority);
+        .reprioritize(&run_id, &task, request.priority)
+        .await;
     if queued == 0 {
         return Err(ApiError::NotFound(format!(
             "task `{task}` of run `{run_id}` has no attempt waiting for a worker; only queued work for workers is reprioritized"

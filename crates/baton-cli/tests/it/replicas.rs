@@ -11,11 +11,15 @@ use serde_json::{Value, json};
 
 use crate::util::{PgSchema, Served, baton, request, serve, stops};
 
-/// `baton keys create` against the store at `url`.
+/// An execute key made with `baton keys create` against the store at `url`.
 fn key(dir: &Path, url: &str) -> String {
+    scoped_key(dir, url, "execute")
+}
+
+fn scoped_key(dir: &Path, url: &str, scope: &str) -> String {
     let output = baton()
         .current_dir(dir)
-        .args(["keys", "create", "--name", "replicas", "--scope", "execute"])
+        .args(["keys", "create", "--name", "replicas", "--scope", scope])
         .args(["--store", url])
         .output()
         .unwrap();
@@ -300,4 +304,101 @@ fn a_postgres_store_that_cannot_be_reached_is_named_with_its_cause_once() {
         1,
         "{error}"
     );
+}
+
+/// The run's shown state from `address`, once `holds` says so (30 s at most).
+fn run_when(address: &str, key: &str, run: &str, holds: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = request(address, key, ("GET", &format!("/api/v1/runs/{run}")), None);
+        assert_eq!(status, 200, "{body}");
+        let shown: Value = serde_json::from_str(&body).unwrap();
+        if holds(&shown) {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "run {run} never got there: {shown:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_of_one_replica_runs_what_another_replica_s_run_routes_to_its_capability() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let url = schema.url();
+    let (offering, taking) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&offering, &taking] {
+        std::fs::write(
+            dir.path().join("baton.toml"),
+            "[workers]\nheartbeat = \"200ms\"\nlease = \"2s\"\n",
+        )
+        .unwrap();
+    }
+    let runner = key(offering.path(), &url);
+    let worker_key = scoped_key(offering.path(), &url, "worker");
+    let env = [("BATON_STORE__URL", url.as_str())];
+    let (_a, a) = serve(offering.path(), &[], &env);
+    let (_b, b) = serve(taking.path(), &[], &env);
+
+    let wrote = r#"echo "{\"dir\": \"$PWD\"}" > "$BATON_OUTPUT"; echo "on the worker""#;
+    let spec = json!({
+        "name": "routed",
+        "tasks": {
+            "gpu": {"run": wrote, "runs_on": {"capability": "gpu"}, "timeout": "60s"},
+            "after": {"needs": ["gpu"], "run": "echo '{\"here\": true}' > \"$BATON_OUTPUT\""},
+        }
+    });
+    let (status, body) = request(
+        &a,
+        &runner,
+        ("POST", "/api/v1/runs"),
+        Some(&json!({"spec": spec.to_string()})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    let run = run["run_id"].as_str().unwrap().to_owned();
+
+    // No worker anywhere yet: the attempt waits in the shared queue, and
+    // the replica driving the run says so.
+    let gpu = |shown: &Value| -> Value {
+        let tasks = shown["tasks"].as_array().unwrap();
+        tasks.iter().find(|task| task["id"] == "gpu").unwrap().clone()
+    };
+    let shown = run_when(&a, &runner, &run, |shown| gpu(shown)["waiting"].is_string());
+    let why = gpu(&shown)["waiting"].as_str().unwrap().to_owned();
+    assert!(why.contains("offered to the workers of every replica"), "{why}");
+
+    // A worker registers with the other replica only, and takes it.
+    let workdir = taking.path().join("worker");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let mut worker = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(&workdir)
+        .args(["worker", "--server", &format!("http://{b}"), "--key", &worker_key])
+        .args(["--name", "gpu-box", "--capability", "gpu"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let shown = run_when(&a, &runner, &run, |shown| {
+        assert!(
+            !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
+            "{shown:#}"
+        );
+        shown["status"] == "succeeded"
+    });
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(gpu(&shown)["attempts"], 1, "{shown:#}");
+    let (status, body) = request(&a, &runner, ("GET", &format!("/api/v1/runs/{run}")), None);
+    assert_eq!(status, 200);
+    assert!(body.contains(&workdir.display().to_string()), "ran on the worker: {body}");
+    // Its log was uploaded to the replica that leased it.
+    let (status, log) = request(
+        &b,
+        &runner,
+        ("GET", &format!("/api/v1/runs/{run}/tasks/gpu/logs?stream=stdout")),
+        None,
+    );
+    assert_eq!((status, log.trim()), (200, "on the worker"));
 }

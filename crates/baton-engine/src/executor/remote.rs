@@ -86,14 +86,17 @@ impl Executor for Remote {
         };
         let (reply, answer) = oneshot::channel();
         let timeout = attempt.timeout.map(|timeout| timeout.as_std());
-        let ticket = self.dispatcher.submit(Item {
-            route,
-            lease,
-            prefix: attempt.prefix.clone(),
-            queued: Instant::now(),
-            timeout,
-            reply,
-        });
+        let ticket = self
+            .dispatcher
+            .submit(Item {
+                route,
+                lease,
+                prefix: attempt.prefix.clone(),
+                queued: Instant::now(),
+                timeout,
+                reply,
+            })
+            .await;
         let mut held = Withdraw {
             dispatcher: Arc::clone(&self.dispatcher),
             ticket: Some(ticket),
@@ -106,7 +109,7 @@ impl Executor for Remote {
                 return std::future::pending().await;
             };
             tokio::time::sleep(after).await;
-            if !dispatcher.is_queued(ticket) {
+            if !dispatcher.is_queued(ticket).await {
                 tokio::time::sleep(attempt.grace.as_std() + REPORT_SLACK).await;
             }
         };

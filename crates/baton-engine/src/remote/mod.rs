@@ -10,18 +10,28 @@ mod board;
 mod local;
 pub mod protocol;
 mod settings;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 pub use board::{Caller, WorkerError};
-pub(crate) use board::{Ended, Item, Ticket};
+pub(crate) use board::{Ended, Item};
 pub use local::Workspace;
 pub use settings::WorkerSettings;
 
 use board::Board;
 use protocol::{Poll, Polled, Registered, Registration, Report};
+use shared::Shared;
+
+/// Names a submitted attempt until it ends: on this replica's board, or
+/// offered in the queue replicas share.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ticket {
+    Here(board::Ticket),
+    Shared(i64),
+}
 
 /// Hands attempts to remote workers. One per engine; cheap to share.
 pub struct Dispatcher {
@@ -33,6 +43,9 @@ pub struct Dispatcher {
     /// Set when a server serves the protocol: until then nothing can reach
     /// a worker, and routed tasks are refused before a run starts.
     served: std::sync::atomic::AtomicBool,
+    /// The queue shared with other replicas, when the store has one and
+    /// workers are served.
+    shared: std::sync::OnceLock<Arc<Shared>>,
 }
 
 /// The longest a poll waits for work.
@@ -45,6 +58,7 @@ impl Dispatcher {
             cas,
             settings,
             served: std::sync::atomic::AtomicBool::new(false),
+            shared: std::sync::OnceLock::new(),
         })
     }
 
@@ -56,9 +70,31 @@ impl Dispatcher {
 
     /// Starts serving workers: routed tasks are accepted from now on, and
     /// a task ends leases that run out for as long as the dispatcher lives.
-    pub fn serve(self: &Arc<Self>) {
-        if !self.served.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            tokio::spawn(expire(Arc::downgrade(self), self.tick()));
+    /// With `shared` (a queue other replicas use, and this process's owner
+    /// id), attempts no worker here can take go there, and this replica's
+    /// workers take what others offered.
+    pub(crate) fn serve(
+        self: &Arc<Self>,
+        shared: Option<(Arc<dyn baton_store::WorkQueue>, String)>,
+        state_dir: std::path::PathBuf,
+    ) {
+        if self.served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(expire(Arc::downgrade(self), self.tick()));
+        if let Some((queue, me)) = shared {
+            let shared = Arc::new(Shared::new(queue, me, state_dir));
+            let _ = self.shared.set(Arc::clone(&shared));
+            tokio::spawn(relay(Arc::downgrade(self), shared, self.tick()));
+        }
+    }
+
+    /// Tells the shared queue's side the clock of this process's lease in
+    /// the store, now that it is kept: it may take work from then on.
+    pub(crate) fn leased(&self, clock: crate::clock::Clock) {
+        if let Some(shared) = self.shared.get() {
+            let _ = shared.clock.set(clock);
+            shared.prompt.notify_one();
         }
     }
 
@@ -100,6 +136,12 @@ impl Dispatcher {
         let Some(wake) = wake else {
             return Ok(polled);
         };
+        if polled.leases.is_empty()
+            && poll.take > 0
+            && let Some(shared) = self.shared.get()
+        {
+            shared.prompt.notify_one();
+        }
         if polled.leases.is_empty() && poll.take > 0 && !wait.is_zero() && polled.stop.is_empty() {
             let until = tokio::time::Instant::now() + wait;
             while polled.leases.is_empty() && !polled.draining {
@@ -231,32 +273,129 @@ impl Dispatcher {
 
     /// Why `run_id`'s queued attempts wait, by task id.
     pub fn waiting(&self, run_id: &str) -> BTreeMap<String, String> {
-        self.board().waiting(run_id, Instant::now())
+        let now = Instant::now();
+        let board = self.board();
+        let mut waiting = board.waiting(run_id, now);
+        if let Some(shared) = self.shared.get() {
+            for (task, route) in shared.offered_of(run_id) {
+                let why = format!(
+                    "{}; offered to the workers of every replica",
+                    board.why_waiting(&route, now)
+                );
+                waiting.insert(task, why);
+            }
+        }
+        waiting
     }
 
     /// Gives the attempts of `task` in `run_id` waiting for a worker a new
     /// priority (higher is leased first among its fairness key's work);
     /// how many there were.
-    pub fn reprioritize(&self, run_id: &str, task: &str, priority: i32) -> usize {
-        self.board().reprioritize(run_id, task, priority)
+    pub async fn reprioritize(&self, run_id: &str, task: &str, priority: i32) -> usize {
+        let here = self.board().reprioritize(run_id, task, priority);
+        let shared = match self.shared.get() {
+            Some(shared) => shared
+                .queue
+                .reprioritize(run_id, task, priority)
+                .await
+                .unwrap_or_default(),
+            None => 0,
+        };
+        here + shared
     }
 
     /// Attempts queued and leased.
     pub fn depth(&self) -> (usize, usize) {
-        self.board().depth()
+        let (queued, leased) = self.board().depth();
+        let offered = self.shared.get().map_or(0, |shared| shared.offered_count());
+        (queued + offered, leased)
     }
 
-    pub(crate) fn submit(&self, item: Item) -> Ticket {
-        self.board().submit(item, Instant::now())
+    /// Queues an attempt: leased here at once when a worker here may take
+    /// it, offered to every replica's workers when a shared queue is
+    /// served, queued here otherwise (or when that queue cannot be
+    /// reached).
+    pub(crate) async fn submit(&self, item: Item) -> Ticket {
+        let Some(shared) = self.shared.get() else {
+            return Ticket::Here(self.board().submit(item, Instant::now()));
+        };
+        let item = match self.board().lease_now(item, Instant::now()) {
+            Ok(ticket) => return Ticket::Here(ticket),
+            Err(item) => item,
+        };
+        match shared.offer(item).await {
+            Ok(ticket) => Ticket::Shared(ticket),
+            Err(item) => Ticket::Here(self.board().submit(item, Instant::now())),
+        }
     }
 
     /// Whether the attempt still waits for a worker.
-    pub(crate) fn is_queued(&self, ticket: Ticket) -> bool {
-        self.board().is_queued(ticket)
+    pub(crate) async fn is_queued(&self, ticket: Ticket) -> bool {
+        match (ticket, self.shared.get()) {
+            (Ticket::Here(ticket), _) => self.board().is_queued(ticket),
+            (Ticket::Shared(ticket), Some(shared)) => {
+                shared.queue.is_waiting(ticket).await.unwrap_or(false)
+            }
+            (Ticket::Shared(_), None) => false,
+        }
     }
 
     pub(crate) fn withdraw(&self, ticket: Ticket) {
-        self.board().withdraw(ticket);
+        match (ticket, self.shared.get()) {
+            (Ticket::Here(ticket), _) => self.board().withdraw(ticket),
+            (Ticket::Shared(ticket), Some(shared)) => shared.withdraw(ticket),
+            (Ticket::Shared(_), None) => {}
+        }
+    }
+
+    /// One exchange with the shared queue: ends read back, work taken for
+    /// the workers here with room, and (every `sweep`) attempts taken back
+    /// by their owners stopped and stopped processes' attempts swept.
+    async fn exchange(&self, shared: &Arc<Shared>, sweep: bool) {
+        shared.collect().await;
+        let rooms = self.board().rooms(Instant::now());
+        for (ticket, item) in shared.take(rooms).await {
+            let leased = self.board().lease_now(item, Instant::now());
+            match leased {
+                Ok(held) => shared.hold(ticket, held),
+                // Its capability's limit, rate or breaker holds it back
+                // here: another replica may take it.
+                Err(_) => {
+                    let _ = shared.queue.give_back(ticket).await;
+                }
+            }
+        }
+        if sweep {
+            for held in shared.taken_back().await {
+                self.board().withdraw(held);
+            }
+            shared.sweep().await;
+        }
+    }
+}
+
+/// Keeps this replica's side of the shared queue moving for as long as
+/// the dispatcher lives: woken when any replica offers or ends an
+/// attempt, when a worker here asks for work, or every `tick`.
+async fn relay(dispatcher: Weak<Dispatcher>, shared: Arc<Shared>, tick: Duration) {
+    let sweep_every = tick * 8;
+    let mut swept = Instant::now();
+    loop {
+        {
+            let Some(dispatcher) = dispatcher.upgrade() else {
+                return;
+            };
+            let sweep = swept.elapsed() >= sweep_every;
+            if sweep {
+                swept = Instant::now();
+            }
+            dispatcher.exchange(&shared, sweep).await;
+        }
+        tokio::select! {
+            () = shared.queue.notified() => {}
+            () = shared.prompt.notified() => {}
+            () = tokio::time::sleep(tick) => {}
+        }
     }
 }
 

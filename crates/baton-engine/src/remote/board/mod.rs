@@ -252,6 +252,45 @@ impl Board {
         Ticket(ticket)
     }
 
+    /// Leases an attempt at once if a worker may take it now; hands it
+    /// back otherwise, queuing nothing.
+    pub(crate) fn lease_now(&mut self, item: Item, now: Instant) -> Result<Ticket, Item> {
+        let ticket = self.submit(item, now);
+        if !self.is_queued(ticket) {
+            return Ok(ticket);
+        }
+        let entry = self
+            .entries
+            .remove(&ticket.0)
+            .expect("a queued ticket has its entry");
+        let key = entry.item.route.fairness_key.clone().unwrap_or_default();
+        if let Some(capability) = self.capabilities.get_mut(&entry.item.route.capability) {
+            capability.remove(&key, ticket.0);
+        }
+        Err(entry.item)
+    }
+
+    /// What each worker that may be given work now can take: its
+    /// capabilities, labels and free places.
+    pub(crate) fn rooms(&self, now: Instant) -> Vec<(Vec<String>, BTreeMap<String, String>, u32)> {
+        self.workers
+            .values()
+            .filter(|worker| {
+                !worker.draining
+                    && worker.has_room()
+                    && worker.alive(now, &self.settings)
+                    && worker.breaker.admits(now, &self.settings.breaker)
+            })
+            .map(|worker| {
+                (
+                    worker.registration.capabilities.clone(),
+                    worker.registration.labels.clone(),
+                    worker.registration.concurrency - worker.in_flight,
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn is_queued(&self, ticket: Ticket) -> bool {
         self.entries
             .get(&ticket.0)

@@ -63,7 +63,7 @@ impl Board {
             .collect()
     }
 
-    fn why_waiting(&self, route: &Route, now: Instant) -> String {
+    pub(crate) fn why_waiting(&self, route: &Route, now: Instant) -> String {
         let wanted = if route.labels.is_empty() {
             format!("capability `{}`", route.capability)
         } else {
