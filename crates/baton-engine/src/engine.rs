@@ -261,8 +261,7 @@ impl Engine {
         let shared = queue
             .clone()
             .map(|queue| (queue, self.presence.owner().id.clone()));
-        self.dispatcher
-            .serve(shared, self.config.state_dir.clone());
+        self.dispatcher.serve(shared, self.config.state_dir.clone());
         if queue.is_some() {
             let engine = self.clone();
             tokio::spawn(async move {

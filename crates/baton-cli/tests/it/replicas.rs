@@ -316,7 +316,10 @@ fn run_when(address: &str, key: &str, run: &str, holds: impl Fn(&Value) -> bool)
         if holds(&shown) {
             return shown;
         }
-        assert!(Instant::now() < deadline, "run {run} never got there: {shown:#}");
+        assert!(
+            Instant::now() < deadline,
+            "run {run} never got there: {shown:#}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -363,18 +366,31 @@ fn a_worker_of_one_replica_runs_what_another_replica_s_run_routes_to_its_capabil
     // the replica driving the run says so.
     let gpu = |shown: &Value| -> Value {
         let tasks = shown["tasks"].as_array().unwrap();
-        tasks.iter().find(|task| task["id"] == "gpu").unwrap().clone()
+        tasks
+            .iter()
+            .find(|task| task["id"] == "gpu")
+            .unwrap()
+            .clone()
     };
     let shown = run_when(&a, &runner, &run, |shown| gpu(shown)["waiting"].is_string());
     let why = gpu(&shown)["waiting"].as_str().unwrap().to_owned();
-    assert!(why.contains("offered to the workers of every replica"), "{why}");
+    assert!(
+        why.contains("offered to the workers of every replica"),
+        "{why}"
+    );
 
     // A worker registers with the other replica only, and takes it.
     let workdir = taking.path().join("worker");
     std::fs::create_dir_all(&workdir).unwrap();
     let mut worker = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
         .current_dir(&workdir)
-        .args(["worker", "--server", &format!("http://{b}"), "--key", &worker_key])
+        .args([
+            "worker",
+            "--server",
+            &format!("http://{b}"),
+            "--key",
+            &worker_key,
+        ])
         .args(["--name", "gpu-box", "--capability", "gpu"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -392,13 +408,115 @@ fn a_worker_of_one_replica_runs_what_another_replica_s_run_routes_to_its_capabil
     assert_eq!(gpu(&shown)["attempts"], 1, "{shown:#}");
     let (status, body) = request(&a, &runner, ("GET", &format!("/api/v1/runs/{run}")), None);
     assert_eq!(status, 200);
-    assert!(body.contains(&workdir.display().to_string()), "ran on the worker: {body}");
+    assert!(
+        body.contains(&workdir.display().to_string()),
+        "ran on the worker: {body}"
+    );
     // Its log was uploaded to the replica that leased it.
     let (status, log) = request(
         &b,
         &runner,
-        ("GET", &format!("/api/v1/runs/{run}/tasks/gpu/logs?stream=stdout")),
+        (
+            "GET",
+            &format!("/api/v1/runs/{run}/tasks/gpu/logs?stream=stdout"),
+        ),
         None,
     );
     assert_eq!((status, log.trim()), (200, "on the worker"));
+}
+
+/// Starts `baton worker` in `dir` against `address`.
+fn worker(dir: &Path, address: &str, key: &str, name: &str) -> std::process::Child {
+    std::fs::create_dir_all(dir).unwrap();
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(dir)
+        .args([
+            "worker",
+            "--server",
+            &format!("http://{address}"),
+            "--key",
+            key,
+        ])
+        .args(["--name", name, "--capability", "gpu"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_attempt_taken_by_a_replica_that_is_killed_is_lost_and_runs_again_elsewhere() {
+    let Some(schema) = PgSchema::new() else {
+        return;
+    };
+    let url = schema.url();
+    let (offering, taking) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&offering, &taking] {
+        std::fs::write(
+            dir.path().join("baton.toml"),
+            "[workers]\nheartbeat = \"200ms\"\nlease = \"2s\"\n",
+        )
+        .unwrap();
+    }
+    let runner = key(offering.path(), &url);
+    let worker_key = scoped_key(offering.path(), &url, "worker");
+    let env = [("BATON_STORE__URL", url.as_str())];
+    let (_a, a) = serve(offering.path(), &[], &env);
+    let (mut killed, b) = serve(taking.path(), &[], &env);
+    let mut first = worker(&taking.path().join("w1"), &b, &worker_key, "first");
+
+    let marker = offering.path().join("began");
+    let spec = json!({
+        "name": "lost",
+        "tasks": {"gpu": {
+            "run": format!(
+                "echo \"$BATON_ATTEMPT\" >> {}; if [ \"$BATON_ATTEMPT\" = 1 ]; then sleep 30; fi",
+                marker.display()
+            ),
+            "runs_on": {"capability": "gpu"},
+            "retry": {"max_attempts": 2, "backoff": "constant", "initial": "10ms"},
+        }}
+    });
+    let (status, body) = request(
+        &a,
+        &runner,
+        ("POST", "/api/v1/runs"),
+        Some(&json!({"spec": spec.to_string()})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    let run = run["run_id"].as_str().unwrap().to_owned();
+    crate::util::wait_for_file(&marker);
+
+    // The replica that leased attempt 1 to its worker dies with it.
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut second = worker(&offering.path().join("w2"), &a, &worker_key, "second");
+    let shown = run_when(&a, &runner, &run, |shown| {
+        assert!(
+            !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
+            "{shown:#}"
+        );
+        shown["status"] == "succeeded"
+    });
+    let _ = second.kill();
+    let _ = second.wait();
+    let (status, events) = request(
+        &a,
+        &runner,
+        ("GET", &format!("/api/v1/runs/{run}/events")),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        events.contains("the server replica that leased it to a worker stopped"),
+        "attempt 1 ends as lost: {events}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "1\n2\n",
+        "{shown:#}"
+    );
 }

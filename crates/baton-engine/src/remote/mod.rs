@@ -325,7 +325,7 @@ impl Dispatcher {
         };
         match shared.offer(item).await {
             Ok(ticket) => Ticket::Shared(ticket),
-            Err(item) => Ticket::Here(self.board().submit(item, Instant::now())),
+            Err(item) => Ticket::Here(self.board().submit(*item, Instant::now())),
         }
     }
 

@@ -150,7 +150,7 @@ impl Shared {
 
     /// Offers `item` to every replica's workers; the item back if the
     /// queue cannot be reached.
-    pub(crate) async fn offer(&self, item: Item) -> Result<i64, Item> {
+    pub(crate) async fn offer(&self, item: Box<Item>) -> Result<i64, Box<Item>> {
         let wire = Wire {
             route: item.route.clone(),
             lease: item.lease.clone(),
@@ -177,6 +177,7 @@ impl Shared {
             Err(_) => return Err(item),
         };
         let mut books = self.books();
+        let item = *item;
         if let Some((ended, _)) = books.early.remove(&ticket) {
             let _ = item.reply.send(ended);
         } else {
@@ -277,7 +278,9 @@ impl Shared {
             for taken in taken {
                 match serde_json::from_value::<Wire>(taken.item) {
                     Ok(wire) => {
-                        let waited = crate::clock::wall_clock().0.saturating_sub(taken.queued_at.0);
+                        let waited = crate::clock::wall_clock()
+                            .0
+                            .saturating_sub(taken.queued_at.0);
                         items.push((taken.ticket, self.item(taken.ticket, wire, waited)));
                     }
                     Err(error) => {

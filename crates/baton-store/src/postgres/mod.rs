@@ -12,8 +12,8 @@
 
 mod columns;
 mod connection;
-mod reads;
 mod queue;
+mod reads;
 mod schema;
 mod store;
 mod watch;

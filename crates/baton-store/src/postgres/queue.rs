@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 
 use super::connection::Database;
 use super::reads::{Column, Reader};
-use crate::queue::{Offer, Room, Taken, WorkQueue};
 use crate::Result;
+use crate::queue::{Offer, Room, Taken, WorkQueue};
 
 /// The payload suffix of a notification about the queue.
 pub(crate) const WORK_NOTE: &str = " work";
@@ -84,9 +84,10 @@ impl WorkQueue for Queue {
                 ],
             )
             .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.database.failure_message("an offered attempt was not kept"))?;
+        let row = rows.first().ok_or_else(|| {
+            self.database
+                .failure_message("an offered attempt was not kept")
+        })?;
         row.at(0)
     }
 
@@ -135,12 +136,7 @@ impl WorkQueue for Queue {
                     FOR UPDATE OF work SKIP LOCKED)
                  UPDATE work SET taken_by = $1 FROM chosen WHERE work.ticket = chosen.ticket
                  RETURNING work.ticket, work.item, work.queued_at",
-                &[
-                    &taker,
-                    &room.capabilities,
-                    &labels,
-                    &i64::from(room.free),
-                ],
+                &[&taker, &room.capabilities, &labels, &i64::from(room.free)],
             )
             .await?;
         let mut taken = rows

@@ -339,7 +339,10 @@ mod queue {
         assert!(taking.finish(ticket, &ended).await.unwrap());
         assert!(taking.held(&taker.id).await.unwrap().is_empty());
         assert_eq!(offering.ended(&owner.id).await.unwrap(), [(ticket, ended)]);
-        assert!(offering.ended(&owner.id).await.unwrap().is_empty(), "read once");
+        assert!(
+            offering.ended(&owner.id).await.unwrap().is_empty(),
+            "read once"
+        );
     }
 
     #[tokio::test]
@@ -396,10 +399,26 @@ mod queue {
         let queue = store.work_queue().unwrap();
         let none = BTreeMap::new();
         for index in 0..20 {
-            offer(&*queue, &owner.id, "cap", &none, "big", &format!("big{index}")).await;
+            offer(
+                &*queue,
+                &owner.id,
+                "cap",
+                &none,
+                "big",
+                &format!("big{index}"),
+            )
+            .await;
         }
         for index in 0..2 {
-            offer(&*queue, &owner.id, "cap", &none, "small", &format!("small{index}")).await;
+            offer(
+                &*queue,
+                &owner.id,
+                "cap",
+                &none,
+                "small",
+                &format!("small{index}"),
+            )
+            .await;
         }
         assert_eq!(queue.reprioritize("run", "big7", 5).await.unwrap(), 1);
         let capabilities = caps(&["cap"]);
@@ -420,7 +439,10 @@ mod queue {
         };
         let (alive, dead) = (Owner::this_process(), Owner::this_process());
         store.heartbeat(&alive, Millis(0), TTL).await.unwrap();
-        store.heartbeat(&dead, Millis(0), Duration::from_secs(1)).await.unwrap();
+        store
+            .heartbeat(&dead, Millis(0), Duration::from_secs(1))
+            .await
+            .unwrap();
         let queue = store.work_queue().unwrap();
         let none = BTreeMap::new();
         let kept = offer(&*queue, &alive.id, "cap", &none, "", "kept").await;
@@ -436,7 +458,10 @@ mod queue {
         assert_eq!(tasks(&taken), ["kept"]);
         let lost = json!({ "lost": true });
         queue.sweep(Millis(500), &lost).await.unwrap();
-        assert!(queue.ended(&alive.id).await.unwrap().is_empty(), "still in time");
+        assert!(
+            queue.ended(&alive.id).await.unwrap().is_empty(),
+            "still in time"
+        );
 
         queue.sweep(Millis(5_000), &lost).await.unwrap();
         assert!(!queue.withdraw(orphan).await.unwrap(), "its owner is gone");

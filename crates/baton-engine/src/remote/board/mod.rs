@@ -254,7 +254,7 @@ impl Board {
 
     /// Leases an attempt at once if a worker may take it now; hands it
     /// back otherwise, queuing nothing.
-    pub(crate) fn lease_now(&mut self, item: Item, now: Instant) -> Result<Ticket, Item> {
+    pub(crate) fn lease_now(&mut self, item: Item, now: Instant) -> Result<Ticket, Box<Item>> {
         let ticket = self.submit(item, now);
         if !self.is_queued(ticket) {
             return Ok(ticket);
@@ -267,7 +267,7 @@ impl Board {
         if let Some(capability) = self.capabilities.get_mut(&entry.item.route.capability) {
             capability.remove(&key, ticket.0);
         }
-        Err(entry.item)
+        Err(Box::new(entry.item))
     }
 
     /// What each worker that may be given work now can take: its
