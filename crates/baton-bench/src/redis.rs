@@ -59,14 +59,13 @@ pub(crate) async fn redis(url: &str, tasks: usize) -> anyhow::Result<()> {
     }
     let took = clock.elapsed();
     println!(
-        "redis: {events} events of a {tasks}-task run published in {} = {:.0} events/s (each to the global and its run's stream, pages in MULTI/EXEC)",
+        "redis: {events} events of a {tasks}-task run published in {} = {:.0} events/s (each to the global and its run's stream, each entry under its feed id)",
         show(took),
         events as f64 / took.as_secs_f64()
     );
     let keys = [
         settings.global_stream(),
         settings.run_stream(&report.run_id),
-        format!("{}:events:position", settings.prefix),
     ];
     let _: () = redis::cmd("DEL")
         .arg(&keys)

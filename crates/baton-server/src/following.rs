@@ -68,12 +68,21 @@ pub(crate) struct Item {
     pub(crate) data: Value,
 }
 
-/// Starts following the feed from `cursor`; the items come on the
-/// receiver until the client goes away.
 /// Every event after `cursor` (of `run`, or of every run), in feed order,
 /// and those appended later, for as long as the receiver is held.
 pub(crate) fn follow(app: AppState, cursor: Cursor, run: Option<String>) -> mpsc::Receiver<Item> {
-    let (sender, receiver) = mpsc::channel(256);
+    follow_buffered(app, cursor, run, 256)
+}
+
+/// [`follow`], with up to `buffered` items read ahead of the receiver: a
+/// reader that takes them in large pages gets large pages.
+pub(crate) fn follow_buffered(
+    app: AppState,
+    cursor: Cursor,
+    run: Option<String>,
+    buffered: usize,
+) -> mpsc::Receiver<Item> {
+    let (sender, receiver) = mpsc::channel(buffered);
     let changes = app.engine.store().changes();
     let follower = Follower {
         app,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::following::{Cursor, Item, follow};
-use crate::streams::RedisEvents;
+use crate::streams::{RedisEvents, newest, place};
 
 /// How long the backlog from the store may be quiet before the stream
 /// moves to Redis.
@@ -38,11 +38,6 @@ pub(crate) fn follow_relayed(
     receiver
 }
 
-/// A feed id, `POSITION:INDEX`, as a pair that orders like the feed.
-fn place(id: &str) -> Option<(u64, u64)> {
-    let (position, index) = id.split_once(':')?;
-    Some((position.parse().ok()?, index.parse().ok()?))
-}
 
 async fn relay(
     app: AppState,
@@ -62,7 +57,7 @@ async fn relay(
     let stream = settings.global_stream();
     // Where the publisher is: the backlog from the store goes at least
     // that far before the stream moves to Redis.
-    let published = newest(&mut connection, &stream).await;
+    let published = newest(&mut connection, &stream).await.ok().flatten();
     let mut backlog = follow(app.clone(), cursor, run.clone());
     let mut seen = cursor.last_seen();
     loop {
@@ -132,15 +127,6 @@ fn resume(seen: (u64, u64)) -> Cursor {
     }
 }
 
-/// The feed id of the newest entry of `stream`.
-async fn newest(
-    connection: &mut redis::aio::MultiplexedConnection,
-    stream: &str,
-) -> Option<(u64, u64)> {
-    let reply: StreamRangeReply = connection.xrevrange_count(stream, "+", "-", 1).await.ok()?;
-    let entry = reply.ids.into_iter().next()?;
-    place(&entry.get::<String>("id")?)
-}
 
 /// The Redis id to read after: that of the newest entry at or before the
 /// event `seen` (the start of the stream when none is), looking back a

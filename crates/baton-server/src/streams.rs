@@ -5,19 +5,18 @@
 //! it), its run, its type and the event as JSON, so consumers can drop
 //! what they saw twice by id. Streams are trimmed to about `max_len`.
 //!
-//! Each page of entries is written with the position it reaches in one
-//! MULTI/EXEC (`PREFIX:events:position`), so the streams and the position
-//! move together: when Redis is away the publisher falls behind, and when
-//! it is back the publisher goes on from the position Redis holds, with no
-//! gap and no entry twice. Redis being down never stops a run: runs write
-//! to the store, and this only reads it.
+//! An entry's stream id is its feed id too (`POSITION-INDEX`), so Redis
+//! refuses an entry twice: when Redis is away the publisher falls behind,
+//! and when it is back the publisher goes on from the newest entry of the
+//! global stream, with no gap and no entry twice. Redis being down never
+//! stops a run: runs write to the store, and this only reads it.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::following::{Cursor, Item, follow};
+use crate::following::{Cursor, Item, follow_buffered};
 
 /// Where events are published.
 #[derive(Clone, Debug)]
@@ -38,16 +37,12 @@ impl RedisEvents {
     pub fn run_stream(&self, run: &str) -> String {
         format!("{}:run:{run}", self.prefix)
     }
-
-    fn position_key(&self) -> String {
-        format!("{}:events:position", self.prefix)
-    }
 }
 
 /// Entries written in one transaction at most.
 const PAGE: usize = 4096;
 
-/// Milliseconds a publisher waits after another replica moved the position.
+/// Milliseconds a publisher waits after finding another replica ahead.
 const OVERTAKEN_PAUSE: u64 = 50;
 
 /// Waits between tries to reach Redis.
@@ -94,88 +89,151 @@ pub fn publish(app: AppState, settings: RedisEvents) {
     });
 }
 
-/// Why publishing from a position stopped, when Redis did not fail.
+/// Why publishing stopped, when Redis did not fail.
 enum Stopped {
     FeedEnded,
-    /// Another publisher (another replica) moved the position: go on from
-    /// where it is now.
+    /// Another publisher (another replica) had written a whole page
+    /// already: go on from where the streams are now.
     Overtaken,
 }
 
-/// Publishes from the position Redis holds until Redis fails (an error:
-/// reconnect and go on from its position), another publisher moves the
-/// position, or the feed ends. Each page goes in one MULTI/EXEC with the
-/// new position, under WATCH of that position, so of the replicas that
-/// publish to one Redis, one writes each page and the others follow on:
-/// every event is in the streams once.
+/// Publishes from where the global stream stands until Redis fails (an
+/// error: reconnect and go on from there), another publisher is found
+/// ahead, or the feed ends. Every entry's stream id is its event's feed
+/// id (`POSITION-INDEX`), so Redis itself refuses an entry a stream
+/// already has: of the replicas that publish to one Redis, each event
+/// lands once in each stream, without a transaction. Entries are written
+/// in feed order, the global stream's before its run's, so after a broken
+/// connection at most the newest global entry lacks its run's copy: the
+/// publisher starts again at that entry. While Redis takes a page, the
+/// next one is read and encoded.
 async fn publish_from_position(
     app: &AppState,
     client: &redis::Client,
     settings: &RedisEvents,
 ) -> redis::RedisResult<Stopped> {
-    // A connection of its own: WATCH holds for the connection.
     let mut connection = client.get_multiplexed_async_connection().await?;
-    let mut position: Option<String> = redis::cmd("GET")
-        .arg(settings.position_key())
-        .query_async(&mut connection)
-        .await?;
-    let cursor = position
-        .as_deref()
-        .and_then(|id| Cursor::parse(id).ok())
-        .unwrap_or_default();
-    let mut items = follow(app.clone(), cursor, None);
-    while let Some(page) = next_page(&mut items).await {
-        let _: () = redis::cmd("WATCH")
-            .arg(settings.position_key())
-            .query_async(&mut connection)
-            .await?;
-        let now: Option<String> = redis::cmd("GET")
-            .arg(settings.position_key())
-            .query_async(&mut connection)
-            .await?;
-        if now != position {
-            let _: () = redis::cmd("UNWATCH").query_async(&mut connection).await?;
-            return Ok(Stopped::Overtaken);
+    let cursor = match newest(&mut connection, &settings.global_stream()).await? {
+        None => Cursor::default(),
+        Some((position, 0)) => Cursor::after_batch(position.saturating_sub(1)),
+        Some((position, index)) => {
+            Cursor::parse(&format!("{position}:{}", index - 1)).unwrap_or_default()
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for item in &page {
-            let run = item.data["run_id"].as_str().unwrap_or_default();
-            let event = item.data.to_string();
-            for stream in [settings.global_stream(), settings.run_stream(run)] {
-                pipe.cmd("XADD")
-                    .arg(stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(settings.max_len)
-                    .arg("*")
-                    .arg("id")
-                    .arg(&item.id)
-                    .arg("run")
-                    .arg(run)
-                    .arg("type")
-                    .arg(&item.kind)
-                    .arg("event")
-                    .arg(&event)
-                    .ignore();
+    };
+    let mut items = follow_buffered(app.clone(), cursor, None, PAGE);
+    let mut next = next_page(&mut items)
+        .await
+        .map(|page| encoded(settings, &page));
+    while let Some((pipe, last)) = next {
+        // One page in flight at a time keeps them in feed order (an entry
+        // written after a later one would be refused).
+        let (written, upcoming) = tokio::join!(
+            pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut connection),
+            async {
+                next_page(&mut items)
+                    .await
+                    .map(|page| encoded(settings, &page))
+            }
+        );
+        let (added, refused) = tally(written?)?;
+        if added == 0 && refused > 0 {
+            // Another publisher wrote all of it. Follow on from where it
+            // is if it is further on; this page may just be the entry
+            // this one started again at.
+            let ahead = newest(&mut connection, &settings.global_stream()).await?;
+            if ahead > place(&last) {
+                return Ok(Stopped::Overtaken);
             }
         }
-        let last = page.last().map(|item| item.id.clone()).unwrap_or_default();
-        pipe.cmd("SET").arg(settings.position_key()).arg(&last);
-        // Nil when the position moved since WATCH: nothing was written.
-        let written: Option<Vec<String>> = pipe.query_async(&mut connection).await?;
-        if written.is_none() {
-            return Ok(Stopped::Overtaken);
-        }
-        position = Some(last);
-        metrics::counter!("baton_redis_events_published_total").increment(page.len() as u64);
+        next = upcoming;
     }
     Ok(Stopped::FeedEnded)
+}
+
+/// How many events a page added and how many entries were refused as
+/// already there; an error if Redis failed an entry for another reason.
+fn tally(written: Vec<redis::RedisResult<redis::Value>>) -> redis::RedisResult<(u64, u64)> {
+    let mut added = 0u64;
+    let mut refused = 0u64;
+    // Two entries per event: the global stream's, then its run's.
+    for (index, result) in written.into_iter().enumerate() {
+        match result {
+            Ok(_) if index % 2 == 0 => added += 1,
+            Ok(_) => {}
+            Err(error) if already_there(&error) => refused += 1,
+            Err(error) => return Err(error),
+        }
+    }
+    metrics::counter!("baton_redis_events_published_total").increment(added);
+    Ok((added, refused))
+}
+
+/// Whether Redis refused an entry because its stream holds that id or a
+/// later one: another publisher wrote it.
+fn already_there(error: &redis::RedisError) -> bool {
+    error.to_string().contains("equal or smaller")
+}
+
+/// A page as one pipeline: each event to the global stream, then to its
+/// run's, under its feed id; with the feed id of its last event.
+fn encoded(settings: &RedisEvents, page: &[Item]) -> (redis::Pipeline, String) {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let global = settings.global_stream();
+    for item in page {
+        let run = item.data["run_id"].as_str().unwrap_or_default();
+        let event = item.data.to_string();
+        let id = item.id.replacen(':', "-", 1);
+        for stream in [global.as_str(), settings.run_stream(run).as_str()] {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(settings.max_len)
+                .arg(&id)
+                .arg("id")
+                .arg(&item.id)
+                .arg("run")
+                .arg(run)
+                .arg("type")
+                .arg(&item.kind)
+                .arg("event")
+                .arg(&event);
+        }
+    }
+    let last = page.last().map(|item| item.id.clone()).unwrap_or_default();
+    (pipe, last)
+}
+
+/// A feed id, `POSITION:INDEX`, as a pair that orders like the feed.
+pub(crate) fn place(id: &str) -> Option<(u64, u64)> {
+    let (position, index) = id.split_once(':')?;
+    Some((position.parse().ok()?, index.parse().ok()?))
+}
+
+/// The feed id of the newest entry of `stream`; none when it is empty.
+pub(crate) async fn newest(
+    connection: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> redis::RedisResult<Option<(u64, u64)>> {
+    use redis::AsyncCommands;
+    let reply: redis::streams::StreamRangeReply =
+        connection.xrevrange_count(stream, "+", "-", 1).await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .next()
+        .and_then(|entry| place(&entry.get::<String>("id")?)))
 }
 
 /// The next events, as many as are there up to [`PAGE`], waiting for one.
 async fn next_page(items: &mut mpsc::Receiver<Item>) -> Option<Vec<Item>> {
     let first = items.recv().await?;
+    Some(rest_of_page(first, items))
+}
+
+/// A page starting with `first`, with what else is there up to [`PAGE`].
+fn rest_of_page(first: Item, items: &mut mpsc::Receiver<Item>) -> Vec<Item> {
     let mut page = vec![first];
     while page.len() < PAGE {
         match items.try_recv() {
@@ -183,5 +241,5 @@ async fn next_page(items: &mut mpsc::Receiver<Item>) -> Option<Vec<Item>> {
             Err(_) => break,
         }
     }
-    Some(page)
+    page
 }
