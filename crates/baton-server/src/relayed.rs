@@ -38,7 +38,6 @@ pub(crate) fn follow_relayed(
     receiver
 }
 
-
 async fn relay(
     app: AppState,
     settings: RedisEvents,
@@ -126,7 +125,6 @@ fn resume(seen: (u64, u64)) -> Cursor {
         (position, index) => Cursor::parse(&format!("{position}:{index}")).unwrap_or_default(),
     }
 }
-
 
 /// The Redis id to read after: that of the newest entry at or before the
 /// event `seen` (the start of the stream when none is), looking back a
