@@ -72,6 +72,17 @@ pub struct Health {
     pub status: String,
 }
 
+/// Who a request's key is: what the dashboard shows, and which buttons it
+/// draws. Without keys required, every caller may do everything.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Whoami {
+    #[schema(value_type = String, example = "read")]
+    pub scope: Scope,
+    /// The key's name; none when the server requires no keys.
+    pub name: Option<String>,
+    pub key_id: Option<String>,
+}
+
 /// An API key as listed: never its secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyShown {

@@ -8,9 +8,36 @@ use baton_store::Scope;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::api::{KeyIssued, KeyList, KeyShown};
+use crate::api::{KeyIssued, KeyList, KeyShown, Whoami};
+use crate::auth::Principal;
 use crate::problem::{ApiError, Body, PathArgs};
 use crate::refusals;
+
+/// `GET /api/v1/whoami`: the calling key's name and scope.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = "keys",
+    responses(
+        (status = 200, description = "The key the request carried", body = Whoami),
+        refusals::Unauthorized,
+        refusals::Forbidden,
+    ),
+)]
+pub(crate) async fn whoami(principal: Option<axum::Extension<Principal>>) -> Json<Whoami> {
+    Json(match principal {
+        Some(axum::Extension(principal)) => Whoami {
+            scope: principal.scope,
+            name: Some(principal.name),
+            key_id: Some(principal.key_id),
+        },
+        None => Whoami {
+            scope: Scope::Admin,
+            name: None,
+            key_id: None,
+        },
+    })
+}
 
 /// `GET /api/v1/keys`: every key without its secret, revoked ones marked.
 #[utoipa::path(

@@ -12,6 +12,7 @@ pub mod api;
 mod auth;
 mod checking;
 mod consume;
+mod dashboard;
 mod described;
 mod drawing;
 mod events;
@@ -251,6 +252,7 @@ pub fn router(state: AppState) -> Router {
                 .get(workers::download_file)
                 .layer(DefaultBodyLimit::max(workers::FILE_LIMIT)),
         )
+        .route("/whoami", get(keys::whoami))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));
     let limit = state.config.body_limit;
@@ -260,6 +262,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(telemetry::metrics))
         .merge(openapi::routes())
+        .merge(dashboard::routes())
         .method_not_allowed_fallback(problem::method_not_allowed)
         .fallback(problem::not_found)
         .layer(axum::middleware::from_fn_with_state(

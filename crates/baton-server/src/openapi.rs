@@ -27,7 +27,7 @@ use crate::{
         workflows::create, workflows::validate, workflows::list, workflows::get,
         workflows::version, workflows::versions, workflows::delete, workflows::graph,
         workflows::export, workflows::import,
-        keys::list, keys::create, keys::revoke, agents::list, agents::health, agents::register,
+        keys::whoami, keys::list, keys::create, keys::revoke, agents::list, agents::health, agents::register,
         agents::remove,
         workers::register, workers::poll, workers::complete, workers::logs, workers::upload_file,
         workers::download_file, workers::drain,

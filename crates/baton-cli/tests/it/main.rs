@@ -5,6 +5,7 @@ mod audit;
 mod conditions;
 mod corruption;
 mod crash;
+mod dashboard;
 mod faults;
 mod live;
 mod ownership;

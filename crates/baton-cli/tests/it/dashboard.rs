@@ -1,0 +1,272 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven
+//! through chromedriver (WebDriver), against `baton serve` as a user
+//! starts it. Screenshots of the run page are kept under the test
+//! target's temporary directory (`dashboard-*.png`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::util::{key, request, serve};
+
+/// A chromedriver of its own and a browser session on it.
+struct Browser {
+    driver: Child,
+    client: Client,
+}
+
+impl Browser {
+    /// A headless Chromium at 1280×800; none (said loudly) without
+    /// chromedriver (`.ci/run` installs Debian's `chromium-driver`).
+    async fn start() -> Option<Browser> {
+        let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|path| Path::new(path).exists());
+        let Some(chromedriver) = chromedriver else {
+            eprintln!(
+                "SKIPPED: chromedriver is not installed (`.ci/run` installs chromium-driver)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--disable-dev-shm-usage", "--window-size=1280,800"]}),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        Some(Browser { driver, client })
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    /// Waits (up to 30 s) for an element matching `css`.
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no `{css}` on the page: {error}"))
+    }
+
+    /// How many elements match `css` now.
+    async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map(|found| found.len())
+            .unwrap_or_default()
+    }
+
+    async fn sign_in(&self, key: &str) {
+        self.find("#key").await.send_keys(key).await.unwrap();
+        self.find("#sign-in-form button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.unwrap();
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dashboard-{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+/// Starts `spec` (YAML or JSON text) on the server; its run id.
+fn start(address: &str, key: &str, spec: &str) -> String {
+    let (status, body) = request(
+        address,
+        key,
+        ("POST", "/api/v1/runs"),
+        Some(&json!({ "spec": spec })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let started: Value = serde_json::from_str(&body).unwrap();
+    started["run_id"].as_str().unwrap().to_owned()
+}
+
+fn approval_spec() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/approval.yaml");
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no_buttons() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runner = key(dir.path(), "execute");
+    let reader = key(dir.path(), "read");
+    let (_server, address) = serve(dir.path(), &[], &[]);
+    let run = start(&address, &runner, &approval_spec());
+
+    browser
+        .client
+        .goto(&format!("http://{address}/#/runs/{run}"))
+        .await
+        .unwrap();
+    browser.sign_in(&runner).await;
+    // The DAG is drawn, and the approval task turns `waiting` live.
+    browser
+        .find(r#"svg.dag .node[data-task="approve"][data-status="waiting"]"#)
+        .await;
+    browser
+        .find(r#"svg.dag .node[data-task="build"][data-status="succeeded"]"#)
+        .await;
+    let shot = browser.screenshot("waiting").await;
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a picture"
+    );
+
+    browser
+        .find(r#"svg.dag .node[data-task="approve"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find("#comment")
+        .await
+        .send_keys("release notes checked")
+        .await
+        .unwrap();
+    browser
+        .find(r#"button[data-choice="ship"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find(".run-head .status.succeeded").await;
+    browser
+        .find(r#"svg.dag .node[data-task="ship"][data-status="succeeded"]"#)
+        .await;
+    browser
+        .find(r#"svg.dag .node[data-task="hold"][data-status="skipped"]"#)
+        .await;
+    browser.screenshot("approved").await;
+    let (_, shown) = request(
+        &address,
+        &runner,
+        ("GET", &format!("/api/v1/runs/{run}")),
+        None,
+    );
+    assert!(shown.contains("release notes checked"), "{shown}");
+
+    // A read-only key sees the same run and no button that would act.
+    let waiting = start(&address, &runner, &approval_spec());
+    browser.find("#sign-out").await.click().await.unwrap();
+    browser
+        .client
+        .goto(&format!("http://{address}/#/runs/{waiting}"))
+        .await
+        .unwrap();
+    browser.sign_in(&reader).await;
+    browser
+        .find(r#"svg.dag .node[data-task="approve"][data-status="waiting"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find(".panel h2").await;
+    assert_eq!(browser.count("button[data-action]").await, 0);
+    assert_eq!(browser.count("button[data-choice]").await, 0);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_cancelled_from_its_page_and_a_failed_one_rerun_from_its_failed_task() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runner = key(dir.path(), "execute");
+    let (_server, address) = serve(dir.path(), &[], &[]);
+    let long = start(
+        &address,
+        &runner,
+        "name: long\ntasks:\n  wait: {run: sleep 60}\n",
+    );
+    browser
+        .client
+        .goto(&format!("http://{address}/#/runs/{long}"))
+        .await
+        .unwrap();
+    browser.sign_in(&runner).await;
+    browser
+        .find(r#"svg.dag .node[data-task="wait"][data-status="running"]"#)
+        .await;
+    browser
+        .find(r#"button[data-action="cancel"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.client.accept_alert().await.unwrap();
+    browser.find(".run-head .status.cancelled").await;
+
+    // A task that fails until a file exists; the file is made, and the run
+    // is rerun from the failed task, from the page.
+    let flag = dir.path().join("fixed");
+    let spec = format!(
+        "name: flaky\ntasks:\n  first: {{run: 'true'}}\n  check: {{needs: [first], run: 'test -e {}'}}\n",
+        flag.display()
+    );
+    let failed = start(&address, &runner, &spec);
+    browser
+        .client
+        .goto(&format!("http://{address}/#/runs/{failed}/check"))
+        .await
+        .unwrap();
+    browser.find(".run-head .status.failed").await;
+    std::fs::write(&flag, "").unwrap();
+    browser
+        .find(r#"button[data-action="rerun"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find(".run-head .status.succeeded").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(!url.as_str().contains(&failed), "a new run: {url}");
+    browser.close().await;
+}

@@ -1,0 +1,434 @@
+// The dashboard: a client of baton's REST API and event streams, and of
+// nothing else, so it can do nothing the API cannot. The key is held by
+// this tab (sessionStorage) and sent as a bearer header; no cookie is
+// ever set, so no other site's form can act with it.
+
+const main = document.getElementById("main");
+const SCOPES = ["read", "write", "execute", "admin"];
+const ICONS = {
+  pending: "○", running: "◐", waiting: "⏸", paused: "⏸", succeeded: "✔",
+  failed: "✖", cancelled: "⊘", skipped: "↷", compensated: "↺",
+  compensation_failed: "✖", timed_out: "⌛",
+};
+const FINISHED = new Set(["succeeded", "failed", "cancelled", "compensated", "compensation_failed"]);
+
+class Problem extends Error {
+  constructor(status, body) {
+    super((body && (body.detail || body.title)) || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+class NeedsKey extends Error {}
+
+const session = {
+  key: sessionStorage.getItem("baton.key"),
+  scope: null,
+  set(key) {
+    this.key = key;
+    if (key) sessionStorage.setItem("baton.key", key);
+    else sessionStorage.removeItem("baton.key");
+  },
+  can(scope) {
+    return SCOPES.indexOf(this.scope) >= SCOPES.indexOf(scope);
+  },
+};
+
+function headers(extra) {
+  const all = { ...extra };
+  if (session.key) all.authorization = `Bearer ${session.key}`;
+  return all;
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: headers(body === undefined ? {} : { "content-type": "application/json" }) };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await fetch(`/api/v1${path}`, init);
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (response.status === 401) throw new NeedsKey();
+  if (!response.ok) throw new Problem(response.status, data);
+  return data;
+}
+
+async function text(path) {
+  const response = await fetch(`/api/v1${path}`, { headers: headers({}) });
+  if (response.status === 401) throw new NeedsKey();
+  if (!response.ok) return "";
+  return response.text();
+}
+
+// Server-sent events over fetch (EventSource cannot send a header):
+// `onEvent(data, id)` for each; resumes after a break with Last-Event-ID
+// until `signal` aborts or `onEvent` returns true.
+async function follow(path, onEvent, signal) {
+  let last = null;
+  while (!signal.aborted) {
+    try {
+      const extra = { accept: "text/event-stream" };
+      if (last !== null) extra["last-event-id"] = last;
+      const response = await fetch(`/api/v1${path}`, { headers: headers(extra), signal });
+      if (!response.ok) throw new Problem(response.status, null);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let id = null, data = "";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("id:")) id = line.slice(3).trim();
+            else if (line.startsWith("data:")) data += line.slice(5).trim();
+          }
+          if (id !== null) last = id;
+          if (!data) continue;
+          let parsed;
+          try { parsed = JSON.parse(data); } catch { continue; }
+          if (onEvent(parsed, id)) return;
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function status(value) {
+  return el("span", { class: `status ${value}` }, el("span", { "aria-hidden": "true" }, ICONS[value] || "•"), ` ${value}`);
+}
+
+function when(millis) {
+  return millis ? new Date(millis).toLocaleString() : "";
+}
+
+function took(run) {
+  if (!run.started_at) return "";
+  const end = run.finished_at || Date.now();
+  const seconds = Math.max(0, (end - run.started_at) / 1000);
+  return seconds < 60 ? `${seconds.toFixed(1)}s` : `${Math.floor(seconds / 60)}m ${Math.round(seconds % 60)}s`;
+}
+
+function notice(message, kind = "error") {
+  const box = el("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
+  document.querySelector(".notices")?.replaceChildren(box);
+}
+
+// Each view gets a signal that aborts when the page changes.
+let leaving = new AbortController();
+
+async function route() {
+  leaving.abort();
+  leaving = new AbortController();
+  const signal = leaving.signal;
+  const hash = location.hash || "#/runs";
+  try {
+    if (session.scope === null) await identify();
+    const run = hash.match(/^#\/runs\/([A-Za-z0-9._-]+)(?:\/([^/]+))?$/);
+    if (run) await runPage(run[1], run[2] && decodeURIComponent(run[2]), signal);
+    else await runsPage(new URLSearchParams(hash.split("?")[1] || ""), signal);
+  } catch (error) {
+    if (error instanceof NeedsKey) signIn();
+    else main.replaceChildren(el("p", { class: "notice error", role: "alert" }, error.message));
+  }
+}
+
+async function identify() {
+  const me = await call("GET", "/whoami");
+  session.scope = me.scope;
+  document.getElementById("who").textContent = me.name ? `${me.name} (${me.scope})` : me.scope;
+  document.getElementById("sign-out").hidden = !session.key;
+}
+
+function signIn(message) {
+  session.set(null);
+  session.scope = null;
+  main.replaceChildren(document.getElementById("sign-in").content.cloneNode(true));
+  const form = document.getElementById("sign-in-form");
+  if (message) document.getElementById("sign-in-error").textContent = message;
+  document.getElementById("key").focus();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    session.set(document.getElementById("key").value.trim());
+    try {
+      await identify();
+      route();
+    } catch (error) {
+      signIn(error instanceof NeedsKey ? "That key was refused." : error.message);
+    }
+  });
+}
+
+// ---- runs ----
+
+async function runsPage(query, signal) {
+  const filters = el("form", { class: "filters", role: "search" },
+    el("label", {}, "Status ",
+      el("select", { name: "status" }, ["", "pending", "running", "paused", "succeeded", "failed", "cancelled", "compensated"]
+        .map((value) => el("option", { value, selected: query.get("status") === value }, value || "any")))),
+    el("label", {}, "Workflow ", el("input", { name: "workflow", value: query.get("workflow") || "", size: 16 })),
+    el("label", {}, "Started after ", el("input", { name: "after", type: "datetime-local", value: query.get("after") || "" })),
+    el("button", { type: "submit" }, "Filter"));
+  filters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [name, value] of new FormData(filters)) if (value) next.set(name, value);
+    location.hash = `#/runs?${next}`;
+  });
+  const body = el("tbody");
+  const pager = el("nav", { class: "pager", "aria-label": "pages" });
+  main.replaceChildren(el("h1", {}, "Runs"), filters, el("div", { class: "notices" }),
+    el("table", { class: "runs" },
+      el("thead", {}, el("tr", {}, ["Status", "Run", "Workflow", "Started", "Duration", "Events"].map((name) => el("th", { scope: "col" }, name)))),
+      body),
+    pager);
+
+  const params = new URLSearchParams({ limit: "50" });
+  for (const name of ["status", "workflow", "cursor"]) if (query.get(name)) params.set(name, query.get(name));
+  if (query.get("after")) params.set("started_after", String(new Date(query.get("after")).getTime()));
+
+  async function load() {
+    const page = await call("GET", `/runs?${params}`);
+    body.replaceChildren(...page.runs.map((run) => el("tr", {},
+      el("td", {}, status(run.status)),
+      el("td", {}, el("a", { href: `#/runs/${run.run_id}` }, run.run_id)),
+      el("td", {}, run.workflow),
+      el("td", {}, when(run.started_at)),
+      el("td", {}, took(run)),
+      el("td", { class: "number" }, run.events))));
+    if (!page.runs.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "No runs.")));
+    const next = new URLSearchParams(query);
+    pager.replaceChildren(
+      query.get("cursor") ? el("a", { href: `#/runs?${withoutCursor(query)}` }, "Newest") : "",
+      page.next_cursor ? el("a", { href: `#/runs?${(next.set("cursor", page.next_cursor), next)}` }, "Older →") : "");
+  }
+  await load();
+  // Live: a run starting or ending anywhere reloads the page shown, at most
+  // twice a second.
+  let pending = null;
+  follow("/events", (event) => {
+    if (event.type === "run_started" || event.type === "run_finished" || event.type === "task_started") {
+      pending ??= setTimeout(() => { pending = null; if (!signal.aborted) load().catch(() => {}); }, 500);
+    }
+  }, signal);
+}
+
+function withoutCursor(query) {
+  const copy = new URLSearchParams(query);
+  copy.delete("cursor");
+  return copy;
+}
+
+// ---- a run ----
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+async function runPage(runId, selected, signal) {
+  const [run, drawing] = await Promise.all([call("GET", `/runs/${runId}`), call("GET", `/runs/${runId}/graph`)]);
+  const head = el("div", { class: "run-head" });
+  const notices = el("div", { class: "notices" });
+  const figures = el("dl", { class: "metrics" });
+  const panel = el("aside", { class: "panel", "aria-live": "polite" });
+  const picture = dag(drawing, (task) => { location.hash = `#/runs/${runId}/${encodeURIComponent(task)}`; });
+  main.replaceChildren(head, notices, figures, el("div", { class: "run-body" }, picture.element, panel));
+
+  let current = run;
+  const show = () => {
+    head.replaceChildren(
+      el("h1", {}, current.workflow, " ", status(current.status)),
+      el("p", { class: "run-id" }, current.run_id, current.reason ? ` · ${current.reason}` : ""),
+      actions(current, refresh));
+    const m = current.metrics;
+    figures.replaceChildren(...[["wall", m.wall], ["task time", m.task_time], ["speedup", `${m.parallelism.toFixed(2)}×`],
+      ["critical path", m.critical_path], ["attempts", m.attempts], ["tokens", m.usage.tokens], ["cost", `$${m.usage.cost.toFixed(4)}`]]
+      .flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
+    for (const task of current.tasks) picture.paint(task.id, task.status, task.waiting);
+    picture.select(selected);
+    const task = current.tasks.find((candidate) => candidate.id === selected);
+    if (task) taskPanel(panel, current, task, refresh, signal);
+    else panel.replaceChildren(el("p", { class: "hint" }, "Choose a task to see its attempts, output and logs."));
+  };
+  async function refresh() {
+    current = await call("GET", `/runs/${runId}`);
+    show();
+  }
+  show();
+  if (FINISHED.has(current.status)) return;
+  let pending = null;
+  follow(`/runs/${runId}/events`, (event) => {
+    if (event.task && event.type) {
+      const states = { task_started: "running", task_succeeded: "succeeded", task_failed: "failed", task_waiting: "waiting", task_skipped: "skipped", task_cancelled: "cancelled" };
+      if (states[event.type]) picture.paint(event.task, states[event.type]);
+    }
+    pending ??= setTimeout(() => { pending = null; if (!signal.aborted) refresh().catch(() => {}); }, 150);
+    return event.type === "run_finished";
+  }, signal).then(() => { if (!signal.aborted) setTimeout(() => refresh().catch(() => {}), 200); });
+}
+
+// The DAG as SVG: boxes where the server's layout put them, edges as
+// curves; pan by dragging, zoom with the wheel or the keys + and -.
+function dag(drawing, choose) {
+  const pad = 24;
+  const width = Math.max(drawing.width, 1) + 2 * pad, height = Math.max(drawing.height, 1) + 2 * pad;
+  const root = svg("svg", { class: "dag", role: "group", "aria-label": "tasks and what they need", viewBox: `${-pad} ${-pad} ${width} ${height}` });
+  const edges = svg("g", { class: "edges" });
+  const nodes = svg("g", { class: "nodes" });
+  root.append(edges, nodes);
+  const at = new Map(drawing.nodes.map((node) => [node.id, node]));
+  const w = drawing.node_width, h = drawing.node_height;
+  for (const edge of drawing.edges) {
+    const from = at.get(edge.from), to = at.get(edge.to);
+    if (!from || !to) continue;
+    const x1 = from.x + w, y1 = from.y + h / 2, x2 = to.x, y2 = to.y + h / 2, bend = (x2 - x1) / 2;
+    edges.append(svg("path", { d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}` }));
+  }
+  const shown = new Map();
+  for (const node of drawing.nodes) {
+    const group = svg("g", { class: "node pending", transform: `translate(${node.x},${node.y})`, tabindex: "0", role: "button", "data-task": node.id });
+    const title = svg("title");
+    title.textContent = node.id;
+    const icon = svg("text", { x: 10, y: h / 2 + 5, class: "icon" });
+    icon.textContent = ICONS.pending;
+    const label = svg("text", { x: 28, y: h / 2 + 5 });
+    label.textContent = node.id.length > 18 ? `${node.id.slice(0, 17)}…` : node.id;
+    group.append(svg("rect", { width: w, height: h, rx: 6 }), icon, label, title);
+    group.addEventListener("click", () => choose(node.id));
+    group.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(node.id); } });
+    nodes.append(group);
+    shown.set(node.id, { group, icon, title });
+  }
+  let view = { x: -pad, y: -pad, w: width, h: height };
+  const apply = () => root.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+  const zoom = (factor, cx = view.x + view.w / 2, cy = view.y + view.h / 2) => {
+    view = { x: cx - (cx - view.x) * factor, y: cy - (cy - view.y) * factor, w: view.w * factor, h: view.h * factor };
+    apply();
+  };
+  root.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const box = root.getBoundingClientRect();
+    zoom(event.deltaY > 0 ? 1.15 : 1 / 1.15, view.x + (event.clientX - box.left) / box.width * view.w, view.y + (event.clientY - box.top) / box.height * view.h);
+  }, { passive: false });
+  let drag = null;
+  root.addEventListener("pointerdown", (event) => { if (event.target === root) drag = { x: event.clientX, y: event.clientY }; });
+  window.addEventListener("pointerup", () => { drag = null; });
+  root.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    const box = root.getBoundingClientRect();
+    view.x -= (event.clientX - drag.x) / box.width * view.w;
+    view.y -= (event.clientY - drag.y) / box.height * view.h;
+    drag = { x: event.clientX, y: event.clientY };
+    apply();
+  });
+  root.addEventListener("keydown", (event) => {
+    if (event.key === "+" || event.key === "=") zoom(1 / 1.2);
+    if (event.key === "-") zoom(1.2);
+  });
+  return {
+    element: el("div", { class: "dag-frame" }, root),
+    paint(task, state, why) {
+      const node = shown.get(task);
+      if (!node) return;
+      node.group.setAttribute("class", `node ${state}${node.group.classList.contains("selected") ? " selected" : ""}`);
+      node.group.setAttribute("data-status", state);
+      node.icon.textContent = ICONS[state] || "•";
+      node.title.textContent = `${task}: ${state}${why ? ` (${why})` : ""}`;
+    },
+    select(task) {
+      for (const [id, node] of shown) node.group.classList.toggle("selected", id === task);
+    },
+  };
+}
+
+function actions(run, refresh) {
+  const bar = el("div", { class: "actions" });
+  if (!session.can("write") || FINISHED.has(run.status)) return bar;
+  const act = (label, path, body, confirmText) => el("button", {
+    type: "button", "data-action": label.toLowerCase(),
+    onclick: async () => {
+      if (confirmText && !confirm(confirmText)) return;
+      try {
+        await call("POST", `/runs/${run.run_id}/${path}`, body);
+        notice(`${label}: sent.`, "ok");
+        await refresh();
+      } catch (error) {
+        if (error instanceof NeedsKey) signIn(); else notice(error.message);
+      }
+    },
+  }, label);
+  bar.append(act("Cancel", "cancel", {}, "Cancel this run?"));
+  bar.append(run.status === "paused" ? act("Unpause", "resume", {}) : act("Pause", "pause", {}));
+  return bar;
+}
+
+async function taskPanel(panel, run, task, refresh, signal) {
+  const parts = [el("h2", {}, task.id, " ", status(task.status)),
+    el("dl", {}, el("dt", {}, "attempts"), el("dd", {}, task.attempts), el("dt", {}, "duration"), el("dd", {}, task.duration),
+      task.waiting ? [el("dt", {}, "waiting"), el("dd", {}, task.waiting)] : null,
+      task.reason ? [el("dt", {}, "reason"), el("dd", {}, task.reason)] : null,
+      task.error ? [el("dt", {}, "failure"), el("dd", {}, typeof task.error === "string" ? task.error : JSON.stringify(task.error))] : null)];
+  if (task.status === "waiting" && task.approval && session.can("write")) {
+    const comment = el("input", { id: "comment", name: "comment", placeholder: "comment (optional)" });
+    parts.push(el("section", { class: "approval" }, el("p", {}, task.approval.prompt),
+      el("label", { for: "comment" }, "Comment"), comment,
+      el("div", { class: "actions" }, (task.approval.choices || ["approve", "reject"]).map((choice) => el("button", {
+        type: "button", "data-choice": choice,
+        onclick: async () => {
+          try {
+            await call("POST", `/runs/${run.run_id}/tasks/${encodeURIComponent(task.id)}/decision`, { choice, comment: comment.value || undefined });
+            notice(`${task.id}: ${choice}.`, "ok");
+            await refresh();
+          } catch (error) { notice(error.message); }
+        },
+      }, choice)))));
+  } else if (task.status === "waiting" && task.approval) {
+    parts.push(el("p", {}, task.approval.prompt));
+  }
+  if (FINISHED.has(run.status) && task.status !== "succeeded" && task.status !== "pending" && session.can("write")) {
+    parts.push(el("div", { class: "actions" }, el("button", {
+      type: "button", "data-action": "rerun",
+      onclick: async () => {
+        try {
+          const rerun = await call("POST", `/runs/${run.run_id}/tasks/${encodeURIComponent(task.id)}/retry`, {});
+          const id = rerun && (rerun.run_id || rerun.id);
+          if (id && id !== run.run_id) location.hash = `#/runs/${id}`; else await refresh();
+        } catch (error) { notice(error.message); }
+      },
+    }, "Rerun from here")));
+  }
+  if (task.output !== undefined) parts.push(el("h3", {}, "Output"), el("pre", { class: "json" }, JSON.stringify(task.output, null, 2)));
+  const logs = el("pre", { class: "logs" }, "…");
+  parts.push(el("h3", {}, "Logs"), logs);
+  panel.replaceChildren(...parts);
+  const path = `/runs/${run.run_id}/tasks/${encodeURIComponent(task.id)}/logs`;
+  const [out, err] = await Promise.all([text(`${path}?stream=stdout`), text(`${path}?stream=stderr`)]);
+  if (!signal.aborted) logs.textContent = (out + (err ? `\n--- stderr ---\n${err}` : "")) || "(no output)";
+}
+
+document.getElementById("sign-out").addEventListener("click", () => { signIn(); });
+window.addEventListener("hashchange", route);
+route();
