@@ -281,3 +281,58 @@ async fn a_decision_records_the_key_that_sent_it_and_keeps_the_body_s_by_as_a_no
     assert_eq!(output["key_id"], bot.id.as_str());
     assert_eq!(output["note"], "release manager");
 }
+
+#[tokio::test]
+async fn whoami_names_the_key_and_its_scope_and_needs_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), ServerConfig::default());
+    let store = std::sync::Arc::clone(app.store());
+    let read = key(store.as_ref(), Scope::Read).await;
+    let worker = key(store.as_ref(), Scope::Worker).await;
+    let me = send(
+        &app,
+        request(Method::GET, "/api/v1/whoami", Some(&read), None),
+    )
+    .await;
+    assert_eq!(me.status(), 200);
+    let me = json(me).await;
+    assert_eq!(
+        (me["scope"].as_str(), me["name"].as_str()),
+        (Some("read"), Some("read"))
+    );
+    let anonymous = send(&app, request(Method::GET, "/api/v1/whoami", None, None)).await;
+    assert_eq!(anonymous.status(), 401);
+    let worker = send(
+        &app,
+        request(Method::GET, "/api/v1/whoami", Some(&worker), None),
+    )
+    .await;
+    assert_eq!(worker.status(), 403, "a worker key reads nothing");
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_without_a_key_and_may_load_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), ServerConfig::default());
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let response = send(&app, request(Method::GET, path, None, None)).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"));
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    let missing = send(&app, request(Method::GET, "/ui/other.js", None, None)).await;
+    assert_eq!(missing.status(), 404);
+}
