@@ -8,7 +8,8 @@ const SCOPES = ["read", "write", "execute", "admin"];
 const ICONS = {
   pending: "○", running: "◐", waiting: "⏸", paused: "⏸", succeeded: "✔",
   failed: "✖", cancelled: "⊘", skipped: "↷", compensated: "↺",
-  compensation_failed: "✖", timed_out: "⌛",
+  compensation_failed: "✖", timed_out: "⌛", healthy: "✔", unhealthy: "✖",
+  draining: "⏸", dead: "✖",
 };
 const FINISHED = new Set(["succeeded", "failed", "cancelled", "compensated", "compensation_failed"]);
 
@@ -144,7 +145,11 @@ async function route() {
   try {
     if (session.scope === null) await identify();
     const run = hash.match(/^#\/runs\/([A-Za-z0-9._-]+)(?:\/([^/]+))?$/);
+    const workflow = hash.match(/^#\/workflows\/([^/]+)(?:\/(\d+))?$/);
     if (run) await runPage(run[1], run[2] && decodeURIComponent(run[2]), signal);
+    else if (workflow) await workflowPage(decodeURIComponent(workflow[1]), workflow[2], signal);
+    else if (hash.startsWith("#/workflows")) await workflowsPage();
+    else if (hash.startsWith("#/agents")) await agentsPage(signal);
     else await runsPage(new URLSearchParams(hash.split("?")[1] || ""), signal);
   } catch (error) {
     if (error instanceof NeedsKey) signIn();
@@ -238,6 +243,108 @@ function withoutCursor(query) {
   return copy;
 }
 
+// ---- workflows ----
+
+async function workflowsPage() {
+  const list = await call("GET", "/workflows");
+  const body = el("tbody", {}, list.workflows.map((workflow) => el("tr", {},
+    el("td", {}, el("a", { href: `#/workflows/${encodeURIComponent(workflow.name)}` }, workflow.name)),
+    el("td", { class: "number" }, workflow.version),
+    el("td", { class: "number" }, workflow.tasks),
+    el("td", {}, workflow.description || ""),
+    el("td", {}, when(workflow.created_at)))));
+  if (!list.workflows.length) body.append(el("tr", {}, el("td", { colspan: 5 }, "No workflows registered (`POST /api/v1/workflows`, admin).")));
+  main.replaceChildren(el("h1", {}, "Workflows"),
+    el("table", { class: "runs" },
+      el("thead", {}, el("tr", {}, ["Workflow", "Version", "Tasks", "Description", "Registered"].map((name) => el("th", { scope: "col" }, name)))),
+      body));
+}
+
+async function workflowPage(name, version, signal) {
+  const path = `/workflows/${encodeURIComponent(name)}`;
+  const [stored, versions] = await Promise.all([
+    call("GET", version ? `${path}/versions/${version}` : path), call("GET", `${path}/versions`)]);
+  const drawing = await call("GET", `${path}/graph?format=layout${version ? `&version=${version}` : ""}`).catch(() => null);
+  const notices = el("div", { class: "notices" });
+  const parts = [
+    el("h1", {}, stored.name, " ", el("span", { class: "muted" }, `version ${stored.version}`)),
+    el("p", {}, stored.description || ""),
+    el("nav", { class: "versions", "aria-label": "versions" }, "Versions: ",
+      versions.versions.map((each) => el("a", { href: `#/workflows/${encodeURIComponent(name)}/${each.version}`, "aria-current": each.version === stored.version ? "page" : false }, ` ${each.version} `))),
+    notices,
+  ];
+  if (session.can("write")) parts.push(startForm(stored));
+  if (drawing) parts.push(el("h2", {}, "Graph"), dag(drawing, () => {}).element);
+  parts.push(el("h2", {}, "Spec"), el("pre", { class: "json" }, JSON.stringify(stored.spec, null, 2)));
+  main.replaceChildren(...parts);
+}
+
+// A form from the workflow's declared inputs: a checkbox for a boolean,
+// a number field for a number, JSON for objects and lists, text otherwise.
+function startForm(stored) {
+  const inputs = Object.entries(stored.spec.inputs || {});
+  const fields = inputs.map(([name, declared]) => {
+    const type = declared.type || "string";
+    const id = `input-${name}`;
+    const given = declared.default;
+    let field;
+    if (type === "boolean") field = el("input", { id, name, type: "checkbox", checked: given === true });
+    else if (type === "number" || type === "integer") field = el("input", { id, name, type: "number", step: type === "integer" ? "1" : "any", value: given ?? "", required: given === undefined });
+    else if (type === "object" || type === "array") field = el("textarea", { id, name, rows: 3 }, given === undefined ? "" : JSON.stringify(given));
+    else field = el("input", { id, name, value: given ?? "", required: given === undefined });
+    field.dataset.type = type;
+    return el("div", { class: "field" }, el("label", { for: id }, `${name} `, el("span", { class: "muted" }, type)), field,
+      declared.description ? el("small", {}, declared.description) : "");
+  });
+  const form = el("form", { class: "start" }, el("h2", {}, "Start a run"), fields, el("button", { type: "submit" }, "Start"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const values = {};
+    try {
+      for (const field of form.querySelectorAll("[data-type]")) {
+        const type = field.dataset.type;
+        if (type === "boolean") values[field.name] = field.checked;
+        else if (field.value === "") continue;
+        else if (type === "number" || type === "integer") values[field.name] = Number(field.value);
+        else if (type === "object" || type === "array") values[field.name] = JSON.parse(field.value);
+        else values[field.name] = field.value;
+      }
+      const started = await call("POST", "/runs", { workflow: `${stored.name}@${stored.version}`, inputs: values });
+      location.hash = `#/runs/${started.run_id}`;
+    } catch (error) {
+      if (error instanceof NeedsKey) signIn(); else notice(error.message);
+    }
+  });
+  return form;
+}
+
+// ---- agents and workers ----
+
+async function agentsPage(signal) {
+  const body = el("tbody");
+  main.replaceChildren(el("h1", {}, "Agents and workers"), el("table", { class: "runs" },
+    el("thead", {}, el("tr", {}, ["Agent", "Kind", "Status", "Capabilities", "Labels", "In flight", "Succeeded", "Failed", "Breaker", "Last seen"]
+      .map((name) => el("th", { scope: "col" }, name)))), body));
+  const load = async () => {
+    const list = await call("GET", "/agents");
+    body.replaceChildren(...list.agents.map((agent) => el("tr", {},
+      el("td", {}, agent.name || agent.id),
+      el("td", {}, agent.kind || ""),
+      el("td", {}, status(agent.status)),
+      el("td", {}, (agent.capabilities || []).join(", ")),
+      el("td", {}, Object.entries(agent.labels || {}).map(([name, value]) => `${name}=${value}`).join(", ")),
+      el("td", { class: "number" }, agent.in_flight ?? ""),
+      el("td", { class: "number" }, agent.succeeded ?? ""),
+      el("td", { class: "number" }, agent.failed ?? ""),
+      el("td", {}, typeof agent.breaker === "object" && agent.breaker ? agent.breaker.state || JSON.stringify(agent.breaker) : agent.breaker || ""),
+      el("td", {}, agent.last_heartbeat_ms_ago == null ? "" : `${(agent.last_heartbeat_ms_ago / 1000).toFixed(1)}s ago`))));
+    if (!list.agents.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 10 }, "No agents or workers registered.")));
+  };
+  await load();
+  // Health changes are not events: the registry is read again every 2 s.
+  const every = setInterval(() => { if (signal.aborted) clearInterval(every); else load().catch(() => {}); }, 2000);
+}
+
 // ---- a run ----
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -255,7 +362,10 @@ async function runPage(runId, selected, signal) {
   const figures = el("dl", { class: "metrics" });
   const panel = el("aside", { class: "panel", "aria-live": "polite" });
   const picture = dag(drawing, (task) => { location.hash = `#/runs/${runId}/${encodeURIComponent(task)}`; });
-  main.replaceChildren(head, notices, figures, el("div", { class: "run-body" }, picture.element, panel));
+  const gantt = timeline();
+  const proof = el("section", { class: "proof" });
+  main.replaceChildren(head, notices, figures, el("div", { class: "run-body" }, picture.element, panel),
+    el("h2", {}, "Timeline"), gantt.element, proof);
 
   let current = run;
   const show = () => {
@@ -272,22 +382,111 @@ async function runPage(runId, selected, signal) {
     const task = current.tasks.find((candidate) => candidate.id === selected);
     if (task) taskPanel(panel, current, task, refresh, signal);
     else panel.replaceChildren(el("p", { class: "hint" }, "Choose a task to see its attempts, output and logs."));
+    if (FINISHED.has(current.status)) provenance(proof, current, signal);
   };
   async function refresh() {
     current = await call("GET", `/runs/${runId}`);
     show();
   }
   show();
-  if (FINISHED.has(current.status)) return;
+  // Every event from the first: the live colours and the timeline. A
+  // finished run's stream replays and ends.
+  const states = { task_started: "running", task_succeeded: "succeeded", task_failed: "failed", task_waiting: "waiting", task_skipped: "skipped", task_cancelled: "cancelled" };
   let pending = null;
+  let live = !FINISHED.has(current.status);
   follow(`/runs/${runId}/events`, (event) => {
-    if (event.task && event.type) {
-      const states = { task_started: "running", task_succeeded: "succeeded", task_failed: "failed", task_waiting: "waiting", task_skipped: "skipped", task_cancelled: "cancelled" };
-      if (states[event.type]) picture.paint(event.task, states[event.type]);
-    }
-    pending ??= setTimeout(() => { pending = null; if (!signal.aborted) refresh().catch(() => {}); }, 150);
+    gantt.add(event);
+    if (live && event.task && states[event.type]) picture.paint(event.task, states[event.type]);
+    if (live) pending ??= setTimeout(() => { pending = null; if (!signal.aborted) refresh().catch(() => {}); }, 150);
     return event.type === "run_finished";
-  }, signal).then(() => { if (!signal.aborted) setTimeout(() => refresh().catch(() => {}), 200); });
+  }, signal).then(() => { if (!signal.aborted && live) setTimeout(() => refresh().catch(() => {}), 200); });
+}
+
+// Each attempt as a bar from its start to its end, at most ROWS of them.
+function timeline() {
+  const ROWS = 2000, ROW = 16, LABEL = 160, WIDTH = 1000;
+  const attempts = new Map();
+  let first = null, last = null, drawn = null;
+  const root = svg("svg", { class: "gantt", role: "img", "aria-label": "attempts over time" });
+  const draw = () => {
+    drawn = null;
+    const rows = [...attempts.values()].sort((a, b) => a.start - b.start).slice(0, ROWS);
+    const span = Math.max(1, (last ?? first) - first);
+    root.replaceChildren();
+    root.setAttribute("viewBox", `0 0 ${LABEL + WIDTH + 10} ${rows.length * ROW + 20}`);
+    rows.forEach((bar, index) => {
+      const y = index * ROW;
+      const label = svg("text", { x: 0, y: y + 12 });
+      label.textContent = bar.attempt > 1 ? `${bar.task} #${bar.attempt}` : bar.task;
+      const x = LABEL + (bar.start - first) / span * WIDTH;
+      const end = bar.end ?? last ?? bar.start;
+      const rect = svg("rect", { x, y: y + 2, width: Math.max(2, (end - bar.start) / span * WIDTH), height: ROW - 4, class: bar.state });
+      const title = svg("title");
+      title.textContent = `${bar.task} attempt ${bar.attempt}: ${bar.state}, ${((end - bar.start) / 1000).toFixed(3)}s`;
+      rect.append(title);
+      root.append(label, rect);
+    });
+    const axis = svg("text", { x: LABEL, y: rows.length * ROW + 16, class: "axis" });
+    axis.textContent = `0 – ${(span / 1000).toFixed(3)}s${attempts.size > ROWS ? ` (first ${ROWS} of ${attempts.size} attempts)` : ""}`;
+    root.append(axis);
+  };
+  return {
+    element: el("div", { class: "gantt-frame" }, root),
+    add(event) {
+      if (typeof event.at !== "number") return;
+      first ??= event.at;
+      last = Math.max(last ?? event.at, event.at);
+      if (event.task !== undefined && event.attempt !== undefined) {
+        const key = `${event.task}#${event.attempt}`;
+        if (event.type === "task_started") attempts.set(key, { task: event.task, attempt: event.attempt, start: event.at, end: null, state: "running" });
+        else if (attempts.has(key) && states_end.has(event.type)) {
+          const bar = attempts.get(key);
+          bar.end = event.at;
+          bar.state = event.type.replace("task_", "");
+        }
+      }
+      drawn ??= setTimeout(draw, 100);
+    },
+  };
+}
+const states_end = new Set(["task_succeeded", "task_failed", "task_cancelled"]);
+
+// The run's provenance, its artifacts, and a check of its record.
+async function provenance(section, run, signal) {
+  if (section.dataset.shown === run.run_id) return;
+  section.dataset.shown = run.run_id;
+  const result = el("p", { class: "verify", role: "status" });
+  const check = el("button", {
+    type: "button", "data-action": "verify",
+    onclick: async () => {
+      result.textContent = "checking…";
+      try {
+        const verdict = await call("GET", `/runs/${run.run_id}/verify`);
+        const sound = !verdict.mismatch && !(verdict.damage || []).length;
+        result.replaceChildren(status(sound ? "succeeded" : "failed"),
+          sound ? ` verified: ${verdict.events} events, root ${verdict.root}` : ` does not verify: ${verdict.mismatch || verdict.damage.join("; ")}`);
+      } catch (error) { result.textContent = error.message; }
+    },
+  }, "Verify provenance");
+  const artifacts = await call("GET", `/runs/${run.run_id}/artifacts`).catch(() => []);
+  if (signal.aborted) return;
+  const rows = artifacts.map((artifact) => el("tr", {},
+    el("td", {}, artifact.task), el("td", {}, artifact.role), el("td", {}, artifact.path),
+    el("td", { class: "digest" }, artifact.digest), el("td", { class: "number" }, artifact.size),
+    el("td", {}, el("button", {
+      type: "button",
+      onclick: async () => {
+        const response = await fetch(`/api/v1/artifacts/${artifact.digest}`, { headers: headers({}) });
+        if (!response.ok) { notice(`download failed: HTTP ${response.status}`); return; }
+        const link = el("a", { href: URL.createObjectURL(await response.blob()), download: artifact.path.split("/").pop() });
+        link.click();
+        URL.revokeObjectURL(link.href);
+      },
+    }, "Download"))));
+  section.replaceChildren(el("h2", {}, "Provenance"), check, result,
+    artifacts.length ? el("table", { class: "runs" },
+      el("thead", {}, el("tr", {}, ["Task", "Role", "Path", "SHA-256", "Bytes", ""].map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, rows)) : el("p", { class: "hint" }, "No artifacts."));
 }
 
 // The DAG as SVG: boxes where the server's layout put them, edges as

@@ -184,6 +184,15 @@ async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no
         .find(r#"svg.dag .node[data-task="hold"][data-status="skipped"]"#)
         .await;
     browser.screenshot("approved").await;
+    // Its timeline has a bar per attempt, and its record verifies.
+    browser.find("svg.gantt rect.succeeded").await;
+    browser
+        .find(r#"button[data-action="verify"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find(".verify .status.succeeded").await;
     let (_, shown) = request(
         &address,
         &runner,
@@ -268,5 +277,78 @@ async fn a_run_is_cancelled_from_its_page_and_a_failed_one_rerun_from_its_failed
     browser.find(".run-head .status.succeeded").await;
     let url = browser.client.current_url().await.unwrap();
     assert!(!url.as_str().contains(&failed), "a new run: {url}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_workflow_is_started_from_a_form_built_from_its_inputs() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key(dir.path(), "admin");
+    let (_server, address) = serve(dir.path(), &[], &[]);
+    let spec = json!({
+        "name": "greet",
+        "inputs": {
+            "who": {"type": "string"},
+            "times": {"type": "integer", "default": 2},
+            "loud": {"type": "boolean", "default": false},
+        },
+        "tasks": {"hello": {"run": "echo \"{{ inputs.who }} {{ inputs.times }} {{ inputs.loud }}\""}},
+    });
+    let (status, body) = request(&address, &admin, ("POST", "/api/v1/workflows"), Some(&spec));
+    assert_eq!(status, 201, "{body}");
+    browser
+        .client
+        .goto(&format!("http://{address}/#/workflows"))
+        .await
+        .unwrap();
+    browser.sign_in(&admin).await;
+    browser
+        .find(r##"a[href="#/workflows/greet"]"##)
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find("svg.dag .node[data-task=\"hello\"]").await;
+    browser
+        .find("#input-who")
+        .await
+        .send_keys("ada")
+        .await
+        .unwrap();
+    browser.find("#input-loud").await.click().await.unwrap();
+    browser
+        .find("form.start button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find(".run-head .status.succeeded").await;
+    browser
+        .find(r#"svg.dag .node[data-task="hello"]"#)
+        .await
+        .click()
+        .await
+        .unwrap();
+    let logs = browser.find(".panel pre.logs").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = logs.text().await.unwrap();
+        if text.contains("ada 2 true") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the logs say: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.screenshot("started").await;
+
+    browser
+        .client
+        .goto(&format!("http://{address}/#/agents"))
+        .await
+        .unwrap();
+    browser.find("h1").await;
     browser.close().await;
 }
