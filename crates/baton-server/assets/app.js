@@ -114,6 +114,10 @@ function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+function escape(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
 function status(value) {
   return el("span", { class: `status ${value}` }, el("span", { "aria-hidden": "true" }, ICONS[value] || "•"), ` ${value}`);
 }
@@ -361,7 +365,8 @@ async function runPage(runId, selected, signal) {
   const notices = el("div", { class: "notices" });
   const figures = el("dl", { class: "metrics" });
   const panel = el("aside", { class: "panel", "aria-live": "polite" });
-  const picture = dag(drawing, (task) => { location.hash = `#/runs/${runId}/${encodeURIComponent(task)}`; });
+  const picture = dag(drawing, (task) => { location.hash = `#/runs/${runId}/${encodeURIComponent(task)}`; },
+    new Map(run.tasks.map((task) => [task.id, task.status])));
   const gantt = timeline();
   const proof = el("section", { class: "proof" });
   main.replaceChildren(head, notices, figures, el("div", { class: "run-body" }, picture.element, panel),
@@ -393,13 +398,19 @@ async function runPage(runId, selected, signal) {
   // finished run's stream replays and ends.
   const states = { task_started: "running", task_succeeded: "succeeded", task_failed: "failed", task_waiting: "waiting", task_skipped: "skipped", task_cancelled: "cancelled" };
   let pending = null;
-  let live = !FINISHED.has(current.status);
-  follow(`/runs/${runId}/events`, (event) => {
-    gantt.add(event);
-    if (live && event.task && states[event.type]) picture.paint(event.task, states[event.type]);
-    if (live) pending ??= setTimeout(() => { pending = null; if (!signal.aborted) refresh().catch(() => {}); }, 150);
-    return event.type === "run_finished";
-  }, signal).then(() => { if (!signal.aborted && live) setTimeout(() => refresh().catch(() => {}), 200); });
+  const live = !FINISHED.has(current.status);
+  // The events are read once the graph is on the screen: the first paint
+  // of a large run waits for nothing else.
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    performance.mark("baton-dag-painted");
+    if (signal.aborted) return;
+    follow(`/runs/${runId}/events`, (event) => {
+      gantt.add(event);
+      if (live && event.task && states[event.type]) picture.paint(event.task, states[event.type]);
+      if (live) pending ??= setTimeout(() => { pending = null; if (!signal.aborted) refresh().catch(() => {}); }, 150);
+      return event.type === "run_finished";
+    }, signal).then(() => { if (!signal.aborted && live) setTimeout(() => refresh().catch(() => {}), 200); });
+  }));
 }
 
 // Each attempt as a bar from its start to its end, at most ROWS of them.
@@ -491,37 +502,48 @@ async function provenance(section, run, signal) {
 
 // The DAG as SVG: boxes where the server's layout put them, edges as
 // curves; pan by dragging, zoom with the wheel or the keys + and -.
-function dag(drawing, choose) {
+function dag(drawing, choose, initial = new Map()) {
+  // A small graph is shown at its own size (centred), not blown up; a
+  // large one opens at its start, at a size its names can be read (zoom
+  // out with the wheel or -), rather than as thousands of specks.
   const pad = 24;
-  const width = Math.max(drawing.width, 1) + 2 * pad, height = Math.max(drawing.height, 1) + 2 * pad;
-  const root = svg("svg", { class: "dag", role: "group", "aria-label": "tasks and what they need", viewBox: `${-pad} ${-pad} ${width} ${height}` });
-  const edges = svg("g", { class: "edges" });
-  const nodes = svg("g", { class: "nodes" });
-  root.append(edges, nodes);
+  const large = drawing.nodes.length > 400;
+  const width = large ? 1800 : Math.max(drawing.width + 2 * pad, 900);
+  const height = large ? 900 : Math.max(drawing.height + 2 * pad, 420);
+  const left = large ? -pad : (drawing.width - width) / 2, top = large ? -pad : (drawing.height - height) / 2;
+  const root = svg("svg", { class: "dag", role: "group", "aria-label": "tasks and what they need", viewBox: `${left} ${top} ${width} ${height}` });
+  // Built as one string each for edges and boxes, then parsed once: a
+  // 10,000-task run is drawn in one go rather than node by node.
   const at = new Map(drawing.nodes.map((node) => [node.id, node]));
   const w = drawing.node_width, h = drawing.node_height;
+  const paths = [];
   for (const edge of drawing.edges) {
     const from = at.get(edge.from), to = at.get(edge.to);
     if (!from || !to) continue;
     const x1 = from.x + w, y1 = from.y + h / 2, x2 = to.x, y2 = to.y + h / 2, bend = (x2 - x1) / 2;
-    edges.append(svg("path", { d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}` }));
+    paths.push(`M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`);
   }
+  // Three elements a task (a box, one text with its icon, the group):
+  // what the browser lays out and paints is what a large run costs.
+  const boxes = drawing.nodes.map((node) => {
+    const state = initial.get(node.id) || "pending";
+    const id = escape(node.id);
+    const label = escape(node.id.length > 18 ? `${node.id.slice(0, 17)}…` : node.id);
+    return `<g class="node ${state}" data-status="${state}" data-task="${id}" aria-label="${id}: ${state}" transform="translate(${node.x},${node.y})" tabindex="0" role="button">`
+      + `<rect width="${w}" height="${h}" rx="6"/><text x="10" y="${h / 2 + 5}"><tspan class="icon">${ICONS[state] || "•"}</tspan> ${label}</text></g>`;
+  });
+  root.innerHTML = `<g class="edges"><path d="${paths.join(" ")}"/></g><g class="nodes">${boxes.join("")}</g>`;
   const shown = new Map();
-  for (const node of drawing.nodes) {
-    const group = svg("g", { class: "node pending", transform: `translate(${node.x},${node.y})`, tabindex: "0", role: "button", "data-task": node.id });
-    const title = svg("title");
-    title.textContent = node.id;
-    const icon = svg("text", { x: 10, y: h / 2 + 5, class: "icon" });
-    icon.textContent = ICONS.pending;
-    const label = svg("text", { x: 28, y: h / 2 + 5 });
-    label.textContent = node.id.length > 18 ? `${node.id.slice(0, 17)}…` : node.id;
-    group.append(svg("rect", { width: w, height: h, rx: 6 }), icon, label, title);
-    group.addEventListener("click", () => choose(node.id));
-    group.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(node.id); } });
-    nodes.append(group);
-    shown.set(node.id, { group, icon, title });
+  for (const group of root.querySelectorAll("g.node")) {
+    shown.set(group.dataset.task, { group, icon: group.querySelector(".icon"), state: group.dataset.status });
   }
-  let view = { x: -pad, y: -pad, w: width, h: height };
+  const chosen = (event) => event.target.closest?.("g.node")?.dataset.task;
+  root.addEventListener("click", (event) => { const task = chosen(event); if (task) choose(task); });
+  root.addEventListener("keydown", (event) => {
+    const task = chosen(event);
+    if (task && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); choose(task); }
+  });
+  let view = { x: left, y: top, w: width, h: height };
   const apply = () => root.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
   const zoom = (factor, cx = view.x + view.w / 2, cy = view.y + view.h / 2) => {
     view = { x: cx - (cx - view.x) * factor, y: cy - (cy - view.y) * factor, w: view.w * factor, h: view.h * factor };
@@ -551,11 +573,12 @@ function dag(drawing, choose) {
     element: el("div", { class: "dag-frame" }, root),
     paint(task, state, why) {
       const node = shown.get(task);
-      if (!node) return;
+      if (!node || (node.state === state && !why)) return;
+      node.state = state;
       node.group.setAttribute("class", `node ${state}${node.group.classList.contains("selected") ? " selected" : ""}`);
       node.group.setAttribute("data-status", state);
       node.icon.textContent = ICONS[state] || "•";
-      node.title.textContent = `${task}: ${state}${why ? ` (${why})` : ""}`;
+      node.group.setAttribute("aria-label", `${task}: ${state}${why ? ` (${why})` : ""}`);
     },
     select(task) {
       for (const [id, node] of shown) node.group.classList.toggle("selected", id === task);
