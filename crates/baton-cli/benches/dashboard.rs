@@ -203,6 +203,8 @@ async fn main() {
         painted[2], painted[0], painted[4], drawn[2], timeline[2]
     );
     let _ = client.close().await;
-    let _ = driver.kill();
-    let _ = server.kill();
+    for child in [&mut driver, &mut server] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
