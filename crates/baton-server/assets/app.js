@@ -373,6 +373,8 @@ async function runPage(runId, selected, signal) {
     el("h2", {}, "Timeline"), gantt.element, proof);
 
   let current = run;
+  let panelDrawn = null;
+  let panelStop = new AbortController();
   const show = () => {
     head.replaceChildren(
       el("h1", {}, current.workflow, " ", status(current.status)),
@@ -384,9 +386,18 @@ async function runPage(runId, selected, signal) {
       .flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     for (const task of current.tasks) picture.paint(task.id, task.status, task.waiting);
     picture.select(selected);
+    // The panel is drawn again only when its task or the run's state
+    // changed; each drawing stops the log the one before followed.
     const task = current.tasks.find((candidate) => candidate.id === selected);
-    if (task) taskPanel(panel, current, task, refresh, signal);
-    else panel.replaceChildren(el("p", { class: "hint" }, "Choose a task to see its attempts, output and logs."));
+    const drawn = JSON.stringify([current.status, task]);
+    if (drawn !== panelDrawn) {
+      panelDrawn = drawn;
+      panelStop.abort();
+      panelStop = new AbortController();
+      signal.addEventListener("abort", () => panelStop.abort());
+      if (task) taskPanel(panel, current, task, refresh, panelStop.signal);
+      else panel.replaceChildren(el("p", { class: "hint" }, "Choose a task to see its attempts, output and logs."));
+    }
     if (FINISHED.has(current.status)) provenance(proof, current, signal);
   };
   async function refresh() {
@@ -642,13 +653,36 @@ async function taskPanel(panel, run, task, refresh, signal) {
       },
     }, "Rerun from here")));
   }
+  const children = childRuns(run.run_id, task.output);
+  if (children.length) {
+    parts.push(el("h3", {}, "Child runs"), el("ul", { class: "children" },
+      children.map((child) => el("li", {}, el("a", { href: `#/runs/${child}` }, child)))));
+  }
   if (task.output !== undefined) parts.push(el("h3", {}, "Output"), el("pre", { class: "json" }, JSON.stringify(task.output, null, 2)));
   const logs = el("pre", { class: "logs" }, "…");
   parts.push(el("h3", {}, "Logs"), logs);
   panel.replaceChildren(...parts);
   const path = `/runs/${run.run_id}/tasks/${encodeURIComponent(task.id)}/logs`;
+  if (task.status === "running") {
+    // Followed as the attempt writes it, until it ends.
+    logs.textContent = "";
+    follow(`${path}?stream=stdout&follow=true`, (piece) => {
+      if (typeof piece.text === "string") logs.textContent += piece.text;
+      return piece.text === undefined && piece.offset !== undefined;
+    }, signal);
+    return;
+  }
   const [out, err] = await Promise.all([text(`${path}?stream=stdout`), text(`${path}?stream=stderr`)]);
   if (!signal.aborted) logs.textContent = (out + (err ? `\n--- stderr ---\n${err}` : "")) || "(no output)";
+}
+
+// The child runs a task's output names (a sub-workflow's, a foreach's
+// items', spawned ones): ids under this run's.
+function childRuns(runId, output, depth = 0, found = []) {
+  if (depth > 3 || output === null || typeof output !== "object") return found;
+  if (typeof output.run === "string" && output.run.startsWith(`${runId}.`)) found.push(output.run);
+  for (const value of Array.isArray(output) ? output : Object.values(output)) childRuns(runId, value, depth + 1, found);
+  return found;
 }
 
 document.getElementById("sign-out").addEventListener("click", () => { signIn(); });

@@ -233,17 +233,24 @@ async fn a_run_is_cancelled_from_its_page_and_a_failed_one_rerun_from_its_failed
     let long = start(
         &address,
         &runner,
-        "name: long\ntasks:\n  wait: {run: sleep 60}\n",
+        "name: long\ntasks:\n  wait: {run: 'echo started; sleep 60'}\n",
     );
     browser
         .client
-        .goto(&format!("http://{address}/#/runs/{long}"))
+        .goto(&format!("http://{address}/#/runs/{long}/wait"))
         .await
         .unwrap();
     browser.sign_in(&runner).await;
     browser
         .find(r#"svg.dag .node[data-task="wait"][data-status="running"]"#)
         .await;
+    // The running task's log streams into its panel as it is written.
+    let logs = browser.find(".panel pre.logs").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !logs.text().await.unwrap().contains("started") {
+        assert!(Instant::now() < deadline, "the log never streamed in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     browser
         .find(r#"button[data-action="cancel"]"#)
         .await
