@@ -351,6 +351,30 @@ async fn a_registered_workflow_is_started_from_a_form_built_from_its_inputs() {
     }
     browser.screenshot("started").await;
 
+    // At a phone's width nothing runs off the side of the page.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    for page in ["#/runs", "#/workflows/greet"] {
+        browser
+            .client
+            .goto(&format!("http://{address}/{page}"))
+            .await
+            .unwrap();
+        browser.find("h1").await;
+        let overflow = browser
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{page} is wider than the phone by {overflow}"
+        );
+    }
+    browser.screenshot("phone").await;
+
     browser
         .client
         .goto(&format!("http://{address}/#/agents"))
