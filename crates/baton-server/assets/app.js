@@ -231,6 +231,7 @@ async function runsPage(query, signal) {
       page.next_cursor ? el("a", { href: `#/runs?${(next.set("cursor", page.next_cursor), next)}` }, "Older →") : "");
   }
   await load();
+  performance.mark("baton-runs-listed");
   // Live: a run starting or ending anywhere reloads the page shown, at most
   // twice a second.
   let pending = null;
