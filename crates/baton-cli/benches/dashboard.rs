@@ -237,7 +237,9 @@ async fn main() {
         listed.push((page, times[2]));
     }
     for (page, at) in listed {
-        println!("dashboard: {page} over 100,001 recorded runs: its first 50 listed after {at:.0} ms (median of 5)");
+        println!(
+            "dashboard: {page} over 100,001 recorded runs: its first 50 listed after {at:.0} ms (median of 5)"
+        );
     }
     for figures in [&mut painted, &mut drawn, &mut timeline] {
         figures.sort_by(f64::total_cmp);

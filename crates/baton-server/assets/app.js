@@ -207,7 +207,7 @@ async function runsPage(query, signal) {
   const pager = el("nav", { class: "pager", "aria-label": "pages" });
   main.replaceChildren(el("h1", {}, "Runs"), filters, el("div", { class: "notices" }),
     el("table", { class: "runs" },
-      el("thead", {}, el("tr", {}, ["Status", "Run", "Workflow", "Started", "Duration", "Events"].map((name) => el("th", { scope: "col" }, name)))),
+      el("thead", {}, el("tr", {}, ["Status", "Run", "Workflow", "Started", "Duration", "Progress"].map((name) => el("th", { scope: "col" }, name)))),
       body),
     pager);
 
@@ -223,7 +223,7 @@ async function runsPage(query, signal) {
       el("td", {}, run.workflow),
       el("td", {}, when(run.started_at)),
       el("td", {}, took(run)),
-      el("td", { class: "number" }, run.events))));
+      progress(run))));
     if (!page.runs.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 6 }, "No runs.")));
     const next = new URLSearchParams(query);
     pager.replaceChildren(
@@ -240,6 +240,21 @@ async function runsPage(query, signal) {
       pending ??= setTimeout(() => { pending = null; if (!signal.aborted) load().catch(() => {}); }, 500);
     }
   }, signal);
+}
+
+// A finished run shows its events; one in progress, how many of its tasks
+// have ended (read from the run itself: only the page's unfinished runs
+// cost a request).
+function progress(run) {
+  const cell = el("td", { class: "number" }, FINISHED.has(run.status) ? `${run.events} events` : "…");
+  if (!FINISHED.has(run.status)) {
+    call("GET", `/runs/${run.run_id}`).then((shown) => {
+      const ended = shown.tasks.filter((task) => !["pending", "running", "waiting"].includes(task.status)).length;
+      cell.replaceChildren(el("progress", { max: shown.tasks.length, value: ended, "aria-label": `${ended} of ${shown.tasks.length} tasks` }),
+        ` ${ended}/${shown.tasks.length}`);
+    }).catch(() => { cell.textContent = ""; });
+  }
+  return cell;
 }
 
 function withoutCursor(query) {

@@ -219,6 +219,23 @@ async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no
     browser.find(".panel h2").await;
     assert_eq!(browser.count("button[data-action]").await, 0);
     assert_eq!(browser.count("button[data-choice]").await, 0);
+
+    // The runs list: the finished run, and the waiting one's progress.
+    browser
+        .client
+        .goto(&format!("http://{address}/#/runs"))
+        .await
+        .unwrap();
+    browser
+        .find(r#"table.runs progress[aria-label="1 of 4 tasks"]"#)
+        .await;
+    browser
+        .find(&format!(
+            r#"table.runs a[href="{}"]"#,
+            format_args!("#/runs/{run}")
+        ))
+        .await;
+    browser.screenshot("runs").await;
     browser.close().await;
 }
 
