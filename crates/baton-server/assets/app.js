@@ -391,11 +391,17 @@ async function runPage(runId, selected, signal) {
   let current = run;
   let panelDrawn = null;
   let panelStop = new AbortController();
+  let headDrawn = null;
   const show = () => {
-    head.replaceChildren(
-      el("h1", {}, current.workflow, " ", status(current.status)),
-      el("p", { class: "run-id" }, current.run_id, current.reason ? ` · ${current.reason}` : ""),
-      actions(current, refresh));
+    // Buttons are made again only when the run's state moves, so one
+    // being pressed is not swapped from under the pointer.
+    if (headDrawn !== `${current.status}|${current.reason}`) {
+      headDrawn = `${current.status}|${current.reason}`;
+      head.replaceChildren(
+        el("h1", {}, current.workflow, " ", status(current.status)),
+        el("p", { class: "run-id" }, current.run_id, current.reason ? ` · ${current.reason}` : ""),
+        actions(current, refresh));
+    }
     const m = current.metrics;
     figures.replaceChildren(...[["wall", m.wall], ["task time", m.task_time], ["speedup", `${m.parallelism.toFixed(2)}×`],
       ["critical path", m.critical_path], ["attempts", m.attempts], ["tokens", m.usage.tokens], ["cost", `$${m.usage.cost.toFixed(4)}`]]
@@ -638,8 +644,9 @@ async function taskPanel(panel, run, task, refresh, signal) {
   const parts = [el("h2", {}, task.id, " ", status(task.status)),
     el("dl", {}, el("dt", {}, "attempts"), el("dd", {}, task.attempts), el("dt", {}, "duration"), el("dd", {}, task.duration),
       task.waiting ? [el("dt", {}, "waiting"), el("dd", {}, task.waiting)] : null,
-      task.reason ? [el("dt", {}, "reason"), el("dd", {}, task.reason)] : null,
-      task.error ? [el("dt", {}, "failure"), el("dd", {}, typeof task.error === "string" ? task.error : JSON.stringify(task.error))] : null)];
+      task.exit_code !== undefined ? [el("dt", {}, "exit code"), el("dd", {}, task.exit_code)] : null,
+      task.note ? [el("dt", {}, task.status === "failed" ? "failure" : "note"), el("dd", { class: "note" }, task.note)] : null,
+      task.reused_from ? [el("dt", {}, "reused from"), el("dd", {}, el("a", { href: `#/runs/${task.reused_from}` }, task.reused_from))] : null)];
   if (task.status === "waiting" && task.approval && session.can("write")) {
     const comment = el("input", { id: "comment", name: "comment", placeholder: "comment (optional)" });
     parts.push(el("section", { class: "approval" }, el("p", {}, task.approval.prompt),

@@ -87,13 +87,42 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Clicks what matches `css`, finding it again if the page redrew it
+    /// between finding and clicking (up to 30 s).
+    async fn click(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(error) if Instant::now() < deadline => {
+                    eprintln!("clicking `{css}` again: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("cannot click `{css}`: {error}"),
+            }
+        }
+    }
+
+    /// Waits (up to 30 s) until the text of what matches `css` holds
+    /// `wanted`, finding it again each time.
+    async fn text_holds(&self, css: &str, wanted: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = match self.find(css).await.text().await {
+                Ok(text) => text,
+                Err(_) => String::new(),
+            };
+            if text.contains(wanted) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "`{css}` says: {text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn sign_in(&self, key: &str) {
         self.find("#key").await.send_keys(key).await.unwrap();
-        self.find("#sign-in-form button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
+        self.click("#sign-in-form button[type=submit]").await;
     }
 
     async fn screenshot(&self, name: &str) -> PathBuf {
@@ -158,24 +187,14 @@ async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no
         "a picture"
     );
 
-    browser
-        .find(r#"svg.dag .node[data-task="approve"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click(r#"svg.dag .node[data-task="approve"]"#).await;
     browser
         .find("#comment")
         .await
         .send_keys("release notes checked")
         .await
         .unwrap();
-    browser
-        .find(r#"button[data-choice="ship"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click(r#"button[data-choice="ship"]"#).await;
     browser.find(".run-head .status.succeeded").await;
     browser
         .find(r#"svg.dag .node[data-task="ship"][data-status="succeeded"]"#)
@@ -186,12 +205,7 @@ async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no
     browser.screenshot("approved").await;
     // Its timeline has a bar per attempt, and its record verifies.
     browser.find("svg.gantt rect.succeeded").await;
-    browser
-        .find(r#"button[data-action="verify"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click(r#"button[data-action="verify"]"#).await;
     browser.find(".verify .status.succeeded").await;
     let (_, shown) = request(
         &address,
@@ -203,7 +217,7 @@ async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no
 
     // A read-only key sees the same run and no button that would act.
     let waiting = start(&address, &runner, &approval_spec());
-    browser.find("#sign-out").await.click().await.unwrap();
+    browser.click("#sign-out").await;
     browser
         .client
         .goto(&format!("http://{address}/#/runs/{waiting}"))
@@ -211,11 +225,8 @@ async fn a_run_is_watched_and_approved_from_its_page_and_a_read_only_key_sees_no
         .unwrap();
     browser.sign_in(&reader).await;
     browser
-        .find(r#"svg.dag .node[data-task="approve"][data-status="waiting"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click(r#"svg.dag .node[data-task="approve"][data-status="waiting"]"#)
+        .await;
     browser.find(".panel h2").await;
     assert_eq!(browser.count("button[data-action]").await, 0);
     assert_eq!(browser.count("button[data-choice]").await, 0);
@@ -262,18 +273,8 @@ async fn a_run_is_cancelled_from_its_page_and_a_failed_one_rerun_from_its_failed
         .find(r#"svg.dag .node[data-task="wait"][data-status="running"]"#)
         .await;
     // The running task's log streams into its panel as it is written.
-    let logs = browser.find(".panel pre.logs").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !logs.text().await.unwrap().contains("started") {
-        assert!(Instant::now() < deadline, "the log never streamed in");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    browser
-        .find(r#"button[data-action="cancel"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.text_holds(".panel pre.logs", "started").await;
+    browser.click(r#"button[data-action="cancel"]"#).await;
     browser.client.accept_alert().await.unwrap();
     browser.find(".run-head .status.cancelled").await;
 
@@ -292,12 +293,7 @@ async fn a_run_is_cancelled_from_its_page_and_a_failed_one_rerun_from_its_failed
         .unwrap();
     browser.find(".run-head .status.failed").await;
     std::fs::write(&flag, "").unwrap();
-    browser
-        .find(r#"button[data-action="rerun"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click(r#"button[data-action="rerun"]"#).await;
     browser.find(".run-head .status.succeeded").await;
     let url = browser.client.current_url().await.unwrap();
     assert!(!url.as_str().contains(&failed), "a new run: {url}");
@@ -329,12 +325,7 @@ async fn a_registered_workflow_is_started_from_a_form_built_from_its_inputs() {
         .await
         .unwrap();
     browser.sign_in(&admin).await;
-    browser
-        .find(r##"a[href="#/workflows/greet"]"##)
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click(r##"a[href="#/workflows/greet"]"##).await;
     browser.find("svg.dag .node[data-task=\"hello\"]").await;
     browser
         .find("#input-who")
@@ -342,30 +333,11 @@ async fn a_registered_workflow_is_started_from_a_form_built_from_its_inputs() {
         .send_keys("ada")
         .await
         .unwrap();
-    browser.find("#input-loud").await.click().await.unwrap();
-    browser
-        .find("form.start button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#input-loud").await;
+    browser.click("form.start button[type=submit]").await;
     browser.find(".run-head .status.succeeded").await;
-    browser
-        .find(r#"svg.dag .node[data-task="hello"]"#)
-        .await
-        .click()
-        .await
-        .unwrap();
-    let logs = browser.find(".panel pre.logs").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = logs.text().await.unwrap();
-        if text.contains("ada 2 true") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the logs say: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser.click(r#"svg.dag .node[data-task="hello"]"#).await;
+    browser.text_holds(".panel pre.logs", "ada 2 true").await;
     browser.screenshot("started").await;
 
     // At a phone's width nothing runs off the side of the page.
