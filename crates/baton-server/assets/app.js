@@ -294,7 +294,19 @@ async function workflowPage(name, version, signal) {
     notices,
   ];
   if (session.can("write")) parts.push(startForm(stored));
-  if (drawing) parts.push(el("h2", {}, "Graph"), dag(drawing, () => {}).element);
+  if (drawing) {
+    // The plan before running: levels run one after another, a level's
+    // tasks side by side.
+    const widths = new Map();
+    for (const node of drawing.nodes) widths.set(node.level, (widths.get(node.level) || 0) + 1);
+    const widest = Math.max(0, ...widths.values());
+    parts.push(el("h2", {}, "Plan"), el("dl", { class: "metrics plan" },
+      el("dt", {}, "tasks"), el("dd", {}, drawing.nodes.length),
+      el("dt", {}, "levels"), el("dd", {}, widths.size),
+      el("dt", {}, "widest level"), el("dd", {}, widest),
+      el("dt", {}, "edges"), el("dd", {}, drawing.edges.length)),
+    dag(drawing, () => {}).element);
+  }
   parts.push(el("h2", {}, "Spec"), el("pre", { class: "json" }, JSON.stringify(stored.spec, null, 2)));
   main.replaceChildren(...parts);
 }

@@ -108,10 +108,7 @@ impl Browser {
     async fn text_holds(&self, css: &str, wanted: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let text = match self.find(css).await.text().await {
-                Ok(text) => text,
-                Err(_) => String::new(),
-            };
+            let text: String = self.find(css).await.text().await.unwrap_or_default();
             if text.contains(wanted) {
                 return;
             }
@@ -327,6 +324,7 @@ async fn a_registered_workflow_is_started_from_a_form_built_from_its_inputs() {
     browser.sign_in(&admin).await;
     browser.click(r##"a[href="#/workflows/greet"]"##).await;
     browser.find("svg.dag .node[data-task=\"hello\"]").await;
+    browser.text_holds("dl.plan", "levels").await;
     browser
         .find("#input-who")
         .await
