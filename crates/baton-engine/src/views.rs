@@ -281,9 +281,12 @@ pub(crate) async fn rebuild(
                     recovery.checkpoint = Some(events);
                     return Ok::<_, Error>((state, recovery));
                 }
-                Err(error) => recovery
-                    .rejected
-                    .push(format!("the checkpoint at event {events}: {error}")),
+                Err(error) => {
+                    metrics::counter!("baton_checkpoints_rejected_total").increment(1);
+                    recovery
+                        .rejected
+                        .push(format!("the checkpoint at event {events}: {error}"));
+                }
             }
         }
         Ok((RunState::new(valid, setup), recovery))

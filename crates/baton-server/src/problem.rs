@@ -198,8 +198,14 @@ impl From<baton_store::Error> for ApiError {
             baton_store::Error::Database { .. }
             | baton_store::Error::Postgres { .. }
             | baton_store::Error::Locked { .. }
-            | baton_store::Error::WriterStopped => ApiError::Unavailable(error.to_string()),
-            other => ApiError::Internal(other.to_string()),
+            | baton_store::Error::WriterStopped => {
+                metrics::counter!("baton_store_errors_total", "kind" => "unavailable").increment(1);
+                ApiError::Unavailable(error.to_string())
+            }
+            other => {
+                metrics::counter!("baton_store_errors_total", "kind" => "failed").increment(1);
+                ApiError::Internal(other.to_string())
+            }
         }
     }
 }

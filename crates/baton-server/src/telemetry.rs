@@ -35,6 +35,18 @@ pub(crate) fn registry() -> Option<&'static PrometheusHandle> {
                 .install_recorder()
                 .ok()?;
             baton_engine::report_metrics();
+            // Counters an alert rule reads exist from the start, at zero.
+            for counter in [
+                "baton_worker_leases_lost_total",
+                "baton_checkpoints_rejected_total",
+                "baton_task_timeouts_total",
+                "baton_task_retries_total",
+            ] {
+                metrics::counter!(counter).increment(0);
+            }
+            for kind in ["unavailable", "failed"] {
+                metrics::counter!("baton_store_errors_total", "kind" => kind).increment(0);
+            }
             // Histograms are folded in on upkeep; a scrape renders what
             // was folded.
             let upkeep = handle.clone();
@@ -65,6 +77,15 @@ pub(crate) fn registry() -> Option<&'static PrometheusHandle> {
 )]
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
     metrics::gauge!("baton_active_runs").set(app.active_runs() as f64);
+    // The disk the state directory (logs, artifacts, SQLite) is on, or
+    // will be once something is kept there.
+    let state_dir = app.engine.state_dir();
+    let existing = state_dir.ancestors().find(|dir| dir.exists());
+    if let Some(Ok(disk)) = existing.map(nix::sys::statvfs::statvfs) {
+        let block = disk.fragment_size() as f64;
+        metrics::gauge!("baton_state_dir_free_bytes").set(disk.blocks_available() as f64 * block);
+        metrics::gauge!("baton_state_dir_size_bytes").set(disk.blocks() as f64 * block);
+    }
     let text = match registry() {
         Some(handle) => {
             handle.run_upkeep();

@@ -2,6 +2,7 @@
 //! `oneshot`: status codes, problem bodies, shapes, event streams.
 
 mod agents;
+mod alerts;
 mod auth;
 mod connections;
 mod contract;

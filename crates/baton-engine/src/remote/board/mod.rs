@@ -674,6 +674,7 @@ impl Board {
             if let Some(holder) = self.workers.get_mut(&worker) {
                 holder.stop.push(lease_id.clone());
             }
+            metrics::counter!("baton_worker_leases_lost_total").increment(1);
             let failure = Failure::new(
                 FailureKind::Lost,
                 format!(

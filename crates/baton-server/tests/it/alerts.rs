@@ -1,0 +1,100 @@
+//! The Prometheus alert rules in `deploy/prometheus/`: valid and passing
+//! their unit tests under `promtool`, and querying only metrics a live
+//! server exports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{app, follow, get, send, start, text};
+
+fn rules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
+}
+
+/// `promtool` with `args` in the rules' directory; none (said loudly)
+/// without it.
+fn promtool(args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("promtool")
+        .args(args)
+        .current_dir(rules_dir())
+        .output()
+    {
+        Ok(output) => Some(output),
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: promtool is not installed (`.ci/run` installs Debian's prometheus)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
+    for args in [
+        &["check", "rules", "alerts.yaml"][..],
+        &["test", "rules", "alerts.test.yaml"][..],
+    ] {
+        let Some(output) = promtool(args) else {
+            return;
+        };
+        assert!(
+            output.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Every `baton_*` name the rules mention, without a histogram's suffix.
+fn queried() -> Vec<String> {
+    let rules = std::fs::read_to_string(rules_dir().join("alerts.yaml")).unwrap();
+    let mut names: Vec<String> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("baton_"))
+        .map(|word| word.trim_end_matches("_bucket").to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[tokio::test]
+async fn every_metric_the_alert_rules_query_is_one_a_live_server_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    // A run, so appends, queue waits and finished runs are recorded.
+    let run = start(
+        &app,
+        "name: scraped\ntasks:\n  a: {run: 'true'}\n  b: {run: 'true', needs: [a]}\n",
+    )
+    .await;
+    follow(&app, &run).await;
+
+    // A breaker's gauge exists once a breaker has moved; the rest at once
+    // (the worker queue's gauges after the dispatcher's first tick).
+    let appear_later = ["baton_breaker_open"];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scraped = text(send(&app, get("/metrics")).await).await;
+        let missing: Vec<String> = queried()
+            .into_iter()
+            .filter(|name| !appear_later.contains(&name.as_str()))
+            .filter(|name| {
+                !scraped
+                    .lines()
+                    .any(|line| line.starts_with(name.as_str()) && !line.starts_with('#'))
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rules query metrics the server does not export: {missing:?}\n{scraped}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
