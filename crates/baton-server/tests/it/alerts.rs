@@ -98,3 +98,26 @@ async fn every_metric_the_alert_rules_query_is_one_a_live_server_exports() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn every_alert_names_a_runbook_that_exists() {
+    let rules = std::fs::read_to_string(rules_dir().join("alerts.yaml")).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- alert: "))
+        .collect();
+    let runbooks: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("runbook: "))
+        .collect();
+    assert_eq!(alerts.len(), 11, "{alerts:?}");
+    assert_eq!(alerts.len(), runbooks.len());
+    for (alert, runbook) in alerts.iter().zip(&runbooks) {
+        assert_eq!(*runbook, format!("docs/runbooks/{alert}.md"));
+        let text = std::fs::read_to_string(root.join(runbook)).unwrap();
+        for part in ["**Means:**", "**Confirm:**", "**Do:**"] {
+            assert!(text.contains(part), "{runbook} lacks {part}");
+        }
+    }
+}
