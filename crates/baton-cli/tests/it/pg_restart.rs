@@ -33,15 +33,10 @@ impl PrivatePostgres {
         };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = PrivatePostgres {
+        let mut server = PrivatePostgres {
             bin,
             data,
-            port,
+            port: 0,
             _dir: dir,
         };
         // PostgreSQL will not run as root: as root, its own user runs it.
@@ -65,8 +60,17 @@ impl PrivatePostgres {
                 "--no-sync",
             ],
         );
-        server.ctl("start");
-        Some(server)
+        // A free port can be taken by another test between being found and
+        // being listened on: a start that fails is tried on another.
+        for _ in 0..3 {
+            server.port = free_port();
+            if server.try_ctl("start").status.success() {
+                return Some(server);
+            }
+        }
+        let log =
+            std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
+        panic!("PostgreSQL did not start three times; its log:\n{log}");
     }
 
     fn url(&self) -> String {
@@ -74,13 +78,18 @@ impl PrivatePostgres {
     }
 
     fn ctl(&self, action: &str) {
+        let output = self.try_ctl(action);
+        assert!(output.status.success(), "pg_ctl {action}: {output:?}");
+    }
+
+    fn try_ctl(&self, action: &str) -> std::process::Output {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             path(self._dir.path())
         );
         let log = self._dir.path().join("server.log");
-        self.pg(
+        self.run(
             "pg_ctl",
             &[
                 action,
@@ -94,12 +103,17 @@ impl PrivatePostgres {
                 "-o",
                 &options,
             ],
-        );
+        )
     }
 
     fn pg(&self, program: &str, args: &[&str]) {
+        let output = self.run(program, args);
+        assert!(output.status.success(), "{program} {args:?}: {output:?}");
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
         let program = self.bin.join(program);
-        let status = if is_root() {
+        if is_root() {
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(&program)
@@ -108,9 +122,16 @@ impl PrivatePostgres {
         } else {
             Command::new(&program).args(args).output()
         }
-        .unwrap();
-        assert!(status.status.success(), "{program:?} {args:?}: {status:?}");
+        .unwrap()
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for PrivatePostgres {
