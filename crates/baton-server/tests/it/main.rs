@@ -2,7 +2,6 @@
 //! `oneshot`: status codes, problem bodies, shapes, event streams.
 
 mod agents;
-mod alerts;
 mod auth;
 mod connections;
 mod contract;
@@ -10,6 +9,7 @@ mod controls;
 mod corruption;
 mod events;
 mod feed;
+mod monitoring;
 mod streams;
 mod util;
 mod workers;

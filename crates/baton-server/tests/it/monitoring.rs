@@ -1,6 +1,7 @@
-//! The Prometheus alert rules in `deploy/prometheus/`: valid and passing
-//! their unit tests under `promtool`, and querying only metrics a live
-//! server exports.
+//! What operators are given to watch baton with: the Prometheus alert
+//! rules in `deploy/prometheus/` (valid and passing their unit tests under
+//! `promtool`) and the Grafana dashboard in `deploy/grafana/`, both
+//! querying only metrics a live server exports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,10 +49,9 @@ fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
     }
 }
 
-/// Every `baton_*` name the rules mention, without a histogram's suffix.
-fn queried() -> Vec<String> {
-    let rules = std::fs::read_to_string(rules_dir().join("alerts.yaml")).unwrap();
-    let mut names: Vec<String> = rules
+/// Every `baton_*` name `text` mentions, without a histogram's suffix.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|word| word.starts_with("baton_"))
         .map(|word| word.trim_end_matches("_bucket").to_owned())
@@ -61,8 +61,38 @@ fn queried() -> Vec<String> {
     names
 }
 
+/// The queries of the Grafana dashboard's panels.
+fn dashboard_queries() -> Vec<String> {
+    let path = rules_dir().join("../grafana/baton.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 12, "a panel for each thing the issue names");
+    panels
+        .iter()
+        .flat_map(|panel| {
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{} queries nothing", panel["title"]);
+            targets
+                .iter()
+                .map(|target| target["expr"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every metric the alert rules and the dashboard query.
+fn queried() -> Vec<String> {
+    let rules = std::fs::read_to_string(rules_dir().join("alerts.yaml")).unwrap();
+    let mut names = metric_names(&rules);
+    names.extend(metric_names(&dashboard_queries().join("\n")));
+    names.sort();
+    names.dedup();
+    names
+}
+
 #[tokio::test]
-async fn every_metric_the_alert_rules_query_is_one_a_live_server_exports() {
+async fn every_metric_the_alert_rules_and_the_dashboard_query_is_one_a_live_server_exports() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path());
     // A run, so appends, queue waits and finished runs are recorded.
@@ -93,7 +123,7 @@ async fn every_metric_the_alert_rules_query_is_one_a_live_server_exports() {
         }
         assert!(
             Instant::now() < deadline,
-            "the rules query metrics the server does not export: {missing:?}\n{scraped}"
+            "the rules or the dashboard query metrics the server does not export: {missing:?}\n{scraped}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
