@@ -3,142 +3,13 @@
 // this tab (sessionStorage) and sent as a bearer header; no cookie is
 // ever set, so no other site's form can act with it.
 
+
+import { NeedsKey, call, follow, headers, session, text } from "./api.js";
+import { dag, timeline } from "./graph.js";
+import { FINISHED, el, notice, status, took, when } from "./view.js";
+
 const main = document.getElementById("main");
-const SCOPES = ["read", "write", "execute", "admin"];
-const ICONS = {
-  pending: "○", running: "◐", waiting: "⏸", paused: "⏸", succeeded: "✔",
-  failed: "✖", cancelled: "⊘", skipped: "↷", compensated: "↺",
-  compensation_failed: "✖", timed_out: "⌛", healthy: "✔", unhealthy: "✖",
-  draining: "⏸", dead: "✖",
-};
-const FINISHED = new Set(["succeeded", "failed", "cancelled", "compensated", "compensation_failed"]);
 
-class Problem extends Error {
-  constructor(status, body) {
-    super((body && (body.detail || body.title)) || `HTTP ${status}`);
-    this.status = status;
-  }
-}
-
-class NeedsKey extends Error {}
-
-const session = {
-  key: sessionStorage.getItem("baton.key"),
-  scope: null,
-  set(key) {
-    this.key = key;
-    if (key) sessionStorage.setItem("baton.key", key);
-    else sessionStorage.removeItem("baton.key");
-  },
-  can(scope) {
-    return SCOPES.indexOf(this.scope) >= SCOPES.indexOf(scope);
-  },
-};
-
-function headers(extra) {
-  const all = { ...extra };
-  if (session.key) all.authorization = `Bearer ${session.key}`;
-  return all;
-}
-
-async function call(method, path, body) {
-  const init = { method, headers: headers(body === undefined ? {} : { "content-type": "application/json" }) };
-  if (body !== undefined) init.body = JSON.stringify(body);
-  const response = await fetch(`/api/v1${path}`, init);
-  const text = await response.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (response.status === 401) throw new NeedsKey();
-  if (!response.ok) throw new Problem(response.status, data);
-  return data;
-}
-
-async function text(path) {
-  const response = await fetch(`/api/v1${path}`, { headers: headers({}) });
-  if (response.status === 401) throw new NeedsKey();
-  if (!response.ok) return "";
-  return response.text();
-}
-
-// Server-sent events over fetch (EventSource cannot send a header):
-// `onEvent(data, id)` for each; resumes after a break with Last-Event-ID
-// until `signal` aborts or `onEvent` returns true.
-async function follow(path, onEvent, signal) {
-  let last = null;
-  while (!signal.aborted) {
-    try {
-      const extra = { accept: "text/event-stream" };
-      if (last !== null) extra["last-event-id"] = last;
-      const response = await fetch(`/api/v1${path}`, { headers: headers(extra), signal });
-      if (!response.ok) throw new Problem(response.status, null);
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let id = null, data = "";
-          for (const line of block.split("\n")) {
-            if (line.startsWith("id:")) id = line.slice(3).trim();
-            else if (line.startsWith("data:")) data += line.slice(5).trim();
-          }
-          if (id !== null) last = id;
-          if (!data) continue;
-          let parsed;
-          try { parsed = JSON.parse(data); } catch { continue; }
-          if (onEvent(parsed, id)) return;
-        }
-      }
-    } catch (error) {
-      if (signal.aborted) return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function escape(text) {
-  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
-
-function status(value) {
-  return el("span", { class: `status ${value}` }, el("span", { "aria-hidden": "true" }, ICONS[value] || "•"), ` ${value}`);
-}
-
-function when(millis) {
-  return millis ? new Date(millis).toLocaleString() : "";
-}
-
-function took(run) {
-  if (!run.started_at) return "";
-  const end = run.finished_at || Date.now();
-  const seconds = Math.max(0, (end - run.started_at) / 1000);
-  return seconds < 60 ? `${seconds.toFixed(1)}s` : `${Math.floor(seconds / 60)}m ${Math.round(seconds % 60)}s`;
-}
-
-function notice(message, kind = "error") {
-  const box = el("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
-  document.querySelector(".notices")?.replaceChildren(box);
-}
-
-// Each view gets a signal that aborts when the page changes.
 let leaving = new AbortController();
 
 async function route() {
@@ -378,15 +249,6 @@ async function agentsPage(signal) {
 }
 
 // ---- a run ----
-
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attributes = {}) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
 async function runPage(runId, selected, signal) {
   const [run, drawing] = await Promise.all([call("GET", `/runs/${runId}`), call("GET", `/runs/${runId}/graph`)]);
   const head = el("div", { class: "run-head" });
@@ -459,55 +321,7 @@ async function runPage(runId, selected, signal) {
 }
 
 // Each attempt as a bar from its start to its end, at most ROWS of them.
-function timeline() {
-  const ROWS = 2000, ROW = 16, LABEL = 160, WIDTH = 1000;
-  const attempts = new Map();
-  let first = null, last = null, drawn = null;
-  const root = svg("svg", { class: "gantt", role: "img", "aria-label": "attempts over time" });
-  const draw = () => {
-    drawn = null;
-    const rows = [...attempts.values()].sort((a, b) => a.start - b.start).slice(0, ROWS);
-    const span = Math.max(1, (last ?? first) - first);
-    root.replaceChildren();
-    root.setAttribute("viewBox", `0 0 ${LABEL + WIDTH + 10} ${rows.length * ROW + 20}`);
-    rows.forEach((bar, index) => {
-      const y = index * ROW;
-      const label = svg("text", { x: 0, y: y + 12 });
-      label.textContent = bar.attempt > 1 ? `${bar.task} #${bar.attempt}` : bar.task;
-      const x = LABEL + (bar.start - first) / span * WIDTH;
-      const end = bar.end ?? last ?? bar.start;
-      const rect = svg("rect", { x, y: y + 2, width: Math.max(2, (end - bar.start) / span * WIDTH), height: ROW - 4, class: bar.state });
-      const title = svg("title");
-      title.textContent = `${bar.task} attempt ${bar.attempt}: ${bar.state}, ${((end - bar.start) / 1000).toFixed(3)}s`;
-      rect.append(title);
-      root.append(label, rect);
-    });
-    const axis = svg("text", { x: LABEL, y: rows.length * ROW + 16, class: "axis" });
-    axis.textContent = `0 – ${(span / 1000).toFixed(3)}s${attempts.size > ROWS ? ` (first ${ROWS} of ${attempts.size} attempts)` : ""}`;
-    root.append(axis);
-  };
-  return {
-    element: el("div", { class: "gantt-frame" }, root),
-    add(event) {
-      if (typeof event.at !== "number") return;
-      first ??= event.at;
-      last = Math.max(last ?? event.at, event.at);
-      if (event.task !== undefined && event.attempt !== undefined) {
-        const key = `${event.task}#${event.attempt}`;
-        if (event.type === "task_started") attempts.set(key, { task: event.task, attempt: event.attempt, start: event.at, end: null, state: "running" });
-        else if (attempts.has(key) && states_end.has(event.type)) {
-          const bar = attempts.get(key);
-          bar.end = event.at;
-          bar.state = event.type.replace("task_", "");
-        }
-      }
-      drawn ??= setTimeout(draw, 100);
-    },
-  };
-}
-const states_end = new Set(["task_succeeded", "task_failed", "task_cancelled"]);
 
-// The run's provenance, its artifacts, and a check of its record.
 async function provenance(section, run, signal) {
   if (section.dataset.shown === run.run_id) return;
   section.dataset.shown = run.run_id;
@@ -547,90 +361,6 @@ async function provenance(section, run, signal) {
 
 // The DAG as SVG: boxes where the server's layout put them, edges as
 // curves; pan by dragging, zoom with the wheel or the keys + and -.
-function dag(drawing, choose, initial = new Map()) {
-  // A small graph is shown at its own size (centred), not blown up; a
-  // large one opens at its start, at a size its names can be read (zoom
-  // out with the wheel or -), rather than as thousands of specks.
-  const pad = 24;
-  const large = drawing.nodes.length > 400;
-  const width = large ? 1800 : Math.max(drawing.width + 2 * pad, 900);
-  const height = large ? 900 : Math.max(drawing.height + 2 * pad, 420);
-  const left = large ? -pad : (drawing.width - width) / 2, top = large ? -pad : (drawing.height - height) / 2;
-  const root = svg("svg", { class: "dag", role: "group", "aria-label": "tasks and what they need", viewBox: `${left} ${top} ${width} ${height}` });
-  // Built as one string each for edges and boxes, then parsed once: a
-  // 10,000-task run is drawn in one go rather than node by node.
-  const at = new Map(drawing.nodes.map((node) => [node.id, node]));
-  const w = drawing.node_width, h = drawing.node_height;
-  const paths = [];
-  for (const edge of drawing.edges) {
-    const from = at.get(edge.from), to = at.get(edge.to);
-    if (!from || !to) continue;
-    const x1 = from.x + w, y1 = from.y + h / 2, x2 = to.x, y2 = to.y + h / 2, bend = (x2 - x1) / 2;
-    paths.push(`M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`);
-  }
-  // Three elements a task (a box, one text with its icon, the group):
-  // what the browser lays out and paints is what a large run costs.
-  const boxes = drawing.nodes.map((node) => {
-    const state = initial.get(node.id) || "pending";
-    const id = escape(node.id);
-    const label = escape(node.id.length > 18 ? `${node.id.slice(0, 17)}…` : node.id);
-    return `<g class="node ${state}" data-status="${state}" data-task="${id}" aria-label="${id}: ${state}" transform="translate(${node.x},${node.y})" tabindex="0" role="button">`
-      + `<rect width="${w}" height="${h}" rx="6"/><text x="10" y="${h / 2 + 5}"><tspan class="icon">${ICONS[state] || "•"}</tspan> ${label}</text></g>`;
-  });
-  root.innerHTML = `<g class="edges"><path d="${paths.join(" ")}"/></g><g class="nodes">${boxes.join("")}</g>`;
-  const shown = new Map();
-  for (const group of root.querySelectorAll("g.node")) {
-    shown.set(group.dataset.task, { group, icon: group.querySelector(".icon"), state: group.dataset.status });
-  }
-  const chosen = (event) => event.target.closest?.("g.node")?.dataset.task;
-  root.addEventListener("click", (event) => { const task = chosen(event); if (task) choose(task); });
-  root.addEventListener("keydown", (event) => {
-    const task = chosen(event);
-    if (task && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); choose(task); }
-  });
-  let view = { x: left, y: top, w: width, h: height };
-  const apply = () => root.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
-  const zoom = (factor, cx = view.x + view.w / 2, cy = view.y + view.h / 2) => {
-    view = { x: cx - (cx - view.x) * factor, y: cy - (cy - view.y) * factor, w: view.w * factor, h: view.h * factor };
-    apply();
-  };
-  root.addEventListener("wheel", (event) => {
-    event.preventDefault();
-    const box = root.getBoundingClientRect();
-    zoom(event.deltaY > 0 ? 1.15 : 1 / 1.15, view.x + (event.clientX - box.left) / box.width * view.w, view.y + (event.clientY - box.top) / box.height * view.h);
-  }, { passive: false });
-  let drag = null;
-  root.addEventListener("pointerdown", (event) => { if (event.target === root) drag = { x: event.clientX, y: event.clientY }; });
-  window.addEventListener("pointerup", () => { drag = null; });
-  root.addEventListener("pointermove", (event) => {
-    if (!drag) return;
-    const box = root.getBoundingClientRect();
-    view.x -= (event.clientX - drag.x) / box.width * view.w;
-    view.y -= (event.clientY - drag.y) / box.height * view.h;
-    drag = { x: event.clientX, y: event.clientY };
-    apply();
-  });
-  root.addEventListener("keydown", (event) => {
-    if (event.key === "+" || event.key === "=") zoom(1 / 1.2);
-    if (event.key === "-") zoom(1.2);
-  });
-  return {
-    element: el("div", { class: "dag-frame" }, root),
-    paint(task, state, why) {
-      const node = shown.get(task);
-      if (!node || (node.state === state && !why)) return;
-      node.state = state;
-      node.group.setAttribute("class", `node ${state}${node.group.classList.contains("selected") ? " selected" : ""}`);
-      node.group.setAttribute("data-status", state);
-      node.icon.textContent = ICONS[state] || "•";
-      node.group.setAttribute("aria-label", `${task}: ${state}${why ? ` (${why})` : ""}`);
-    },
-    select(task) {
-      for (const [id, node] of shown) node.group.classList.toggle("selected", id === task);
-    },
-  };
-}
-
 function actions(run, refresh) {
   const bar = el("div", { class: "actions" });
   if (!session.can("write") || FINISHED.has(run.status)) return bar;

@@ -1,6 +1,6 @@
-//! The dashboard: three files compiled into the binary and served at `/`
+//! The dashboard: its files compiled into the binary and served at `/`
 //! and `/ui/`, so it works offline and with nothing else installed. It is
-//! a client of the public API only (see `assets/app.js`); the key it holds
+//! a client of the public API only (see `assets/api.js`); the key it holds
 //! lives in the browser tab, sent as a bearer header, never as a cookie.
 //! The content security policy lets the page load nothing but its own
 //! files and talk to nothing but this server.
@@ -13,6 +13,7 @@ use axum::routing::get;
 use crate::AppState;
 
 /// One file of the dashboard.
+#[derive(Clone, Copy)]
 struct Asset {
     body: &'static [u8],
     content_type: &'static str,
@@ -22,24 +23,38 @@ const INDEX: Asset = Asset {
     body: include_bytes!("../assets/index.html"),
     content_type: "text/html; charset=utf-8",
 };
-const SCRIPT: Asset = Asset {
-    body: include_bytes!("../assets/app.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
 const STYLE: Asset = Asset {
     body: include_bytes!("../assets/app.css"),
     content_type: "text/css; charset=utf-8",
 };
+
+/// The page's script, as ES modules: `app.js` imports the others.
+const MODULES: [(&str, &[u8]); 4] = [
+    ("app.js", include_bytes!("../assets/app.js")),
+    ("api.js", include_bytes!("../assets/api.js")),
+    ("view.js", include_bytes!("../assets/view.js")),
+    ("graph.js", include_bytes!("../assets/graph.js")),
+];
 
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+    let mut routes = Router::new()
         .route("/", get(|| async { serve(&INDEX) }))
-        .route("/ui/app.js", get(|| async { serve(&SCRIPT) }))
-        .route("/ui/app.css", get(|| async { serve(&STYLE) }))
+        .route("/ui/app.css", get(|| async { serve(&STYLE) }));
+    for (name, body) in MODULES {
+        let asset = Asset {
+            body,
+            content_type: "text/javascript; charset=utf-8",
+        };
+        routes = routes.route(
+            &format!("/ui/{name}"),
+            get(move || async move { serve(&asset) }),
+        );
+    }
+    routes
 }
 
 fn serve(asset: &Asset) -> Response {

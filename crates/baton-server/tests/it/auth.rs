@@ -317,6 +317,9 @@ async fn the_dashboard_is_served_without_a_key_and_may_load_only_its_own_files()
     for (path, kind) in [
         ("/", "text/html"),
         ("/ui/app.js", "text/javascript"),
+        ("/ui/api.js", "text/javascript"),
+        ("/ui/view.js", "text/javascript"),
+        ("/ui/graph.js", "text/javascript"),
         ("/ui/app.css", "text/css"),
     ] {
         let response = send(&app, request(Method::GET, path, None, None)).await;
