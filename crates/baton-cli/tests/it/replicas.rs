@@ -324,105 +324,71 @@ fn run_when(address: &str, key: &str, run: &str, holds: impl Fn(&Value) -> bool)
     }
 }
 
-#[test]
-fn a_worker_of_one_replica_runs_what_another_replica_s_run_routes_to_its_capability() {
-    let Some(schema) = PgSchema::new() else {
-        return;
-    };
-    let url = schema.url();
-    let (offering, taking) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for dir in [&offering, &taking] {
-        std::fs::write(
-            dir.path().join("baton.toml"),
-            "[workers]\nheartbeat = \"200ms\"\nlease = \"2s\"\n",
-        )
-        .unwrap();
-    }
-    let runner = key(offering.path(), &url);
-    let worker_key = scoped_key(offering.path(), &url, "worker");
-    let env = [("BATON_STORE__URL", url.as_str())];
-    let (_a, a) = serve(offering.path(), &[], &env);
-    let (_b, b) = serve(taking.path(), &[], &env);
+/// Two replicas on one schema, each in a directory of its own, with quick
+/// worker leases: `offering` drives the runs, workers may register with
+/// `taking`.
+struct TwoReplicas {
+    _schema: PgSchema,
+    offering: tempfile::TempDir,
+    taking: tempfile::TempDir,
+    runner: String,
+    worker_key: String,
+    a: (Served, String),
+    b: (Served, String),
+}
 
-    let wrote = r#"echo "{\"dir\": \"$PWD\"}" > "$BATON_OUTPUT"; echo "on the worker""#;
-    let spec = json!({
-        "name": "routed",
-        "tasks": {
-            "gpu": {"run": wrote, "runs_on": {"capability": "gpu"}, "timeout": "60s"},
-            "after": {"needs": ["gpu"], "run": "echo '{\"here\": true}' > \"$BATON_OUTPUT\""},
+impl TwoReplicas {
+    fn start() -> Option<TwoReplicas> {
+        let schema = PgSchema::new()?;
+        let url = schema.url();
+        let (offering, taking) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for dir in [&offering, &taking] {
+            std::fs::write(
+                dir.path().join("baton.toml"),
+                "[workers]\nheartbeat = \"200ms\"\nlease = \"2s\"\n",
+            )
+            .unwrap();
         }
-    });
-    let (status, body) = request(
-        &a,
-        &runner,
-        ("POST", "/api/v1/runs"),
-        Some(&json!({"spec": spec.to_string()})),
-    );
-    assert_eq!(status, 201, "{body}");
-    let run: Value = serde_json::from_str(&body).unwrap();
-    let run = run["run_id"].as_str().unwrap().to_owned();
+        let runner = key(offering.path(), &url);
+        let worker_key = scoped_key(offering.path(), &url, "worker");
+        let env = [("BATON_STORE__URL", url.as_str())];
+        let a = serve(offering.path(), &[], &env);
+        let b = serve(taking.path(), &[], &env);
+        Some(TwoReplicas {
+            _schema: schema,
+            offering,
+            taking,
+            runner,
+            worker_key,
+            a,
+            b,
+        })
+    }
 
-    // No worker anywhere yet: the attempt waits in the shared queue, and
-    // the replica driving the run says so.
-    let gpu = |shown: &Value| -> Value {
-        let tasks = shown["tasks"].as_array().unwrap();
-        tasks
-            .iter()
-            .find(|task| task["id"] == "gpu")
-            .unwrap()
-            .clone()
-    };
-    let shown = run_when(&a, &runner, &run, |shown| gpu(shown)["waiting"].is_string());
-    let why = gpu(&shown)["waiting"].as_str().unwrap().to_owned();
-    assert!(
-        why.contains("offered to the workers of every replica"),
-        "{why}"
-    );
-
-    // A worker registers with the other replica only, and takes it.
-    let workdir = taking.path().join("worker");
-    std::fs::create_dir_all(&workdir).unwrap();
-    let mut worker = std::process::Command::new(assert_cmd::cargo::cargo_bin("baton"))
-        .current_dir(&workdir)
-        .args([
-            "worker",
-            "--server",
-            &format!("http://{b}"),
-            "--key",
-            &worker_key,
-        ])
-        .args(["--name", "gpu-box", "--capability", "gpu"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let shown = run_when(&a, &runner, &run, |shown| {
-        assert!(
-            !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
-            "{shown:#}"
+    /// Starts `spec` on the offering replica; the run's id.
+    fn start_run(&self, spec: &Value) -> String {
+        let (status, body) = request(
+            &self.a.1,
+            &self.runner,
+            ("POST", "/api/v1/runs"),
+            Some(&json!({"spec": spec.to_string()})),
         );
-        shown["status"] == "succeeded"
-    });
-    let _ = worker.kill();
-    let _ = worker.wait();
-    assert_eq!(gpu(&shown)["attempts"], 1, "{shown:#}");
-    let (status, body) = request(&a, &runner, ("GET", &format!("/api/v1/runs/{run}")), None);
-    assert_eq!(status, 200);
-    assert!(
-        body.contains(&workdir.display().to_string()),
-        "ran on the worker: {body}"
-    );
-    // Its log was uploaded to the replica that leased it.
-    let (status, log) = request(
-        &b,
-        &runner,
-        (
-            "GET",
-            &format!("/api/v1/runs/{run}/tasks/gpu/logs?stream=stdout"),
-        ),
-        None,
-    );
-    assert_eq!((status, log.trim()), (200, "on the worker"));
+        assert_eq!(status, 201, "{body}");
+        let run: Value = serde_json::from_str(&body).unwrap();
+        run["run_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The run as the offering replica shows it once it succeeded; fails
+    /// at once if it fails.
+    fn succeeded(&self, run: &str) -> Value {
+        run_when(&self.a.1, &self.runner, run, |shown| {
+            assert!(
+                !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
+                "{shown:#}"
+            );
+            shown["status"] == "succeeded"
+        })
+    }
 }
 
 /// Starts `baton worker` in `dir` against `address`.
@@ -445,27 +411,75 @@ fn worker(dir: &Path, address: &str, key: &str, name: &str) -> std::process::Chi
 }
 
 #[test]
-fn an_attempt_taken_by_a_replica_that_is_killed_is_lost_and_runs_again_elsewhere() {
-    let Some(schema) = PgSchema::new() else {
+fn a_worker_of_one_replica_runs_what_another_replica_s_run_routes_to_its_capability() {
+    let Some(replicas) = TwoReplicas::start() else {
         return;
     };
-    let url = schema.url();
-    let (offering, taking) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for dir in [&offering, &taking] {
-        std::fs::write(
-            dir.path().join("baton.toml"),
-            "[workers]\nheartbeat = \"200ms\"\nlease = \"2s\"\n",
-        )
-        .unwrap();
-    }
-    let runner = key(offering.path(), &url);
-    let worker_key = scoped_key(offering.path(), &url, "worker");
-    let env = [("BATON_STORE__URL", url.as_str())];
-    let (_a, a) = serve(offering.path(), &[], &env);
-    let (mut killed, b) = serve(taking.path(), &[], &env);
-    let mut first = worker(&taking.path().join("w1"), &b, &worker_key, "first");
+    let (a, b, runner) = (&replicas.a.1, &replicas.b.1, &replicas.runner);
 
-    let marker = offering.path().join("began");
+    let wrote = r#"echo "{\"dir\": \"$PWD\"}" > "$BATON_OUTPUT"; echo "on the worker""#;
+    let spec = json!({
+        "name": "routed",
+        "tasks": {
+            "gpu": {"run": wrote, "runs_on": {"capability": "gpu"}, "timeout": "60s"},
+            "after": {"needs": ["gpu"], "run": "echo '{\"here\": true}' > \"$BATON_OUTPUT\""},
+        }
+    });
+    let run = replicas.start_run(&spec);
+
+    // No worker anywhere yet: the attempt waits in the shared queue, and
+    // the replica driving the run says so.
+    let gpu = |shown: &Value| -> Value {
+        let tasks = shown["tasks"].as_array().unwrap();
+        tasks
+            .iter()
+            .find(|task| task["id"] == "gpu")
+            .unwrap()
+            .clone()
+    };
+    let shown = run_when(a, runner, &run, |shown| gpu(shown)["waiting"].is_string());
+    let why = gpu(&shown)["waiting"].as_str().unwrap().to_owned();
+    assert!(
+        why.contains("offered to the workers of every replica"),
+        "{why}"
+    );
+
+    // A worker registers with the other replica only, and takes it.
+    let workdir = replicas.taking.path().join("worker");
+    let mut taker = worker(&workdir, b, &replicas.worker_key, "gpu-box");
+    let shown = replicas.succeeded(&run);
+    let _ = taker.kill();
+    let _ = taker.wait();
+    assert_eq!(gpu(&shown)["attempts"], 1, "{shown:#}");
+    let (status, body) = request(a, runner, ("GET", &format!("/api/v1/runs/{run}")), None);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&workdir.display().to_string()),
+        "ran on the worker: {body}"
+    );
+    // Its log was uploaded to the replica that leased it.
+    let (status, log) = request(
+        b,
+        runner,
+        (
+            "GET",
+            &format!("/api/v1/runs/{run}/tasks/gpu/logs?stream=stdout"),
+        ),
+        None,
+    );
+    assert_eq!((status, log.trim()), (200, "on the worker"));
+}
+
+#[test]
+fn an_attempt_taken_by_a_replica_that_is_killed_is_lost_and_runs_again_elsewhere() {
+    let Some(mut replicas) = TwoReplicas::start() else {
+        return;
+    };
+    let (a, b) = (replicas.a.1.clone(), replicas.b.1.clone());
+    let worker_key = replicas.worker_key.clone();
+    let mut first = worker(&replicas.taking.path().join("w1"), &b, &worker_key, "first");
+
+    let marker = replicas.offering.path().join("began");
     let spec = json!({
         "name": "lost",
         "tasks": {"gpu": {
@@ -477,35 +491,26 @@ fn an_attempt_taken_by_a_replica_that_is_killed_is_lost_and_runs_again_elsewhere
             "retry": {"max_attempts": 2, "backoff": "constant", "initial": "10ms"},
         }}
     });
-    let (status, body) = request(
-        &a,
-        &runner,
-        ("POST", "/api/v1/runs"),
-        Some(&json!({"spec": spec.to_string()})),
-    );
-    assert_eq!(status, 201, "{body}");
-    let run: Value = serde_json::from_str(&body).unwrap();
-    let run = run["run_id"].as_str().unwrap().to_owned();
+    let run = replicas.start_run(&spec);
     crate::util::wait_for_file(&marker);
 
     // The replica that leased attempt 1 to its worker dies with it.
-    killed.kill().unwrap();
-    killed.wait().unwrap();
+    replicas.b.0.kill().unwrap();
+    replicas.b.0.wait().unwrap();
     let _ = first.kill();
     let _ = first.wait();
-    let mut second = worker(&offering.path().join("w2"), &a, &worker_key, "second");
-    let shown = run_when(&a, &runner, &run, |shown| {
-        assert!(
-            !matches!(shown["status"].as_str(), Some("failed" | "cancelled")),
-            "{shown:#}"
-        );
-        shown["status"] == "succeeded"
-    });
+    let mut second = worker(
+        &replicas.offering.path().join("w2"),
+        &a,
+        &worker_key,
+        "second",
+    );
+    let shown = replicas.succeeded(&run);
     let _ = second.kill();
     let _ = second.wait();
     let (status, events) = request(
         &a,
-        &runner,
+        &replicas.runner,
         ("GET", &format!("/api/v1/runs/{run}/events")),
         None,
     );

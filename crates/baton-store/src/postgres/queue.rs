@@ -36,10 +36,7 @@ pub(crate) struct Queue {
 
 impl Queue {
     async fn reader(&self) -> Result<Reader<'_>> {
-        Ok(Reader {
-            database: &self.database,
-            client: self.database.client().await?,
-        })
+        Reader::of(&self.database).await
     }
 }
 

@@ -42,13 +42,24 @@ pub(crate) struct Reader<'a> {
 
 pub(crate) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
-impl Reader<'_> {
-    pub(crate) async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
-        let statement = self
-            .client
+impl<'a> Reader<'a> {
+    /// A connection of `database`'s pool, for the queries of one read.
+    pub(crate) async fn of(database: &'a Database) -> Result<Reader<'a>> {
+        Ok(Reader {
+            database,
+            client: database.client().await?,
+        })
+    }
+
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        self.client
             .prepare_cached(sql)
             .await
-            .map_err(|error| self.database.error(error))?;
+            .map_err(|error| self.database.error(error))
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        let statement = self.prepare(sql).await?;
         self.client
             .query(&statement, params)
             .await
@@ -57,11 +68,7 @@ impl Reader<'_> {
 
     /// How many rows a statement changed.
     pub(crate) async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
-        let statement = self
-            .client
-            .prepare_cached(sql)
-            .await
-            .map_err(|error| self.database.error(error))?;
+        let statement = self.prepare(sql).await?;
         self.client
             .execute(&statement, params)
             .await

@@ -98,12 +98,7 @@ impl PostgresStore {
         // The change feed, started by its first subscriber, publishes what
         // is committed from here on: a subscriber misses nothing written
         // after it subscribed, however late the watcher's first look.
-        let since = Reader {
-            database: &database,
-            client: database.client().await?,
-        }
-        .positions()
-        .await?;
+        let since = Reader::of(&database).await?.positions().await?;
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(super::writer::run(
             Arc::clone(&database),
@@ -126,10 +121,7 @@ impl PostgresStore {
     }
 
     async fn reader(&self) -> Result<Reader<'_>> {
-        Ok(Reader {
-            database: &self.database,
-            client: self.database.client().await?,
-        })
+        Reader::of(&self.database).await
     }
 }
 

@@ -123,10 +123,7 @@ impl Watcher {
     }
 
     async fn look(&mut self) -> Result<()> {
-        let reader = Reader {
-            database: &self.database,
-            client: self.database.client().await?,
-        };
+        let reader = Reader::of(&self.database).await?;
         let (mut feed, mut controls) = self.positions;
         loop {
             let (appended, requested) = reader.changes_after(feed, controls, PAGE).await?;

@@ -175,10 +175,7 @@ async fn told(database: &Database, group: &[Write], outcomes: Vec<Outcome>) -> V
 }
 
 async fn owned(database: &Database, run: &str) -> Result<u64> {
-    let reader = Reader {
-        database,
-        client: database.client().await?,
-    };
+    let reader = Reader::of(database).await?;
     let summary = reader.summary(run).await?;
     Err(match summary.driver {
         Some(ownership) => Error::Owned {
