@@ -11,8 +11,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{Value, json};
+
+#[path = "../tests/it/chromium.rs"]
+mod chromium;
 
 const TASKS: usize = 10_000;
 const CHAINS: usize = 10;
@@ -28,10 +31,7 @@ fn baton() -> Command {
 
 #[tokio::main]
 async fn main() {
-    let Some(chromedriver) = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .find(|path| Path::new(path).exists())
-    else {
+    let Some(chromedriver) = chromium::chromedriver() else {
         eprintln!(
             "dashboard: chromedriver is not installed (apt-get install chromium chromium-driver)"
         );
@@ -113,31 +113,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut driver = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".to_owned(),
-        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", "--window-size=1280,800"]}),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    let (mut driver, client) = chromium::open(chromedriver).await;
     // Sign in once; the key stays in the tab for the page loads below.
     client.goto(&format!("http://{address}/")).await.unwrap();
     client

@@ -4,10 +4,10 @@
 //! target's temporary directory (`dashboard-*.png`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
 use crate::util::{key, request, serve};
@@ -22,43 +22,13 @@ impl Browser {
     /// A headless Chromium at 1280×800; none (said loudly) without
     /// chromedriver (`.ci/run` installs Debian's `chromium-driver`).
     async fn start() -> Option<Browser> {
-        let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-            .into_iter()
-            .find(|path| Path::new(path).exists());
-        let Some(chromedriver) = chromedriver else {
+        let Some(chromedriver) = crate::chromium::chromedriver() else {
             eprintln!(
                 "SKIPPED: chromedriver is not installed (`.ci/run` installs chromium-driver)"
             );
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".to_owned(),
-            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                            "--disable-dev-shm-usage", "--window-size=1280,800"]}),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap();
+        let (driver, client) = crate::chromium::open(chromedriver).await;
         Some(Browser { driver, client })
     }
 

@@ -2,6 +2,7 @@
 
 mod agents;
 mod audit;
+mod chromium;
 mod conditions;
 mod corruption;
 mod crash;
