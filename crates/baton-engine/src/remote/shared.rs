@@ -227,6 +227,10 @@ impl Shared {
 
     /// Hands each offered attempt that ended (on any replica) its end.
     pub(crate) async fn collect(&self) {
+        // Only what this process offered can end for it.
+        if self.books().offered.is_empty() {
+            return;
+        }
         let Ok(ended) = self.queue.ended(&self.me).await else {
             return;
         };

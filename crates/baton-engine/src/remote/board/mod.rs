@@ -270,24 +270,25 @@ impl Board {
         Err(Box::new(entry.item))
     }
 
-    /// What each worker that may be given work now can take: its
-    /// capabilities, labels and free places.
+    /// What the workers that may be given work now can take: for each set
+    /// of capabilities and labels they offer, how many more attempts they
+    /// hold between them (workers alike are asked about once).
     pub(crate) fn rooms(&self, now: Instant) -> Vec<(Vec<String>, BTreeMap<String, String>, u32)> {
-        self.workers
-            .values()
-            .filter(|worker| {
-                !worker.draining
-                    && worker.has_room()
-                    && worker.alive(now, &self.settings)
-                    && worker.breaker.admits(now, &self.settings.breaker)
-            })
-            .map(|worker| {
-                (
-                    worker.registration.capabilities.clone(),
-                    worker.registration.labels.clone(),
-                    worker.registration.concurrency - worker.in_flight,
-                )
-            })
+        let mut rooms: BTreeMap<(&[String], &BTreeMap<String, String>), u32> = BTreeMap::new();
+        for worker in self.workers.values().filter(|worker| {
+            !worker.draining
+                && worker.has_room()
+                && worker.alive(now, &self.settings)
+                && worker.breaker.admits(now, &self.settings.breaker)
+        }) {
+            let registration = &worker.registration;
+            *rooms
+                .entry((&registration.capabilities, &registration.labels))
+                .or_default() += registration.concurrency - worker.in_flight;
+        }
+        rooms
+            .into_iter()
+            .map(|((capabilities, labels), free)| (capabilities.to_vec(), labels.clone(), free))
             .collect()
     }
 
