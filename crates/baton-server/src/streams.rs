@@ -126,15 +126,26 @@ async fn publish_from_position(
         .map(|page| encoded(settings, &page));
     while let Some((pipe, last)) = next {
         // One page in flight at a time keeps them in feed order (an entry
-        // written after a later one would be refused).
-        let (written, upcoming) = tokio::join!(
-            pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut connection),
-            async {
-                next_page(&mut items)
-                    .await
-                    .map(|page| encoded(settings, &page))
+        // written after a later one would be refused). The next page is
+        // read while Redis takes this one, but only while it does: a write
+        // that fails must be answered at once, not when the next event
+        // comes, which in a quiet system may be never.
+        let mut upcoming = None;
+        let written = {
+            let write =
+                pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut connection);
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    written = &mut write => break written,
+                    // `recv` gives up nothing when dropped, so the page
+                    // is either whole here or still in the channel.
+                    page = next_page(&mut items), if upcoming.is_none() => {
+                        upcoming = Some(page.map(|page| encoded(settings, &page)));
+                    }
+                }
             }
-        );
+        };
         let (added, refused) = tally(written?)?;
         if added == 0 && refused > 0 {
             // Another publisher wrote all of it. Follow on from where it
@@ -145,7 +156,12 @@ async fn publish_from_position(
                 return Ok(Stopped::Overtaken);
             }
         }
-        next = upcoming;
+        next = match upcoming {
+            Some(page) => page,
+            None => next_page(&mut items)
+                .await
+                .map(|page| encoded(settings, &page)),
+        };
     }
     Ok(Stopped::FeedEnded)
 }
