@@ -45,7 +45,7 @@ pub struct Engine {
     slots: Arc<Semaphore>,
     /// The runs this engine drives, each woken to read its control
     /// requests when the store's change feed says one was left.
-    driven: Arc<Driven>,
+    pub(crate) driven: Arc<Driven>,
     /// Who this engine is to the store, while any clone of it lives.
     pub(crate) presence: Arc<Presence>,
     /// Runs as readers see them, kept current from the change feed.
@@ -326,6 +326,7 @@ impl Engine {
         watch: bool,
         compensate: bool,
     ) -> Result<RunHandle, Error> {
+        self.refuse_when_draining()?;
         let fence = self.claim(run_id).await?;
         let record = self.store.run(run_id).await?;
         let (state, recovery) = self.rebuild(run_id).await?;
@@ -459,6 +460,7 @@ impl Engine {
         valid: Arc<Valid>,
         options: RunOptions,
     ) -> Result<(Run, RunRecord), Error> {
+        self.refuse_when_draining()?;
         let valid = self.expand_templates(valid)?;
         let mut problems = self.unrunnable(valid.workflow());
         let mut subworkflows = options.subworkflows;

@@ -14,6 +14,17 @@ pub enum Error {
     Store(#[from] baton_store::Error),
     #[error("the run's task stopped: {0}")]
     Aborted(String),
+    /// The engine drains: it starts no run.
+    #[error(
+        "this server is shutting down and starts no new run; another server, or this one once it is back, will"
+    )]
+    Draining,
+    /// The engine drained while driving the run: it stopped at a clean
+    /// point and let the run go, for another process to go on with.
+    #[error(
+        "run `{0}` was handed back: this server is shutting down, and the run goes on where another server (or this one, restarted) picks it up"
+    )]
+    HandedBack(String),
     /// `baton rerun` asked to reuse a result its run does not have.
     #[error("task `{task}` did not succeed in run `{run}`: it has no result to reuse")]
     NotReusable { run: String, task: String },

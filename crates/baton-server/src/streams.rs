@@ -132,8 +132,7 @@ async fn publish_from_position(
         // comes, which in a quiet system may be never.
         let mut upcoming = None;
         let written = {
-            let write =
-                pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut connection);
+            let write = pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut connection);
             tokio::pin!(write);
             loop {
                 tokio::select! {

@@ -46,6 +46,9 @@ pub struct Dispatcher {
     /// The queue shared with other replicas, when the store has one and
     /// workers are served.
     shared: std::sync::OnceLock<Arc<Shared>>,
+    /// Set when the engine drains: this replica's workers take nothing more
+    /// from the shared queue (what they hold they finish).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// The longest a poll waits for work.
@@ -59,6 +62,7 @@ impl Dispatcher {
             settings,
             served: std::sync::atomic::AtomicBool::new(false),
             shared: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -340,6 +344,12 @@ impl Dispatcher {
         }
     }
 
+    /// Takes no more work from other replicas' runs: the engine drains.
+    pub(crate) fn stop_taking(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn withdraw(&self, ticket: Ticket) {
         match (ticket, self.shared.get()) {
             (Ticket::Here(ticket), _) => self.board().withdraw(ticket),
@@ -353,7 +363,11 @@ impl Dispatcher {
     /// by their owners stopped and stopped processes' attempts swept.
     async fn exchange(&self, shared: &Arc<Shared>, sweep: bool) {
         shared.collect().await;
-        let rooms = self.board().rooms(Instant::now());
+        let rooms = if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            Vec::new()
+        } else {
+            self.board().rooms(Instant::now())
+        };
         for (ticket, item) in shared.take(rooms).await {
             let leased = self.board().lease_now(item, Instant::now());
             match leased {

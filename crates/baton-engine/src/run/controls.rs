@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use baton_core::run::{Event, Millis, RunState};
+use baton_store::Fence;
 use tokio::sync::Notify;
 
 use super::host::Host;
@@ -22,12 +23,12 @@ pub(crate) struct Controls<'a> {
 }
 
 impl<'a> Controls<'a> {
-    pub(crate) fn new(host: &'a Host, state: &RunState) -> Controls<'a> {
+    pub(crate) fn new(host: &'a Host, state: &RunState, fence: Fence) -> Controls<'a> {
         Controls {
             host,
             run: state.run_id().to_owned(),
             next: AtomicU64::new(state.controls_read()),
-            wake: host.driven.register(state.run_id()),
+            wake: host.driven.register(state.run_id(), fence),
         }
     }
 

@@ -108,7 +108,8 @@ pub(crate) async fn drive(
         .checkpoint_every
         .max(2 * state.task_count() as u64)
         .max(1);
-    let controls = Controls::new(host, &state);
+    let controls = Controls::new(host, &state, fence);
+    let mut draining = host.driven.draining();
     // Requests left before this loop began (or while it was away) are read
     // at once; later ones wake it through the store's change feed.
     controls.wake.notify_one();
@@ -219,45 +220,72 @@ pub(crate) async fn drive(
             continue;
         }
 
-        // A permit won while starved is kept: handing it back would pass it
-        // to the next waiter and two starved runs would trade it forever.
-        let kept = std::mem::take(&mut won);
-        let slots = kept + take_slots(host, batch.saturating_sub(kept));
-        commands.clear();
-        let now = clock.now();
-        state.decide(now, Budget { slots, batch }, &mut commands);
         let mut wake = None;
-        for command in commands.drain(..) {
-            if let Some(event) = command.event(now) {
-                pending.push(event);
+        let mut starved = false;
+        if *draining.borrow_and_update() {
+            // The engine drains: nothing new starts, and once what is in
+            // flight has ended (children hand their runs back too), the
+            // run is handed back for another server, or this one after a
+            // restart, to go on from its events.
+            host.slots.add_permits(std::mem::take(&mut won));
+            if !pending.is_empty() {
+                continue;
             }
-            match command {
-                Command::Dispatch { task, attempt } => launches.push((task, attempt)),
-                Command::Compensate { task } => compensations.push(task),
-                Command::Kill { task } => {
-                    if let Some(kill) = kills.get_mut(&task).and_then(Option::take) {
-                        let _ = kill.send(());
-                    }
+            if kills.is_empty() {
+                hooks.finish().await;
+                let _ = host.store.release(state.run_id(), fence).await;
+                return Err(Error::HandedBack(state.run_id().to_owned()));
+            }
+        } else {
+            // A permit won while starved is kept: handing it back would
+            // pass it to the next waiter and two starved runs would trade
+            // it forever.
+            let kept = std::mem::take(&mut won);
+            let slots = kept + take_slots(host, batch.saturating_sub(kept));
+            commands.clear();
+            let now = clock.now();
+            state.decide(now, Budget { slots, batch }, &mut commands);
+            for command in commands.drain(..) {
+                if let Some(event) = command.event(now) {
+                    pending.push(event);
                 }
-                Command::WakeAt(at) => wake = Some(at),
-                _ => {}
+                match command {
+                    Command::Dispatch { task, attempt } => launches.push((task, attempt)),
+                    Command::Compensate { task } => compensations.push(task),
+                    Command::Kill { task } => {
+                        if let Some(kill) = kills.get_mut(&task).and_then(Option::take) {
+                            let _ = kill.send(());
+                        }
+                    }
+                    Command::WakeAt(at) => wake = Some(at),
+                    _ => {}
+                }
             }
-        }
-        let slotted = launches
-            .iter()
-            .filter(|&&(task, _)| state.task(task).takes_slot())
-            .count();
-        host.slots.add_permits(slots - slotted);
-        if !pending.is_empty() {
-            continue;
+            let slotted = launches
+                .iter()
+                .filter(|&&(task, _)| state.task(task).takes_slot())
+                .count();
+            host.slots.add_permits(slots - slotted);
+            if !pending.is_empty() {
+                continue;
+            }
+            starved = slots == 0 && state.has_ready();
         }
 
-        let starved = slots == 0 && state.has_ready();
         tokio::select! {
             Some(first) = done.recv() => {
                 let mut next = Some(first);
                 while let Some(report) = next {
                     let at = clock.now();
+                    if *draining.borrow() && is_child_run(&state, &report) {
+                        // A child run that drains ends by handing itself
+                        // back, which is no end of the task: whoever goes
+                        // on with this run picks the child up again (a
+                        // finished one just reports).
+                        kills.remove(&report.task);
+                        next = done.try_recv().ok();
+                        continue;
+                    }
                     if report.ran == Ran::Attempt
                         && kills.remove(&report.task).is_some()
                         && holds_slot(&state, report.task)
@@ -270,6 +298,7 @@ pub(crate) async fn drive(
                 decide_first = true;
             }
             () = sleep_until(&clock, wake) => {}
+            Ok(()) = draining.changed() => {}
             Ok(()) = cancelled.changed(), if !cancel_recorded => {
                 if *cancelled.borrow() {
                     cancel_recorded = true;
@@ -330,6 +359,15 @@ fn apply(
         })?;
     }
     Ok(())
+}
+
+/// Whether `report` is the end of an attempt that a child run carries out.
+fn is_child_run(state: &RunState, report: &Done) -> bool {
+    report.ran == Ran::Attempt
+        && matches!(
+            state.task(report.task).kind,
+            baton_core::TaskKind::Workflow(_)
+        )
 }
 
 /// Takes as many global slots as are free, up to `batch`.

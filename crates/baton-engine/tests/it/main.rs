@@ -5,6 +5,7 @@ mod artifacts;
 mod checkpoints;
 mod controls;
 mod copies;
+mod drain;
 mod handlers;
 mod hooks;
 mod http;
