@@ -61,6 +61,9 @@ pub(crate) struct Server {
     /// Runs served at once; more starts are answered 429.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_active_runs: Option<usize>,
+    /// After SIGTERM, how long attempts in flight may go on finishing
+    /// before they are stopped and their runs handed back.
+    pub(crate) drain_grace: Duration,
 }
 
 impl Default for Server {
@@ -76,6 +79,7 @@ impl Default for Server {
             ),
             allowed_hosts: defaults.allowed_hosts,
             max_active_runs: defaults.max_active_runs,
+            drain_grace: Duration::from_secs(30),
         }
     }
 }

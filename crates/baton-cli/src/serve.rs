@@ -55,7 +55,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(retain(engine.clone(), config.retention.clone()));
         }
         let state = AppState::new(
-            engine,
+            engine.clone(),
             ServerConfig {
                 body_limit: args.body_limit.unwrap_or(config.server.body_limit),
                 require_keys: !insecure,
@@ -100,7 +100,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         // The line scripts and tests wait for: the port is open from here.
         crate::out::out!("baton serving on http://{address}");
-        baton_server::serve(listener, state, shutdown()).await?;
+        let grace = config.server.drain_grace;
+        baton_server::serve(listener, state, drain(engine, grace)).await?;
         Ok(ExitCode::SUCCESS)
     }.await
 }
@@ -133,8 +134,32 @@ async fn retain(engine: Engine, policy: Retention) {
     }
 }
 
-/// Ctrl-C or SIGTERM: stop taking requests. Runs in flight are recorded
-/// and resume when the server starts again.
+/// Waits for Ctrl-C or SIGTERM, then drains: `/readyz` answers 503 and no
+/// run starts, attempts in flight finish for up to `grace`, and every run
+/// is handed back (to another replica at once, or to this server when it
+/// starts again). A second signal cuts the grace short. Requests are
+/// served until the drain is over, so workers can report what they finish.
+async fn drain(engine: Engine, grace: baton_core::Duration) {
+    shutdown().await;
+    eprintln!(
+        "draining: no new work; attempts in flight have {grace} to finish, then runs are handed back (signal again to stop now)"
+    );
+    let drained = tokio::select! {
+        drained = engine.drain(grace.as_std()) => drained,
+        () = shutdown() => engine.drain(std::time::Duration::ZERO).await,
+    };
+    if drained.cut_short.is_empty() {
+        eprintln!("drained: every run was handed back at a clean point");
+    } else {
+        eprintln!(
+            "drained: {} run(s) had attempts still running; they were stopped and run again wherever the runs go on: {}",
+            drained.cut_short.len(),
+            drained.cut_short.join(", ")
+        );
+    }
+}
+
+/// Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

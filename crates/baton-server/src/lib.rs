@@ -183,6 +183,9 @@ impl AppState {
         tick.tick().await;
         loop {
             tick.tick().await;
+            if self.engine.is_draining() {
+                return;
+            }
             match self.recover().await {
                 Ok((resumed, failed)) => {
                     if !resumed.is_empty() {
@@ -304,18 +307,24 @@ async fn healthz() -> axum::Json<api::Health> {
     })
 }
 
-/// Ready when the store answers.
+/// Ready when the store answers and the server is not draining (a load
+/// balancer stops sending it requests while it hands its runs back).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "The store answers", body = api::Health),
+        (status = 200, description = "The store answers and the server takes work", body = api::Health),
         refusals::Unavailable,
     ),
 )]
 async fn readyz(State(app): State<AppState>) -> Result<axum::Json<api::Health>, ApiError> {
+    if app.engine.is_draining() {
+        return Err(ApiError::Unavailable(
+            "the server is draining: it finishes what runs and takes no new work".to_owned(),
+        ));
+    }
     let probe = baton_store::RunFilter {
         limit: 1,
         ..baton_store::RunFilter::default()

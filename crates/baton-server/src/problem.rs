@@ -179,6 +179,7 @@ impl From<baton_engine::Error> for ApiError {
                 ApiError::Unprocessable(control.to_string())
             }
             baton_engine::Error::Control(control) => ApiError::Conflict(control.to_string()),
+            baton_engine::Error::Draining => ApiError::Unavailable(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
