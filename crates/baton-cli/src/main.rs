@@ -121,6 +121,9 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Serve the REST API and live event streams (`/api/v1`).
     Serve(serve::ServeArgs),
+    /// Whether a server is ready (`/readyz`): exit 0 when it is, 1 when it
+    /// is not or cannot be reached; what container health checks run.
+    Health,
     /// Run tasks routed to a capability, for a server (`--server URL
     /// --key KEY`): `run`/`command` tasks with `runs_on`, and agent tasks
     /// through COMMAND.
@@ -186,10 +189,15 @@ fn main() -> ExitCode {
             | Command::Unpause(_)
             | Command::Agents(_)
     );
-    if remote.is_some() && !served && !matches!(cli.command, Command::Serve(_) | Command::Worker(_))
+    if remote.is_some()
+        && !served
+        && !matches!(
+            cli.command,
+            Command::Serve(_) | Command::Worker(_) | Command::Health
+        )
     {
         eprintln!(
-            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents and worker; this command works on the local store"
+            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents, worker and health; this command works on the local store"
         );
         return ExitCode::from(2);
     }
@@ -230,6 +238,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Gc(args) => gc::gc(args).await,
         Command::Migrate(args) => migrate::migrate(args).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Health => serve::health(remote).await,
         Command::Worker(args) => worker::worker(args, remote).await,
         Command::Keys { command } => keys::run(command).await,
         Command::Config(args) => config::show(args),

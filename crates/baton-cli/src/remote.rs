@@ -107,6 +107,26 @@ impl Remote {
         Ok(Err(Refused { status, detail }))
     }
 
+    /// Whether the server is ready (`/readyz` answers 200), with what it
+    /// said; an error when it cannot be reached within `within`.
+    pub(crate) async fn ready(&self, within: Duration) -> anyhow::Result<(bool, String)> {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.server))
+            .timeout(within)
+            .send()
+            .await
+            .with_context(|| format!("{} does not answer", self.server))?;
+        let ready = response.status().is_success();
+        let body: Value = response.json().await.unwrap_or_default();
+        let said = body["detail"]
+            .as_str()
+            .or(body["status"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        Ok((ready, said))
+    }
+
     /// `GET path?query` as `T`; any refusal is an error.
     pub(crate) async fn get<T: DeserializeOwned>(
         &self,

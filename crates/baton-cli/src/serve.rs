@@ -106,6 +106,34 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }.await
 }
 
+/// `baton health`: asks `--server` (or the local default address) whether
+/// it is ready. Not ready (draining, or its store not answering) and not
+/// reachable both exit 1, so an orchestrator stops sending it work.
+pub(crate) async fn health(remote: Option<&crate::remote::Remote>) -> anyhow::Result<ExitCode> {
+    let local;
+    let remote = match remote {
+        Some(remote) => remote,
+        None => {
+            local = crate::remote::Remote::new("http://127.0.0.1:8080", None)?;
+            &local
+        }
+    };
+    match remote.ready(std::time::Duration::from_secs(5)).await {
+        Ok((true, said)) => {
+            crate::out::out!("{}: {said}", remote.server());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((false, said)) => {
+            eprintln!("{} is not ready: {said}", remote.server());
+            Ok(ExitCode::from(1))
+        }
+        Err(error) => {
+            eprintln!("{error:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// How long this server's hold on its runs lasts: half of it is how often
 /// it looks for runs another server left.
 fn engine_lease(config: &crate::config::Config) -> baton_core::Duration {

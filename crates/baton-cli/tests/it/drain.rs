@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::util::{Served, http, key, request, serve, stops, wait_for_file};
+use crate::util::{Served, baton, http, key, request, serve, stops, wait_for_file};
 
 /// `first` waits for the file `go`, then each task appends its name to
 /// `ran`: a task run twice shows there.
@@ -99,9 +99,20 @@ fn sigterm_drains_the_server_and_the_run_goes_on_after_a_restart_without_a_repea
     let run = start_run(&address, &key);
     wait_for_file(&dir.path().join("first.pid"));
     wait_for_ready(&address, 200);
+    let server_url = format!("http://{address}");
+    baton()
+        .args(["--server", &server_url, "health"])
+        .assert()
+        .success();
 
     terminate(&server);
     wait_for_ready(&address, 503);
+    let unready = baton()
+        .args(["--server", &server_url, "health"])
+        .assert()
+        .code(1);
+    let said = String::from_utf8_lossy(&unready.get_output().stderr).into_owned();
+    assert!(said.contains("draining"), "{said}");
     let (status, body) = request(
         &address,
         &key,
