@@ -43,7 +43,7 @@ use crate::spec_file::SpecFile;
 struct Cli {
     /// Ask this `baton serve` instead of the local store (`run`, `runs`,
     /// `show`, `logs`, `cancel`, `approve`, `pause`, `unpause`, `agents`),
-    /// or work for it (`worker`).
+    /// work for it (`worker`) or ask whether it is ready (`health`).
     #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
     server: Option<String>,
     /// The API key for `--server`.

@@ -7,6 +7,7 @@ mod conditions;
 mod corruption;
 mod crash;
 mod dashboard;
+mod deploy;
 mod drain;
 mod faults;
 mod live;
