@@ -31,6 +31,7 @@ pub mod run;
 mod seed;
 mod source_map;
 pub mod spec;
+pub mod timetable;
 
 pub use builder::{TaskBuilder, WorkflowBuilder};
 pub use check::{Dag, Valid, check, check_source, resolve_inputs, validate};

@@ -63,6 +63,9 @@ pub enum Code {
     InvalidInput,
     /// An approval whose choices or default do not fit together.
     InvalidApproval,
+    /// A `schedule:` whose cron or time zone cannot be read, or whose inputs
+    /// do not fit the workflow's.
+    InvalidSchedule,
     /// Any other setting that cannot work (zero concurrency, a `with` without `uses`, ...).
     InvalidSetting,
     /// A kind or modifier this engine cannot run (yet), or a handler no one registered.
@@ -101,6 +104,7 @@ impl Code {
             Code::MissingInput => "missing-input",
             Code::InvalidInput => "invalid-input",
             Code::InvalidApproval => "invalid-approval",
+            Code::InvalidSchedule => "invalid-schedule",
             Code::InvalidSetting => "invalid-setting",
             Code::NotRunnable => "not-runnable",
             Code::UnknownWorkflow => "unknown-workflow",

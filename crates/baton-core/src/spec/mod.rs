@@ -9,6 +9,7 @@ mod kinds;
 mod need;
 mod policy;
 mod read;
+mod schedule;
 mod task;
 mod unique;
 
@@ -31,6 +32,7 @@ pub use policy::{
     Timeout,
 };
 pub(crate) use read::task_map;
+pub use schedule::{CatchUp, Overlap, Schedule};
 pub use task::{Modifiers, Task};
 pub(crate) use task::{TaskDoc, json_type, kind_count_problem};
 pub(crate) use unique::UniqueValue;
@@ -170,6 +172,9 @@ pub struct Workflow {
     pub max_spawn_depth: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
+    /// When a registered workflow's runs start on their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     /// Tasks by id, in the order written.
     #[serde(default, with = "task_map")]
     #[schemars(with = "IndexMap<String, TaskDoc>")]
@@ -196,6 +201,7 @@ impl Workflow {
             max_spawn: None,
             max_spawn_depth: None,
             hooks: None,
+            schedule: None,
             tasks: Vec::new(),
         }
     }
