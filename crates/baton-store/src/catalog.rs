@@ -20,6 +20,59 @@ pub struct StoredWorkflow {
     pub workflow: Arc<Workflow>,
 }
 
+/// A tick of a registered workflow's schedule and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tick {
+    pub workflow: String,
+    /// When the schedule fired (or, for a backfill, the time it stands for).
+    pub at: Millis,
+    pub outcome: TickOutcome,
+    pub recorded_at: Millis,
+}
+
+/// What a tick became.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TickOutcome {
+    /// It started the run `run_id`.
+    Started { run_id: String },
+    /// The schedule's previous run was still going (`overlap: skip`).
+    Skipped,
+    /// It waits for the previous run to end (`overlap: queue`).
+    Queued,
+    /// The catch-up policy passed over it after downtime.
+    Missed,
+}
+
+impl TickOutcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TickOutcome::Started { .. } => "started",
+            TickOutcome::Skipped => "skipped",
+            TickOutcome::Queued => "queued",
+            TickOutcome::Missed => "missed",
+        }
+    }
+
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            TickOutcome::Started { run_id } => Some(run_id),
+            _ => None,
+        }
+    }
+
+    /// The outcome named `name`, started ones with `run_id`.
+    pub fn from_parts(name: &str, run_id: Option<String>) -> Option<TickOutcome> {
+        Some(match (name, run_id) {
+            ("started", Some(run_id)) => TickOutcome::Started { run_id },
+            ("skipped", _) => TickOutcome::Skipped,
+            ("queued", _) => TickOutcome::Queued,
+            ("missed", _) => TickOutcome::Missed,
+            _ => return None,
+        })
+    }
+}
+
 /// What an API key may do: `read` < `write` < `execute` < `admin`, each
 /// including the ones before it; `worker` stands apart, covering only the
 /// worker protocol (and `admin` covers it too).

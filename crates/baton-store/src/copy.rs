@@ -92,7 +92,8 @@ pub async fn copy_run(
 }
 
 /// Copies every workflow version and API key `from` holds that `to` does
-/// not; the counts copied.
+/// not, and every schedule tick (so a schedule goes on where it was); the
+/// counts of versions and keys copied.
 pub async fn copy_catalog(from: &dyn Store, to: &dyn Store) -> Result<(usize, usize)> {
     let mut workflows = 0;
     for latest in from.workflows().await? {
@@ -102,6 +103,9 @@ pub async fn copy_catalog(from: &dyn Store, to: &dyn Store) -> Result<(usize, us
                 Err(Error::VersionExists { .. }) => {}
                 Err(other) => return Err(other),
             }
+        }
+        for tick in from.ticks(&latest.name, usize::MAX).await? {
+            to.put_tick(&tick).await?;
         }
     }
     let mut keys = 0;

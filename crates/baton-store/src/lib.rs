@@ -48,7 +48,7 @@ mod queue;
 mod sqlite;
 mod write;
 
-pub use catalog::{ApiKey, Scope, StoredWorkflow};
+pub use catalog::{ApiKey, Scope, StoredWorkflow, Tick, TickOutcome};
 pub use memory::MemoryStore;
 pub use owner::{Fence, Owner, Ownership, Presence};
 pub use postgres::{PostgresOptions, PostgresStore};
@@ -757,6 +757,13 @@ pub trait Catalog: Send + Sync {
 
     /// Marks key `id` revoked at `at`; it no longer authenticates.
     async fn revoke_key(&self, id: &str, at: Millis) -> Result<()>;
+
+    /// Records what a tick of a workflow's schedule became, replacing what
+    /// was recorded for that tick before (a queued tick that started).
+    async fn put_tick(&self, tick: &Tick) -> Result<()>;
+
+    /// The newest `limit` ticks of workflow `name`'s schedule, newest first.
+    async fn ticks(&self, name: &str, limit: usize) -> Result<Vec<Tick>>;
 }
 
 /// A whole store: run logs, their read models and the catalog.

@@ -42,6 +42,7 @@ struct State {
     owners: HashMap<String, (Owner, Millis)>,
     workflows: BTreeMap<(String, u32), StoredWorkflow>,
     keys: BTreeMap<String, ApiKey>,
+    ticks: BTreeMap<(String, Millis), crate::Tick>,
 }
 
 impl MemoryStore {
@@ -512,6 +513,25 @@ impl Catalog for MemoryStore {
             }
             None => Err(Error::UnknownKey(id.to_owned())),
         }
+    }
+
+    async fn put_tick(&self, tick: &crate::Tick) -> Result<()> {
+        self.lock()
+            .ticks
+            .insert((tick.workflow.clone(), tick.at), tick.clone());
+        Ok(())
+    }
+
+    async fn ticks(&self, name: &str, limit: usize) -> Result<Vec<crate::Tick>> {
+        let state = self.lock();
+        let of_name = (name.to_owned(), Millis(0))..=(name.to_owned(), Millis(u64::MAX));
+        Ok(state
+            .ticks
+            .range(of_name)
+            .rev()
+            .take(limit)
+            .map(|(_, tick)| tick.clone())
+            .collect())
     }
 }
 

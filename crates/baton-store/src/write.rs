@@ -74,6 +74,13 @@ pub(crate) enum WriteKind {
     RevokeKey {
         at: u64,
     },
+    /// A schedule's tick; the subject is the workflow's name.
+    PutTick {
+        at: u64,
+        outcome: &'static str,
+        run_id: Option<String>,
+        recorded_at: u64,
+    },
 }
 
 fn encode(value: &(impl serde::Serialize + ?Sized)) -> Result<String> {
@@ -215,6 +222,16 @@ impl Writes {
         self.send(id, WriteKind::RevokeKey { at: at.0 })
             .await
             .map(drop)
+    }
+
+    pub(crate) async fn put_tick(&self, tick: &crate::Tick) -> Result<()> {
+        let kind = WriteKind::PutTick {
+            at: tick.at.0,
+            outcome: tick.outcome.name(),
+            run_id: tick.outcome.run_id().map(str::to_owned),
+            recorded_at: tick.recorded_at.0,
+        };
+        self.send(&tick.workflow, kind).await.map(drop)
     }
 
     /// Closes the channel: writes sent so far are still committed.

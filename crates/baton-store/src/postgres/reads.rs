@@ -612,6 +612,37 @@ impl<'a> Reader<'a> {
     }
 
     /// API keys selected by `rest`.
+    /// The newest `limit` ticks of `name`'s schedule, newest first.
+    pub(crate) async fn ticks(&self, name: &str, limit: usize) -> Result<Vec<crate::Tick>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT tick_at, outcome, run_id, recorded_at FROM schedule_ticks
+                 WHERE workflow = $1 ORDER BY tick_at DESC LIMIT $2",
+                &[&name, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.at(1)?;
+                Ok(crate::Tick {
+                    workflow: name.to_owned(),
+                    at: millis(row.at(0)?),
+                    outcome: crate::TickOutcome::from_parts(&outcome, row.at(2)?).ok_or_else(
+                        || {
+                            corrupt(
+                                &format!("(schedule of {name})"),
+                                0,
+                                format!("a tick recorded as `{outcome}`"),
+                            )
+                        },
+                    )?,
+                    recorded_at: millis(row.at(3)?),
+                })
+            })
+            .collect()
+    }
+
     pub(crate) async fn keys(&self, rest: &str, params: &Params<'_>) -> Result<Vec<ApiKey>> {
         let rows = self
             .query(

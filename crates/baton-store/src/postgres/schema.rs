@@ -9,6 +9,7 @@ use crate::Error;
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_baton.sql"),
     include_str!("migrations/002_work.sql"),
+    include_str!("migrations/003_schedule_ticks.sql"),
 ];
 
 /// Applies the migrations the database has not seen, in one transaction

@@ -316,4 +316,12 @@ impl Catalog for PostgresStore {
     async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
         self.writes.revoke_key(id, at).await
     }
+
+    async fn put_tick(&self, tick: &crate::Tick) -> Result<()> {
+        self.writes.put_tick(tick).await
+    }
+
+    async fn ticks(&self, name: &str, limit: usize) -> Result<Vec<crate::Tick>> {
+        self.reader().await?.ticks(name, limit).await
+    }
 }

@@ -231,6 +231,16 @@ fn statement(kind: &WriteKind) -> &'static str {
                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1)
              SELECT CASE WHEN count(*) = 0 THEN 'exists' ELSE 'ok' END, 0::bigint FROM put"
         }
+        WriteKind::PutTick { .. } => {
+            "WITH put AS (
+                INSERT INTO schedule_ticks (workflow, tick_at, outcome, run_id, recorded_at)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (workflow, tick_at) DO UPDATE SET
+                  outcome = excluded.outcome, run_id = excluded.run_id,
+                  recorded_at = excluded.recorded_at
+                RETURNING 1)
+             SELECT 'ok', 0::bigint FROM put"
+        }
         WriteKind::RevokeKey { .. } => {
             "WITH revoked AS (
                 UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1
@@ -329,6 +339,18 @@ fn params(write: &Write) -> Vec<Param<'_>> {
             big(key.created_at.0),
         ],
         WriteKind::RevokeKey { at } => vec![subject, big(*at)],
+        WriteKind::PutTick {
+            at,
+            outcome,
+            run_id,
+            recorded_at,
+        } => vec![
+            subject,
+            big(*at),
+            Box::new(*outcome),
+            Box::new(run_id.as_deref()),
+            big(*recorded_at),
+        ],
     }
 }
 

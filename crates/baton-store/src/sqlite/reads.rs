@@ -622,6 +622,45 @@ pub(crate) fn workflow_versions(
     Ok(versions)
 }
 
+/// The newest `limit` ticks of `name`'s schedule, newest first.
+pub(crate) fn ticks(
+    connection: &Connection,
+    reading: &Reading,
+    name: &str,
+    limit: usize,
+) -> Result<Vec<crate::Tick>> {
+    let rows = reading.query(
+        connection,
+        "SELECT tick_at, outcome, run_id, recorded_at FROM schedule_ticks
+         WHERE workflow = ?1 ORDER BY tick_at DESC LIMIT ?2",
+        rusqlite::params![name, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        },
+    )?;
+    rows.into_iter()
+        .map(|(at, outcome, run_id, recorded_at)| {
+            Ok(crate::Tick {
+                workflow: name.to_owned(),
+                at: millis(at),
+                outcome: crate::TickOutcome::from_parts(&outcome, run_id).ok_or_else(|| {
+                    corrupt(
+                        &format!("(schedule of {name})"),
+                        0,
+                        format!("a tick recorded as `{outcome}`"),
+                    )
+                })?,
+                recorded_at: millis(recorded_at),
+            })
+        })
+        .collect()
+}
+
 /// API keys selected by `rest`.
 pub(crate) fn keys<P: rusqlite::Params>(
     connection: &Connection,

@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/008_feed.sql"),
     include_str!("migrations/009_owners.sql"),
     include_str!("migrations/010_run_listing_index.sql"),
+    include_str!("migrations/011_schedule_ticks.sql"),
 ];
 
 /// Applies the migrations this database has not seen, in one transaction;

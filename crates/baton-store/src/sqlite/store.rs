@@ -370,6 +370,16 @@ impl Catalog for SqliteStore {
     async fn revoke_key(&self, id: &str, at: Millis) -> Result<()> {
         self.writes.revoke_key(id, at).await
     }
+
+    async fn put_tick(&self, tick: &crate::Tick) -> Result<()> {
+        self.writes.put_tick(tick).await
+    }
+
+    async fn ticks(&self, name: &str, limit: usize) -> Result<Vec<crate::Tick>> {
+        let name = name.to_owned();
+        self.read(move |connection, reading| reads::ticks(connection, reading, &name, limit))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -195,6 +195,29 @@ fn apply(
                 Ok(0)
             }
         }
+        WriteKind::PutTick {
+            at,
+            outcome,
+            run_id,
+            recorded_at,
+        } => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO schedule_ticks (workflow, tick_at, outcome, run_id, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (workflow, tick_at) DO UPDATE SET
+                       outcome = excluded.outcome, run_id = excluded.run_id,
+                       recorded_at = excluded.recorded_at",
+                )?
+                .execute(params![
+                    subject,
+                    *at as i64,
+                    outcome,
+                    run_id,
+                    *recorded_at as i64
+                ])?;
+            Ok(0)
+        }
         WriteKind::RevokeKey { at } => {
             let revoked = connection
                 .prepare_cached(

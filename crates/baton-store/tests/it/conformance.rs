@@ -797,6 +797,64 @@ pub(crate) async fn api_keys_are_kept_hashed_found_by_id_and_revoked_once(store:
     ));
 }
 
+pub(crate) async fn schedule_ticks_are_kept_per_workflow_newest_first_and_replaced_by_tick(
+    store: &dyn Store,
+) {
+    let tick = |workflow: &str, at: u64, outcome: baton_store::TickOutcome| baton_store::Tick {
+        workflow: workflow.to_owned(),
+        at: Millis(at),
+        outcome,
+        recorded_at: Millis(at + 1),
+    };
+    use baton_store::TickOutcome::{Missed, Queued, Skipped, Started};
+    let started = |run: &str| Started {
+        run_id: run.to_owned(),
+    };
+    store
+        .put_tick(&tick("nightly", 100, started("n-100")))
+        .await
+        .unwrap();
+    store
+        .put_tick(&tick("nightly", 200, Skipped))
+        .await
+        .unwrap();
+    store.put_tick(&tick("nightly", 300, Queued)).await.unwrap();
+    store.put_tick(&tick("nightly", 50, Missed)).await.unwrap();
+    store
+        .put_tick(&tick("hourly", 250, started("h-250")))
+        .await
+        .unwrap();
+    let newest: Vec<(u64, String)> = store
+        .ticks("nightly", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|tick| (tick.at.0, tick.outcome.name().to_owned()))
+        .collect();
+    assert_eq!(
+        newest,
+        [
+            (300, "queued".to_owned()),
+            (200, "skipped".to_owned()),
+            (100, "started".to_owned()),
+            (50, "missed".to_owned())
+        ]
+    );
+    // The queued tick starts: its record is replaced, not added to.
+    store
+        .put_tick(&tick("nightly", 300, started("n-300")))
+        .await
+        .unwrap();
+    let latest = store.ticks("nightly", 1).await.unwrap();
+    assert_eq!(latest, [tick("nightly", 300, started("n-300"))]);
+    assert_eq!(store.ticks("nightly", 10).await.unwrap().len(), 4);
+    assert_eq!(
+        store.ticks("hourly", 10).await.unwrap()[0].outcome.run_id(),
+        Some("h-250")
+    );
+    assert!(store.ticks("never", 10).await.unwrap().is_empty());
+}
+
 pub(crate) async fn the_feed_holds_every_batch_of_every_run_in_append_order(store: &dyn Store) {
     let a = begin(store, "a").await;
     let b = begin(store, "b").await;
@@ -953,6 +1011,7 @@ macro_rules! conformance {
             case!(the_change_feed_tells_of_appends_and_requests);
             case!(workflow_versions_are_kept_immutable_and_listed);
             case!(api_keys_are_kept_hashed_found_by_id_and_revoked_once);
+            case!(schedule_ticks_are_kept_per_workflow_newest_first_and_replaced_by_tick);
             case!(the_feed_holds_every_batch_of_every_run_in_append_order);
             case!(a_paused_run_is_listed_paused_until_resumed);
             case!(a_finished_run_is_deleted_everywhere_and_a_running_one_is_kept);
