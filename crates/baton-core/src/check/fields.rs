@@ -572,6 +572,18 @@ fn schedule_problems(
             Some(_) => {}
         }
     }
+    for (name, input) in &workflow.inputs {
+        if name != "tick" && input.default.is_none() && !schedule.inputs.contains_key(name) {
+            problems.push(
+                Problem::new(
+                    Code::MissingInput,
+                    at.clone(),
+                    format!("the schedule's runs need input `{name}`, which has no default"),
+                )
+                .with_help("give it under `schedule.inputs`, or give the input a default"),
+            );
+        }
+    }
     if let Some(tick) = workflow.inputs.get("tick")
         && !tick
             .kind
