@@ -29,6 +29,7 @@ mod queue;
 mod refusals;
 mod relayed;
 mod runs;
+pub mod schedules;
 mod shown;
 mod streams;
 mod telemetry;

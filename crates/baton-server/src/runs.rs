@@ -273,7 +273,7 @@ async fn checked(spec: &Value) -> Result<Valid, ApiError> {
 
 /// The run id an idempotency key stands for: the same key (for the same
 /// workflow) always names the same run, so the store refuses a second.
-fn keyed_run_id(workflow: &str, key: &str) -> String {
+pub(crate) fn keyed_run_id(workflow: &str, key: &str) -> String {
     let digest = Digest::of_bytes(format!("{workflow}\0{key}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest.0[..16]);
