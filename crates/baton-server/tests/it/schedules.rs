@@ -211,3 +211,35 @@ async fn a_tick_during_the_previous_run_is_skipped_queued_or_started_beside_it()
         }
     }
 }
+
+#[tokio::test]
+async fn two_servers_on_one_store_looking_at_once_start_a_tick_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (app(dir.path()), app(dir.path()));
+    let spec = "name: shared\nschedule: {cron: '0 * * * *', overlap: allow}\ntasks:\n  a: {run: 'echo ran >> ran'}\n";
+    let name = register(&one, spec, "2026-11-01T00:30:00Z").await;
+    let now = at("2026-11-01T01:00:01Z");
+    let (first, second) = tokio::join!(look(&one, now), look(&two, now));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let run = tick_run_id(&name, at("2026-11-01T01:00:00Z"));
+    // Whichever started it, or both (the second finding the store refuse
+    // the run id as taken), it is the tick's one run; a look after the
+    // tick was recorded finds nothing due.
+    let started: Vec<&String> = first
+        .started
+        .iter()
+        .chain(&second.started)
+        .map(|(_, _, run)| run)
+        .collect();
+    assert!(!started.is_empty());
+    assert!(
+        started.iter().all(|started| **started == run),
+        "{started:?}"
+    );
+    follow(&one, &run).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ran")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(ticks(&one, &name).await.len(), 1);
+}
