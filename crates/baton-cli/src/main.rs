@@ -21,6 +21,7 @@ mod remote;
 mod report;
 mod run;
 mod runs;
+mod schedules;
 mod serve;
 mod spec_file;
 mod submit;
@@ -42,8 +43,9 @@ use crate::spec_file::SpecFile;
 )]
 struct Cli {
     /// Ask this `baton serve` instead of the local store (`run`, `runs`,
-    /// `show`, `logs`, `cancel`, `approve`, `pause`, `unpause`, `agents`),
-    /// work for it (`worker`) or ask whether it is ready (`health`).
+    /// `show`, `logs`, `cancel`, `approve`, `pause`, `unpause`, `agents`,
+    /// `schedules`, `backfill`), work for it (`worker`) or ask whether it is
+    /// ready (`health`).
     #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
     server: Option<String>,
     /// The API key for `--server`.
@@ -121,6 +123,12 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Serve the REST API and live event streams (`/api/v1`).
     Serve(serve::ServeArgs),
+    /// Registered workflows' schedules: the next fire times and what the
+    /// last tick became.
+    Schedules(schedules::SchedulesArgs),
+    /// Start one run per tick of a workflow's schedule over past days:
+    /// `baton backfill nightly --from 2026-11-01 --to 2026-11-30`.
+    Backfill(schedules::BackfillArgs),
     /// Whether a server is ready (`/readyz`): exit 0 when it is, 1 when it
     /// is not or cannot be reached; what container health checks run.
     Health,
@@ -188,6 +196,8 @@ fn main() -> ExitCode {
             | Command::Pause(_)
             | Command::Unpause(_)
             | Command::Agents(_)
+            | Command::Schedules(_)
+            | Command::Backfill(_)
     );
     if remote.is_some()
         && !served
@@ -197,7 +207,7 @@ fn main() -> ExitCode {
         )
     {
         eprintln!(
-            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents, worker and health; this command works on the local store"
+            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents, schedules, backfill, worker and health; this command works on the local store"
         );
         return ExitCode::from(2);
     }
@@ -239,6 +249,8 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Migrate(args) => migrate::migrate(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Health => serve::health(remote).await,
+        Command::Schedules(args) => schedules::schedules(args, remote).await,
+        Command::Backfill(args) => schedules::backfill(args, remote).await,
         Command::Worker(args) => worker::worker(args, remote).await,
         Command::Keys { command } => keys::run(command).await,
         Command::Config(args) => config::show(args),

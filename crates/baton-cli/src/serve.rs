@@ -79,6 +79,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         let lease = engine_lease(&config);
         tokio::spawn(state.clone().keep_recovering(lease.as_std() / 8));
+        baton_server::schedules::keep_scheduling(state.clone(), std::time::Duration::from_secs(1));
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;

@@ -20,6 +20,7 @@
 
 mod builder;
 pub mod check;
+pub mod diff;
 pub mod duration;
 pub mod generate;
 pub mod layout;

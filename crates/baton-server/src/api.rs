@@ -225,3 +225,61 @@ pub struct AgentList {
     #[schema(value_type = Vec<crate::described::AgentBody>)]
     pub agents: Vec<baton_engine::AgentStatus>,
 }
+
+/// A registered workflow's schedule: when it fires next and what its last
+/// tick became.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleShown {
+    pub workflow: String,
+    /// The version whose schedule this is (the latest).
+    pub version: u32,
+    pub cron: String,
+    /// The IANA zone the cron is read in.
+    pub timezone: String,
+    #[schema(example = "latest")]
+    pub catch_up: String,
+    #[schema(example = "skip")]
+    pub overlap: String,
+    /// The next fire times, RFC 3339 in the schedule's zone.
+    pub next: Vec<String>,
+    /// The newest tick handled, if any.
+    pub last: Option<TickShown>,
+}
+
+/// A tick of a schedule and what became of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TickShown {
+    /// RFC 3339 in the schedule's zone.
+    pub tick: String,
+    /// Milliseconds since the epoch.
+    #[schema(value_type = u64)]
+    pub at: Millis,
+    /// started, skipped, queued or missed; `planned` in a backfill's answer.
+    #[schema(example = "started")]
+    pub outcome: String,
+    pub run_id: Option<String>,
+}
+
+/// `POST /api/v1/schedules/{name}/backfill`: the range of past ticks to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// The first day (`2026-11-01`, from its midnight) or time (RFC 3339,
+    /// or local `2026-11-01T02:00`), in the schedule's zone.
+    pub from: String,
+    /// The last day (to its end) or time, included.
+    pub to: String,
+    /// Runs of the backfill unfinished at once, 1 to 64 (4 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// The ticks a backfill starts, each with its run's id (runs of ticks that
+/// ran already are not started again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Backfill {
+    pub workflow: String,
+    pub version: u32,
+    pub concurrency: u32,
+    pub ticks: Vec<TickShown>,
+}

@@ -256,6 +256,11 @@ pub fn router(state: AppState) -> Router {
                 .get(workers::download_file)
                 .layer(DefaultBodyLimit::max(workers::FILE_LIMIT)),
         )
+        .route("/schedules", get(schedules::routes::list))
+        .route(
+            "/schedules/{name}/backfill",
+            post(schedules::routes::backfill),
+        )
         .route("/whoami", get(keys::whoami))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));

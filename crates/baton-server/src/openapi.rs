@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::shown::RunShown;
 use crate::{
-    agents, described, drawing, events, feed, keys, logs, problem, queue, runs, telemetry, workers,
-    workflows,
+    agents, described, drawing, events, feed, keys, logs, problem, queue, runs, schedules,
+    telemetry, workers, workflows,
 };
 
 #[derive(OpenApi)]
@@ -27,6 +27,7 @@ use crate::{
         workflows::create, workflows::validate, workflows::list, workflows::get,
         workflows::version, workflows::versions, workflows::delete, workflows::graph,
         workflows::export, workflows::import,
+        schedules::routes::list, schedules::routes::backfill,
         keys::whoami, keys::list, keys::create, keys::revoke, agents::list, agents::health, agents::register,
         agents::remove,
         workers::register, workers::poll, workers::complete, workers::logs, workers::upload_file,
@@ -42,6 +43,7 @@ use crate::{
         (name = "approvals", description = "Deciding waiting approval tasks"),
         (name = "events", description = "Live event streams"),
         (name = "workflows", description = "The workflow registry"),
+        (name = "schedules", description = "Registered workflows' schedules, and backfills of their past ticks"),
         (name = "keys", description = "API keys (admin)"),
         (name = "agents", description = "What serves agent capabilities, and how each fares"),
         (name = "workers", description = "The worker protocol: register, poll for leases, report, upload logs, drain, leave (keys with scope `worker` or `admin`)"),

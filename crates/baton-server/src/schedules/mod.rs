@@ -20,6 +20,11 @@ use serde_json::Value;
 
 use crate::AppState;
 
+pub mod backfill;
+pub(crate) mod routes;
+
+pub use routes::{overview, planned};
+
 /// How late a tick may be seen and still count as on time: what separates
 /// a tick that is due from one missed in downtime (`catch_up: none`).
 pub const SLACK: baton_core::Duration = baton_core::Duration::from_secs(60);
