@@ -27,6 +27,7 @@ mod spec_file;
 mod submit;
 mod watch;
 mod worker;
+mod workflows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ use crate::spec_file::SpecFile;
 struct Cli {
     /// Ask this `baton serve` instead of the local store (`run`, `runs`,
     /// `show`, `logs`, `cancel`, `approve`, `pause`, `unpause`, `agents`,
-    /// `schedules`, `backfill`), work for it (`worker`) or ask whether it is
+    /// `workflows`, `schedules`, `backfill`), work for it (`worker`) or ask whether it is
     /// ready (`health`).
     #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
     server: Option<String>,
@@ -123,6 +124,12 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Serve the REST API and live event streams (`/api/v1`).
     Serve(serve::ServeArgs),
+    /// The registry of named, versioned workflows: register, list,
+    /// versions, diff.
+    Workflows {
+        #[command(subcommand)]
+        command: workflows::Command,
+    },
     /// Registered workflows' schedules: the next fire times and what the
     /// last tick became.
     Schedules(schedules::SchedulesArgs),
@@ -198,6 +205,7 @@ fn main() -> ExitCode {
             | Command::Agents(_)
             | Command::Schedules(_)
             | Command::Backfill(_)
+            | Command::Workflows { .. }
     );
     if remote.is_some()
         && !served
@@ -207,7 +215,7 @@ fn main() -> ExitCode {
         )
     {
         eprintln!(
-            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents, schedules, backfill, worker and health; this command works on the local store"
+            "error: --server applies to run, runs, show, logs, cancel, approve, pause, unpause, agents, workflows, schedules, backfill, worker and health; this command works on the local store"
         );
         return ExitCode::from(2);
     }
@@ -250,6 +258,7 @@ async fn dispatch(command: Command, remote: Option<&remote::Remote>) -> anyhow::
         Command::Serve(args) => serve::serve(args).await,
         Command::Health => serve::health(remote).await,
         Command::Schedules(args) => schedules::schedules(args, remote).await,
+        Command::Workflows { command } => workflows::run(command, remote).await,
         Command::Backfill(args) => schedules::backfill(args, remote).await,
         Command::Worker(args) => worker::worker(args, remote).await,
         Command::Keys { command } => keys::run(command).await,
@@ -361,7 +370,7 @@ fn graph(path: &std::path::Path, format: GraphFormat) -> anyhow::Result<ExitCode
 }
 
 /// The checked workflow of a spec file, or `None` after printing its problems.
-fn checked(path: &std::path::Path) -> anyhow::Result<Option<baton_core::Valid>> {
+pub(crate) fn checked(path: &std::path::Path) -> anyhow::Result<Option<baton_core::Valid>> {
     let file = SpecFile::read(path)?;
     match file.check() {
         Ok(valid) => Ok(Some(valid)),

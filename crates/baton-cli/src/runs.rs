@@ -172,7 +172,7 @@ fn parse_status(text: &str) -> Result<RunStatus, String> {
 }
 
 /// `42s`, `3m`, `5h`, `2d`: how long ago, roughly.
-fn age(millis: u64) -> String {
+pub(crate) fn age(millis: u64) -> String {
     let seconds = millis / 1000;
     match seconds {
         0 => format!("{millis}ms"),

@@ -60,9 +60,12 @@ impl Timetable {
             .collect()
     }
 
-    /// The first tick after `after`, if the cron ever fires again.
+    /// The first tick after `after`, if the cron ever fires again. Ticks
+    /// fall on whole seconds: the search starts from `after`'s second
+    /// (croner carries a start's fraction into what it finds).
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
-        let start = self.zone.from_utc_datetime(&utc(after)?.naive_utc());
+        let whole = Millis(after.0 - after.0 % 1000);
+        let start = self.zone.from_utc_datetime(&utc(whole)?.naive_utc());
         let next = self.cron.find_next_occurrence(&start, false).ok()?;
         u64::try_from(next.timestamp_millis()).ok().map(Millis)
     }
@@ -240,6 +243,16 @@ mod tests {
         let late = hourly.due(CatchUp::None, last, at("2026-11-01T03:30:00Z"), slack);
         assert!(late.start.is_empty(), "03:00 is half an hour late: missed");
         assert_eq!(late.missed.len(), 3);
+    }
+
+    #[test]
+    fn ticks_fall_on_whole_seconds_whatever_the_time_looked_from() {
+        let daily = schedule("0 3 * * *", Some("Europe/Berlin"));
+        let looked = Millis(at("2026-11-01T10:00:00Z").0 + 355);
+        let next = daily.next_after(looked).unwrap();
+        assert_eq!(daily.local(next), "2026-11-02T03:00:00+01:00");
+        // A tick looked from just after it is not found again.
+        assert_eq!(daily.next_after(Millis(next.0 + 1)), daily.next_after(next));
     }
 
     #[test]

@@ -36,6 +36,8 @@ mod telemetry;
 mod workers;
 mod workflows;
 
+pub use workflows::register_workflow;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -96,13 +96,32 @@ async fn register(
     valid: Valid,
     same: Same,
 ) -> Result<(bool, StoredWorkflow), ApiError> {
+    Ok(register_in(app.engine.store().as_ref(), valid, same, app.now()).await?)
+}
+
+/// Registers `valid` in `store` as its name's next version at `now`,
+/// unless it is the latest version already (`baton workflows register`
+/// without a server). Whether it is new, and the version.
+pub async fn register_workflow(
+    store: &dyn baton_store::Store,
+    valid: Valid,
+    now: baton_core::run::Millis,
+) -> Result<(bool, StoredWorkflow), baton_store::Error> {
+    register_in(store, valid, Same::Latest, now).await
+}
+
+async fn register_in(
+    store: &dyn baton_store::Store,
+    valid: Valid,
+    same: Same,
+    now: baton_core::run::Millis,
+) -> Result<(bool, StoredWorkflow), baton_store::Error> {
     let workflow = valid.into_workflow();
     let digest = digest(&workflow);
-    let store = app.engine.store();
     let versions = match store.workflow_versions(&workflow.name).await {
         Ok(versions) => versions,
         Err(baton_store::Error::UnknownWorkflow(_)) => Vec::new(),
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(error),
     };
     let candidates = match same {
         Same::Latest => versions.last().into_iter().collect::<Vec<_>>(),
@@ -119,7 +138,7 @@ async fn register(
         name: workflow.name.clone(),
         version: next,
         digest,
-        created_at: app.now(),
+        created_at: now,
         workflow: std::sync::Arc::new(workflow),
     };
     store.put_workflow(&stored).await?;

@@ -17,6 +17,7 @@ mod plan;
 mod replicas;
 mod reuse;
 mod run;
+mod schedules;
 mod schema;
 mod serve;
 mod util;

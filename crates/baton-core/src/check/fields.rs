@@ -435,6 +435,83 @@ fn mcp_problems(mcp: &crate::spec::McpTask, path: Path, problems: &mut Vec<Probl
     }
 }
 
+/// A schedule that could never fire, or whose runs could never start.
+fn schedule_problems(
+    workflow: &Workflow,
+    schedule: &Schedule,
+    at: Path,
+    problems: &mut Vec<Problem>,
+) {
+    for error in crate::timetable::Timetable::errors(schedule) {
+        match error {
+        error @ crate::timetable::ScheduleError::Cron { .. } => problems.push(
+            Problem::new(Code::InvalidSchedule, at.clone().key("cron"), error.to_string())
+                .with_help("five fields: minute hour day-of-month month day-of-week, e.g. `0 2 * * *` for 02:00 daily"),
+        ),
+        error @ crate::timetable::ScheduleError::Zone(_) => problems.push(Problem::new(
+            Code::InvalidSchedule,
+            at.clone().key("timezone"),
+            error.to_string(),
+        )),
+        }
+    }
+    for (name, value) in &schedule.inputs {
+        let place = at.clone().key("inputs").key(name.clone());
+        match workflow.inputs.get(name) {
+            None => problems.push(
+                Problem::new(
+                    Code::UndeclaredInput,
+                    place,
+                    format!(
+                        "the schedule gives input `{name}`, which the workflow does not declare"
+                    ),
+                )
+                .with_help("declare it under `inputs:`, or remove it from the schedule"),
+            ),
+            Some(input) if !input.kind.accepts(value) => problems.push(Problem::new(
+                Code::InvalidSchedule,
+                place,
+                format!(
+                    "the schedule's input `{name}` is not of type {}",
+                    input.kind.name()
+                ),
+            )),
+            Some(_) if name == "tick" => problems.push(Problem::new(
+                Code::InvalidSchedule,
+                place,
+                "input `tick` receives each tick's time; the schedule cannot set it",
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, input) in &workflow.inputs {
+        if name != "tick" && input.default.is_none() && !schedule.inputs.contains_key(name) {
+            problems.push(
+                Problem::new(
+                    Code::MissingInput,
+                    at.clone(),
+                    format!("the schedule's runs need input `{name}`, which has no default"),
+                )
+                .with_help("give it under `schedule.inputs`, or give the input a default"),
+            );
+        }
+    }
+    if let Some(tick) = workflow.inputs.get("tick")
+        && !tick
+            .kind
+            .accepts(&serde_json::Value::from("2026-11-01T02:00:00+01:00"))
+    {
+        problems.push(Problem::new(
+            Code::InvalidSchedule,
+            Path::root().key("inputs").key("tick"),
+            format!(
+                "input `tick` receives each scheduled run's time as a string, but is declared {}",
+                tick.kind.name()
+            ),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,82 +597,5 @@ mod tests {
             ["an MCP server is `{command: [program, args...]}` or `{url: \"https://...\"}`"],
             "a task that did not load leaves the workflow broken, not empty"
         );
-    }
-}
-
-/// A schedule that could never fire, or whose runs could never start.
-fn schedule_problems(
-    workflow: &Workflow,
-    schedule: &Schedule,
-    at: Path,
-    problems: &mut Vec<Problem>,
-) {
-    for error in crate::timetable::Timetable::errors(schedule) {
-        match error {
-        error @ crate::timetable::ScheduleError::Cron { .. } => problems.push(
-            Problem::new(Code::InvalidSchedule, at.clone().key("cron"), error.to_string())
-                .with_help("five fields: minute hour day-of-month month day-of-week, e.g. `0 2 * * *` for 02:00 daily"),
-        ),
-        error @ crate::timetable::ScheduleError::Zone(_) => problems.push(Problem::new(
-            Code::InvalidSchedule,
-            at.clone().key("timezone"),
-            error.to_string(),
-        )),
-        }
-    }
-    for (name, value) in &schedule.inputs {
-        let place = at.clone().key("inputs").key(name.clone());
-        match workflow.inputs.get(name) {
-            None => problems.push(
-                Problem::new(
-                    Code::UndeclaredInput,
-                    place,
-                    format!(
-                        "the schedule gives input `{name}`, which the workflow does not declare"
-                    ),
-                )
-                .with_help("declare it under `inputs:`, or remove it from the schedule"),
-            ),
-            Some(input) if !input.kind.accepts(value) => problems.push(Problem::new(
-                Code::InvalidSchedule,
-                place,
-                format!(
-                    "the schedule's input `{name}` is not of type {}",
-                    input.kind.name()
-                ),
-            )),
-            Some(_) if name == "tick" => problems.push(Problem::new(
-                Code::InvalidSchedule,
-                place,
-                "input `tick` receives each tick's time; the schedule cannot set it",
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, input) in &workflow.inputs {
-        if name != "tick" && input.default.is_none() && !schedule.inputs.contains_key(name) {
-            problems.push(
-                Problem::new(
-                    Code::MissingInput,
-                    at.clone(),
-                    format!("the schedule's runs need input `{name}`, which has no default"),
-                )
-                .with_help("give it under `schedule.inputs`, or give the input a default"),
-            );
-        }
-    }
-    if let Some(tick) = workflow.inputs.get("tick")
-        && !tick
-            .kind
-            .accepts(&serde_json::Value::from("2026-11-01T02:00:00+01:00"))
-    {
-        problems.push(Problem::new(
-            Code::InvalidSchedule,
-            Path::root().key("inputs").key("tick"),
-            format!(
-                "input `tick` receives each scheduled run's time as a string, but is declared {}",
-                tick.kind.name()
-            ),
-        ));
     }
 }
