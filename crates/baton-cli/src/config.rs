@@ -39,6 +39,10 @@ pub(crate) struct Config {
     pub(crate) breaker: baton_engine::BreakerSettings,
     /// How `baton serve` leases work to remote workers and judges them.
     pub(crate) workers: baton_engine::WorkerSettings,
+    /// Webhooks `baton serve` takes (`[triggers.NAME]`), each starting a
+    /// registered workflow when its body is signed with its secret.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) triggers: std::collections::BTreeMap<String, baton_server::Trigger>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -46,6 +46,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.home.config.load()?;
     let bind = args.bind.unwrap_or(config.server.bind);
     let insecure = args.insecure_no_auth || config.server.insecure_no_auth;
+    for (name, trigger) in &config.triggers {
+        if let Some(problem) = trigger.problem() {
+            anyhow::bail!("trigger `{name}`: {problem}");
+        }
+    }
     async {
         let engine = args
             .home
@@ -63,6 +68,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 header_read_timeout: config.server.header_read_timeout.as_std(),
                 allowed_hosts: config.server.allowed_hosts.clone(),
                 max_active_runs: config.server.max_active_runs,
+                triggers: config.triggers.clone(),
                 ..ServerConfig::default()
             },
         );

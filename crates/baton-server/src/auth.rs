@@ -267,7 +267,12 @@ fn same(left: &Digest, right: &Digest) -> bool {
 /// readiness, the API's own description).
 fn needed(method: &Method, path: &str) -> Option<Scope> {
     let api = path.strip_prefix("/api/v1")?;
-    if api == "/openapi.json" || api == "/docs" || api.starts_with("/docs/") {
+    // A trigger's sender proves itself by the body's signature instead.
+    if api == "/openapi.json"
+        || api == "/docs"
+        || api.starts_with("/docs/")
+        || api.starts_with("/triggers/")
+    {
         return None;
     }
     let reads = matches!(*method, Method::GET | Method::HEAD);
@@ -380,6 +385,15 @@ mod tests {
             Some(Scope::Read)
         );
         assert_eq!(needed(&post, "/api/v1/workflows"), Some(Scope::Admin));
+        assert_eq!(
+            needed(&post, "/api/v1/triggers/deploy"),
+            None,
+            "a trigger's signature is its proof"
+        );
+        assert_eq!(
+            needed(&post, "/api/v1/schedules/nightly/backfill"),
+            Some(Scope::Write)
+        );
         assert_eq!(
             needed(&Method::DELETE, "/api/v1/workflows/w"),
             Some(Scope::Admin)

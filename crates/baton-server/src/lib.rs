@@ -33,9 +33,11 @@ pub mod schedules;
 mod shown;
 mod streams;
 mod telemetry;
+mod triggers;
 mod workers;
 mod workflows;
 
+pub use triggers::{Trigger, sign as sign_delivery};
 pub use workflows::register_workflow;
 
 use std::sync::Arc;
@@ -71,6 +73,8 @@ pub struct ServerConfig {
     pub max_active_runs: Option<usize>,
     /// How often agent endpoints' health URLs are asked.
     pub agent_health_every: std::time::Duration,
+    /// Webhooks that start registered workflows, by name.
+    pub triggers: std::collections::BTreeMap<String, Trigger>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             max_active_runs: None,
             agent_health_every: std::time::Duration::from_secs(5),
+            triggers: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -263,6 +268,7 @@ pub fn router(state: AppState) -> Router {
             "/schedules/{name}/backfill",
             post(schedules::routes::backfill),
         )
+        .route("/triggers/{name}", post(triggers::deliver))
         .route("/whoami", get(keys::whoami))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke));

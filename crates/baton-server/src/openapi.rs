@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::shown::RunShown;
 use crate::{
     agents, described, drawing, events, feed, keys, logs, problem, queue, runs, schedules,
-    telemetry, workers, workflows,
+    telemetry, triggers, workers, workflows,
 };
 
 #[derive(OpenApi)]
@@ -27,7 +27,7 @@ use crate::{
         workflows::create, workflows::validate, workflows::list, workflows::get,
         workflows::version, workflows::versions, workflows::delete, workflows::graph,
         workflows::export, workflows::import,
-        schedules::routes::list, schedules::routes::backfill,
+        schedules::routes::list, schedules::routes::backfill, triggers::deliver,
         keys::whoami, keys::list, keys::create, keys::revoke, agents::list, agents::health, agents::register,
         agents::remove,
         workers::register, workers::poll, workers::complete, workers::logs, workers::upload_file,
@@ -43,6 +43,7 @@ use crate::{
         (name = "approvals", description = "Deciding waiting approval tasks"),
         (name = "events", description = "Live event streams"),
         (name = "workflows", description = "The workflow registry"),
+        (name = "triggers", description = "Webhooks that start registered workflows, proven by an HMAC of the body (no API key)"),
         (name = "schedules", description = "Registered workflows' schedules, and backfills of their past ticks"),
         (name = "keys", description = "API keys (admin)"),
         (name = "agents", description = "What serves agent capabilities, and how each fares"),

@@ -226,7 +226,7 @@ pub(crate) async fn start(
 }
 
 /// Refuses a new run while this server drives as many as it may.
-fn admit(app: &AppState) -> Result<(), ApiError> {
+pub(crate) fn admit(app: &AppState) -> Result<(), ApiError> {
     match app.config.max_active_runs {
         Some(limit) if app.live.active() >= limit => Err(ApiError::TooMany {
             detail: format!(
@@ -239,7 +239,7 @@ fn admit(app: &AppState) -> Result<(), ApiError> {
     }
 }
 
-fn started(status: StatusCode, run_id: &str, run_status: RunStatus) -> Response {
+pub(crate) fn started(status: StatusCode, run_id: &str, run_status: RunStatus) -> Response {
     let location = format!("/api/v1/runs/{run_id}");
     let mut response = (
         status,

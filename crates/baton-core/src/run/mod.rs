@@ -44,5 +44,5 @@ pub use state::{
     Snapshot, SnapshotError, TaskStatus, Usage,
 };
 pub use swarm::{Reduction, Vote};
-pub use templates::{ShellScript, TemplateError, VALUE_PREFIX};
+pub use templates::{ShellScript, TemplateError, VALUE_PREFIX, render_value};
 pub use trace::{Divergence, Trace, replay};

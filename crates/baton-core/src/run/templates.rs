@@ -108,6 +108,21 @@ pub(crate) fn render_json(
     })
 }
 
+/// `template`, a JSON value whose strings are templates, rendered over
+/// `context` (plain JSON): what maps a webhook's body to a run's inputs.
+/// The same fuel bounds it as a spec's templates.
+pub fn render_value(
+    template: &serde_json::Value,
+    context: &serde_json::Value,
+    what: &str,
+) -> Result<serde_json::Value, TemplateError> {
+    render_json(
+        template,
+        &Value::from(minijinja::value::Serde(context)),
+        what,
+    )
+}
+
 fn whole_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     (!inner.contains("{{") && !inner.contains("}}")).then_some(inner.trim())

@@ -12,6 +12,7 @@ mod feed;
 mod monitoring;
 mod schedules;
 mod streams;
+mod triggers;
 mod util;
 mod workers;
 mod workflows;
