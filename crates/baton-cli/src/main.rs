@@ -23,6 +23,7 @@ mod run;
 mod runs;
 mod schedules;
 mod serve;
+mod signals;
 mod spec_file;
 mod submit;
 mod watch;
@@ -52,6 +53,16 @@ struct Cli {
     /// The API key for `--server`.
     #[arg(long, global = true, env = "BATON_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// How `baton serve` and `baton worker` write their logs to stderr:
+    /// `text`, or `json` (one object per line, with time and level).
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,6 +177,30 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the long-running commands' logs go: stderr, as plain lines (what
+/// a terminal shows) or JSON lines (what a log pipeline reads).
+fn install_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let installed = match format {
+        LogFormat::Text => logs.without_time().with_level(false).try_init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+    // Only a second install fails, and the first one stands.
+    drop(installed);
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Mermaid,
     Dot,
@@ -179,6 +214,7 @@ pub(crate) fn parse_input(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_logs(cli.log_format);
     let remote = match cli
         .server
         .as_deref()

@@ -73,15 +73,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
         );
         if let Some(redis) = config.events.redis() {
-            eprintln!("events: publishing to Redis Streams `{}` at {}", redis.global_stream(), redis.url);
+            tracing::info!("events: publishing to Redis Streams `{}` at {}", redis.global_stream(), redis.url);
             baton_server::publish_to_redis(state.clone(), redis);
         }
         let (resumed, failed) = state.recover().await?;
         for error in &failed {
-            eprintln!("warning: a run could not be resumed: {error}");
+            tracing::warn!("warning: a run could not be resumed: {error}");
         }
         if !resumed.is_empty() {
-            eprintln!("resumed {} run(s) the last server left unfinished", resumed.len());
+            tracing::info!("resumed {} run(s) the last server left unfinished", resumed.len());
         }
         let lease = engine_lease(&config);
         tokio::spawn(state.clone().keep_recovering(lease.as_std() / 8));
@@ -91,7 +91,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {bind}"))?;
         let address = listener.local_addr()?;
         if insecure {
-            eprintln!(
+            tracing::warn!(
                 "warning: --insecure-no-auth: anyone who can reach {address} can run any command as this user (an inline spec runs its commands), and cancel and decide runs"
             );
         } else if state
@@ -101,14 +101,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .all(|key| key.revoked_at.is_some())
         {
-            eprintln!(
+            tracing::info!(
                 "note: no API key yet, so every API request is refused; make one with `baton keys create --name NAME --scope admin`"
             );
         }
+        // Listened for before the line below: a stop asked for right after
+        // it drains like any other.
+        let stop = crate::signals::Stop::listen()?;
         // The line scripts and tests wait for: the port is open from here.
         crate::out::out!("baton serving on http://{address}");
         let grace = config.server.drain_grace;
-        baton_server::serve(listener, state, drain(engine, grace)).await?;
+        baton_server::serve(listener, state, drain(engine, grace, stop)).await?;
         Ok(ExitCode::SUCCESS)
     }.await
 }
@@ -158,12 +161,12 @@ async fn retain(engine: Engine, policy: Retention) {
     loop {
         every.tick().await;
         match engine.prune(older_than, baton_engine::wall_clock()).await {
-            Ok(pruned) if !pruned.runs.is_empty() => eprintln!(
+            Ok(pruned) if !pruned.runs.is_empty() => tracing::info!(
                 "retention: deleted {} run(s) that finished over {older_than} ago, {} artifact(s)",
                 pruned.runs.len(),
                 pruned.objects
             ),
-            Err(error) => eprintln!("retention: {error}"),
+            Err(error) => tracing::warn!("retention: {error}"),
             _ => {}
         }
     }
@@ -174,38 +177,22 @@ async fn retain(engine: Engine, policy: Retention) {
 /// is handed back (to another replica at once, or to this server when it
 /// starts again). A second signal cuts the grace short. Requests are
 /// served until the drain is over, so workers can report what they finish.
-async fn drain(engine: Engine, grace: baton_core::Duration) {
-    shutdown().await;
-    eprintln!(
+async fn drain(engine: Engine, grace: baton_core::Duration, mut stop: crate::signals::Stop) {
+    stop.next().await;
+    tracing::info!(
         "draining: no new work; attempts in flight have {grace} to finish, then runs are handed back (signal again to stop now)"
     );
     let drained = tokio::select! {
         drained = engine.drain(grace.as_std()) => drained,
-        () = shutdown() => engine.drain(std::time::Duration::ZERO).await,
+        () = stop.next() => engine.drain(std::time::Duration::ZERO).await,
     };
     if drained.cut_short.is_empty() {
-        eprintln!("drained: every run was handed back at a clean point");
+        tracing::info!("drained: every run was handed back at a clean point");
     } else {
-        eprintln!(
+        tracing::warn!(
             "drained: {} run(s) had attempts still running; they were stopped and run again wherever the runs go on: {}",
             drained.cut_short.len(),
             drained.cut_short.join(", ")
         );
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

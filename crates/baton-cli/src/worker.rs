@@ -68,10 +68,13 @@ pub(crate) async fn worker(
         },
         drain_timeout: args.drain_timeout,
     };
-    let summary = baton_worker::run(config, crate::serve::shutdown()).await?;
-    eprintln!(
+    let mut stop = crate::signals::Stop::listen()?;
+    let summary = baton_worker::run(config, async move { stop.next().await }).await?;
+    tracing::info!(
         "baton worker: stopped after {} succeeded, {} failed, {} handed back",
-        summary.succeeded, summary.failed, summary.stopped
+        summary.succeeded,
+        summary.failed,
+        summary.stopped
     );
     Ok(ExitCode::SUCCESS)
 }

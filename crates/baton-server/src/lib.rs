@@ -197,13 +197,13 @@ impl AppState {
             match self.recover().await {
                 Ok((resumed, failed)) => {
                     if !resumed.is_empty() {
-                        eprintln!("took over {} run(s) nobody drove any more", resumed.len());
+                        tracing::info!("took over {} run(s) nobody drove any more", resumed.len());
                     }
                     for error in failed {
-                        eprintln!("warning: a run could not be taken over: {error}");
+                        tracing::warn!("warning: a run could not be taken over: {error}");
                     }
                 }
-                Err(error) => eprintln!("warning: looking for runs to take over: {error}"),
+                Err(error) => tracing::warn!("warning: looking for runs to take over: {error}"),
             }
         }
     }

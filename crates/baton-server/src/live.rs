@@ -51,8 +51,11 @@ impl Live {
                     let _ = live.events.send(Arc::new(published));
                 }
             }
-            if let Err(error) = handle.finish().await {
-                eprintln!("run {run} stopped: {error}");
+            match handle.finish().await {
+                Ok(_) => {}
+                // A drain's clean stop: the run goes on elsewhere.
+                Err(error @ baton_engine::Error::HandedBack(_)) => tracing::info!("{error}"),
+                Err(error) => tracing::warn!("run {run} stopped: {error}"),
             }
             live.lock().remove(&run);
         });

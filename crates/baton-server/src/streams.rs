@@ -56,7 +56,7 @@ pub fn publish(app: AppState, settings: RedisEvents) {
         let client = match redis::Client::open(settings.url.as_str()) {
             Ok(client) => client,
             Err(error) => {
-                eprintln!(
+                tracing::warn!(
                     "events: `{}` is not a Redis URL ({error}); nothing is published",
                     settings.url
                 );
@@ -75,7 +75,7 @@ pub fn publish(app: AppState, settings: RedisEvents) {
                 }
                 Err(error) => {
                     if tries == 0 {
-                        eprintln!(
+                        tracing::warn!(
                             "events: Redis at {} is not reachable ({error}); publishing resumes when it is",
                             settings.url
                         );

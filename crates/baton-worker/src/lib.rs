@@ -91,7 +91,7 @@ pub async fn run(
                 match worker.serve(&session, stopping.clone()).await {
                     Ok(()) => return Ok(()),
                     Err(CallError::UnknownWorker(detail)) => {
-                        eprintln!(
+                        tracing::info!(
                             "baton worker: the server forgot this worker ({detail}); stopping what runs and registering again"
                         );
                         worker.stop_all();
@@ -164,7 +164,7 @@ impl Worker {
                 Ok(registered) => {
                     // Registering says the server answers.
                     self.away.store(false, Ordering::Relaxed);
-                    eprintln!(
+                    tracing::info!(
                         "baton worker: registered with {} as {} ({}), capabilities {}, concurrency {}",
                         self.config.server,
                         registered.worker_id,
@@ -180,7 +180,7 @@ impl Worker {
                 }
                 Err(error) if error.is_transient() => {
                     if tries == 0 {
-                        eprintln!("baton worker: {error}; retrying");
+                        tracing::warn!("baton worker: {error}; retrying");
                     }
                     let wait = Duration::from_millis(BACKOFF[tries.min(BACKOFF.len() - 1)]);
                     tries += 1;
@@ -280,7 +280,7 @@ impl Worker {
         }
         let running = self.lock().running.len();
         if running > 0 {
-            eprintln!(
+            tracing::info!(
                 "baton worker: draining: {running} attempts running, handed back after {:?}",
                 self.config.drain_timeout
             );
@@ -364,7 +364,7 @@ impl Worker {
     fn absorb(self: &Arc<Self>, session: &Session, sent: &[Report], polled: Polled) {
         for (report, taken) in sent.iter().zip(&polled.results) {
             if *taken == Taken::Stale {
-                eprintln!(
+                tracing::info!(
                     "baton worker: the server refused the result of lease {} (it expired or was taken back)",
                     report.lease_id
                 );
@@ -494,7 +494,7 @@ impl Worker {
                     .upload_log(session, &lease.lease_id, stream, chunk.to_vec())
                     .await
                 {
-                    eprintln!(
+                    tracing::warn!(
                         "baton worker: the logs of lease {} were not kept: {error}",
                         lease.lease_id
                     );
@@ -541,7 +541,7 @@ impl Worker {
     /// however many loops wait.
     async fn backoff(&self, tries: &mut usize, error: &CallError) {
         if !self.away.swap(true, Ordering::Relaxed) {
-            eprintln!("baton worker: {error}; retrying");
+            tracing::warn!("baton worker: {error}; retrying");
         }
         let wait = Duration::from_millis(BACKOFF[(*tries).min(BACKOFF.len() - 1)]);
         *tries += 1;
@@ -552,7 +552,7 @@ impl Worker {
     fn reached(&self, tries: &mut usize) {
         *tries = 0;
         if self.away.swap(false, Ordering::Relaxed) {
-            eprintln!("baton worker: the server answers again");
+            tracing::info!("baton worker: the server answers again");
         }
     }
 }

@@ -264,3 +264,51 @@ fn an_address_that_keeps_sending_bad_keys_is_slowed_but_its_real_key_still_works
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn with_log_format_json_every_line_the_server_logs_is_a_json_object_with_a_level() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("baton"))
+        .current_dir(dir.path())
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--insecure-no-auth",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("baton serving on"), "{line}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let logged = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<Value> = logged
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(lines.len() >= 3, "{logged}");
+    assert_eq!(lines[0]["level"], "WARN");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--insecure-no-auth")
+    );
+    assert!(lines.iter().all(|line| line["timestamp"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["message"].as_str().unwrap().starts_with("drained:"))
+    );
+}

@@ -69,10 +69,10 @@ pub fn keep_scheduling(app: AppState, every: Duration) {
             match look(&app, app.now()).await {
                 Ok(looked) => {
                     for (workflow, at, run) in &looked.started {
-                        eprintln!("schedule: started run {run} of {workflow} for {}", at.0);
+                        tracing::info!("schedule: started run {run} of {workflow} for {}", at.0);
                     }
                 }
-                Err(error) => eprintln!("schedule: {error}"),
+                Err(error) => tracing::warn!("schedule: {error}"),
             }
         }
     });

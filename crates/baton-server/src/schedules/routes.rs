@@ -150,7 +150,7 @@ pub(crate) async fn backfill(
     tokio::spawn(async move {
         let started = backfill::run(&app, &planned, concurrency as usize, false, |_, _, _| {});
         if let Err(error) = started.await {
-            eprintln!("backfill of {name}: {error}");
+            tracing::warn!("backfill of {name}: {error}");
         }
     });
     Ok((StatusCode::ACCEPTED, Json(answer)))
