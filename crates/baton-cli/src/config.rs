@@ -39,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) breaker: baton_engine::BreakerSettings,
     /// How `baton serve` leases work to remote workers and judges them.
     pub(crate) workers: baton_engine::WorkerSettings,
+    /// Where `baton serve` exports traces.
+    pub(crate) telemetry: Telemetry,
     /// Webhooks `baton serve` takes (`[triggers.NAME]`), each starting a
     /// registered workflow when its body is signed with its secret.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -84,6 +86,27 @@ impl Default for Server {
             allowed_hosts: defaults.allowed_hosts,
             max_active_runs: defaults.max_active_runs,
             drain_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[telemetry]`: traces of runs, attempts and API requests, exported to
+/// an OpenTelemetry collector over OTLP/HTTP when an endpoint is named.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Telemetry {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub(crate) service_name: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Telemetry {
+        Telemetry {
+            otlp_endpoint: None,
+            service_name: "baton".to_owned(),
         }
     }
 }

@@ -52,10 +52,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     async {
-        let engine = args
-            .home
-            .engine_with(config.engine_config(), &config.store)
-            .await?;
+        let mut engine_config = config.engine_config();
+        if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+            engine_config.spans = Some(baton_server::otlp::export(
+                endpoint,
+                &config.telemetry.service_name,
+            ));
+            tracing::info!("telemetry: exporting traces to {endpoint} over OTLP/HTTP");
+        }
+        let engine = args.home.engine_with(engine_config, &config.store).await?;
         if config.retention.older_than.is_some() {
             tokio::spawn(retain(engine.clone(), config.retention.clone()));
         }

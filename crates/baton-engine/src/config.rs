@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub breaker: crate::BreakerSettings,
     /// How remote workers are leased work and judged.
     pub workers: crate::WorkerSettings,
+    /// Where spans of runs and attempts go, if anywhere.
+    pub spans: Option<std::sync::Arc<dyn crate::SpanSink>>,
 }
 
 /// An OpenAI-compatible chat-completions endpoint serving an agent
@@ -112,6 +114,7 @@ impl Default for EngineConfig {
             agents: BTreeMap::new(),
             breaker: crate::BreakerSettings::default(),
             workers: crate::WorkerSettings::default(),
+            spans: None,
         }
     }
 }

@@ -278,6 +278,11 @@ impl Engine {
         }
     }
 
+    /// Where this engine's spans go, if anywhere.
+    pub fn spans(&self) -> Option<&Arc<dyn crate::SpanSink>> {
+        self.config.spans.as_ref()
+    }
+
     /// The dispatcher that leases routed attempts to remote workers.
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher

@@ -52,6 +52,7 @@ mod rerun;
 mod retention;
 mod run;
 mod runnable;
+mod spans;
 mod uses;
 mod views;
 
@@ -73,5 +74,6 @@ pub use remote::{Dispatcher, WorkerError, WorkerSettings};
 pub use report::{ApprovalRequest, RunReport, TaskReport};
 pub use retention::Pruned;
 pub use run::report_metrics;
+pub use spans::{FinishedSpan, SpanKind, SpanSink, SpanValue};
 pub use uses::{expand_templates, has_uses, template_dirs};
 pub use views::View;

@@ -24,6 +24,7 @@ mod listen;
 mod live;
 mod logs;
 mod openapi;
+pub mod otlp;
 mod problem;
 mod queue;
 mod refusals;
@@ -286,7 +287,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authorize,
         ))
-        .route_layer(axum::middleware::from_fn(telemetry::measure))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::measure,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             host::check,

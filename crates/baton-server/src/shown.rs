@@ -82,6 +82,9 @@ async fn encoded(
 ) -> Result<Bytes, ApiError> {
     tokio::task::spawn_blocking(move || {
         let shown = RunShown {
+            trace_id: baton_core::run::trace_context::hex(
+                &baton_core::run::trace_context::trace_id(&report.run_id),
+            ),
             report: &report,
             workflow_version,
         };
@@ -100,4 +103,7 @@ pub(crate) struct RunShown<'a> {
     report: &'a baton_engine::RunReport,
     /// Absent for a run of a spec given whole.
     workflow_version: Option<u32>,
+    /// The run's trace in the tracing backend `[telemetry]` exports to:
+    /// the run is its root span, each task attempt a child.
+    trace_id: String,
 }

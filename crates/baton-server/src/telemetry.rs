@@ -104,19 +104,75 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
 }
 
 /// Times each request; the route is its pattern (`/api/v1/runs/{id}`), so
-/// ids do not make a series each.
-pub(crate) async fn measure(request: Request, next: Next) -> Response {
+/// ids do not make a series each. With spans exported, each request is a
+/// server span too, under the caller's `traceparent` when it sends one.
+pub(crate) async fn measure(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
+    let caller = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(baton_core::run::trace_context::parse_traceparent);
     let started = Instant::now();
+    let start = app.now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
+    let code = response.status().as_u16();
+    if let Some(sink) = app.engine.spans() {
+        sink.finished(server_span(caller, &method, &route, code, start, app.now()));
+    }
+    let labels = [
+        ("route", route),
+        ("method", method),
+        ("status", code.to_string()),
+    ];
     metrics::histogram!("baton_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("baton_http_requests_total", &labels).increment(1);
     response
+}
+
+/// The span of one request: in the caller's trace if it named one, else in
+/// a trace of its own.
+fn server_span(
+    caller: Option<([u8; 16], [u8; 8])>,
+    method: &str,
+    route: &str,
+    code: u16,
+    start: baton_core::run::Millis,
+    end: baton_core::run::Millis,
+) -> baton_engine::FinishedSpan {
+    use baton_engine::SpanValue;
+    let random = uuid::Uuid::new_v4().into_bytes();
+    let mut span_id = [0; 8];
+    span_id.copy_from_slice(&random[..8]);
+    let (trace_id, parent) = match caller {
+        Some((trace, parent)) => (trace, Some(parent)),
+        None => (uuid::Uuid::new_v4().into_bytes(), None),
+    };
+    baton_engine::FinishedSpan {
+        trace_id,
+        span_id,
+        parent,
+        name: format!("{method} {route}"),
+        kind: baton_engine::SpanKind::Server,
+        start,
+        end,
+        attributes: vec![
+            ("http.request.method", SpanValue::Text(method.to_owned())),
+            ("http.route", SpanValue::Text(route.to_owned())),
+            (
+                "http.response.status_code",
+                SpanValue::Number(i64::from(code)),
+            ),
+        ],
+        error: (code >= 500).then(|| format!("answered {code}")),
+    }
 }

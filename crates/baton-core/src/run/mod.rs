@@ -29,6 +29,7 @@ mod state;
 mod swarm;
 mod templates;
 mod trace;
+pub mod trace_context;
 
 pub use backoff::{retries, retry_delay};
 pub use control::{Control, ControlError, Decision};

@@ -29,11 +29,14 @@ impl Executor for Http {
                 "only `http` tasks are HTTP calls",
             ));
         };
-        bounded(call(self, request), attempt.timeout, kill).await
+        let traceparent = attempt.context.traceparent();
+        bounded(call(self, request, &traceparent), attempt.timeout, kill).await
     }
 }
 
-async fn call(http: &Http, call: &HttpCall) -> Outcome {
+/// Makes the request; it carries the attempt's `traceparent` unless the
+/// task sets one of its own.
+async fn call(http: &Http, call: &HttpCall, traceparent: &str) -> Outcome {
     let method = match call.method {
         Method::Get => reqwest::Method::GET,
         Method::Post => reqwest::Method::POST,
@@ -48,6 +51,13 @@ async fn call(http: &Http, call: &HttpCall) -> Outcome {
         Err(failure) => return Outcome::Failed(failure),
     };
     let mut request = http.client.request(method, &call.url);
+    if !call
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+    {
+        request = request.header("traceparent", traceparent);
+    }
     for (name, value) in &call.headers {
         request = request.header(name, value);
     }

@@ -106,6 +106,18 @@ pub struct TaskContext {
     pub env: Vec<(String, String)>,
 }
 
+impl TaskContext {
+    /// The W3C `traceparent` naming this attempt's span, which the task's
+    /// own spans (and the services it calls) can hang under.
+    pub fn traceparent(&self) -> String {
+        use baton_core::run::trace_context::{attempt_span_id, trace_id, traceparent};
+        traceparent(
+            trace_id(&self.run_id),
+            attempt_span_id(&self.run_id, &self.task_id, self.attempt),
+        )
+    }
+}
+
 /// The failure of an attempt that ran out of time.
 pub(crate) fn timed_out(timeout: Option<Duration>) -> Failure {
     let after = timeout.unwrap_or(Duration::ZERO);

@@ -113,6 +113,7 @@ fn spawn(attempt: &Attempt) -> Result<Started, Failure> {
         .env("BATON_TASK_ID", &context.task_id)
         .env("BATON_ATTEMPT", context.attempt.to_string())
         .env("BATON_IDEMPOTENCY_KEY", &context.idempotency_key)
+        .env("TRACEPARENT", context.traceparent())
         .current_dir(attempt.working_dir())
         .stdin(stdin)
         .stdout(Stdio::piped())

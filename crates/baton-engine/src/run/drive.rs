@@ -155,6 +155,9 @@ pub(crate) async fn drive(
                 return Err(error.into());
             }
             observer.batch(&state, &pending, append.elapsed());
+            if let Some(sink) = &host.config.spans {
+                crate::spans::report(sink, &state, &pending);
+            }
             hooks.fire(host, &state, &pending, seq);
             recorder.clear();
             let before = seq;

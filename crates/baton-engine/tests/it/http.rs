@@ -27,6 +27,7 @@ pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
             }
             let mut length = 0;
             let mut token = String::new();
+            let mut traceparent = String::new();
             loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
@@ -37,6 +38,7 @@ pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
                 match name.to_ascii_lowercase().as_str() {
                     "content-length" => length = value.trim().parse().unwrap(),
                     "x-token" => token = value.trim().to_owned(),
+                    "traceparent" => traceparent = value.trim().to_owned(),
                     _ => {}
                 }
             }
@@ -50,6 +52,7 @@ pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
                     json!({
                         "method": method,
                         "token": token,
+                        "traceparent": traceparent,
                         "body": serde_json::from_slice::<serde_json::Value>(&body).ok(),
                     })
                     .to_string(),
@@ -94,9 +97,17 @@ tasks:
     let output = report.task("post").unwrap().output.clone().unwrap();
     assert_eq!(output["status"], 200);
     assert_eq!(output["headers"]["content-type"], "application/json");
+    use baton_core::run::trace_context::{attempt_span_id, trace_id, traceparent};
+    let run = &report.run_id;
     assert_eq!(
         output["json"],
-        json!({"method": "POST", "token": "t-abc", "body": {"sha": "abc", "n": 2}})
+        json!({
+            "method": "POST",
+            "token": "t-abc",
+            // The request carries the attempt's span as its parent.
+            "traceparent": traceparent(trace_id(run), attempt_span_id(run, "post", 1)),
+            "body": {"sha": "abc", "n": 2}
+        })
     );
 }
 

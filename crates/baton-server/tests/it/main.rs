@@ -10,6 +10,7 @@ mod corruption;
 mod events;
 mod feed;
 mod monitoring;
+mod otlp;
 mod schedules;
 mod streams;
 mod triggers;
