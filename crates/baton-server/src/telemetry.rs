@@ -47,6 +47,9 @@ pub(crate) fn registry() -> Option<&'static PrometheusHandle> {
             for kind in ["unavailable", "failed"] {
                 metrics::counter!("baton_store_errors_total", "kind" => kind).increment(0);
             }
+            for outcome in ["started", "skipped", "queued", "missed"] {
+                metrics::counter!("baton_schedule_ticks_total", "outcome" => outcome).increment(0);
+            }
             // Histograms are folded in on upkeep; a scrape renders what
             // was folded.
             let upkeep = handle.clone();

@@ -111,7 +111,15 @@ fn the_compose_file_is_valid_compose_and_its_settings_are_ones_baton_takes() {
     };
     succeeded("docker-compose config", &output);
     let resolved = String::from_utf8_lossy(&output.stdout);
-    for service in ["postgres:", "redis:", "baton-a:", "baton-b:", "worker:"] {
+    for service in [
+        "postgres:",
+        "redis:",
+        "baton-a:",
+        "baton-b:",
+        "worker:",
+        "prometheus:",
+        "grafana:",
+    ] {
         assert!(resolved.contains(service), "no {service} in {resolved}");
     }
     // The settings the replicas get, as baton reads them.

@@ -164,6 +164,7 @@ async fn record(
     outcome: TickOutcome,
     now: Millis,
 ) -> Result<(), ScheduleError> {
+    metrics::counter!("baton_schedule_ticks_total", "outcome" => outcome.name()).increment(1);
     let tick = Tick {
         workflow: workflow.to_owned(),
         at,

@@ -49,6 +49,43 @@ fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
     }
 }
 
+#[test]
+fn the_prometheus_config_of_the_compose_set_up_is_valid() {
+    // promtool checks that the key file exists: the container's path is
+    // pointed at a file of this test's.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("metrics-key");
+    std::fs::write(&key, "baton_read_key").unwrap();
+    let config = std::fs::read_to_string(rules_dir().join("prometheus.yml"))
+        .unwrap()
+        .replace("/etc/prometheus/metrics-key", key.to_str().unwrap());
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(
+        rules_dir().join("alerts.yaml"),
+        dir.path().join("alerts.yaml"),
+    )
+    .unwrap();
+    let checked = match Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(dir.path())
+        .output()
+    {
+        Ok(output) => output,
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: promtool is not installed (`.ci/run` installs Debian's prometheus)"
+            );
+            return;
+        }
+    };
+    assert!(
+        checked.status.success(),
+        "promtool check config:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 /// Every `baton_*` name `text` mentions, without a histogram's suffix.
 fn metric_names(text: &str) -> Vec<String> {
     let mut names: Vec<String> = text
