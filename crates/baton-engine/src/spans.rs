@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use baton_core::run::trace_context::{attempt_span_id, run_span_id, trace_id};
 use baton_core::run::{Event, Millis, RunState};
+use rustc_hash::FxHashMap;
 
 /// A span that has ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,13 +47,25 @@ pub trait SpanSink: Send + Sync + std::fmt::Debug {
     fn finished(&self, span: FinishedSpan);
 }
 
-/// The spans `events`, just persisted and applied to `state`, end.
-pub(crate) fn report(sink: &Arc<dyn SpanSink>, state: &RunState, events: &[Event]) {
+/// The spans `events`, just persisted and applied to `state`, end;
+/// `ran_by` names the remote workers that ran attempts (taken as used).
+pub(crate) fn report(
+    sink: &Arc<dyn SpanSink>,
+    state: &RunState,
+    events: &[Event],
+    ran_by: &mut FxHashMap<(u32, u32), String>,
+) {
     for event in events {
         let span = match event {
             Event::TaskSucceeded {
                 at, task, attempt, ..
-            } => Some(attempt_span(state, *task, *attempt, *at, "succeeded", None)),
+            } => Some(attempt_span(
+                state,
+                (*task, *attempt),
+                *at,
+                ("succeeded", None),
+                ran_by.remove(&(*task, *attempt)),
+            )),
             Event::TaskFailed {
                 at,
                 task,
@@ -60,19 +73,17 @@ pub(crate) fn report(sink: &Arc<dyn SpanSink>, state: &RunState, events: &[Event
                 failure,
             } if *attempt > 0 => Some(attempt_span(
                 state,
-                *task,
-                *attempt,
+                (*task, *attempt),
                 *at,
-                "failed",
-                Some(failure.message.clone()),
+                ("failed", Some(failure.message.clone())),
+                ran_by.remove(&(*task, *attempt)),
             )),
             Event::AttemptLost { at, task, attempt } => Some(attempt_span(
                 state,
-                *task,
-                *attempt,
+                (*task, *attempt),
                 *at,
-                "lost",
-                Some("the process that ran it stopped".to_owned()),
+                ("lost", Some("the process that ran it stopped".to_owned())),
+                ran_by.remove(&(*task, *attempt)),
             )),
             Event::RunFinished { at, status } => {
                 let run = state.run_id();
@@ -104,13 +115,14 @@ pub(crate) fn report(sink: &Arc<dyn SpanSink>, state: &RunState, events: &[Event
     }
 }
 
+/// The span of `(task, attempt)`, ended at `end` as `(status, error)`, run
+/// here or by `worker`.
 fn attempt_span(
     state: &RunState,
-    task: u32,
-    attempt: u32,
+    (task, attempt): (u32, u32),
     end: Millis,
-    status: &str,
-    error: Option<String>,
+    (status, error): (&str, Option<String>),
+    worker: Option<String>,
 ) -> FinishedSpan {
     let run = state.run_id();
     let spec = state.task(task);
@@ -130,6 +142,10 @@ fn attempt_span(
             SpanValue::Text(runs_on.capability.clone()),
         ));
     }
+    // Where it ran: a remote worker by name, else the process that drives
+    // the run.
+    let worker = worker.unwrap_or_else(|| "local".to_owned());
+    attributes.push(("baton.worker", SpanValue::Text(worker)));
     FinishedSpan {
         trace_id: trace_id(run),
         span_id: attempt_span_id(run, &spec.id, attempt),

@@ -66,6 +66,8 @@ pub(crate) struct Carried {
     pub(crate) needs: Vec<baton_core::run::Artifact>,
     pub(crate) declared: Vec<String>,
     pub(crate) produced: std::sync::Mutex<Vec<baton_core::run::Artifact>>,
+    /// The name of the worker that ran it, once it reported.
+    pub(crate) worker: std::sync::Mutex<Option<String>>,
 }
 
 impl Attempt {

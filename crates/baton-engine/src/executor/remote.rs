@@ -135,6 +135,12 @@ impl Remote {
     /// must have been uploaded, under a path inside its working directory,
     /// and only files its `artifacts:` asked for come back at all.
     fn received(&self, ended: Ended, carried: Option<&Carried>) -> Outcome {
+        if let Some(carried) = carried {
+            *carried
+                .worker
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = ended.worker.clone();
+        }
         if ended.files.is_empty() {
             return ended.outcome;
         }

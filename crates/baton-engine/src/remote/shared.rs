@@ -42,9 +42,14 @@ enum WireEnd {
     Succeeded {
         output: Option<Value>,
         files: Vec<LeasedFile>,
+        /// The worker that ran it (absent in rows older baton wrote).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<String>,
     },
     Failed {
         failure: Failure,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<String>,
     },
     Cancelled,
 }
@@ -55,25 +60,36 @@ impl WireEnd {
             Outcome::Succeeded(output) => WireEnd::Succeeded {
                 output,
                 files: ended.files,
+                worker: ended.worker,
             },
-            Outcome::Failed(failure) => WireEnd::Failed { failure },
+            Outcome::Failed(failure) => WireEnd::Failed {
+                failure,
+                worker: ended.worker,
+            },
             Outcome::Cancelled => WireEnd::Cancelled,
         }
     }
 
     fn ended(self) -> Ended {
         match self {
-            WireEnd::Succeeded { output, files } => Ended {
+            WireEnd::Succeeded {
+                output,
+                files,
+                worker,
+            } => Ended {
                 outcome: Outcome::Succeeded(output),
                 files,
+                worker,
             },
-            WireEnd::Failed { failure } => Ended {
+            WireEnd::Failed { failure, worker } => Ended {
                 outcome: Outcome::Failed(failure),
                 files: Vec::new(),
+                worker,
             },
             WireEnd::Cancelled => Ended {
                 outcome: Outcome::Cancelled,
                 files: Vec::new(),
+                worker: None,
             },
         }
     }
@@ -89,6 +105,7 @@ impl WireEnd {
                 FailureKind::Lost,
                 "lost: the server replica that leased it to a worker stopped",
             ),
+            worker: None,
         }
     }
 }
@@ -243,6 +260,7 @@ impl Shared {
                         FailureKind::Error,
                         format!("the end another replica recorded does not read back: {error}"),
                     ),
+                    worker: None,
                 })
                 .ended();
             match books.offered.remove(&ticket) {
@@ -293,6 +311,7 @@ impl Shared {
                                 FailureKind::Error,
                                 format!("the attempt offered does not read back: {error}"),
                             ),
+                            worker: None,
                         };
                         let _ = self.queue.finish(taken.ticket, &end.json()).await;
                     }

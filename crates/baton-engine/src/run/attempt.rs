@@ -171,6 +171,13 @@ impl AttemptFiles {
                     .await
             }
         };
+        if let Some(carried) = &carried {
+            files.worker = carried
+                .worker
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+        }
         if let Some((spawner, spawn_killed)) = spawning
             && let Outcome::Succeeded(Some(output)) = &mut outcome
             && Spawner::asks(output)

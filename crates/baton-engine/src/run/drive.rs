@@ -114,6 +114,8 @@ pub(crate) async fn drive(
     // at once; later ones wake it through the store's change feed.
     controls.wake.notify_one();
     let mut observer = Observer::default();
+    // The remote workers that ran attempts, until their spans are made.
+    let mut ran_by: FxHashMap<(u32, u32), String> = FxHashMap::default();
     let mut hooks = Hooks::new(&state);
     // Events of `pending` already applied to `state` (inline completions,
     // applied early so one decision sees them), not yet persisted.
@@ -156,7 +158,7 @@ pub(crate) async fn drive(
             }
             observer.batch(&state, &pending, append.elapsed());
             if let Some(sink) = &host.config.spans {
-                crate::spans::report(sink, &state, &pending);
+                crate::spans::report(sink, &state, &pending, &mut ran_by);
             }
             hooks.fire(host, &state, &pending, seq);
             recorder.clear();
@@ -294,6 +296,11 @@ pub(crate) async fn drive(
                         && holds_slot(&state, report.task)
                     {
                         host.slots.add_permits(1);
+                    }
+                    if let Some(worker) = report.files.worker.clone()
+                        && host.config.spans.is_some()
+                    {
+                        ran_by.insert((report.task, report.attempt), worker);
                     }
                     completion_events(report, at, &state, &mut pending);
                     next = if pending.len() < batch { done.try_recv().ok() } else { None };

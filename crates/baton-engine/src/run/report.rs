@@ -31,4 +31,6 @@ pub(crate) struct Files {
     pub(crate) produced: Vec<Artifact>,
     /// The run whose result it took instead of running.
     pub(crate) reused_from: Option<String>,
+    /// The remote worker that ran it, if one did.
+    pub(crate) worker: Option<String>,
 }

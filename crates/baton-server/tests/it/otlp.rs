@@ -58,16 +58,16 @@ fn attribute(span: &Span, key: &str) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_run_is_exported_as_one_trace_with_a_span_per_attempt_under_the_run() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server without keys exporting to a collector of its own; the spans
+/// the collector received.
+async fn traced(dir: &std::path::Path) -> (AppState, Arc<Mutex<Vec<Span>>>) {
     let (endpoint, received) = collector().await;
     let exporter = baton_server::otlp::export(&endpoint, "baton-test");
-    let store = baton_store::SqliteStore::open(dir.path().join("baton.db")).unwrap();
+    let store = baton_store::SqliteStore::open(dir.join("baton.db")).unwrap();
     let engine = Engine::with_store(
         EngineConfig {
-            state_dir: dir.path().join(".baton"),
-            workdir: dir.path().to_path_buf(),
+            state_dir: dir.join(".baton"),
+            workdir: dir.to_path_buf(),
             spans: Some(exporter),
             ..EngineConfig::default()
         },
@@ -80,6 +80,97 @@ async fn a_run_is_exported_as_one_trace_with_a_span_per_attempt_under_the_run() 
             ..ServerConfig::default()
         },
     );
+    (app, received)
+}
+
+/// Waits (up to 30 s) until `received` holds `count` spans of `run`'s trace.
+async fn spans_of(received: &Mutex<Vec<Span>>, run: &str, count: usize) -> Vec<Span> {
+    let trace = trace_id(run).to_vec();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans: Vec<Span> = received.lock().unwrap().clone();
+        if spans.iter().filter(|span| span.trace_id == trace).count() >= count {
+            return spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run's spans did not arrive: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_a_remote_worker_ran_names_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, received) = traced(dir.path()).await;
+    let registered = send(
+        &app,
+        crate::util::post_json(
+            "/api/v1/workers",
+            &serde_json::json!({"name": "w-east", "capabilities": ["build"], "concurrency": 1, "version": "0.0.1"}),
+        ),
+    )
+    .await;
+    assert_eq!(registered.status(), 201);
+    let registered = json(registered).await;
+    let (worker, token) = (
+        registered["worker_id"].as_str().unwrap().to_owned(),
+        registered["token"].as_str().unwrap().to_owned(),
+    );
+    let spec = "name: routed\ntasks:\n  build: {run: make, runs_on: {capability: build}}\n";
+    let started = send(
+        &app,
+        crate::util::post_json("/api/v1/runs", &serde_json::json!({"spec": spec})),
+    )
+    .await;
+    let run = json(started).await["run_id"].as_str().unwrap().to_owned();
+    let worker_call = |path: String, body: serde_json::Value| {
+        Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Baton-Worker-Token", &token)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lease = loop {
+        let polled = json(
+            send(
+                &app,
+                worker_call(
+                    format!("/api/v1/workers/{worker}/poll"),
+                    serde_json::json!({"take": 1, "wait_ms": 500, "running": []}),
+                ),
+            )
+            .await,
+        )
+        .await;
+        if let Some(lease) = polled["leases"].get(0) {
+            break lease.clone();
+        }
+        assert!(Instant::now() < deadline, "no lease came");
+    };
+    let report = serde_json::json!({"lease_id": lease["lease_id"], "fencing": lease["fencing"], "end": {"status": "succeeded", "output": null}});
+    let completed = send(
+        &app,
+        worker_call(format!("/api/v1/workers/{worker}/complete"), report),
+    )
+    .await;
+    assert_eq!(completed.status(), 204);
+    follow(&app, &run).await;
+    let spans = spans_of(&received, &run, 2).await;
+    let build = spans
+        .iter()
+        .find(|span| span.trace_id == trace_id(&run).to_vec() && span.name == "build")
+        .expect("the attempt's span");
+    assert_eq!(attribute(build, "baton.worker"), "w-east");
+    assert_eq!(attribute(build, "baton.worker.capability"), "build");
+}
+
+#[tokio::test]
+async fn a_run_is_exported_as_one_trace_with_a_span_per_attempt_under_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, received) = traced(dir.path()).await;
 
     let caller = ([7; 16], [9; 8]);
     let spec = "name: traced\ntasks:\n  first: {run: 'printf %s \"$TRACEPARENT\" > traceparent'}\n  second: {needs: [first], run: 'true'}\n";
@@ -100,18 +191,7 @@ async fn a_run_is_exported_as_one_trace_with_a_span_per_attempt_under_the_run() 
     );
 
     let trace = trace_id(&run).to_vec();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let spans: Vec<Span> = loop {
-        let spans: Vec<Span> = received.lock().unwrap().clone();
-        if spans.iter().filter(|span| span.trace_id == trace).count() >= 3 {
-            break spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run's spans did not arrive: {spans:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let spans = spans_of(&received, &run, 3).await;
     let of_run: Vec<&Span> = spans.iter().filter(|span| span.trace_id == trace).collect();
     let root = of_run
         .iter()
@@ -134,6 +214,7 @@ async fn a_run_is_exported_as_one_trace_with_a_span_per_attempt_under_the_run() 
         assert_eq!(attribute(attempt, "baton.task.kind"), "run");
         assert_eq!(attribute(attempt, "baton.attempt"), "1");
         assert_eq!(attribute(attempt, "baton.status"), "succeeded");
+        assert_eq!(attribute(attempt, "baton.worker"), "local");
         assert!(attempt.start_time_unix_nano <= attempt.end_time_unix_nano);
         assert!(root.start_time_unix_nano <= attempt.start_time_unix_nano);
     }

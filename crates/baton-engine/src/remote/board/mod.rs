@@ -51,6 +51,8 @@ pub(crate) struct Item {
 pub(crate) struct Ended {
     pub(crate) outcome: Outcome,
     pub(crate) files: Vec<LeasedFile>,
+    /// The name of the worker that ran it, when one did.
+    pub(crate) worker: Option<String>,
 }
 
 impl Ended {
@@ -58,6 +60,7 @@ impl Ended {
         Ended {
             outcome,
             files: Vec::new(),
+            worker: None,
         }
     }
 }
@@ -460,7 +463,15 @@ impl Board {
         } else {
             Vec::new()
         };
-        let _ = entry.item.reply.send(Ended { outcome, files });
+        let worker = self
+            .workers
+            .get(id)
+            .map(|worker| worker.registration.name.clone());
+        let _ = entry.item.reply.send(Ended {
+            outcome,
+            files,
+            worker,
+        });
         Taken::Applied
     }
 
