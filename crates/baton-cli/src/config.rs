@@ -131,6 +131,9 @@ pub(crate) struct Engine {
     /// Where `uses: name@version` tasks find their templates.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) template_dirs: Vec<std::path::PathBuf>,
+    /// Let `http` tasks and agents reach link-local and cloud metadata
+    /// addresses (169.254.169.254 and the like), refused by default.
+    pub(crate) allow_link_local: bool,
 }
 
 impl Default for Engine {
@@ -145,6 +148,7 @@ impl Default for Engine {
             lease: defaults.lease,
             workflow_dirs: defaults.workflow_dirs,
             template_dirs: defaults.template_dirs,
+            allow_link_local: defaults.allow_link_local,
         }
     }
 }
@@ -171,6 +175,7 @@ impl Engine {
         config.lease = self.lease;
         config.workflow_dirs.clone_from(&self.workflow_dirs);
         config.template_dirs.clone_from(&self.template_dirs);
+        config.allow_link_local = self.allow_link_local;
     }
 }
 

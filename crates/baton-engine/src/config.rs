@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub breaker: crate::BreakerSettings,
     /// How remote workers are leased work and judged.
     pub workers: crate::WorkerSettings,
+    /// Let `http` tasks and agents reach link-local and cloud metadata
+    /// addresses (refused by default: see `net_guard`).
+    pub allow_link_local: bool,
     /// Where spans of runs and attempts go, if anywhere.
     pub spans: Option<std::sync::Arc<dyn crate::SpanSink>>,
 }
@@ -114,6 +117,7 @@ impl Default for EngineConfig {
             agents: BTreeMap::new(),
             breaker: crate::BreakerSettings::default(),
             workers: crate::WorkerSettings::default(),
+            allow_link_local: false,
             spans: None,
         }
     }

@@ -70,7 +70,7 @@ impl Engine {
                 *path = absolute;
             }
         }
-        let client = reqwest::Client::new();
+        let client = crate::net_guard::client(config.allow_link_local);
         let breakers = Arc::new(Breakers::new(config.breaker));
         Engine {
             slots: Arc::new(Semaphore::new(
@@ -81,8 +81,14 @@ impl Engine {
                 client: client.clone(),
                 breakers: Arc::clone(&breakers),
                 max_output: config.max_output,
+                allow_link_local: config.allow_link_local,
             },
-            agents: Agents::new(client, &config.agents, breakers, config.max_output),
+            agents: Agents::new(
+                client,
+                &config.agents,
+                breakers,
+                (config.max_output, config.allow_link_local),
+            ),
             dispatcher: Dispatcher::new(
                 config.workers.clone(),
                 crate::artifacts::Cas::new(&config.state_dir),

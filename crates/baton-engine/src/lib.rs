@@ -43,6 +43,7 @@ mod executor;
 mod handle;
 mod leftovers;
 pub mod logs;
+mod net_guard;
 mod pin;
 mod reference;
 mod registry;

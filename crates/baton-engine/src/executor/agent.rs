@@ -25,6 +25,8 @@ pub(crate) struct Agents {
     breakers: Arc<Breakers>,
     /// Bytes of a reply read at most.
     max_output: u64,
+    /// Endpoints at link-local and metadata addresses may be called.
+    allow_link_local: bool,
     /// Calls in flight and ended, by capability, since this engine began.
     tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
 }
@@ -41,17 +43,20 @@ impl Agents {
         &self.endpoints
     }
 
+    /// `(max_output, allow_link_local)`: a reply's size at most, and whether
+    /// endpoints at link-local and metadata addresses may be called.
     pub(crate) fn new(
         client: reqwest::Client,
         providers: &BTreeMap<String, AgentProvider>,
         breakers: Arc<Breakers>,
-        max_output: u64,
+        (max_output, allow_link_local): (u64, bool),
     ) -> Agents {
         Agents {
             endpoints: Arc::new(Endpoints::configured(providers, client.clone())),
             client,
             breakers,
             max_output,
+            allow_link_local,
             tallies: Arc::default(),
         }
     }
@@ -179,6 +184,11 @@ impl Agents {
 impl Agents {
     async fn ask(&self, endpoint: &Endpoint, call: &AgentCall) -> Outcome {
         let (provider, url) = (&endpoint.provider, &endpoint.url);
+        if !self.allow_link_local
+            && let Some(why) = crate::net_guard::refused(url)
+        {
+            return Outcome::Failed(error(format!("the call to {url} was refused: {why}")));
+        }
         let mut request = self.client.post(url).json(&request_body(provider, call));
         // A key missing here is no fault of the host: checked before its
         // breaker lets the call through.

@@ -18,6 +18,8 @@ pub(crate) struct Http {
     pub(crate) breakers: Arc<Breakers>,
     /// Bytes of a response body read at most.
     pub(crate) max_output: u64,
+    /// Link-local and metadata addresses may be asked.
+    pub(crate) allow_link_local: bool,
 }
 
 #[async_trait]
@@ -46,6 +48,14 @@ async fn call(http: &Http, call: &HttpCall, traceparent: &str) -> Outcome {
         Method::Head => reqwest::Method::HEAD,
         Method::Options => reqwest::Method::OPTIONS,
     };
+    if !http.allow_link_local
+        && let Some(why) = crate::net_guard::refused(&call.url)
+    {
+        return Outcome::Failed(Failure::new(
+            FailureKind::Error,
+            format!("request to {} refused: {why}", call.url),
+        ));
+    }
     let pass = match http.breakers.let_through(&call.url) {
         Ok(pass) => pass,
         Err(failure) => return Outcome::Failed(failure),

@@ -11,7 +11,8 @@ use serde_json::json;
 use crate::util::{engine, run};
 
 /// Serves `/echo` (the request as JSON), `/flaky` (503 twice, then 200),
-/// `/big` (a 100 KB JSON array) and anything else as 404, one connection at a time, until the test ends.
+/// `/big` (a 100 KB JSON array), `/to-metadata` (a redirect to the cloud
+/// metadata address) and anything else as 404, one connection at a time, until the test ends.
 pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
@@ -46,6 +47,13 @@ pub(crate) fn serve() -> (String, Arc<AtomicU32>) {
             reader.read_exact(&mut body).unwrap();
             let mut parts = request_line.split_whitespace();
             let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
+            if path == "/to-metadata" {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/latest/meta-data/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                continue;
+            }
             let (status, reply) = match path {
                 "/echo" => (
                     200,
@@ -201,4 +209,48 @@ tasks:
             && note.contains("the call was not made"),
         "{note}"
     );
+}
+
+#[tokio::test]
+async fn cloud_metadata_addresses_are_refused_written_in_the_url_or_reached_by_a_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, _) = serve();
+    let spec = format!(
+        "name: ssrf\non_failure: continue\ntasks:\n  direct: {{http: {{url: 'http://169.254.169.254/latest/meta-data/'}}}}\n  bounced: {{http: {{url: '{address}/to-metadata'}}}}\n  allowed: {{http: {{url: '{address}/echo'}}}}\n"
+    );
+    let report = run(&engine(dir.path()), &spec).await;
+    for task in ["direct", "bounced"] {
+        let failure = report.task(task).unwrap().note.clone().unwrap_or_default();
+        assert!(
+            failure.contains("link-local or cloud metadata address"),
+            "{task}: {}",
+            failure
+        );
+    }
+    assert_eq!(
+        report.task("allowed").unwrap().status,
+        baton_core::run::TaskStatus::Succeeded,
+        "other addresses, loopback included, are reached"
+    );
+}
+
+#[tokio::test]
+async fn allow_link_local_lets_tasks_ask_metadata_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = baton_engine::Engine::new(baton_engine::EngineConfig {
+        allow_link_local: true,
+        ..crate::util::config(dir.path())
+    });
+    // Nothing answers there on this machine: the request is made and
+    // times out, instead of being refused.
+    let spec =
+        "name: allowed\ntasks:\n  direct: {http: {url: 'http://169.254.169.254/'}, timeout: 1s}\n";
+    let report = run(&engine, spec).await;
+    let failure = report
+        .task("direct")
+        .unwrap()
+        .note
+        .clone()
+        .unwrap_or_default();
+    assert!(!failure.contains("metadata address"), "{}", failure);
 }
