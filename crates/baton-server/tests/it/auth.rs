@@ -339,3 +339,94 @@ async fn the_dashboard_is_served_without_a_key_and_may_load_only_its_own_files()
     let missing = send(&app, request(Method::GET, "/ui/other.js", None, None)).await;
     assert_eq!(missing.status(), 404);
 }
+
+/// The least scope the README's table gives an operation: what this test
+/// holds the server to, written apart from the server's own rule.
+fn least_scope(method: &str, path: &str) -> Scope {
+    let api = path.trim_start_matches("/api/v1");
+    if api.starts_with("/workers") {
+        Scope::Worker
+    } else if api.starts_with("/keys") || (api.starts_with("/agents") && method != "get") {
+        Scope::Admin
+    } else if method == "get" || api == "/workflows/validate" {
+        Scope::Read
+    } else if api.starts_with("/workflows") {
+        Scope::Admin
+    } else {
+        Scope::Write
+    }
+}
+
+#[tokio::test]
+async fn every_operation_of_the_openapi_document_refuses_no_key_and_a_key_whose_scope_is_too_small()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), ServerConfig::default());
+    let store = std::sync::Arc::clone(app.store());
+    let mut keys = Vec::new();
+    for scope in [
+        Scope::Read,
+        Scope::Write,
+        Scope::Execute,
+        Scope::Admin,
+        Scope::Worker,
+    ] {
+        keys.push((scope, key(store.as_ref(), scope).await));
+    }
+    let document = json(
+        send(
+            &app,
+            request(Method::GET, "/api/v1/openapi.json", None, None),
+        )
+        .await,
+    )
+    .await;
+    let mut walked = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let open = operation["security"].as_array().is_some_and(|security| {
+                security
+                    .iter()
+                    .all(|entry| entry.as_object().is_some_and(serde_json::Map::is_empty))
+            });
+            // Every path parameter filled with a value that names nothing.
+            let uri: String = path
+                .split('/')
+                .map(|part| if part.starts_with('{') { "x" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let anonymous = send(&app, request(method.clone(), &uri, None, None))
+                .await
+                .status();
+            if open {
+                assert_ne!(anonymous, 401, "{method} {path} is open");
+                continue;
+            }
+            walked += 1;
+            assert_eq!(anonymous, 401, "{method} {path} without a key");
+            let least = least_scope(&method.as_str().to_lowercase(), path);
+            for (scope, token) in &keys {
+                let status = send(&app, request(method.clone(), &uri, Some(token), None))
+                    .await
+                    .status();
+                assert_ne!(status, 401, "{method} {path} with a valid {scope:?} key");
+                if scope.covers(least) {
+                    assert_ne!(
+                        status, 403,
+                        "{method} {path} with a {scope:?} key (it needs {least:?})"
+                    );
+                } else {
+                    assert_eq!(
+                        status, 403,
+                        "{method} {path} with a {scope:?} key (it needs {least:?})"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        walked > 40,
+        "the document's operations were walked: {walked}"
+    );
+}
