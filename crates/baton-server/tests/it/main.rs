@@ -13,6 +13,7 @@ mod monitoring;
 mod otlp;
 mod schedules;
 mod streams;
+mod traversal;
 mod triggers;
 mod util;
 mod workers;
