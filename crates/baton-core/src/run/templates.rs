@@ -343,3 +343,29 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod hostile {
+    /// Templates a hostile body or spec may bring: each ends at once with
+    /// an error that says why, without building what it asks for.
+    #[test]
+    fn runaway_templates_end_with_an_error_that_says_why() {
+        for (template, said) in [
+            ("{{ 'x' * 1000000000 }}", "fuel"),
+            ("{{ ('x' * 100000) * 100000 }}", "fuel"),
+            (
+                "{% for i in range(100000000) %}x{% endfor %}",
+                "too many elements",
+            ),
+            ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", ""),
+        ] {
+            let rendered = super::render_value(
+                &serde_json::Value::from(template),
+                &serde_json::json!({}),
+                "input",
+            );
+            let error = rendered.expect_err(template).to_string();
+            assert!(error.starts_with("input: "), "{error}");
+            assert!(error.contains(said), "{template}: {error}");
+        }
+    }
+}

@@ -238,3 +238,48 @@ tasks:
     }
     assert!(!alive(child), "the task's background child survived");
 }
+
+/// Waits (up to 10 s) for `pid` to stop running.
+async fn gone(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    !alive(pid)
+}
+
+#[tokio::test]
+async fn a_task_stopped_with_sigstop_past_its_timeout_is_killed_and_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: frozen\ntasks:\n  frozen: {run: 'echo $$ > frozen.pid; kill -STOP $$; echo never', timeout: {after: 300ms, grace: 200ms}}\n",
+    )
+    .await;
+    let frozen = report.task("frozen").unwrap();
+    assert_eq!(frozen.status.name(), "timed_out", "{report:#?}");
+    let pid: i32 = std::fs::read_to_string(dir.path().join("frozen.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SIGTERM waits on a stopped process; the SIGKILL after the grace does not.
+    assert!(gone(pid).await, "the stopped process was left behind");
+}
+
+#[tokio::test]
+async fn daemons_a_task_leaves_behind_are_killed_when_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &engine(dir.path()),
+        "name: daemons\ntasks:\n  forks: {run: 'sleep 300 > /dev/null 2>&1 & echo $! > daemon.pid; exit 0'}\n",
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let daemon: i32 = std::fs::read_to_string(dir.path().join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(gone(daemon).await, "the daemon outlived its task");
+}
