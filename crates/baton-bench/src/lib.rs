@@ -10,6 +10,7 @@ use baton_core::generate::{Shape, generate};
 use clap::{Subcommand, ValueEnum};
 
 mod api;
+mod crash;
 mod engine;
 mod failover;
 mod figures;
@@ -167,6 +168,16 @@ pub enum Command {
     },
     /// The time from `kill -9` of a replica to its run making progress on
     /// another replica of the same PostgreSQL database.
+    /// The crash matrix: SIGKILL `baton run` and `baton resume` at random
+    /// points of a workflow using every construct, then check that no
+    /// finished task's side effect repeated and every run verifies.
+    Crash {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Seeds the kill points: the same seed kills at the same times.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     Failover {
         #[arg(
             long,
@@ -325,6 +336,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             runs,
             tasks,
         } => sse::sse(&postgres, redis.as_deref(), runs.max(1), tasks.max(1)).await?,
+        Command::Crash { trials, seed } => crash::crash(trials.max(1), seed).await?,
         Command::Failover {
             postgres,
             trials,
