@@ -55,9 +55,10 @@ fn message(what: &str) -> String {
     )
 }
 
-/// The client `http` tasks and agents use: guarded unless `allow`.
+/// The client `http` tasks and agents use: guarded unless `allow`. The
+/// engine installs the TLS provider before it asks for one.
 pub(crate) fn client(allow: bool) -> reqwest::Client {
-    let builder = crate::http_client();
+    let builder = reqwest::Client::builder();
     let guarded = if allow {
         builder
     } else {
@@ -73,9 +74,12 @@ pub(crate) fn client(allow: bool) -> reqwest::Client {
                 }
             }))
     };
-    // Building fails only without a TLS provider, which `http_client`
-    // installs; a plain client is the fallback that always builds.
-    guarded.build().unwrap_or_default()
+    // Building fails only without a TLS provider, which the engine
+    // installs first (as `reqwest::Client::new`, used before, it cannot go
+    // on without one); an unguarded client is never the fallback.
+    guarded
+        .build()
+        .expect("an HTTP client builds once the TLS provider is installed")
 }
 
 /// The system's resolver, keeping only addresses tasks may reach.
