@@ -211,18 +211,55 @@ pub(crate) async fn start(
         workflow_version: version,
         ..RunOptions::default()
     };
-    let handle = match app.engine.start_recorded(Arc::new(valid), options).await {
-        Ok(handle) => handle,
-        // The same key, sent twice at once: the other request started it.
-        Err(baton_engine::Error::Store(baton_store::Error::RunExists(run_id))) => {
-            let existing = app.engine.store().summary(&run_id).await?;
-            return Ok(started(StatusCode::OK, &run_id, existing.status));
+    // The same key, sent twice at once: the other request started it.
+    launched(&app, launch(&app, valid, options).await?).await
+}
+
+/// What came of starting a run under a run id that may be taken.
+pub(crate) enum Launched {
+    /// Started, and driven and streamed by this server.
+    Here(String),
+    /// Another request, replica or tick started the run of that id first.
+    Taken(String),
+}
+
+impl Launched {
+    pub(crate) fn into_run_id(self) -> String {
+        match self {
+            Launched::Here(run_id) | Launched::Taken(run_id) => run_id,
         }
-        Err(error) => return Err(error.into()),
-    };
-    let run_id = handle.run_id().to_owned();
-    app.live.drive(handle);
-    Ok(started(StatusCode::CREATED, &run_id, RunStatus::Pending))
+    }
+}
+
+/// Starts `valid` as a run this server drives.
+pub(crate) async fn launch(
+    app: &AppState,
+    valid: Valid,
+    options: RunOptions,
+) -> Result<Launched, baton_engine::Error> {
+    match app.engine.start_recorded(Arc::new(valid), options).await {
+        Ok(handle) => {
+            let run_id = handle.run_id().to_owned();
+            app.live.drive(handle);
+            Ok(Launched::Here(run_id))
+        }
+        Err(baton_engine::Error::Store(baton_store::Error::RunExists(run_id))) => {
+            Ok(Launched::Taken(run_id))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The answer to a start: 201 for a run started here, 200 naming the run
+/// an earlier start of the same id made.
+pub(crate) async fn launched(app: &AppState, launched: Launched) -> Result<Response, ApiError> {
+    Ok(match launched {
+        Launched::Here(run_id) => started(StatusCode::CREATED, &run_id, RunStatus::Pending),
+        Launched::Taken(run_id) => {
+            let existing = app.engine.store().summary(&run_id).await?;
+            started(StatusCode::OK, &run_id, existing.status)
+        }
+    })
 }
 
 /// Refuses a new run while this server drives as many as it may.

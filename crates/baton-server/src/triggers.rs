@@ -195,26 +195,8 @@ pub(crate) async fn deliver(
         workflow_version: Some(stored.version),
         ..RunOptions::default()
     };
-    let handle = match app.engine.start_recorded(Arc::new(valid), options).await {
-        Ok(handle) => handle,
-        // The same delivery, twice at once: the other request started it.
-        Err(baton_engine::Error::Store(baton_store::Error::RunExists(run_id))) => {
-            let existing = app.engine.store().summary(&run_id).await?;
-            return Ok(crate::runs::started(
-                StatusCode::OK,
-                &run_id,
-                existing.status,
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let run_id = handle.run_id().to_owned();
-    app.live.drive(handle);
-    Ok(crate::runs::started(
-        StatusCode::CREATED,
-        &run_id,
-        baton_core::run::RunStatus::Pending,
-    ))
+    // The same delivery, twice at once: the other request started it.
+    crate::runs::launched(&app, crate::runs::launch(&app, valid, options).await?).await
 }
 
 #[cfg(test)]

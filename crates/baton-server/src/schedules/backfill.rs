@@ -13,6 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{ScheduleError, start, tick_run_id};
 use crate::AppState;
+use crate::runs::Launched;
 
 /// The most ticks one backfill starts: a range that holds more is refused
 /// rather than flooding the server.
@@ -108,8 +109,13 @@ pub async fn run(
         }
         until_at_most(app, &mut ends, &mut going, concurrency.max(1) - 1).await?;
         let now = app.now();
-        start(app, &planned.workflow, &planned.timetable, *tick, now).await?;
-        going.insert(run.clone());
+        // A run another replica started at the same moment ends there: only
+        // those driven here are waited for, by their ends this server sees.
+        if let Launched::Here(run) =
+            start(app, &planned.workflow, &planned.timetable, *tick, now).await?
+        {
+            going.insert(run);
+        }
         started(*tick, run, true);
     }
     if settle {
@@ -118,15 +124,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits until at most `most` of the runs `going` are unfinished.
+/// Waits until at most `most` of the runs `going` are unfinished. Ends are
+/// heard from the first start on, so only a lag needs the store.
 async fn until_at_most(
     app: &AppState,
     ends: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::live::LiveEvent>>,
     going: &mut HashSet<String>,
     most: usize,
 ) -> Result<(), ScheduleError> {
-    // Runs that ended before this look are found in the store.
-    forget_finished(app, going).await?;
     while going.len() > most {
         match ends.recv().await {
             Ok(ended) => {

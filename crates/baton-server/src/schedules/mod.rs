@@ -8,7 +8,6 @@
 //! again.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::run::Millis;
@@ -117,7 +116,9 @@ async fn look_at(
         if running {
             break;
         }
-        let run = start(app, stored, timetable, queued.at, now).await?;
+        let run = start(app, stored, timetable, queued.at, now)
+            .await?
+            .into_run_id();
         looked.started.push((name.clone(), queued.at, run));
         running = true;
     }
@@ -132,7 +133,7 @@ async fn look_at(
             (true, Overlap::Skip) => TickOutcome::Skipped,
             (true, Overlap::Queue) => TickOutcome::Queued,
             _ => {
-                let run = start(app, stored, timetable, at, now).await?;
+                let run = start(app, stored, timetable, at, now).await?.into_run_id();
                 looked.started.push((name.clone(), at, run));
                 running = true;
                 continue;
@@ -181,14 +182,14 @@ pub fn tick_run_id(workflow: &str, at: Millis) -> String {
 }
 
 /// Starts the run of `stored`'s tick at `at` (one another replica started
-/// already counts) and records it; its run id.
+/// already counts) and records it.
 pub(crate) async fn start(
     app: &AppState,
     stored: &StoredWorkflow,
     timetable: &Timetable,
     at: Millis,
     now: Millis,
-) -> Result<String, ScheduleError> {
+) -> Result<crate::runs::Launched, ScheduleError> {
     let name = &stored.name;
     let run_id = tick_run_id(name, at);
     let failed = |source| ScheduleError::Start {
@@ -210,16 +211,14 @@ pub(crate) async fn start(
         workflow_version: Some(stored.version),
         ..RunOptions::default()
     };
-    match app.engine.start_recorded(Arc::new(valid), options).await {
-        Ok(handle) => app.live.drive(handle),
-        Err(baton_engine::Error::Store(baton_store::Error::RunExists(_))) => {}
-        Err(error) => return Err(failed(error)),
-    }
+    let launched = crate::runs::launch(app, valid, options)
+        .await
+        .map_err(failed)?;
     let started = TickOutcome::Started {
         run_id: run_id.clone(),
     };
     record(app, name, at, started, now).await?;
-    Ok(run_id)
+    Ok(launched)
 }
 
 /// A tick's run's inputs: the schedule's, and the tick's time as `tick`
