@@ -51,7 +51,7 @@ impl Engine {
 
     /// Whether the engine drains (and so starts and resumes no run).
     pub fn is_draining(&self) -> bool {
-        *self.driven.draining().borrow()
+        self.driven.is_draining()
     }
 
     pub(crate) fn refuse_when_draining(&self) -> Result<(), Error> {

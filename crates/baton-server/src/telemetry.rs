@@ -119,16 +119,19 @@ pub(crate) async fn measure(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
-    let caller = request
-        .headers()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .and_then(baton_core::run::trace_context::parse_traceparent);
     let started = Instant::now();
-    let start = app.now();
+    // Only with spans exported: the caller's trace, and the start.
+    let spans = app.engine.spans().map(|sink| {
+        let caller = request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .and_then(baton_core::run::trace_context::parse_traceparent);
+        (sink, caller, app.now())
+    });
     let response = next.run(request).await;
     let code = response.status().as_u16();
-    if let Some(sink) = app.engine.spans() {
+    if let Some((sink, caller, start)) = spans {
         sink.finished(server_span(caller, &method, &route, code, start, app.now()));
     }
     let labels = [

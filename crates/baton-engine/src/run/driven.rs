@@ -76,6 +76,11 @@ impl Driven {
         self.draining.send_replace(true);
     }
 
+    /// Whether the engine drains now.
+    pub(crate) fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
     /// Whether the engine drains, as it changes.
     pub(crate) fn draining(&self) -> watch::Receiver<bool> {
         self.draining.subscribe()
