@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use baton_core::SplitMix64;
 use baton_core::run::Event;
 use baton_store::{ReadModels, RunFilter, RunLog, SqliteStore};
 
@@ -61,19 +62,6 @@ tasks:
     run: test -f made.txt && sleep 0.05 && touch "effects/consumer.$BATON_ATTEMPT"
 "#;
 
-/// A small deterministic generator, so a trial replays with the same kills.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
-}
-
 /// What the trials found.
 #[derive(Default)]
 struct Found {
@@ -93,7 +81,8 @@ pub(crate) async fn crash(trials: usize, seed: u64) -> anyhow::Result<()> {
     if let Err(problems) = baton_core::check_source(SPEC, baton_core::Format::Yaml) {
         anyhow::bail!("the matrix's workflow is invalid: {problems:?}");
     }
-    let mut random = Lcg(seed);
+    // The same seed kills at the same times.
+    let mut random = SplitMix64(seed);
     let mut found = Found::default();
     let started = Instant::now();
     for trial in 0..trials {
@@ -149,11 +138,16 @@ fn baton_in(baton: &Path, dir: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// The runs of the store in `dir`, parents and children.
-async fn runs(dir: &Path) -> Vec<baton_store::RunSummary> {
-    let Ok(store) = SqliteStore::open(dir.join(".baton/baton.db")) else {
-        return Vec::new();
-    };
+/// The store the trial's `baton`s record into, once its first run made it.
+fn store_of(dir: &Path) -> Option<SqliteStore> {
+    let path = dir.join(".baton/baton.db");
+    path.exists()
+        .then(|| SqliteStore::open(path).ok())
+        .flatten()
+}
+
+/// Every run of `store`, parents and children.
+async fn runs(store: &SqliteStore) -> Vec<baton_store::RunSummary> {
     let all = RunFilter {
         limit: usize::MAX,
         ..RunFilter::default()
@@ -161,18 +155,15 @@ async fn runs(dir: &Path) -> Vec<baton_store::RunSummary> {
     store.runs(&all).await.unwrap_or_default()
 }
 
-/// Events the store in `dir` holds for `run`.
-async fn event_count(dir: &Path, run: &str) -> u64 {
-    match SqliteStore::open(dir.join(".baton/baton.db")) {
-        Ok(store) => store.summary(run).await.map_or(0, |summary| summary.events),
-        Err(_) => 0,
-    }
+/// Events `store` holds for `run`.
+async fn event_count(store: &SqliteStore, run: &str) -> u64 {
+    store.summary(run).await.map_or(0, |summary| summary.events)
 }
 
 async fn trial_once(
     baton: &Path,
     dir: &Path,
-    random: &mut Lcg,
+    random: &mut SplitMix64,
     found: &mut Found,
 ) -> anyhow::Result<()> {
     // The first kill lands somewhere in the run, or before it is recorded.
@@ -188,16 +179,18 @@ async fn trial_once(
             found.kills += 1;
         }
         child.wait()?;
-        parent = runs(dir)
-            .await
-            .into_iter()
-            .find(|run| run.workflow == "matrix")
-            .map(|run| run.run_id);
+        if let Some(store) = store_of(dir) {
+            parent = runs(&store)
+                .await
+                .into_iter()
+                .find(|run| run.workflow == "matrix")
+                .map(|run| (run.run_id, store));
+        }
     }
-    let parent = parent.context("`baton run` never recorded its run")?;
+    let (parent, store) = parent.context("`baton run` never recorded its run")?;
     // Resumes, each killed at a random point half the time, until one ends.
     loop {
-        let before = event_count(dir, &parent).await;
+        let before = event_count(&store, &parent).await;
         let begun = Instant::now();
         let mut child = baton_in(baton, dir, &["resume", &parent]).spawn()?;
         let mut progressed = false;
@@ -206,7 +199,7 @@ async fn trial_once(
             if let Some(status) = child.try_wait()? {
                 break Some(status);
             }
-            if !progressed && event_count(dir, &parent).await > before {
+            if !progressed && event_count(&store, &parent).await > before {
                 progressed = true;
                 found.resumes.push(begun.elapsed());
             }
@@ -227,14 +220,18 @@ async fn trial_once(
             break;
         }
     }
-    check(baton, dir, found).await
+    check(baton, dir, &store, found).await
 }
 
-/// Checks every run of the trial in `dir`.
-async fn check(baton: &Path, dir: &Path, found: &mut Found) -> anyhow::Result<()> {
-    let store = SqliteStore::open(dir.join(".baton/baton.db"))?;
+/// Checks every run of the trial in `dir`, recorded in `store`.
+async fn check(
+    baton: &Path,
+    dir: &Path,
+    store: &SqliteStore,
+    found: &mut Found,
+) -> anyhow::Result<()> {
     let effect = |name: &str| dir.join("effects").join(name).exists();
-    for run in runs(dir).await {
+    for run in runs(store).await {
         if run.status != baton_core::run::RunStatus::Succeeded {
             found
                 .broken

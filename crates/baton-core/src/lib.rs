@@ -41,6 +41,6 @@ pub use duration::Duration;
 pub use load::{Format, Loaded, load};
 pub use plan::{DEFAULT_ESTIMATE, Plan, PlanReport};
 pub use problem::{Code, Location, Path, Problem, Segment, Target, did_you_mean};
-pub use seed::seeded_run_id;
+pub use seed::{SplitMix64, seeded_run_id};
 pub use source_map::SourceMap;
 pub use spec::{Task, TaskKind, Workflow};

@@ -1,9 +1,9 @@
 //! Deterministic pseudo-randomness: the same seed gives the same numbers in
 //! every version, which a shared crate's RNG does not promise. Benchmark
-//! graphs and retry jitter both depend on that.
+//! graphs, retry jitter and the crash matrix's kill points depend on that.
 
 /// SplitMix64: tiny, fast, and fixed forever.
-pub(crate) struct SplitMix64(pub(crate) u64);
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     pub(crate) fn next(&mut self) -> u64 {
@@ -16,12 +16,12 @@ impl SplitMix64 {
 
     /// Uniform in `0..bound` (Lemire's multiply-shift; the bias is below
     /// 2^-32 for the bounds used here).
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         ((u128::from(self.next()) * u128::from(bound)) >> 64) as u64
     }
 
     /// Uniform in `[0, 1)`, from the top 53 bits.
-    pub(crate) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
