@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use baton_core::run::{Event, RunStatus};
-use baton_engine::Error;
+use baton_engine::{Drained, Engine, Error, RunHandle};
 
 use crate::util::{durable, start, until};
 
@@ -42,24 +42,25 @@ fn lines(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_draining_engine_lets_the_running_attempt_finish_starts_nothing_new_and_hands_the_run_back()
- {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = durable(dir.path());
-    let mut handle = start(&engine, CHAIN).await;
+/// Starts `spec` on `engine`, waits until its first task has written the
+/// file `started` (and so is running), then begins a drain and waits
+/// (up to 30 s) until it has begun: the run's handle, its id, the drain.
+async fn draining_mid_attempt(
+    engine: &Engine,
+    dir: &std::path::Path,
+    spec: &str,
+) -> (RunHandle, String, tokio::task::JoinHandle<Drained>) {
+    let mut handle = start(engine, spec).await;
     let run = handle.run_id().to_owned();
     until(&mut handle, |event| {
         matches!(event, Event::TaskStarted { .. })
     })
     .await;
-    wait_for_file(&dir.path().join("started")).await;
-
+    wait_for_file(&dir.join("started")).await;
     let draining = tokio::spawn({
         let engine = engine.clone();
         async move { engine.drain(Duration::from_secs(60)).await }
     });
-    // New runs are refused from the moment the drain begins.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !engine.is_draining() {
         assert!(
@@ -68,6 +69,27 @@ async fn a_draining_engine_lets_the_running_attempt_finish_starts_nothing_new_an
         );
         tokio::task::yield_now().await;
     }
+    (handle, run, draining)
+}
+
+/// `run` resumed to its end by another process on the store in `dir`.
+async fn resumed_elsewhere(dir: &std::path::Path, run: &str) -> baton_engine::RunReport {
+    durable(dir)
+        .resume(run, false)
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_draining_engine_lets_the_running_attempt_finish_starts_nothing_new_and_hands_the_run_back()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = durable(dir.path());
+    let (handle, run, draining) = draining_mid_attempt(&engine, dir.path(), CHAIN).await;
+    // New runs are refused from the moment the drain begins.
     let refused = engine
         .start_recorded(
             std::sync::Arc::new(baton_core::check(crate::util::workflow(CHAIN)).unwrap()),
@@ -103,14 +125,7 @@ async fn a_draining_engine_lets_the_running_attempt_finish_starts_nothing_new_an
     );
 
     // Another process goes on from the events: `first` is not run again.
-    let next = durable(dir.path());
-    let report = next
-        .resume(&run, false)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let report = resumed_elsewhere(dir.path(), &run).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(lines(&dir.path().join("ran")), ["first", "second"]);
 }
@@ -134,20 +149,7 @@ tasks:
           sum: {needs: [search], run: echo sum >> ran}
   write: {needs: [research], run: echo write >> ran}
 ";
-    let mut handle = start(&engine, spec).await;
-    let run = handle.run_id().to_owned();
-    until(&mut handle, |event| {
-        matches!(event, Event::TaskStarted { .. })
-    })
-    .await;
-    wait_for_file(&dir.path().join("started")).await;
-    let draining = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.drain(Duration::from_secs(60)).await }
-    });
-    while !engine.is_draining() {
-        tokio::task::yield_now().await;
-    }
+    let (handle, run, draining) = draining_mid_attempt(&engine, dir.path(), spec).await;
     std::fs::write(dir.path().join("go"), "").unwrap();
     let stopped = handle.finish().await;
     assert!(matches!(stopped, Err(Error::HandedBack(_))), "{stopped:?}");
@@ -164,14 +166,7 @@ tasks:
         "the parent's task did not fail: {events:#?}"
     );
 
-    let next = durable(dir.path());
-    let report = next
-        .resume(&run, false)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let report = resumed_elsewhere(dir.path(), &run).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(lines(&dir.path().join("ran")), ["search", "sum", "write"]);
 }

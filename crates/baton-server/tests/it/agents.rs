@@ -17,23 +17,17 @@ async fn agents_are_listed_with_their_calls_and_a_failing_endpoint_s_open_breake
         model: "small".to_owned(),
         ..AgentProvider::default()
     };
-    let store = baton_store::SqliteStore::open(dir.path().join("baton.db")).unwrap();
-    let engine = Engine::with_store(
+    let app = crate::util::app_on(
+        dir.path(),
         EngineConfig {
-            state_dir: dir.path().join(".baton"),
-            workdir: dir.path().to_path_buf(),
             agents: [("summarize".to_owned(), unreachable)].into(),
             breaker: BreakerSettings {
                 failures: 2,
                 cool_down: baton_core::Duration::from_secs(3600),
                 probes: 1,
             },
-            ..EngineConfig::default()
+            ..crate::util::engine_config(dir.path())
         },
-        Arc::new(store),
-    );
-    let app = AppState::new(
-        engine,
         ServerConfig {
             require_keys: false,
             ..ServerConfig::default()

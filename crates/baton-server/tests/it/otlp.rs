@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{Request, header};
 use baton_core::run::trace_context::{attempt_span_id, hex, run_span_id, trace_id, traceparent};
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::EngineConfig;
 use baton_server::{AppState, ServerConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::util::{follow, get, json, send};
+use crate::util::{app_on, engine_config, follow, get, json, send};
 
 /// An OTLP/HTTP receiver on a free port: the spans it was sent.
 async fn collector() -> (String, Arc<Mutex<Vec<Span>>>) {
@@ -63,18 +63,12 @@ fn attribute(span: &Span, key: &str) -> String {
 async fn traced(dir: &std::path::Path) -> (AppState, Arc<Mutex<Vec<Span>>>) {
     let (endpoint, received) = collector().await;
     let exporter = baton_server::otlp::export(&endpoint, "baton-test");
-    let store = baton_store::SqliteStore::open(dir.join("baton.db")).unwrap();
-    let engine = Engine::with_store(
+    let app = app_on(
+        dir,
         EngineConfig {
-            state_dir: dir.join(".baton"),
-            workdir: dir.to_path_buf(),
             spans: Some(exporter),
-            ..EngineConfig::default()
+            ..engine_config(dir)
         },
-        Arc::new(store),
-    );
-    let app = AppState::new(
-        engine,
         ServerConfig {
             require_keys: false,
             ..ServerConfig::default()

@@ -21,16 +21,27 @@ pub(crate) fn app(dir: &std::path::Path) -> AppState {
 }
 
 pub(crate) fn app_with(dir: &std::path::Path, config: ServerConfig) -> AppState {
+    app_on(dir, engine_config(dir), config)
+}
+
+/// The engine settings of a test's server in `dir`: its files there.
+pub(crate) fn engine_config(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        state_dir: dir.join(".baton"),
+        workdir: dir.to_path_buf(),
+        ..EngineConfig::default()
+    }
+}
+
+/// A server over an engine of `engine` settings on the SQLite store in
+/// `dir`.
+pub(crate) fn app_on(
+    dir: &std::path::Path,
+    engine: EngineConfig,
+    config: ServerConfig,
+) -> AppState {
     let store = baton_store::SqliteStore::open(dir.join("baton.db")).unwrap();
-    let engine = Engine::with_store(
-        EngineConfig {
-            state_dir: dir.join(".baton"),
-            workdir: dir.to_path_buf(),
-            ..EngineConfig::default()
-        },
-        Arc::new(store),
-    );
-    AppState::new(engine, config)
+    AppState::new(Engine::with_store(engine, Arc::new(store)), config)
 }
 
 pub(crate) async fn send(app: &AppState, request: Request<Body>) -> Response<Body> {

@@ -3,13 +3,12 @@
 //! schemas it names, stale fencing tokens refused, and a worker key that
 //! acts only for its own workers.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, header};
 use baton_core::run::Millis;
-use baton_engine::{Engine, EngineConfig, WorkerSettings};
+use baton_engine::{EngineConfig, WorkerSettings};
 use baton_server::{AppState, ServerConfig, issue};
 use baton_store::Scope;
 use serde_json::{Value, json};
@@ -19,21 +18,18 @@ use crate::util::{Sse, json, parse_sse, send, text};
 
 /// A service with keys on and quick leases; its keys by scope.
 async fn service(dir: &std::path::Path) -> (AppState, Keys) {
-    let store = baton_store::SqliteStore::open(dir.join("baton.db")).unwrap();
-    let engine = Engine::with_store(
+    let app = crate::util::app_on(
+        dir,
         EngineConfig {
-            state_dir: dir.join(".baton"),
-            workdir: dir.to_path_buf(),
             workers: WorkerSettings {
                 heartbeat: baton_core::Duration::from_millis(100),
                 lease: baton_core::Duration::from_millis(300),
                 ..WorkerSettings::default()
             },
-            ..EngineConfig::default()
+            ..crate::util::engine_config(dir)
         },
-        Arc::new(store),
+        ServerConfig::default(),
     );
-    let app = AppState::new(engine, ServerConfig::default());
     let mut keys = Keys::default();
     for (scope, slot) in [
         (Scope::Read, &mut keys.read),
